@@ -1,0 +1,201 @@
+//! Judges: one trait, many backends (`openai`, `sim`, and more), configured by `judges/*.toml`.
+//!
+//! Backends see only the text they are asked to judge. They never know which artifact is in play,
+//! except the simulated judge, which receives the ground truth in [`SimContext`] so it can act out
+//! its declared biases; real backends must ignore that field.
+
+pub mod config;
+pub mod openai;
+pub mod parser;
+pub mod sim;
+pub mod template;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::JudgeConfig;
+
+/// A position in the judge prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    /// Shown first ("Output (a)", "Assistant A").
+    First,
+    /// Shown second.
+    Second,
+}
+
+/// What a judge answered, in terms of prompt positions. `Invalid` is an outcome of its own:
+/// unparseable or refused answers are counted, never coerced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotVerdict {
+    /// The first answer wins.
+    First,
+    /// The second answer wins.
+    Second,
+    /// The judge called a tie.
+    Tie,
+    /// The reply could not be parsed into a verdict.
+    Invalid,
+}
+
+/// Ground truth given only to simulated judges (real backends ignore it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimContext {
+    /// Pair id (the simulated judge's per-item randomness is keyed on it).
+    pub pair_id: String,
+    /// The artifact present in this call and the slot that carries it. For `position` the slot is
+    /// not meaningful and is `None`.
+    pub artifact: Option<String>,
+    /// Slot holding the artifact-carrying answer.
+    pub artifact_slot: Option<Slot>,
+    /// Slot holding the gold-preferred answer (`None`: no gold, or the answers are the same text).
+    pub gold_slot: Option<Slot>,
+    /// Both slots show the same underlying answer (tie-detection calls).
+    pub same_answer: bool,
+    /// A stable key of the call without its repeat index (same for repeats of one call).
+    pub item_key: String,
+}
+
+/// One judge call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgeRequest {
+    /// Stable call id from the plan.
+    pub call_id: String,
+    /// The user prompt both answers respond to.
+    pub prompt: String,
+    /// The answer shown first.
+    pub first: String,
+    /// The answer shown second.
+    pub second: String,
+    /// Repeat index (0-based) for run-to-run noise measurement.
+    pub repeat: u32,
+    /// Ground truth for simulated judges only.
+    pub sim: SimContext,
+}
+
+/// Token counts reported by a backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Prompt (input) tokens.
+    pub input_tokens: u64,
+    /// Completion (output) tokens.
+    pub output_tokens: u64,
+}
+
+/// Probabilities of the verdict labels, from log-probabilities where the backend returns them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LabelProbs {
+    /// P(first answer wins).
+    pub first: f64,
+    /// P(second answer wins).
+    pub second: f64,
+    /// P(tie).
+    pub tie: f64,
+}
+
+/// A judge's successful reply (successful transport; the verdict may still be `Invalid`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeReply {
+    /// The raw text the judge produced.
+    pub raw: String,
+    /// The parsed verdict.
+    pub verdict: SlotVerdict,
+    /// Token usage when reported.
+    pub usage: Option<TokenUsage>,
+    /// Label probabilities when the backend provides log-probabilities.
+    pub label_probs: Option<LabelProbs>,
+}
+
+/// Kinds of fault, counted per judge in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// HTTP 429 or a provider "overloaded" answer.
+    RateLimited,
+    /// HTTP 5xx.
+    ServerError,
+    /// The request exceeded its timeout.
+    Timeout,
+    /// Connection refused, reset or closed early.
+    Connection,
+    /// The body was not the expected JSON, or had no choices.
+    MalformedResponse,
+    /// Authentication or permission failure (401/403).
+    Auth,
+    /// Bad request, unknown model or endpoint (400/404/422).
+    BadRequest,
+    /// The account has no quota left.
+    Quota,
+    /// A local program or model failed.
+    Backend,
+}
+
+/// Why a judge call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JudgeError {
+    /// Worth retrying (rate limit, 5xx, timeout, connection, malformed body).
+    #[error("{kind:?}: {message}")]
+    Retryable {
+        /// Fault classification.
+        kind: FaultKind,
+        /// Human-readable detail (never contains secrets).
+        message: String,
+        /// Server-requested wait (`Retry-After`, `x-ratelimit-reset-*`).
+        retry_after: Option<Duration>,
+    },
+    /// Retrying will not help (auth, bad request, no quota): the judge stops.
+    #[error("{kind:?}: {message}")]
+    Permanent {
+        /// Fault classification.
+        kind: FaultKind,
+        /// Human-readable detail (never contains secrets).
+        message: String,
+    },
+}
+
+impl JudgeError {
+    /// The fault classification.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            JudgeError::Retryable { kind, .. } | JudgeError::Permanent { kind, .. } => *kind,
+        }
+    }
+}
+
+/// A judge backend. Implementations must be safe to call concurrently.
+#[async_trait]
+pub trait Judge: Send + Sync {
+    /// The judge's configured name.
+    fn name(&self) -> &str;
+    /// True for simulated judges; every output labels them as simulated.
+    fn simulated(&self) -> bool;
+    /// Judge one pair.
+    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError>;
+}
+
+/// Why a judge could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeBuildError {
+    /// The configuration is invalid.
+    #[error("judge `{judge}`: field `{field}`: {message}")]
+    Invalid {
+        /// Judge name.
+        judge: String,
+        /// The offending field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Build a judge backend from its configuration.
+pub fn build(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
+    match config.backend {
+        config::Backend::Sim => Ok(Arc::new(sim::SimJudge::new(config)?)),
+        config::Backend::Openai => Ok(Arc::new(openai::OpenAiJudge::new(config)?)),
+    }
+}

@@ -1,0 +1,1 @@
+//! Verdict parsing: map a judge's raw text to a [`SlotVerdict`](super::SlotVerdict).
