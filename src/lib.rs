@@ -8,6 +8,7 @@
 //! built from the pure functions in `stats`) → `report` (JSON, Markdown, CSV, HTML).
 
 pub mod analyze;
+pub mod audit;
 pub mod dataset;
 pub mod design;
 pub mod judge;

@@ -1,1 +1,453 @@
-//! design stage.
+//! The plan of judge calls: who is asked what, in which order, how often.
+//!
+//! Per judge and pair the plan holds
+//! - **baseline** calls in both orders, repeated `repeats` times (the judge's own run-to-run noise);
+//! - **tie detection** (Chen Eq. 3): answer X against artifact(X), both orders; for `position`, X
+//!   against itself, where the only difference is the slot;
+//! - **winrate shift** (Chen Eq. 5): the artifact on a (a' vs b) and on b (a vs b'), both orders.
+//!
+//! Every call has a stable id, so stored responses can be matched to the plan across runs.
+
+use crate::dataset::{Pair, Preference};
+use crate::judge::{JudgeRequest, SimContext, Slot};
+use crate::perturb::{Artifact, Perturbation};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// One of the two answers of a pair, by identity (not by position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// `response_a`.
+    A,
+    /// `response_b`.
+    B,
+}
+
+impl Side {
+    /// The other answer.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    /// Lower-case letter used in ids.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+}
+
+/// Presentation order of a call.
+///
+/// For baseline and shift calls, `Ab` shows answer a (or a') first. For tie-detection calls, `Ab`
+/// shows the artifact copy first. Position identity calls always use `Ab`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// a (or the artifact copy) first.
+    Ab,
+    /// b (or the original copy) first.
+    Ba,
+}
+
+impl Order {
+    /// Both orders.
+    pub const BOTH: [Order; 2] = [Order::Ab, Order::Ba];
+
+    /// Lower-case name used in ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Ab => "ab",
+            Order::Ba => "ba",
+        }
+    }
+}
+
+/// Which experimental condition a call belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionKind {
+    /// The original pair.
+    Baseline,
+    /// X against artifact(X) (or X against X in the other slot for `position`).
+    TieDetection,
+    /// The artifact on one answer of the original pair.
+    Shift,
+}
+
+impl ConditionKind {
+    /// Name used in ids and outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConditionKind::Baseline => "baseline",
+            ConditionKind::TieDetection => "tie_detection",
+            ConditionKind::Shift => "shift",
+        }
+    }
+}
+
+/// Which answer(s) the tie-detection test duplicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TieTargets {
+    /// The gold-preferred answer (answer a when there is no gold label or it is a tie).
+    #[default]
+    Preferred,
+    /// Both answers.
+    Both,
+}
+
+/// Settings of the design.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesignOptions {
+    /// Baseline repeats per order (>= 1; 2 or more measures run-to-run noise).
+    pub repeats: u32,
+    /// Which answers the tie-detection test duplicates.
+    pub tie_targets: TieTargets,
+}
+
+impl Default for DesignOptions {
+    fn default() -> Self {
+        DesignOptions {
+            repeats: 2,
+            tie_targets: TieTargets::Preferred,
+        }
+    }
+}
+
+/// One planned judge call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSpec {
+    /// Stable id: `judge/pair/condition[/artifact/side]/order/rN`.
+    pub id: String,
+    /// Judge name.
+    pub judge: String,
+    /// Index of the judge in the plan's judge list.
+    pub judge_index: usize,
+    /// Pair id.
+    pub pair_id: String,
+    /// Index of the pair in the dataset.
+    pub pair_index: usize,
+    /// Condition.
+    pub kind: ConditionKind,
+    /// Artifact id (tie detection and shift).
+    pub artifact: Option<String>,
+    /// Tie detection: the duplicated answer; shift: the perturbed answer.
+    pub side: Option<Side>,
+    /// Presentation order.
+    pub order: Order,
+    /// Repeat index.
+    pub repeat: u32,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Judge names, in configuration order.
+    pub judges: Vec<String>,
+    /// Artifact ids, in catalog order.
+    pub artifacts: Vec<String>,
+    /// Design settings.
+    pub options: DesignOptions,
+    /// Every call, grouped by judge then pair.
+    pub calls: Vec<CallSpec>,
+}
+
+/// Number of calls per judge and condition label (`baseline`, `tie_detection/apology`, ...).
+pub type PlanCounts = BTreeMap<String, BTreeMap<String, usize>>;
+
+impl Plan {
+    /// Build the plan for `judges` × `pairs` × `artifacts`.
+    pub fn build(
+        judges: &[String],
+        pairs: &[Pair],
+        artifacts: &[&Artifact],
+        options: &DesignOptions,
+    ) -> Plan {
+        let repeats = options.repeats.max(1);
+        let mut calls = Vec::new();
+        for (judge_index, judge) in judges.iter().enumerate() {
+            for (pair_index, pair) in pairs.iter().enumerate() {
+                let mut push = |kind: ConditionKind,
+                                artifact: Option<&str>,
+                                side: Option<Side>,
+                                order: Order,
+                                repeat: u32| {
+                    let mut id = format!("{judge}/{}/{}", pair.id, kind.name());
+                    if let Some(artifact) = artifact {
+                        id.push('/');
+                        id.push_str(artifact);
+                    }
+                    if let Some(side) = side {
+                        id.push('/');
+                        id.push_str(side.letter());
+                    }
+                    id.push_str(&format!("/{}/r{repeat}", order.name()));
+                    calls.push(CallSpec {
+                        id,
+                        judge: judge.clone(),
+                        judge_index,
+                        pair_id: pair.id.clone(),
+                        pair_index,
+                        kind,
+                        artifact: artifact.map(str::to_string),
+                        side,
+                        order,
+                        repeat,
+                    });
+                };
+                for order in Order::BOTH {
+                    for repeat in 0..repeats {
+                        push(ConditionKind::Baseline, None, None, order, repeat);
+                    }
+                }
+                let targets = tie_targets(pair, options.tie_targets);
+                for artifact in artifacts {
+                    let id = artifact.id.as_str();
+                    for &target in &targets {
+                        if artifact.is_position() {
+                            // Identical texts in both slots: the "order" cannot differ, so the
+                            // repeats are what gives the test its size.
+                            for repeat in 0..repeats {
+                                push(
+                                    ConditionKind::TieDetection,
+                                    Some(id),
+                                    Some(target),
+                                    Order::Ab,
+                                    repeat,
+                                );
+                            }
+                        } else {
+                            for order in Order::BOTH {
+                                push(ConditionKind::TieDetection, Some(id), Some(target), order, 0);
+                            }
+                        }
+                    }
+                    // The position artifact's winrate shift is read off the baseline's two orders.
+                    if !artifact.is_position() {
+                        for side in [Side::A, Side::B] {
+                            for order in Order::BOTH {
+                                push(ConditionKind::Shift, Some(id), Some(side), order, 0);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Plan {
+            judges: judges.to_vec(),
+            artifacts: artifacts.iter().map(|a| a.id.clone()).collect(),
+            options: options.clone(),
+            calls,
+        }
+    }
+
+    /// Number of calls per judge and condition label.
+    pub fn counts(&self) -> PlanCounts {
+        let mut counts: PlanCounts = BTreeMap::new();
+        for call in &self.calls {
+            let label = match &call.artifact {
+                Some(artifact) => format!("{}/{artifact}", call.kind.name()),
+                None => call.kind.name().to_string(),
+            };
+            *counts
+                .entry(call.judge.clone())
+                .or_default()
+                .entry(label)
+                .or_default() += 1;
+        }
+        counts
+    }
+}
+
+fn tie_targets(pair: &Pair, targets: TieTargets) -> Vec<Side> {
+    match targets {
+        TieTargets::Both => vec![Side::A, Side::B],
+        TieTargets::Preferred => match pair.preferred {
+            Some(Preference::B) => vec![Side::B],
+            _ => vec![Side::A],
+        },
+    }
+}
+
+/// Perturbed answers, computed once per (artifact, pair, side) before any call is made.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PerturbedAnswers {
+    by_key: HashMap<(String, usize, Side), Perturbation>,
+}
+
+impl PerturbedAnswers {
+    /// Apply every text artifact to both answers of every pair. The key given to the engine is
+    /// `"<pair id>/<side>"`, so the text depends only on (seed, artifact, pair, side).
+    pub fn compute(pairs: &[Pair], artifacts: &[&Artifact], seed: u64) -> PerturbedAnswers {
+        use rayon::prelude::*;
+        let jobs: Vec<(&Artifact, usize, Side)> = artifacts
+            .iter()
+            .filter(|a| !a.is_position())
+            .flat_map(|a| {
+                (0..pairs.len()).flat_map(move |i| [(*a, i, Side::A), (*a, i, Side::B)])
+            })
+            .collect();
+        let by_key = jobs
+            .par_iter()
+            .map(|&(artifact, index, side)| {
+                let pair = &pairs[index];
+                let text = answer(pair, side);
+                let key = format!("{}/{}", pair.id, side.letter());
+                (
+                    (artifact.id.clone(), index, side),
+                    artifact.apply(text, seed, &key),
+                )
+            })
+            .collect();
+        PerturbedAnswers { by_key }
+    }
+
+    /// The perturbed answer, if the artifact changes text.
+    pub fn get(&self, artifact: &str, pair_index: usize, side: Side) -> Option<&Perturbation> {
+        self.by_key.get(&(artifact.to_string(), pair_index, side))
+    }
+}
+
+/// The text of one answer.
+pub fn answer(pair: &Pair, side: Side) -> &str {
+    match side {
+        Side::A => &pair.response_a,
+        Side::B => &pair.response_b,
+    }
+}
+
+/// What sits in each slot of a call, by identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotContents {
+    /// Answer identity in the first slot.
+    pub first: Side,
+    /// Answer identity in the second slot.
+    pub second: Side,
+    /// Which slot (if any) carries the artifact.
+    pub artifact_slot: Option<Slot>,
+}
+
+/// Where each answer goes for `spec`.
+pub fn slot_contents(spec: &CallSpec) -> SlotContents {
+    match spec.kind {
+        ConditionKind::Baseline => match spec.order {
+            Order::Ab => SlotContents {
+                first: Side::A,
+                second: Side::B,
+                artifact_slot: None,
+            },
+            Order::Ba => SlotContents {
+                first: Side::B,
+                second: Side::A,
+                artifact_slot: None,
+            },
+        },
+        ConditionKind::TieDetection => {
+            let target = spec.side.unwrap_or(Side::A);
+            let is_position = spec.artifact.as_deref() == Some("position");
+            SlotContents {
+                first: target,
+                second: target,
+                artifact_slot: if is_position {
+                    None
+                } else if spec.order == Order::Ab {
+                    Some(Slot::First)
+                } else {
+                    Some(Slot::Second)
+                },
+            }
+        }
+        ConditionKind::Shift => {
+            let perturbed = spec.side.unwrap_or(Side::A);
+            let (first, second) = match spec.order {
+                Order::Ab => (Side::A, Side::B),
+                Order::Ba => (Side::B, Side::A),
+            };
+            SlotContents {
+                first,
+                second,
+                artifact_slot: Some(if first == perturbed {
+                    Slot::First
+                } else {
+                    Slot::Second
+                }),
+            }
+        }
+    }
+}
+
+/// Build the judge request for `spec`. Returns `None` when a perturbation is missing (a plan and
+/// perturbation set built from different inputs).
+pub fn request(
+    spec: &CallSpec,
+    pairs: &[Pair],
+    perturbed: &PerturbedAnswers,
+) -> Option<JudgeRequest> {
+    let pair = pairs.get(spec.pair_index)?;
+    let slots = slot_contents(spec);
+    let text_for = |slot: Slot, side: Side| -> Option<String> {
+        if slots.artifact_slot == Some(slot) {
+            let artifact = spec.artifact.as_deref()?;
+            Some(perturbed.get(artifact, spec.pair_index, side)?.text.clone())
+        } else {
+            Some(answer(pair, side).to_string())
+        }
+    };
+    let first = text_for(Slot::First, slots.first)?;
+    let second = text_for(Slot::Second, slots.second)?;
+    let same_answer = slots.first == slots.second;
+    let gold_slot = if same_answer {
+        None
+    } else {
+        match pair.preferred {
+            Some(Preference::A) => Some(if slots.first == Side::A {
+                Slot::First
+            } else {
+                Slot::Second
+            }),
+            Some(Preference::B) => Some(if slots.first == Side::B {
+                Slot::First
+            } else {
+                Slot::Second
+            }),
+            _ => None,
+        }
+    };
+    let substance_key = if same_answer {
+        format!("{}/same/{}", pair.id, slots.first.letter())
+    } else {
+        format!(
+            "{}/{}{}",
+            pair.id,
+            slots.first.letter(),
+            slots.second.letter()
+        )
+    };
+    let artifact_key = format!(
+        "{}/{}/{}",
+        pair.id,
+        spec.artifact.as_deref().unwrap_or("-"),
+        spec.side.map(Side::letter).unwrap_or("-")
+    );
+    Some(JudgeRequest {
+        call_id: spec.id.clone(),
+        prompt: pair.prompt.clone(),
+        first,
+        second,
+        repeat: spec.repeat,
+        sim: SimContext {
+            artifact: spec.artifact.clone(),
+            artifact_slot: slots.artifact_slot,
+            gold_slot,
+            same_answer,
+            substance_key,
+            artifact_key,
+        },
+    })
+}

@@ -45,19 +45,20 @@ pub enum SlotVerdict {
 /// Ground truth given only to simulated judges (real backends ignore it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimContext {
-    /// Pair id (the simulated judge's per-item randomness is keyed on it).
-    pub pair_id: String,
-    /// The artifact present in this call and the slot that carries it. For `position` the slot is
-    /// not meaningful and is `None`.
+    /// The artifact present in this call (`position` for identical-answer order tests).
     pub artifact: Option<String>,
-    /// Slot holding the artifact-carrying answer.
+    /// Slot holding the artifact-carrying answer (`None` for `position`).
     pub artifact_slot: Option<Slot>,
-    /// Slot holding the gold-preferred answer (`None`: no gold, or the answers are the same text).
+    /// Slot holding the gold-preferred answer (`None`: no gold, a tie, or the same answer twice).
     pub gold_slot: Option<Slot>,
     /// Both slots show the same underlying answer (tie-detection calls).
     pub same_answer: bool,
-    /// A stable key of the call without its repeat index (same for repeats of one call).
-    pub item_key: String,
+    /// Key of the substantive comparison: the same for every call that compares the same two
+    /// underlying answers in the same order, whatever artifact is added. A simulated judge keys its
+    /// substantive decision on it, so an artifact it ignores cannot flip its verdict.
+    pub substance_key: String,
+    /// Key of the artifact decision (pair, artifact, perturbed answer).
+    pub artifact_key: String,
 }
 
 /// One judge call.

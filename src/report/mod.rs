@@ -1,1 +1,123 @@
-//! report stage.
+//! Reports: the summary document and one exporter per format. Exporters only format what they
+//! are given; they never compute a statistic.
+
+pub mod markdown;
+
+use crate::analyze::JudgeResult;
+use crate::design::PlanCounts;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Version of the `summary.json` schema; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Tool identity recorded in every output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    /// Always `judge-audit`.
+    pub name: String,
+    /// Crate version.
+    pub version: String,
+}
+
+impl Default for ToolInfo {
+    fn default() -> Self {
+        ToolInfo {
+            name: "judge-audit".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// The dataset as recorded in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// Name (file name or `builtin`).
+    pub name: String,
+    /// sha256 of the canonical pairs.
+    pub hash: String,
+    /// Pairs used.
+    pub pairs: usize,
+    /// Records skipped as invalid (`--skip-invalid`).
+    pub skipped: usize,
+    /// Pairs per category.
+    pub categories: BTreeMap<String, usize>,
+}
+
+/// An artifact as recorded in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactInfo {
+    /// Id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Citation.
+    pub source: String,
+    /// Expected effect from the literature.
+    pub expected_effect: String,
+    /// One-line description of the operation.
+    pub operation: String,
+}
+
+/// A judge's configuration as recorded in the summary (no secret, ever).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeInfo {
+    /// Name.
+    pub name: String,
+    /// True for simulated judges.
+    pub simulated: bool,
+    /// Backend kind.
+    pub backend: String,
+    /// Model id.
+    pub model: String,
+    /// Template name.
+    pub template: String,
+    /// sha256 of the template content.
+    pub template_sha256: String,
+    /// The full configuration as loaded (API keys are never part of it; only env var names).
+    pub config: serde_json::Value,
+}
+
+/// The plan as recorded in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanInfo {
+    /// Baseline repeats.
+    pub repeats: u32,
+    /// Tie-detection targets.
+    pub tie_targets: String,
+    /// Artifact ids.
+    pub artifacts: Vec<String>,
+    /// Total calls.
+    pub total_calls: usize,
+    /// Calls per judge and condition.
+    pub calls_by_judge: PlanCounts,
+}
+
+/// Everything a report shows: the content of `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Schema version of this document.
+    pub schema_version: u32,
+    /// Tool identity.
+    pub tool: ToolInfo,
+    /// The run's seed (perturbations, simulated judges, bootstrap, retry jitter).
+    pub seed: u64,
+    /// Dataset.
+    pub dataset: DatasetInfo,
+    /// Plan.
+    pub plan: PlanInfo,
+    /// Artifacts audited.
+    pub artifacts: Vec<ArtifactInfo>,
+    /// Judge configurations.
+    pub judge_configs: Vec<JudgeInfo>,
+    /// Per-judge results.
+    pub judges: Vec<JudgeResult>,
+}
+
+/// Write `summary.json` (pretty, trailing newline; byte-identical for identical inputs).
+pub fn write_json(summary: &Summary, path: &Path) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
+    text.push('\n');
+    std::fs::write(path, text)
+}
