@@ -151,11 +151,20 @@ const REWARD_BENCH: &str = concat!(
     "\n",
 );
 
+/// (id, response_a, response_b, preferred, category) of a loaded pair.
+type Placed<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<Preference>,
+    Option<&'a str>,
+);
+
 #[test]
 fn reward_bench_places_chosen_by_seeded_hash() {
     let (_dir, path) = temp_file("pairs.jsonl", REWARD_BENCH.as_bytes());
     let ds = load(&path).unwrap();
-    let got: Vec<(&str, &str, &str, Option<Preference>, Option<&str>)> = ds
+    let got: Vec<Placed> = ds
         .pairs
         .iter()
         .map(|p| {
