@@ -10,7 +10,9 @@ pub struct OpenAiJudge {
 impl OpenAiJudge {
     /// Build from configuration.
     pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
-        Ok(Self { name: config.name.clone() })
+        Ok(Self {
+            name: config.name.clone(),
+        })
     }
 }
 
