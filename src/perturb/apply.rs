@@ -215,10 +215,13 @@ fn reorder(unit: ReorderUnit, text: &str, rng: &mut impl RngCore) -> Perturbatio
     match out {
         // Units are permuted in place, so the output has the same length and the moved span
         // keeps its byte offsets.
-        Some(t) => Perturbation {
-            text: t,
-            injected: vec![units[0].start..units[n - 1].end],
-        },
+        Some(t) => {
+            let moved = units[0].start..units[n - 1].end;
+            Perturbation {
+                text: t,
+                injected: vec![moved],
+            }
+        }
         None => unchanged(text),
     }
 }
@@ -248,8 +251,9 @@ fn repeat(times: usize, text: &str) -> Perturbation {
     out.push_str(&text[..at]);
     out.push_str(&insert);
     out.push_str(&text[at..]);
+    let added = at..at + insert.len();
     Perturbation {
-        injected: vec![at..at + insert.len()],
+        injected: vec![added],
         text: out,
     }
 }
@@ -261,11 +265,11 @@ fn list_copies(block: &ListBlock, text: &str, times: usize) -> (usize, String) {
     let mut next_number = block
         .items
         .iter()
-        .filter_map(|i| match i.marker {
+        .rev()
+        .find_map(|i| match i.marker {
             Marker::Number { value, .. } => Some(value),
             Marker::Bullet(_) => None,
         })
-        .last()
         .unwrap_or(0)
         + 1;
     let joiner = if block.loose { "\n\n" } else { "\n" };

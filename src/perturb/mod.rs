@@ -11,6 +11,15 @@
 //! `position` (see [`Operation`] for each kind's fields). Unknown fields are errors, and every
 //! error names the file, the line (when known) and the field.
 //!
+//! # Shipped artifacts
+//!
+//! `apology`, `authority`, `halo` (Chen & Goldfarb-Tarrant 2025, Table 1, exact wording),
+//! `apology-variants` (the exact apology plus three close rewordings, one drawn per item),
+//! `verbosity` (deterministic filler + restatement padding), `reorder`, `repetition` (Zheng et
+//! al. 2023's repetitive-list attack) and `position`. `apology` is a constant prepend rather than
+//! a template so that it reproduces the paper exactly ("the injected part is constant for all
+//! samples"); wording robustness is measured separately with `apology-variants`.
+//!
 //! # Determinism
 //!
 //! [`Artifact::apply`] draws all randomness from a `ChaCha8Rng` seeded with

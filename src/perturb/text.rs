@@ -12,9 +12,10 @@
 //! - `。！？؟।` end a sentence even without following whitespace (CJK, Arabic, Devanagari).
 //! - A fenced code block (```` ``` ````) and a run of table lines (`|...`) are one unit each.
 //! - A list item starts with optional indentation, a marker (`-`, `*`, `+`, `•`, or 1–3 digits
-//!   followed by `.` or `)`), whitespace and some content. Following lines that are indented
-//!   deeper (continuations, nested lists) belong to the item; a blank line stays inside the list
-//!   when the next non-blank line is an item or an indented continuation.
+//!   followed by `.` or `)`), whitespace and some content. A list block is a run of items at
+//!   the same indentation; following lines that are indented deeper (continuations, nested
+//!   lists, indented code) belong to the current item, a shallower line ends the block, and a
+//!   blank line stays inside the block when the list continues after it.
 
 use std::ops::Range;
 
@@ -202,7 +203,8 @@ pub(crate) fn list_blocks(text: &str) -> Vec<ListBlock> {
                     let nl = &lines[k];
                     let ind = indent_len(&text[nl.start..nl.end]);
                     match item_at(k) {
-                        Some((ind, _, _)) => ind <= base,
+                        // A sibling (same indentation) or a nested item continues the list.
+                        Some((ind, _, _)) => ind >= base,
                         None => ind > base,
                     }
                 });
@@ -214,7 +216,7 @@ pub(crate) fn list_blocks(text: &str) -> Vec<ListBlock> {
                 continue;
             }
             match item_at(j) {
-                Some((ind, m, o)) if ind <= base => {
+                Some((ind, m, o)) if ind == base => {
                     if saw_blank {
                         block.loose = true;
                     }
@@ -227,6 +229,8 @@ pub(crate) fn list_blocks(text: &str) -> Vec<ListBlock> {
                     cur_end = l.end;
                 }
                 _ => {
+                    // Deeper lines (nested items, wrapped text, indented code) belong to the
+                    // current item; anything shallower ends the list.
                     let ind = indent_len(&text[l.start..l.end]);
                     if ind > base {
                         cur_end = l.end;
@@ -572,6 +576,35 @@ mod tests {
         assert_eq!(blocks[1].items[0].marker, Marker::Bullet('*'));
         // The longer list wins.
         assert_eq!(main_list(t).unwrap().items.len(), 3);
+    }
+
+    #[test]
+    fn nested_lists_stay_inside_their_parent_item() {
+        // Nested items after blank lines belong to the outer item (XSTest-style Markdown).
+        let t = "Ways:\n\n1. **A:**\n\n   - a1\n\n     ```\n     code\n     ```\n\n   - a2\n\n2. **B:**\n\n   - b1\n\nEnd.";
+        let blocks = list_blocks(t);
+        assert_eq!(blocks.len(), 1);
+        let items: Vec<&str> = blocks[0]
+            .items
+            .iter()
+            .map(|i| &t[i.content.clone()])
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                "**A:**\n\n   - a1\n\n     ```\n     code\n     ```\n\n   - a2",
+                "**B:**\n\n   - b1"
+            ]
+        );
+        assert!(blocks[0].loose);
+        // A shallower item ends an indented block instead of joining it.
+        let t = "   - a\n   - b\n- c\n- d\n- e";
+        let blocks = list_blocks(t);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0].indent, "   ");
+        assert_eq!(blocks[0].items.len(), 2);
+        assert_eq!(blocks[1].items.len(), 3);
+        assert_eq!(main_list(t).unwrap().indent, "");
     }
 
     #[test]
