@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The shipped catalog files, embedded at compile time. A test checks that this list matches
 /// the contents of `perturbations/` exactly.
@@ -258,16 +259,22 @@ pub struct Catalog {
 impl Catalog {
     /// The shipped catalog (`perturbations/*.toml`, embedded in the binary).
     pub fn builtin() -> Catalog {
-        let mut artifacts: Vec<Artifact> = BUILTIN_FILES
-            .iter()
-            .map(|(name, src)| {
-                let label = format!("perturbations/{name} (built-in)");
-                // The shipped files are checked by tests, so a failure here is a build defect.
-                Artifact::from_toml_str(&label, src).unwrap_or_else(|e| panic!("{e}"))
+        // Parsed once per process; callers get a cheap clone they may extend.
+        static BUILTIN: OnceLock<Catalog> = OnceLock::new();
+        BUILTIN
+            .get_or_init(|| {
+                let mut artifacts: Vec<Artifact> = BUILTIN_FILES
+                    .iter()
+                    .map(|(name, src)| {
+                        let label = format!("perturbations/{name} (built-in)");
+                        // The shipped files are checked by tests, so a failure is a build defect.
+                        Artifact::from_toml_str(&label, src).unwrap_or_else(|e| panic!("{e}"))
+                    })
+                    .collect();
+                artifacts.sort_by(|a, b| a.id.cmp(&b.id));
+                Catalog { artifacts }
             })
-            .collect();
-        artifacts.sort_by(|a, b| a.id.cmp(&b.id));
-        Catalog { artifacts }
+            .clone()
     }
 
     /// Add or override artifacts from every `*.toml` file in `dir`.
