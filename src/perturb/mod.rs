@@ -1,12 +1,85 @@
 //! The perturbation engine: a declarative artifact catalog (`perturbations/*.toml`) applied
 //! deterministically from a seed.
+//!
+//! # Catalog files
+//!
+//! One TOML file per artifact. The files shipped in `perturbations/` are embedded in the binary
+//! ([`Catalog::builtin`]); [`Catalog::extend_from_dir`] adds or overrides artifacts from a user
+//! directory. A file has the string fields `id` (`[a-z0-9_-]+`), `title`, `description`,
+//! `source` (citation) and `expected_effect`, and an `[operation]` table whose `kind` is one of
+//! `prepend`, `append`, `wrap`, `regex_replace`, `reorder`, `repeat`, `template`, `verbose`,
+//! `position` (see [`Operation`] for each kind's fields). Unknown fields are errors, and every
+//! error names the file, the line (when known) and the field.
+//!
+//! # Shipped artifacts
+//!
+//! `apology`, `authority`, `halo` (Chen & Goldfarb-Tarrant 2025, Table 1, exact wording),
+//! `apology-variants` (the exact apology plus three close rewordings, one drawn per item),
+//! `verbosity` (deterministic filler + restatement padding), `reorder`, `repetition` (Zheng et
+//! al. 2023's repetitive-list attack) and `position`. `apology` is a constant prepend rather than
+//! a template so that it reproduces the paper exactly ("the injected part is constant for all
+//! samples"); wording robustness is measured separately with `apology-variants`.
+//!
+//! # Determinism
+//!
+//! [`Artifact::apply`] draws all randomness from a `ChaCha8Rng` seeded with
+//! [`item_seed`]`(seed, artifact id, key)`. The shuffles and weighted picks use only
+//! `RngCore::next_u64` plus code in this module (not `rand`'s sampling helpers), so the output
+//! depends only on the ChaCha8 stream and this crate, not on `rand`'s internal algorithms.
+
+mod apply;
+mod load;
+mod text;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The shipped catalog files, embedded at compile time. A test checks that this list matches
+/// the contents of `perturbations/` exactly.
+const BUILTIN_FILES: &[(&str, &str)] = &[
+    (
+        "apology.toml",
+        include_str!("../../perturbations/apology.toml"),
+    ),
+    (
+        "apology-variants.toml",
+        include_str!("../../perturbations/apology-variants.toml"),
+    ),
+    (
+        "authority.toml",
+        include_str!("../../perturbations/authority.toml"),
+    ),
+    ("halo.toml", include_str!("../../perturbations/halo.toml")),
+    (
+        "position.toml",
+        include_str!("../../perturbations/position.toml"),
+    ),
+    (
+        "reorder.toml",
+        include_str!("../../perturbations/reorder.toml"),
+    ),
+    (
+        "repetition.toml",
+        include_str!("../../perturbations/repetition.toml"),
+    ),
+    (
+        "verbosity.toml",
+        include_str!("../../perturbations/verbosity.toml"),
+    ),
+];
+
+/// Largest accepted `repeat.times` (bounds the size of a padded answer).
+pub const MAX_REPEAT_TIMES: usize = 10;
+/// Largest accepted template variant `weight`.
+pub const MAX_VARIANT_WEIGHT: u32 = 1_000_000;
 
 /// One artifact from the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Artifact {
     /// Stable identifier, e.g. `apology`.
     pub id: String,
@@ -25,7 +98,7 @@ pub struct Artifact {
 /// How an artifact changes an answer. `Position` changes nothing in the text: the design realises it
 /// as an order swap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operation {
     /// Put `text` before the answer.
     Prepend {
@@ -51,12 +124,17 @@ pub enum Operation {
         /// Replacement string.
         replacement: String,
     },
-    /// Shuffle sentences or list items with the seeded RNG.
+    /// Shuffle sentences or list items with the seeded RNG. When there are at least two units and
+    /// they are not all identical, the output is guaranteed to differ from the input.
     Reorder {
-        /// What to shuffle.
+        /// What to shuffle (default: list items, falling back to sentences).
+        #[serde(default)]
         unit: ReorderUnit,
     },
-    /// Repeat list items (or sentences when there is no list) to pad the answer.
+    /// Repeat list items (or sentences when there is no list) to pad the answer: after the
+    /// longest list, its items are appended again `times` times, numbering continued (Zheng et
+    /// al.'s "repetitive list" attack without the LLM rephrasing). Without a list of at least two
+    /// items, the span from the first to the last sentence is appended `times` times.
     Repeat {
         /// How many extra copies of the padded unit to add.
         times: usize,
@@ -66,22 +144,41 @@ pub enum Operation {
         /// Candidate variants.
         variants: Vec<Variant>,
     },
+    /// Deterministic, meaning-preserving padding: an opener before the answer and, after it, a
+    /// restatement of the answer's first sentence ("In other words, " + that sentence with its
+    /// first letter lowercased) and a closing filler. Each piece is picked by the seeded RNG from
+    /// its list; an empty list skips that piece. Only the listed strings and a copy of existing
+    /// text are added, so no new facts enter the answer.
+    Verbose {
+        /// Fillers put before the answer (include the trailing space). When the answer starts
+        /// with Markdown block syntax (list, heading, table), the opener goes on its own line.
+        #[serde(default)]
+        openers: Vec<String>,
+        /// Lead-ins for the restatement of the first sentence, e.g. `"In other words, "`.
+        #[serde(default)]
+        restatement_leads: Vec<String>,
+        /// Closing fillers put after the restatement.
+        #[serde(default)]
+        closers: Vec<String>,
+    },
     /// Swap the order of the two answers (no text change).
     Position,
 }
 
 /// Unit shuffled by [`Operation::Reorder`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReorderUnit {
     /// Sentences.
     Sentences,
     /// Markdown/numbered list items (falls back to sentences when the answer has no list).
+    #[default]
     ListItems,
 }
 
 /// One variant of a [`Operation::Template`]: text placed before and/or after the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Variant {
     /// Text before the answer (may be empty).
     #[serde(default)]
@@ -89,6 +186,14 @@ pub struct Variant {
     /// Text after the answer (may be empty).
     #[serde(default)]
     pub suffix: String,
+    /// Relative probability of picking this variant (default 1; probability is
+    /// `weight / sum of weights`).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 /// The result of applying an artifact to one answer.
@@ -96,7 +201,10 @@ pub struct Variant {
 pub struct Perturbation {
     /// The perturbed answer.
     pub text: String,
-    /// Byte ranges of `text` that were injected or moved (for highlighting in reports).
+    /// Byte ranges of `text` that were injected or moved (for highlighting in reports). Sorted,
+    /// non-overlapping, non-empty, on char boundaries. For insertions (prefix, suffix, filler,
+    /// repeated items) removing these ranges gives back the original text; for a reorder the one
+    /// range covers the span whose units were permuted.
     pub injected: Vec<Range<usize>>,
 }
 
@@ -112,15 +220,34 @@ pub enum PerturbError {
         source: std::io::Error,
     },
     /// The file is not a valid artifact definition.
-    #[error("{file}: field `{field}`: {message}")]
+    #[error("{}: field `{field}`: {message}", location(file, *line))]
     Invalid {
         /// File path.
         file: String,
-        /// The offending field.
+        /// 1-based line of the offending field, when known.
+        line: Option<usize>,
+        /// The offending field, as a path such as `operation.variants[1].weight`.
         field: String,
         /// What is wrong.
         message: String,
     },
+    /// The file is not valid TOML.
+    #[error("{}: TOML syntax error: {message}", location(file, *line))]
+    Syntax {
+        /// File path.
+        file: String,
+        /// 1-based line of the error, when known.
+        line: Option<usize>,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+fn location(file: &str, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{file}:{l}"),
+        None => file.to_string(),
+    }
 }
 
 /// The set of known artifacts, ordered by id.
@@ -132,13 +259,85 @@ pub struct Catalog {
 impl Catalog {
     /// The shipped catalog (`perturbations/*.toml`, embedded in the binary).
     pub fn builtin() -> Catalog {
-        todo!("perturb helper")
+        // Parsed once per process; callers get a cheap clone they may extend.
+        static BUILTIN: OnceLock<Catalog> = OnceLock::new();
+        BUILTIN
+            .get_or_init(|| {
+                let mut artifacts: Vec<Artifact> = BUILTIN_FILES
+                    .iter()
+                    .map(|(name, src)| {
+                        let label = format!("perturbations/{name} (built-in)");
+                        // The shipped files are checked by tests, so a failure is a build defect.
+                        Artifact::from_toml_str(&label, src).unwrap_or_else(|e| panic!("{e}"))
+                    })
+                    .collect();
+                artifacts.sort_by(|a, b| a.id.cmp(&b.id));
+                Catalog { artifacts }
+            })
+            .clone()
     }
 
     /// Add or override artifacts from every `*.toml` file in `dir`.
+    ///
+    /// Files are read in byte order of their names (hidden files, starting with `.`, and
+    /// subdirectories are skipped). An artifact whose id is already in the catalog replaces it.
+    /// Two files in `dir` with the same id are an error. The catalog is only changed when every
+    /// file is valid.
     pub fn extend_from_dir(&mut self, dir: &Path) -> Result<(), PerturbError> {
-        let _ = dir;
-        todo!("perturb helper")
+        let io = |source| PerturbError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let hidden = name.as_deref().is_some_and(|n| n.starts_with('.'));
+            if path.is_file() && !hidden && path.extension().is_some_and(|e| e == "toml") {
+                paths.push(path);
+            }
+        }
+        paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+
+        let mut loaded: Vec<Artifact> = Vec::new();
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        for path in paths {
+            let src = std::fs::read_to_string(&path).map_err(|source| PerturbError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let label = path.display().to_string();
+            let artifact = Artifact::from_toml_str(&label, &src)?;
+            if let Some(other) = seen.get(&artifact.id) {
+                return Err(PerturbError::Invalid {
+                    file: label,
+                    line: load::line_of_key(&src, "id"),
+                    field: "id".into(),
+                    message: format!(
+                        "duplicate id `{}`: also defined in {}",
+                        artifact.id,
+                        other.display()
+                    ),
+                });
+            }
+            seen.insert(artifact.id.clone(), path);
+            loaded.push(artifact);
+        }
+        for artifact in loaded {
+            self.insert(artifact);
+        }
+        Ok(())
+    }
+
+    /// Add `artifact`, replacing any artifact with the same id, and keep the catalog ordered.
+    pub fn insert(&mut self, artifact: Artifact) {
+        match self.artifacts.iter_mut().find(|a| a.id == artifact.id) {
+            Some(slot) => *slot = artifact,
+            None => {
+                self.artifacts.push(artifact);
+                self.artifacts.sort_by(|a, b| a.id.cmp(&b.id));
+            }
+        }
     }
 
     /// Look an artifact up by id.
@@ -152,6 +351,19 @@ impl Catalog {
     }
 }
 
+/// The 32-byte ChaCha8 seed for one (run seed, artifact, item):
+/// `SHA-256( seed as 8 bytes little-endian || artifact_id UTF-8 || 0x00 || key UTF-8 )`.
+///
+/// The `0x00` separator keeps `("ab", "c")` and `("a", "bc")` apart; it cannot occur in an id.
+pub fn item_seed(seed: u64, artifact_id: &str, key: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(artifact_id.as_bytes());
+    h.update([0u8]);
+    h.update(key.as_bytes());
+    h.finalize().into()
+}
+
 impl Artifact {
     /// True for the order-swap artifact, which the design realises without changing any text.
     pub fn is_position(&self) -> bool {
@@ -160,8 +372,192 @@ impl Artifact {
 
     /// Apply the artifact to `text`. Deterministic in (`seed`, `key`, artifact id): the same inputs
     /// give byte-identical output. `key` identifies the item, e.g. `"<pair id>/a"`.
+    ///
+    /// The RNG is `ChaCha8Rng::from_seed(item_seed(seed, &self.id, key))`.
     pub fn apply(&self, text: &str, seed: u64, key: &str) -> Perturbation {
-        let _ = (text, seed, key);
-        todo!("perturb helper")
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::from_seed(item_seed(seed, &self.id, key));
+        apply::apply(&self.operation, text, &mut rng)
     }
+
+    /// Parse and validate one artifact definition. `file` labels the source in error messages.
+    pub fn from_toml_str(file: &str, src: &str) -> Result<Artifact, PerturbError> {
+        load::parse_artifact(file, src)
+    }
+
+    /// Check the semantic rules that the catalog loader enforces (id syntax, non-empty texts,
+    /// regex compiles, weights and counts in range), e.g. for artifacts built in code or read
+    /// from JSON. `origin` labels the artifact in the error.
+    pub fn validate(&self, origin: &str) -> Result<(), PerturbError> {
+        self.check()
+            .map_err(|(field, message)| PerturbError::Invalid {
+                file: origin.to_string(),
+                line: None,
+                field,
+                message,
+            })
+    }
+
+    /// The semantic rules; the error is (field path, message).
+    fn check(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, msg: &str| Err((field.to_string(), msg.to_string()));
+        if self.id.is_empty()
+            || !self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err((
+                "id".into(),
+                format!(
+                    "`{}` is not a valid id: use one or more of a-z, 0-9, `_`, `-`",
+                    self.id
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("title", &self.title),
+            ("description", &self.description),
+            ("source", &self.source),
+            ("expected_effect", &self.expected_effect),
+        ] {
+            if value.trim().is_empty() {
+                return bad(field, "must not be empty");
+            }
+        }
+        match &self.operation {
+            Operation::Prepend { text } | Operation::Append { text } if text.is_empty() => {
+                bad("operation.text", "must not be empty")
+            }
+            Operation::Wrap { prefix, suffix } if prefix.is_empty() && suffix.is_empty() => bad(
+                "operation.prefix",
+                "wrap needs a non-empty `prefix` or `suffix`",
+            ),
+            Operation::RegexReplace { pattern, .. } => match apply::compile(pattern) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(("operation.pattern".into(), e)),
+            },
+            Operation::Repeat { times } if !(1..=MAX_REPEAT_TIMES).contains(times) => Err((
+                "operation.times".into(),
+                format!("must be between 1 and {MAX_REPEAT_TIMES}, got {times}"),
+            )),
+            Operation::Template { variants } => {
+                if variants.is_empty() {
+                    return bad("operation.variants", "must list at least one variant");
+                }
+                for (i, v) in variants.iter().enumerate() {
+                    if v.prefix.is_empty() && v.suffix.is_empty() {
+                        return Err((
+                            format!("operation.variants[{i}]"),
+                            "a variant needs a non-empty `prefix` or `suffix`".into(),
+                        ));
+                    }
+                    if !(1..=MAX_VARIANT_WEIGHT).contains(&v.weight) {
+                        return Err((
+                            format!("operation.variants[{i}].weight"),
+                            format!(
+                                "must be between 1 and {MAX_VARIANT_WEIGHT}, got {}",
+                                v.weight
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Operation::Verbose {
+                openers,
+                restatement_leads,
+                closers,
+            } => {
+                for (name, list) in [
+                    ("openers", openers),
+                    ("restatement_leads", restatement_leads),
+                    ("closers", closers),
+                ] {
+                    if let Some(i) = list.iter().position(|s| s.trim().is_empty()) {
+                        return Err((
+                            format!("operation.{name}[{i}]"),
+                            "must not be empty or blank".into(),
+                        ));
+                    }
+                }
+                if openers.is_empty() && restatement_leads.is_empty() && closers.is_empty() {
+                    return bad(
+                        "operation",
+                        "verbose needs at least one of `openers`, `restatement_leads`, `closers`",
+                    );
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Operation {
+    /// One-line human summary (used by `judge-audit artifacts show`).
+    pub fn describe(&self) -> String {
+        match self {
+            Operation::Prepend { text } => format!("prepend {text:?}"),
+            Operation::Append { text } => format!("append {text:?}"),
+            Operation::Wrap { prefix, suffix } => {
+                format!("wrap: prepend {prefix:?}, append {suffix:?}")
+            }
+            Operation::RegexReplace {
+                pattern,
+                replacement,
+            } => format!("regex_replace: /{pattern}/ -> {replacement:?}"),
+            Operation::Reorder {
+                unit: ReorderUnit::ListItems,
+            } => "reorder: shuffle list items (sentences when there is no list); order always \
+                  changes when possible"
+                .into(),
+            Operation::Reorder {
+                unit: ReorderUnit::Sentences,
+            } => "reorder: shuffle sentences; order always changes when possible".into(),
+            Operation::Repeat { times } => format!(
+                "repeat: append the longest list's items again {times}x, numbering continued \
+                 (all sentences when there is no list)"
+            ),
+            Operation::Template { variants } => {
+                let total: u64 = variants.iter().map(|v| u64::from(v.weight)).sum();
+                let first = variants
+                    .first()
+                    .map(|v| describe_variant(v, total))
+                    .unwrap_or_default();
+                format!(
+                    "template: one of {} variants per item; first ({first})",
+                    variants.len()
+                )
+            }
+            Operation::Verbose {
+                openers,
+                restatement_leads,
+                closers,
+            } => format!(
+                "verbose: opener (1 of {}) + restatement of the first sentence (1 of {} lead-ins) \
+                 + closer (1 of {}); no new content",
+                openers.len(),
+                restatement_leads.len(),
+                closers.len()
+            ),
+            Operation::Position => "position: swap the answer order (text unchanged)".into(),
+        }
+    }
+}
+
+fn describe_variant(v: &Variant, total: u64) -> String {
+    let mut parts = Vec::new();
+    if !v.prefix.is_empty() {
+        parts.push(format!("prepend {:?}", v.prefix));
+    }
+    if !v.suffix.is_empty() {
+        parts.push(format!("append {:?}", v.suffix));
+    }
+    let share = if total == 0 {
+        0.0
+    } else {
+        100.0 * f64::from(v.weight) / total as f64
+    };
+    format!("{}, p={share:.0}%", parts.join(" + "))
 }
