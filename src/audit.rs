@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The artifacts audited when a configuration names none.
-pub const DEFAULT_ARTIFACTS: [&str; 6] = [
+pub const DEFAULT_ARTIFACTS: [&str; 7] = [
     "apology",
     "authority",
     "halo",
     "verbosity",
     "reorder",
+    "repetition",
     "position",
 ];
 

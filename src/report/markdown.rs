@@ -37,13 +37,22 @@ fn cell(e: &Estimate, signed: bool) -> String {
     }
 }
 
+/// A p-value in a compact, exact-enough form.
+pub fn p_text(p: f64) -> String {
+    if p < 0.001 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.3}")
+    }
+}
+
 fn p_cell(e: &Estimate) -> String {
     match (e.p_value, e.p_adjusted) {
         (Some(p), Some(q)) => {
             let mark = if q < crate::analyze::ALPHA { " **✱**" } else { "" };
-            format!("{p:.3g} / {q:.3g}{mark}")
+            format!("{} / {}{mark}", p_text(p), p_text(q))
         }
-        (Some(p), None) => format!("{p:.3g} / –"),
+        (Some(p), None) => format!("{} / –", p_text(p)),
         _ => "–".into(),
     }
 }
