@@ -10,7 +10,9 @@ pub struct SimJudge {
 impl SimJudge {
     /// Build from configuration.
     pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
-        Ok(Self { name: config.name.clone() })
+        Ok(Self {
+            name: config.name.clone(),
+        })
     }
 }
 

@@ -57,7 +57,11 @@ pub struct BootstrapConfig {
 /// Clustered bootstrap: resample `n_clusters` cluster indices with replacement and evaluate
 /// `statistic` on each resample (the slice lists the drawn cluster indices, with repetition).
 /// Returns the interval; `n_clusters == 0` gives `None`.
-pub fn cluster_bootstrap<F>(n_clusters: usize, statistic: F, config: &BootstrapConfig) -> Option<Interval>
+pub fn cluster_bootstrap<F>(
+    n_clusters: usize,
+    statistic: F,
+    config: &BootstrapConfig,
+) -> Option<Interval>
 where
     F: Fn(&[usize]) -> f64 + Sync,
 {
