@@ -883,13 +883,18 @@ fn validate_sim(sim: &SimParams, text: &str, origin: &str) -> Result<(), ConfigE
 
 /// Every built-in preset judge (`judges/*.toml` and `judges/sim/*.toml`), parsed.
 pub fn builtin_judges() -> Vec<JudgeConfig> {
-    BUILTIN_JUDGE_FILES
-        .iter()
-        .map(|(file, text)| {
-            JudgeConfig::from_toml_str(text, &format!("<built-in judges/{file}>"))
-                .unwrap_or_else(|e| panic!("built-in judge file is invalid: {e}"))
+    static BUILTINS: std::sync::OnceLock<Vec<JudgeConfig>> = std::sync::OnceLock::new();
+    BUILTINS
+        .get_or_init(|| {
+            BUILTIN_JUDGE_FILES
+                .iter()
+                .map(|(file, text)| {
+                    JudgeConfig::from_toml_str(text, &format!("<built-in judges/{file}>"))
+                        .unwrap_or_else(|e| panic!("built-in judge file is invalid: {e}"))
+                })
+                .collect()
         })
-        .collect()
+        .clone()
 }
 
 /// The built-in preset judge called `name`.
@@ -908,4 +913,440 @@ pub fn builtin_judge(name: &str) -> Result<JudgeConfig, ConfigError> {
             name: name.to_string(),
             available,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(text: &str) -> Result<JudgeConfig, ConfigError> {
+        JudgeConfig::from_toml_str(text, "j.toml")
+    }
+
+    const OPENAI: &str = "name = \"j\"\nbackend = \"openai\"\nmodel = \"m\"\n";
+    const SIM: &str = "name = \"s\"\nbackend = \"sim\"\n";
+
+    #[track_caller]
+    fn expect_err(text: &str, field: &str, line: Option<usize>) -> ConfigError {
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.field(), Some(field), "{err}");
+        assert_eq!(err.line(), line, "{err}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("j.toml"), "{msg}");
+        assert!(msg.contains(&format!("field `{field}`")), "{msg}");
+        err
+    }
+
+    #[test]
+    fn every_shipped_preset_parses_and_is_embedded() {
+        let all = builtin_judges();
+        assert_eq!(all.len(), BUILTIN_JUDGE_FILES.len());
+        let mut names: Vec<_> = all.iter().map(|c| c.name.clone()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "built-in names must be unique");
+        // Every file on disk is embedded (nobody adds a preset and forgets include_str!).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("judges");
+        let mut on_disk = Vec::new();
+        for sub in ["", "sim"] {
+            for e in std::fs::read_dir(root.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    let f = p.file_name().unwrap().to_string_lossy().into_owned();
+                    on_disk.push(if sub.is_empty() {
+                        f
+                    } else {
+                        format!("{sub}/{f}")
+                    });
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<_> = BUILTIN_JUDGE_FILES
+            .iter()
+            .map(|(f, _)| f.to_string())
+            .collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+        // The same files load from disk with identical content.
+        let from_dir = JudgeConfig::load_dir(&root).unwrap();
+        assert_eq!(from_dir.len(), 8);
+        let sims = JudgeConfig::load_dir(root.join("sim")).unwrap();
+        assert_eq!(sims.len(), 5);
+        assert!(
+            sims.iter()
+                .all(|c| c.backend == Backend::Sim && c.sim.is_some())
+        );
+        for c in from_dir.iter().chain(&sims) {
+            let builtin = builtin_judge(&c.name).unwrap();
+            assert_eq!(
+                JudgeConfig {
+                    source_path: None,
+                    ..c.clone()
+                },
+                builtin
+            );
+        }
+        // Sorted by file name.
+        let files: Vec<_> = from_dir
+            .iter()
+            .map(|c| c.source_path.clone().unwrap())
+            .collect();
+        let mut sorted = files.clone();
+        sorted.sort();
+        assert_eq!(files, sorted);
+    }
+
+    #[test]
+    fn preset_details() {
+        let get = |n: &str| builtin_judge(n).unwrap();
+        let env = |_: &str| None;
+        assert_eq!(
+            get("ollama-llama3.2").resolve_base_url_with(env).unwrap(),
+            "http://localhost:11434/v1"
+        );
+        assert_eq!(get("ollama-llama3.2").model, "llama3.2");
+        assert_eq!(
+            get("llamacpp-server").resolve_base_url_with(env).unwrap(),
+            "http://127.0.0.1:8080/v1"
+        );
+        for (name, key_env) in [
+            ("openrouter-gpt-4o-mini", "OPENROUTER_API_KEY"),
+            ("together-llama-3.3-70b", "TOGETHER_API_KEY"),
+            ("groq-llama-3.1-8b", "GROQ_API_KEY"),
+            ("openai-gpt-4o-mini", "OPENAI_API_KEY"),
+            ("openai-gpt-4.1-mini", "OPENAI_API_KEY"),
+        ] {
+            assert_eq!(get(name).api_key_env_name(), Some(key_env), "{name}");
+            // The header comment names the variable the judge needs.
+            let (_, text) = BUILTIN_JUDGE_FILES
+                .iter()
+                .find(|(_, t)| t.contains(&format!("name = \"{name}\"")))
+                .unwrap();
+            assert!(text.starts_with('#') && text.contains(key_env), "{name}");
+        }
+        let unbiased = get("sim-unbiased").sim.unwrap();
+        assert_eq!(
+            (unbiased.accuracy, unbiased.noise, unbiased.tie_rate),
+            (0.85, 0.04, 0.1)
+        );
+        assert!(unbiased.artifact_preference.is_empty());
+        let skeptic = get("sim-authority-skeptic").sim.unwrap();
+        assert_eq!(skeptic.artifact_preference["authority"], -0.45);
+        assert_eq!(skeptic.artifact_preference["halo"], -0.2);
+        assert_eq!(
+            get("sim-apology-lover").sim.unwrap().artifact_preference["apology"],
+            0.6
+        );
+        assert_eq!(get("sim-first-slot").sim.unwrap().position_bias, 0.35);
+        let fan = get("sim-verbose-fan").sim.unwrap();
+        assert_eq!(fan.artifact_preference["verbosity"], 0.4);
+        assert_eq!(fan.artifact_preference["repetition"], 0.3);
+        assert!(matches!(
+            builtin_judge("nope"),
+            Err(ConfigError::UnknownBuiltin { what: "judge", .. })
+        ));
+    }
+
+    #[test]
+    fn toml_errors_name_file_line_and_field() {
+        let err = expect_err(
+            &format!("{OPENAI}temperature = \"hot\"\n"),
+            "temperature",
+            Some(4),
+        );
+        assert!(
+            err.to_string()
+                .starts_with("j.toml:4:15: field `temperature`"),
+            "{err}"
+        );
+        expect_err(&format!("{OPENAI}modle = \"x\"\n"), "modle", Some(4));
+        expect_err(
+            &format!("{SIM}[sim]\naccuracy = 0.9\nnoize = 0.1\n"),
+            "sim.noize",
+            Some(5),
+        );
+        expect_err(
+            &format!("{SIM}[sim]\naccuracy = \"high\"\n"),
+            "sim.accuracy",
+            Some(4),
+        );
+        let err = parse("backend = \"openai\"\nmodel = \"m\"\n").unwrap_err();
+        assert_eq!(err.field(), Some("name"), "{err}");
+        let err = parse("name = \"x\"\nbackend = \"claude\"\n").unwrap_err();
+        assert_eq!(err.field(), Some("backend"), "{err}");
+        assert_eq!(err.line(), Some(2));
+        let err = parse("name = \"x\nbackend").unwrap_err();
+        assert_eq!(err.line(), Some(1), "{err}");
+    }
+
+    #[test]
+    fn a_key_in_the_file_is_rejected_without_echoing_it() {
+        let secret = "sk-proj-THISISASECRETVALUE1234567890";
+        let err = expect_err(
+            &format!("{OPENAI}api_key = \"{secret}\"\n"),
+            "api_key",
+            Some(4),
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("api_key_env"), "{msg}");
+        assert!(!msg.contains(secret), "{msg}");
+        let err = expect_err(
+            &format!("{OPENAI}api_key_env = \"{secret}\"\n"),
+            "api_key_env",
+            Some(4),
+        );
+        assert!(!err.to_string().contains(secret), "{err}");
+        assert!(!format!("{err:?}").contains(secret));
+        expect_err(
+            &format!("{OPENAI}[headers]\nAuthorization = \"Bearer x\"\n"),
+            "headers.Authorization",
+            Some(5),
+        );
+        expect_err(
+            &format!("{OPENAI}[headers]\nx-api-key = \"x\"\n"),
+            "headers.x-api-key",
+            Some(5),
+        );
+    }
+
+    #[test]
+    fn value_validation() {
+        expect_err("name = \"  \"\nbackend = \"sim\"\n", "name", Some(1));
+        expect_err(
+            &format!("{OPENAI}temperature = 2.5\n"),
+            "temperature",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}temperature = -0.1\n"),
+            "temperature",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}temperature = nan\n"),
+            "temperature",
+            Some(4),
+        );
+        expect_err(&format!("{OPENAI}max_tokens = 0\n"), "max_tokens", Some(4));
+        expect_err(
+            &format!("{OPENAI}timeout_secs = 0\n"),
+            "timeout_secs",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}concurrency = 0\n"),
+            "concurrency",
+            Some(4),
+        );
+        expect_err("name = \"j\"\nbackend = \"openai\"\n", "model", None);
+        expect_err(
+            &format!("{OPENAI}base_url = \"ftp://example.com\"\n"),
+            "base_url",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}base_url = \"not a url\"\n"),
+            "base_url",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}[pricing]\ninput_per_mtok = -1\n"),
+            "pricing.input_per_mtok",
+            Some(5),
+        );
+        expect_err(&format!("{OPENAI}[sim]\naccuracy = 0.9\n"), "sim", Some(4));
+        expect_err(&format!("{SIM}logprobs = true\n"), "logprobs", Some(3));
+        expect_err(
+            &format!("{SIM}[sim]\naccuracy = 1.5\n"),
+            "sim.accuracy",
+            Some(4),
+        );
+        expect_err(&format!("{SIM}[sim]\nnoise = -0.1\n"), "sim.noise", Some(4));
+        expect_err(
+            &format!("{SIM}[sim]\ntie_rate = 0.7\ninvalid_rate = 0.6\n"),
+            "sim.invalid_rate",
+            Some(5),
+        );
+        expect_err(
+            &format!("{SIM}[sim]\nposition_bias = -1.2\n"),
+            "sim.position_bias",
+            Some(4),
+        );
+        expect_err(
+            &format!(
+                "{SIM}[sim]\naccuracy = 0.8\n[sim.artifact_preference]\napology = 0.5\nauthority = 1.5\n"
+            ),
+            "sim.artifact_preference.authority",
+            Some(7),
+        );
+        expect_err(
+            &format!("{OPENAI}template = \"no-such\"\n"),
+            "template",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}[parser]\ntie = \"(\"\n"),
+            "parser.tie",
+            Some(5),
+        );
+        expect_err(
+            &format!("{OPENAI}[parser]\npick = \"any\"\n"),
+            "parser.pick",
+            Some(5),
+        );
+        // Chen's template has no label tokens; MT-Bench's does.
+        expect_err(&format!("{OPENAI}logprobs = true\n"), "logprobs", Some(4));
+        expect_err(
+            &format!(
+                "{OPENAI}template = \"mtbench-pairwise\"\nlogprobs = true\ntop_logprobs = 21\n"
+            ),
+            "top_logprobs",
+            Some(6),
+        );
+        let ok = parse(&format!("{OPENAI}template = \"mtbench-pairwise\"\nlogprobs = true\ntop_logprobs = 5\nmax_tokens = 600\n")).unwrap();
+        assert!(ok.logprobs);
+        // Boundaries are inclusive.
+        parse(&format!("{OPENAI}temperature = 2.0\n")).unwrap();
+        parse(&format!(
+            "{SIM}[sim]\nposition_bias = -1.0\naccuracy = 1.0\n"
+        ))
+        .unwrap();
+        // A sim judge without [sim] gets the defaults.
+        assert_eq!(parse(SIM).unwrap().sim, None);
+    }
+
+    #[test]
+    fn files_dirs_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let err = JudgeConfig::from_file(&missing).unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, format!("{OPENAI}max_tokens = 0\n")).unwrap();
+        let err = JudgeConfig::from_file(&bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:4:1: field `max_tokens`", bad.display())),
+            "{err}"
+        );
+        std::fs::remove_file(&bad).unwrap();
+        // A template path relative to the judge file's folder.
+        std::fs::create_dir(dir.path().join("t")).unwrap();
+        std::fs::write(
+            dir.path().join("t/mine.toml"),
+            "user = \"{{prompt}}|{{first}}|{{second}}\"\n[labels]\nfirst = '1'\nsecond = '2'\ntie = '0'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            format!("{OPENAI}template = \"t/mine.toml\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "name = \"k\"\nbackend = \"sim\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not toml").unwrap();
+        let all = JudgeConfig::load_dir(dir.path()).unwrap();
+        assert_eq!(
+            all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["k", "j"]
+        );
+        assert_eq!(all[1].load_template().unwrap().name, "mine");
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "name = \"k\"\nbackend = \"sim\"\n",
+        )
+        .unwrap();
+        let err = JudgeConfig::load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::DuplicateName { ref name, .. } if name == "k"),
+            "{err}"
+        );
+        // resolve(): a path or a built-in name.
+        assert_eq!(
+            JudgeConfig::resolve(dir.path().join("a.toml").to_str().unwrap())
+                .unwrap()
+                .name,
+            "k"
+        );
+        assert_eq!(
+            JudgeConfig::resolve("sim-unbiased").unwrap().name,
+            "sim-unbiased"
+        );
+    }
+
+    #[test]
+    fn base_url_and_key_resolution() {
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("OPENAI_BASE_URL", "http://proxy.local:9000/v1/"),
+            ("OPENAI_API_KEY", "sk-default"),
+            ("MY_URL", "https://my.example/api"),
+            ("MY_KEY", "  sk-mine \n"),
+            ("BLANK", "   "),
+        ]);
+        let env = |k: &str| vars.get(k).map(|v| v.to_string());
+        let none = |_: &str| None;
+        let mut c = parse(OPENAI).unwrap();
+        assert_eq!(c.resolve_base_url_with(none).unwrap(), DEFAULT_BASE_URL);
+        assert_eq!(
+            c.resolve_base_url_with(env).unwrap(),
+            "http://proxy.local:9000/v1"
+        );
+        assert_eq!(c.resolve_api_key_with(env).unwrap().expose(), "sk-default");
+        assert!(c.resolve_api_key_with(none).is_none());
+        c.base_url_env = Some("MY_URL".into());
+        c.api_key_env = Some("MY_KEY".into());
+        assert_eq!(
+            c.resolve_base_url_with(env).unwrap(),
+            "https://my.example/api"
+        );
+        assert_eq!(c.resolve_api_key_with(env).unwrap().expose(), "sk-mine");
+        c.base_url = Some("http://127.0.0.1:8080/v1".into());
+        assert_eq!(
+            c.resolve_base_url_with(env).unwrap(),
+            "http://127.0.0.1:8080/v1"
+        );
+        c.base_url = None;
+        c.base_url_env = Some("BLANK".into());
+        c.api_key_env = Some("BLANK".into());
+        assert_eq!(c.resolve_base_url_with(env).unwrap(), DEFAULT_BASE_URL);
+        assert!(c.resolve_api_key_with(env).is_none());
+        let bad_env = |_: &str| Some("nonsense".to_string());
+        c.base_url_env = Some("X".into());
+        let err = c.resolve_base_url_with(bad_env).unwrap_err();
+        assert!(err.to_string().contains("environment variable X"), "{err}");
+        // Sim judges read no environment.
+        let s = parse(SIM).unwrap();
+        assert!(s.resolve_api_key_with(env).is_none());
+        // Keys never print.
+        let key = ApiKey::new("sk-very-secret").unwrap();
+        assert!(!format!("{key:?}").contains("sk-very-secret"));
+        assert!(ApiKey::new(" ").is_none());
+    }
+
+    #[test]
+    fn new_matches_a_minimal_file() {
+        let from_file = parse("name = \"x\"\nbackend = \"sim\"\n").unwrap();
+        assert_eq!(JudgeConfig::new("x", Backend::Sim), from_file);
+        let mut c = JudgeConfig::new("y", Backend::Openai);
+        assert_eq!(c.validate().unwrap_err().field(), Some("model"));
+        c.model = "m".into();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn line_col_is_one_based() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(
+            locate_field("a = 1\n[sim]\n  b = 2\n", "sim.b"),
+            Some((3, 3))
+        );
+        assert_eq!(locate_field("a = 1\n[sim]\nb = 2\n", "b"), None);
+        assert_eq!(locate_field("a = 1\n[sim]\nb = 2\n", "sim"), Some((2, 1)));
+    }
 }

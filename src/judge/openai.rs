@@ -386,16 +386,17 @@ impl Judge for OpenAiJudge {
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
-        let headers = response.headers().clone();
+        // Headers matter only for errors (Retry-After, Location): copy them only then.
+        let headers = (!status.is_success()).then(|| response.headers().clone());
         // The per-request timeout also covers reading the body.
         let bytes = response
             .bytes()
             .await
             .map_err(|e| self.transport_error(e))?;
-        if !status.is_success() {
-            return Err(self.status_error(status, &headers, &bytes));
+        match headers {
+            Some(headers) => Err(self.status_error(status, &headers, &bytes)),
+            None => self.parse_success(&bytes),
         }
-        self.parse_success(&bytes)
     }
 }
 

@@ -197,19 +197,30 @@ fn render_one(template: &str, prompt: &str, first: &str, second: &str) -> String
 impl Template {
     /// The built-in template called `name` (`chen-safety`, `mtbench-pairwise`).
     pub fn builtin(name: &str) -> Result<Template, ConfigError> {
-        let (_, text) = BUILTIN_TEMPLATES
-            .iter()
-            .find(|(n, _)| *n == name)
+        // Parsed once per process: every judge using a built-in would otherwise recompile its
+        // regexes.
+        static BUILTINS: std::sync::OnceLock<Vec<Template>> = std::sync::OnceLock::new();
+        let all = BUILTINS.get_or_init(|| {
+            BUILTIN_TEMPLATES
+                .iter()
+                .map(|(name, text)| {
+                    Self::from_toml_str(
+                        text,
+                        &format!("<built-in judges/templates/{name}.toml>"),
+                        name,
+                    )
+                    .unwrap_or_else(|e| panic!("built-in template is invalid: {e}"))
+                })
+                .collect()
+        });
+        all.iter()
+            .find(|t| t.name == name)
+            .cloned()
             .ok_or_else(|| ConfigError::UnknownBuiltin {
                 what: "template",
                 name: name.to_string(),
                 available: Self::builtin_names().join(", "),
-            })?;
-        Self::from_toml_str(
-            text,
-            &format!("<built-in judges/templates/{name}.toml>"),
-            name,
-        )
+            })
     }
 
     /// Names of the built-in templates.
