@@ -251,7 +251,7 @@ fn judges(command: JudgesCommand) -> Result<ExitCode, String> {
         JudgesCommand::List { dir } => {
             let mut all = config::builtin_judges();
             if let Some(dir) = dir {
-                all.extend(config::load_dir(&dir).map_err(|e| e.to_string())?);
+                all.extend(config::JudgeConfig::load_dir(&dir).map_err(|e| e.to_string())?);
             }
             for j in all {
                 let sim = if j.sim.is_some() { " (simulated)" } else { "" };

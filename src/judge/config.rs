@@ -1,7 +1,16 @@
 //! Judge configuration files (`judges/*.toml`).
+//!
+//! A judge file names a backend, a model, a prompt template and sampling settings. It never holds
+//! a secret: `api_key_env` names the environment variable that holds the key. Files are parsed
+//! strictly (unknown fields are errors) and validated; every error names the file, the line where
+//! it can be found, and the field.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::template::Template;
 
 /// Which backend implements a judge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +45,20 @@ pub struct SimParams {
     /// Net preference for the artifact-carrying answer, per artifact id, in [-1, 1].
     #[serde(default)]
     pub artifact_preference: BTreeMap<String, f64>,
+}
+
+impl Default for SimParams {
+    /// The values a `[sim]` table with no keys deserializes to.
+    fn default() -> Self {
+        Self {
+            accuracy: default_accuracy(),
+            position_bias: 0.0,
+            noise: 0.0,
+            tie_rate: 0.0,
+            invalid_rate: 0.0,
+            artifact_preference: BTreeMap::new(),
+        }
+    }
 }
 
 fn default_accuracy() -> f64 {
@@ -121,6 +144,21 @@ pub struct JudgeConfig {
     /// Parameters of a simulated judge (`backend = "sim"` only).
     #[serde(default)]
     pub sim: Option<SimParams>,
+    /// Request log-probabilities and compute label probabilities from them (`openai` only; the
+    /// template must declare `[labels.tokens]`).
+    #[serde(default)]
+    pub logprobs: bool,
+    /// How many alternatives per generated token to request when `logprobs` is on (1..=20).
+    #[serde(default = "default_top_logprobs")]
+    pub top_logprobs: u32,
+    /// Extra HTTP headers sent with every request (e.g. OpenRouter's `HTTP-Referer`). Never a
+    /// credential: `Authorization` and API-key headers are rejected.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The file this configuration was read from (not part of the file's content). Relative
+    /// template paths resolve against its folder.
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
 }
 
 fn default_max_tokens() -> u32 {
@@ -134,4 +172,1181 @@ fn default_timeout() -> f64 {
 }
 fn default_retries() -> u32 {
     4
+}
+fn default_top_logprobs() -> u32 {
+    10
+}
+
+/// Environment variable read for the base URL of an `openai` judge without `base_url_env`.
+pub const DEFAULT_BASE_URL_ENV: &str = "OPENAI_BASE_URL";
+/// Environment variable read for the key of an `openai` judge without `api_key_env`.
+pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
+/// Base URL used when neither `base_url` nor the base-URL variable is set.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The preset judge files shipped in `judges/` (file name, content), embedded at build time.
+pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
+    (
+        "openai-gpt-4o-mini.toml",
+        include_str!("../../judges/openai-gpt-4o-mini.toml"),
+    ),
+    (
+        "openai-gpt-4.1-mini.toml",
+        include_str!("../../judges/openai-gpt-4.1-mini.toml"),
+    ),
+    ("ollama.toml", include_str!("../../judges/ollama.toml")),
+    ("vllm.toml", include_str!("../../judges/vllm.toml")),
+    (
+        "llamacpp-server.toml",
+        include_str!("../../judges/llamacpp-server.toml"),
+    ),
+    (
+        "openrouter.toml",
+        include_str!("../../judges/openrouter.toml"),
+    ),
+    ("together.toml", include_str!("../../judges/together.toml")),
+    ("groq.toml", include_str!("../../judges/groq.toml")),
+    (
+        "sim/sim-unbiased.toml",
+        include_str!("../../judges/sim/sim-unbiased.toml"),
+    ),
+    (
+        "sim/sim-apology-lover.toml",
+        include_str!("../../judges/sim/sim-apology-lover.toml"),
+    ),
+    (
+        "sim/sim-first-slot.toml",
+        include_str!("../../judges/sim/sim-first-slot.toml"),
+    ),
+    (
+        "sim/sim-authority-skeptic.toml",
+        include_str!("../../judges/sim/sim-authority-skeptic.toml"),
+    ),
+    (
+        "sim/sim-verbose-fan.toml",
+        include_str!("../../judges/sim/sim-verbose-fan.toml"),
+    ),
+];
+
+/// An API key read from the environment. It has no `Display`, and its `Debug` is redacted, so it
+/// cannot leak into logs or error messages by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wrap a key (blank strings are no key: `None`).
+    pub fn new(key: impl Into<String>) -> Option<Self> {
+        let key = key.into();
+        let trimmed = key.trim();
+        if trimmed.is_empty() {
+            None
+        } else {
+            Some(Self(trimmed.to_string()))
+        }
+    }
+
+    /// The secret itself, for building the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Why a judge or template file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or folder could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The content is not valid TOML, has a wrong or unknown field, or fails validation.
+    #[error("{}", format_invalid(origin, *line, *column, field.as_deref(), message))]
+    Invalid {
+        /// The file (or other origin) of the text.
+        origin: String,
+        /// 1-based line of the problem, when known.
+        line: Option<usize>,
+        /// 1-based column of the problem, when known.
+        column: Option<usize>,
+        /// Dotted field path (`sim.accuracy`), when the problem concerns one field.
+        field: Option<String>,
+        /// What is wrong and, where possible, how to fix it.
+        message: String,
+    },
+    /// Two judge files in one folder declare the same name.
+    #[error("duplicate judge name `{name}` in {} and {}", first.display(), second.display())]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+        /// The file that declared it first.
+        first: PathBuf,
+        /// The file that declared it again.
+        second: PathBuf,
+    },
+    /// A built-in judge or template name that does not exist.
+    #[error(
+        "no built-in {what} named `{name}` (built-ins: {available}); or give a path to a .toml file"
+    )]
+    UnknownBuiltin {
+        /// `judge` or `template`.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// Comma-separated built-in names.
+        available: String,
+    },
+}
+
+impl ConfigError {
+    /// The offending field (dotted path), when the error concerns one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The 1-based line of the problem, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Invalid { line, .. } => *line,
+            _ => None,
+        }
+    }
+}
+
+fn format_invalid(
+    origin: &str,
+    line: Option<usize>,
+    column: Option<usize>,
+    field: Option<&str>,
+    message: &str,
+) -> String {
+    let mut out = origin.to_string();
+    if let Some(line) = line {
+        out.push_str(&format!(":{line}"));
+        if let Some(column) = column {
+            out.push_str(&format!(":{column}"));
+        }
+    }
+    if let Some(field) = field {
+        out.push_str(&format!(": field `{field}`"));
+    }
+    out.push_str(": ");
+    out.push_str(message);
+    out
+}
+
+/// Build an `Invalid` error for `field` (dotted path), locating the field's line in `text`.
+pub(crate) fn invalid_field(
+    origin: &str,
+    text: &str,
+    field: &str,
+    message: impl Into<String>,
+) -> ConfigError {
+    let (line, column) = match locate_field(text, field) {
+        Some((l, c)) => (Some(l), Some(c)),
+        None => (None, None),
+    };
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        line,
+        column,
+        field: Some(field.to_string()),
+        message: message.into(),
+    }
+}
+
+/// Convert a `toml` deserialization error into an `Invalid` error with line, column and field.
+pub(crate) fn from_toml_error(origin: &str, text: &str, err: &toml::de::Error) -> ConfigError {
+    let message = err.message().trim().to_string();
+    let (line, column, field_at_span) = match err.span() {
+        Some(span) => {
+            let (line, column) = line_col(text, span.start);
+            (Some(line), Some(column), field_at(text, span.start))
+        }
+        None => (None, None, None),
+    };
+    // serde names the field in "missing field `x`" / "unknown field `x`"; the span then points at
+    // the enclosing table (missing) or the key itself (unknown).
+    let named = backticked_after(&message, "missing field ")
+        .or_else(|| backticked_after(&message, "unknown field "));
+    let field = match named {
+        Some(name) => {
+            let table = err
+                .span()
+                .map(|s| table_at(text, s.start))
+                .unwrap_or_default();
+            Some(if table.is_empty() {
+                name
+            } else {
+                format!("{table}.{name}")
+            })
+        }
+        None => field_at_span,
+    };
+    let mut message = message;
+    if field
+        .as_deref()
+        .is_some_and(|f| f.rsplit('.').next() == Some("api_key"))
+    {
+        message.push_str(
+            "; judge files never hold a key: set `api_key_env` to the name of an environment \
+             variable that holds it",
+        );
+    }
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+fn backticked_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = &message[message.find(prefix)? + prefix.len()..];
+    let rest = rest.strip_prefix('`')?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// 1-based (line, column) of a byte offset.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The dotted table path in force at byte `offset` (from the last `[table]` header above it).
+fn table_at(text: &str, offset: usize) -> String {
+    let mut table = String::new();
+    let mut pos = 0;
+    for raw in text.split_inclusive('\n') {
+        if pos > offset {
+            break;
+        }
+        if let Some(name) = table_header(raw) {
+            table = name;
+        }
+        pos += raw.len();
+    }
+    table
+}
+
+fn table_header(line: &str) -> Option<String> {
+    let t = line.trim();
+    if t.starts_with("[[") {
+        return None;
+    }
+    let inner = t.strip_prefix('[')?;
+    let end = inner.find(']')?;
+    Some(
+        inner[..end]
+            .split('.')
+            .map(|k| k.trim().trim_matches('"').trim_matches('\''))
+            .collect::<Vec<_>>()
+            .join("."),
+    )
+}
+
+fn key_of(line: &str) -> Option<String> {
+    let t = line.trim_start();
+    if t.starts_with('#') || t.starts_with('[') {
+        return None;
+    }
+    let eq = t.find('=')?;
+    let key = t[..eq].trim().trim_matches('"').trim_matches('\'');
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(key.to_string())
+}
+
+/// The dotted field whose `key = value` line contains byte `offset`.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = &text[line_start..line_end];
+    if let Some(header) = table_header(line) {
+        return Some(header);
+    }
+    let key = key_of(line)?;
+    let table = table_at(text, line_start);
+    Some(if table.is_empty() {
+        key
+    } else {
+        format!("{table}.{key}")
+    })
+}
+
+/// 1-based (line, column) of the `key = ...` line (or `[table]` header) for a dotted field.
+pub(crate) fn locate_field(text: &str, field: &str) -> Option<(usize, usize)> {
+    let (table, key) = match field.rsplit_once('.') {
+        Some((t, k)) => (t.to_string(), k),
+        None => (String::new(), field),
+    };
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(header) = table_header(line) {
+            if header == field {
+                return Some((i + 1, line.len() - line.trim_start().len() + 1));
+            }
+            current = header;
+            continue;
+        }
+        if current == table && key_of(line).as_deref() == Some(key) {
+            return Some((i + 1, line.len() - line.trim_start().len() + 1));
+        }
+    }
+    None
+}
+
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parse and check an http(s) base URL.
+pub(crate) fn parse_base_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text.trim()).map_err(|e| format!("not a valid URL: {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!(
+            "scheme `{}` is not supported (use http or https)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_string());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the base URL must not have a query or fragment".to_string());
+    }
+    Ok(url)
+}
+
+/// Headers that carry credentials; a judge file must not set them (keys come from the environment).
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+];
+
+impl JudgeConfig {
+    /// A configuration with every optional field at its default (as if the file held only
+    /// `name` and `backend`).
+    pub fn new(name: impl Into<String>, backend: Backend) -> Self {
+        Self {
+            name: name.into(),
+            backend,
+            model: String::new(),
+            temperature: 0.0,
+            max_tokens: default_max_tokens(),
+            seed: 0,
+            template: default_template(),
+            parser: ParserConfig::default(),
+            api_key_env: None,
+            base_url: None,
+            base_url_env: None,
+            concurrency: None,
+            timeout_secs: default_timeout(),
+            max_retries: default_retries(),
+            pricing: None,
+            sim: None,
+            logprobs: false,
+            top_logprobs: default_top_logprobs(),
+            headers: BTreeMap::new(),
+            source_path: None,
+        }
+    }
+
+    /// Read, parse and validate a judge file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string(), Some(path))
+    }
+
+    /// Parse and validate judge TOML text; `origin` names it in errors. Relative template paths
+    /// resolve against the current directory.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, origin, None)
+    }
+
+    fn parse(text: &str, origin: &str, path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config: JudgeConfig =
+            toml::from_str(text).map_err(|e| from_toml_error(origin, text, &e))?;
+        config.source_path = path.map(Path::to_path_buf);
+        config.validate_text(text, origin)?;
+        Ok(config)
+    }
+
+    /// Load every `*.toml` judge file directly in `dir` (not recursive), sorted by file name.
+    /// Names must be unique.
+    pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<Self>, ConfigError> {
+        let dir = dir.as_ref();
+        let io = |source| ConfigError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.is_file() && path.extension().is_some_and(|e| e == "toml") {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut out = Vec::with_capacity(paths.len());
+        for path in paths {
+            let config = Self::from_file(&path)?;
+            if let Some(first) = seen.get(&config.name) {
+                return Err(ConfigError::DuplicateName {
+                    name: config.name,
+                    first: first.clone(),
+                    second: path,
+                });
+            }
+            seen.insert(config.name.clone(), path);
+            out.push(config);
+        }
+        Ok(out)
+    }
+
+    /// A judge given either as a path to a `.toml` file or as the name of a built-in preset.
+    pub fn resolve(spec: &str) -> Result<Self, ConfigError> {
+        let path = Path::new(spec);
+        if spec.ends_with(".toml") || path.is_file() {
+            Self::from_file(path)
+        } else {
+            builtin_judge(spec)
+        }
+    }
+
+    /// Check the configuration's values (no file text: errors carry no line numbers).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_text("", &format!("judge `{}`", self.name))
+    }
+
+    fn validate_text(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: String| Err(invalid_field(origin, text, field, message));
+        if self.name.trim().is_empty() {
+            return bad("name", "must not be empty".into());
+        }
+        if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
+            return bad(
+                "temperature",
+                format!("{} is outside 0..=2", self.temperature),
+            );
+        }
+        if self.max_tokens == 0 {
+            return bad("max_tokens", "must be greater than 0".into());
+        }
+        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
+            return bad(
+                "timeout_secs",
+                format!("{} must be a positive number of seconds", self.timeout_secs),
+            );
+        }
+        if self.concurrency == Some(0) {
+            return bad("concurrency", "must be at least 1".into());
+        }
+        if let Some(p) = &self.pricing {
+            for (field, v) in [
+                ("pricing.input_per_mtok", p.input_per_mtok),
+                ("pricing.output_per_mtok", p.output_per_mtok),
+            ] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return bad(field, format!("{v} must be a non-negative price"));
+                }
+            }
+        }
+        for (field, value) in [
+            ("api_key_env", &self.api_key_env),
+            ("base_url_env", &self.base_url_env),
+        ] {
+            // Never echo the value: a user may have pasted the key itself here.
+            if let Some(v) = value
+                && !is_env_var_name(v)
+            {
+                return bad(
+                    field,
+                    "must be the NAME of an environment variable (letters, digits, `_`), not a \
+                     key or URL; judge files never hold a key"
+                        .into(),
+                );
+            }
+        }
+        if let Some(url) = &self.base_url
+            && let Err(e) = parse_base_url(url)
+        {
+            return bad("base_url", e);
+        }
+        for (name, value) in &self.headers {
+            let field = format!("headers.{name}");
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return bad(&field, "is not a valid HTTP header name".into());
+            }
+            if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return bad(
+                    &field,
+                    "credential headers are not allowed in judge files; put the key in an \
+                     environment variable named by `api_key_env`"
+                        .into(),
+                );
+            }
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                return bad(&field, "is not a valid HTTP header value".into());
+            }
+        }
+        match self.backend {
+            Backend::Sim => {
+                if self.logprobs {
+                    return bad("logprobs", "is only supported by the openai backend".into());
+                }
+                if let Some(sim) = &self.sim {
+                    validate_sim(sim, text, origin)?;
+                }
+            }
+            Backend::Openai => {
+                if self.sim.is_some() {
+                    return bad(
+                        "sim",
+                        "the [sim] table is only allowed with backend = \"sim\"".into(),
+                    );
+                }
+                if self.model.trim().is_empty() {
+                    return bad("model", "must name the model to call".into());
+                }
+                if self.seed > i64::MAX as u64 {
+                    return bad("seed", "must fit in a signed 64-bit integer".into());
+                }
+                if self.logprobs && !(1..=20).contains(&self.top_logprobs) {
+                    return bad(
+                        "top_logprobs",
+                        format!("{} is outside 1..=20", self.top_logprobs),
+                    );
+                }
+            }
+        }
+        let template = Template::resolve(&self.template, self.base_dir().as_deref())
+            .map_err(|e| invalid_field(origin, text, "template", e.to_string()))?;
+        super::parser::VerdictParser::for_config(&template, &self.parser)
+            .map_err(|e| invalid_field(origin, text, &format!("parser.{}", e.field), e.message))?;
+        if self.logprobs && template.tokens.is_none() {
+            return bad(
+                "logprobs",
+                format!(
+                    "template `{}` declares no [labels.tokens], so label probabilities cannot be \
+                     computed; use a template that does (e.g. mtbench-pairwise) or turn logprobs off",
+                    template.name
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The folder relative template paths resolve against.
+    pub fn base_dir(&self) -> Option<PathBuf> {
+        self.source_path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+    }
+
+    /// Load this judge's prompt template.
+    pub fn load_template(&self) -> Result<Template, ConfigError> {
+        Template::resolve(&self.template, self.base_dir().as_deref())
+    }
+
+    /// The environment variable consulted for the key (`api_key_env`, or `OPENAI_API_KEY` for
+    /// the openai backend).
+    pub fn api_key_env_name(&self) -> Option<&str> {
+        match (&self.api_key_env, self.backend) {
+            (Some(name), _) => Some(name),
+            (None, Backend::Openai) => Some(DEFAULT_API_KEY_ENV),
+            (None, Backend::Sim) => None,
+        }
+    }
+
+    /// The environment variable consulted for the base URL.
+    pub fn base_url_env_name(&self) -> Option<&str> {
+        match (&self.base_url_env, self.backend) {
+            (Some(name), _) => Some(name),
+            (None, Backend::Openai) => Some(DEFAULT_BASE_URL_ENV),
+            (None, Backend::Sim) => None,
+        }
+    }
+
+    /// The base URL from the process environment: explicit `base_url` > the variable named by
+    /// `base_url_env` (default `OPENAI_BASE_URL`) > `https://api.openai.com/v1`. No trailing `/`.
+    pub fn resolve_base_url(&self) -> Result<String, ConfigError> {
+        self.resolve_base_url_with(|k| std::env::var(k).ok())
+    }
+
+    /// [`resolve_base_url`](Self::resolve_base_url) with an explicit environment lookup.
+    pub fn resolve_base_url_with(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, ConfigError> {
+        let origin = || match &self.source_path {
+            Some(p) => p.display().to_string(),
+            None => format!("judge `{}`", self.name),
+        };
+        let (text, field) = if let Some(url) = &self.base_url {
+            (url.clone(), "base_url".to_string())
+        } else if let Some((var, url)) = self
+            .base_url_env_name()
+            .and_then(|var| env(var).map(|v| (var, v)))
+            .filter(|(_, v)| !v.trim().is_empty())
+        {
+            (url, format!("base_url_env (environment variable {var})"))
+        } else {
+            (DEFAULT_BASE_URL.to_string(), "base_url".to_string())
+        };
+        parse_base_url(&text).map_err(|message| ConfigError::Invalid {
+            origin: origin(),
+            line: None,
+            column: None,
+            field: Some(field),
+            message,
+        })?;
+        Ok(text.trim().trim_end_matches('/').to_string())
+    }
+
+    /// The API key from the process environment (`None`: no variable, or blank; fine for local
+    /// servers).
+    pub fn resolve_api_key(&self) -> Option<ApiKey> {
+        self.resolve_api_key_with(|k| std::env::var(k).ok())
+    }
+
+    /// [`resolve_api_key`](Self::resolve_api_key) with an explicit environment lookup.
+    pub fn resolve_api_key_with(&self, env: impl Fn(&str) -> Option<String>) -> Option<ApiKey> {
+        self.api_key_env_name().and_then(env).and_then(ApiKey::new)
+    }
+}
+
+fn validate_sim(sim: &SimParams, text: &str, origin: &str) -> Result<(), ConfigError> {
+    let bad = |field: &str, message: String| Err(invalid_field(origin, text, field, message));
+    for (field, v) in [
+        ("sim.accuracy", sim.accuracy),
+        ("sim.noise", sim.noise),
+        ("sim.tie_rate", sim.tie_rate),
+        ("sim.invalid_rate", sim.invalid_rate),
+    ] {
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            return bad(field, format!("{v} is outside [0, 1]"));
+        }
+    }
+    if sim.tie_rate + sim.invalid_rate > 1.0 {
+        return bad(
+            "sim.invalid_rate",
+            "tie_rate + invalid_rate must not exceed 1".into(),
+        );
+    }
+    if !(sim.position_bias.is_finite() && (-1.0..=1.0).contains(&sim.position_bias)) {
+        return bad(
+            "sim.position_bias",
+            format!("{} is outside [-1, 1]", sim.position_bias),
+        );
+    }
+    for (artifact, v) in &sim.artifact_preference {
+        let field = format!("sim.artifact_preference.{artifact}");
+        if artifact.trim().is_empty() {
+            return bad(&field, "artifact id must not be empty".into());
+        }
+        if !(v.is_finite() && (-1.0..=1.0).contains(v)) {
+            return bad(&field, format!("{v} is outside [-1, 1]"));
+        }
+    }
+    Ok(())
+}
+
+/// Every built-in preset judge (`judges/*.toml` and `judges/sim/*.toml`), parsed.
+pub fn builtin_judges() -> Vec<JudgeConfig> {
+    static BUILTINS: std::sync::OnceLock<Vec<JudgeConfig>> = std::sync::OnceLock::new();
+    BUILTINS
+        .get_or_init(|| {
+            BUILTIN_JUDGE_FILES
+                .iter()
+                .map(|(file, text)| {
+                    JudgeConfig::from_toml_str(text, &format!("<built-in judges/{file}>"))
+                        .unwrap_or_else(|e| panic!("built-in judge file is invalid: {e}"))
+                })
+                .collect()
+        })
+        .clone()
+}
+
+/// The built-in preset judge called `name`.
+pub fn builtin_judge(name: &str) -> Result<JudgeConfig, ConfigError> {
+    let all = builtin_judges();
+    let available = all
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    all.iter()
+        .find(|c| c.name == name)
+        .cloned()
+        .ok_or_else(|| ConfigError::UnknownBuiltin {
+            what: "judge",
+            name: name.to_string(),
+            available,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(text: &str) -> Result<JudgeConfig, ConfigError> {
+        JudgeConfig::from_toml_str(text, "j.toml")
+    }
+
+    const OPENAI: &str = "name = \"j\"\nbackend = \"openai\"\nmodel = \"m\"\n";
+    const SIM: &str = "name = \"s\"\nbackend = \"sim\"\n";
+
+    #[track_caller]
+    fn expect_err(text: &str, field: &str, line: Option<usize>) -> ConfigError {
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.field(), Some(field), "{err}");
+        assert_eq!(err.line(), line, "{err}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("j.toml"), "{msg}");
+        assert!(msg.contains(&format!("field `{field}`")), "{msg}");
+        err
+    }
+
+    #[test]
+    fn every_shipped_preset_parses_and_is_embedded() {
+        let all = builtin_judges();
+        assert_eq!(all.len(), BUILTIN_JUDGE_FILES.len());
+        let mut names: Vec<_> = all.iter().map(|c| c.name.clone()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "built-in names must be unique");
+        // Every file on disk is embedded (nobody adds a preset and forgets include_str!).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("judges");
+        let mut on_disk = Vec::new();
+        for sub in ["", "sim"] {
+            for e in std::fs::read_dir(root.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    let f = p.file_name().unwrap().to_string_lossy().into_owned();
+                    on_disk.push(if sub.is_empty() {
+                        f
+                    } else {
+                        format!("{sub}/{f}")
+                    });
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<_> = BUILTIN_JUDGE_FILES
+            .iter()
+            .map(|(f, _)| f.to_string())
+            .collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+        // The same files load from disk with identical content.
+        let from_dir = JudgeConfig::load_dir(&root).unwrap();
+        assert_eq!(from_dir.len(), 8);
+        let sims = JudgeConfig::load_dir(root.join("sim")).unwrap();
+        assert_eq!(sims.len(), 5);
+        assert!(
+            sims.iter()
+                .all(|c| c.backend == Backend::Sim && c.sim.is_some())
+        );
+        for c in from_dir.iter().chain(&sims) {
+            let builtin = builtin_judge(&c.name).unwrap();
+            assert_eq!(
+                JudgeConfig {
+                    source_path: None,
+                    ..c.clone()
+                },
+                builtin
+            );
+        }
+        // Sorted by file name.
+        let files: Vec<_> = from_dir
+            .iter()
+            .map(|c| c.source_path.clone().unwrap())
+            .collect();
+        let mut sorted = files.clone();
+        sorted.sort();
+        assert_eq!(files, sorted);
+    }
+
+    #[test]
+    fn preset_details() {
+        let get = |n: &str| builtin_judge(n).unwrap();
+        let env = |_: &str| None;
+        assert_eq!(
+            get("ollama-llama3.2").resolve_base_url_with(env).unwrap(),
+            "http://localhost:11434/v1"
+        );
+        assert_eq!(get("ollama-llama3.2").model, "llama3.2");
+        assert_eq!(
+            get("llamacpp-server").resolve_base_url_with(env).unwrap(),
+            "http://127.0.0.1:8080/v1"
+        );
+        for (name, key_env) in [
+            ("openrouter-gpt-4o-mini", "OPENROUTER_API_KEY"),
+            ("together-llama-3.3-70b", "TOGETHER_API_KEY"),
+            ("groq-llama-3.1-8b", "GROQ_API_KEY"),
+            ("openai-gpt-4o-mini", "OPENAI_API_KEY"),
+            ("openai-gpt-4.1-mini", "OPENAI_API_KEY"),
+        ] {
+            assert_eq!(get(name).api_key_env_name(), Some(key_env), "{name}");
+            // The header comment names the variable the judge needs.
+            let (_, text) = BUILTIN_JUDGE_FILES
+                .iter()
+                .find(|(_, t)| t.contains(&format!("name = \"{name}\"")))
+                .unwrap();
+            assert!(text.starts_with('#') && text.contains(key_env), "{name}");
+        }
+        let unbiased = get("sim-unbiased").sim.unwrap();
+        assert_eq!(
+            (unbiased.accuracy, unbiased.noise, unbiased.tie_rate),
+            (0.85, 0.04, 0.1)
+        );
+        assert!(unbiased.artifact_preference.is_empty());
+        let skeptic = get("sim-authority-skeptic").sim.unwrap();
+        assert_eq!(skeptic.artifact_preference["authority"], -0.45);
+        assert_eq!(skeptic.artifact_preference["halo"], -0.2);
+        assert_eq!(
+            get("sim-apology-lover").sim.unwrap().artifact_preference["apology"],
+            0.6
+        );
+        assert_eq!(get("sim-first-slot").sim.unwrap().position_bias, 0.35);
+        let fan = get("sim-verbose-fan").sim.unwrap();
+        assert_eq!(fan.artifact_preference["verbosity"], 0.4);
+        assert_eq!(fan.artifact_preference["repetition"], 0.3);
+        assert!(matches!(
+            builtin_judge("nope"),
+            Err(ConfigError::UnknownBuiltin { what: "judge", .. })
+        ));
+    }
+
+    #[test]
+    fn toml_errors_name_file_line_and_field() {
+        let err = expect_err(
+            &format!("{OPENAI}temperature = \"hot\"\n"),
+            "temperature",
+            Some(4),
+        );
+        assert!(
+            err.to_string()
+                .starts_with("j.toml:4:15: field `temperature`"),
+            "{err}"
+        );
+        expect_err(&format!("{OPENAI}modle = \"x\"\n"), "modle", Some(4));
+        expect_err(
+            &format!("{SIM}[sim]\naccuracy = 0.9\nnoize = 0.1\n"),
+            "sim.noize",
+            Some(5),
+        );
+        expect_err(
+            &format!("{SIM}[sim]\naccuracy = \"high\"\n"),
+            "sim.accuracy",
+            Some(4),
+        );
+        let err = parse("backend = \"openai\"\nmodel = \"m\"\n").unwrap_err();
+        assert_eq!(err.field(), Some("name"), "{err}");
+        let err = parse("name = \"x\"\nbackend = \"claude\"\n").unwrap_err();
+        assert_eq!(err.field(), Some("backend"), "{err}");
+        assert_eq!(err.line(), Some(2));
+        let err = parse("name = \"x\nbackend").unwrap_err();
+        assert_eq!(err.line(), Some(1), "{err}");
+    }
+
+    #[test]
+    fn a_key_in_the_file_is_rejected_without_echoing_it() {
+        let secret = "sk-proj-THISISASECRETVALUE1234567890";
+        let err = expect_err(
+            &format!("{OPENAI}api_key = \"{secret}\"\n"),
+            "api_key",
+            Some(4),
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("api_key_env"), "{msg}");
+        assert!(!msg.contains(secret), "{msg}");
+        let err = expect_err(
+            &format!("{OPENAI}api_key_env = \"{secret}\"\n"),
+            "api_key_env",
+            Some(4),
+        );
+        assert!(!err.to_string().contains(secret), "{err}");
+        assert!(!format!("{err:?}").contains(secret));
+        expect_err(
+            &format!("{OPENAI}[headers]\nAuthorization = \"Bearer x\"\n"),
+            "headers.Authorization",
+            Some(5),
+        );
+        expect_err(
+            &format!("{OPENAI}[headers]\nx-api-key = \"x\"\n"),
+            "headers.x-api-key",
+            Some(5),
+        );
+    }
+
+    #[test]
+    fn value_validation() {
+        expect_err("name = \"  \"\nbackend = \"sim\"\n", "name", Some(1));
+        expect_err(
+            &format!("{OPENAI}temperature = 2.5\n"),
+            "temperature",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}temperature = -0.1\n"),
+            "temperature",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}temperature = nan\n"),
+            "temperature",
+            Some(4),
+        );
+        expect_err(&format!("{OPENAI}max_tokens = 0\n"), "max_tokens", Some(4));
+        expect_err(
+            &format!("{OPENAI}timeout_secs = 0\n"),
+            "timeout_secs",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}concurrency = 0\n"),
+            "concurrency",
+            Some(4),
+        );
+        expect_err("name = \"j\"\nbackend = \"openai\"\n", "model", None);
+        expect_err(
+            &format!("{OPENAI}base_url = \"ftp://example.com\"\n"),
+            "base_url",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}base_url = \"not a url\"\n"),
+            "base_url",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}[pricing]\ninput_per_mtok = -1\n"),
+            "pricing.input_per_mtok",
+            Some(5),
+        );
+        expect_err(&format!("{OPENAI}[sim]\naccuracy = 0.9\n"), "sim", Some(4));
+        expect_err(&format!("{SIM}logprobs = true\n"), "logprobs", Some(3));
+        expect_err(
+            &format!("{SIM}[sim]\naccuracy = 1.5\n"),
+            "sim.accuracy",
+            Some(4),
+        );
+        expect_err(&format!("{SIM}[sim]\nnoise = -0.1\n"), "sim.noise", Some(4));
+        expect_err(
+            &format!("{SIM}[sim]\ntie_rate = 0.7\ninvalid_rate = 0.6\n"),
+            "sim.invalid_rate",
+            Some(5),
+        );
+        expect_err(
+            &format!("{SIM}[sim]\nposition_bias = -1.2\n"),
+            "sim.position_bias",
+            Some(4),
+        );
+        expect_err(
+            &format!(
+                "{SIM}[sim]\naccuracy = 0.8\n[sim.artifact_preference]\napology = 0.5\nauthority = 1.5\n"
+            ),
+            "sim.artifact_preference.authority",
+            Some(7),
+        );
+        expect_err(
+            &format!("{OPENAI}template = \"no-such\"\n"),
+            "template",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}[parser]\ntie = \"(\"\n"),
+            "parser.tie",
+            Some(5),
+        );
+        expect_err(
+            &format!("{OPENAI}[parser]\npick = \"any\"\n"),
+            "parser.pick",
+            Some(5),
+        );
+        // Chen's template has no label tokens; MT-Bench's does.
+        expect_err(&format!("{OPENAI}logprobs = true\n"), "logprobs", Some(4));
+        expect_err(
+            &format!(
+                "{OPENAI}template = \"mtbench-pairwise\"\nlogprobs = true\ntop_logprobs = 21\n"
+            ),
+            "top_logprobs",
+            Some(6),
+        );
+        let ok = parse(&format!("{OPENAI}template = \"mtbench-pairwise\"\nlogprobs = true\ntop_logprobs = 5\nmax_tokens = 600\n")).unwrap();
+        assert!(ok.logprobs);
+        // Boundaries are inclusive.
+        parse(&format!("{OPENAI}temperature = 2.0\n")).unwrap();
+        parse(&format!(
+            "{SIM}[sim]\nposition_bias = -1.0\naccuracy = 1.0\n"
+        ))
+        .unwrap();
+        // A sim judge without [sim] gets the defaults.
+        assert_eq!(parse(SIM).unwrap().sim, None);
+    }
+
+    #[test]
+    fn files_dirs_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let err = JudgeConfig::from_file(&missing).unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, format!("{OPENAI}max_tokens = 0\n")).unwrap();
+        let err = JudgeConfig::from_file(&bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:4:1: field `max_tokens`", bad.display())),
+            "{err}"
+        );
+        std::fs::remove_file(&bad).unwrap();
+        // A template path relative to the judge file's folder.
+        std::fs::create_dir(dir.path().join("t")).unwrap();
+        std::fs::write(
+            dir.path().join("t/mine.toml"),
+            "user = \"{{prompt}}|{{first}}|{{second}}\"\n[labels]\nfirst = '1'\nsecond = '2'\ntie = '0'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            format!("{OPENAI}template = \"t/mine.toml\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "name = \"k\"\nbackend = \"sim\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not toml").unwrap();
+        let all = JudgeConfig::load_dir(dir.path()).unwrap();
+        assert_eq!(
+            all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["k", "j"]
+        );
+        assert_eq!(all[1].load_template().unwrap().name, "mine");
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "name = \"k\"\nbackend = \"sim\"\n",
+        )
+        .unwrap();
+        let err = JudgeConfig::load_dir(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::DuplicateName { ref name, .. } if name == "k"),
+            "{err}"
+        );
+        // resolve(): a path or a built-in name.
+        assert_eq!(
+            JudgeConfig::resolve(dir.path().join("a.toml").to_str().unwrap())
+                .unwrap()
+                .name,
+            "k"
+        );
+        assert_eq!(
+            JudgeConfig::resolve("sim-unbiased").unwrap().name,
+            "sim-unbiased"
+        );
+    }
+
+    #[test]
+    fn base_url_and_key_resolution() {
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("OPENAI_BASE_URL", "http://proxy.local:9000/v1/"),
+            ("OPENAI_API_KEY", "sk-default"),
+            ("MY_URL", "https://my.example/api"),
+            ("MY_KEY", "  sk-mine \n"),
+            ("BLANK", "   "),
+        ]);
+        let env = |k: &str| vars.get(k).map(|v| v.to_string());
+        let none = |_: &str| None;
+        let mut c = parse(OPENAI).unwrap();
+        assert_eq!(c.resolve_base_url_with(none).unwrap(), DEFAULT_BASE_URL);
+        assert_eq!(
+            c.resolve_base_url_with(env).unwrap(),
+            "http://proxy.local:9000/v1"
+        );
+        assert_eq!(c.resolve_api_key_with(env).unwrap().expose(), "sk-default");
+        assert!(c.resolve_api_key_with(none).is_none());
+        c.base_url_env = Some("MY_URL".into());
+        c.api_key_env = Some("MY_KEY".into());
+        assert_eq!(
+            c.resolve_base_url_with(env).unwrap(),
+            "https://my.example/api"
+        );
+        assert_eq!(c.resolve_api_key_with(env).unwrap().expose(), "sk-mine");
+        c.base_url = Some("http://127.0.0.1:8080/v1".into());
+        assert_eq!(
+            c.resolve_base_url_with(env).unwrap(),
+            "http://127.0.0.1:8080/v1"
+        );
+        c.base_url = None;
+        c.base_url_env = Some("BLANK".into());
+        c.api_key_env = Some("BLANK".into());
+        assert_eq!(c.resolve_base_url_with(env).unwrap(), DEFAULT_BASE_URL);
+        assert!(c.resolve_api_key_with(env).is_none());
+        let bad_env = |_: &str| Some("nonsense".to_string());
+        c.base_url_env = Some("X".into());
+        let err = c.resolve_base_url_with(bad_env).unwrap_err();
+        assert!(err.to_string().contains("environment variable X"), "{err}");
+        // Sim judges read no environment.
+        let s = parse(SIM).unwrap();
+        assert!(s.resolve_api_key_with(env).is_none());
+        // Keys never print.
+        let key = ApiKey::new("sk-very-secret").unwrap();
+        assert!(!format!("{key:?}").contains("sk-very-secret"));
+        assert!(ApiKey::new(" ").is_none());
+    }
+
+    #[test]
+    fn new_matches_a_minimal_file() {
+        let from_file = parse("name = \"x\"\nbackend = \"sim\"\n").unwrap();
+        assert_eq!(JudgeConfig::new("x", Backend::Sim), from_file);
+        let mut c = JudgeConfig::new("y", Backend::Openai);
+        assert_eq!(c.validate().unwrap_err().field(), Some("model"));
+        c.model = "m".into();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn line_col_is_one_based() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(
+            locate_field("a = 1\n[sim]\n  b = 2\n", "sim.b"),
+            Some((3, 3))
+        );
+        assert_eq!(locate_field("a = 1\n[sim]\nb = 2\n", "b"), None);
+        assert_eq!(locate_field("a = 1\n[sim]\nb = 2\n", "sim"), Some((2, 1)));
+    }
 }
