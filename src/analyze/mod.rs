@@ -939,16 +939,24 @@ fn pct(x: f64) -> String {
     format!("{:+.1}%", 100.0 * x)
 }
 
+fn rate(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// A signed estimate (T, WR, excess) with its interval.
 fn ci(e: &Estimate) -> String {
+    ci_with(e, pct)
+}
+
+/// A rate (flip rate, consistency, accuracy) with its interval.
+fn ci_rate(e: &Estimate) -> String {
+    ci_with(e, rate)
+}
+
+fn ci_with(e: &Estimate, f: fn(f64) -> String) -> String {
     match (e.estimate, e.ci_low, e.ci_high) {
-        (Some(v), Some(l), Some(h)) => format!(
-            "{} (95% CI {} to {}, n = {})",
-            pct(v),
-            pct(l),
-            pct(h),
-            e.n
-        ),
-        (Some(v), _, _) => format!("{} (n = {})", pct(v), e.n),
+        (Some(v), Some(l), Some(h)) => format!("{} (95% CI {} to {}, n = {})", f(v), f(l), f(h), e.n),
+        (Some(v), _, _) => format!("{} (n = {})", f(v), e.n),
         _ => format!("not estimable (n = {})", e.n),
     }
 }
@@ -995,7 +1003,7 @@ fn findings(result: &JudgeResult) -> Vec<String> {
                 format!(
                     "{}: flips {} of verdicts against the baseline ({} toward, {} away; exact McNemar Holm-adjusted p = {:.2e}); excess over run-to-run noise {}.",
                     artifact.artifact,
-                    ci(&flip.rate),
+                    ci_rate(&flip.rate),
                     flip.toward,
                     flip.away,
                     flip.rate.p_adjusted.unwrap_or(1.0),
@@ -1017,7 +1025,7 @@ fn findings(result: &JudgeResult) -> Vec<String> {
             "Position consistency: {} of {} pairs got the same winner in both orders ({}); {} favoured the first slot, {} the second.",
             pc.consistent,
             pc.n,
-            ci(&pc.rate),
+            ci_rate(&pc.rate),
             pc.prefers_first,
             pc.prefers_second
         ));
@@ -1026,12 +1034,12 @@ fn findings(result: &JudgeResult) -> Vec<String> {
     if noise.n > 0 {
         lines.push(format!(
             "Run-to-run noise: {} of identical baseline calls changed verdict between repeats.",
-            ci(noise)
+            ci_rate(noise)
         ));
     }
     let gold = &result.baseline.gold_accuracy;
     if gold.n > 0 {
-        lines.push(format!("Agreement with gold labels: {}.", ci(gold)));
+        lines.push(format!("Agreement with gold labels: {}.", ci_rate(gold)));
     }
     if result.calls.invalid > 0 || result.calls.failed > 0 {
         lines.push(format!(

@@ -419,15 +419,11 @@ pub fn request(
             _ => None,
         }
     };
+    // Order-free: a judge's view of which answer is better should not depend on where it is shown.
     let substance_key = if same_answer {
         format!("{}/same/{}", pair.id, slots.first.letter())
     } else {
-        format!(
-            "{}/{}{}",
-            pair.id,
-            slots.first.letter(),
-            slots.second.letter()
-        )
+        format!("{}/pair", pair.id)
     };
     let artifact_key = format!(
         "{}/{}/{}",

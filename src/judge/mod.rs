@@ -54,7 +54,7 @@ pub struct SimContext {
     /// Both slots show the same underlying answer (tie-detection calls).
     pub same_answer: bool,
     /// Key of the substantive comparison: the same for every call that compares the same two
-    /// underlying answers in the same order, whatever artifact is added. A simulated judge keys its
+    /// underlying answers, in either order and whatever artifact is added. A simulated judge keys its
     /// substantive decision on it, so an artifact it ignores cannot flip its verdict.
     pub substance_key: String,
     /// Key of the artifact decision (pair, artifact, perturbed answer).

@@ -203,24 +203,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn config(params: SimParams) -> JudgeConfig {
-        JudgeConfig {
-            name: "sim-test".into(),
-            backend: Backend::Sim,
-            model: "simulated".into(),
-            temperature: 0.0,
-            max_tokens: 16,
-            seed: 7,
-            template: "chen-safety".into(),
-            parser: Default::default(),
-            api_key_env: None,
-            base_url: None,
-            base_url_env: None,
-            concurrency: None,
-            timeout_secs: 60.0,
-            max_retries: 0,
-            pricing: None,
-            sim: Some(params),
-        }
+        let mut config = JudgeConfig::new("sim-test", Backend::Sim);
+        config.seed = 7;
+        config.sim = Some(params);
+        config
     }
 
     fn params() -> SimParams {
