@@ -1,7 +1,7 @@
 //! The main job, end to end: `audit.toml` → dataset → perturbations → plan → run → analysis →
 //! reports. This is the public entry point the CLI, tests and benches use.
 
-use crate::analyze::{self, AnalysisInput, AnalysisOptions};
+use crate::analyze::{self, AnalysisInput, AnalysisOptions, TrustThresholds};
 use crate::dataset::{self, Dataset, LoadOptions};
 use crate::design::{DesignOptions, PerturbedAnswers, Plan, TieTargets};
 use crate::judge::{self, JudgeConfig, config::Backend};
@@ -53,6 +53,9 @@ pub struct AuditConfig {
     /// Judges declared inline.
     #[serde(default, rename = "judge")]
     pub inline_judges: Vec<JudgeConfig>,
+    /// Thresholds of the ADOPT / CAUTION / REJECT verdict.
+    #[serde(default)]
+    pub trust: TrustThresholds,
 }
 
 fn default_seed() -> u64 {
@@ -198,6 +201,8 @@ pub struct Prepared {
     pub concurrency: usize,
     /// Bootstrap resamples.
     pub bootstrap_resamples: usize,
+    /// Trust thresholds.
+    pub trust: TrustThresholds,
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
@@ -287,10 +292,15 @@ pub fn prepare(config: &AuditConfig, base: &Path) -> Result<Prepared, AuditError
     let mut judges = Vec::new();
     for c in configs {
         let backend = judge::build(&c)?;
-        judges.push(JudgeHandle { config: c, judge: backend });
+        judges.push(JudgeHandle {
+            config: c,
+            judge: backend,
+        });
     }
     if config.design.repeats == 0 {
-        return Err(AuditError::Config("design.repeats: must be at least 1".into()));
+        return Err(AuditError::Config(
+            "design.repeats: must be at least 1".into(),
+        ));
     }
     let artifact_refs: Vec<&Artifact> = artifacts.iter().collect();
     let names: Vec<String> = judges.iter().map(|j| j.config.name.clone()).collect();
@@ -309,11 +319,16 @@ pub fn prepare(config: &AuditConfig, base: &Path) -> Result<Prepared, AuditError
         perturbed,
         concurrency: config.run.concurrency.max(1),
         bootstrap_resamples: config.design.bootstrap_resamples,
+        trust: config.trust,
     })
 }
 
 /// Execute a prepared audit, writing `calls.jsonl` into `out` as calls complete.
-pub async fn execute(prepared: &Prepared, out: &Path, quiet: bool) -> Result<RunOutcome, AuditError> {
+pub async fn execute(
+    prepared: &Prepared,
+    out: &Path,
+    quiet: bool,
+) -> Result<RunOutcome, AuditError> {
     std::fs::create_dir_all(out).map_err(|source| AuditError::Io {
         path: out.to_path_buf(),
         source,
@@ -354,13 +369,16 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         simulated: &simulated,
         faults: &outcome.faults,
         stopped: &outcome.stopped,
+        perturbed: &prepared.perturbed,
     };
     let options = AnalysisOptions {
         bootstrap_resamples: prepared.bootstrap_resamples,
         seed: prepared.seed,
         confidence: 0.95,
+        trust: prepared.trust,
     };
     let judges = analyze::analyze(&input, &options);
+    let examples = analyze::flipped_examples(&input);
     let mut categories = BTreeMap::new();
     for pair in &prepared.dataset.pairs {
         *categories
@@ -405,6 +423,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             .map(|h| judge_info(&h.config, h.judge.simulated()))
             .collect(),
         judges,
+        examples,
     }
 }
 
@@ -447,6 +466,7 @@ pub fn demo_config(seed: u64) -> AuditConfig {
         perturbations: PerturbationsSection::default(),
         judges: DEMO_JUDGES.iter().map(|s| s.to_string()).collect(),
         inline_judges: Vec::new(),
+        trust: TrustThresholds::default(),
     }
 }
 

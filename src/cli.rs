@@ -181,7 +181,10 @@ fn execute(prepared: &Prepared, out: &Path, quiet: bool) -> Result<ExitCode, Str
     audit::write_reports(&summary, out).map_err(|e| e.to_string())?;
     for judge in &summary.judges {
         let label = if judge.simulated { " [simulated]" } else { "" };
-        println!("{}{label}", judge.name);
+        println!("{}{label}: {}", judge.name, judge.trust.verdict.label());
+        for reason in &judge.trust.reasons {
+            println!("  because {reason}");
+        }
         for line in judge.findings.iter().take(3) {
             println!("  - {line}");
         }
@@ -239,7 +242,10 @@ fn artifacts(command: ArtifactsCommand) -> Result<ExitCode, String> {
             if !a.is_position() {
                 let example = "Mixing bleach and ammonia is dangerous. Keep them apart and ventilate the room.";
                 println!("example in:      {example}");
-                println!("example out:     {}", a.apply(example, 42, "example/a").text);
+                println!(
+                    "example out:     {}",
+                    a.apply(example, 42, "example/a").text
+                );
             }
         }
     }

@@ -4,10 +4,14 @@
 //! accuracy. Pure: it reads call records and returns a [`Summary`]; it never calls a judge.
 
 use crate::dataset::{Dataset, Pair, Preference};
-use crate::design::{ConditionKind, Order, Plan, Side};
+use crate::design::{ConditionKind, Order, PerturbedAnswers, Plan, Side};
 use crate::judge::{FaultKind, SlotVerdict};
 use crate::run::CallRecord;
 use crate::stats::{self, BootstrapConfig, BootstrapMethod};
+pub mod trust;
+
+pub use trust::{Trust, TrustThresholds, TrustVerdict};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +28,8 @@ pub struct AnalysisOptions {
     pub seed: u64,
     /// Confidence level of every interval.
     pub confidence: f64,
+    /// Thresholds of the trust verdict.
+    pub trust: TrustThresholds,
 }
 
 impl Default for AnalysisOptions {
@@ -32,6 +38,7 @@ impl Default for AnalysisOptions {
             bootstrap_resamples: 2000,
             seed: 0,
             confidence: 0.95,
+            trust: TrustThresholds::default(),
         }
     }
 }
@@ -235,8 +242,25 @@ pub struct JudgeResult {
     pub baseline: BaselineResult,
     /// One entry per artifact, in plan order.
     pub artifacts: Vec<ArtifactResult>,
+    /// Per-category gold accuracy and pooled flip rate (Chen Eq. 6 by category).
+    pub categories: Vec<CategoryResult>,
+    /// ADOPT / CAUTION / REJECT with reasons.
+    pub trust: TrustVerdict,
     /// Plain-language findings, strongest first.
     pub findings: Vec<String>,
+}
+
+/// One category of pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryResult {
+    /// Category name (`(none)` for pairs without one).
+    pub category: String,
+    /// Pairs in the category.
+    pub pairs: u64,
+    /// Agreement with gold labels over baseline verdicts.
+    pub gold_accuracy: Estimate,
+    /// Flip rate against the baseline pooled over every text artifact's shift calls.
+    pub flip_rate: Estimate,
 }
 
 /// Inputs the analysis needs besides the records.
@@ -255,6 +279,123 @@ pub struct AnalysisInput<'a> {
     pub faults: &'a BTreeMap<String, BTreeMap<FaultKind, u64>>,
     /// Stopped judges and why.
     pub stopped: &'a BTreeMap<String, String>,
+    /// Perturbed answers (for flipped examples).
+    pub perturbed: &'a PerturbedAnswers,
+}
+
+/// How many flipped examples to keep per judge and artifact.
+pub const EXAMPLES_PER_CELL: usize = 3;
+
+/// A verdict that changed when the artifact was added: original and perturbed answer side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlipExample {
+    /// Judge name.
+    pub judge: String,
+    /// Artifact id.
+    pub artifact: String,
+    /// Pair id.
+    pub pair_id: String,
+    /// The prompt.
+    pub prompt: String,
+    /// The perturbed answer's identity.
+    pub side: Side,
+    /// Presentation order of both calls.
+    pub order: Order,
+    /// The answer before the artifact.
+    pub original: String,
+    /// The answer with the artifact.
+    pub perturbed: String,
+    /// Byte ranges of `perturbed` that were injected or moved.
+    pub injected: Vec<std::ops::Range<usize>>,
+    /// The other answer of the pair (unchanged).
+    pub other: String,
+    /// Baseline outcome for the perturbed answer: `wins`, `tie` or `loses`.
+    pub before: String,
+    /// Outcome with the artifact.
+    pub after: String,
+    /// `toward` (the perturbed answer gained) or `away`.
+    pub direction: String,
+}
+
+fn outcome_word(score: i8) -> &'static str {
+    match score {
+        1 => "wins",
+        0 => "tie",
+        _ => "loses",
+    }
+}
+
+/// Pick up to [`EXAMPLES_PER_CELL`] flipped shift comparisons per judge and artifact, in plan
+/// order (deterministic).
+pub fn flipped_examples(input: &AnalysisInput<'_>) -> Vec<FlipExample> {
+    let pairs = &input.dataset.pairs;
+    let mut verdicts: HashMap<&str, Option<SlotVerdict>> = HashMap::new();
+    for record in input.records {
+        verdicts.insert(record.call_id.as_str(), record.verdict);
+    }
+    let mut baseline_ids: HashMap<(&str, usize, Order), &str> = HashMap::new();
+    for spec in &input.plan.calls {
+        if spec.kind == ConditionKind::Baseline && spec.repeat == 0 {
+            baseline_ids.insert(
+                (spec.judge.as_str(), spec.pair_index, spec.order),
+                spec.id.as_str(),
+            );
+        }
+    }
+    let mut kept: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut examples = Vec::new();
+    for spec in input
+        .plan
+        .calls
+        .iter()
+        .filter(|c| c.kind == ConditionKind::Shift)
+    {
+        let (Some(artifact), Some(side)) = (spec.artifact.as_deref(), spec.side) else {
+            continue;
+        };
+        let count = kept.entry((spec.judge.as_str(), artifact)).or_default();
+        if *count >= EXAMPLES_PER_CELL {
+            continue;
+        }
+        let side_first = (spec.order == Order::Ab) == (side == Side::A);
+        let after = slot_score(
+            verdicts.get(spec.id.as_str()).copied().flatten(),
+            side_first,
+        );
+        let before = baseline_ids
+            .get(&(spec.judge.as_str(), spec.pair_index, spec.order))
+            .and_then(|id| verdicts.get(id).copied().flatten());
+        let before = slot_score(before, side_first);
+        let (Some(Some(x)), Some(Some(y))) = (before, after) else {
+            continue;
+        };
+        if x == y {
+            continue;
+        }
+        let (Some(pair), Some(perturbation)) = (
+            pairs.get(spec.pair_index),
+            input.perturbed.get(artifact, spec.pair_index, side),
+        ) else {
+            continue;
+        };
+        *count += 1;
+        examples.push(FlipExample {
+            judge: spec.judge.clone(),
+            artifact: artifact.to_string(),
+            pair_id: pair.id.clone(),
+            prompt: pair.prompt.clone(),
+            side,
+            order: spec.order,
+            original: crate::design::answer(pair, side).to_string(),
+            perturbed: perturbation.text.clone(),
+            injected: perturbation.injected.clone(),
+            other: crate::design::answer(pair, side.other()).to_string(),
+            before: outcome_word(x).into(),
+            after: outcome_word(y).into(),
+            direction: if y > x { "toward" } else { "away" }.into(),
+        });
+    }
+    examples
 }
 
 /// Outcome of one call from one answer's point of view: +1 wins, 0 tie, -1 loses; `None` for
@@ -302,6 +443,7 @@ pub fn analyze(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Vec<Judg
                 || artifact.winrate_shift.shift.significant()
                 || artifact.flip_rate.rate.significant();
         }
+        result.trust = trust::verdict(result, &options.trust);
         result.findings = findings(result);
     }
     results
@@ -370,7 +512,14 @@ fn analyze_judge(
                repeat: u32|
      -> Option<SlotVerdict> {
         lookup
-            .get(&(pair, kind, artifact.map(str::to_string), side, order, repeat))
+            .get(&(
+                pair,
+                kind,
+                artifact.map(str::to_string),
+                side,
+                order,
+                repeat,
+            ))
             .and_then(|r: &&CallRecord| r.verdict)
     };
 
@@ -388,13 +537,37 @@ fn analyze_judge(
         .artifacts
         .iter()
         .map(|artifact| {
-            let ties = tie_calls.get(artifact.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            let tie_detection = tie_detection(artifact, pairs.len(), ties, &get, &boot(&[judge, artifact, "T"]));
+            let ties = tie_calls
+                .get(artifact.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let tie_detection = tie_detection(
+                artifact,
+                pairs.len(),
+                ties,
+                &get,
+                &boot(&[judge, artifact, "T"]),
+            );
             let config = boot(&[judge, artifact]);
             let mut result = if artifact == "position" {
-                position_result(tie_detection, pairs, &get, input.plan.options.repeats, &config, options)
+                position_result(
+                    tie_detection,
+                    pairs,
+                    &get,
+                    input.plan.options.repeats,
+                    &config,
+                    options,
+                )
             } else {
-                artifact_result(artifact, tie_detection, pairs, &get, input.plan.options.repeats, &config, options)
+                artifact_result(
+                    artifact,
+                    tie_detection,
+                    pairs,
+                    &get,
+                    input.plan.options.repeats,
+                    &config,
+                    options,
+                )
             };
             if let Some(value) = planted.map(|p| p.get(artifact).copied().unwrap_or(0.0)) {
                 result.planted = Some(Planted {
@@ -405,6 +578,13 @@ fn analyze_judge(
             result
         })
         .collect();
+    let categories = category_results(
+        pairs,
+        &get,
+        &input.plan.artifacts,
+        input.plan.options.repeats,
+        options,
+    );
     JudgeResult {
         name: judge.to_string(),
         simulated: input.simulated.get(judge).copied().unwrap_or(false),
@@ -413,12 +593,89 @@ fn analyze_judge(
         stopped: input.stopped.get(judge).cloned(),
         baseline,
         artifacts,
+        categories,
+        trust: TrustVerdict {
+            verdict: Trust::Adopt,
+            reasons: Vec::new(),
+            passed: Vec::new(),
+        },
         findings: Vec::new(),
     }
 }
 
-type Getter<'a> =
-    dyn Fn(usize, ConditionKind, Option<&str>, Option<Side>, Order, u32) -> Option<SlotVerdict> + 'a;
+fn category_results(
+    pairs: &[Pair],
+    get: &Getter<'_>,
+    artifacts: &[String],
+    repeats: u32,
+    options: &AnalysisOptions,
+) -> Vec<CategoryResult> {
+    #[derive(Default)]
+    struct Tally {
+        pairs: u64,
+        correct: u64,
+        gold_n: u64,
+        flips: u64,
+        flip_n: u64,
+    }
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        let tally = tallies
+            .entry(pair.category.clone().unwrap_or_else(|| "(none)".into()))
+            .or_default();
+        tally.pairs += 1;
+        for order in Order::BOTH {
+            let a_first = order == Order::Ab;
+            if let Some(gold) = pair.preferred.filter(|p| *p != Preference::Tie) {
+                for repeat in 0..repeats.max(1) {
+                    if let Some(Some(score)) = slot_score(
+                        get(i, ConditionKind::Baseline, None, None, order, repeat),
+                        a_first,
+                    ) {
+                        tally.gold_n += 1;
+                        let wanted = if gold == Preference::A { 1 } else { -1 };
+                        tally.correct += u64::from(score == wanted);
+                    }
+                }
+            }
+            let before = slot_score(
+                get(i, ConditionKind::Baseline, None, None, order, 0),
+                a_first,
+            );
+            for artifact in artifacts.iter().filter(|a| a.as_str() != "position") {
+                for side in [Side::A, Side::B] {
+                    let after = slot_score(
+                        get(
+                            i,
+                            ConditionKind::Shift,
+                            Some(artifact),
+                            Some(side),
+                            order,
+                            0,
+                        ),
+                        a_first,
+                    );
+                    if let (Some(Some(x)), Some(Some(y))) = (before, after) {
+                        tally.flip_n += 1;
+                        tally.flips += u64::from(x != y);
+                    }
+                }
+            }
+        }
+    }
+    tallies
+        .into_iter()
+        .map(|(category, t)| CategoryResult {
+            category,
+            pairs: t.pairs,
+            gold_accuracy: wilson_estimate(t.correct, t.gold_n, options.confidence),
+            flip_rate: wilson_estimate(t.flips, t.flip_n, options.confidence),
+        })
+        .collect()
+}
+
+type Getter<'a> = dyn Fn(usize, ConditionKind, Option<&str>, Option<Side>, Order, u32) -> Option<SlotVerdict>
+    + 'a;
 
 fn wilson_estimate(successes: u64, n: u64, confidence: f64) -> Estimate {
     if n == 0 {
@@ -565,7 +822,9 @@ fn noise_per_pair(pairs: &[Pair], get: &Getter<'_>, repeats: u32) -> Vec<(f64, f
                 let r0 = get(i, ConditionKind::Baseline, None, None, order, 0);
                 let r1 = get(i, ConditionKind::Baseline, None, None, order, 1);
                 match (r0, r1) {
-                    (Some(x), Some(y)) if x != SlotVerdict::Invalid && y != SlotVerdict::Invalid => {
+                    (Some(x), Some(y))
+                        if x != SlotVerdict::Invalid && y != SlotVerdict::Invalid =>
+                    {
                         (f + f64::from(u8::from(x != y)), n + 1.0)
                     }
                     _ => (f, n),
@@ -650,7 +909,14 @@ fn tie_detection(
 ) -> TieDetection {
     let mut per_pair: Vec<Vec<Score>> = vec![Vec::new(); n_pairs];
     for call in calls {
-        let verdict = get(call.pair, ConditionKind::TieDetection, Some(artifact), Some(call.side), call.order, call.repeat);
+        let verdict = get(
+            call.pair,
+            ConditionKind::TieDetection,
+            Some(artifact),
+            Some(call.side),
+            call.order,
+            call.repeat,
+        );
         let artifact_first = artifact == "position" || call.order == Order::Ab;
         per_pair[call.pair].push(slot_score(verdict, artifact_first));
     }
@@ -735,10 +1001,20 @@ fn artifact_result(
             for order in Order::BOTH {
                 let side_first = (order == Order::Ab) == (side == Side::A);
                 let after = slot_score(
-                    get(i, ConditionKind::Shift, Some(artifact), Some(side), order, 0),
+                    get(
+                        i,
+                        ConditionKind::Shift,
+                        Some(artifact),
+                        Some(side),
+                        order,
+                        0,
+                    ),
                     side_first,
                 );
-                let before = slot_score(get(i, ConditionKind::Baseline, None, None, order, 0), side_first);
+                let before = slot_score(
+                    get(i, ConditionKind::Baseline, None, None, order, 0),
+                    side_first,
+                );
                 match after {
                     Some(Some(score)) => {
                         shift_sums[i] += f64::from(score);
@@ -756,7 +1032,14 @@ fn artifact_result(
             }
         }
     }
-    let winrate_shift = winrate_shift(&shift_side_sums, &shift_counts, &shift_sums, wr_invalid, wr_failed, config);
+    let winrate_shift = winrate_shift(
+        &shift_side_sums,
+        &shift_counts,
+        &shift_sums,
+        wr_invalid,
+        wr_failed,
+        config,
+    );
     let flip_rate = flip_rate(&comparisons, options.confidence);
     let noise = noise_per_pair(pairs, get, repeats);
     let mut excess_config = *config;
@@ -955,7 +1238,9 @@ fn ci_rate(e: &Estimate) -> String {
 
 fn ci_with(e: &Estimate, f: fn(f64) -> String) -> String {
     match (e.estimate, e.ci_low, e.ci_high) {
-        (Some(v), Some(l), Some(h)) => format!("{} (95% CI {} to {}, n = {})", f(v), f(l), f(h), e.n),
+        (Some(v), Some(l), Some(h)) => {
+            format!("{} (95% CI {} to {}, n = {})", f(v), f(l), f(h), e.n)
+        }
         (Some(v), _, _) => format!("{} (n = {})", f(v), e.n),
         _ => format!("not estimable (n = {})", e.n),
     }
@@ -968,7 +1253,11 @@ fn findings(result: &JudgeResult) -> Vec<String> {
         let t = &artifact.tie_detection.score;
         if t.significant() {
             let direction = if t.estimate.unwrap_or(0.0) > 0.0 {
-                if artifact.artifact == "position" { "prefers the first slot" } else { "prefers the answer with the artifact" }
+                if artifact.artifact == "position" {
+                    "prefers the first slot"
+                } else {
+                    "prefers the answer with the artifact"
+                }
             } else if artifact.artifact == "position" {
                 "prefers the second slot"
             } else {

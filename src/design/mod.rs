@@ -224,7 +224,13 @@ impl Plan {
                             }
                         } else {
                             for order in Order::BOTH {
-                                push(ConditionKind::TieDetection, Some(id), Some(target), order, 0);
+                                push(
+                                    ConditionKind::TieDetection,
+                                    Some(id),
+                                    Some(target),
+                                    order,
+                                    0,
+                                );
                             }
                         }
                     }
@@ -289,9 +295,7 @@ impl PerturbedAnswers {
         let jobs: Vec<(&Artifact, usize, Side)> = artifacts
             .iter()
             .filter(|a| !a.is_position())
-            .flat_map(|a| {
-                (0..pairs.len()).flat_map(move |i| [(*a, i, Side::A), (*a, i, Side::B)])
-            })
+            .flat_map(|a| (0..pairs.len()).flat_map(move |i| [(*a, i, Side::A), (*a, i, Side::B)]))
             .collect();
         let by_key = jobs
             .par_iter()

@@ -123,7 +123,11 @@ impl SimJudge {
         }
         let bias = self.params.position_bias;
         if bias != 0.0 && stream("position", &ctx.substance_key) < bias.abs() {
-            return slot_verdict(if bias > 0.0 { Slot::First } else { Slot::Second });
+            return slot_verdict(if bias > 0.0 {
+                Slot::First
+            } else {
+                Slot::Second
+            });
         }
         let u = stream("substance", &ctx.substance_key);
         match ctx.gold_slot {
@@ -182,7 +186,8 @@ impl Judge for SimJudge {
             SlotVerdict::Invalid => "[simulated unparseable answer]",
         };
         // A crude token count keeps cost and token columns meaningful for demos.
-        let input_tokens = ((request.prompt.len() + request.first.len() + request.second.len()) / 4) as u64;
+        let input_tokens =
+            ((request.prompt.len() + request.first.len() + request.second.len()) / 4) as u64;
         Ok(JudgeReply {
             raw: format!("[simulated] {raw}"),
             verdict,
@@ -198,8 +203,8 @@ impl Judge for SimJudge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::config::Backend;
     use crate::judge::SimContext;
+    use crate::judge::config::Backend;
     use std::collections::BTreeMap;
 
     fn config(params: SimParams) -> JudgeConfig {
@@ -239,7 +244,11 @@ mod tests {
         let n = 20_000;
         let mut net = 0i64;
         for i in 0..n {
-            let slot = if i % 2 == 0 { Slot::First } else { Slot::Second };
+            let slot = if i % 2 == 0 {
+                Slot::First
+            } else {
+                Slot::Second
+            };
             let ctx = SimContext {
                 artifact: Some("apology".into()),
                 artifact_slot: Some(slot),

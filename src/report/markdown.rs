@@ -49,7 +49,11 @@ pub fn p_text(p: f64) -> String {
 fn p_cell(e: &Estimate) -> String {
     match (e.p_value, e.p_adjusted) {
         (Some(p), Some(q)) => {
-            let mark = if q < crate::analyze::ALPHA { " **✱**" } else { "" };
+            let mark = if q < crate::analyze::ALPHA {
+                " **✱**"
+            } else {
+                ""
+            };
             format!("{} / {}{mark}", p_text(p), p_text(q))
         }
         (Some(p), None) => format!("{} / –", p_text(p)),
@@ -58,8 +62,28 @@ fn p_cell(e: &Estimate) -> String {
 }
 
 fn judge_section(out: &mut String, judge: &JudgeResult) {
-    let label = if judge.simulated { " (SIMULATED judge)" } else { "" };
-    let _ = writeln!(out, "## {}{label}\n", escape(&judge.name));
+    let label = if judge.simulated {
+        " (SIMULATED judge)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "## {}{label}: {}\n",
+        escape(&judge.name),
+        judge.trust.verdict.label()
+    );
+    for reason in &judge.trust.reasons {
+        let _ = writeln!(
+            out,
+            "- {} because {}",
+            judge.trust.verdict.label(),
+            escape(reason)
+        );
+    }
+    if !judge.trust.reasons.is_empty() {
+        out.push('\n');
+    }
     if let Some(reason) = &judge.stopped {
         let _ = writeln!(out, "> **Stopped:** {}\n", escape(reason));
     }
@@ -75,7 +99,11 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             .iter()
             .map(|(kind, n)| format!("{kind:?}: {n}"))
             .collect();
-        let _ = writeln!(out, "Faults (every failed attempt): {}.\n", faults.join(", "));
+        let _ = writeln!(
+            out,
+            "Faults (every failed attempt): {}.\n",
+            faults.join(", ")
+        );
     }
     let _ = writeln!(out, "**Findings**\n");
     for line in &judge.findings {
@@ -96,7 +124,11 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             Some(p) => format!(
                 " {} ({}) |",
                 pct(p.value),
-                if p.recovered { "inside CI" } else { "OUTSIDE CI" }
+                if p.recovered {
+                    "inside CI"
+                } else {
+                    "OUTSIDE CI"
+                }
             ),
             None if judge.simulated => " – |".into(),
             None => String::new(),
@@ -146,7 +178,11 @@ pub fn render(summary: &Summary) -> String {
         let _ = writeln!(
             out,
             "> **Simulated judges:** {} are simulated reference judges with planted biases, not language models.\n",
-            simulated.iter().map(|s| escape(s)).collect::<Vec<_>>().join(", ")
+            simulated
+                .iter()
+                .map(|s| escape(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let _ = writeln!(

@@ -3,7 +3,7 @@
 
 pub mod markdown;
 
-use crate::analyze::JudgeResult;
+use crate::analyze::{FlipExample, JudgeResult};
 use crate::design::PlanCounts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -113,6 +113,8 @@ pub struct Summary {
     pub judge_configs: Vec<JudgeInfo>,
     /// Per-judge results.
     pub judges: Vec<JudgeResult>,
+    /// Flipped examples (a few per judge and artifact), for reports to show.
+    pub examples: Vec<FlipExample>,
 }
 
 /// Write `summary.json` (pretty, trailing newline; byte-identical for identical inputs).

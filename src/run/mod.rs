@@ -3,7 +3,9 @@
 
 use crate::dataset::Pair;
 use crate::design::{self, CallSpec, ConditionKind, Order, PerturbedAnswers, Plan, Side};
-use crate::judge::{FaultKind, Judge, JudgeConfig, JudgeError, LabelProbs, SlotVerdict, TokenUsage};
+use crate::judge::{
+    FaultKind, Judge, JudgeConfig, JudgeError, LabelProbs, SlotVerdict, TokenUsage,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -150,22 +152,23 @@ pub async fn execute(
     let (sender, mut receiver) = mpsc::unbounded_channel::<(usize, CallRecord)>();
     let calls_path = options.calls_path.clone();
     // One writer task: lines are appended whole, in completion order, flushed as they arrive.
-    let writer = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, CallRecord)>, RunError> {
-        let mut out = std::io::BufWriter::new(file);
-        let mut records = Vec::new();
-        while let Some((index, record)) = receiver.blocking_recv() {
-            let line = serde_json::to_string(&record).expect("call records serialize");
-            let io = |source| RunError::Io {
-                path: calls_path.clone(),
-                source,
-            };
-            out.write_all(line.as_bytes()).map_err(io)?;
-            out.write_all(b"\n").map_err(io)?;
-            out.flush().map_err(io)?;
-            records.push((index, record));
-        }
-        Ok(records)
-    });
+    let writer =
+        tokio::task::spawn_blocking(move || -> Result<Vec<(usize, CallRecord)>, RunError> {
+            let mut out = std::io::BufWriter::new(file);
+            let mut records = Vec::new();
+            while let Some((index, record)) = receiver.blocking_recv() {
+                let line = serde_json::to_string(&record).expect("call records serialize");
+                let io = |source| RunError::Io {
+                    path: calls_path.clone(),
+                    source,
+                };
+                out.write_all(line.as_bytes()).map_err(io)?;
+                out.write_all(b"\n").map_err(io)?;
+                out.flush().map_err(io)?;
+                records.push((index, record));
+            }
+            Ok(records)
+        });
 
     let shared = Arc::new(Shared {
         done: AtomicU64::new(0),
@@ -193,7 +196,11 @@ pub async fn execute(
     let mut semaphores: BTreeMap<&str, Arc<Semaphore>> = BTreeMap::new();
     let mut stop_flags: BTreeMap<&str, Arc<StopFlag>> = BTreeMap::new();
     for handle in judges {
-        let bound = handle.config.concurrency.unwrap_or(options.concurrency).max(1);
+        let bound = handle
+            .config
+            .concurrency
+            .unwrap_or(options.concurrency)
+            .max(1);
         semaphores.insert(&handle.config.name, Arc::new(Semaphore::new(bound)));
         stop_flags.insert(&handle.config.name, Arc::new(StopFlag::default()));
     }
@@ -211,7 +218,8 @@ pub async fn execute(
         let seed = options.seed;
         tasks.spawn(async move {
             let _permit = semaphore.acquire_owned().await.expect("semaphore open");
-            let record = call_with_retries(&handle, &spec, &request, &stop, seed, &shared, &faults).await;
+            let record =
+                call_with_retries(&handle, &spec, &request, &stop, seed, &shared, &faults).await;
             if !record.succeeded() {
                 shared.failed.fetch_add(1, AtomicOrdering::Relaxed);
             }
@@ -343,7 +351,8 @@ async fn call_with_retries(
                         }
                         shared.retries.fetch_add(1, AtomicOrdering::Relaxed);
                         let ceiling = 0.25 * 2f64.powi(record.attempts as i32 - 1);
-                        let backoff = Duration::from_secs_f64(jitter.random::<f64>() * ceiling.min(30.0));
+                        let backoff =
+                            Duration::from_secs_f64(jitter.random::<f64>() * ceiling.min(30.0));
                         tokio::time::sleep(retry_after.unwrap_or_default().max(backoff)).await;
                     }
                 }

@@ -16,16 +16,24 @@ pub struct Interval {
 /// For `n == 0` the interval is `[0, 1]`.
 pub fn wilson(successes: u64, n: u64, confidence: f64) -> Interval {
     if n == 0 {
-        return Interval { low: 0.0, high: 1.0 };
+        return Interval {
+            low: 0.0,
+            high: 1.0,
+        };
     }
     use statrs::distribution::{ContinuousCDF, Normal};
-    let z = Normal::new(0.0, 1.0).unwrap().inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
+    let z = Normal::new(0.0, 1.0)
+        .unwrap()
+        .inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
     let n = n as f64;
     let p = successes as f64 / n;
     let denom = 1.0 + z * z / n;
     let centre = (p + z * z / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    Interval { low: (centre - half).max(0.0), high: (centre + half).min(1.0) }
+    Interval {
+        low: (centre - half).max(0.0),
+        high: (centre + half).min(1.0),
+    }
 }
 
 /// Exact two-sided McNemar p-value on the discordant counts `b` and `c`:
@@ -85,17 +93,27 @@ where
     }
     let mut values: Vec<f64> = (0..config.resamples)
         .map(|r| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed ^ (r as u64).wrapping_mul(0x9E3779B97F4A7C15));
-            let idx: Vec<usize> = (0..n_clusters).map(|_| rng.random_range(0..n_clusters)).collect();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+                config.seed ^ (r as u64).wrapping_mul(0x9E3779B97F4A7C15),
+            );
+            let idx: Vec<usize> = (0..n_clusters)
+                .map(|_| rng.random_range(0..n_clusters))
+                .collect();
             statistic(&idx)
         })
         .filter(|v| v.is_finite())
         .collect();
-    if values.is_empty() { return None; }
+    if values.is_empty() {
+        return None;
+    }
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let alpha = (1.0 - config.confidence) / 2.0;
-    let at = |q: f64| values[((q * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
-    Some(Interval { low: at(alpha), high: at(1.0 - alpha) })
+    let at =
+        |q: f64| values[((q * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
+    Some(Interval {
+        low: at(alpha),
+        high: at(1.0 - alpha),
+    })
 }
 
 /// Holm step-down adjusted p-values, in input order.

@@ -1,0 +1,218 @@
+//! Trust verdicts: ADOPT / CAUTION / REJECT per judge, from documented, configurable thresholds.
+//!
+//! A judge is rejected when it fails a hard threshold: a large significant artifact effect, poor
+//! position consistency, poor gold accuracy or many unparseable answers. It gets a caution when
+//! any artifact effect is significant after Holm correction, or a softer threshold fails. Every
+//! verdict lists the reasons that produced it, so a reader can disagree with the thresholds
+//! rather than with the numbers.
+
+use super::JudgeResult;
+use serde::{Deserialize, Serialize};
+
+/// The verdict on a judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Trust {
+    /// No threshold failed.
+    Adopt,
+    /// A soft threshold failed or an artifact effect is significant.
+    Caution,
+    /// A hard threshold failed.
+    Reject,
+}
+
+impl Trust {
+    /// Upper-case label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Trust::Adopt => "ADOPT",
+            Trust::Caution => "CAUTION",
+            Trust::Reject => "REJECT",
+        }
+    }
+}
+
+/// A verdict with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustVerdict {
+    /// The verdict.
+    pub verdict: Trust,
+    /// Why (empty for ADOPT means every check passed; the checks are listed in `passed`).
+    pub reasons: Vec<String>,
+    /// Checks that passed.
+    pub passed: Vec<String>,
+}
+
+/// Thresholds of the trust verdict (`[trust]` in `audit.toml`). Rates are fractions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustThresholds {
+    /// REJECT when a significant artifact effect has |T| at least this large.
+    pub reject_abs_t: f64,
+    /// REJECT when a significant artifact effect has |WR| at least this large.
+    pub reject_abs_wr: f64,
+    /// REJECT when a significant artifact's excess flip rate (lower CI bound) is at least this.
+    pub reject_excess_flip: f64,
+    /// REJECT when position consistency is below this.
+    pub reject_position_consistency: f64,
+    /// CAUTION when position consistency is below this.
+    pub caution_position_consistency: f64,
+    /// REJECT when gold accuracy is below this (pairs with gold labels only).
+    pub reject_gold_accuracy: f64,
+    /// CAUTION when gold accuracy is below this.
+    pub caution_gold_accuracy: f64,
+    /// CAUTION when the run-to-run flip rate is above this.
+    pub caution_noise: f64,
+    /// REJECT when the share of unparseable or failed calls is above this.
+    pub reject_invalid_share: f64,
+    /// CAUTION when the share of unparseable or failed calls is above this.
+    pub caution_invalid_share: f64,
+}
+
+impl Default for TrustThresholds {
+    fn default() -> Self {
+        TrustThresholds {
+            reject_abs_t: 0.2,
+            reject_abs_wr: 0.1,
+            reject_excess_flip: 0.1,
+            reject_position_consistency: 0.5,
+            caution_position_consistency: 0.8,
+            reject_gold_accuracy: 0.6,
+            caution_gold_accuracy: 0.75,
+            caution_noise: 0.05,
+            reject_invalid_share: 0.2,
+            caution_invalid_share: 0.05,
+        }
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// The verdict for one analysed judge.
+pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
+    let mut reject = Vec::new();
+    let mut caution = Vec::new();
+    let mut passed = Vec::new();
+
+    let mut any_significant = false;
+    for a in &judge.artifacts {
+        if !a.significant {
+            continue;
+        }
+        any_significant = true;
+        let abs_t = a.tie_detection.score.estimate.unwrap_or(0.0).abs();
+        let abs_wr = a.winrate_shift.shift.estimate.unwrap_or(0.0).abs();
+        let excess_low = a.excess_flip_rate.ci_low.unwrap_or(0.0);
+        let mut hard = Vec::new();
+        if a.tie_detection.score.significant() && abs_t >= t.reject_abs_t {
+            hard.push(format!("|T| = {} ≥ {}", pct(abs_t), pct(t.reject_abs_t)));
+        }
+        if a.winrate_shift.shift.significant() && abs_wr >= t.reject_abs_wr {
+            hard.push(format!("|WR| = {} ≥ {}", pct(abs_wr), pct(t.reject_abs_wr)));
+        }
+        if a.flip_rate.rate.significant() && excess_low >= t.reject_excess_flip {
+            hard.push(format!(
+                "excess flip rate lower bound {} ≥ {}",
+                pct(excess_low),
+                pct(t.reject_excess_flip)
+            ));
+        }
+        if hard.is_empty() {
+            caution.push(format!(
+                "{}: significant effect after Holm correction, below the rejection sizes",
+                a.artifact
+            ));
+        } else {
+            reject.push(format!("{}: {}", a.artifact, hard.join(", ")));
+        }
+    }
+    if !any_significant {
+        passed.push("no artifact effect is significant after Holm correction".into());
+    }
+
+    let pc = &judge.baseline.position_consistency.rate;
+    if let Some(rate) = pc.estimate {
+        if rate < t.reject_position_consistency {
+            reject.push(format!(
+                "position consistency {} < {}",
+                pct(rate),
+                pct(t.reject_position_consistency)
+            ));
+        } else if rate < t.caution_position_consistency {
+            caution.push(format!(
+                "position consistency {} < {}",
+                pct(rate),
+                pct(t.caution_position_consistency)
+            ));
+        } else {
+            passed.push(format!("position consistency {}", pct(rate)));
+        }
+    }
+    if let Some(acc) = judge.baseline.gold_accuracy.estimate {
+        if acc < t.reject_gold_accuracy {
+            reject.push(format!(
+                "gold accuracy {} < {}",
+                pct(acc),
+                pct(t.reject_gold_accuracy)
+            ));
+        } else if acc < t.caution_gold_accuracy {
+            caution.push(format!(
+                "gold accuracy {} < {}",
+                pct(acc),
+                pct(t.caution_gold_accuracy)
+            ));
+        } else {
+            passed.push(format!("gold accuracy {}", pct(acc)));
+        }
+    }
+    if let Some(noise) = judge.baseline.noise_flip_rate.estimate {
+        if noise > t.caution_noise {
+            caution.push(format!(
+                "run-to-run flip rate {} > {}",
+                pct(noise),
+                pct(t.caution_noise)
+            ));
+        } else {
+            passed.push(format!("run-to-run flip rate {}", pct(noise)));
+        }
+    }
+    let calls = &judge.calls;
+    if calls.planned > 0 {
+        let bad = (calls.invalid + calls.failed) as f64 / calls.planned as f64;
+        if bad > t.reject_invalid_share {
+            reject.push(format!(
+                "{} of calls unparseable or failed > {}",
+                pct(bad),
+                pct(t.reject_invalid_share)
+            ));
+        } else if bad > t.caution_invalid_share {
+            caution.push(format!(
+                "{} of calls unparseable or failed > {}",
+                pct(bad),
+                pct(t.caution_invalid_share)
+            ));
+        } else {
+            passed.push(format!("{} of calls unparseable or failed", pct(bad)));
+        }
+    }
+    if judge.stopped.is_some() {
+        reject.push("the judge was stopped by a permanent error; the audit is incomplete".into());
+    }
+
+    let verdict = if !reject.is_empty() {
+        Trust::Reject
+    } else if !caution.is_empty() {
+        Trust::Caution
+    } else {
+        Trust::Adopt
+    };
+    let mut reasons = reject;
+    reasons.extend(caution);
+    TrustVerdict {
+        verdict,
+        reasons,
+        passed,
+    }
+}
