@@ -139,7 +139,7 @@ pub fn bca_interval(
     jackknife: &[f64],
     confidence: f64,
 ) -> Interval {
-    if !(confidence > 0.0 && confidence < 1.0) || !estimate.is_finite() {
+    if !(confidence > 0.0 && confidence < 1.0 && estimate.is_finite()) {
         return Interval::NAN;
     }
     let sorted = sorted_finite(replicates);

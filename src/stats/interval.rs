@@ -2,10 +2,8 @@
 //! Clopper–Pearson exact and Jeffreys. All return `[0, 1]` for n = 0 (no information) and
 //! `[NaN, NaN]` for impossible input (x > n, or a confidence level outside (0, 1)).
 
+use super::special::{beta_quantile, z_two_sided};
 use serde::{Deserialize, Serialize};
-use statrs::function::beta::inv_beta_reg;
-
-use super::special::z_two_sided;
 
 /// A two-sided confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -90,12 +88,12 @@ pub fn clopper_pearson(successes: u64, n: u64, confidence: f64) -> Interval {
     let low = if successes == 0 {
         0.0
     } else {
-        inv_beta_reg(x, nf - x + 1.0, alpha / 2.0)
+        beta_quantile(x, nf - x + 1.0, alpha / 2.0)
     };
     let high = if successes == n {
         1.0
     } else {
-        inv_beta_reg(x + 1.0, nf - x, 1.0 - alpha / 2.0)
+        beta_quantile(x + 1.0, nf - x, 1.0 - alpha / 2.0)
     };
     Interval::new(low, high)
 }
@@ -114,12 +112,12 @@ pub fn jeffreys(successes: u64, n: u64, confidence: f64) -> Interval {
     let low = if successes == 0 {
         0.0
     } else {
-        inv_beta_reg(a, b, alpha / 2.0)
+        beta_quantile(a, b, alpha / 2.0)
     };
     let high = if successes == n {
         1.0
     } else {
-        inv_beta_reg(a, b, 1.0 - alpha / 2.0)
+        beta_quantile(a, b, 1.0 - alpha / 2.0)
     };
     Interval::new(low, high)
 }

@@ -18,7 +18,7 @@ pub(crate) fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
                 s -= l[i * n + k] * l[j * n + k];
             }
             if i == j {
-                if !(s > tol) || !s.is_finite() {
+                if s.is_nan() || s <= tol || s.is_infinite() {
                     return None;
                 }
                 l[i * n + i] = s.sqrt();

@@ -107,7 +107,7 @@ pub fn pairs_needed_for_shift(
     power: f64,
     max_pairs: u64,
 ) -> Option<u64> {
-    if !valid_rates(discordant_rate, toward_share, alpha) || !(power > 0.0 && power <= 1.0) {
+    if !(valid_rates(discordant_rate, toward_share, alpha) && power > 0.0 && power <= 1.0) {
         return None;
     }
     let mut cache = ConditionalPower {
@@ -124,7 +124,7 @@ pub fn pairs_needed_for_shift(
 /// already reaches `power`; `None` when no outcome can reject (n too small) or the arguments are
 /// invalid. The shift is symmetric: ½ − δ has the same power.
 pub fn minimum_detectable_effect(n: u64, alpha: f64, power: f64) -> Option<f64> {
-    if !(alpha > 0.0 && alpha < 1.0) || !(power > 0.0 && power <= 1.0) {
+    if !(alpha > 0.0 && alpha < 1.0 && power > 0.0 && power <= 1.0) {
         return None;
     }
     sign_test_rejection_bound(n, alpha)?;
@@ -155,10 +155,8 @@ pub fn minimum_detectable_effect(n: u64, alpha: f64, power: f64) -> Option<f64> 
 pub fn paired_flip_pairs_needed_normal(p10: f64, p01: f64, alpha: f64, power: f64) -> Option<f64> {
     let psi = p10 + p01;
     let delta = p10 - p01;
-    if !(p10 >= 0.0 && p01 >= 0.0 && psi <= 1.0 && delta != 0.0)
-        || !(alpha > 0.0 && alpha < 1.0)
-        || !(power > 0.0 && power < 1.0)
-    {
+    let valid = p10 >= 0.0 && p01 >= 0.0 && psi <= 1.0 && delta != 0.0;
+    if !(valid && alpha > 0.0 && alpha < 1.0 && power > 0.0 && power < 1.0) {
         return None;
     }
     let za = normal_quantile(1.0 - alpha / 2.0);

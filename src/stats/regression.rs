@@ -333,7 +333,7 @@ pub fn length_controlled_preference(
         let m = len_diff.iter().sum::<f64>() / n as f64;
         (len_diff.iter().map(|d| (d - m) * (d - m)).sum::<f64>() / (n - 1) as f64).sqrt()
     };
-    if !(sd > 0.0) {
+    if sd.is_nan() || sd <= 0.0 {
         return Ok(LengthControl {
             raw,
             controlled: raw,
