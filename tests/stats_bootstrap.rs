@@ -226,6 +226,38 @@ fn paired_difference_uses_the_same_clusters() {
 }
 
 #[test]
+fn multi_column_bootstrap_equals_single_column_runs() {
+    let (ids, vals) = clustered_data(250);
+    let other: Vec<f64> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i % 4 == 0 { 1.0 - v } else { *v })
+        .collect();
+    let (a, b) = ClusterSums::paired(&ids, &vals, &other).unwrap();
+    let cfg = config(BootstrapMethod::Bca, 11, 400);
+    let both = cluster_bootstrap_ratios(&[a.clone(), b.clone()], &cfg).unwrap();
+    assert_eq!(both[0], a.bootstrap(&cfg));
+    assert_eq!(both[1], b.bootstrap(&cfg));
+    assert_ne!(both[0], both[1]);
+    // Degenerate columns come back as None / single-cluster results, alongside valid ones.
+    let zero = ClusterSums::new(vec![0.0; a.n_clusters()], vec![0.0; a.n_clusters()]).unwrap();
+    let mixed = cluster_bootstrap_ratios(&[zero.clone(), a.clone()], &cfg).unwrap();
+    assert_eq!(mixed[0], None);
+    assert_eq!(mixed[1], a.bootstrap(&cfg));
+    assert!(cluster_bootstrap_ratios(&[], &cfg).unwrap().is_empty());
+    assert!(matches!(
+        cluster_bootstrap_ratios(
+            &[a.clone(), ClusterSums::new(vec![1.0], vec![1.0]).unwrap()],
+            &cfg
+        ),
+        Err(StatsError::RaggedRow { row: 1, .. })
+    ));
+    let single = ClusterSums::new(vec![2.0], vec![4.0]).unwrap();
+    let r = cluster_bootstrap_ratios(&[single.clone(), single], &cfg).unwrap();
+    assert_eq!(r[0].unwrap().interval, Interval::new(0.5, 0.5));
+}
+
+#[test]
 fn cluster_sums_construction() {
     // NaN marks an invalid observation: it is skipped; a cluster with only NaN is dropped.
     let ids = ["p1", "p2", "p1", "p3", "p2"];

@@ -20,8 +20,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use rand::SeedableRng;
-use rand::distr::{Distribution, Uniform};
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -85,6 +84,50 @@ fn resample_rng(seed: u64, index: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index as u64);
     rng
+}
+
+/// Exactly uniform sampler of cluster indices in [0, k): Lemire's multiply-and-reject
+/// ("Fast random integer generation in an interval", 2019) on 32-bit words when k fits, which is
+/// the hot loop of every resample.
+#[derive(Debug, Clone, Copy)]
+struct IndexSampler {
+    k: u64,
+    /// Low products below this value are rejected: (2^w − k) mod k.
+    threshold: u64,
+}
+
+impl IndexSampler {
+    fn new(k: usize) -> Option<Self> {
+        let k = k as u64;
+        if k == 0 {
+            return None;
+        }
+        let threshold = if k <= u64::from(u32::MAX) {
+            u64::from((k as u32).wrapping_neg() % k as u32)
+        } else {
+            k.wrapping_neg() % k
+        };
+        Some(Self { k, threshold })
+    }
+
+    #[inline]
+    fn draw(&self, rng: &mut ChaCha8Rng) -> usize {
+        if self.k <= u64::from(u32::MAX) {
+            loop {
+                let m = u64::from(rng.next_u32()) * self.k;
+                if (m & 0xffff_ffff) >= self.threshold {
+                    return (m >> 32) as usize;
+                }
+            }
+        } else {
+            loop {
+                let m = u128::from(rng.next_u64()) * u128::from(self.k);
+                if (m as u64) >= self.threshold {
+                    return (m >> 64) as usize;
+                }
+            }
+        }
+    }
 }
 
 /// Linear-interpolation quantile (numpy / `scipy.stats.quantile` default, Hyndman–Fan type 7)
@@ -203,7 +246,7 @@ pub fn bootstrap_replicates<F>(
 where
     F: Fn(&[usize]) -> f64 + Sync,
 {
-    let Ok(dist) = Uniform::new(0, n_clusters) else {
+    let Some(sampler) = IndexSampler::new(n_clusters) else {
         return Vec::new();
     };
     (0..resamples)
@@ -213,7 +256,7 @@ where
             |buf: &mut Vec<usize>, r| {
                 buf.clear();
                 let mut rng = resample_rng(seed, r);
-                buf.extend((0..n_clusters).map(|_| dist.sample(&mut rng)));
+                buf.extend((0..n_clusters).map(|_| sampler.draw(&mut rng)));
                 statistic(buf)
             },
         )
@@ -478,9 +521,65 @@ impl ClusterSums {
     }
 }
 
+/// Σ wᵢ·vᵢ with four independent accumulators (a fixed order, so still deterministic): a
+/// single running sum would serialize on floating-point add latency.
+fn weighted_total(w: &[u32], v: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (wc, vc) = (w.chunks_exact(4), v.chunks_exact(4));
+    let rest: f64 = wc
+        .remainder()
+        .iter()
+        .zip(vc.remainder())
+        .map(|(&a, &b)| f64::from(a) * b)
+        .sum();
+    for (ws, vs) in wc.zip(vc) {
+        for lane in 0..4 {
+            acc[lane] += f64::from(ws[lane]) * vs[lane];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + rest
+}
+
+/// Resampled totals of several (sums, counts) columns over the same `k ≥ 1` clusters. Resample r
+/// draws k cluster indices from its own stream, turns them into multiplicities wᵢ, and reports
+/// `[Σ wᵢ sums₀ᵢ, Σ wᵢ counts₀ᵢ, Σ wᵢ sums₁ᵢ, …]`. The draws are O(k) random increments into a
+/// small array and the totals are sequential dot products, so extra columns are cheap.
+fn resampled_totals(
+    columns: &[(&[f64], &[f64])],
+    k: usize,
+    config: &BootstrapConfig,
+) -> Vec<Vec<f64>> {
+    let Some(sampler) = IndexSampler::new(k) else {
+        return Vec::new();
+    };
+    (0..config.resamples)
+        .into_par_iter()
+        .map_init(
+            || vec![0u32; k],
+            |w: &mut Vec<u32>, r| {
+                w.fill(0);
+                let mut rng = resample_rng(config.seed, r);
+                for _ in 0..k {
+                    w[sampler.draw(&mut rng)] += 1;
+                }
+                columns
+                    .iter()
+                    .flat_map(|(s, c)| [weighted_total(w, s), weighted_total(w, c)])
+                    .collect()
+            },
+        )
+        .collect()
+}
+
+/// `s / c`, or `NaN` when the count is 0 (no replicate).
+fn ratio(s: f64, c: f64) -> f64 {
+    if c > 0.0 { s / c } else { f64::NAN }
+}
+
 /// Clustered bootstrap of the ratio-of-sums mean `Σ sums / Σ counts` (a rate or a mean over
-/// observations, with clusters as the resampling unit). Each resample costs O(n_clusters) and
-/// the BCa jackknife `(S − s_i)/(C − c_i)` is O(n_clusters) in total.
+/// observations, with clusters as the resampling unit). Each resample costs O(n_clusters)
+/// whatever the number of observations, and the BCa jackknife `(S − s_i)/(C − c_i)` is
+/// O(n_clusters) in total.
 ///
 /// `None` when there are no clusters, the slices differ in length, the total count is 0, or as
 /// in [`cluster_bootstrap_result`]. A resample whose drawn counts sum to 0 yields no replicate.
@@ -495,24 +594,13 @@ pub fn cluster_bootstrap_ratio(
     }
     let k = sums.len();
     let (s_tot, c_tot): (f64, f64) = (sums.iter().sum(), counts.iter().sum());
-    let ratio = |s: f64, c: f64| if c > 0.0 { s / c } else { f64::NAN };
     let estimate = match precheck(k, || ratio(s_tot, c_tot), config) {
         Ok(e) => e,
         Err(r) => return r,
     };
-    let dist = Uniform::new(0, k).ok()?;
-    let replicates: Vec<f64> = (0..config.resamples)
-        .into_par_iter()
-        .map(|r| {
-            let mut rng = resample_rng(config.seed, r);
-            let (mut s, mut c) = (0.0, 0.0);
-            for _ in 0..k {
-                let i = dist.sample(&mut rng);
-                s += sums[i];
-                c += counts[i];
-            }
-            ratio(s, c)
-        })
+    let replicates: Vec<f64> = resampled_totals(&[(sums, counts)], k, config)
+        .iter()
+        .map(|t| ratio(t[0], t[1]))
         .collect();
     let jackknife = || {
         (0..k)
@@ -538,32 +626,15 @@ pub fn cluster_bootstrap_ratio_diff(
     }
     let tot = |v: &[f64]| v.iter().sum::<f64>();
     let (as_t, ac_t, bs_t, bc_t) = (tot(&a.sums), tot(&a.counts), tot(&b.sums), tot(&b.counts));
-    let diff = |as_: f64, ac: f64, bs: f64, bc: f64| {
-        if ac > 0.0 && bc > 0.0 {
-            as_ / ac - bs / bc
-        } else {
-            f64::NAN
-        }
-    };
+    let diff = |as_: f64, ac: f64, bs: f64, bc: f64| ratio(as_, ac) - ratio(bs, bc);
     let estimate = match precheck(k, || diff(as_t, ac_t, bs_t, bc_t), config) {
         Ok(e) => e,
         Err(r) => return r,
     };
-    let dist = Uniform::new(0, k).ok()?;
-    let replicates: Vec<f64> = (0..config.resamples)
-        .into_par_iter()
-        .map(|r| {
-            let mut rng = resample_rng(config.seed, r);
-            let mut acc = [0.0f64; 4];
-            for _ in 0..k {
-                let i = dist.sample(&mut rng);
-                acc[0] += a.sums[i];
-                acc[1] += a.counts[i];
-                acc[2] += b.sums[i];
-                acc[3] += b.counts[i];
-            }
-            diff(acc[0], acc[1], acc[2], acc[3])
-        })
+    let columns = [(&a.sums[..], &a.counts[..]), (&b.sums[..], &b.counts[..])];
+    let replicates: Vec<f64> = resampled_totals(&columns, k, config)
+        .iter()
+        .map(|t| diff(t[0], t[1], t[2], t[3]))
         .collect();
     let jackknife = || {
         (0..k)
@@ -578,6 +649,80 @@ pub fn cluster_bootstrap_ratio_diff(
             .collect()
     };
     finish(estimate, &replicates, jackknife, config)
+}
+
+/// [`cluster_bootstrap_ratio`] for several ratio-of-sums statistics over the same clusters
+/// (e.g. the flip rate of every artifact, clustered by prompt) in one pass: each resample draws
+/// its cluster indices once and reuses them for every column. Because draws depend only on
+/// `(seed, resample)` and the arithmetic is the same, result j is bit-identical to
+/// `columns[j].bootstrap(config)`.
+///
+/// Errors (naming the column as `row`) when the columns do not all have the same number of
+/// clusters. Each entry is `None` in the cases of [`cluster_bootstrap_ratio`].
+pub fn cluster_bootstrap_ratios(
+    columns: &[ClusterSums],
+    config: &BootstrapConfig,
+) -> Result<Vec<Option<BootstrapResult>>, StatsError> {
+    let Some(first) = columns.first() else {
+        return Ok(Vec::new());
+    };
+    let k = first.n_clusters();
+    for (j, col) in columns.iter().enumerate() {
+        if col.sums.len() != k || col.counts.len() != k {
+            return Err(StatsError::RaggedRow {
+                row: j,
+                detail: format!(
+                    "column has {} sums and {} counts, column 0 has {k} clusters",
+                    col.sums.len(),
+                    col.counts.len()
+                ),
+            });
+        }
+    }
+    let totals: Vec<(f64, f64)> = columns
+        .iter()
+        .map(|c| (c.sums.iter().sum(), c.counts.iter().sum()))
+        .collect();
+    let estimates: Vec<Result<f64, Option<BootstrapResult>>> = totals
+        .iter()
+        .map(|&(s, c)| precheck(k, || ratio(s, c), config))
+        .collect();
+    // Only columns with a usable estimate are resampled.
+    let live: Vec<usize> = (0..columns.len())
+        .filter(|&j| estimates[j].is_ok())
+        .collect();
+    let slices: Vec<(&[f64], &[f64])> = live
+        .iter()
+        .map(|&j| (&columns[j].sums[..], &columns[j].counts[..]))
+        .collect();
+    let rows = if live.is_empty() {
+        Vec::new()
+    } else {
+        resampled_totals(&slices, k, config)
+    };
+    let mut out = Vec::with_capacity(columns.len());
+    let mut pos = 0; // index of the next live column in `rows`
+    for (j, est) in estimates.into_iter().enumerate() {
+        out.push(match est {
+            Err(r) => r,
+            Ok(estimate) => {
+                let reps: Vec<f64> = rows
+                    .iter()
+                    .map(|t| ratio(t[2 * pos], t[2 * pos + 1]))
+                    .collect();
+                pos += 1;
+                let (s_tot, c_tot) = totals[j];
+                let col = &columns[j];
+                let jackknife = || {
+                    (0..k)
+                        .map(|i| ratio(s_tot - col.sums[i], c_tot - col.counts[i]))
+                        .collect()
+                };
+                finish(estimate, &reps, jackknife, config)
+            }
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub use agreement::{
 pub use bootstrap::{
     BootstrapConfig, BootstrapMethod, BootstrapResult, ClusterSums, bca_interval,
     bootstrap_replicates, cluster_bootstrap, cluster_bootstrap_ratio, cluster_bootstrap_ratio_diff,
-    cluster_bootstrap_result, percentile_interval, quantile_linear,
+    cluster_bootstrap_ratios, cluster_bootstrap_result, percentile_interval, quantile_linear,
 };
 pub use interval::{Interval, clopper_pearson, jeffreys, wilson};
 pub use multiplicity::{benjamini_hochberg, bonferroni, holm};
