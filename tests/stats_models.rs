@@ -30,6 +30,8 @@ fn rejection_bounds_match_enumeration() {
         assert_eq!(sign_test_rejection_bound(n, 0.05), k, "n = {n}");
     }
     assert_eq!(sign_test_rejection_bound(0, 0.05), None);
+    assert_eq!(sign_test_rejection_bound(10, f64::NAN), None);
+    assert_eq!(sign_test_rejection_bound(10, 0.0), None);
 }
 
 #[test]

@@ -522,6 +522,30 @@ fn krippendorff_alpha_degenerate_inputs() {
 }
 
 #[test]
+fn distribution_helpers_match_scipy() {
+    // scipy.stats.binom.pmf(500000, 1000000, 0.5), binom.pmf(3, 1000000, 1e-6)
+    close(
+        binomial_pmf(500_000, 1_000_000, 0.5),
+        0.0007978843613317499,
+        1e-11,
+    );
+    close(binomial_pmf(3, 1_000_000, 1e-6), 0.06131320953854625, 1e-11);
+    // binom.cdf(40, 100, 0.5), binom.sf(60, 100, 0.3)
+    close(binomial_cdf(40, 100, 0.5), 0.028443966820490444, 1e-12);
+    let sf = binomial_sf(60, 100, 0.3);
+    assert!(
+        (sf - 1.4198924832110595e-10).abs() < 1e-10 * 1.4198924832110595e-10,
+        "{sf:e}"
+    );
+    // norm.cdf(-1.5), norm.ppf(1e-10)
+    close(normal_cdf(-1.5), 0.06680720126885807, 1e-14);
+    close(normal_quantile(1e-10), -6.361340902404056, 1e-12);
+    assert_eq!(binomial_cdf(5, 5, 0.3), 1.0);
+    assert_eq!(binomial_sf(5, 5, 0.3), 0.0);
+    assert!(binomial_pmf(1, 5, -0.1).is_nan());
+}
+
+#[test]
 fn mean_helper() {
     assert!(mean(&[]).is_nan());
     assert_eq!(mean(&[1.0, 2.0, 6.0]), 3.0);

@@ -13,7 +13,7 @@ use super::tests::mcnemar_exact;
 /// exact sign test at level `alpha` (`mcnemar_exact(k, n − k) ≤ alpha`); `None` when no outcome
 /// can reject (e.g. n < 6 at α = 0.05, since 2·0.5⁵ = 0.0625).
 pub fn sign_test_rejection_bound(n: u64, alpha: f64) -> Option<u64> {
-    if n == 0 || mcnemar_exact(0, n) > alpha {
+    if n == 0 || alpha.is_nan() || mcnemar_exact(0, n) > alpha {
         return None;
     }
     // The p-value is non-decreasing in k on [0, n/2]: binary search for the last rejecting k.
