@@ -14,6 +14,10 @@
 //!   means (rates, mean preferences) precomputed per cluster, so a resample costs O(n_clusters)
 //!   whatever the number of underlying observations, and the jackknife is O(n_clusters) in total.
 //!
+//! Every entry point draws resample r's clusters the same way, so for one seed and one number of
+//! clusters the generic and the ratio paths see identical resamples, and statistics bootstrapped
+//! separately stay jointly consistent.
+//!
 //! Replicates that are not finite (e.g. a ratio whose resampled denominator is 0) are dropped;
 //! [`BootstrapResult::resamples`] reports how many were used.
 

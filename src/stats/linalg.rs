@@ -7,10 +7,9 @@
 pub(crate) fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     debug_assert_eq!(a.len(), n * n);
     let mut l = vec![0.0; n * n];
-    // Relative pivot threshold: a pivot that is tiny compared with the diagonal scale means the
-    // matrix is singular to working precision.
-    let scale = (0..n).map(|i| a[i * n + i].abs()).fold(0.0, f64::max);
-    let tol = scale * 1e-12;
+    // A pivot that has lost all but ~12 digits of its own diagonal entry means the matrix is
+    // singular to working precision; comparing per column keeps the test scale-invariant (a
+    // design column measured in millions next to one in millionths is not singular).
     for i in 0..n {
         for j in 0..=i {
             let mut s = a[i * n + j];
@@ -18,6 +17,7 @@ pub(crate) fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
                 s -= l[i * n + k] * l[j * n + k];
             }
             if i == j {
+                let tol = a[i * n + i].abs() * 1e-12;
                 if s.is_nan() || s <= tol || s.is_infinite() {
                     return None;
                 }
@@ -82,6 +82,14 @@ mod unit {
         for (g, w) in inv.iter().zip(want) {
             assert!((g - w).abs() < 1e-15);
         }
+    }
+
+    #[test]
+    fn badly_scaled_but_regular_matrix_is_accepted() {
+        // diag(1e12, 1e-12) is perfectly conditioned after column scaling.
+        let l = cholesky(&[1e12, 0.0, 0.0, 1e-12], 2).expect("regular");
+        let x = cholesky_solve(&l, 2, &[1e12, 1e-12]);
+        assert!((x[0] - 1.0).abs() < 1e-12 && (x[1] - 1.0).abs() < 1e-12);
     }
 
     #[test]

@@ -10,6 +10,23 @@
 //! - Malformed input that indicates a caller bug (length mismatch, label out of range) is
 //!   reported as [`StatsError`] by the functions that can detect it.
 //! - Confidence levels are fractions in (0, 1), e.g. 0.95.
+//!
+//! Map of the submodules (all items are re-exported here):
+//! - intervals for a proportion: [`wilson`], [`clopper_pearson`], [`jeffreys`];
+//! - tests: [`binomial_test`], [`mcnemar_exact`], [`mcnemar_mid_p`], [`sign_test`],
+//!   [`stuart_maxwell`];
+//! - clustered bootstrap: [`cluster_bootstrap`], [`cluster_bootstrap_result`], the fast
+//!   ratio-of-sums path [`ClusterSums`], [`cluster_bootstrap_ratio`],
+//!   [`cluster_bootstrap_ratio_diff`], [`cluster_bootstrap_ratios`], and the interval formulas
+//!   [`percentile_interval`], [`bca_interval`];
+//! - multiplicity: [`holm`], [`benjamini_hochberg`], [`bonferroni`];
+//! - agreement: [`cohen_kappa`], [`scott_pi`], [`fleiss_kappa`], [`krippendorff_alpha_nominal`],
+//!   [`percent_agreement`];
+//! - power: [`sign_test_power`], [`shift_test_power`], [`pairs_needed_for_shift`],
+//!   [`minimum_detectable_effect`], [`paired_flip_pairs_needed_normal`];
+//! - regression: [`logistic_regression`], [`length_controlled_preference`];
+//! - distributions: [`binomial_pmf`], [`binomial_cdf`], [`binomial_sf`], [`normal_cdf`],
+//!   [`normal_quantile`].
 
 mod agreement;
 mod bootstrap;
