@@ -1,137 +1,110 @@
-//! Pure statistical functions: intervals, exact tests, bootstrap, multiplicity control, agreement.
-//! Nothing here knows about judges or artifacts; `analyze` composes these into audit metrics.
+//! Pure statistical functions: intervals, exact tests, bootstrap, multiplicity control, agreement,
+//! power and logistic regression. Nothing here knows about judges or artifacts; `analyze` composes
+//! these into audit metrics.
+//!
+//! Every function is deterministic (the bootstrap is seeded explicitly) and free of I/O.
+//! Conventions shared by the submodules:
+//! - A quantity that is mathematically undefined for the given input (for example κ when both
+//!   raters always use one single category) is returned as `f64::NAN` and documented as such;
+//!   functions never panic on degenerate data.
+//! - Malformed input that indicates a caller bug (length mismatch, label out of range) is
+//!   reported as [`StatsError`] by the functions that can detect it.
+//! - Confidence levels are fractions in (0, 1), e.g. 0.95.
+//!
+//! Map of the submodules (all items are re-exported here):
+//! - intervals for a proportion: [`wilson`], [`clopper_pearson`], [`jeffreys`];
+//! - tests: [`binomial_test`], [`mcnemar_exact`], [`mcnemar_mid_p`], [`sign_test`],
+//!   [`stuart_maxwell`];
+//! - clustered bootstrap: [`cluster_bootstrap`], [`cluster_bootstrap_result`], the fast
+//!   ratio-of-sums path [`ClusterSums`], [`cluster_bootstrap_ratio`],
+//!   [`cluster_bootstrap_ratio_diff`], [`cluster_bootstrap_ratios`], and the interval formulas
+//!   [`percentile_interval`], [`bca_interval`];
+//! - multiplicity: [`holm`], [`benjamini_hochberg`], [`bonferroni`];
+//! - agreement: [`cohen_kappa`], [`scott_pi`], [`fleiss_kappa`], [`krippendorff_alpha_nominal`],
+//!   [`percent_agreement`];
+//! - power: [`sign_test_power`], [`shift_test_power`], [`pairs_needed_for_shift`],
+//!   [`minimum_detectable_effect`], [`paired_flip_pairs_needed_normal`];
+//! - regression: [`logistic_regression`], [`length_controlled_preference`];
+//! - distributions: [`binomial_pmf`], [`binomial_cdf`], [`binomial_sf`], [`normal_cdf`],
+//!   [`normal_quantile`].
 
-use serde::{Deserialize, Serialize};
+mod agreement;
+mod bootstrap;
+mod interval;
+mod linalg;
+mod multiplicity;
+mod power;
+mod regression;
+mod special;
+mod tests;
 
-/// A two-sided confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    /// Lower bound.
-    pub low: f64,
-    /// Upper bound.
-    pub high: f64,
+pub use agreement::{
+    cohen_kappa, fleiss_kappa, krippendorff_alpha_nominal, percent_agreement, scott_pi,
+};
+pub use bootstrap::{
+    BootstrapConfig, BootstrapMethod, BootstrapResult, ClusterSums, bca_interval,
+    bootstrap_replicates, cluster_bootstrap, cluster_bootstrap_ratio, cluster_bootstrap_ratio_diff,
+    cluster_bootstrap_ratios, cluster_bootstrap_result, percentile_interval, quantile_linear,
+};
+pub use interval::{Interval, clopper_pearson, jeffreys, wilson};
+pub use multiplicity::{benjamini_hochberg, bonferroni, holm};
+pub use power::{
+    minimum_detectable_effect, paired_flip_pairs_needed_normal, paired_flip_power_normal,
+    pairs_needed_for_shift, shift_test_power, sign_test_power, sign_test_rejection_bound,
+};
+pub use regression::{
+    LengthControl, LogisticFit, LogisticOptions, length_controlled_preference, logistic_regression,
+};
+pub use special::{binomial_cdf, binomial_pmf, binomial_sf, normal_cdf, normal_quantile};
+pub use tests::{
+    StuartMaxwell, binomial_test, mcnemar_exact, mcnemar_mid_p, sign_test, stuart_maxwell,
+};
+
+/// Malformed input to a statistics function (a caller bug, not a degenerate data set).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    /// Two inputs that must have the same length do not.
+    #[error("length mismatch: {what} ({left} vs {right})")]
+    LengthMismatch {
+        /// Which inputs disagree.
+        what: &'static str,
+        /// Length of the first input.
+        left: usize,
+        /// Length of the second input.
+        right: usize,
+    },
+    /// A category label is not below the declared number of categories.
+    #[error("label {label} at index {index} is out of range for {categories} categories")]
+    LabelOutOfRange {
+        /// Position of the offending label.
+        index: usize,
+        /// The label.
+        label: usize,
+        /// Declared number of categories.
+        categories: usize,
+    },
+    /// A row of a count matrix has a different total or width than the first row.
+    #[error("row {row}: {detail}")]
+    RaggedRow {
+        /// Row index.
+        row: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A value is outside its allowed domain (negative count, non-finite weight, ...).
+    #[error("invalid value at index {index}: {detail}")]
+    InvalidValue {
+        /// Position of the offending value.
+        index: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
-/// Wilson score interval for `successes` out of `n` at `confidence` (e.g. 0.95).
-/// For `n == 0` the interval is `[0, 1]`.
-pub fn wilson(successes: u64, n: u64, confidence: f64) -> Interval {
-    if n == 0 {
-        return Interval {
-            low: 0.0,
-            high: 1.0,
-        };
-    }
-    use statrs::distribution::{ContinuousCDF, Normal};
-    let z = Normal::new(0.0, 1.0)
-        .unwrap()
-        .inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
-    let n = n as f64;
-    let p = successes as f64 / n;
-    let denom = 1.0 + z * z / n;
-    let centre = (p + z * z / (2.0 * n)) / denom;
-    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    Interval {
-        low: (centre - half).max(0.0),
-        high: (centre + half).min(1.0),
-    }
-}
-
-/// Exact two-sided McNemar p-value on the discordant counts `b` and `c`:
-/// `min(1, 2 * BinomCDF(min(b, c); b + c, 1/2))`; 1 when `b + c == 0`.
-pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
-    if b + c == 0 {
-        return 1.0;
-    }
-    use statrs::distribution::{Binomial, DiscreteCDF};
-    let k = b.min(c);
-    let cdf = Binomial::new(0.5, b + c).unwrap().cdf(k);
-    (2.0 * cdf).min(1.0)
-}
-
-/// Exact two-sided sign test of H0: P(+) = 1/2 on `positive` and `negative` counts (zeros dropped).
-pub fn sign_test(positive: u64, negative: u64) -> f64 {
-    mcnemar_exact(positive, negative)
-}
-
-/// How a bootstrap interval is formed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BootstrapMethod {
-    /// Percentile interval.
-    Percentile,
-    /// Bias-corrected and accelerated interval.
-    Bca,
-}
-
-/// Settings of a clustered bootstrap.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BootstrapConfig {
-    /// Number of resamples.
-    pub resamples: usize,
-    /// RNG seed; the same seed gives the same interval.
-    pub seed: u64,
-    /// Confidence level, e.g. 0.95.
-    pub confidence: f64,
-    /// Interval method.
-    pub method: BootstrapMethod,
-}
-
-/// Clustered bootstrap: resample `n_clusters` cluster indices with replacement and evaluate
-/// `statistic` on each resample (the slice lists the drawn cluster indices, with repetition).
-/// Returns the interval; `n_clusters == 0` gives `None`.
-pub fn cluster_bootstrap<F>(
-    n_clusters: usize,
-    statistic: F,
-    config: &BootstrapConfig,
-) -> Option<Interval>
-where
-    F: Fn(&[usize]) -> f64 + Sync,
-{
-    use rand::{Rng, SeedableRng};
-    if n_clusters == 0 {
-        return None;
-    }
-    let mut values: Vec<f64> = (0..config.resamples)
-        .map(|r| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-                config.seed ^ (r as u64).wrapping_mul(0x9E3779B97F4A7C15),
-            );
-            let idx: Vec<usize> = (0..n_clusters)
-                .map(|_| rng.random_range(0..n_clusters))
-                .collect();
-            statistic(&idx)
-        })
-        .filter(|v| v.is_finite())
-        .collect();
+/// Arithmetic mean; `NaN` for an empty slice.
+pub fn mean(values: &[f64]) -> f64 {
     if values.is_empty() {
-        return None;
+        return f64::NAN;
     }
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let alpha = (1.0 - config.confidence) / 2.0;
-    let at =
-        |q: f64| values[((q * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
-    Some(Interval {
-        low: at(alpha),
-        high: at(1.0 - alpha),
-    })
-}
-
-/// Holm step-down adjusted p-values, in input order.
-pub fn holm(p_values: &[f64]) -> Vec<f64> {
-    let m = p_values.len();
-    let mut order: Vec<usize> = (0..m).collect();
-    order.sort_by(|&a, &b| p_values[a].partial_cmp(&p_values[b]).unwrap());
-    let mut out = vec![0.0; m];
-    let mut running: f64 = 0.0;
-    for (rank, &i) in order.iter().enumerate() {
-        running = running.max(((m - rank) as f64 * p_values[i]).min(1.0));
-        out[i] = running;
-    }
-    out
-}
-
-/// Benjamini–Hochberg adjusted p-values (q-values), in input order.
-pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
-    let _ = p_values;
-    todo!("stats helper")
+    values.iter().sum::<f64>() / values.len() as f64
 }
