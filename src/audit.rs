@@ -9,7 +9,8 @@ use crate::perturb::{Artifact, Catalog};
 use crate::report::{
     self, ArtifactInfo, DatasetInfo, JudgeInfo, PlanInfo, Summary, ToolInfo, markdown,
 };
-use crate::run::{self, JudgeHandle, RunOptions, RunOutcome};
+use crate::run::store::{RunStore, StoreError};
+use crate::run::{self, JudgeHandle, ProgressMode, RunOptions, RunOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -159,6 +160,9 @@ pub enum AuditError {
     /// The run failed.
     #[error(transparent)]
     Run(#[from] run::RunError),
+    /// The run store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Writing outputs failed.
     #[error("{path}: {source}")]
     Io {
@@ -203,6 +207,8 @@ pub struct Prepared {
     pub bootstrap_resamples: usize,
     /// Trust thresholds.
     pub trust: TrustThresholds,
+    /// What all of the above was built from.
+    pub snapshot: Snapshot,
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
@@ -231,8 +237,38 @@ pub fn resolve_judge(spec: &str, base: &Path) -> Result<JudgeConfig, AuditError>
     })
 }
 
-/// Load everything and build the plan; no judge is called.
-pub fn prepare(config: &AuditConfig, base: &Path) -> Result<Prepared, AuditError> {
+/// One judge as stored with a run: its configuration and the file it came from (relative
+/// template paths resolve against that file's folder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotJudge {
+    /// The configuration.
+    pub config: JudgeConfig,
+    /// Where it was read from.
+    pub source_path: Option<PathBuf>,
+}
+
+/// Everything an audit is determined by, resolved: stored in the run directory so a run can be
+/// resumed or re-rendered without the original files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// The pairs.
+    pub dataset: Dataset,
+    /// The artifacts, in plan order.
+    pub artifacts: Vec<Artifact>,
+    /// The judges, in plan order.
+    pub judges: Vec<SnapshotJudge>,
+    /// Design settings.
+    pub design: DesignSection,
+    /// Execution settings.
+    pub run: RunSection,
+    /// Trust thresholds.
+    pub trust: TrustThresholds,
+}
+
+/// Load the dataset, artifacts and judge configurations `config` names.
+pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, AuditError> {
     let mut dataset = match &config.dataset.path {
         Some(path) => dataset::load(
             &resolve(base, path),
@@ -245,6 +281,7 @@ pub fn prepare(config: &AuditConfig, base: &Path) -> Result<Prepared, AuditError
     };
     if let Some(limit) = config.dataset.limit {
         dataset.pairs.truncate(limit);
+        dataset.hash = dataset::hash_pairs(&dataset.pairs);
     }
     let mut catalog = Catalog::builtin();
     if let Some(dir) = &config.perturbations.dir {
@@ -270,83 +307,277 @@ pub fn prepare(config: &AuditConfig, base: &Path) -> Result<Prepared, AuditError
         })?;
         artifacts.push(artifact.clone());
     }
-    let mut configs = Vec::new();
+    let mut judges = Vec::new();
     for spec in &config.judges {
-        configs.push(resolve_judge(spec, base)?);
+        let judge = resolve_judge(spec, base)?;
+        let source_path = judge.source_path.clone();
+        judges.push(SnapshotJudge {
+            config: judge,
+            source_path,
+        });
     }
-    configs.extend(config.inline_judges.iter().cloned());
-    if configs.is_empty() {
+    for judge in &config.inline_judges {
+        judges.push(SnapshotJudge {
+            config: judge.clone(),
+            // Inline judges' relative template paths resolve against the audit file's folder.
+            source_path: Some(base.join("audit.toml")),
+        });
+    }
+    if judges.is_empty() {
         return Err(AuditError::Config(
             "judges: no judge configured (name built-in judges or judge files in `judges = [...]`, or add [[judge]] tables)".into(),
         ));
     }
-    let mut seen = BTreeMap::new();
-    for c in &configs {
-        if seen.insert(c.name.clone(), ()).is_some() {
-            return Err(AuditError::Config(format!(
-                "judges: two judges are named `{}`",
-                c.name
-            )));
-        }
-    }
-    let mut judges = Vec::new();
-    for c in configs {
-        let backend = judge::build(&c)?;
-        judges.push(JudgeHandle {
-            config: c,
-            judge: backend,
-        });
-    }
-    if config.design.repeats == 0 {
-        return Err(AuditError::Config(
-            "design.repeats: must be at least 1".into(),
-        ));
-    }
-    let artifact_refs: Vec<&Artifact> = artifacts.iter().collect();
-    let names: Vec<String> = judges.iter().map(|j| j.config.name.clone()).collect();
-    let options = DesignOptions {
-        repeats: config.design.repeats,
-        tie_targets: config.design.tie_targets,
-    };
-    let plan = Plan::build(&names, &dataset.pairs, &artifact_refs, &options);
-    let perturbed = PerturbedAnswers::compute(&dataset.pairs, &artifact_refs, config.seed);
-    Ok(Prepared {
+    Ok(Snapshot {
         seed: config.seed,
         dataset,
         artifacts,
         judges,
-        plan,
-        perturbed,
-        concurrency: config.run.concurrency.max(1),
-        bootstrap_resamples: config.design.bootstrap_resamples,
+        design: config.design.clone(),
+        run: config.run.clone(),
         trust: config.trust,
     })
 }
 
-/// Execute a prepared audit, writing `calls.jsonl` into `out` as calls complete.
-pub async fn execute(
-    prepared: &Prepared,
-    out: &Path,
-    quiet: bool,
-) -> Result<RunOutcome, AuditError> {
+/// Load everything and build the plan; no judge is called.
+pub fn prepare(config: &AuditConfig, base: &Path) -> Result<Prepared, AuditError> {
+    prepare_snapshot(resolve_config(config, base)?)
+}
+
+/// Build judges, plan and perturbations from a snapshot; no judge is called.
+pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
+    let mut seen = BTreeMap::new();
+    for j in &snapshot.judges {
+        if seen.insert(j.config.name.clone(), ()).is_some() {
+            return Err(AuditError::Config(format!(
+                "judges: two judges are named `{}`",
+                j.config.name
+            )));
+        }
+    }
+    if snapshot.design.repeats == 0 {
+        return Err(AuditError::Config("design.repeats: must be at least 1".into()));
+    }
+    let mut judges = Vec::new();
+    for j in &snapshot.judges {
+        let mut config = j.config.clone();
+        config.source_path = j.source_path.clone();
+        let backend = judge::build(&config)?;
+        judges.push(JudgeHandle { config, judge: backend });
+    }
+    let artifact_refs: Vec<&Artifact> = snapshot.artifacts.iter().collect();
+    let names: Vec<String> = judges.iter().map(|j| j.config.name.clone()).collect();
+    let options = DesignOptions {
+        repeats: snapshot.design.repeats,
+        tie_targets: snapshot.design.tie_targets,
+    };
+    let plan = Plan::build(&names, &snapshot.dataset.pairs, &artifact_refs, &options);
+    let perturbed = PerturbedAnswers::compute(&snapshot.dataset.pairs, &artifact_refs, snapshot.seed);
+    Ok(Prepared {
+        seed: snapshot.seed,
+        concurrency: snapshot.run.concurrency.max(1),
+        bootstrap_resamples: snapshot.design.bootstrap_resamples,
+        trust: snapshot.trust,
+        dataset: snapshot.dataset.clone(),
+        artifacts: snapshot.artifacts.clone(),
+        judges,
+        plan,
+        perturbed,
+        snapshot,
+    })
+}
+
+/// How a prepared audit is executed.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// No progress display.
+    pub quiet: bool,
+    /// Stop issuing calls once this much would be spent (USD).
+    pub max_cost: Option<f64>,
+    /// Response cache directory; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            quiet: false,
+            max_cost: None,
+            cache_dir: run::cache::default_dir(),
+        }
+    }
+}
+
+const SNAPSHOT_KEY: &str = "snapshot";
+
+/// Open the run store in `out`, recording the snapshot and plan of a new run, or checking that an
+/// existing store belongs to this very audit (same snapshot, same plan).
+fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
     std::fs::create_dir_all(out).map_err(|source| AuditError::Io {
         path: out.to_path_buf(),
         source,
     })?;
-    let options = RunOptions {
+    let mut store = RunStore::open(out)?;
+    let snapshot = serde_json::to_string(&prepared.snapshot).expect("snapshots serialize");
+    match store.meta(SNAPSHOT_KEY)? {
+        Some(stored) if stored != snapshot => {
+            return Err(AuditError::Config(format!(
+                "{}: this directory holds a different audit; use `run --resume {}` to continue it, or another --out",
+                out.display(),
+                out.display()
+            )));
+        }
+        Some(_) => {}
+        None => {
+            store.put_meta(SNAPSHOT_KEY, &snapshot)?;
+            store.put_meta("tool_version", env!("CARGO_PKG_VERSION"))?;
+            let ids: Vec<(String, String)> = prepared
+                .plan
+                .calls
+                .iter()
+                .map(|c| (c.id.clone(), c.judge.clone()))
+                .collect();
+            store.put_plan(&ids)?;
+        }
+    }
+    let stored_plan = store.plan_ids()?;
+    if stored_plan.len() != prepared.plan.calls.len()
+        || stored_plan
+            .iter()
+            .zip(&prepared.plan.calls)
+            .any(|(a, b)| *a != b.id)
+    {
+        return Err(AuditError::Config(format!(
+            "{}: the stored plan differs from the plan this version of judge-audit builds; it cannot be resumed",
+            out.display()
+        )));
+    }
+    Ok(store)
+}
+
+/// Load a run directory's snapshot and prepare it (for `--resume` and `report`).
+pub fn prepare_stored(run_dir: &Path) -> Result<Prepared, AuditError> {
+    if !RunStore::exists(run_dir) {
+        return Err(AuditError::Config(format!(
+            "{}: not a run directory (no {})",
+            run_dir.display(),
+            run::store::RUN_DB
+        )));
+    }
+    let store = RunStore::open(run_dir)?;
+    let text = store.meta(SNAPSHOT_KEY)?.ok_or_else(|| {
+        AuditError::Config(format!("{}: the run store has no snapshot", run_dir.display()))
+    })?;
+    let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
+        AuditError::Config(format!("{}: unreadable snapshot: {e}", run_dir.display()))
+    })?;
+    prepare_snapshot(snapshot)
+}
+
+/// Re-render every output of a finished (or partial) run from its stored calls; no judge is
+/// called.
+pub fn rerender(run_dir: &Path) -> Result<Summary, AuditError> {
+    let prepared = prepare_stored(run_dir)?;
+    let store = RunStore::open(run_dir)?;
+    let mut records = store.records()?;
+    let position: std::collections::HashMap<&str, usize> = prepared
+        .plan
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    records.retain(|r| position.contains_key(r.call_id.as_str()));
+    records.sort_by_key(|r| position[r.call_id.as_str()]);
+    let outcome = RunOutcome {
+        records,
+        faults: store.fault_counts()?,
+        ..RunOutcome::default()
+    };
+    let summary = summarize(&prepared, &outcome);
+    write_reports(&summary, run_dir)?;
+    Ok(summary)
+}
+
+/// Execute a prepared audit in `out` (a new run, or the continuation of the same audit), writing
+/// `calls.jsonl` and the run store as calls complete.
+pub async fn execute(
+    prepared: &Prepared,
+    out: &Path,
+    options: &ExecOptions,
+) -> Result<RunOutcome, AuditError> {
+    drop(open_run(prepared, out)?);
+    let run_options = RunOptions {
         concurrency: prepared.concurrency,
         seed: prepared.seed,
-        calls_path: out.join("calls.jsonl"),
-        quiet,
+        progress: if options.quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::Auto
+        },
+        max_cost: options.max_cost,
+        cache_dir: options.cache_dir.clone(),
     };
     Ok(run::execute(
         &prepared.plan,
         &prepared.dataset.pairs,
         &prepared.perturbed,
         &prepared.judges,
-        &options,
+        out,
+        &run_options,
     )
     .await?)
+}
+
+/// What a plan will cost one judge, before anything is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanEstimate {
+    /// Judge name.
+    pub judge: String,
+    /// Calls planned.
+    pub calls: usize,
+    /// Estimated input tokens (about four characters a token of the rendered prompt).
+    pub input_tokens: u64,
+    /// Upper bound on output tokens (`max_tokens` per call).
+    pub output_tokens: u64,
+    /// Estimated cost in USD when the judge file has prices.
+    pub cost_usd: Option<f64>,
+}
+
+/// Estimate calls, tokens and cost per judge.
+pub fn estimate(prepared: &Prepared) -> Vec<PlanEstimate> {
+    prepared
+        .judges
+        .iter()
+        .map(|handle| {
+            let (mut calls, mut input_tokens) = (0usize, 0u64);
+            for spec in prepared.plan.calls.iter().filter(|c| c.judge == handle.config.name) {
+                if let Some(request) =
+                    crate::design::request(spec, &prepared.dataset.pairs, &prepared.perturbed)
+                {
+                    calls += 1;
+                    input_tokens += handle.judge.estimate_input_tokens(&request);
+                }
+            }
+            let output_tokens = calls as u64 * u64::from(handle.config.max_tokens);
+            let cost_usd = handle.config.pricing.map(|p| {
+                run::cost_usd(
+                    &crate::judge::TokenUsage {
+                        input_tokens,
+                        output_tokens,
+                    },
+                    &p,
+                )
+            });
+            PlanEstimate {
+                judge: handle.config.name.clone(),
+                calls,
+                input_tokens,
+                output_tokens,
+                cost_usd,
+            }
+        })
+        .collect()
 }
 
 /// Analyse a finished run and build the summary.

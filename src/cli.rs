@@ -1,7 +1,8 @@
 //! Argument types for every subcommand and their thin handlers.
 
 use clap::{Parser, Subcommand};
-use judge_audit::audit::{self, AuditConfig, Prepared};
+use judge_audit::audit::{self, AuditConfig, ExecOptions, Prepared};
+use judge_audit::run::cache::ResponseCache;
 use judge_audit::judge::config;
 use judge_audit::perturb::Catalog;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,19 @@ enum Command {
     Demo(DemoArgs),
     /// Print the size of the plan by judge and condition, then stop.
     Plan(PlanArgs),
+    /// Re-render every output of a run directory from its stored calls (no judge is called).
+    Report {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+    /// The shared response cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+        /// Cache directory (default $JUDGE_AUDIT_CACHE, else ~/.cache/judge-audit).
+        #[arg(long, value_name = "DIR", global = true)]
+        cache: Option<PathBuf>,
+    },
     /// The artifact catalog.
     Artifacts {
         #[command(subcommand)]
@@ -38,8 +52,11 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// The audit configuration.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Continue an interrupted run in this directory; completed calls are never sent again.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out", "seed", "concurrency", "skip_invalid"])]
+    resume: Option<PathBuf>,
     /// Output directory (default: the config's `out`, else reports/<run-id>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -55,9 +72,35 @@ struct RunArgs {
     /// Skip invalid dataset records (they are counted in the report).
     #[arg(long)]
     skip_invalid: bool,
-    /// No progress lines on stderr.
+    /// Stop issuing new calls once the run would cost more than this (USD), then report what
+    /// finished.
+    #[arg(long, value_name = "USD")]
+    max_cost: Option<f64>,
+    #[command(flatten)]
+    cache: CacheArgs,
+    /// No progress on stderr.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CacheArgs {
+    /// Response cache directory (default $JUDGE_AUDIT_CACHE, else ~/.cache/judge-audit).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Do not read or write the response cache.
+    #[arg(long, conflicts_with = "cache")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache.clone().or_else(judge_audit::run::cache::default_dir)
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +121,16 @@ struct PlanArgs {
     /// The audit configuration (default: the demo's).
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Entries and size.
+    Stats,
+    /// Delete every entry.
+    Clear,
+    /// Print the cache database path.
+    Path,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,13 +175,34 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             print_plan(&prepared);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report { run_dir } => {
+            let summary = audit::rerender(&run_dir).map_err(|e| e.to_string())?;
+            print_verdicts(&summary);
+            println!("report: {}", run_dir.join("report.md").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache { command, cache } => cache_command(command, cache),
         Command::Artifacts { command } => artifacts(command),
         Command::Judges { command } => judges(command),
     }
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
-    let (mut config, base) = AuditConfig::from_file(&args.config).map_err(|e| e.to_string())?;
+    let exec = ExecOptions {
+        quiet: args.quiet,
+        max_cost: args.max_cost,
+        cache_dir: args.cache.dir(),
+    };
+    if let Some(run_dir) = &args.resume {
+        let prepared = audit::prepare_stored(run_dir).map_err(|e| e.to_string())?;
+        if args.dry_run {
+            print_plan(&prepared);
+            return Ok(ExitCode::SUCCESS);
+        }
+        return execute(&prepared, run_dir, &exec);
+    }
+    let config_path = args.config.as_ref().expect("clap requires --config without --resume");
+    let (mut config, base) = AuditConfig::from_file(config_path).map_err(|e| e.to_string())?;
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
@@ -147,7 +221,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);
     }
-    execute(&prepared, &out, args.quiet)
+    execute(&prepared, &out, &exec)
 }
 
 fn demo(args: DemoArgs) -> Result<ExitCode, String> {
@@ -156,11 +230,17 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         .out
         .unwrap_or_else(|| PathBuf::from("reports").join(run_id("demo")));
     let prepared = audit::prepare(&config, Path::new(".")).map_err(|e| e.to_string())?;
-    execute(&prepared, &out, args.quiet)
+    let exec = ExecOptions {
+        quiet: args.quiet,
+        max_cost: None,
+        // Simulated judges are never cached; no need to touch the cache at all.
+        cache_dir: None,
+    };
+    execute(&prepared, &out, &exec)
 }
 
-fn execute(prepared: &Prepared, out: &Path, quiet: bool) -> Result<ExitCode, String> {
-    if !quiet {
+fn execute(prepared: &Prepared, out: &Path, exec: &ExecOptions) -> Result<ExitCode, String> {
+    if !exec.quiet {
         eprintln!(
             "judge-audit: {} pairs, {} artifacts, {} judges, {} calls → {}",
             prepared.dataset.pairs.len(),
@@ -175,10 +255,25 @@ fn execute(prepared: &Prepared, out: &Path, quiet: bool) -> Result<ExitCode, Str
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let outcome = runtime
-        .block_on(audit::execute(prepared, out, quiet))
+        .block_on(audit::execute(prepared, out, exec))
         .map_err(|e| e.to_string())?;
+    if !exec.quiet {
+        eprintln!(
+            "judge-audit: {} calls sent, {} answered from the cache, {} not sent for the cost budget",
+            outcome.sent, outcome.cache_hits, outcome.over_budget
+        );
+    }
+    for (judge, reason) in &outcome.stopped {
+        eprintln!("judge-audit: {judge}: {reason}");
+    }
     let summary = audit::summarize(prepared, &outcome);
     audit::write_reports(&summary, out).map_err(|e| e.to_string())?;
+    print_verdicts(&summary);
+    println!("report: {}", out.join("report.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_verdicts(summary: &judge_audit::report::Summary) {
     for judge in &summary.judges {
         let label = if judge.simulated { " [simulated]" } else { "" };
         println!("{}{label}: {}", judge.name, judge.trust.verdict.label());
@@ -189,7 +284,29 @@ fn execute(prepared: &Prepared, out: &Path, quiet: bool) -> Result<ExitCode, Str
             println!("  - {line}");
         }
     }
-    println!("report: {}", out.join("report.md").display());
+}
+
+fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<ExitCode, String> {
+    let dir = dir
+        .or_else(judge_audit::run::cache::default_dir)
+        .ok_or("no cache directory: set JUDGE_AUDIT_CACHE or HOME, or pass --cache DIR")?;
+    let cache = ResponseCache::open(&dir)?;
+    match command {
+        CacheCommand::Path => println!("{}", cache.path().display()),
+        CacheCommand::Stats => {
+            let stats = cache.stats()?;
+            println!(
+                "{}: {} cached replies, {:.1} MiB",
+                cache.path().display(),
+                stats.entries,
+                stats.bytes as f64 / (1024.0 * 1024.0)
+            );
+        }
+        CacheCommand::Clear => {
+            let removed = cache.clear()?;
+            println!("{}: removed {removed} cached replies", cache.path().display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -203,12 +320,28 @@ fn print_plan(prepared: &Prepared) {
         prepared.plan.options.repeats,
         prepared.plan.calls.len()
     );
+    let estimates = audit::estimate(prepared);
     for (judge, conditions) in &counts {
         let total: usize = conditions.values().sum();
-        println!("{judge}: {total} calls");
+        let estimate = estimates.iter().find(|e| &e.judge == judge);
+        let cost = match estimate.and_then(|e| e.cost_usd) {
+            Some(usd) => format!(", about ${usd:.2}"),
+            None => String::new(),
+        };
+        match estimate {
+            Some(e) => println!(
+                "{judge}: {total} calls, about {} input tokens, at most {} output tokens{cost}",
+                e.input_tokens, e.output_tokens
+            ),
+            None => println!("{judge}: {total} calls"),
+        }
         for (condition, n) in conditions {
             println!("  {condition:<32} {n:>8}");
         }
+    }
+    let total_cost: f64 = estimates.iter().filter_map(|e| e.cost_usd).sum();
+    if estimates.iter().any(|e| e.cost_usd.is_some()) {
+        println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
     }
 }
 

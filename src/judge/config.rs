@@ -132,6 +132,12 @@ pub struct JudgeConfig {
     /// Maximum concurrent calls for this judge (the run's `--concurrency` applies otherwise).
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// Requests-per-minute budget (token bucket); none when absent.
+    #[serde(default)]
+    pub rpm: Option<f64>,
+    /// Tokens-per-minute budget (input estimate + max_tokens per call); none when absent.
+    #[serde(default)]
+    pub tpm: Option<f64>,
     /// Per-request timeout in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
@@ -564,6 +570,8 @@ impl JudgeConfig {
             base_url: None,
             base_url_env: None,
             concurrency: None,
+            rpm: None,
+            tpm: None,
             timeout_secs: default_timeout(),
             max_retries: default_retries(),
             pricing: None,
@@ -666,6 +674,11 @@ impl JudgeConfig {
                 "timeout_secs",
                 format!("{} must be a positive number of seconds", self.timeout_secs),
             );
+        }
+        for (field, value) in [("rpm", self.rpm), ("tpm", self.tpm)] {
+            if value.is_some_and(|v| !v.is_finite() || v <= 0.0) {
+                return bad(field, "must be a positive number per minute".into());
+            }
         }
         if self.concurrency == Some(0) {
             return bad("concurrency", "must be at least 1".into());

@@ -176,6 +176,20 @@ pub trait Judge: Send + Sync {
     fn simulated(&self) -> bool;
     /// Judge one pair.
     async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError>;
+
+    /// A key identifying the reply to `request` in the shared response cache: a hash of
+    /// everything that determines it (backend, endpoint, model, full request body, generation
+    /// parameters, repeat index). `None` (the default) means "do not cache", right for judges
+    /// that are free and deterministic, such as simulated ones.
+    fn cache_key(&self, request: &JudgeRequest) -> Option<String> {
+        let _ = request;
+        None
+    }
+
+    /// A rough count of the input tokens `request` will use, for budgets and cost estimates.
+    fn estimate_input_tokens(&self, request: &JudgeRequest) -> u64 {
+        ((request.prompt.len() + request.first.len() + request.second.len()) / 4) as u64
+    }
 }
 
 /// Why a judge could not be built from its configuration.

@@ -381,6 +381,8 @@ impl Judge for OpenAiJudge {
             .client
             .post(&self.endpoint)
             .timeout(self.timeout)
+            // Lets a proxy or server log match requests to the audit's call ids.
+            .header("x-judge-audit-call", request.call_id.as_str())
             .json(&body)
             .send()
             .await
@@ -397,6 +399,33 @@ impl Judge for OpenAiJudge {
             Some(headers) => Err(self.status_error(status, &headers, &bytes)),
             None => self.parse_success(&bytes),
         }
+    }
+
+    fn cache_key(&self, request: &JudgeRequest) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let rendered = self
+            .template
+            .render(&request.prompt, &request.first, &request.second);
+        let body = serde_json::to_string(&self.request_body(request, &rendered)).ok()?;
+        let mut hasher = Sha256::new();
+        for part in [
+            "openai",
+            self.endpoint.as_str(),
+            body.as_str(),
+            &request.repeat.to_string(),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        Some(hex::encode(hasher.finalize()))
+    }
+
+    fn estimate_input_tokens(&self, request: &JudgeRequest) -> u64 {
+        let rendered = self
+            .template
+            .render(&request.prompt, &request.first, &request.second);
+        // About four characters a token for English text; budgets only need the right size.
+        ((rendered.user.len() + rendered.system.as_ref().map_or(0, String::len)) / 4) as u64
     }
 }
 

@@ -1,21 +1,38 @@
-//! Executing a plan: concurrent judge calls with bounded retries, every finished call appended to
-//! `calls.jsonl` as it completes.
+//! Executing a plan for real money and real rate limits.
+//!
+//! Per judge a pool of workers (as many as the judge's concurrency bound) pulls calls from the
+//! plan; an adaptive limiter shrinks the pool on 429/overload and grows it on success, optional
+//! token buckets keep requests- and tokens-per-minute budgets, retryable faults back off
+//! exponentially with full jitter (or as long as the server asks), and a permanent fault stops
+//! that judge only. One writer thread commits completed calls to the run's SQLite store in
+//! batches (a call counts once committed), appends them to `calls.jsonl`, and fills the shared
+//! response cache. Calls already committed are never sent again, so an interrupted run resumes
+//! where it stopped, and cached replies cost nothing.
+
+pub mod cache;
+pub mod limiter;
+pub mod progress;
+pub mod store;
 
 use crate::dataset::Pair;
 use crate::design::{self, CallSpec, ConditionKind, Order, PerturbedAnswers, Plan, Side};
+use crate::judge::config::Pricing;
 use crate::judge::{
-    FaultKind, Judge, JudgeConfig, JudgeError, LabelProbs, SlotVerdict, TokenUsage,
+    FaultKind, Judge, JudgeConfig, JudgeError, JudgeReply, LabelProbs, SlotVerdict, TokenUsage,
 };
+use cache::ResponseCache;
+use limiter::{AdaptiveLimiter, TokenBucket};
+use progress::{JudgeCounters, Progress};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc};
+use store::{FaultRow, RunStore, StoreError};
 
 /// A judge ready to be called, with the configuration it came from.
 #[derive(Clone)]
@@ -26,7 +43,7 @@ pub struct JudgeHandle {
     pub judge: Arc<dyn Judge>,
 }
 
-/// One finished call, as stored in `calls.jsonl`.
+/// One finished call, as stored in `calls.jsonl` and the run store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
     /// Call id from the plan.
@@ -53,10 +70,13 @@ pub struct CallRecord {
     pub label_probs: Option<LabelProbs>,
     /// Token usage.
     pub usage: Option<TokenUsage>,
-    /// Wall time of the successful attempt, in milliseconds.
+    /// Wall time of the successful attempt, in milliseconds (0 for cached replies).
     pub latency_ms: u64,
-    /// Attempts made (1 = no retry).
+    /// Attempts made (1 = no retry; 0 = not sent).
     pub attempts: u32,
+    /// True when the reply came from the response cache.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     /// Final error when the call failed.
     pub error: Option<String>,
     /// Final error kind when the call failed.
@@ -68,6 +88,53 @@ impl CallRecord {
     pub fn succeeded(&self) -> bool {
         self.verdict.is_some()
     }
+
+    fn new(spec: &CallSpec) -> CallRecord {
+        CallRecord {
+            call_id: spec.id.clone(),
+            judge: spec.judge.clone(),
+            pair_id: spec.pair_id.clone(),
+            kind: spec.kind,
+            artifact: spec.artifact.clone(),
+            side: spec.side,
+            order: spec.order,
+            repeat: spec.repeat,
+            raw: None,
+            verdict: None,
+            label_probs: None,
+            usage: None,
+            latency_ms: 0,
+            attempts: 0,
+            cached: false,
+            error: None,
+            error_kind: None,
+        }
+    }
+
+    fn fill(&mut self, reply: JudgeReply) {
+        self.raw = Some(reply.raw);
+        self.verdict = Some(reply.verdict);
+        self.usage = reply.usage;
+        self.label_probs = reply.label_probs;
+        self.error = None;
+        self.error_kind = None;
+    }
+}
+
+/// The cost of `usage` at `pricing`, in USD.
+pub fn cost_usd(usage: &TokenUsage, pricing: &Pricing) -> f64 {
+    (usage.input_tokens as f64 * pricing.input_per_mtok
+        + usage.output_tokens as f64 * pricing.output_per_mtok)
+        / 1e6
+}
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Bars when stderr is a terminal, periodic lines otherwise.
+    Auto,
+    /// Nothing.
+    Quiet,
 }
 
 /// Settings of a run.
@@ -77,10 +144,12 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Seed for retry jitter.
     pub seed: u64,
-    /// Where `calls.jsonl` goes.
-    pub calls_path: PathBuf,
-    /// Suppress progress lines.
-    pub quiet: bool,
+    /// Progress display.
+    pub progress: ProgressMode,
+    /// Stop issuing calls once this much would be spent (USD, over the whole run).
+    pub max_cost: Option<f64>,
+    /// The shared response cache directory; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Faults seen per judge and kind (every failed attempt counts, retried or not).
@@ -89,12 +158,18 @@ pub type FaultCounts = BTreeMap<String, BTreeMap<FaultKind, u64>>;
 /// The result of executing a plan.
 #[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
-    /// Every finished call (successful or failed), in plan order.
+    /// Every committed call of the run (this session and earlier ones), in plan order.
     pub records: Vec<CallRecord>,
-    /// Faults per judge and kind.
+    /// Faults per judge and kind, over every session of the run.
     pub faults: FaultCounts,
     /// Judges stopped by a permanent error, with the reason.
     pub stopped: BTreeMap<String, String>,
+    /// Calls sent to a backend in this session (cache hits and skipped calls excluded).
+    pub sent: usize,
+    /// Calls answered from the cache in this session.
+    pub cache_hits: usize,
+    /// Calls not sent because the cost budget was reached.
+    pub over_budget: usize,
 }
 
 /// Why a run could not proceed.
@@ -108,6 +183,12 @@ pub enum RunError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The run store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The response cache failed.
+    #[error("response cache: {0}")]
+    Cache(String),
     /// The plan refers to a judge that was not provided.
     #[error("the plan names judge `{0}`, which is not configured")]
     UnknownJudge(String),
@@ -116,149 +197,59 @@ pub enum RunError {
     Unbuildable(String),
 }
 
-struct Shared {
-    done: AtomicU64,
-    failed: AtomicU64,
-    retries: AtomicU64,
+/// Messages to the writer thread.
+enum Written {
+    Record(Box<CallRecord>, Option<String>),
+    Fault(FaultRow),
 }
 
-/// Execute every call of `plan`. Calls of a stopped judge (permanent error) are recorded as failed
-/// with the stop reason; other judges go on.
-pub async fn execute(
-    plan: &Plan,
-    pairs: &[Pair],
-    perturbed: &PerturbedAnswers,
-    judges: &[JudgeHandle],
-    options: &RunOptions,
-) -> Result<RunOutcome, RunError> {
-    let mut by_name: BTreeMap<&str, &JudgeHandle> = BTreeMap::new();
-    for handle in judges {
-        by_name.insert(handle.config.name.as_str(), handle);
+/// Per-judge runtime state.
+struct JudgeRuntime {
+    handle: JudgeHandle,
+    limiter: AdaptiveLimiter,
+    rpm: Option<TokenBucket>,
+    tpm: Option<TokenBucket>,
+    stop: StopFlag,
+    counters: Arc<JudgeCounters>,
+    queue: Vec<usize>,
+    next: AtomicUsize,
+}
+
+/// The whole run's cost budget: actual spend plus reservations for calls in flight.
+struct Budget {
+    max: Option<f64>,
+    committed: Mutex<f64>,
+    exhausted: AtomicBool,
+}
+
+impl Budget {
+    fn reserve(&self, estimate: f64) -> bool {
+        let Some(max) = self.max else {
+            return true;
+        };
+        if self.exhausted.load(AtomicOrdering::SeqCst) {
+            return false;
+        }
+        let mut committed = self.committed.lock().expect("budget");
+        if *committed + estimate > max {
+            self.exhausted.store(true, AtomicOrdering::SeqCst);
+            return false;
+        }
+        *committed += estimate;
+        true
     }
-    for name in &plan.judges {
-        if !by_name.contains_key(name.as_str()) {
-            return Err(RunError::UnknownJudge(name.clone()));
+
+    fn settle(&self, estimate: f64, actual: f64) {
+        if self.max.is_some() {
+            *self.committed.lock().expect("budget") += actual - estimate;
         }
     }
-    // Build every request before the first call so an inconsistent plan costs nothing.
-    let mut requests = Vec::with_capacity(plan.calls.len());
-    for spec in &plan.calls {
-        let request = design::request(spec, pairs, perturbed)
-            .ok_or_else(|| RunError::Unbuildable(spec.id.clone()))?;
-        requests.push(request);
-    }
-
-    let file = open_append(&options.calls_path)?;
-    let (sender, mut receiver) = mpsc::unbounded_channel::<(usize, CallRecord)>();
-    let calls_path = options.calls_path.clone();
-    // One writer task: lines are appended whole, in completion order, flushed as they arrive.
-    let writer =
-        tokio::task::spawn_blocking(move || -> Result<Vec<(usize, CallRecord)>, RunError> {
-            let mut out = std::io::BufWriter::new(file);
-            let mut records = Vec::new();
-            while let Some((index, record)) = receiver.blocking_recv() {
-                let line = serde_json::to_string(&record).expect("call records serialize");
-                let io = |source| RunError::Io {
-                    path: calls_path.clone(),
-                    source,
-                };
-                out.write_all(line.as_bytes()).map_err(io)?;
-                out.write_all(b"\n").map_err(io)?;
-                out.flush().map_err(io)?;
-                records.push((index, record));
-            }
-            Ok(records)
-        });
-
-    let shared = Arc::new(Shared {
-        done: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        retries: AtomicU64::new(0),
-    });
-    let total = plan.calls.len() as u64;
-    let progress = (!options.quiet).then(|| {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let done = shared.done.load(AtomicOrdering::Relaxed);
-                eprintln!(
-                    "[{:>5.1}s] {done}/{total} calls, {} failed, {} retries",
-                    started.elapsed().as_secs_f64(),
-                    shared.failed.load(AtomicOrdering::Relaxed),
-                    shared.retries.load(AtomicOrdering::Relaxed)
-                );
-            }
-        })
-    });
-
-    let mut semaphores: BTreeMap<&str, Arc<Semaphore>> = BTreeMap::new();
-    let mut stop_flags: BTreeMap<&str, Arc<StopFlag>> = BTreeMap::new();
-    for handle in judges {
-        let bound = handle
-            .config
-            .concurrency
-            .unwrap_or(options.concurrency)
-            .max(1);
-        semaphores.insert(&handle.config.name, Arc::new(Semaphore::new(bound)));
-        stop_flags.insert(&handle.config.name, Arc::new(StopFlag::default()));
-    }
-    let fault_log: Arc<std::sync::Mutex<FaultCounts>> = Default::default();
-
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, (spec, request)) in plan.calls.iter().zip(requests).enumerate() {
-        let handle = by_name[spec.judge.as_str()].clone();
-        let semaphore = semaphores[spec.judge.as_str()].clone();
-        let stop = stop_flags[spec.judge.as_str()].clone();
-        let sender = sender.clone();
-        let shared = shared.clone();
-        let faults = fault_log.clone();
-        let spec = spec.clone();
-        let seed = options.seed;
-        tasks.spawn(async move {
-            let _permit = semaphore.acquire_owned().await.expect("semaphore open");
-            let record =
-                call_with_retries(&handle, &spec, &request, &stop, seed, &shared, &faults).await;
-            if !record.succeeded() {
-                shared.failed.fetch_add(1, AtomicOrdering::Relaxed);
-            }
-            shared.done.fetch_add(1, AtomicOrdering::Relaxed);
-            // The writer only goes away on an I/O error, which the join below reports.
-            let _ = sender.send((index, record));
-        });
-    }
-    drop(sender);
-    while tasks.join_next().await.is_some() {}
-    if let Some(progress) = progress {
-        progress.abort();
-    }
-    let mut indexed = writer.await.expect("writer task")?;
-    indexed.sort_by_key(|(index, _)| *index);
-    let records: Vec<CallRecord> = indexed.into_iter().map(|(_, record)| record).collect();
-    let stopped = stop_flags
-        .iter()
-        .filter_map(|(name, flag)| flag.reason().map(|reason| (name.to_string(), reason)))
-        .collect();
-    let faults = fault_log.lock().expect("fault log").clone();
-    if !options.quiet {
-        eprintln!(
-            "{} calls finished, {} failed",
-            records.len(),
-            records.iter().filter(|r| !r.succeeded()).count()
-        );
-    }
-    Ok(RunOutcome {
-        records,
-        faults,
-        stopped,
-    })
 }
 
 #[derive(Default)]
 struct StopFlag {
     stopped: AtomicBool,
-    reason: std::sync::Mutex<Option<String>>,
+    reason: Mutex<Option<String>>,
 }
 
 impl StopFlag {
@@ -279,83 +270,410 @@ impl StopFlag {
     }
 }
 
-async fn call_with_retries(
-    handle: &JudgeHandle,
-    spec: &CallSpec,
-    request: &crate::judge::JudgeRequest,
-    stop: &StopFlag,
-    seed: u64,
-    shared: &Shared,
-    faults: &std::sync::Mutex<FaultCounts>,
-) -> CallRecord {
-    let mut record = CallRecord {
-        call_id: spec.id.clone(),
-        judge: spec.judge.clone(),
-        pair_id: spec.pair_id.clone(),
-        kind: spec.kind,
-        artifact: spec.artifact.clone(),
-        side: spec.side,
-        order: spec.order,
-        repeat: spec.repeat,
-        raw: None,
-        verdict: None,
-        label_probs: None,
-        usage: None,
-        latency_ms: 0,
-        attempts: 0,
-        error: None,
-        error_kind: None,
+/// Execute every call of `plan` that `out_dir`'s run store does not hold yet. The store must
+/// exist (the caller records the run's snapshot and plan first).
+pub async fn execute(
+    plan: &Plan,
+    pairs: &[Pair],
+    perturbed: &PerturbedAnswers,
+    judges: &[JudgeHandle],
+    out_dir: &Path,
+    options: &RunOptions,
+) -> Result<RunOutcome, RunError> {
+    let by_name: HashMap<&str, &JudgeHandle> =
+        judges.iter().map(|h| (h.config.name.as_str(), h)).collect();
+    for name in &plan.judges {
+        if !by_name.contains_key(name.as_str()) {
+            return Err(RunError::UnknownJudge(name.clone()));
+        }
+    }
+    // Every request must be buildable before the first call, so an inconsistent plan costs nothing.
+    for spec in &plan.calls {
+        design::request(spec, pairs, perturbed).ok_or_else(|| RunError::Unbuildable(spec.id.clone()))?;
+    }
+
+    let store = RunStore::open(out_dir)?;
+    let completed = store.completed_ids()?;
+    let earlier = store.records()?;
+    let pending: Vec<usize> = (0..plan.calls.len())
+        .filter(|&i| !completed.contains(&plan.calls[i].id))
+        .collect();
+
+    // The cache is read once, up front, so no worker ever touches SQLite.
+    let mut cache = match &options.cache_dir {
+        Some(dir) => Some(ResponseCache::open(dir).map_err(RunError::Cache)?),
+        None => None,
     };
-    let max_attempts = handle.config.max_retries + 1;
-    // Jitter is random but seeded, so a rerun waits the same way.
-    let mut jitter = ChaCha8Rng::seed_from_u64(seed ^ fnv(&spec.id));
+    let mut keys: HashMap<usize, String> = HashMap::new();
+    let mut hits: HashMap<usize, JudgeReply> = HashMap::new();
+    if let Some(cache) = &cache {
+        for &index in &pending {
+            let spec = &plan.calls[index];
+            let handle = by_name[spec.judge.as_str()];
+            let request = design::request(spec, pairs, perturbed).expect("checked above");
+            if let Some(key) = handle.judge.cache_key(&request) {
+                keys.insert(index, key);
+            }
+        }
+        let key_list: Vec<&str> = keys.values().map(String::as_str).collect();
+        let found = cache.lookup(&key_list).map_err(RunError::Cache)?;
+        for (index, key) in &keys {
+            if let Some(reply) = found.get(key) {
+                hits.insert(*index, reply.clone());
+            }
+        }
+    }
+
+    let calls_path = out_dir.join("calls.jsonl");
+    let jsonl = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&calls_path)
+        .map_err(|source| RunError::Io {
+            path: calls_path.clone(),
+            source,
+        })?;
+    let (sender, receiver) = mpsc::channel::<Written>();
+    let writer_cache = cache.take();
+    let writer = std::thread::spawn(move || write_loop(receiver, store, writer_cache, jsonl, calls_path));
+
+    // Spend already committed in earlier sessions counts against the budget.
+    let pricing: HashMap<&str, Pricing> = judges
+        .iter()
+        .filter_map(|h| h.config.pricing.map(|p| (h.config.name.as_str(), p)))
+        .collect();
+    let spent_before: f64 = earlier
+        .iter()
+        .filter_map(|r| Some(cost_usd(r.usage.as_ref()?, pricing.get(r.judge.as_str())?)))
+        .sum();
+    let budget = Arc::new(Budget {
+        max: options.max_cost,
+        committed: Mutex::new(spent_before),
+        exhausted: AtomicBool::new(false),
+    });
+
+    let mut runtimes: Vec<Arc<JudgeRuntime>> = Vec::new();
+    let mut queues: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut cache_hits = 0usize;
+    for &index in &pending {
+        let spec = &plan.calls[index];
+        if let Some(reply) = hits.remove(&index) {
+            let mut record = CallRecord::new(spec);
+            record.fill(reply);
+            record.cached = true;
+            cache_hits += 1;
+            // The writer only goes away on an I/O error, which joining it reports.
+            let _ = sender.send(Written::Record(Box::new(record), None));
+        } else {
+            queues.entry(spec.judge.as_str()).or_default().push(index);
+        }
+    }
+    for name in &plan.judges {
+        let handle = by_name[name.as_str()].clone();
+        let max = handle.config.concurrency.unwrap_or(options.concurrency).max(1);
+        let queue = queues.remove(name.as_str()).unwrap_or_default();
+        let counters = Arc::new(JudgeCounters::new(
+            name.clone(),
+            plan.calls.iter().filter(|c| &c.judge == name).count() as u64,
+            (plan.calls.iter().filter(|c| &c.judge == name).count() - queue.len()) as u64,
+        ));
+        runtimes.push(Arc::new(JudgeRuntime {
+            limiter: AdaptiveLimiter::new(max),
+            rpm: handle.config.rpm.map(TokenBucket::per_minute),
+            tpm: handle.config.tpm.map(TokenBucket::per_minute),
+            stop: StopFlag::default(),
+            counters,
+            queue,
+            next: AtomicUsize::new(0),
+            handle,
+        }));
+    }
+
+    let progress = Progress::start(
+        options.progress,
+        runtimes.iter().map(|r| r.counters.clone()).collect(),
+    );
+    let plan = Arc::new(plan.clone());
+    let pairs: Arc<[Pair]> = pairs.into();
+    let perturbed = Arc::new(perturbed.clone());
+    let keys = Arc::new(keys);
+    let mut workers = tokio::task::JoinSet::new();
+    for runtime in &runtimes {
+        let max = runtime.handle.config.concurrency.unwrap_or(options.concurrency).max(1);
+        for _ in 0..max.min(runtime.queue.len()) {
+            let (runtime, plan, pairs, perturbed) =
+                (runtime.clone(), plan.clone(), pairs.clone(), perturbed.clone());
+            let (sender, budget, keys, seed) =
+                (sender.clone(), budget.clone(), keys.clone(), options.seed);
+            workers.spawn(async move {
+                worker(runtime, plan, pairs, perturbed, sender, budget, keys, seed).await
+            });
+        }
+    }
+    drop(sender);
+    let mut sent = 0usize;
+    let mut over_budget = 0usize;
+    while let Some(result) = workers.join_next().await {
+        let (worker_sent, worker_over) = result.expect("worker task");
+        sent += worker_sent;
+        over_budget += worker_over;
+    }
+    progress.finish();
+    let store = writer.join().expect("writer thread")?;
+
+    let mut records = store.records()?;
+    let position: HashMap<&str, usize> = plan
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    records.retain(|r| position.contains_key(r.call_id.as_str()));
+    records.sort_by_key(|r| position[r.call_id.as_str()]);
+    let stopped = runtimes
+        .iter()
+        .filter_map(|r| r.stop.reason().map(|reason| (r.handle.config.name.clone(), reason)))
+        .collect();
+    Ok(RunOutcome {
+        records,
+        faults: store.fault_counts()?,
+        stopped,
+        sent,
+        cache_hits,
+        over_budget,
+    })
+}
+
+/// One worker of one judge: pulls pending calls until the queue is empty or the judge stops.
+/// Returns (calls sent, calls skipped for the budget).
+#[allow(clippy::too_many_arguments)]
+async fn worker(
+    runtime: Arc<JudgeRuntime>,
+    plan: Arc<Plan>,
+    pairs: Arc<[Pair]>,
+    perturbed: Arc<PerturbedAnswers>,
+    sender: mpsc::Sender<Written>,
+    budget: Arc<Budget>,
+    keys: Arc<HashMap<usize, String>>,
+    seed: u64,
+) -> (usize, usize) {
+    let (mut sent, mut over_budget) = (0, 0);
     loop {
-        if stop.is_stopped() {
+        let slot = runtime.limiter.acquire().await;
+        let position = runtime.next.fetch_add(1, AtomicOrdering::SeqCst);
+        let Some(&index) = runtime.queue.get(position) else {
+            return (sent, over_budget);
+        };
+        let spec = &plan.calls[index];
+        let request = design::request(spec, &pairs, &perturbed).expect("checked before the run");
+        let mut record = CallRecord::new(spec);
+        if runtime.stop.is_stopped() {
             record.error = Some(format!(
                 "not sent: judge stopped ({})",
-                stop.reason().unwrap_or_default()
+                runtime.stop.reason().unwrap_or_default()
             ));
-            return record;
+            runtime.counters.failed();
+            let _ = sender.send(Written::Record(Box::new(record), None));
+            continue;
+        }
+        let config = &runtime.handle.config;
+        let input_estimate = runtime.handle.judge.estimate_input_tokens(&request);
+        let output_estimate = u64::from(config.max_tokens);
+        let cost_estimate = config.pricing.map_or(0.0, |p| {
+            cost_usd(
+                &TokenUsage {
+                    input_tokens: input_estimate,
+                    output_tokens: output_estimate,
+                },
+                &p,
+            )
+        });
+        if !budget.reserve(cost_estimate) {
+            record.error = Some("not sent: the --max-cost budget would be exceeded".into());
+            over_budget += 1;
+            runtime.counters.failed();
+            let _ = sender.send(Written::Record(Box::new(record), None));
+            continue;
+        }
+        if let Some(bucket) = &runtime.rpm {
+            bucket.take(1.0).await;
+        }
+        let token_estimate = (input_estimate + output_estimate) as f64;
+        if let Some(bucket) = &runtime.tpm {
+            bucket.take(token_estimate).await;
+        }
+        sent += 1;
+        runtime.counters.started();
+        call_with_retries(&runtime, &request, &mut record, &sender, seed).await;
+        runtime.counters.finished();
+        drop(slot);
+        let actual_cost = match (&record.usage, config.pricing) {
+            (Some(usage), Some(pricing)) => cost_usd(usage, &pricing),
+            _ => cost_estimate,
+        };
+        budget.settle(cost_estimate, actual_cost);
+        if let (Some(bucket), Some(usage)) = (&runtime.tpm, &record.usage) {
+            bucket
+                .adjust((usage.input_tokens + usage.output_tokens) as f64 - token_estimate)
+                .await;
+        }
+        if record.succeeded() {
+            runtime.counters.done(record.usage.as_ref(), actual_cost);
+        } else {
+            runtime.counters.failed();
+        }
+        let key = if record.succeeded() {
+            keys.get(&index).cloned()
+        } else {
+            None
+        };
+        let _ = sender.send(Written::Record(Box::new(record), key));
+    }
+}
+
+async fn call_with_retries(
+    runtime: &JudgeRuntime,
+    request: &crate::judge::JudgeRequest,
+    record: &mut CallRecord,
+    sender: &mpsc::Sender<Written>,
+    seed: u64,
+) {
+    let config = &runtime.handle.config;
+    let max_attempts = config.max_retries + 1;
+    // Jitter is random but seeded, so a rerun waits the same way.
+    let mut jitter = ChaCha8Rng::seed_from_u64(seed ^ fnv(&record.call_id));
+    loop {
+        if runtime.stop.is_stopped() {
+            record.error = Some(format!(
+                "not sent again: judge stopped ({})",
+                runtime.stop.reason().unwrap_or_default()
+            ));
+            return;
         }
         record.attempts += 1;
         let started = Instant::now();
-        match handle.judge.judge(request).await {
+        match runtime.handle.judge.judge(request).await {
             Ok(reply) => {
                 record.latency_ms = started.elapsed().as_millis() as u64;
-                record.raw = Some(reply.raw);
-                record.verdict = Some(reply.verdict);
-                record.usage = reply.usage;
-                record.label_probs = reply.label_probs;
-                record.error = None;
-                record.error_kind = None;
-                return record;
+                record.fill(reply);
+                runtime.limiter.on_success();
+                return;
             }
             Err(error) => {
-                *faults
-                    .lock()
-                    .expect("fault log")
-                    .entry(spec.judge.clone())
-                    .or_default()
-                    .entry(error.kind())
-                    .or_default() += 1;
+                let kind = error.kind();
+                runtime.counters.fault(kind);
+                let _ = sender.send(Written::Fault(FaultRow {
+                    judge: config.name.clone(),
+                    call_id: record.call_id.clone(),
+                    kind,
+                    message: error.to_string(),
+                }));
                 record.error = Some(error.to_string());
-                record.error_kind = Some(error.kind());
+                record.error_kind = Some(kind);
                 match error {
                     JudgeError::Permanent { .. } => {
-                        stop.stop(format!("{error}"));
-                        return record;
+                        runtime
+                            .stop
+                            .stop(format!("judge `{}` stopped: {error}", config.name));
+                        return;
                     }
                     JudgeError::Retryable { retry_after, .. } => {
-                        if record.attempts >= max_attempts {
-                            return record;
+                        if kind == FaultKind::RateLimited {
+                            runtime.limiter.on_overload(Duration::from_secs(1));
                         }
-                        shared.retries.fetch_add(1, AtomicOrdering::Relaxed);
-                        let ceiling = 0.25 * 2f64.powi(record.attempts as i32 - 1);
-                        let backoff =
-                            Duration::from_secs_f64(jitter.random::<f64>() * ceiling.min(30.0));
+                        if record.attempts >= max_attempts {
+                            return;
+                        }
+                        runtime.counters.retry();
+                        // Full jitter: uniform in [0, min(cap, base * 2^attempt)].
+                        let ceiling = (0.25 * 2f64.powi(record.attempts as i32 - 1)).min(30.0);
+                        let backoff = Duration::from_secs_f64(jitter.random::<f64>() * ceiling);
                         tokio::time::sleep(retry_after.unwrap_or_default().max(backoff)).await;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The writer thread: batches completed calls and faults into store transactions, appends
+/// `calls.jsonl`, fills the cache. Commits at least every 100 ms while calls arrive.
+fn write_loop(
+    receiver: mpsc::Receiver<Written>,
+    mut store: RunStore,
+    mut cache: Option<ResponseCache>,
+    jsonl: std::fs::File,
+    calls_path: PathBuf,
+) -> Result<RunStore, RunError> {
+    const MAX_BATCH: usize = 1024;
+    const MAX_DELAY: Duration = Duration::from_millis(100);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, jsonl);
+    let mut records: Vec<CallRecord> = Vec::new();
+    let mut faults: Vec<FaultRow> = Vec::new();
+    let mut cached: Vec<(String, JudgeReply)> = Vec::new();
+    let mut first_pending: Option<Instant> = None;
+    let io = |source| RunError::Io {
+        path: calls_path.clone(),
+        source,
+    };
+    let mut flush = |records: &mut Vec<CallRecord>,
+                     faults: &mut Vec<FaultRow>,
+                     cached: &mut Vec<(String, JudgeReply)>,
+                     out: &mut std::io::BufWriter<std::fs::File>|
+     -> Result<(), RunError> {
+        for record in records.iter() {
+            serde_json::to_writer(&mut *out, record).expect("call records serialize");
+            out.write_all(b"\n").map_err(io)?;
+        }
+        out.flush().map_err(io)?;
+        store.commit(records, faults)?;
+        if let Some(cache) = cache.as_mut()
+            && !cached.is_empty()
+        {
+            cache.store(cached).map_err(RunError::Cache)?;
+        }
+        records.clear();
+        faults.clear();
+        cached.clear();
+        Ok(())
+    };
+    loop {
+        let timeout = first_pending.map_or(Duration::from_secs(3600), |t| {
+            MAX_DELAY.saturating_sub(t.elapsed())
+        });
+        match receiver.recv_timeout(timeout) {
+            Ok(message) => {
+                match message {
+                    Written::Record(record, key) => {
+                        if let (Some(key), Some(verdict)) = (key, record.verdict) {
+                            cached.push((
+                                key,
+                                JudgeReply {
+                                    raw: record.raw.clone().unwrap_or_default(),
+                                    verdict,
+                                    usage: record.usage,
+                                    label_probs: record.label_probs,
+                                },
+                            ));
+                        }
+                        records.push(*record);
+                    }
+                    Written::Fault(row) => faults.push(row),
+                }
+                first_pending.get_or_insert_with(Instant::now);
+                if records.len() + faults.len() >= MAX_BATCH {
+                    flush(&mut records, &mut faults, &mut cached, &mut out)?;
+                    first_pending = None;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                flush(&mut records, &mut faults, &mut cached, &mut out)?;
+                first_pending = None;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                flush(&mut records, &mut faults, &mut cached, &mut out)?;
+                drop(flush);
+                return Ok(store);
             }
         }
     }
@@ -367,19 +685,8 @@ fn fnv(text: &str) -> u64 {
     })
 }
 
-fn open_append(path: &Path) -> Result<std::fs::File, RunError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| RunError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-/// Read `calls.jsonl` back (for re-rendering reports). Unparseable lines are an error naming the
-/// line, so a damaged file is noticed rather than silently shortened.
+/// Read `calls.jsonl` back. Unparseable lines are an error naming the line, so a damaged file is
+/// noticed rather than silently shortened.
 pub fn read_calls(path: &Path) -> Result<Vec<CallRecord>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     text.lines()

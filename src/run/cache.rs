@@ -1,0 +1,126 @@
+//! The shared response cache: judge replies keyed on a hash of everything that determines them
+//! (backend, endpoint, model, the full request body with its generation parameters, the repeat
+//! index), so a rerun never pays twice and a changed judge never gets another judge's answers.
+
+use crate::judge::JudgeReply;
+use rusqlite::{Connection, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// File name of the cache database inside the cache directory.
+pub const CACHE_DB: &str = "responses.sqlite";
+
+/// The default cache directory: `$JUDGE_AUDIT_CACHE`, else `$XDG_CACHE_HOME/judge-audit`, else
+/// `$HOME/.cache/judge-audit`.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("JUDGE_AUDIT_CACHE").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir).join("judge-audit"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|home| PathBuf::from(home).join(".cache").join("judge-audit"))
+}
+
+/// An open response cache.
+pub struct ResponseCache {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Size of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Stored replies.
+    pub entries: u64,
+    /// Database size in bytes (main file).
+    pub bytes: u64,
+}
+
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> String + '_ {
+    move |e| format!("{}: {e}", path.display())
+}
+
+impl ResponseCache {
+    /// Open (creating if needed) the cache in `dir`.
+    pub fn open(dir: &Path) -> Result<ResponseCache, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(CACHE_DB);
+        let conn = Connection::open(&path).map_err(sqlite_error(&path))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA busy_timeout = 10000;
+             CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT NOT NULL);",
+        )
+        .map_err(sqlite_error(&path))?;
+        Ok(ResponseCache { conn, path })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Look up many keys at once; unreadable entries count as misses.
+    pub fn lookup(&self, keys: &[&str]) -> Result<HashMap<String, JudgeReply>, String> {
+        let mut query = self
+            .conn
+            .prepare_cached("SELECT reply FROM replies WHERE key = ?1")
+            .map_err(sqlite_error(&self.path))?;
+        let mut hits = HashMap::new();
+        for key in keys {
+            let mut rows = query.query(params![key]).map_err(sqlite_error(&self.path))?;
+            if let Some(row) = rows.next().map_err(sqlite_error(&self.path))? {
+                let text: String = row.get(0).map_err(sqlite_error(&self.path))?;
+                if let Ok(reply) = serde_json::from_str(&text) {
+                    hits.insert(key.to_string(), reply);
+                }
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Store replies (one transaction).
+    pub fn store(&mut self, entries: &[(String, JudgeReply)]) -> Result<(), String> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sqlite_error(&path))?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR REPLACE INTO replies (key, reply) VALUES (?1, ?2)")
+                .map_err(sqlite_error(&path))?;
+            for (key, reply) in entries {
+                let json = serde_json::to_string(reply).expect("replies serialize");
+                insert.execute(params![key, json]).map_err(sqlite_error(&path))?;
+            }
+        }
+        tx.commit().map_err(sqlite_error(&path))
+    }
+
+    /// Number of entries and file size.
+    pub fn stats(&self) -> Result<CacheStats, String> {
+        let entries: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM replies", [], |r| r.get(0))
+            .map_err(sqlite_error(&self.path))?;
+        let bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Ok(CacheStats {
+            entries: entries as u64,
+            bytes,
+        })
+    }
+
+    /// Delete every entry.
+    pub fn clear(&self) -> Result<u64, String> {
+        let removed = self
+            .conn
+            .execute("DELETE FROM replies", [])
+            .map_err(sqlite_error(&self.path))?;
+        self.conn
+            .execute_batch("VACUUM")
+            .map_err(sqlite_error(&self.path))?;
+        Ok(removed as u64)
+    }
+}

@@ -1,0 +1,245 @@
+//! The run store: one SQLite database (`run.sqlite`, WAL) per run directory holding the run's
+//! snapshot, its plan, every completed call and every fault. A call counts once its row is
+//! committed; failures are stored as faults, never as results.
+
+use super::{CallRecord, FaultCounts};
+use crate::judge::FaultKind;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// File name of the run database inside a run directory.
+pub const RUN_DB: &str = "run.sqlite";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// Database path.
+        path: PathBuf,
+        /// Underlying error.
+        source: rusqlite::Error,
+    },
+    /// A stored value could not be decoded.
+    #[error("{path}: stored {what} is unreadable: {message}")]
+    Corrupt {
+        /// Database path.
+        path: PathBuf,
+        /// What was being read.
+        what: String,
+        /// Decoder message.
+        message: String,
+    },
+}
+
+/// An open run database.
+pub struct RunStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One failed attempt, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultRow {
+    /// Judge name.
+    pub judge: String,
+    /// Call id.
+    pub call_id: String,
+    /// Fault kind.
+    pub kind: FaultKind,
+    /// Message (never contains secrets: backends redact keys).
+    pub message: String,
+}
+
+impl RunStore {
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Open (creating if needed) the run database in `dir`.
+    pub fn open(dir: &Path) -> Result<RunStore, StoreError> {
+        let path = dir.join(RUN_DB);
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let store = RunStore { conn, path };
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA busy_timeout = 5000;
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS plan (
+                     position INTEGER PRIMARY KEY, call_id TEXT NOT NULL UNIQUE, judge TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS calls (
+                     call_id TEXT PRIMARY KEY, judge TEXT NOT NULL, record TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS faults (
+                     id INTEGER PRIMARY KEY, judge TEXT NOT NULL, call_id TEXT NOT NULL,
+                     kind TEXT NOT NULL, message TEXT NOT NULL);",
+            )
+            .map_err(store.err())?;
+        Ok(store)
+    }
+
+    /// True when `dir` holds a run database.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(RUN_DB).is_file()
+    }
+
+    /// Store a metadata value (JSON text).
+    pub fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Read a metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Record the plan's call ids in order (once; a resumed run checks against them).
+    pub fn put_plan(&mut self, calls: &[(String, String)]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare("INSERT OR IGNORE INTO plan (position, call_id, judge) VALUES (?1, ?2, ?3)")
+                .map_err(err)?;
+            for (position, (call_id, judge)) in calls.iter().enumerate() {
+                insert
+                    .execute(params![position as i64, call_id, judge])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(())
+    }
+
+    /// The stored plan's call ids, in order.
+    pub fn plan_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT call_id FROM plan ORDER BY position")
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Commit a batch of completed calls and faults in one transaction. A call id that is
+    /// already stored is ignored, so a call is never counted twice.
+    pub fn commit(&mut self, records: &[CallRecord], faults: &[FaultRow]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO calls (call_id, judge, record) VALUES (?1, ?2, ?3)")
+                .map_err(err)?;
+            for record in records.iter().filter(|r| r.succeeded()) {
+                let json = serde_json::to_string(record).expect("call records serialize");
+                insert
+                    .execute(params![record.call_id, record.judge, json])
+                    .map_err(err)?;
+            }
+            let mut fault = tx
+                .prepare_cached("INSERT INTO faults (judge, call_id, kind, message) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(err)?;
+            for row in faults {
+                let kind = serde_json::to_string(&row.kind).expect("fault kinds serialize");
+                fault
+                    .execute(params![row.judge, row.call_id, kind.trim_matches('"'), row.message])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(())
+    }
+
+    /// Ids of committed calls.
+    pub fn completed_ids(&self) -> Result<HashSet<String>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT call_id FROM calls")
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Every committed call.
+    pub fn records(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT record FROM calls")
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        let mut records = Vec::new();
+        for row in rows {
+            let text = row.map_err(self.err())?;
+            let record = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                what: "call record".into(),
+                message: e.to_string(),
+            })?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// Faults per judge and kind, over every session of this run.
+    pub fn fault_counts(&self) -> Result<FaultCounts, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT judge, kind, COUNT(*) FROM faults GROUP BY judge, kind")
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(self.err())?;
+        let mut counts = FaultCounts::new();
+        for row in rows {
+            let (judge, kind, n) = row.map_err(self.err())?;
+            let kind: FaultKind =
+                serde_json::from_value(serde_json::Value::String(kind.clone())).map_err(|e| {
+                    StoreError::Corrupt {
+                        path: self.path.clone(),
+                        what: format!("fault kind `{kind}`"),
+                        message: e.to_string(),
+                    }
+                })?;
+            *counts.entry(judge).or_default().entry(kind).or_default() += n as u64;
+        }
+        Ok(counts)
+    }
+}
