@@ -120,6 +120,8 @@ async fn full_audit_through_the_openai_backend_gives_exact_counts() {
                 .arg("--out")
                 .arg(&out)
                 .env("OPENAI_BASE_URL", base_url)
+                // A fresh cache: the calls must really be sent, and the user's cache untouched.
+                .env("JUDGE_AUDIT_CACHE", dir.join("cache"))
                 .env_remove("OPENAI_API_KEY")
                 .output()
                 .unwrap()

@@ -4,6 +4,8 @@
 //! Everything binds to `127.0.0.1:0` (an ephemeral port), so tests can run in parallel.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod faults;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
