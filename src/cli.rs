@@ -113,7 +113,7 @@ enum JudgesCommand {
         /// A built-in judge name, a judge name in --judges-dir, or a path to a judge file.
         name: String,
         /// A folder of judge files searched for NAME before the built-ins.
-        #[arg(long)]
+        #[arg(long, alias = "dir")]
         judges_dir: Option<PathBuf>,
     },
 }

@@ -355,6 +355,12 @@ async fn client_errors_are_permanent() {
         assert_permanent(&err, want);
         assert!(err.to_string().contains(kind), "{err}");
     }
+    // A 404 names the URL it tried (a base URL ending in /v1 is the usual mistake).
+    let err = fails_with(Reply::anthropic_error(404, "not_found_error", "Not Found")).await;
+    assert!(
+        err.to_string().contains("/v1/messages; check the model id"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

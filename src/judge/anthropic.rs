@@ -272,6 +272,12 @@ impl AnthropicJudge {
             FaultKind::Quota => message.push_str(" (billing: the account has no credit left)"),
             FaultKind::Auth => message
                 .push_str(" (check the key in the environment variable named by api_key_env)"),
+            FaultKind::BadRequest if status == StatusCode::NOT_FOUND => {
+                message.push_str(&format!(
+                    " (POST {}; check the model id, and that base_url is the API root, without /v1)",
+                    self.endpoint
+                ));
+            }
             FaultKind::BadRequest if status.is_redirection() => {
                 let location = headers
                     .get(reqwest::header::LOCATION)
