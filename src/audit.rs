@@ -4,7 +4,7 @@
 use crate::analyze::{self, AnalysisInput, AnalysisOptions, TrustThresholds};
 use crate::dataset::{self, Dataset, LoadOptions};
 use crate::design::{DesignOptions, PerturbedAnswers, Plan, TieTargets};
-use crate::judge::{self, JudgeConfig, config::Backend};
+use crate::judge::{self, JudgeConfig};
 use crate::perturb::{Artifact, Catalog};
 use crate::report::{
     self, ArtifactInfo, DatasetInfo, JudgeInfo, PlanInfo, Summary, ToolInfo, markdown,
@@ -666,10 +666,7 @@ fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
     JudgeInfo {
         name: config.name.clone(),
         simulated,
-        backend: match config.backend {
-            Backend::Sim => "sim".into(),
-            Backend::Openai => "openai".into(),
-        },
+        backend: config.backend.name(),
         model: config.model.clone(),
         template: config.template.clone(),
         template_sha256,

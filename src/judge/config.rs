@@ -20,6 +20,21 @@ pub enum Backend {
     Sim,
     /// OpenAI-compatible `/chat/completions` (OpenAI, vLLM, llama.cpp server, Ollama, LM Studio).
     Openai,
+    /// Anthropic Messages API (`/v1/messages`).
+    Anthropic,
+    /// A user program run once per call (request JSON on stdin, verdict on stdout).
+    Command,
+}
+
+impl Backend {
+    /// The name used in judge files (`sim`, `openai`, ...). Derived from the serde name so new
+    /// variants need no extra code here.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 /// Parameters of a simulated judge. All effects are in Chen's T units (expected net preference in
@@ -161,6 +176,20 @@ pub struct JudgeConfig {
     /// credential: `Authorization` and API-key headers are rejected.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// `command` backend: the program and its arguments, e.g. `["python3", "judge.py"]`
+    /// (alternative to `program` + `args`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// `command` backend: the program to run (with `args`; alternative to `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    /// `command` backend: arguments for `program`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// `command` backend: extra environment variables for the program (never secrets: the
+    /// program inherits the caller's environment, where keys belong).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
     /// The file this configuration was read from (not part of the file's content). Relative
     /// template paths resolve against its folder.
     #[serde(skip)]
@@ -189,6 +218,13 @@ pub const DEFAULT_BASE_URL_ENV: &str = "OPENAI_BASE_URL";
 pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
 /// Base URL used when neither `base_url` nor the base-URL variable is set.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// Environment variable read for the base URL of an `anthropic` judge without `base_url_env`.
+pub const ANTHROPIC_BASE_URL_ENV: &str = "ANTHROPIC_BASE_URL";
+/// Environment variable read for the key of an `anthropic` judge without `api_key_env`.
+pub const ANTHROPIC_API_KEY_ENV: &str = "ANTHROPIC_API_KEY";
+/// Base URL of an `anthropic` judge when neither `base_url` nor the variable is set (requests go
+/// to `{base_url}/v1/messages`).
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 
 /// The preset judge files shipped in `judges/` (file name, content), embedded at build time.
 pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
@@ -212,6 +248,14 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
     ),
     ("together.toml", include_str!("../../judges/together.toml")),
     ("groq.toml", include_str!("../../judges/groq.toml")),
+    (
+        "anthropic-claude-haiku.toml",
+        include_str!("../../judges/anthropic-claude-haiku.toml"),
+    ),
+    (
+        "anthropic-claude-sonnet.toml",
+        include_str!("../../judges/anthropic-claude-sonnet.toml"),
+    ),
     (
         "sim/sim-unbiased.toml",
         include_str!("../../judges/sim/sim-unbiased.toml"),
@@ -579,6 +623,10 @@ impl JudgeConfig {
             logprobs: false,
             top_logprobs: default_top_logprobs(),
             headers: BTreeMap::new(),
+            command: None,
+            program: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
             source_path: None,
         }
     }
@@ -731,6 +779,18 @@ impl JudgeConfig {
                 return bad(&field, "is not a valid HTTP header value".into());
             }
         }
+        if self.backend != Backend::Command {
+            for (field, set) in [
+                ("command", self.command.is_some()),
+                ("program", self.program.is_some()),
+                ("args", !self.args.is_empty()),
+                ("env", !self.env.is_empty()),
+            ] {
+                if set {
+                    return bad(field, "is only allowed with backend = \"command\"".into());
+                }
+            }
+        }
         match self.backend {
             Backend::Sim => {
                 if self.logprobs {
@@ -740,6 +800,34 @@ impl JudgeConfig {
                     validate_sim(sim, text, origin)?;
                 }
             }
+            Backend::Anthropic => {
+                if self.sim.is_some() {
+                    return bad(
+                        "sim",
+                        "the [sim] table is only allowed with backend = \"sim\"".into(),
+                    );
+                }
+                if self.model.trim().is_empty() {
+                    return bad("model", "must name the model to call".into());
+                }
+                // The Messages API rejects temperatures above 1.
+                if self.temperature > 1.0 {
+                    return bad(
+                        "temperature",
+                        format!(
+                            "{} is outside 0..=1 (the Anthropic API's range)",
+                            self.temperature
+                        ),
+                    );
+                }
+                if self.logprobs {
+                    return bad(
+                        "logprobs",
+                        "the Anthropic API returns no log-probabilities".into(),
+                    );
+                }
+            }
+            Backend::Command => validate_command(self, text, origin)?,
             Backend::Openai => {
                 if self.sim.is_some() {
                     return bad(
@@ -792,12 +880,13 @@ impl JudgeConfig {
     }
 
     /// The environment variable consulted for the key (`api_key_env`, or `OPENAI_API_KEY` for
-    /// the openai backend).
+    /// the openai backend, `ANTHROPIC_API_KEY` for anthropic).
     pub fn api_key_env_name(&self) -> Option<&str> {
         match (&self.api_key_env, self.backend) {
             (Some(name), _) => Some(name),
             (None, Backend::Openai) => Some(DEFAULT_API_KEY_ENV),
-            (None, Backend::Sim) => None,
+            (None, Backend::Anthropic) => Some(ANTHROPIC_API_KEY_ENV),
+            (None, _) => None,
         }
     }
 
@@ -806,12 +895,22 @@ impl JudgeConfig {
         match (&self.base_url_env, self.backend) {
             (Some(name), _) => Some(name),
             (None, Backend::Openai) => Some(DEFAULT_BASE_URL_ENV),
-            (None, Backend::Sim) => None,
+            (None, Backend::Anthropic) => Some(ANTHROPIC_BASE_URL_ENV),
+            (None, _) => None,
+        }
+    }
+
+    /// The base URL used when neither `base_url` nor the base-URL variable is set.
+    pub fn default_base_url(&self) -> &'static str {
+        match self.backend {
+            Backend::Anthropic => ANTHROPIC_BASE_URL,
+            _ => DEFAULT_BASE_URL,
         }
     }
 
     /// The base URL from the process environment: explicit `base_url` > the variable named by
-    /// `base_url_env` (default `OPENAI_BASE_URL`) > `https://api.openai.com/v1`. No trailing `/`.
+    /// `base_url_env` (default `OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL` for anthropic) > the
+    /// backend's default (`https://api.openai.com/v1`, `https://api.anthropic.com`). No trailing `/`.
     pub fn resolve_base_url(&self) -> Result<String, ConfigError> {
         self.resolve_base_url_with(|k| std::env::var(k).ok())
     }
@@ -834,7 +933,7 @@ impl JudgeConfig {
         {
             (url, format!("base_url_env (environment variable {var})"))
         } else {
-            (DEFAULT_BASE_URL.to_string(), "base_url".to_string())
+            (self.default_base_url().to_string(), "base_url".to_string())
         };
         parse_base_url(&text).map_err(|message| ConfigError::Invalid {
             origin: origin(),
@@ -856,6 +955,85 @@ impl JudgeConfig {
     pub fn resolve_api_key_with(&self, env: impl Fn(&str) -> Option<String>) -> Option<ApiKey> {
         self.api_key_env_name().and_then(env).and_then(ApiKey::new)
     }
+}
+
+/// Substrings of environment-variable names that suggest a secret (checked case-insensitively).
+const SECRET_NAME_PARTS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
+
+fn validate_command(c: &JudgeConfig, text: &str, origin: &str) -> Result<(), ConfigError> {
+    let bad = |field: &str, message: String| Err(invalid_field(origin, text, field, message));
+    if c.sim.is_some() {
+        return bad(
+            "sim",
+            "the [sim] table is only allowed with backend = \"sim\"".into(),
+        );
+    }
+    if c.logprobs {
+        return bad(
+            "logprobs",
+            "is not supported by the command backend (return \"probs\" from the program)".into(),
+        );
+    }
+    // HTTP settings mean nothing to a local program; reject them rather than ignore them.
+    for (field, set) in [
+        ("base_url", c.base_url.is_some()),
+        ("base_url_env", c.base_url_env.is_some()),
+        ("headers", !c.headers.is_empty()),
+    ] {
+        if set {
+            return bad(field, "is not used by the command backend".into());
+        }
+    }
+    match (&c.command, &c.program) {
+        (Some(_), Some(_)) => {
+            return bad(
+                "program",
+                "give either `command = [...]` or `program` (+ `args`), not both".into(),
+            );
+        }
+        (Some(cmd), None) => {
+            if cmd.first().is_none_or(|p| p.trim().is_empty()) {
+                return bad(
+                    "command",
+                    "must start with the program to run, e.g. [\"python3\", \"judge.py\"]".into(),
+                );
+            }
+            if !c.args.is_empty() {
+                return bad(
+                    "args",
+                    "goes with `program`; put the arguments in `command` instead".into(),
+                );
+            }
+        }
+        (None, Some(program)) => {
+            if program.trim().is_empty() {
+                return bad("program", "must not be empty".into());
+            }
+        }
+        (None, None) => {
+            return bad(
+                "command",
+                "a command judge needs `command = [\"program\", \"arg\", ...]` or `program`".into(),
+            );
+        }
+    }
+    for name in c.env.keys() {
+        let field = format!("env.{name}");
+        if !is_env_var_name(name) {
+            return bad(&field, "is not a valid environment variable name".into());
+        }
+        let upper = name.to_ascii_uppercase();
+        // The value is never echoed: it may be the secret itself.
+        if SECRET_NAME_PARTS.iter().any(|p| upper.contains(p)) {
+            return bad(
+                &field,
+                "looks like a secret; judge files never hold secrets: export it in the \
+                 environment instead (the program inherits it)"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn validate_sim(sim: &SimParams, text: &str, origin: &str) -> Result<(), ConfigError> {
@@ -984,7 +1162,7 @@ mod tests {
         assert_eq!(on_disk, embedded);
         // The same files load from disk with identical content.
         let from_dir = JudgeConfig::load_dir(&root).unwrap();
-        assert_eq!(from_dir.len(), 8);
+        assert_eq!(from_dir.len(), 10);
         let sims = JudgeConfig::load_dir(root.join("sim")).unwrap();
         assert_eq!(sims.len(), 5);
         assert!(
@@ -1020,6 +1198,16 @@ mod tests {
             "http://localhost:11434/v1"
         );
         assert_eq!(get("ollama-llama3.2").model, "llama3.2");
+        for name in ["anthropic-claude-haiku", "anthropic-claude-sonnet"] {
+            let c = get(name);
+            assert_eq!(c.backend, Backend::Anthropic);
+            assert_eq!(
+                c.resolve_base_url_with(env).unwrap(),
+                "https://api.anthropic.com"
+            );
+            assert_eq!(c.base_url_env_name(), Some("ANTHROPIC_BASE_URL"));
+            assert!(c.pricing.is_some_and(|p| p.input_per_mtok > 0.0), "{name}");
+        }
         assert_eq!(
             get("llamacpp-server").resolve_base_url_with(env).unwrap(),
             "http://127.0.0.1:8080/v1"
@@ -1030,6 +1218,8 @@ mod tests {
             ("groq-llama-3.1-8b", "GROQ_API_KEY"),
             ("openai-gpt-4o-mini", "OPENAI_API_KEY"),
             ("openai-gpt-4.1-mini", "OPENAI_API_KEY"),
+            ("anthropic-claude-haiku", "ANTHROPIC_API_KEY"),
+            ("anthropic-claude-sonnet", "ANTHROPIC_API_KEY"),
         ] {
             assert_eq!(get(name).api_key_env_name(), Some(key_env), "{name}");
             // The header comment names the variable the judge needs.

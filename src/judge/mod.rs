@@ -1,9 +1,12 @@
-//! Judges: one trait, many backends (`openai`, `sim`, and more), configured by `judges/*.toml`.
+//! Judges: one trait, many backends (`openai`, `anthropic`, `command`, `sim`, and more),
+//! configured by `judges/*.toml`.
 //!
 //! Backends see only the text they are asked to judge. They never know which artifact is in play,
 //! except the simulated judge, which receives the ground truth in [`SimContext`] so it can act out
 //! its declared biases; real backends must ignore that field.
 
+pub mod anthropic;
+pub mod command;
 pub mod config;
 pub mod openai;
 pub mod parser;
@@ -212,5 +215,7 @@ pub fn build(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
     match config.backend {
         config::Backend::Sim => Ok(Arc::new(sim::SimJudge::new(config)?)),
         config::Backend::Openai => Ok(Arc::new(openai::OpenAiJudge::new(config)?)),
+        config::Backend::Anthropic => Ok(Arc::new(anthropic::AnthropicJudge::new(config)?)),
+        config::Backend::Command => Ok(Arc::new(command::CommandJudge::new(config)?)),
     }
 }

@@ -1,5 +1,6 @@
-//! Loopback test servers shared by integration tests: an OpenAI-compatible mock whose behaviour
-//! is a closure, plus raw TCP servers that misbehave at the transport level.
+//! Loopback test servers shared by integration tests: a mock HTTP server whose behaviour is a
+//! closure (with OpenAI- and Anthropic-shaped body helpers), plus raw TCP servers that misbehave
+//! at the transport level.
 //!
 //! Everything binds to `127.0.0.1:0` (an ephemeral port), so tests can run in parallel.
 #![allow(dead_code)] // Each test binary uses a different subset.
@@ -88,6 +89,17 @@ impl Reply {
         Self::status(status, body.to_string()).with_header("content-type", "application/json")
     }
 
+    /// An Anthropic-style error body (`{"type":"error","error":{"type","message"}}`) with a
+    /// status.
+    pub fn anthropic_error(status: u16, kind: &str, message: &str) -> Self {
+        let body = json!({
+            "type": "error",
+            "error": {"type": kind, "message": message},
+            "request_id": "req_test"
+        });
+        Self::status(status, body.to_string()).with_header("content-type", "application/json")
+    }
+
     /// Add a response header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
@@ -130,6 +142,30 @@ pub fn chat_completion(content: &str) -> Value {
     chat_completion_with_usage(content, 10, 2)
 }
 
+/// An Anthropic Messages response with the given content blocks, stop reason and usage.
+pub fn anthropic_message_blocks(
+    content: Value,
+    stop_reason: &str,
+    input_tokens: u64,
+    output_tokens: u64,
+) -> Value {
+    json!({
+        "id": "msg_test",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-test",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": null,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    })
+}
+
+/// An Anthropic Messages response with one text block (usage 10 input + 2 output tokens).
+pub fn anthropic_message(text: &str) -> Value {
+    anthropic_message_blocks(json!([{"type": "text", "text": text}]), "end_turn", 10, 2)
+}
+
 type Behaviour = dyn Fn(&Recorded) -> Reply + Send + Sync;
 
 struct Shared {
@@ -138,7 +174,8 @@ struct Shared {
     count: AtomicUsize,
 }
 
-/// An OpenAI-compatible mock server on a loopback port. Dropping it stops it.
+/// A mock HTTP server on a loopback port (OpenAI- or Anthropic-shaped, as its behaviour
+/// answers). Dropping it stops it.
 pub struct MockServer {
     addr: std::net::SocketAddr,
     shared: Arc<Shared>,
@@ -218,6 +255,12 @@ impl MockServer {
         format!("http://{}/v1", self.addr)
     }
 
+    /// `http://127.0.0.1:PORT`, the base URL an Anthropic judge points at (it appends
+    /// `/v1/messages`).
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// The server's socket address.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
@@ -252,6 +295,11 @@ impl RawServer {
     /// `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 

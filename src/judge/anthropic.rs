@@ -1,0 +1,892 @@
+//! Anthropic Messages API backend.
+//!
+//! One `POST {base_url}/v1/messages` per judgment through one pooled `reqwest::Client` per judge,
+//! with `x-api-key`, `anthropic-version: 2023-06-01` and a JSON body
+//! `{model, max_tokens, temperature, system?, messages: [{role: "user", content}]}`. The
+//! template's system message, when it has one, goes in the top-level `system` string (the
+//! Messages API has no system role). The API takes no seed, so `seed` is not sent.
+//!
+//! The base URL is `base_url`, else the variable named by `base_url_env` (default
+//! `ANTHROPIC_BASE_URL`), else `https://api.anthropic.com`. The key comes from the variable named
+//! by `api_key_env` (default `ANTHROPIC_API_KEY`). A key is required unless the base URL's host is
+//! a loopback address (`localhost`, `127.0.0.0/8`, `::1`): local gateways and test servers often
+//! need none, while a missing key for a remote host can only end in 401s, so building the judge
+//! fails at once instead. Without a key no `x-api-key` header is sent.
+//!
+//! Failures are classified from the status and the Anthropic error body
+//! `{"type":"error","error":{"type","message"}}`: 429 and 529 (`overloaded_error`) are retryable
+//! rate limits, 5xx retryable server errors, 401/403 permanent auth failures, other 4xx permanent
+//! bad requests, and billing problems (`billing_error`, 402, "credit balance" messages) permanent
+//! quota failures. The wait the server asks for comes from `Retry-After`, else from the
+//! `anthropic-ratelimit-*-reset` RFC 3339 timestamps. The key is redacted from every message and
+//! never printed by `Debug`.
+
+use super::config::{ApiKey, Backend, ConfigError};
+use super::parser::VerdictParser;
+use super::template::{RenderedPrompt, Template};
+use super::{
+    FaultKind, Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest,
+    SlotVerdict, TokenUsage,
+};
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+/// The API version sent in `anthropic-version`.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Longest provider error text quoted in an error message.
+const MAX_QUOTED: usize = 300;
+
+/// The rate limits whose `anthropic-ratelimit-{limit}-remaining` / `-reset` headers are read.
+const RATE_LIMITS: &[&str] = &["requests", "tokens", "input-tokens", "output-tokens"];
+
+/// A judge behind the Anthropic Messages API.
+pub struct AnthropicJudge {
+    name: String,
+    model: String,
+    endpoint: String,
+    api_key: Option<ApiKey>,
+    temperature: f64,
+    max_tokens: u32,
+    timeout: Duration,
+    template: Template,
+    parser: VerdictParser,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for AnthropicJudge {
+    // Written by hand so the key can never be printed: only whether one is set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnthropicJudge")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("temperature", &self.temperature)
+            .field("max_tokens", &self.max_tokens)
+            .field("timeout", &self.timeout)
+            .field("template", &self.template.name)
+            .finish()
+    }
+}
+
+fn build_error(judge: &str, field: &str, message: impl Into<String>) -> JudgeBuildError {
+    JudgeBuildError::Invalid {
+        judge: judge.to_string(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn config_build_error(judge: &str, err: ConfigError) -> JudgeBuildError {
+    let field = err.field().unwrap_or("template").to_string();
+    build_error(judge, &field, err.to_string())
+}
+
+/// True when a base URL's host is `localhost` or a loopback IP address.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl AnthropicJudge {
+    /// Build from configuration, reading the key and base URL from the process environment.
+    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
+        Self::with_env(config, |k| std::env::var(k).ok())
+    }
+
+    /// Build from configuration with an explicit environment lookup (tests, embedding).
+    pub fn with_env(
+        config: &JudgeConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError> {
+        let name = &config.name;
+        if config.backend != Backend::Anthropic {
+            return Err(build_error(name, "backend", "not an anthropic judge"));
+        }
+        config.validate().map_err(|e| config_build_error(name, e))?;
+        let template = config
+            .load_template()
+            .map_err(|e| config_build_error(name, e))?;
+        let parser = VerdictParser::for_config(&template, &config.parser)
+            .map_err(|e| build_error(name, &format!("parser.{}", e.field), e.message))?;
+        let base_url = config
+            .resolve_base_url_with(&env)
+            .map_err(|e| config_build_error(name, e))?;
+        let api_key = config.resolve_api_key_with(&env);
+        let key_var = config.api_key_env_name().unwrap_or_default().to_string();
+        if api_key.is_none() && !is_loopback_url(&base_url) {
+            return Err(build_error(
+                name,
+                "api_key_env",
+                format!(
+                    "no API key: set the environment variable {key_var} (a key is required \
+                     unless the base URL is a loopback address; base URL: {base_url})"
+                ),
+            ));
+        }
+        if let Some(min) = template.min_max_tokens
+            && config.max_tokens < min
+        {
+            tracing::warn!(
+                judge = %name,
+                max_tokens = config.max_tokens,
+                template = %template.name,
+                "max_tokens is below the template's minimum of {min}: verdicts may be cut off and counted invalid"
+            );
+        }
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &api_key {
+            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+                build_error(
+                    name,
+                    "api_key_env",
+                    format!(
+                        "the key in ${key_var} contains characters not allowed in an HTTP header"
+                    ),
+                )
+            })?;
+            // Sensitive values are redacted by reqwest/http in their own Debug output.
+            value.set_sensitive(true);
+            headers.insert(HeaderName::from_static("x-api-key"), value);
+        }
+        // User headers come last so they can override anthropic-version or add anthropic-beta.
+        for (k, v) in &config.headers {
+            let header = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| build_error(name, &format!("headers.{k}"), e.to_string()))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|e| build_error(name, &format!("headers.{k}"), e.to_string()))?;
+            headers.insert(header, value);
+        }
+        let timeout = Duration::from_secs_f64(config.timeout_secs);
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("judge-audit/", env!("CARGO_PKG_VERSION")))
+            // Many concurrent calls to one host: keep every connection for reuse.
+            .pool_max_idle_per_host(usize::MAX)
+            .tcp_nodelay(true)
+            .connect_timeout(timeout.min(Duration::from_secs(15)))
+            // A redirected POST would silently become a GET; report it instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| build_error(name, "base_url", format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            name: name.clone(),
+            model: config.model.clone(),
+            endpoint: format!("{base_url}/v1/messages"),
+            api_key,
+            temperature: config.temperature,
+            max_tokens: config.max_tokens,
+            timeout,
+            template,
+            parser,
+            client,
+        })
+    }
+
+    /// The URL requests are sent to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The prompt template in use.
+    pub fn template(&self) -> &Template {
+        &self.template
+    }
+
+    /// Whether an API key was found (the key itself is never exposed).
+    pub fn has_api_key(&self) -> bool {
+        self.api_key.is_some()
+    }
+
+    /// Remove the key from any text before it goes into an error message.
+    fn redact(&self, text: &str) -> String {
+        match &self.api_key {
+            Some(key) => text.replace(key.expose(), "<redacted>"),
+            None => text.to_string(),
+        }
+    }
+
+    fn error(&self, class: Class, message: &str, retry_after: Option<Duration>) -> JudgeError {
+        let message = self.redact(message);
+        if class.retryable {
+            JudgeError::Retryable {
+                kind: class.kind,
+                message,
+                retry_after,
+            }
+        } else {
+            JudgeError::Permanent {
+                kind: class.kind,
+                message,
+            }
+        }
+    }
+
+    /// Classify a failure to send the request or read the response.
+    fn transport_error(&self, err: reqwest::Error) -> JudgeError {
+        // The URL is known to the user; leaving it out keeps messages short.
+        let err = err.without_url();
+        let message = error_chain(&err);
+        if err.is_timeout() {
+            self.error(
+                Class::retry(FaultKind::Timeout),
+                &format!("no complete response within {:?}: {message}", self.timeout),
+                None,
+            )
+        } else {
+            self.error(Class::retry(FaultKind::Connection), &message, None)
+        }
+    }
+
+    /// Classify a non-success HTTP status.
+    fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> JudgeError {
+        let error = ErrorBody::parse(body);
+        let detail = error.describe(body);
+        let class = classify(
+            status.as_u16(),
+            error.kind.as_deref(),
+            error.message.as_deref().unwrap_or(""),
+        );
+        let mut message = format!("HTTP {status}: {detail}");
+        match class.kind {
+            FaultKind::Quota => message.push_str(" (billing: the account has no credit left)"),
+            FaultKind::Auth => message
+                .push_str(" (check the key in the environment variable named by api_key_env)"),
+            FaultKind::BadRequest if status == StatusCode::NOT_FOUND => {
+                message.push_str(&format!(
+                    " (POST {}; check the model id, and that base_url is the API root, without /v1)",
+                    self.endpoint
+                ));
+            }
+            FaultKind::BadRequest if status.is_redirection() => {
+                let location = headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?");
+                message.push_str(&format!(
+                    " (redirect to {location}; set base_url to the final URL)"
+                ));
+            }
+            _ => {}
+        }
+        self.error(class, &message, retry_after(headers, SystemTime::now()))
+    }
+
+    fn request_body<'a>(&'a self, rendered: &'a RenderedPrompt) -> MessagesRequest<'a> {
+        MessagesRequest {
+            model: &self.model,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            system: rendered.system.as_deref(),
+            messages: [Message {
+                role: "user",
+                content: &rendered.user,
+            }],
+        }
+    }
+
+    /// Turn a 2xx body into a reply.
+    fn parse_success(&self, body: &[u8]) -> Result<JudgeReply, JudgeError> {
+        let malformed = |why: &str| {
+            self.error(
+                Class::retry(FaultKind::MalformedResponse),
+                &format!("{why}: {}", snippet(body)),
+                None,
+            )
+        };
+        let response: MessagesResponse = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return Err(malformed(&format!("response is not Messages JSON ({e})"))),
+        };
+        // Some gateways answer 200 with an error object.
+        if response.kind.as_deref() == Some("error") {
+            let error = ErrorBody::parse(body);
+            let class = classify_type(error.kind.as_deref(), error.message.as_deref());
+            return Err(self.error(class, &format!("HTTP 200: {}", error.describe(body)), None));
+        }
+        let Some(content) = response.content else {
+            return Err(malformed("response has no content"));
+        };
+        let texts: Vec<&str> = content
+            .iter()
+            .filter(|b| b.kind == "text")
+            .filter_map(|b| b.text.as_deref())
+            .collect();
+        let usage = response.usage.map(|u| TokenUsage {
+            input_tokens: u.input_tokens.unwrap_or(0),
+            output_tokens: u.output_tokens.unwrap_or(0),
+        });
+        let (raw, verdict) = if texts.is_empty() {
+            match response.stop_reason.as_deref() {
+                // A refusal, or tokens spent before any text (e.g. on thinking): the model
+                // answered nothing, and retrying would do the same. Counted as invalid.
+                Some("refusal") | Some("max_tokens") => (String::new(), SlotVerdict::Invalid),
+                _ => return Err(malformed("response has no text content block")),
+            }
+        } else {
+            let text = texts.concat();
+            // Blank text is a valid reply; the parser finds no label and says Invalid.
+            let verdict = self.parser.parse(&text);
+            (text, verdict)
+        };
+        Ok(JudgeReply {
+            raw,
+            verdict,
+            usage,
+            label_probs: None,
+        })
+    }
+}
+
+#[async_trait]
+impl Judge for AnthropicJudge {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn simulated(&self) -> bool {
+        false
+    }
+    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+        let rendered = self
+            .template
+            .render(&request.prompt, &request.first, &request.second);
+        let body = self.request_body(&rendered);
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .timeout(self.timeout)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        // Headers matter only for errors (Retry-After, Location): copy them only then.
+        let headers = (!status.is_success()).then(|| response.headers().clone());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        match headers {
+            Some(headers) => Err(self.status_error(status, &headers, &bytes)),
+            None => self.parse_success(&bytes),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct MessagesRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    temperature: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    messages: [Message<'a>; 1],
+}
+
+/// The parts of a Messages API response this backend reads.
+#[derive(Debug, Deserialize)]
+struct MessagesResponse {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    content: Option<Vec<ContentBlock>>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Usage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+/// `error.type` and `error.message` of an Anthropic error body, when present.
+#[derive(Debug, Default)]
+struct ErrorBody {
+    kind: Option<String>,
+    message: Option<String>,
+}
+
+impl ErrorBody {
+    fn parse(body: &[u8]) -> Self {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Self::default();
+        };
+        let Some(error) = value.get("error") else {
+            return Self::default();
+        };
+        let text = |k: &str| error.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        match error {
+            serde_json::Value::String(s) => Self {
+                kind: None,
+                message: Some(s.clone()),
+            },
+            _ => Self {
+                kind: text("type"),
+                message: text("message"),
+            },
+        }
+    }
+
+    /// `type: message` (truncated), or a snippet of the body when it is not an error object.
+    fn describe(&self, body: &[u8]) -> String {
+        match (&self.kind, &self.message) {
+            (Some(k), Some(m)) => format!("{k}: {}", truncate(m)),
+            (None, Some(m)) => truncate(m),
+            (Some(k), None) => k.clone(),
+            (None, None) => snippet(body),
+        }
+    }
+}
+
+/// How a failure is counted: its kind and whether retrying may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    /// Fault classification.
+    pub kind: FaultKind,
+    /// Whether a retry may succeed.
+    pub retryable: bool,
+}
+
+impl Class {
+    fn retry(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            retryable: true,
+        }
+    }
+    fn stop(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            retryable: false,
+        }
+    }
+}
+
+/// True when an error says the account cannot pay (billing, credit balance, spend limit).
+fn is_billing(error_type: Option<&str>, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    error_type == Some("billing_error")
+        || m.contains("credit balance")
+        || m.contains("billing")
+        || m.contains("usage limits")
+        || m.contains("spend limit")
+}
+
+/// Classify an error by HTTP status, Anthropic `error.type` and message.
+pub fn classify(status: u16, error_type: Option<&str>, message: &str) -> Class {
+    // Billing problems arrive as 400 invalid_request_error ("credit balance is too low"), 402 or
+    // billing_error: retrying cannot help.
+    if status == 402 || (status != 429 && status < 500 && is_billing(error_type, message)) {
+        return Class::stop(FaultKind::Quota);
+    }
+    match status {
+        429 | 529 => Class::retry(FaultKind::RateLimited),
+        408 => Class::retry(FaultKind::Timeout),
+        401 | 403 => Class::stop(FaultKind::Auth),
+        // A gateway may put Anthropic's overload answer behind another 5xx.
+        500..=599 if error_type == Some("overloaded_error") => Class::retry(FaultKind::RateLimited),
+        500..=599 => Class::retry(FaultKind::ServerError),
+        _ => Class::stop(FaultKind::BadRequest),
+    }
+}
+
+/// Classify an error object by its `type` alone (an error body sent with a 2xx status).
+pub fn classify_type(error_type: Option<&str>, message: Option<&str>) -> Class {
+    if is_billing(error_type, message.unwrap_or("")) {
+        return Class::stop(FaultKind::Quota);
+    }
+    match error_type {
+        Some("rate_limit_error") | Some("overloaded_error") => Class::retry(FaultKind::RateLimited),
+        Some("api_error") => Class::retry(FaultKind::ServerError),
+        Some("timeout_error") => Class::retry(FaultKind::Timeout),
+        Some("authentication_error") | Some("permission_error") => Class::stop(FaultKind::Auth),
+        Some("invalid_request_error") | Some("not_found_error") | Some("request_too_large") => {
+            Class::stop(FaultKind::BadRequest)
+        }
+        _ => Class::retry(FaultKind::MalformedResponse),
+    }
+}
+
+/// Parse an RFC 3339 timestamp (`2024-06-06T18:22:30Z`, `...30.25+02:00`) as used in
+/// `anthropic-ratelimit-*-reset`. `None` for anything else or a time before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let b = text.trim().as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let s = b.get(range)?;
+        if s.iter().all(u8::is_ascii_digit) {
+            std::str::from_utf8(s).ok()?.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > month_days[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        for (i, d) in frac[..digits.min(9)].iter().enumerate() {
+            nanos += u32::from(d - b'0') * 10u32.pow(8 - i as u32);
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let v = |i: usize| i64::from(digits[i] - b'0');
+            let minutes = (v(0) * 10 + v(1)) * 60 + v(2) * 10 + v(3);
+            if *sign == b'-' { -minutes } else { minutes }
+        }
+        _ => return None,
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// The wait the server asked for: `Retry-After` (seconds or an HTTP-date), else the
+/// `anthropic-ratelimit-*-reset` time of the exhausted limits (remaining 0; none known to be
+/// exhausted: all limits), the latest of them, relative to `now`.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(value) = get("retry-after") {
+        if let Ok(secs) = value.parse::<f64>() {
+            if secs.is_finite() && secs >= 0.0 {
+                return Some(Duration::from_secs_f64(secs));
+            }
+        } else if let Ok(when) = httpdate::parse_http_date(value) {
+            return Some(when.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    let resets: Vec<(bool, SystemTime)> = RATE_LIMITS
+        .iter()
+        .filter_map(|limit| {
+            let reset =
+                get(&format!("anthropic-ratelimit-{limit}-reset")).and_then(parse_rfc3339)?;
+            let exhausted = get(&format!("anthropic-ratelimit-{limit}-remaining"))
+                .and_then(|v| v.parse::<f64>().ok())
+                == Some(0.0);
+            Some((exhausted, reset))
+        })
+        .collect();
+    let any_exhausted = resets.iter().any(|(e, _)| *e);
+    resets
+        .iter()
+        .filter(|(e, _)| *e || !any_exhausted)
+        .map(|(_, t)| t.duration_since(now).unwrap_or(Duration::ZERO))
+        .max()
+}
+
+fn snippet(body: &[u8]) -> String {
+    if body.is_empty() {
+        return "(empty body)".to_string();
+    }
+    truncate(&String::from_utf8_lossy(body))
+}
+
+fn truncate(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(MAX_QUOTED) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        // Reference values from Python: datetime(...,tzinfo=...).timestamp().
+        assert_eq!(
+            parse_rfc3339("2024-06-06T18:22:30Z"),
+            Some(epoch(1_717_698_150))
+        );
+        assert_eq!(
+            parse_rfc3339("2025-01-31T23:59:59.5+02:30"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(1_738_358_999.5))
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29t00:00:00z"),
+            Some(epoch(951_782_400))
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(epoch(0)));
+        for bad in [
+            "",
+            "2024-06-06",
+            "2024-06-06T18:22:30",
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-06-06T24:00:00Z",
+            "2024-06-06T18:22:30.Z",
+            "2024-06-06T18:22:30+0200",
+            "1969-12-31T23:59:59Z",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_sources_and_priority() {
+        let now = epoch(1_717_698_150); // 2024-06-06T18:22:30Z
+        let secs = |pairs: &[(&'static str, &str)]| {
+            retry_after(&headers(pairs), now).map(|d| d.as_secs_f64())
+        };
+        assert_eq!(secs(&[("retry-after", "12")]), Some(12.0));
+        // Retry-After wins over the reset headers.
+        assert_eq!(
+            secs(&[
+                ("retry-after", "2"),
+                ("anthropic-ratelimit-requests-reset", "2024-06-06T18:23:30Z")
+            ]),
+            Some(2.0)
+        );
+        // Only the exhausted limit's reset counts.
+        assert_eq!(
+            secs(&[
+                ("anthropic-ratelimit-requests-remaining", "0"),
+                ("anthropic-ratelimit-requests-reset", "2024-06-06T18:22:45Z"),
+                ("anthropic-ratelimit-tokens-remaining", "5000"),
+                ("anthropic-ratelimit-tokens-reset", "2024-06-06T18:23:30Z"),
+            ]),
+            Some(15.0)
+        );
+        // None known to be exhausted: the latest reset.
+        assert_eq!(
+            secs(&[
+                (
+                    "anthropic-ratelimit-input-tokens-reset",
+                    "2024-06-06T18:22:40Z"
+                ),
+                (
+                    "anthropic-ratelimit-output-tokens-reset",
+                    "2024-06-06T18:23:00.5Z"
+                ),
+            ]),
+            Some(30.5)
+        );
+        // A reset in the past means "now"; garbage means nothing.
+        assert_eq!(
+            secs(&[("anthropic-ratelimit-requests-reset", "2024-06-06T18:00:00Z")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            secs(&[("anthropic-ratelimit-requests-reset", "soon")]),
+            None
+        );
+        assert_eq!(secs(&[]), None);
+    }
+
+    #[test]
+    fn classification_table() {
+        let c = |status, t: Option<&str>, m: &str| {
+            let c = classify(status, t, m);
+            (c.kind, c.retryable)
+        };
+        use FaultKind::*;
+        assert_eq!(
+            c(429, Some("rate_limit_error"), "slow"),
+            (RateLimited, true)
+        );
+        assert_eq!(
+            c(529, Some("overloaded_error"), "Overloaded"),
+            (RateLimited, true)
+        );
+        assert_eq!(
+            c(503, Some("overloaded_error"), "Overloaded"),
+            (RateLimited, true)
+        );
+        assert_eq!(c(500, Some("api_error"), "boom"), (ServerError, true));
+        assert_eq!(c(502, None, ""), (ServerError, true));
+        assert_eq!(
+            c(400, Some("invalid_request_error"), "bad"),
+            (BadRequest, false)
+        );
+        assert_eq!(
+            c(413, Some("request_too_large"), "big"),
+            (BadRequest, false)
+        );
+        assert_eq!(
+            c(404, Some("not_found_error"), "model"),
+            (BadRequest, false)
+        );
+        assert_eq!(c(401, Some("authentication_error"), "key"), (Auth, false));
+        assert_eq!(c(403, Some("permission_error"), "no"), (Auth, false));
+        assert_eq!(
+            c(
+                400,
+                Some("invalid_request_error"),
+                "Your credit balance is too low to access the Anthropic API."
+            ),
+            (Quota, false)
+        );
+        assert_eq!(c(402, Some("billing_error"), "pay"), (Quota, false));
+        assert_eq!(c(408, None, ""), (Timeout, true));
+        let t = |t: &str| {
+            let c = classify_type(Some(t), None);
+            (c.kind, c.retryable)
+        };
+        assert_eq!(t("overloaded_error"), (RateLimited, true));
+        assert_eq!(t("api_error"), (ServerError, true));
+        assert_eq!(t("authentication_error"), (Auth, false));
+        assert_eq!(t("billing_error"), (Quota, false));
+        assert_eq!(t("request_too_large"), (BadRequest, false));
+        assert_eq!(t("something_new"), (MalformedResponse, true));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://LOCALHOST:1/x",
+            "http://[::1]:9000",
+            "http://127.8.9.10",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://api.anthropic.com",
+            "http://10.0.0.1",
+            "http://localhost.example.com",
+            "not a url",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_described_and_truncated() {
+        let body = br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
+        let e = ErrorBody::parse(body);
+        assert_eq!(e.describe(body), "rate_limit_error: slow down");
+        assert_eq!(ErrorBody::parse(b"<html>").describe(b"<html>"), "<html>");
+        assert_eq!(ErrorBody::parse(b"").describe(b""), "(empty body)");
+        let long = format!(
+            "{{\"type\":\"error\",\"error\":{{\"type\":\"api_error\",\"message\":\"{}\"}}}}",
+            "x".repeat(1000)
+        );
+        let d = ErrorBody::parse(long.as_bytes()).describe(long.as_bytes());
+        assert_eq!(d.chars().count(), "api_error: ".len() + MAX_QUOTED + 1);
+    }
+}
