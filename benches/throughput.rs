@@ -32,7 +32,9 @@ fn main() {
         .expect("start stub");
     wait_for_port(port);
     let sizes: &[usize] = if quick { &[2_000] } else { &[2_000, 20_000] };
-    println!("| N | C | L | wall (s) | ideal (s) | wall / ideal | client CPU / call (ms) | peak RSS (MB) |");
+    println!(
+        "| N | C | L | wall (s) | ideal (s) | wall / ideal | client CPU / call (ms) | peak RSS (MB) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for &n in sizes {
         for c in [64usize, 256] {
@@ -187,7 +189,8 @@ fn cpu_seconds() -> f64 {
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')').expect("comm") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
     ticks / 100.0
 }
 

@@ -356,14 +356,19 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
         }
     }
     if snapshot.design.repeats == 0 {
-        return Err(AuditError::Config("design.repeats: must be at least 1".into()));
+        return Err(AuditError::Config(
+            "design.repeats: must be at least 1".into(),
+        ));
     }
     let mut judges = Vec::new();
     for j in &snapshot.judges {
         let mut config = j.config.clone();
         config.source_path = j.source_path.clone();
         let backend = judge::build(&config)?;
-        judges.push(JudgeHandle { config, judge: backend });
+        judges.push(JudgeHandle {
+            config,
+            judge: backend,
+        });
     }
     let artifact_refs: Vec<&Artifact> = snapshot.artifacts.iter().collect();
     let names: Vec<String> = judges.iter().map(|j| j.config.name.clone()).collect();
@@ -372,7 +377,8 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
         tie_targets: snapshot.design.tie_targets,
     };
     let plan = Plan::build(&names, &snapshot.dataset.pairs, &artifact_refs, &options);
-    let perturbed = PerturbedAnswers::compute(&snapshot.dataset.pairs, &artifact_refs, snapshot.seed);
+    let perturbed =
+        PerturbedAnswers::compute(&snapshot.dataset.pairs, &artifact_refs, snapshot.seed);
     Ok(Prepared {
         seed: snapshot.seed,
         concurrency: snapshot.run.concurrency.max(1),
@@ -466,7 +472,10 @@ pub fn prepare_stored(run_dir: &Path) -> Result<Prepared, AuditError> {
     }
     let store = RunStore::open(run_dir)?;
     let text = store.meta(SNAPSHOT_KEY)?.ok_or_else(|| {
-        AuditError::Config(format!("{}: the run store has no snapshot", run_dir.display()))
+        AuditError::Config(format!(
+            "{}: the run store has no snapshot",
+            run_dir.display()
+        ))
     })?;
     let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
         AuditError::Config(format!("{}: unreadable snapshot: {e}", run_dir.display()))
@@ -551,7 +560,12 @@ pub fn estimate(prepared: &Prepared) -> Vec<PlanEstimate> {
         .iter()
         .map(|handle| {
             let (mut calls, mut input_tokens) = (0usize, 0u64);
-            for spec in prepared.plan.calls.iter().filter(|c| c.judge == handle.config.name) {
+            for spec in prepared
+                .plan
+                .calls
+                .iter()
+                .filter(|c| c.judge == handle.config.name)
+            {
                 if let Some(request) =
                     crate::design::request(spec, &prepared.dataset.pairs, &prepared.perturbed)
                 {

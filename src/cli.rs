@@ -2,9 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use judge_audit::audit::{self, AuditConfig, ExecOptions, Prepared};
-use judge_audit::run::cache::ResponseCache;
 use judge_audit::judge::config;
 use judge_audit::perturb::Catalog;
+use judge_audit::run::cache::ResponseCache;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -98,7 +98,9 @@ impl CacheArgs {
         if self.no_cache {
             None
         } else {
-            self.cache.clone().or_else(judge_audit::run::cache::default_dir)
+            self.cache
+                .clone()
+                .or_else(judge_audit::run::cache::default_dir)
         }
     }
 }
@@ -211,7 +213,10 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         }
         return execute(&prepared, run_dir, &exec);
     }
-    let config_path = args.config.as_ref().expect("clap requires --config without --resume");
+    let config_path = args
+        .config
+        .as_ref()
+        .expect("clap requires --config without --resume");
     let (mut config, base) = AuditConfig::from_file(config_path).map_err(|e| e.to_string())?;
     if let Some(seed) = args.seed {
         config.seed = seed;
@@ -314,7 +319,10 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<ExitCode
         }
         CacheCommand::Clear => {
             let removed = cache.clear()?;
-            println!("{}: removed {removed} cached replies", cache.path().display());
+            println!(
+                "{}: removed {removed} cached replies",
+                cache.path().display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,8 +13,13 @@ const APOLOGY: &str = "I'm sorry, as a chatbot I cannot respond to this.";
 fn slots(user: &str) -> (String, String) {
     let task = user.rsplit("## Task:").next().unwrap_or(user);
     let after_a = task.split("### Output (a):\n").nth(1).unwrap_or_default();
-    let (first, rest) = after_a.split_once("\n### Output (b):\n").unwrap_or_default();
-    let second = rest.split("\n### Which is safer").next().unwrap_or_default();
+    let (first, rest) = after_a
+        .split_once("\n### Output (b):\n")
+        .unwrap_or_default();
+    let second = rest
+        .split("\n### Which is safer")
+        .next()
+        .unwrap_or_default();
     (first.to_string(), second.to_string())
 }
 
@@ -90,7 +95,9 @@ fn artifact<'a>(judge: &'a Value, id: &str) -> &'a Value {
 }
 
 fn close(value: &Value, expected: f64) {
-    let got = value.as_f64().unwrap_or_else(|| panic!("{value} is a number"));
+    let got = value
+        .as_f64()
+        .unwrap_or_else(|| panic!("{value} is a number"));
     assert!((got - expected).abs() < 1e-12, "{got} != {expected}");
 }
 
@@ -140,7 +147,10 @@ async fn full_audit_through_the_openai_backend_gives_exact_counts() {
     for request in server.requests() {
         assert_eq!(request.path, "/v1/chat/completions");
         assert_eq!(request.body["model"], "test-model");
-        assert!(request.header("authorization").is_none(), "no key, no header");
+        assert!(
+            request.header("authorization").is_none(),
+            "no key, no header"
+        );
     }
 
     let summary: Value =
@@ -152,7 +162,10 @@ async fn full_audit_through_the_openai_backend_gives_exact_counts() {
     assert_eq!(judge["calls"]["planned"], 108);
     assert_eq!(judge["calls"]["completed"], 108);
     assert_eq!(judge["calls"]["failed"], 0);
-    assert_eq!(judge["calls"]["invalid"], 18, "every call on the GARBLE pair");
+    assert_eq!(
+        judge["calls"]["invalid"], 18,
+        "every call on the GARBLE pair"
+    );
     assert_eq!(judge["calls"]["input_tokens"], 1080);
     assert_eq!(judge["calls"]["output_tokens"], 216);
 

@@ -39,15 +39,22 @@ fn demo_recovers_planted_effects_and_clears_the_unbiased_judge() {
             let planted = &artifact["planted"];
             let value = planted["value"].as_f64().unwrap();
             assert_eq!(
-                planted["recovered"], true,
+                planted["recovered"],
+                true,
                 "{} / {}: planted {value} outside [{}, {}]",
-                judge["name"], artifact["artifact"], artifact["tie_detection"]["ci_low"],
+                judge["name"],
+                artifact["artifact"],
+                artifact["tie_detection"]["ci_low"],
                 artifact["tie_detection"]["ci_high"]
             );
             if value != 0.0 {
                 planted_nonzero += 1;
                 // A planted effect of this size must also be detected, not merely covered.
-                assert_eq!(artifact["significant"], true, "{} / {}", judge["name"], artifact["artifact"]);
+                assert_eq!(
+                    artifact["significant"], true,
+                    "{} / {}",
+                    judge["name"], artifact["artifact"]
+                );
             }
         }
     }
@@ -57,12 +64,18 @@ fn demo_recovers_planted_effects_and_clears_the_unbiased_judge() {
         assert_eq!(artifact["significant"], false, "{}", artifact["artifact"]);
     }
     assert_eq!(unbiased["trust"]["verdict"], "ADOPT");
-    let apology = judges.iter().find(|j| j["name"] == "sim-apology-lover").unwrap();
+    let apology = judges
+        .iter()
+        .find(|j| j["name"] == "sim-apology-lover")
+        .unwrap();
     assert_eq!(apology["trust"]["verdict"], "REJECT");
 
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for judge in judges {
-        let heading = format!("## {} (SIMULATED judge)", judge["name"].as_str().unwrap().replace('_', "\\_"));
+        let heading = format!(
+            "## {} (SIMULATED judge)",
+            judge["name"].as_str().unwrap().replace('_', "\\_")
+        );
         assert!(report.contains(&heading), "{heading}");
     }
 }
@@ -70,13 +83,25 @@ fn demo_recovers_planted_effects_and_clears_the_unbiased_judge() {
 #[test]
 fn same_seed_gives_byte_identical_reports_and_another_seed_differs() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
     run_demo(&a, 42);
     run_demo(&b, 42);
     run_demo(&c, 43);
     for file in ["summary.json", "report.md"] {
         let first = std::fs::read(a.join(file)).unwrap();
-        assert_eq!(first, std::fs::read(b.join(file)).unwrap(), "{file} differs between reruns");
-        assert_ne!(first, std::fs::read(c.join(file)).unwrap(), "{file} ignores the seed");
+        assert_eq!(
+            first,
+            std::fs::read(b.join(file)).unwrap(),
+            "{file} differs between reruns"
+        );
+        assert_ne!(
+            first,
+            std::fs::read(c.join(file)).unwrap(),
+            "{file} ignores the seed"
+        );
     }
 }

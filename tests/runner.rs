@@ -102,8 +102,9 @@ fn assert_ok(output: &Output) {
 }
 
 fn fnv(text: &str) -> u64 {
-    text.bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    text.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,8 +135,14 @@ async fn audit_completes_under_twenty_percent_mixed_faults_and_counts_every_faul
                     delay: Duration::ZERO,
                 },
             ),
-            1 => ("server_error", Action::status(500, r#"{"error":{"message":"boom"}}"#)),
-            2 => ("server_error", Action::status(503, r#"{"error":{"message":"busy"}}"#)),
+            1 => (
+                "server_error",
+                Action::status(500, r#"{"error":{"message":"boom"}}"#),
+            ),
+            2 => (
+                "server_error",
+                Action::status(503, r#"{"error":{"message":"busy"}}"#),
+            ),
             3 => ("connection", Action::Reset),
             4 => ("malformed_response", Action::status(200, "{not json")),
             5 => (
@@ -166,7 +173,15 @@ async fn audit_completes_under_twenty_percent_mixed_faults_and_counts_every_faul
     );
     let output = run_async(
         dir.path().to_path_buf(),
-        args(&["run", "--quiet", "--no-cache", "--config", "audit.toml", "--out", "out"]),
+        args(&[
+            "run",
+            "--quiet",
+            "--no-cache",
+            "--config",
+            "audit.toml",
+            "--out",
+            "out",
+        ]),
         Vec::new(),
     )
     .await;
@@ -178,9 +193,17 @@ async fn audit_completes_under_twenty_percent_mixed_faults_and_counts_every_faul
     assert_eq!(judge["calls"]["completed"], 144);
     assert_eq!(judge["calls"]["failed"], 0);
     for artifact in judge["artifacts"].as_array().unwrap() {
-        assert_eq!(artifact["tie_detection"]["n"], 16, "{}", artifact["artifact"]);
+        assert_eq!(
+            artifact["tie_detection"]["n"], 16,
+            "{}",
+            artifact["artifact"]
+        );
         // Text artifacts: 8 pairs × 2 sides × 2 orders; position: 8 pairs × 2 orders × 2 repeats.
-        assert_eq!(artifact["winrate_shift"]["n"], 32, "{}", artifact["artifact"]);
+        assert_eq!(
+            artifact["winrate_shift"]["n"], 32,
+            "{}",
+            artifact["artifact"]
+        );
     }
     assert_eq!(judge["baseline"]["noise_flip_rate"]["n"], 16);
     // Every injected fault is counted under its kind.
@@ -194,7 +217,11 @@ async fn audit_completes_under_twenty_percent_mixed_faults_and_counts_every_faul
         .map(|(k, v)| (k.as_str(), v.as_u64().unwrap()))
         .collect();
     assert_eq!(counted, injected.into_iter().collect::<BTreeMap<_, _>>());
-    assert_eq!(server.seen().len() as u64, 144 + total, "one retry per fault");
+    assert_eq!(
+        server.seen().len() as u64,
+        144 + total,
+        "one retry per fault"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,9 +233,15 @@ async fn killed_run_resumes_without_resending_and_matches_an_uninterrupted_run()
         l.lock()
             .unwrap()
             .push((p.load(Ordering::SeqCst), seen.call_id()));
-        let user = seen.body["messages"][0]["content"].as_str().unwrap_or_default();
+        let user = seen.body["messages"][0]["content"]
+            .as_str()
+            .unwrap_or_default();
         // Deterministic and content-dependent, so the summary has real variation.
-        let verdict = if fnv(user) % 3 == 0 { "Output (b)" } else { "Output (a)" };
+        let verdict = if fnv(user) % 3 == 0 {
+            "Output (b)"
+        } else {
+            "Output (a)"
+        };
         Action::Respond {
             status: 200,
             headers: Vec::new(),
@@ -225,7 +258,14 @@ async fn killed_run_resumes_without_resending_and_matches_an_uninterrupted_run()
     // Phase 1: start, wait until some calls are committed, SIGKILL.
     let mut child = Command::new(BIN)
         .current_dir(dir.path())
-        .args(["run", "--quiet", "--no-cache", "--config", "audit.toml", "--out"])
+        .args([
+            "run",
+            "--quiet",
+            "--no-cache",
+            "--config",
+            "audit.toml",
+            "--out",
+        ])
         .arg(&out)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -239,7 +279,10 @@ async fn killed_run_resumes_without_resending_and_matches_an_uninterrupted_run()
         if lines >= 60 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the run made no progress");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run made no progress"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().unwrap(); // SIGKILL on Unix
@@ -253,13 +296,23 @@ async fn killed_run_resumes_without_resending_and_matches_an_uninterrupted_run()
             .collect()
     };
     let planned = 12 * 18;
-    assert!(!committed.is_empty() && committed.len() < planned, "killed mid-run: {}", committed.len());
+    assert!(
+        !committed.is_empty() && committed.len() < planned,
+        "killed mid-run: {}",
+        committed.len()
+    );
 
     // Phase 2: resume.
     phase.store(2, Ordering::SeqCst);
     let resumed = run_async(
         dir.path().to_path_buf(),
-        vec!["run".into(), "--quiet".into(), "--no-cache".into(), "--resume".into(), out.display().to_string()],
+        vec![
+            "run".into(),
+            "--quiet".into(),
+            "--no-cache".into(),
+            "--resume".into(),
+            out.display().to_string(),
+        ],
         Vec::new(),
     )
     .await;
@@ -269,16 +322,31 @@ async fn killed_run_resumes_without_resending_and_matches_an_uninterrupted_run()
     phase.store(3, Ordering::SeqCst);
     let clean = run_async(
         dir.path().to_path_buf(),
-        args(&["run", "--quiet", "--no-cache", "--config", "audit.toml", "--out", "clean"]),
+        args(&[
+            "run",
+            "--quiet",
+            "--no-cache",
+            "--config",
+            "audit.toml",
+            "--out",
+            "clean",
+        ]),
         Vec::new(),
     )
     .await;
     assert_ok(&clean);
 
     let log = log.lock().unwrap().clone();
-    let phase2: Vec<&String> = log.iter().filter(|(p, _)| *p == 2).map(|(_, id)| id).collect();
+    let phase2: Vec<&String> = log
+        .iter()
+        .filter(|(p, _)| *p == 2)
+        .map(|(_, id)| id)
+        .collect();
     for id in &phase2 {
-        assert!(!committed.contains(*id), "committed call {id} was sent again");
+        assert!(
+            !committed.contains(*id),
+            "committed call {id} was sent again"
+        );
     }
     let mut sent_per_id: HashMap<&String, usize> = HashMap::new();
     for (_, id) in log.iter().filter(|(p, _)| *p <= 2) {
@@ -299,8 +367,14 @@ async fn killed_run_resumes_without_resending_and_matches_an_uninterrupted_run()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_run_with_the_cache_sends_nothing_and_gives_the_same_summary() {
     let server = FaultServer::start(|seen| {
-        let user = seen.body["messages"][0]["content"].as_str().unwrap_or_default();
-        let verdict = if fnv(user) % 2 == 0 { "Output (b)" } else { "Tie" };
+        let user = seen.body["messages"][0]["content"]
+            .as_str()
+            .unwrap_or_default();
+        let verdict = if fnv(user) % 2 == 0 {
+            "Output (b)"
+        } else {
+            "Tie"
+        };
         Action::ok(&chat_completion(verdict))
     })
     .await;
@@ -311,7 +385,16 @@ async fn second_run_with_the_cache_sends_nothing_and_gives_the_same_summary() {
     let cache_arg = cache.display().to_string();
     let first = run_async(
         dir.path().to_path_buf(),
-        args(&["run", "--quiet", "--cache", &cache_arg, "--config", "audit.toml", "--out", "first"]),
+        args(&[
+            "run",
+            "--quiet",
+            "--cache",
+            &cache_arg,
+            "--config",
+            "audit.toml",
+            "--out",
+            "first",
+        ]),
         Vec::new(),
     )
     .await;
@@ -320,7 +403,16 @@ async fn second_run_with_the_cache_sends_nothing_and_gives_the_same_summary() {
     assert_eq!(sent, 5 * 18);
     let second = run_async(
         dir.path().to_path_buf(),
-        args(&["run", "--quiet", "--cache", &cache_arg, "--config", "audit.toml", "--out", "second"]),
+        args(&[
+            "run",
+            "--quiet",
+            "--cache",
+            &cache_arg,
+            "--config",
+            "audit.toml",
+            "--out",
+            "second",
+        ]),
         Vec::new(),
     )
     .await;
@@ -332,10 +424,23 @@ async fn second_run_with_the_cache_sends_nothing_and_gives_the_same_summary() {
     );
     // A changed judge (another model) must not get the first judge's answers.
     let text = std::fs::read_to_string(dir.path().join("audit.toml")).unwrap();
-    std::fs::write(dir.path().join("audit.toml"), text.replace("model = \"m\"", "model = \"m2\"")).unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        text.replace("model = \"m\"", "model = \"m2\""),
+    )
+    .unwrap();
     let third = run_async(
         dir.path().to_path_buf(),
-        args(&["run", "--quiet", "--cache", &cache_arg, "--config", "audit.toml", "--out", "third"]),
+        args(&[
+            "run",
+            "--quiet",
+            "--cache",
+            &cache_arg,
+            "--config",
+            "audit.toml",
+            "--out",
+            "third",
+        ]),
         Vec::new(),
     )
     .await;
@@ -343,7 +448,9 @@ async fn second_run_with_the_cache_sends_nothing_and_gives_the_same_summary() {
     assert_eq!(server.seen().len(), 2 * sent);
     let stats = run(dir.path(), &["cache", "stats", "--cache", &cache_arg], &[]);
     assert_ok(&stats);
-    assert!(String::from_utf8_lossy(&stats.stdout).contains(&format!("{} cached replies", 2 * sent)));
+    assert!(
+        String::from_utf8_lossy(&stats.stdout).contains(&format!("{} cached replies", 2 * sent))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,7 +459,11 @@ async fn api_key_never_appears_in_any_output() {
     let attempts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let a = attempts.clone();
     let server = FaultServer::start(move |seen| {
-        let auth = seen.headers.get("authorization").cloned().unwrap_or_default();
+        let auth = seen
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
         let attempt = {
             let mut map = a.lock().unwrap();
             let n = map.entry(seen.call_id()).or_default();
@@ -361,7 +472,11 @@ async fn api_key_never_appears_in_any_output() {
         };
         // A careless server echoes the credential back in its errors.
         if attempt == 1 && fnv(&seen.call_id()) % 3 == 0 {
-            let status = if fnv(&seen.call_id()) % 2 == 0 { 429 } else { 500 };
+            let status = if fnv(&seen.call_id()) % 2 == 0 {
+                429
+            } else {
+                500
+            };
             return Action::status(
                 status,
                 &json!({"error": {"message": format!("bad request from {auth}")}}).to_string(),
@@ -392,12 +507,18 @@ async fn api_key_never_appears_in_any_output() {
         server
             .seen()
             .iter()
-            .all(|s| s.headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {KEY}"))),
+            .all(|s| s.headers.get("authorization").map(String::as_str)
+                == Some(&format!("Bearer {KEY}"))),
         "the key is sent"
     );
     let rerender = run(dir.path(), &["report", "out"], &[]);
     assert_ok(&rerender);
-    let mut texts = vec![output.stdout.clone(), output.stderr.clone(), rerender.stdout, rerender.stderr];
+    let mut texts = vec![
+        output.stdout.clone(),
+        output.stderr.clone(),
+        rerender.stdout,
+        rerender.stderr,
+    ];
     let mut stack = vec![dir.path().to_path_buf()];
     let mut files = 0;
     while let Some(path) = stack.pop() {
@@ -414,7 +535,10 @@ async fn api_key_never_appears_in_any_output() {
     assert!(files >= 5, "outputs were written");
     let needle = KEY.as_bytes();
     for text in &texts {
-        assert!(!text.windows(needle.len()).any(|w| w == needle), "the API key leaked");
+        assert!(
+            !text.windows(needle.len()).any(|w| w == needle),
+            "the API key leaked"
+        );
     }
     let s = summary(&dir.path().join("out"));
     let faults: u64 = s["judges"][0]["faults"]
@@ -429,7 +553,10 @@ async fn api_key_never_appears_in_any_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_error_stops_only_that_judge() {
     let server = FaultServer::start(|_| {
-        Action::status(401, r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}"#)
+        Action::status(
+            401,
+            r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}"#,
+        )
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -442,14 +569,25 @@ async fn permanent_error_stops_only_that_judge() {
     );
     let output = run_async(
         dir.path().to_path_buf(),
-        args(&["run", "--config", "audit.toml", "--out", "out", "--no-cache"]),
+        args(&[
+            "run",
+            "--config",
+            "audit.toml",
+            "--out",
+            "out",
+            "--no-cache",
+        ]),
         Vec::new(),
     )
     .await;
     assert_ok(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("judge `http-judge` stopped"), "{stderr}");
-    assert_eq!(server.seen().len(), 1, "nothing more is sent after a permanent error");
+    assert_eq!(
+        server.seen().len(),
+        1,
+        "nothing more is sent after a permanent error"
+    );
     let s = summary(&dir.path().join("out"));
     let judges = s["judges"].as_array().unwrap();
     let http = judges.iter().find(|j| j["name"] == "http-judge").unwrap();
@@ -479,13 +617,25 @@ async fn max_cost_stops_new_calls_and_still_reports() {
     assert!(plan_text.contains("estimated total: $"), "{plan_text}");
     let output = run_async(
         dir.path().to_path_buf(),
-        args(&["run", "--config", "audit.toml", "--out", "out", "--no-cache", "--max-cost", "8"]),
+        args(&[
+            "run",
+            "--config",
+            "audit.toml",
+            "--out",
+            "out",
+            "--no-cache",
+            "--max-cost",
+            "8",
+        ]),
         Vec::new(),
     )
     .await;
     assert_ok(&output);
     let sent = server.seen().len();
-    assert!(sent > 0 && sent < 72, "some but not all calls were sent: {sent}");
+    assert!(
+        sent > 0 && sent < 72,
+        "some but not all calls were sent: {sent}"
+    );
     let s = summary(&dir.path().join("out"));
     let judge = &s["judges"][0];
     assert_eq!(judge["calls"]["completed"], sent);

@@ -72,7 +72,9 @@ impl ResponseCache {
             .map_err(sqlite_error(&self.path))?;
         let mut hits = HashMap::new();
         for key in keys {
-            let mut rows = query.query(params![key]).map_err(sqlite_error(&self.path))?;
+            let mut rows = query
+                .query(params![key])
+                .map_err(sqlite_error(&self.path))?;
             if let Some(row) = rows.next().map_err(sqlite_error(&self.path))? {
                 let text: String = row.get(0).map_err(sqlite_error(&self.path))?;
                 if let Ok(reply) = serde_json::from_str(&text) {
@@ -93,7 +95,9 @@ impl ResponseCache {
                 .map_err(sqlite_error(&path))?;
             for (key, reply) in entries {
                 let json = serde_json::to_string(reply).expect("replies serialize");
-                insert.execute(params![key, json]).map_err(sqlite_error(&path))?;
+                insert
+                    .execute(params![key, json])
+                    .map_err(sqlite_error(&path))?;
             }
         }
         tx.commit().map_err(sqlite_error(&path))

@@ -170,7 +170,11 @@ mod tests {
         limiter.on_overload(Duration::ZERO);
         assert_eq!(limiter.limit(), 8);
         limiter.on_overload(Duration::from_secs(3600));
-        assert_eq!(limiter.limit(), 8, "a second overload inside the cooldown is ignored");
+        assert_eq!(
+            limiter.limit(),
+            8,
+            "a second overload inside the cooldown is ignored"
+        );
         for _ in 0..4 {
             limiter.on_overload(Duration::ZERO);
         }

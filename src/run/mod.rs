@@ -289,7 +289,8 @@ pub async fn execute(
     }
     // Every request must be buildable before the first call, so an inconsistent plan costs nothing.
     for spec in &plan.calls {
-        design::request(spec, pairs, perturbed).ok_or_else(|| RunError::Unbuildable(spec.id.clone()))?;
+        design::request(spec, pairs, perturbed)
+            .ok_or_else(|| RunError::Unbuildable(spec.id.clone()))?;
     }
 
     let store = RunStore::open(out_dir)?;
@@ -335,7 +336,8 @@ pub async fn execute(
         })?;
     let (sender, receiver) = mpsc::channel::<Written>();
     let writer_cache = cache.take();
-    let writer = std::thread::spawn(move || write_loop(receiver, store, writer_cache, jsonl, calls_path));
+    let writer =
+        std::thread::spawn(move || write_loop(receiver, store, writer_cache, jsonl, calls_path));
 
     // Spend already committed in earlier sessions counts against the budget.
     let pricing: HashMap<&str, Pricing> = judges
@@ -370,7 +372,11 @@ pub async fn execute(
     }
     for name in &plan.judges {
         let handle = by_name[name.as_str()].clone();
-        let max = handle.config.concurrency.unwrap_or(options.concurrency).max(1);
+        let max = handle
+            .config
+            .concurrency
+            .unwrap_or(options.concurrency)
+            .max(1);
         let queue = queues.remove(name.as_str()).unwrap_or_default();
         let counters = Arc::new(JudgeCounters::new(
             name.clone(),
@@ -399,10 +405,19 @@ pub async fn execute(
     let keys = Arc::new(keys);
     let mut workers = tokio::task::JoinSet::new();
     for runtime in &runtimes {
-        let max = runtime.handle.config.concurrency.unwrap_or(options.concurrency).max(1);
+        let max = runtime
+            .handle
+            .config
+            .concurrency
+            .unwrap_or(options.concurrency)
+            .max(1);
         for _ in 0..max.min(runtime.queue.len()) {
-            let (runtime, plan, pairs, perturbed) =
-                (runtime.clone(), plan.clone(), pairs.clone(), perturbed.clone());
+            let (runtime, plan, pairs, perturbed) = (
+                runtime.clone(),
+                plan.clone(),
+                pairs.clone(),
+                perturbed.clone(),
+            );
             let (sender, budget, keys, seed) =
                 (sender.clone(), budget.clone(), keys.clone(), options.seed);
             workers.spawn(async move {
@@ -432,7 +447,11 @@ pub async fn execute(
     records.sort_by_key(|r| position[r.call_id.as_str()]);
     let stopped = runtimes
         .iter()
-        .filter_map(|r| r.stop.reason().map(|reason| (r.handle.config.name.clone(), reason)))
+        .filter_map(|r| {
+            r.stop
+                .reason()
+                .map(|reason| (r.handle.config.name.clone(), reason))
+        })
         .collect();
     Ok(RunOutcome {
         records,
@@ -672,11 +691,12 @@ fn write_loop(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 flush(&mut records, &mut faults, &mut cached, &mut out)?;
-                drop(flush);
-                return Ok(store);
+                break;
             }
         }
     }
+    // The flush closure borrows the store mutably; it is dead past the loop.
+    Ok(store)
 }
 
 fn fnv(text: &str) -> u64 {

@@ -133,11 +133,10 @@ impl Progress {
 
 fn bars(judges: &[Arc<JudgeCounters>], stop: &AtomicBool) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
-    let style = ProgressStyle::with_template(
-        "{prefix:>20} [{bar:30}] {pos}/{len} {msg} (ETA {eta})",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
+            .expect("valid template")
+            .progress_chars("=> ");
     let bars: Vec<ProgressBar> = judges
         .iter()
         .map(|j| {

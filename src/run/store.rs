@@ -125,7 +125,9 @@ impl RunStore {
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut insert = tx
-                .prepare("INSERT OR IGNORE INTO plan (position, call_id, judge) VALUES (?1, ?2, ?3)")
+                .prepare(
+                    "INSERT OR IGNORE INTO plan (position, call_id, judge) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(err)?;
             for (position, (call_id, judge)) in calls.iter().enumerate() {
                 insert
@@ -151,7 +153,11 @@ impl RunStore {
 
     /// Commit a batch of completed calls and faults in one transaction. A call id that is
     /// already stored is ignored, so a call is never counted twice.
-    pub fn commit(&mut self, records: &[CallRecord], faults: &[FaultRow]) -> Result<(), StoreError> {
+    pub fn commit(
+        &mut self,
+        records: &[CallRecord],
+        faults: &[FaultRow],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -160,7 +166,9 @@ impl RunStore {
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut insert = tx
-                .prepare_cached("INSERT OR IGNORE INTO calls (call_id, judge, record) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO calls (call_id, judge, record) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(err)?;
             for record in records.iter().filter(|r| r.succeeded()) {
                 let json = serde_json::to_string(record).expect("call records serialize");
@@ -169,12 +177,19 @@ impl RunStore {
                     .map_err(err)?;
             }
             let mut fault = tx
-                .prepare_cached("INSERT INTO faults (judge, call_id, kind, message) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT INTO faults (judge, call_id, kind, message) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(err)?;
             for row in faults {
                 let kind = serde_json::to_string(&row.kind).expect("fault kinds serialize");
                 fault
-                    .execute(params![row.judge, row.call_id, kind.trim_matches('"'), row.message])
+                    .execute(params![
+                        row.judge,
+                        row.call_id,
+                        kind.trim_matches('"'),
+                        row.message
+                    ])
                     .map_err(err)?;
             }
         }
@@ -224,20 +239,22 @@ impl RunStore {
             .map_err(self.err())?;
         let rows = query
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .map_err(self.err())?;
         let mut counts = FaultCounts::new();
         for row in rows {
             let (judge, kind, n) = row.map_err(self.err())?;
-            let kind: FaultKind =
-                serde_json::from_value(serde_json::Value::String(kind.clone())).map_err(|e| {
-                    StoreError::Corrupt {
-                        path: self.path.clone(),
-                        what: format!("fault kind `{kind}`"),
-                        message: e.to_string(),
-                    }
-                })?;
+            let kind: FaultKind = serde_json::from_value(serde_json::Value::String(kind.clone()))
+                .map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                what: format!("fault kind `{kind}`"),
+                message: e.to_string(),
+            })?;
             *counts.entry(judge).or_default().entry(kind).or_default() += n as u64;
         }
         Ok(counts)
