@@ -3,7 +3,7 @@
 
 use crate::analyze::{self, AnalysisInput, AnalysisOptions, TrustThresholds};
 use crate::dataset::{self, Dataset, LoadOptions};
-use crate::design::{DesignOptions, PerturbedAnswers, Plan, TieTargets};
+use crate::design::{DesignOptions, JudgeScope, PerturbedAnswers, Plan, TieTargets};
 use crate::judge::{self, JudgeConfig};
 use crate::perturb::{Artifact, Catalog};
 use crate::report::{
@@ -371,12 +371,19 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
         });
     }
     let artifact_refs: Vec<&Artifact> = snapshot.artifacts.iter().collect();
-    let names: Vec<String> = judges.iter().map(|j| j.config.name.clone()).collect();
+    let scopes: Vec<JudgeScope> = judges
+        .iter()
+        .map(|j| JudgeScope {
+            name: j.config.name.clone(),
+            max_pairs: j.config.audit_max_pairs,
+            artifacts: j.config.audit_artifacts.clone(),
+        })
+        .collect();
     let options = DesignOptions {
         repeats: snapshot.design.repeats,
         tie_targets: snapshot.design.tie_targets,
     };
-    let plan = Plan::build(&names, &snapshot.dataset.pairs, &artifact_refs, &options);
+    let plan = Plan::build_scoped(&scopes, &snapshot.dataset.pairs, &artifact_refs, &options);
     let perturbed =
         PerturbedAnswers::compute(&snapshot.dataset.pairs, &artifact_refs, snapshot.seed);
     Ok(Prepared {

@@ -145,6 +145,28 @@ pub struct CallSpec {
     pub repeat: u32,
 }
 
+/// Which part of the design one judge is audited on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgeScope {
+    /// Judge name.
+    pub name: String,
+    /// Only the first this many pairs (all when `None`).
+    pub max_pairs: Option<usize>,
+    /// Only these artifact ids (all when `None`).
+    pub artifacts: Option<Vec<String>>,
+}
+
+impl JudgeScope {
+    /// The whole design.
+    pub fn all(name: &str) -> JudgeScope {
+        JudgeScope {
+            name: name.to_string(),
+            max_pairs: None,
+            artifacts: None,
+        }
+    }
+}
+
 /// The whole plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -169,10 +191,34 @@ impl Plan {
         artifacts: &[&Artifact],
         options: &DesignOptions,
     ) -> Plan {
+        let scopes: Vec<JudgeScope> = judges.iter().map(|j| JudgeScope::all(j)).collect();
+        Plan::build_scoped(&scopes, pairs, artifacts, options)
+    }
+
+    /// Build the plan, auditing each judge on its own scope (a slow local judge may take only
+    /// the first pairs and a few artifacts).
+    pub fn build_scoped(
+        judges: &[JudgeScope],
+        pairs: &[Pair],
+        artifacts: &[&Artifact],
+        options: &DesignOptions,
+    ) -> Plan {
         let repeats = options.repeats.max(1);
         let mut calls = Vec::new();
-        for (judge_index, judge) in judges.iter().enumerate() {
-            for (pair_index, pair) in pairs.iter().enumerate() {
+        for (judge_index, scope) in judges.iter().enumerate() {
+            let judge = &scope.name;
+            let judge_artifacts: Vec<&Artifact> = artifacts
+                .iter()
+                .copied()
+                .filter(|a| {
+                    scope
+                        .artifacts
+                        .as_ref()
+                        .is_none_or(|only| only.contains(&a.id))
+                })
+                .collect();
+            let limit = scope.max_pairs.unwrap_or(pairs.len()).min(pairs.len());
+            for (pair_index, pair) in pairs[..limit].iter().enumerate() {
                 let mut push = |kind: ConditionKind,
                                 artifact: Option<&str>,
                                 side: Option<Side>,
@@ -207,7 +253,7 @@ impl Plan {
                     }
                 }
                 let targets = tie_targets(pair, options.tie_targets);
-                for artifact in artifacts {
+                for artifact in &judge_artifacts {
                     let id = artifact.id.as_str();
                     for &target in &targets {
                         if artifact.is_position() {
@@ -246,7 +292,7 @@ impl Plan {
             }
         }
         Plan {
-            judges: judges.to_vec(),
+            judges: judges.iter().map(|j| j.name.clone()).collect(),
             artifacts: artifacts.iter().map(|a| a.id.clone()).collect(),
             options: options.clone(),
             calls,

@@ -147,6 +147,12 @@ pub struct JudgeConfig {
     /// Maximum concurrent calls for this judge (the run's `--concurrency` applies otherwise).
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// Audit this judge on the first this many pairs only (for slow local judges).
+    #[serde(default)]
+    pub audit_max_pairs: Option<usize>,
+    /// Audit this judge on these artifacts only (ids; all when absent).
+    #[serde(default)]
+    pub audit_artifacts: Option<Vec<String>>,
     /// Requests-per-minute budget (token bucket); none when absent.
     #[serde(default)]
     pub rpm: Option<f64>,
@@ -614,6 +620,8 @@ impl JudgeConfig {
             base_url: None,
             base_url_env: None,
             concurrency: None,
+            audit_max_pairs: None,
+            audit_artifacts: None,
             rpm: None,
             tpm: None,
             timeout_secs: default_timeout(),

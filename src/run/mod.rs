@@ -496,7 +496,13 @@ async fn worker(
             continue;
         }
         let config = &runtime.handle.config;
-        let input_estimate = runtime.handle.judge.estimate_input_tokens(&request);
+        // Rendering a prompt just to estimate it costs CPU; only budgets and prices need it.
+        let needs_estimate = config.pricing.is_some() || runtime.tpm.is_some();
+        let input_estimate = if needs_estimate {
+            runtime.handle.judge.estimate_input_tokens(&request)
+        } else {
+            0
+        };
         let output_estimate = u64::from(config.max_tokens);
         let cost_estimate = config.pricing.map_or(0.0, |p| {
             cost_usd(
