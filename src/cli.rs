@@ -33,6 +33,40 @@ enum Command {
         #[command(subcommand)]
         command: JudgesCommand,
     },
+    /// Compare two runs: metric changes and paired McNemar tests on the calls they share.
+    Compare(CompareArgs),
+}
+
+/// Verdict at which `--fail-on` makes the command exit with code 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    /// Fail when any judge is CAUTION or REJECT.
+    Caution,
+    /// Fail when any judge is REJECT.
+    Reject,
+}
+
+impl FailOn {
+    fn trust(self) -> judge_audit::analyze::Trust {
+        match self {
+            FailOn::Caution => judge_audit::analyze::Trust::Caution,
+            FailOn::Reject => judge_audit::analyze::Trust::Reject,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The first run directory (summary.json and calls.jsonl).
+    run_a: PathBuf,
+    /// The second run directory.
+    run_b: PathBuf,
+    /// Write JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +92,9 @@ struct RunArgs {
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run).
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +108,9 @@ struct DemoArgs {
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run).
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +164,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Artifacts { command } => artifacts(command),
         Command::Judges { command } => judges(command),
+        Command::Compare(args) => compare(args),
     }
 }
 
@@ -147,7 +188,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);
     }
-    execute(&prepared, &out, args.quiet)
+    execute(&prepared, &out, args.quiet, args.fail_on)
 }
 
 fn demo(args: DemoArgs) -> Result<ExitCode, String> {
@@ -156,10 +197,35 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         .out
         .unwrap_or_else(|| PathBuf::from("reports").join(run_id("demo")));
     let prepared = audit::prepare(&config, Path::new(".")).map_err(|e| e.to_string())?;
-    execute(&prepared, &out, args.quiet)
+    execute(&prepared, &out, args.quiet, args.fail_on)
 }
 
-fn execute(prepared: &Prepared, out: &Path, quiet: bool) -> Result<ExitCode, String> {
+fn compare(args: CompareArgs) -> Result<ExitCode, String> {
+    use judge_audit::report::compare;
+    let a = compare::load_run(&args.run_a)?;
+    let b = compare::load_run(&args.run_b)?;
+    let comparison = compare::compare(&a, &b);
+    for warning in &comparison.warnings {
+        eprintln!("judge-audit: warning: {warning}");
+    }
+    let text = if args.json {
+        compare::render_json(&comparison)
+    } else {
+        compare::render_markdown(&comparison)
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn execute(
+    prepared: &Prepared,
+    out: &Path,
+    quiet: bool,
+    fail_on: Option<FailOn>,
+) -> Result<ExitCode, String> {
     if !quiet {
         eprintln!(
             "judge-audit: {} pairs, {} artifacts, {} judges, {} calls → {}",
@@ -190,6 +256,14 @@ fn execute(prepared: &Prepared, out: &Path, quiet: bool) -> Result<ExitCode, Str
         }
     }
     println!("report: {}", out.join("report.md").display());
+    println!("report: {}", out.join("report.html").display());
+    if let Some(threshold) = fail_on {
+        let gate = judge_audit::report::gate(&summary, threshold.trust());
+        println!("{}", gate.line);
+        if !gate.passed {
+            return Ok(ExitCode::from(1));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
