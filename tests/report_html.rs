@@ -6,6 +6,7 @@ mod report_common;
 use judge_audit::report::html::{self, Extras};
 use judge_audit::report::{self, Summary};
 use regex::Regex;
+use report_common::{HOSTILE, hostile_summary};
 use serde_json::Value;
 
 /// Tags the renderer itself emits; anything else in the output came from data.
@@ -244,77 +245,6 @@ fn demo_report_is_self_contained_and_complete() {
         )
     );
     assert!(meta.contains("<tr><th>seed</th><td>42</td></tr>"));
-}
-
-const HOSTILE: [&str; 8] = [
-    "<script>alert(1)</script>",
-    "</style><script>alert(2)</script>",
-    "[click](javascript:alert(3))",
-    "<img src=x onerror=alert(4)>",
-    "\" onmouseover=\"alert(5)",
-    "' onfocus='alert(6)",
-    "evil\u{202E}txt.exe",
-    "<svg onload=alert(7)>",
-];
-
-/// The demo summary with every piece of free text replaced by hostile strings, and one example
-/// answer of 1 MB.
-fn hostile_summary() -> Summary {
-    let mut s = report_common::demo_summary(42);
-    let h = |i: usize| HOSTILE[i % HOSTILE.len()].to_string();
-    s.dataset.name = h(0);
-    let categories = std::mem::take(&mut s.dataset.categories);
-    for (i, (_, n)) in categories.into_iter().enumerate() {
-        s.dataset.categories.insert(format!("{}{i}", h(i)), n);
-    }
-    for (i, a) in s.artifacts.iter_mut().enumerate() {
-        a.title = h(i);
-        a.source = h(i + 1);
-        a.operation = h(i + 2);
-        a.expected_effect = h(i + 3);
-    }
-    let renames: Vec<(String, String)> = s
-        .judges
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (j.name.clone(), format!("{}#{i}", h(i))))
-        .collect();
-    let rename = |name: &mut String| {
-        if let Some((_, new)) = renames.iter().find(|(old, _)| old == name) {
-            *name = new.clone();
-        }
-    };
-    for (i, j) in s.judges.iter_mut().enumerate() {
-        rename(&mut j.name);
-        j.trust.reasons.push(h(i + 1));
-        j.trust.passed.push(h(i + 2));
-        j.findings.push(h(i + 3));
-        j.stopped = Some(h(i + 4));
-        for (k, c) in j.categories.iter_mut().enumerate() {
-            c.category = format!("{}{k}", h(k));
-        }
-    }
-    for (i, c) in s.judge_configs.iter_mut().enumerate() {
-        rename(&mut c.name);
-        c.model = h(i + 5);
-        c.template = h(i + 6);
-        c.template_sha256 = h(i + 7);
-    }
-    for (i, e) in s.examples.iter_mut().enumerate() {
-        rename(&mut e.judge);
-        e.prompt = h(i);
-        e.pair_id = h(i + 1);
-        e.original = h(i + 2);
-        e.other = h(i + 3);
-        e.before = h(i + 4);
-        e.perturbed = format!("{}{}", h(i + 5), h(i + 6));
-        e.injected = vec![0..h(i + 5).len()];
-    }
-    let huge = format!("{}{}", "A".repeat(999_990), "<script>x");
-    s.examples[0].perturbed = huge.clone();
-    s.examples[0].injected = vec![0..10, 999_990..huge.len()];
-    s.examples[1].original = huge;
-    s
 }
 
 #[test]

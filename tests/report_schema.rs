@@ -43,10 +43,13 @@ fn demo_summary_validates() {
     assert!(!summary["examples"].as_array().unwrap().is_empty());
 }
 
+/// A named change to a valid summary.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn schema_rejects_drift() {
     let valid = report_common::demo_json(42);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         (
             "unknown top-level field",
             Box::new(|v| v["extra"] = json!(1)),

@@ -601,14 +601,25 @@ impl Effect {
 fn heatmaps(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"effects\">\n<h2>Artifact effects</h2>\n");
     out.push_str("<p class=\"intro\"><b>T</b> (tie detection, Chen &amp; Goldfarb-Tarrant Eq. 3) compares an answer with the same answer plus the artifact: +100% means the judge always prefers the copy with the artifact, −100% always the original; for <i>position</i>, +100% means it always prefers the first slot. <b>WR</b> (winrate shift, Eq. 5) is the change in net preference between different answers when the artifact is added to one of them. Each cell shows the estimate, its 95% interval and n; <span class=\"star\">✱</span> marks a Holm-adjusted p &lt; 0.05 over every test of the run.</p>\n");
+    out.push_str("<h3>T: tie detection</h3>\n");
     heatmap(out, s, Effect::T, "heat-t");
+    out.push_str("<h3>WR: winrate shift</h3>\n");
     heatmap(out, s, Effect::Wr, "heat-wr");
     out.push_str("</section>\n");
 }
 
+fn verdict_colour(t: Trust) -> &'static str {
+    match t {
+        Trust::Adopt => "#1a7f37",
+        Trust::Caution => "#9a6700",
+        Trust::Reject => "#d1242f",
+    }
+}
+
+/// A judge's name (clipped, full name in a tooltip) over a small line with SIMULATED and the
+/// verdict in its colour.
 fn row_label(svg: &mut Svg, x: f64, y: f64, j: &JudgeResult, max_chars: usize) {
     let name = svg::clip(&j.name, max_chars);
-    let _ = y;
     svg.push(&format!(
         "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"lbl-b\">{}{}</text>",
         svg::num(x),
@@ -616,12 +627,21 @@ fn row_label(svg: &mut Svg, x: f64, y: f64, j: &JudgeResult, max_chars: usize) {
         svg::title(&j.name),
         escape(&name)
     ));
+    let verdict = format!(
+        "<tspan fill=\"{}\">{}</tspan>",
+        verdict_colour(j.trust.verdict),
+        j.trust.verdict.label()
+    );
     let sub = if j.simulated {
-        format!("SIMULATED · {}", j.trust.verdict.label())
+        format!("SIMULATED · {verdict}")
     } else {
-        j.trust.verdict.label().to_string()
+        verdict
     };
-    svg.text(x, y + 14.0, &sub, Anchor::End, "class=\"simt\"");
+    svg.push(&format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"simt\">{sub}</text>",
+        svg::num(x),
+        svg::num(y + 14.0)
+    ));
 }
 
 fn heatmap(out: &mut String, s: &Summary, effect: Effect, id: &str) {
@@ -756,7 +776,11 @@ fn heatmap(out: &mut String, s: &Summary, effect: Effect, id: &str) {
         svg.text(
             scale.map(t),
             ly + 24.0,
-            &spct(t),
+            &if t == 0.0 {
+                "0".to_string()
+            } else {
+                format!("{:+.0}%", 100.0 * t)
+            },
             Anchor::Middle,
             "class=\"tick\"",
         );
@@ -1488,9 +1512,9 @@ fn details(out: &mut String, s: &Summary, extras: &Extras) {
         let b = &j.baseline;
         let pc = &b.position_consistency;
         let c = &j.calls;
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<p class=\"meta-line\">Baseline: position consistency {} (first slot both times {}, second {}, win/tie mix {}, error {}); run-to-run flip rate {}; gold accuracy {}; {} unparseable baseline verdicts. Calls: {} planned, {} completed, {} failed, {} unparseable (counted, never coerced).</p>\n",
+            "<p class=\"meta-line\">Baseline: position consistency {} (first slot both times {}, second {}, win/tie mix {}, error {}); run-to-run flip rate {}; gold accuracy {}; {} unparseable baseline verdicts. Calls: {} planned, {} completed, {} failed, {} unparseable (counted, never coerced).</p>",
             est_text(&pc.rate, false),
             pc.prefers_first,
             pc.prefers_second,
@@ -1560,9 +1584,9 @@ fn examples(out: &mut String, s: &Summary) {
                 escape(&ex.direction)
             }
         );
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<div class=\"prompt\"><b>Prompt:</b> {}</div><div class=\"cols\"><div class=\"col\"><h4>Original answer {}</h4><div class=\"answer\">{}</div></div><div class=\"col\"><h4>With the artifact</h4><div class=\"answer\">{}</div></div></div><div class=\"other\"><div class=\"col\"><h4>The other answer {} (unchanged)</h4><div class=\"answer\">{}</div></div></div></article>\n",
+            "<div class=\"prompt\"><b>Prompt:</b> {}</div><div class=\"cols\"><div class=\"col\"><h4>Original answer {}</h4><div class=\"answer\">{}</div></div><div class=\"col\"><h4>With the artifact</h4><div class=\"answer\">{}</div></div></div><div class=\"other\"><div class=\"col\"><h4>The other answer {} (unchanged)</h4><div class=\"answer\">{}</div></div></div></article>",
             highlighted(&ex.prompt, &[], DISPLAY_LIMIT),
             ex.side.letter(),
             highlighted(&ex.original, &[], DISPLAY_LIMIT),
@@ -1741,6 +1765,7 @@ fn cost_text(
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // One-range lists are the point of several cases.
 mod tests {
     use super::*;
 

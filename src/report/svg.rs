@@ -67,7 +67,7 @@ impl LinearScale {
         } else {
             (self.d1, self.d0)
         };
-        if count == 0 || !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+        if count == 0 || !lo.is_finite() || !hi.is_finite() || hi <= lo {
             return vec![lo];
         }
         let step = nice_step((hi - lo) / count as f64);
@@ -85,7 +85,7 @@ impl LinearScale {
 
 /// The smallest of 1, 2, 5 × 10^k that is at least `raw`.
 pub fn nice_step(raw: f64) -> f64 {
-    if !(raw > 0.0) || !raw.is_finite() {
+    if !raw.is_finite() || raw <= 0.0 {
         return 1.0;
     }
     let power = 10f64.powf(raw.log10().floor());

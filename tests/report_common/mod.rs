@@ -66,3 +66,77 @@ pub fn demo_json(seed: u64) -> serde_json::Value {
     let text = std::fs::read_to_string(demo(seed).join("summary.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
+
+/// Strings that would run script or reorder text if a renderer passed them through.
+pub const HOSTILE: [&str; 8] = [
+    "<script>alert(1)</script>",
+    "</style><script>alert(2)</script>",
+    "[click](javascript:alert(3))",
+    "<img src=x onerror=alert(4)>",
+    "\" onmouseover=\"alert(5)",
+    "' onfocus='alert(6)",
+    "evil\u{202E}txt.exe",
+    "<svg onload=alert(7)>",
+];
+
+/// The demo summary (seed 42) with every piece of free text replaced by hostile strings, and one example
+/// answer of 1 MB.
+pub fn hostile_summary() -> judge_audit::report::Summary {
+    let mut s = demo_summary(42);
+    let h = |i: usize| HOSTILE[i % HOSTILE.len()].to_string();
+    s.dataset.name = h(0);
+    let categories = std::mem::take(&mut s.dataset.categories);
+    for (i, (_, n)) in categories.into_iter().enumerate() {
+        s.dataset.categories.insert(format!("{}{i}", h(i)), n);
+    }
+    for (i, a) in s.artifacts.iter_mut().enumerate() {
+        a.title = h(i);
+        a.source = h(i + 1);
+        a.operation = h(i + 2);
+        a.expected_effect = h(i + 3);
+    }
+    let renames: Vec<(String, String)> = s
+        .judges
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.clone(), format!("{}#{i}", h(i))))
+        .collect();
+    let rename = |name: &mut String| {
+        if let Some((_, new)) = renames.iter().find(|(old, _)| old == name) {
+            *name = new.clone();
+        }
+    };
+    for (i, j) in s.judges.iter_mut().enumerate() {
+        rename(&mut j.name);
+        j.trust.reasons.push(h(i + 1));
+        j.trust.passed.push(h(i + 2));
+        j.findings.push(h(i + 3));
+        j.stopped = Some(h(i + 4));
+        for (k, c) in j.categories.iter_mut().enumerate() {
+            c.category = format!("{}{k}", h(k));
+        }
+    }
+    for (i, c) in s.judge_configs.iter_mut().enumerate() {
+        rename(&mut c.name);
+        c.model = h(i + 5);
+        c.template = h(i + 6);
+        c.template_sha256 = h(i + 7);
+    }
+    for (i, e) in s.examples.iter_mut().enumerate() {
+        rename(&mut e.judge);
+        e.prompt = h(i);
+        e.pair_id = h(i + 1);
+        e.original = h(i + 2);
+        e.other = h(i + 3);
+        e.before = h(i + 4);
+        e.perturbed = format!("{}{}", h(i + 5), h(i + 6));
+        #[allow(clippy::single_range_in_vec_init)] // One injected span: the prefix.
+        let injected = vec![0..h(i + 5).len()];
+        e.injected = injected;
+    }
+    let huge = format!("{}{}", "A".repeat(999_990), "<script>x");
+    s.examples[0].perturbed = huge.clone();
+    s.examples[0].injected = vec![0..10, 999_990..huge.len()];
+    s.examples[1].original = huge;
+    s
+}
