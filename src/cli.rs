@@ -257,14 +257,21 @@ fn execute(
     }
     println!("report: {}", out.join("report.md").display());
     println!("report: {}", out.join("report.html").display());
-    if let Some(threshold) = fail_on {
-        let gate = judge_audit::report::gate(&summary, threshold.trust());
-        println!("{}", gate.line);
-        if !gate.passed {
-            return Ok(ExitCode::from(1));
-        }
+    Ok(gate_exit(&summary, fail_on))
+}
+
+/// Apply `--fail-on`: print the `gate:` line and map it to the exit code (0 pass, 1 tripped).
+fn gate_exit(summary: &judge_audit::report::Summary, fail_on: Option<FailOn>) -> ExitCode {
+    let Some(threshold) = fail_on else {
+        return ExitCode::SUCCESS;
+    };
+    let gate = judge_audit::report::gate(summary, threshold.trust());
+    println!("{}", gate.line);
+    if gate.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_plan(prepared: &Prepared) {

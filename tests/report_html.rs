@@ -364,3 +364,54 @@ fn identical_summaries_give_byte_identical_files() {
     let err = report::write_all(&summary, &blocker).unwrap_err();
     assert!(err.to_string().contains("blocked"), "{err}");
 }
+
+#[test]
+fn degenerate_summaries_render() {
+    // A judge whose every call failed: no estimate anywhere.
+    let mut summary = report_common::demo_summary(42);
+    let judge = &mut summary.judges[0];
+    let blank = |e: &mut judge_audit::analyze::Estimate| {
+        e.estimate = None;
+        e.ci_low = None;
+        e.ci_high = None;
+        e.p_value = None;
+        e.p_adjusted = None;
+        e.n = 0;
+    };
+    for a in &mut judge.artifacts {
+        blank(&mut a.tie_detection.score);
+        blank(&mut a.winrate_shift.shift);
+        blank(&mut a.flip_rate.rate);
+        blank(&mut a.excess_flip_rate);
+    }
+    blank(&mut judge.baseline.noise_flip_rate);
+    blank(&mut judge.baseline.gold_accuracy);
+    let pc = &mut judge.baseline.position_consistency;
+    (
+        pc.n,
+        pc.consistent,
+        pc.prefers_first,
+        pc.prefers_second,
+        pc.other,
+        pc.error,
+    ) = (0, 0, 0, 0, 0, 0);
+    blank(&mut pc.rate);
+    judge.categories.clear();
+    let page = html::render(&summary);
+    assert_only_own_markup(&page);
+    assert!(section(&page, "effects").contains("n/a (n=0)"));
+    assert!(section(&page, "verdicts").contains("gold accuracy n/a (n=0)"));
+
+    // No judges and no examples at all.
+    summary.judges.clear();
+    summary.examples.clear();
+    summary.dataset.categories.clear();
+    let page = html::render(&summary);
+    assert!(section(&page, "examples").contains("No verdict flipped."));
+    assert!(section(&page, "categories").contains("No category information"));
+    assert_eq!(
+        page.matches("<svg ").count(),
+        4,
+        "charts still render, empty"
+    );
+}

@@ -397,6 +397,14 @@ td .v{font-weight:600}
 .mono{font-family:ui-monospace,SFMono-Regular,"SF Mono",Menlo,Consolas,"Liberation Mono",monospace;font-size:12px;overflow-wrap:anywhere;word-break:break-all}
 .bar{height:4px;background:#eaeef2;border-radius:2px;margin:2px 0 5px;min-width:90px;overflow:hidden}
 .cats td{min-width:120px}
+.jury .ci{display:block}
+.jury th .jn{white-space:nowrap}
+.jury td{min-width:90px}
+.jury .star{margin-left:3px}
+.jury-t td{padding:6px 5px;min-width:0}
+.jury-t .ci{font-size:10.5px}
+.jury-t{margin-top:14px}
+.jury-t thead th{white-space:normal}
 .cats .ci{display:block}
 .cats thead .sim{display:table;margin-top:2px}
 .cm{white-space:nowrap;font-size:12.5px}
@@ -1236,56 +1244,95 @@ fn position(out: &mut String, s: &Summary) {
 
 fn jury(out: &mut String, s: &Summary, extras: &Extras) {
     out.push_str("<section id=\"jury\">\n<h2>Jury vs jurors</h2>\n");
-    out.push_str("<p class=\"intro\">A jury aggregates its members' verdicts. If aggregation helps, the jury's artifact effects are smaller and its gold accuracy and position consistency higher than its members'. Cells show T with its 95% interval and n; <span class=\"star\">✱</span> marks Holm-adjusted p &lt; 0.05.</p>\n");
+    out.push_str("<p class=\"intro\">A jury aggregates its members' verdicts. If aggregation helps, the jury's artifact effects are smaller and its gold accuracy and position consistency higher than its members'. Every value carries its 95% interval and n; <span class=\"star\">✱</span> marks Holm-adjusted p &lt; 0.05.</p>\n");
     let ids = artifact_ids(s);
     for (name, members) in &extras.juries {
+        let rows: Vec<(&String, &str, Option<&JudgeResult>)> = std::iter::once((name, "jury"))
+            .chain(members.iter().map(|m| (m, "juror")))
+            .map(|(n, role)| (n, role, s.judges.iter().find(|j| &j.name == n)))
+            .collect();
+        let head = |out: &mut String, member: &str, role: &str, j: Option<&JudgeResult>| {
+            let shade = if role == "jury" {
+                " style=\"background:#f6f8fa\""
+            } else {
+                ""
+            };
+            let name = match j {
+                Some(j) => judge_name_html(&j.name, j.simulated),
+                None => escape(member),
+            };
+            let _ = write!(out, "<tr{shade}><th>{name}</th><td>{role}</td>");
+        };
         let _ = write!(
             out,
-            "<h3>{}</h3><div class=\"table-wrap\"><table><thead><tr><th>judge</th><th>role</th><th>verdict</th><th>gold accuracy</th><th>position consistency</th><th>run-to-run flips</th>",
+            "<h3>{}</h3><div class=\"table-wrap\"><table class=\"jury\"><thead><tr><th>judge</th><th>role</th><th>verdict</th><th>gold accuracy</th><th>position consistency</th><th>run-to-run flips</th></tr></thead><tbody>",
             escape(name)
         );
+        for (member, role, j) in &rows {
+            head(out, member, role, *j);
+            match j {
+                Some(j) => {
+                    let _ = write!(
+                        out,
+                        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        badge(j.trust.verdict),
+                        est_html(&j.baseline.gold_accuracy, false),
+                        est_html(&j.baseline.position_consistency.rate, false),
+                        est_html(&j.baseline.noise_flip_rate, false)
+                    );
+                }
+                None => {
+                    out.push_str("<td colspan=\"4\" class=\"note\">not in this summary</td></tr>")
+                }
+            }
+        }
+        out.push_str("</tbody></table></div>\n");
+        let _ = write!(
+            out,
+            "<div class=\"table-wrap\"><table class=\"jury jury-t\"><thead><tr><th rowspan=\"2\">judge</th><th colspan=\"{}\">T (tie detection) per artifact</th></tr><tr>",
+            ids.len()
+        );
         for a in &ids {
-            let _ = write!(out, "<th class=\"num\">T: {}</th>", escape(a));
+            let _ = write!(out, "<th>{}</th>", escape(a));
         }
         out.push_str("</tr></thead><tbody>");
-        let rows = std::iter::once((name, "jury")).chain(members.iter().map(|m| (m, "juror")));
-        for (member, role) in rows {
-            let Some(j) = s.judges.iter().find(|j| &j.name == member) else {
+        for (member, role, j) in &rows {
+            let shade = if *role == "jury" {
+                " style=\"background:#f6f8fa\""
+            } else {
+                ""
+            };
+            let label = match j {
+                Some(j) => judge_name_html(&j.name, j.simulated),
+                None => escape(member),
+            };
+            let _ = write!(out, "<tr{shade}><th>{label}</th>");
+            let Some(j) = j else {
                 let _ = write!(
                     out,
-                    "<tr><th>{}</th><td>{role}</td><td colspan=\"{}\" class=\"note\">not in this summary</td></tr>",
-                    escape(member),
-                    4 + ids.len()
+                    "<td colspan=\"{}\" class=\"note\">not in this summary</td></tr>",
+                    ids.len()
                 );
                 continue;
             };
-            let _ = write!(
-                out,
-                "<tr{}><th>{}</th><td>{role}</td><td>{}</td><td class=\"nw\">{}</td><td class=\"nw\">{}</td><td class=\"nw\">{}</td>",
-                if role == "jury" {
-                    " style=\"background:#f6f8fa\""
-                } else {
-                    ""
-                },
-                judge_name_html(&j.name, j.simulated),
-                badge(j.trust.verdict),
-                est_html(&j.baseline.gold_accuracy, false),
-                est_html(&j.baseline.position_consistency.rate, false),
-                est_html(&j.baseline.noise_flip_rate, false)
-            );
             for a in &ids {
                 match j.artifacts.iter().find(|x| &x.artifact == a) {
                     Some(x) => {
                         let e = &x.tie_detection.score;
+                        // A light tint: the cell text stays dark on every value.
                         let tint = e
                             .estimate
-                            .map(|v| svg::diverging(v, 1.0).hex())
+                            .map(|v| svg::diverging(v, 2.0).hex())
                             .unwrap_or_else(|| "#ffffff".into());
+                        let value = match e.estimate {
+                            Some(v) => format!("<span class=\"v\">{}</span>", spct(v)),
+                            None => "<span class=\"na\">n/a</span>".into(),
+                        };
                         let _ = write!(
                             out,
-                            "<td class=\"num nw\" style=\"background:{tint}\">{}<span class=\"star\">{}</span></td>",
-                            est_html(e, true),
-                            star(e)
+                            "<td style=\"background:{tint}\">{value}<span class=\"star\">{}</span><span class=\"ci\">{}</span></td>",
+                            star(e),
+                            ci_text(e, true)
                         );
                     }
                     None => out.push_str("<td class=\"na\">–</td>"),
