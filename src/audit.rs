@@ -6,9 +6,7 @@ use crate::dataset::{self, Dataset, LoadOptions};
 use crate::design::{DesignOptions, JudgeScope, PerturbedAnswers, Plan, TieTargets};
 use crate::judge::{self, JudgeConfig};
 use crate::perturb::{Artifact, Catalog};
-use crate::report::{
-    self, ArtifactInfo, DatasetInfo, JudgeInfo, PlanInfo, Summary, ToolInfo, markdown,
-};
+use crate::report::{self, ArtifactInfo, DatasetInfo, JudgeInfo, PlanInfo, Summary, ToolInfo};
 use crate::run::store::{RunStore, StoreError};
 use crate::run::{self, JudgeHandle, ProgressMode, RunOptions, RunOutcome};
 use serde::{Deserialize, Serialize};
@@ -695,12 +693,12 @@ fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
     }
 }
 
-/// Write `summary.json` and `report.md` into `out`.
+/// Write every report (`summary.json`, `report.md`, `report.html`, `results.csv`) into `out`.
 pub fn write_reports(summary: &Summary, out: &Path) -> Result<(), AuditError> {
-    let io = |path: PathBuf| move |source| AuditError::Io { path, source };
-    report::write_json(summary, &out.join("summary.json")).map_err(io(out.join("summary.json")))?;
-    std::fs::write(out.join("report.md"), markdown::render(summary))
-        .map_err(io(out.join("report.md")))?;
+    report::write_all(summary, out).map_err(|source| AuditError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }
 

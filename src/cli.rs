@@ -47,6 +47,40 @@ enum Command {
         #[command(subcommand)]
         command: JudgesCommand,
     },
+    /// Compare two runs: metric changes and paired McNemar tests on the calls they share.
+    Compare(CompareArgs),
+}
+
+/// Verdict at which `--fail-on` makes the command exit with code 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    /// Fail when any judge is CAUTION or REJECT.
+    Caution,
+    /// Fail when any judge is REJECT.
+    Reject,
+}
+
+impl FailOn {
+    fn trust(self) -> judge_audit::analyze::Trust {
+        match self {
+            FailOn::Caution => judge_audit::analyze::Trust::Caution,
+            FailOn::Reject => judge_audit::analyze::Trust::Reject,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The first run directory (summary.json and calls.jsonl).
+    run_a: PathBuf,
+    /// The second run directory.
+    run_b: PathBuf,
+    /// Write JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +115,9 @@ struct RunArgs {
     /// No progress on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run).
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +153,9 @@ struct DemoArgs {
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run).
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -196,6 +236,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         Command::Cache { command, cache } => cache_command(command, cache),
         Command::Artifacts { command } => artifacts(command),
         Command::Judges { command } => judges(command),
+        Command::Compare(args) => compare(args),
     }
 }
 
@@ -211,7 +252,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             print_plan(&prepared);
             return Ok(ExitCode::SUCCESS);
         }
-        return execute(&prepared, run_dir, &exec);
+        return execute(&prepared, run_dir, &exec, args.fail_on);
     }
     let config_path = args
         .config
@@ -236,7 +277,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);
     }
-    execute(&prepared, &out, &exec)
+    execute(&prepared, &out, &exec, args.fail_on)
 }
 
 fn demo(args: DemoArgs) -> Result<ExitCode, String> {
@@ -251,10 +292,34 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         // Simulated judges are never cached; no need to touch the cache at all.
         cache_dir: None,
     };
-    execute(&prepared, &out, &exec)
+    execute(&prepared, &out, &exec, args.fail_on)
+}
+fn compare(args: CompareArgs) -> Result<ExitCode, String> {
+    use judge_audit::report::compare;
+    let a = compare::load_run(&args.run_a)?;
+    let b = compare::load_run(&args.run_b)?;
+    let comparison = compare::compare(&a, &b);
+    for warning in &comparison.warnings {
+        eprintln!("judge-audit: warning: {warning}");
+    }
+    let text = if args.json {
+        compare::render_json(&comparison)
+    } else {
+        compare::render_markdown(&comparison)
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn execute(prepared: &Prepared, out: &Path, exec: &ExecOptions) -> Result<ExitCode, String> {
+fn execute(
+    prepared: &Prepared,
+    out: &Path,
+    exec: &ExecOptions,
+    fail_on: Option<FailOn>,
+) -> Result<ExitCode, String> {
     if !exec.quiet {
         eprintln!(
             "judge-audit: {} pairs, {} artifacts, {} judges, {} calls → {}",
@@ -285,7 +350,8 @@ fn execute(prepared: &Prepared, out: &Path, exec: &ExecOptions) -> Result<ExitCo
     audit::write_reports(&summary, out).map_err(|e| e.to_string())?;
     print_verdicts(&summary);
     println!("report: {}", out.join("report.md").display());
-    Ok(ExitCode::SUCCESS)
+    println!("report: {}", out.join("report.html").display());
+    Ok(gate_exit(&summary, fail_on))
 }
 
 fn print_verdicts(summary: &judge_audit::report::Summary) {
@@ -298,6 +364,20 @@ fn print_verdicts(summary: &judge_audit::report::Summary) {
         for line in judge.findings.iter().take(3) {
             println!("  - {line}");
         }
+    }
+}
+
+/// Apply `--fail-on`: print the `gate:` line and map it to the exit code (0 pass, 1 tripped).
+fn gate_exit(summary: &judge_audit::report::Summary, fail_on: Option<FailOn>) -> ExitCode {
+    let Some(threshold) = fail_on else {
+        return ExitCode::SUCCESS;
+    };
+    let gate = judge_audit::report::gate(summary, threshold.trust());
+    println!("{}", gate.line);
+    if gate.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -1,13 +1,17 @@
 //! Reports: the summary document and one exporter per format. Exporters only format what they
 //! are given; they never compute a statistic.
 
+pub mod compare;
+pub mod csv;
+pub mod html;
 pub mod markdown;
+pub mod svg;
 
 use crate::analyze::{FlipExample, JudgeResult};
 use crate::design::PlanCounts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Version of the `summary.json` schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -122,4 +126,84 @@ pub fn write_json(summary: &Summary, path: &Path) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
     text.push('\n');
     std::fs::write(path, text)
+}
+
+/// File names of the per-run reports, in the order [`write_all`] writes them.
+pub const REPORT_FILES: [&str; 4] = ["summary.json", "report.md", "report.html", "results.csv"];
+
+/// Write every report of `summary` into the folder `out` (created if missing): `summary.json`,
+/// `report.md`, `report.html` and `results.csv`. Returns the paths written. Identical summaries
+/// give byte-identical files. An error names the file that could not be written.
+pub fn write_all(summary: &Summary, out: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let named = |path: &Path, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(out).map_err(|e| named(out, e))?;
+    let mut written = Vec::with_capacity(REPORT_FILES.len());
+    for name in REPORT_FILES {
+        let path = out.join(name);
+        let result = match name {
+            "summary.json" => write_json(summary, &path),
+            "report.md" => std::fs::write(&path, markdown::render(summary)),
+            "report.html" => std::fs::write(&path, html::render(summary)),
+            _ => csv::write(summary, &path),
+        };
+        result.map_err(|e| named(&path, e))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The outcome of a `--fail-on` gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// True when no judge reached the threshold verdict.
+    pub passed: bool,
+    /// The line to print: `gate: PASS (...)` or `gate: FAIL (...)`.
+    pub line: String,
+}
+
+/// Evaluate a `--fail-on` gate: it fails when any judge's verdict is `threshold` or worse
+/// (CAUTION fails on CAUTION and REJECT; REJECT only on REJECT).
+pub fn gate(summary: &Summary, threshold: crate::analyze::Trust) -> Gate {
+    let option = threshold.label().to_lowercase();
+    let tripped: Vec<String> = summary
+        .judges
+        .iter()
+        .filter(|j| j.trust.verdict >= threshold)
+        .map(|j| format!("{} {}", j.name, j.trust.verdict.label()))
+        .collect();
+    if summary.judges.is_empty() {
+        return Gate {
+            passed: false,
+            line: format!("gate: FAIL (--fail-on {option}: the summary has no judge to check)"),
+        };
+    }
+    if tripped.is_empty() {
+        let worst = summary
+            .judges
+            .iter()
+            .map(|j| j.trust.verdict)
+            .max()
+            .map(|t| t.label())
+            .unwrap_or("none");
+        Gate {
+            passed: true,
+            line: format!(
+                "gate: PASS (--fail-on {option}: no judge at {} or worse; worst verdict {worst})",
+                threshold.label()
+            ),
+        }
+    } else {
+        Gate {
+            passed: false,
+            line: format!(
+                "gate: FAIL (--fail-on {option}: {} of {} judges at {} or worse: {})",
+                tripped.len(),
+                summary.judges.len(),
+                threshold.label(),
+                tripped.join(", ")
+            ),
+        }
+    }
 }

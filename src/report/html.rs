@@ -1,0 +1,1949 @@
+//! `report.html`: one self-contained page (no script, no external asset, no network) with the
+//! verdicts, inline SVG charts and the flipped examples.
+//!
+//! Every string that comes from a summary (answers, prompts, names, reasons, categories) is
+//! untrusted: it goes through [`escape`], which also makes bidi controls visible so they cannot
+//! reorder the page. A Content-Security-Policy forbids scripts in case escaping ever failed.
+
+use super::Summary;
+use super::markdown::p_text;
+use super::svg::{self, Anchor, LinearScale, Svg};
+use crate::analyze::{ALPHA, Estimate, JudgeResult, Trust};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::ops::Range;
+
+/// Characters of an answer shown before it is truncated.
+pub const DISPLAY_LIMIT: usize = 4000;
+
+/// The Content-Security-Policy of the page: no script can run, nothing is fetched.
+pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+
+/// Escape text for HTML and SVG text or attribute values: `&`, `<`, `>`, `"` and `'` become
+/// entities; bidi embedding/override/isolate controls (U+202A–U+202E, U+2066–U+2069) and other
+/// control characters (except tab and newlines) are written visibly as `\u{XXXX}`, so they can
+/// neither reorder the page nor hide.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
+                let _ = write!(out, "\\u{{{:04X}}}", c as u32);
+            }
+            c if c.is_control() && !matches!(c, '\n' | '\t' | '\r') => {
+                let _ = write!(out, "\\u{{{:04X}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Render `text` escaped, with the byte `ranges` wrapped in `<mark>`, showing at most `limit`
+/// characters. Ranges that are empty, out of bounds or not on character boundaries are ignored
+/// (and said so); overlapping ranges are merged; ranges are clipped at the truncation point so the
+/// highlight always matches the text shown.
+pub fn highlighted(text: &str, ranges: &[Range<usize>], limit: usize) -> String {
+    let mut ignored = 0usize;
+    let mut valid: Vec<Range<usize>> = Vec::new();
+    for r in ranges {
+        if r.start == r.end {
+            continue;
+        }
+        if r.start > r.end
+            || r.end > text.len()
+            || !text.is_char_boundary(r.start)
+            || !text.is_char_boundary(r.end)
+        {
+            ignored += 1;
+            continue;
+        }
+        valid.push(r.clone());
+    }
+    valid.sort_by_key(|r| (r.start, r.end));
+    let mut merged: Vec<Range<usize>> = Vec::new();
+    for r in valid {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    let cut = text
+        .char_indices()
+        .nth(limit)
+        .map(|(i, _)| i)
+        .unwrap_or(text.len());
+    let mut out = String::new();
+    let mut pos = 0;
+    let mut beyond = 0usize;
+    for r in &merged {
+        if r.start >= cut {
+            beyond += 1;
+            continue;
+        }
+        out.push_str(&escape(&text[pos..r.start]));
+        let end = r.end.min(cut);
+        out.push_str("<mark>");
+        out.push_str(&escape(&text[r.start..end]));
+        out.push_str("</mark>");
+        pos = end;
+    }
+    if pos < cut {
+        out.push_str(&escape(&text[pos..cut]));
+    }
+    if cut < text.len() {
+        let _ = write!(
+            out,
+            "<span class=\"note\"> … (truncated, {} characters in total)</span>",
+            thousands(text.chars().count() as u64)
+        );
+    }
+    if beyond > 0 {
+        let _ = write!(
+            out,
+            "<span class=\"note\"> ({beyond} injected span{} beyond the part shown)</span>",
+            if beyond == 1 { "" } else { "s" }
+        );
+    }
+    if ignored > 0 {
+        let _ = write!(
+            out,
+            "<span class=\"note\"> ({ignored} highlight range{} ignored: outside the text or not on a character boundary)</span>",
+            if ignored == 1 { "" } else { "s" }
+        );
+    }
+    out
+}
+
+/// `12345` → `12,345`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn spct(x: f64) -> String {
+    let v = 100.0 * x;
+    // Avoid "-0.0%" for values that round to zero.
+    if v.abs() < 0.05 {
+        "0.0%".into()
+    } else {
+        format!("{v:+.1}%")
+    }
+}
+
+fn fmt_value(x: f64, signed: bool) -> String {
+    if signed { spct(x) } else { pct(x) }
+}
+
+/// `[41.7%, 70.8%] n=96`, or `n=0` alone when there is no interval.
+fn ci_text(e: &Estimate, signed: bool) -> String {
+    match (e.ci_low, e.ci_high) {
+        (Some(l), Some(h)) => format!(
+            "[{}, {}] n={}",
+            fmt_value(l, signed),
+            fmt_value(h, signed),
+            e.n
+        ),
+        _ => format!("n={}", e.n),
+    }
+}
+
+/// Plain text of an estimate with its interval and n.
+fn est_text(e: &Estimate, signed: bool) -> String {
+    match e.estimate {
+        Some(v) => format!("{} {}", fmt_value(v, signed), ci_text(e, signed)),
+        None => format!("n/a (n={})", e.n),
+    }
+}
+
+/// HTML of an estimate: value, then interval and n in muted type.
+fn est_html(e: &Estimate, signed: bool) -> String {
+    match e.estimate {
+        Some(v) => format!(
+            "<span class=\"v\">{}</span> <span class=\"ci\">{}</span>",
+            fmt_value(v, signed),
+            ci_text(e, signed)
+        ),
+        None => format!(
+            "<span class=\"na\">n/a</span> <span class=\"ci\">n={}</span>",
+            e.n
+        ),
+    }
+}
+
+/// Holm significance marker.
+const STAR: &str = "✱";
+
+fn star(e: &Estimate) -> &'static str {
+    if e.significant() { STAR } else { "" }
+}
+
+/// Fields the analysis may add (jury results, BH q-values, minimum detectable effects, costs).
+/// They are read from the summary's JSON form so this exporter renders them when present without
+/// depending on them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    /// Juries: jury name and member names, in summary order.
+    pub juries: Vec<(String, Vec<String>)>,
+    /// BH q-values by (judge, artifact, metric) with metric `T`, `WR` or `flip`.
+    pub q_values: BTreeMap<(String, String, String), f64>,
+    /// Minimum detectable effects by (judge, artifact): labelled values.
+    pub mde: BTreeMap<(String, String), Vec<(String, f64)>>,
+    /// Cost in USD per judge, when the summary records one.
+    pub costs: BTreeMap<String, f64>,
+}
+
+const MDE_KEYS: [&str; 4] = [
+    "mde",
+    "minimum_detectable_effect",
+    "minimum_detectable_effects",
+    "min_detectable_effect",
+];
+const MEMBER_KEYS: [&str; 3] = ["members", "jurors", "member_names"];
+const COST_KEYS: [&str; 2] = ["cost_usd", "cost"];
+
+fn numeric_leaves(prefix: &str, v: &Value, out: &mut Vec<(String, f64)>) {
+    match v {
+        Value::Number(n) => {
+            if let Some(x) = n.as_f64() {
+                out.push((prefix.to_string(), x));
+            }
+        }
+        Value::Object(map) => {
+            for (k, child) in map {
+                let label = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix} {k}")
+                };
+                numeric_leaves(&label, child, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Extras {
+    /// Read the optional fields from a summary.
+    pub fn from_summary(summary: &Summary) -> Extras {
+        serde_json::to_value(summary)
+            .map(|v| Extras::from_value(&v))
+            .unwrap_or_default()
+    }
+
+    /// Read the optional fields from a summary's JSON form.
+    pub fn from_value(summary: &Value) -> Extras {
+        let mut extras = Extras::default();
+        let judges = summary["judges"].as_array().cloned().unwrap_or_default();
+        for judge in &judges {
+            let Some(name) = judge["name"].as_str() else {
+                continue;
+            };
+            if judge["kind"].as_str() == Some("jury") {
+                let members = MEMBER_KEYS
+                    .iter()
+                    .find_map(|k| judge[*k].as_array())
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|m| {
+                                m.as_str()
+                                    .or_else(|| m["name"].as_str())
+                                    .map(str::to_string)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                extras.juries.push((name.to_string(), members));
+            }
+            for key in COST_KEYS {
+                if let Some(c) = judge[key].as_f64().or_else(|| judge["calls"][key].as_f64()) {
+                    extras.costs.insert(name.to_string(), c);
+                    break;
+                }
+            }
+            for artifact in judge["artifacts"].as_array().into_iter().flatten() {
+                let Some(id) = artifact["artifact"].as_str() else {
+                    continue;
+                };
+                let mut mde = Vec::new();
+                for (metric, field) in [
+                    ("T", "tie_detection"),
+                    ("WR", "winrate_shift"),
+                    ("flip", "flip_rate"),
+                ] {
+                    if let Some(q) = artifact[field]["q_value"].as_f64() {
+                        extras
+                            .q_values
+                            .insert((name.to_string(), id.to_string(), metric.into()), q);
+                    }
+                    for key in MDE_KEYS {
+                        numeric_leaves(metric, &artifact[field][key], &mut mde);
+                    }
+                }
+                for key in MDE_KEYS {
+                    numeric_leaves("", &artifact[key], &mut mde);
+                }
+                if !mde.is_empty() {
+                    extras.mde.insert((name.to_string(), id.to_string()), mde);
+                }
+            }
+        }
+        extras
+    }
+}
+
+fn verdict_class(t: Trust) -> &'static str {
+    match t {
+        Trust::Adopt => "adopt",
+        Trust::Caution => "caution",
+        Trust::Reject => "reject",
+    }
+}
+
+fn badge(t: Trust) -> String {
+    format!(
+        "<span class=\"badge {}\">{}</span>",
+        verdict_class(t),
+        t.label()
+    )
+}
+
+const SIM_TAG: &str = "<span class=\"sim\" title=\"a simulated reference judge with planted biases, not a language model\">SIMULATED</span>";
+
+fn judge_name_html(name: &str, simulated: bool) -> String {
+    if simulated {
+        format!("<span class=\"jn\">{}</span> {SIM_TAG}", escape(name))
+    } else {
+        format!("<span class=\"jn\">{}</span>", escape(name))
+    }
+}
+
+const STYLE: &str = r#"
+:root{--fg:#1f2328;--muted:#59636e;--faint:#818b98;--border:#d1d9e0;--panel:#f6f8fa;--accent:#0969da;
+--adopt:#1a7f37;--adopt-bg:#dafbe1;--adopt-bd:#4ac26b;--caution:#9a6700;--caution-bg:#fff8c5;--caution-bd:#d4a72c;
+--reject:#d1242f;--reject-bg:#ffebe9;--reject-bd:#ff8182;--sim:#8250df;--sim-bg:#fbefff;--sim-bd:#d8b9ff}
+*{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%}
+body{margin:0;color:var(--fg);background:#fff;font:15px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue","Noto Sans","Liberation Sans",Arial,sans-serif}
+.wrap{max-width:1160px;margin:0 auto;padding:0 28px}
+header.top{background:var(--panel);border-bottom:1px solid var(--border)}
+header.top .wrap{padding-top:26px;padding-bottom:18px}
+h1{font-size:26px;line-height:1.25;margin:0 0 6px;letter-spacing:-.01em}
+h2{font-size:20px;line-height:1.3;margin:44px 0 10px;padding-bottom:6px;border-bottom:1px solid var(--border)}
+h3{font-size:16px;margin:26px 0 8px}
+p{margin:8px 0}
+.lede{color:var(--muted);margin:0}
+.meta-line{color:var(--muted);font-size:14px}
+.meta-line b{color:var(--fg);font-weight:600}
+.banner{margin:14px 0 0;padding:10px 14px;border:1px solid var(--sim-bd);background:var(--sim-bg);border-radius:6px;font-size:14px}
+nav.toc{margin-top:14px;font-size:13px;display:flex;flex-wrap:wrap;gap:4px 16px}
+nav.toc a{color:var(--accent);text-decoration:none}
+nav.toc a:hover{text-decoration:underline}
+.intro{color:var(--muted);font-size:14px;max-width:78ch}
+.badge{display:inline-block;font-size:12px;font-weight:700;letter-spacing:.05em;padding:1px 9px;border-radius:999px;border:1px solid;vertical-align:1px}
+.badge.adopt{color:var(--adopt);background:var(--adopt-bg);border-color:var(--adopt-bd)}
+.badge.caution{color:var(--caution);background:var(--caution-bg);border-color:var(--caution-bd)}
+.badge.reject{color:var(--reject);background:var(--reject-bg);border-color:var(--reject-bd)}
+.sim{display:inline-block;font-size:10.5px;font-weight:700;letter-spacing:.06em;color:var(--sim);background:var(--sim-bg);border:1px solid var(--sim-bd);border-radius:4px;padding:0 5px;vertical-align:2px}
+.jn{font-weight:600;overflow-wrap:anywhere}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px;margin-top:14px}
+.card{border:1px solid var(--border);border-top-width:4px;border-radius:8px;padding:12px 16px 14px;background:#fff;break-inside:avoid}
+.card.adopt{border-top-color:var(--adopt-bd)}.card.caution{border-top-color:var(--caution-bd)}.card.reject{border-top-color:var(--reject-bd)}
+.card h3{margin:0 0 6px;font-size:15px;display:flex;flex-wrap:wrap;align-items:center;gap:6px 8px}
+.card h3 .badge{margin-left:auto}
+.card ul{margin:6px 0 0;padding-left:18px;font-size:13.5px}
+.card li{margin:3px 0;overflow-wrap:anywhere}
+.card .passed{color:var(--muted);font-size:12.5px;margin-top:8px}
+.card .stats{color:var(--muted);font-size:12.5px;margin-top:8px;font-variant-numeric:tabular-nums}
+figure{margin:14px 0 6px}
+figcaption{color:var(--muted);font-size:13px;margin-top:6px;max-width:90ch}
+.chart{overflow-x:auto}
+svg text{font-family:inherit}
+svg .lbl{font-size:12.5px;fill:#1f2328}
+svg .lbl-b{font-size:12.5px;fill:#1f2328;font-weight:600}
+svg .small{font-size:10.5px;fill:#59636e}
+svg .simt{font-size:10px;fill:#8250df;font-weight:700;letter-spacing:.05em}
+svg .tick{font-size:10.5px;fill:#59636e}
+svg .cellv{font-size:13px;font-weight:600}
+svg .cellc{font-size:10px}
+.sr-only{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
+.table-wrap{overflow-x:auto;margin:8px 0}
+table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{border-bottom:1px solid var(--border);padding:6px 10px;text-align:left;vertical-align:top}
+thead th{background:var(--panel);font-weight:600;border-bottom:1px solid #afb8c1;white-space:nowrap}
+td.num,th.num{text-align:right}
+td.nw{white-space:nowrap}
+td .v{font-weight:600}
+.ci,.na{color:var(--muted);font-size:12px;white-space:nowrap}
+.star{color:#cf222e;font-weight:700}
+.p{color:var(--muted);font-size:11.5px;white-space:nowrap}
+.mono{font-family:ui-monospace,SFMono-Regular,"SF Mono",Menlo,Consolas,"Liberation Mono",monospace;font-size:12px;overflow-wrap:anywhere;word-break:break-all}
+.bar{height:4px;background:#eaeef2;border-radius:2px;margin:2px 0 5px;min-width:90px;overflow:hidden}
+.cats td{min-width:120px}
+.jury .ci{display:block}
+.jury th .jn{white-space:nowrap}
+.jury td{min-width:90px}
+.jury .star{margin-left:3px}
+.jury-t td{padding:6px 5px;min-width:0}
+.jury-t .ci{font-size:10.5px}
+.jury-t{margin-top:14px}
+.jury-t thead th{white-space:normal}
+.cats .ci{display:block}
+.cats thead .sim{display:table;margin-top:2px}
+.cm{white-space:nowrap;font-size:12.5px}
+.cm .k{display:inline-block;width:58px;color:var(--muted);font-size:11.5px}
+.results td{white-space:nowrap}
+.results .p{margin-top:1px}
+.sha{font-size:11px;color:var(--muted);max-width:250px}
+.judges th .jn{white-space:nowrap}
+.bar>span{display:block;height:100%;border-radius:3px}
+.bar.acc>span{background:#2da44e}.bar.flip>span{background:#8250df}
+.findings{font-size:13.5px;padding-left:20px;margin:6px 0}
+.findings li{margin:3px 0;overflow-wrap:anywhere}
+.kv{font-size:13.5px}
+.kv th{background:none;border-bottom:1px solid var(--border);color:var(--muted);font-weight:500;width:200px;white-space:normal}
+.example{border:1px solid var(--border);border-radius:8px;margin:12px 0;overflow:hidden}
+.example .head{background:var(--panel);padding:7px 12px;font-size:13px;border-bottom:1px solid var(--border);display:flex;flex-wrap:wrap;gap:4px 14px;align-items:center}
+.example .head .dir-toward{color:#9a3412;font-weight:600}.example .head .dir-away{color:#0550ae;font-weight:600}
+.example .prompt{padding:8px 12px 0;font-size:13.5px;overflow-wrap:anywhere}
+.example .prompt b{color:var(--muted);font-weight:600}
+.example .cols{display:grid;grid-template-columns:1fr 1fr;gap:12px;padding:8px 12px}
+.example .col h4{margin:0 0 4px;font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}
+.answer{white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;font-size:13.5px;line-height:1.5;background:#fff;border:1px solid #eaeef2;border-radius:6px;padding:8px 10px;margin:0}
+.other{padding:0 12px 10px;font-size:12.5px;color:var(--muted)}
+.other .answer{color:var(--muted);font-size:12.5px}
+mark{background:#fff1a8;color:inherit;border-radius:2px;box-shadow:inset 0 -2px 0 #d4a72c;padding:0 1px}
+.note{color:var(--muted);font-style:italic;font-size:12px}
+.legend{display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12.5px;color:var(--muted);margin:6px 0}
+.legend i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
+footer{margin:48px 0 0;padding:18px 0 36px;border-top:1px solid var(--border);color:var(--muted);font-size:12.5px}
+@media (max-width:760px){.example .cols{grid-template-columns:1fr}.wrap{padding:0 14px}}
+@media print{
+ *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+ @page{margin:14mm 12mm}
+ body{font-size:10pt}
+ .wrap{max-width:none;padding:0}
+ header.top{background:none;border-bottom:2px solid #000}
+ nav.toc{display:none}
+ h2{break-after:avoid;margin-top:24px}
+ h3{break-after:avoid}
+ figure,.card,.kv,tr,.example .head{break-inside:avoid}
+ .chart,.table-wrap{overflow:visible}
+ svg{max-width:100%!important;height:auto}
+ a{color:inherit;text-decoration:none}
+}
+"#;
+
+/// Render `report.html` for `summary`, reading optional analysis fields from it.
+pub fn render(summary: &Summary) -> String {
+    render_with(summary, &Extras::from_summary(summary))
+}
+
+/// Render `report.html` with explicitly given optional fields (tests use this to exercise
+/// sections whose fields the analysis does not produce yet).
+pub fn render_with(summary: &Summary, extras: &Extras) -> String {
+    let mut out = String::with_capacity(256 * 1024);
+    let dataset = escape(&summary.dataset.name);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta name=\"generator\" content=\"judge-audit {}\">\n<title>judge-audit report: {dataset}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape(&summary.tool.version)
+    );
+    header(&mut out, summary, extras);
+    out.push_str("<main class=\"wrap\">\n");
+    verdicts(&mut out, summary);
+    heatmaps(&mut out, summary);
+    forest(&mut out, summary);
+    position(&mut out, summary);
+    if !extras.juries.is_empty() {
+        jury(&mut out, summary, extras);
+    }
+    categories(&mut out, summary);
+    details(&mut out, summary, extras);
+    examples(&mut out, summary);
+    metadata(&mut out, summary, extras);
+    let _ = write!(
+        out,
+        "<footer>Generated by judge-audit {} from summary.json (schema version {}). This page is self-contained: it loads nothing and runs no script.</footer>\n</main>\n</body>\n</html>\n",
+        escape(&summary.tool.version),
+        summary.schema_version
+    );
+    out
+}
+
+fn header(out: &mut String, s: &Summary, extras: &Extras) {
+    out.push_str("<header class=\"top\"><div class=\"wrap\">\n<h1>judge-audit report</h1>\n");
+    let judges = s.judges.len();
+    let _ = writeln!(
+        out,
+        "<p class=\"meta-line\">Dataset <b>{}</b> · {} pairs · {} judge{} × {} artifact{} · {} calls · seed {} · judge-audit {}</p>",
+        escape(&s.dataset.name),
+        thousands(s.dataset.pairs as u64),
+        judges,
+        if judges == 1 { "" } else { "s" },
+        s.plan.artifacts.len(),
+        if s.plan.artifacts.len() == 1 { "" } else { "s" },
+        thousands(s.plan.total_calls as u64),
+        s.seed,
+        escape(&s.tool.version)
+    );
+    let simulated: Vec<String> = s
+        .judges
+        .iter()
+        .filter(|j| j.simulated)
+        .map(|j| format!("<b>{}</b>", escape(&j.name)))
+        .collect();
+    if !simulated.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"banner\">{SIM_TAG} {} {} simulated reference judge{} with planted biases, not language model{}. Their results show what the audit can detect, not how any real model behaves.</p>",
+            simulated.join(", "),
+            if simulated.len() == 1 { "is a" } else { "are" },
+            if simulated.len() == 1 { "" } else { "s" },
+            if simulated.len() == 1 { "" } else { "s" },
+        );
+    }
+    out.push_str("<nav class=\"toc\" aria-label=\"Sections\"><a href=\"#verdicts\">Verdicts</a><a href=\"#effects\">Effects</a><a href=\"#flips\">Flip rates</a><a href=\"#position\">Position bias</a>");
+    if !extras.juries.is_empty() {
+        out.push_str("<a href=\"#jury\">Jury vs jurors</a>");
+    }
+    out.push_str("<a href=\"#categories\">Categories</a><a href=\"#details\">Detailed results</a><a href=\"#examples\">Flipped examples</a><a href=\"#metadata\">Run metadata</a></nav>\n</div></header>\n");
+}
+
+fn verdicts(out: &mut String, s: &Summary) {
+    out.push_str("<section id=\"verdicts\">\n<h2>Verdicts</h2>\n");
+    out.push_str("<p class=\"intro\">ADOPT: no threshold failed. CAUTION: an artifact effect is significant after Holm correction, or a soft threshold failed. REJECT: a hard threshold failed. The reasons list the numbers behind each verdict; the thresholds are set in <code>audit.toml</code> under <code>[trust]</code>.</p>\n<div class=\"cards\">\n");
+    for j in &s.judges {
+        let class = verdict_class(j.trust.verdict);
+        let _ = write!(
+            out,
+            "<article class=\"card {class}\"><h3>{}{}</h3>",
+            judge_name_html(&j.name, j.simulated),
+            badge(j.trust.verdict)
+        );
+        if let Some(reason) = &j.stopped {
+            let _ = write!(out, "<p class=\"note\">Stopped: {}</p>", escape(reason));
+        }
+        if j.trust.reasons.is_empty() {
+            out.push_str("<ul><li>Every check passed.</li></ul>");
+        } else {
+            out.push_str("<ul>");
+            for r in &j.trust.reasons {
+                let _ = write!(out, "<li>{}</li>", escape(r));
+            }
+            out.push_str("</ul>");
+        }
+        if !j.trust.passed.is_empty() {
+            let passed: Vec<String> = j.trust.passed.iter().map(|p| escape(p)).collect();
+            let _ = write!(
+                out,
+                "<div class=\"passed\">Passed: {}.</div>",
+                passed.join("; ")
+            );
+        }
+        let b = &j.baseline;
+        let _ = write!(
+            out,
+            "<div class=\"stats\">Position consistency {} · run-to-run flips {} · gold accuracy {}</div>",
+            est_text(&b.position_consistency.rate, false),
+            est_text(&b.noise_flip_rate, false),
+            est_text(&b.gold_accuracy, false)
+        );
+        out.push_str("</article>\n");
+    }
+    out.push_str("</div>\n</section>\n");
+}
+
+/// Artifact ids in plan order, then any id a judge reports that the plan does not list.
+fn artifact_ids(s: &Summary) -> Vec<String> {
+    let mut ids: Vec<String> = s.plan.artifacts.clone();
+    for j in &s.judges {
+        for a in &j.artifacts {
+            if !ids.contains(&a.artifact) {
+                ids.push(a.artifact.clone());
+            }
+        }
+    }
+    ids
+}
+
+/// Which effect a heatmap shows.
+#[derive(Clone, Copy)]
+enum Effect {
+    T,
+    Wr,
+}
+
+impl Effect {
+    fn pick(self, a: &crate::analyze::ArtifactResult) -> &Estimate {
+        match self {
+            Effect::T => &a.tie_detection.score,
+            Effect::Wr => &a.winrate_shift.shift,
+        }
+    }
+    fn short(self) -> &'static str {
+        match self {
+            Effect::T => "T",
+            Effect::Wr => "WR",
+        }
+    }
+}
+
+fn heatmaps(out: &mut String, s: &Summary) {
+    out.push_str("<section id=\"effects\">\n<h2>Artifact effects</h2>\n");
+    out.push_str("<p class=\"intro\"><b>T</b> (tie detection, Chen &amp; Goldfarb-Tarrant Eq. 3) compares an answer with the same answer plus the artifact: +100% means the judge always prefers the copy with the artifact, −100% always the original; for <i>position</i>, +100% means it always prefers the first slot. <b>WR</b> (winrate shift, Eq. 5) is the change in net preference between different answers when the artifact is added to one of them. Each cell shows the estimate, its 95% interval and n; <span class=\"star\">✱</span> marks a Holm-adjusted p &lt; 0.05 over every test of the run.</p>\n");
+    out.push_str("<h3>T: tie detection</h3>\n");
+    heatmap(out, s, Effect::T, "heat-t");
+    out.push_str("<h3>WR: winrate shift</h3>\n");
+    heatmap(out, s, Effect::Wr, "heat-wr");
+    out.push_str("</section>\n");
+}
+
+fn verdict_colour(t: Trust) -> &'static str {
+    match t {
+        Trust::Adopt => "#1a7f37",
+        Trust::Caution => "#9a6700",
+        Trust::Reject => "#d1242f",
+    }
+}
+
+/// A judge's name (clipped, full name in a tooltip) over a small line with SIMULATED and the
+/// verdict in its colour.
+fn row_label(svg: &mut Svg, x: f64, y: f64, j: &JudgeResult, max_chars: usize) {
+    let name = svg::clip(&j.name, max_chars);
+    svg.push(&format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"lbl-b\">{}{}</text>",
+        svg::num(x),
+        svg::num(y),
+        svg::title(&j.name),
+        escape(&name)
+    ));
+    let verdict = format!(
+        "<tspan fill=\"{}\">{}</tspan>",
+        verdict_colour(j.trust.verdict),
+        j.trust.verdict.label()
+    );
+    let sub = if j.simulated {
+        format!("SIMULATED · {verdict}")
+    } else {
+        verdict
+    };
+    svg.push(&format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"simt\">{sub}</text>",
+        svg::num(x),
+        svg::num(y + 14.0)
+    ));
+}
+
+fn heatmap(out: &mut String, s: &Summary, effect: Effect, id: &str) {
+    let ids = artifact_ids(s);
+    let label_w = 210.0;
+    let cell_w = ((1100.0 - label_w) / ids.len().max(1) as f64).clamp(92.0, 132.0);
+    let cell_h = 48.0;
+    let top = 30.0;
+    let width = label_w + cell_w * ids.len() as f64 + 4.0;
+    let legend_h = 46.0;
+    let height = top + cell_h * s.judges.len() as f64 + legend_h;
+    let max_abs = s
+        .judges
+        .iter()
+        .flat_map(|j| j.artifacts.iter())
+        .filter_map(|a| effect.pick(a).estimate)
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    let domain = svg::ceil_to(max_abs, 0.2).clamp(0.2, 1.0);
+    let name = match effect {
+        Effect::T => "Tie-detection score T",
+        Effect::Wr => "Winrate shift WR",
+    };
+    let mut svg = Svg::new(
+        id,
+        width,
+        height,
+        &format!("{name} by judge and artifact"),
+        &format!(
+            "Heatmap with one row per judge and one column per artifact. Colour encodes {} from −{} (blue) to +{} (red); a star marks Holm-adjusted p < 0.05. The table after the chart lists every value.",
+            effect.short(),
+            pct(domain),
+            pct(domain)
+        ),
+    );
+    for (c, artifact) in ids.iter().enumerate() {
+        let x = label_w + cell_w * (c as f64 + 0.5);
+        svg.text(
+            x,
+            top - 10.0,
+            &svg::clip(artifact, 16),
+            Anchor::Middle,
+            "class=\"lbl-b\"",
+        );
+    }
+    for (r, j) in s.judges.iter().enumerate() {
+        let y = top + cell_h * r as f64;
+        row_label(&mut svg, label_w - 12.0, y + 21.0, j, 26);
+        for (c, artifact) in ids.iter().enumerate() {
+            let x = label_w + cell_w * c as f64;
+            let found = j.artifacts.iter().find(|a| &a.artifact == artifact);
+            let e = found.map(|a| effect.pick(a));
+            match e.and_then(|e| e.estimate.map(|v| (e, v))) {
+                Some((e, v)) => {
+                    let fill = svg::diverging(v, domain);
+                    let ink = svg::text_on(fill);
+                    let tooltip = format!(
+                        "{} · {} · {} = {}{}",
+                        j.name,
+                        artifact,
+                        effect.short(),
+                        est_text(e, true),
+                        p_suffix(e)
+                    );
+                    let stroke = if e.significant() {
+                        " stroke=\"#1f2328\" stroke-width=\"1.5\""
+                    } else {
+                        " stroke=\"#ffffff\" stroke-width=\"2\""
+                    };
+                    svg.rect(
+                        x + 1.0,
+                        y + 1.0,
+                        cell_w - 2.0,
+                        cell_h - 2.0,
+                        &format!("fill=\"{}\" rx=\"3\"{stroke}", fill.hex()),
+                        Some(&tooltip),
+                    );
+                    let cx = x + cell_w / 2.0;
+                    svg.text(
+                        cx,
+                        y + 21.0,
+                        &format!("{}{}", spct(v), if e.significant() { " ✱" } else { "" }),
+                        Anchor::Middle,
+                        &format!("class=\"cellv\" fill=\"{ink}\""),
+                    );
+                    svg.text(
+                        cx,
+                        y + 36.0,
+                        &ci_compact(e, true),
+                        Anchor::Middle,
+                        &format!("class=\"cellc\" fill=\"{ink}\""),
+                    );
+                }
+                None => {
+                    svg.rect(
+                        x + 1.0,
+                        y + 1.0,
+                        cell_w - 2.0,
+                        cell_h - 2.0,
+                        "fill=\"#f6f8fa\" rx=\"3\" stroke=\"#ffffff\" stroke-width=\"2\"",
+                        Some(&format!("{} · {}: no estimate", j.name, artifact)),
+                    );
+                    svg.text(
+                        x + cell_w / 2.0,
+                        y + 28.0,
+                        &format!("n/a (n={})", e.map(|e| e.n).unwrap_or(0)),
+                        Anchor::Middle,
+                        "class=\"small\"",
+                    );
+                }
+            }
+        }
+    }
+    // Legend: a gradient bar with ticks.
+    let ly = top + cell_h * s.judges.len() as f64 + 16.0;
+    let lx = label_w;
+    let lw = 260.0;
+    let steps = 52;
+    for i in 0..steps {
+        let t = i as f64 / steps as f64;
+        let v = -domain + 2.0 * domain * (t + 0.5 / steps as f64);
+        svg.rect(
+            lx + lw * t,
+            ly,
+            lw / steps as f64 + 0.3,
+            10.0,
+            &format!("fill=\"{}\"", svg::diverging(v, domain).hex()),
+            None,
+        );
+    }
+    let scale = LinearScale::new((-domain, domain), (lx, lx + lw));
+    for t in [-domain, 0.0, domain] {
+        svg.text(
+            scale.map(t),
+            ly + 24.0,
+            &if t == 0.0 {
+                "0".to_string()
+            } else {
+                format!("{:+.0}%", 100.0 * t)
+            },
+            Anchor::Middle,
+            "class=\"tick\"",
+        );
+    }
+    svg.text(
+        lx - 12.0,
+        ly + 9.0,
+        &format!("{} colour scale", effect.short()),
+        Anchor::End,
+        "class=\"small\"",
+    );
+    svg.text(
+        lx + lw + 16.0,
+        ly + 9.0,
+        "✱ Holm-adjusted p < 0.05 (outlined cell)",
+        Anchor::Start,
+        "class=\"small\"",
+    );
+    let significant = s
+        .judges
+        .iter()
+        .flat_map(|j| j.artifacts.iter())
+        .filter(|a| effect.pick(a).significant())
+        .count();
+    let cells = s.judges.iter().map(|j| j.artifacts.len()).sum::<usize>();
+    let _ = write!(
+        out,
+        "<figure><div class=\"chart\">{}</div><figcaption>{name}: {significant} of {cells} judge × artifact cells significant after Holm correction. Hover a cell for the raw and adjusted p-values; the exact numbers are in the detailed results.</figcaption>",
+        svg.finish()
+    );
+    // Text alternative for screen readers.
+    let _ = write!(
+        out,
+        "<table class=\"sr-only\"><caption>{name}: estimate, 95% interval, n and Holm-adjusted p per judge and artifact</caption><thead><tr><th>judge</th>"
+    );
+    for a in &ids {
+        let _ = write!(out, "<th>{}</th>", escape(a));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for j in &s.judges {
+        let _ = write!(
+            out,
+            "<tr><th>{}{}</th>",
+            escape(&j.name),
+            if j.simulated { " (SIMULATED)" } else { "" }
+        );
+        for a in &ids {
+            let cell = j
+                .artifacts
+                .iter()
+                .find(|x| &x.artifact == a)
+                .map(|x| {
+                    let e = effect.pick(x);
+                    format!("{}{}", est_text(e, true), p_suffix(e))
+                })
+                .unwrap_or_else(|| "not audited".into());
+            let _ = write!(out, "<td>{}</td>", escape(&cell));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></figure>\n");
+}
+
+/// `[+41.7, +70.8] n=96` (percent points, compact for a chart cell).
+fn ci_compact(e: &Estimate, signed: bool) -> String {
+    let f = |x: f64| {
+        if signed {
+            let v = 100.0 * x;
+            if v.abs() < 0.05 {
+                "0.0".to_string()
+            } else {
+                format!("{v:+.1}")
+            }
+        } else {
+            format!("{:.1}", 100.0 * x)
+        }
+    };
+    match (e.ci_low, e.ci_high) {
+        (Some(l), Some(h)) => format!("[{}, {}] n={}", f(l), f(h), e.n),
+        _ => format!("n={}", e.n),
+    }
+}
+
+/// `, p = …, Holm p = …` for tooltips and text alternatives.
+fn p_suffix(e: &Estimate) -> String {
+    let mut s = String::new();
+    if let Some(p) = e.p_value {
+        let _ = write!(s, ", p = {}", p_text(p));
+    }
+    if let Some(q) = e.p_adjusted {
+        let _ = write!(
+            s,
+            ", Holm p = {}{}",
+            p_text(q),
+            if q < ALPHA { " ✱" } else { "" }
+        );
+    }
+    s
+}
+
+fn forest(out: &mut String, s: &Summary) {
+    out.push_str("<section id=\"flips\">\n<h2>Flip rates</h2>\n");
+    out.push_str("<p class=\"intro\">Share of verdicts that changed when the artifact was added, against the judge's own baseline verdict for the same pair and order (Wilson 95% interval). The shaded band is the judge's run-to-run flip rate: the 95% interval of how often an identical baseline call changed verdict between repeats. A flip rate inside the band is indistinguishable from the judge's own noise. <span class=\"star\">✱</span> marks a Holm-significant direction of the flips (exact McNemar, toward vs away).</p>\n");
+    let label_w = 210.0;
+    let plot_w = 560.0;
+    let text_w = 320.0;
+    let row_h = 19.0;
+    let group_gap = 14.0;
+    let top = 34.0;
+    let max_high = s
+        .judges
+        .iter()
+        .flat_map(|j| {
+            j.artifacts
+                .iter()
+                .filter_map(|a| a.flip_rate.rate.ci_high.or(a.flip_rate.rate.estimate))
+                .chain(j.baseline.noise_flip_rate.ci_high)
+        })
+        .fold(0.0f64, f64::max);
+    let domain = svg::ceil_to(max_high, 0.1).clamp(0.1, 1.0);
+    let scale = LinearScale::new((0.0, domain), (label_w, label_w + plot_w));
+    let group_h = |j: &JudgeResult| 26.0 + row_h * j.artifacts.len() as f64;
+    let body_h: f64 = s.judges.iter().map(group_h).sum::<f64>() + group_gap * s.judges.len() as f64;
+    let height = top + body_h + 10.0;
+    let width = label_w + plot_w + text_w;
+    let mut svg = Svg::new(
+        "forest",
+        width,
+        height,
+        "Flip rate against the baseline per judge and artifact",
+        "Forest plot: for each judge a group of rows, one per artifact, with the flip rate as a dot and its 95% interval as a line. A shaded band shows the judge's run-to-run flip rate interval, a dashed line its estimate. The text column repeats each value with its interval and n.",
+    );
+    let ticks = scale.ticks(5);
+    svg.x_axis(&scale, top - 4.0, &ticks, pct_tick, Some(height - 6.0));
+    svg.text(
+        label_w + plot_w + 30.0,
+        top - 11.0,
+        "flip rate [95% CI] n",
+        Anchor::Start,
+        "class=\"small\"",
+    );
+    let mut y = top;
+    for j in &s.judges {
+        let gh = group_h(j);
+        let noise = &j.baseline.noise_flip_rate;
+        if let (Some(l), Some(h)) = (noise.ci_low, noise.ci_high) {
+            svg.rect(
+                scale.map(l),
+                y + 4.0,
+                scale.map(h) - scale.map(l),
+                gh - 6.0,
+                "fill=\"#8c959f\" fill-opacity=\"0.16\"",
+                Some(&format!(
+                    "{}: run-to-run flip rate {}",
+                    j.name,
+                    est_text(noise, false)
+                )),
+            );
+        }
+        if let Some(v) = noise.estimate {
+            svg.line(
+                scale.map(v),
+                y + 4.0,
+                scale.map(v),
+                y + gh - 2.0,
+                "stroke=\"#6e7781\" stroke-width=\"1\" stroke-dasharray=\"3 3\"",
+            );
+        }
+        // Group heading: judge name (and SIMULATED), noise summary on the right.
+        let name = svg::clip(&j.name, 40);
+        svg.push(&format!(
+            "<text x=\"{}\" y=\"{}\" class=\"lbl-b\">{}{}",
+            svg::num(8.0),
+            svg::num(y + 17.0),
+            svg::title(&j.name),
+            escape(&name)
+        ));
+        if j.simulated {
+            svg.push("<tspan class=\"simt\" dx=\"8\">SIMULATED</tspan>");
+        }
+        svg.push("</text>");
+        svg.text(
+            label_w + plot_w + 30.0,
+            y + 17.0,
+            &format!("noise {}", est_text(noise, false)),
+            Anchor::Start,
+            "class=\"small\"",
+        );
+        let mut ry = y + 26.0;
+        for a in &j.artifacts {
+            let e = &a.flip_rate.rate;
+            let cy = ry + row_h / 2.0;
+            svg.text(
+                label_w - 12.0,
+                cy + 4.0,
+                &svg::clip(&a.artifact, 22),
+                Anchor::End,
+                "class=\"lbl\"",
+            );
+            let colour = if e.significant() {
+                "#8250df"
+            } else {
+                "#57606a"
+            };
+            if let (Some(l), Some(h)) = (e.ci_low, e.ci_high) {
+                svg.line(
+                    scale.map(l),
+                    cy,
+                    scale.map(h),
+                    cy,
+                    &format!("stroke=\"{colour}\" stroke-width=\"2\" stroke-linecap=\"round\""),
+                );
+            }
+            let tooltip = format!(
+                "{} · {}: flip rate {} ({} toward, {} away){}",
+                j.name,
+                a.artifact,
+                est_text(e, false),
+                a.flip_rate.toward,
+                a.flip_rate.away,
+                p_suffix(e)
+            );
+            match e.estimate {
+                Some(v) => {
+                    svg.push(&format!(
+                        "<circle cx=\"{}\" cy=\"{}\" r=\"4.5\" fill=\"{colour}\" stroke=\"#ffffff\" stroke-width=\"1.5\">{}</circle>",
+                        svg::num(scale.map(v)),
+                        svg::num(cy),
+                        svg::title(&tooltip)
+                    ));
+                    svg.text(
+                        label_w + plot_w + 30.0,
+                        cy + 4.0,
+                        &format!("{} {}{}", pct(v), ci_text(e, false), {
+                            if e.significant() { " ✱" } else { "" }
+                        }),
+                        Anchor::Start,
+                        if e.significant() {
+                            "class=\"lbl-b\""
+                        } else {
+                            "class=\"lbl\""
+                        },
+                    );
+                }
+                None => svg.text(
+                    label_w + plot_w + 30.0,
+                    cy + 4.0,
+                    &format!("n/a (n={})", e.n),
+                    Anchor::Start,
+                    "class=\"small\"",
+                ),
+            }
+            ry += row_h;
+        }
+        y += gh + group_gap;
+    }
+    let above: usize = s
+        .judges
+        .iter()
+        .map(|j| {
+            j.artifacts
+                .iter()
+                .filter(|a| {
+                    matches!(
+                        (a.flip_rate.rate.ci_low, j.baseline.noise_flip_rate.ci_high),
+                        (Some(l), Some(h)) if l > h
+                    )
+                })
+                .count()
+        })
+        .sum();
+    let _ = write!(
+        out,
+        "<figure><div class=\"chart\">{}</div><figcaption>Flip rates of {} judges on {} artifacts; in {above} judge × artifact cells the whole flip-rate interval lies above the judge's run-to-run noise interval. Grey band: run-to-run flip rate (95% CI); dashed line: its estimate.</figcaption>",
+        svg.finish(),
+        s.judges.len(),
+        s.plan.artifacts.len()
+    );
+    out.push_str("<table class=\"sr-only\"><caption>Flip rate per judge and artifact with 95% interval, n, flips toward and away, and Holm-adjusted p; run-to-run noise per judge</caption><thead><tr><th>judge</th><th>artifact</th><th>flip rate</th><th>toward</th><th>away</th><th>Holm p</th></tr></thead><tbody>");
+    for j in &s.judges {
+        let _ = write!(
+            out,
+            "<tr><th>{}{}</th><td>run-to-run noise</td><td>{}</td><td></td><td></td><td></td></tr>",
+            escape(&j.name),
+            if j.simulated { " (SIMULATED)" } else { "" },
+            escape(&est_text(&j.baseline.noise_flip_rate, false))
+        );
+        for a in &j.artifacts {
+            let e = &a.flip_rate.rate;
+            let _ = write!(
+                out,
+                "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&j.name),
+                escape(&a.artifact),
+                escape(&est_text(e, false)),
+                a.flip_rate.toward,
+                a.flip_rate.away,
+                e.p_adjusted.map(p_text).unwrap_or_default()
+            );
+        }
+    }
+    out.push_str("</tbody></table></figure>\n</section>\n");
+}
+
+fn pct_tick(v: f64) -> String {
+    format!("{:.0}%", 100.0 * v)
+}
+
+/// Segments of the position-consistency bar: label and colour.
+const POSITION_SEGMENTS: [(&str, &str); 5] = [
+    ("consistent", "#2da44e"),
+    ("prefers first slot", "#e16f24"),
+    ("prefers second slot", "#218bff"),
+    ("other (win vs tie)", "#afb8c1"),
+    ("error (invalid or failed)", "#57606a"),
+];
+
+fn position_counts(pc: &crate::analyze::PositionConsistency) -> [u64; 5] {
+    [
+        pc.consistent,
+        pc.prefers_first,
+        pc.prefers_second,
+        pc.other,
+        pc.error,
+    ]
+}
+
+fn position(out: &mut String, s: &Summary) {
+    out.push_str("<section id=\"position\">\n<h2>Position bias</h2>\n");
+    out.push_str("<p class=\"intro\">Each pair was judged in both orders (MT-Bench position consistency, first baseline repeat). <i>Consistent</i>: the same winner, or a tie, in both orders. <i>Prefers first/second slot</i>: whichever answer sat in that slot won both times. <i>Other</i>: a win in one order and a tie in the other. <i>Error</i>: an invalid or failed verdict in either order.</p>\n");
+    let label_w = 210.0;
+    let bar_w = 600.0;
+    let text_w = 290.0;
+    let row_h = 36.0;
+    let top = 8.0;
+    let legend_h = 30.0;
+    let width = label_w + bar_w + text_w;
+    let height = top + row_h * s.judges.len() as f64 + legend_h;
+    let mut svg = Svg::new(
+        "position-chart",
+        width,
+        height,
+        "Position consistency per judge",
+        "Stacked horizontal bars, one per judge, splitting the pairs into consistent, prefers first slot, prefers second slot, other and error. The text column gives the consistency rate with its 95% interval and n.",
+    );
+    for (r, j) in s.judges.iter().enumerate() {
+        let y = top + row_h * r as f64;
+        row_label(&mut svg, label_w - 12.0, y + 13.0, j, 26);
+        let pc = &j.baseline.position_consistency;
+        let counts = position_counts(pc);
+        let total: u64 = counts.iter().sum();
+        let mut x = label_w;
+        if total == 0 {
+            svg.rect(
+                x,
+                y + 2.0,
+                bar_w,
+                20.0,
+                "fill=\"#f6f8fa\" stroke=\"#d0d7de\"",
+                None,
+            );
+        }
+        for ((label, colour), count) in POSITION_SEGMENTS.into_iter().zip(counts) {
+            if count == 0 || total == 0 {
+                continue;
+            }
+            let w = bar_w * count as f64 / total as f64;
+            svg.rect(
+                x,
+                y + 2.0,
+                w,
+                20.0,
+                &format!("fill=\"{colour}\" stroke=\"#ffffff\" stroke-width=\"1\""),
+                Some(&format!(
+                    "{}: {label} {count} of {total} pairs ({})",
+                    j.name,
+                    pct(count as f64 / total as f64)
+                )),
+            );
+            if w >= 34.0 {
+                let ink = svg::text_on(svg::Rgb::from_hex(colour).unwrap_or(svg::Rgb(0, 0, 0)));
+                svg.text(
+                    x + w / 2.0,
+                    y + 16.0,
+                    &count.to_string(),
+                    Anchor::Middle,
+                    &format!("class=\"cellc\" fill=\"{ink}\""),
+                );
+            }
+            x += w;
+        }
+        svg.text(
+            label_w + bar_w + 12.0,
+            y + 16.0,
+            &format!("consistent {}", est_text(&pc.rate, false)),
+            Anchor::Start,
+            "class=\"lbl\"",
+        );
+    }
+    let ly = top + row_h * s.judges.len() as f64 + 6.0;
+    let mut lx = label_w;
+    for (label, colour) in POSITION_SEGMENTS {
+        svg.rect(
+            lx,
+            ly,
+            11.0,
+            11.0,
+            &format!("fill=\"{colour}\" rx=\"2\""),
+            None,
+        );
+        svg.text(
+            lx + 16.0,
+            ly + 10.0,
+            label,
+            Anchor::Start,
+            "class=\"small\"",
+        );
+        lx += 30.0 + 6.2 * label.chars().count() as f64;
+    }
+    let _ = write!(
+        out,
+        "<figure><div class=\"chart\">{}</div><figcaption>Position consistency of {} judges; segment labels are pair counts. {}</figcaption>",
+        svg.finish(),
+        s.judges.len(),
+        s.judges
+            .iter()
+            .map(|j| format!(
+                "{}{}: {}",
+                escape(&j.name),
+                if j.simulated { " (SIMULATED)" } else { "" },
+                escape(&est_text(&j.baseline.position_consistency.rate, false))
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    out.push_str("<table class=\"sr-only\"><caption>Position consistency counts per judge</caption><thead><tr><th>judge</th><th>consistent</th><th>prefers first</th><th>prefers second</th><th>other</th><th>error</th><th>consistency rate</th></tr></thead><tbody>");
+    for j in &s.judges {
+        let pc = &j.baseline.position_consistency;
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&j.name),
+            pc.consistent,
+            pc.prefers_first,
+            pc.prefers_second,
+            pc.other,
+            pc.error,
+            escape(&est_text(&pc.rate, false))
+        );
+    }
+    out.push_str("</tbody></table></figure>\n</section>\n");
+}
+
+fn jury(out: &mut String, s: &Summary, extras: &Extras) {
+    out.push_str("<section id=\"jury\">\n<h2>Jury vs jurors</h2>\n");
+    out.push_str("<p class=\"intro\">A jury aggregates its members' verdicts. If aggregation helps, the jury's artifact effects are smaller and its gold accuracy and position consistency higher than its members'. Every value carries its 95% interval and n; <span class=\"star\">✱</span> marks Holm-adjusted p &lt; 0.05.</p>\n");
+    let ids = artifact_ids(s);
+    for (name, members) in &extras.juries {
+        let rows: Vec<(&String, &str, Option<&JudgeResult>)> = std::iter::once((name, "jury"))
+            .chain(members.iter().map(|m| (m, "juror")))
+            .map(|(n, role)| (n, role, s.judges.iter().find(|j| &j.name == n)))
+            .collect();
+        let head = |out: &mut String, member: &str, role: &str, j: Option<&JudgeResult>| {
+            let shade = if role == "jury" {
+                " style=\"background:#f6f8fa\""
+            } else {
+                ""
+            };
+            let name = match j {
+                Some(j) => judge_name_html(&j.name, j.simulated),
+                None => escape(member),
+            };
+            let _ = write!(out, "<tr{shade}><th>{name}</th><td>{role}</td>");
+        };
+        let _ = write!(
+            out,
+            "<h3>{}</h3><div class=\"table-wrap\"><table class=\"jury\"><thead><tr><th>judge</th><th>role</th><th>verdict</th><th>gold accuracy</th><th>position consistency</th><th>run-to-run flips</th></tr></thead><tbody>",
+            escape(name)
+        );
+        for (member, role, j) in &rows {
+            head(out, member, role, *j);
+            match j {
+                Some(j) => {
+                    let _ = write!(
+                        out,
+                        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        badge(j.trust.verdict),
+                        est_html(&j.baseline.gold_accuracy, false),
+                        est_html(&j.baseline.position_consistency.rate, false),
+                        est_html(&j.baseline.noise_flip_rate, false)
+                    );
+                }
+                None => {
+                    out.push_str("<td colspan=\"4\" class=\"note\">not in this summary</td></tr>")
+                }
+            }
+        }
+        out.push_str("</tbody></table></div>\n");
+        let _ = write!(
+            out,
+            "<div class=\"table-wrap\"><table class=\"jury jury-t\"><thead><tr><th rowspan=\"2\">judge</th><th colspan=\"{}\">T (tie detection) per artifact</th></tr><tr>",
+            ids.len()
+        );
+        for a in &ids {
+            let _ = write!(out, "<th>{}</th>", escape(a));
+        }
+        out.push_str("</tr></thead><tbody>");
+        for (member, role, j) in &rows {
+            let shade = if *role == "jury" {
+                " style=\"background:#f6f8fa\""
+            } else {
+                ""
+            };
+            let label = match j {
+                Some(j) => judge_name_html(&j.name, j.simulated),
+                None => escape(member),
+            };
+            let _ = write!(out, "<tr{shade}><th>{label}</th>");
+            let Some(j) = j else {
+                let _ = write!(
+                    out,
+                    "<td colspan=\"{}\" class=\"note\">not in this summary</td></tr>",
+                    ids.len()
+                );
+                continue;
+            };
+            for a in &ids {
+                match j.artifacts.iter().find(|x| &x.artifact == a) {
+                    Some(x) => {
+                        let e = &x.tie_detection.score;
+                        // A light tint: the cell text stays dark on every value.
+                        let tint = e
+                            .estimate
+                            .map(|v| svg::diverging(v, 2.0).hex())
+                            .unwrap_or_else(|| "#ffffff".into());
+                        let value = match e.estimate {
+                            Some(v) => format!("<span class=\"v\">{}</span>", spct(v)),
+                            None => "<span class=\"na\">n/a</span>".into(),
+                        };
+                        let _ = write!(
+                            out,
+                            "<td style=\"background:{tint}\">{value}<span class=\"star\">{}</span><span class=\"ci\">{}</span></td>",
+                            star(e),
+                            ci_text(e, true)
+                        );
+                    }
+                    None => out.push_str("<td class=\"na\">–</td>"),
+                }
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table></div>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+fn bar(class: &str, v: Option<f64>) -> String {
+    let w = v
+        .map(|v| (v.clamp(0.0, 1.0) * 100.0).round())
+        .unwrap_or(0.0);
+    format!("<div class=\"bar {class}\"><span style=\"width:{w}%\"></span></div>")
+}
+
+fn categories(out: &mut String, s: &Summary) {
+    out.push_str("<section id=\"categories\">\n<h2>By category</h2>\n");
+    out.push_str("<p class=\"intro\">Gold accuracy over baseline verdicts (ties count as wrong; green bar) and the flip rate pooled over every text artifact (purple bar), per category of pairs, with 95% intervals and n. Small categories have wide intervals: compare intervals, not point estimates.</p>\n");
+    let mut names: Vec<String> = s.dataset.categories.keys().cloned().collect();
+    for j in &s.judges {
+        for c in &j.categories {
+            if !names.contains(&c.category) {
+                names.push(c.category.clone());
+            }
+        }
+    }
+    if names.is_empty() {
+        out.push_str(
+            "<p class=\"note\">No category information in this summary.</p>\n</section>\n",
+        );
+        return;
+    }
+    category_table(out, s, &names, "Gold accuracy", "acc", |c| &c.gold_accuracy);
+    category_table(
+        out,
+        s,
+        &names,
+        "Flip rate (all text artifacts pooled)",
+        "flip",
+        |c| &c.flip_rate,
+    );
+    out.push_str("</section>\n");
+}
+
+fn category_table(
+    out: &mut String,
+    s: &Summary,
+    names: &[String],
+    title: &str,
+    bar_class: &str,
+    pick: fn(&crate::analyze::CategoryResult) -> &Estimate,
+) {
+    let _ = write!(
+        out,
+        "<h3>{title}</h3><div class=\"table-wrap\"><table class=\"cats\"><caption class=\"sr-only\">{title} per category and judge, with 95% intervals and n</caption><thead><tr><th>category</th><th class=\"num\">pairs</th>"
+    );
+    for j in &s.judges {
+        let _ = write!(out, "<th>{}</th>", judge_name_html(&j.name, j.simulated));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for name in names {
+        let pairs = s
+            .dataset
+            .categories
+            .get(name)
+            .map(|n| *n as u64)
+            .or_else(|| {
+                s.judges
+                    .iter()
+                    .find_map(|j| j.categories.iter().find(|c| &c.category == name))
+                    .map(|c| c.pairs)
+            })
+            .unwrap_or(0);
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td class=\"num\">{pairs}</td>",
+            escape(name)
+        );
+        for j in &s.judges {
+            match j.categories.iter().find(|c| &c.category == name) {
+                Some(c) => {
+                    let e = pick(c);
+                    let value = match e.estimate {
+                        Some(v) => format!("<span class=\"v\">{}</span>", pct(v)),
+                        None => "<span class=\"na\">n/a</span>".into(),
+                    };
+                    let _ = write!(
+                        out,
+                        "<td>{value} <span class=\"ci\">{}</span>{}</td>",
+                        ci_text(e, false),
+                        bar(bar_class, e.estimate)
+                    );
+                }
+                None => out.push_str("<td class=\"na\">–</td>"),
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>\n");
+}
+
+fn p_html(e: &Estimate, q: Option<f64>) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = e.p_value {
+        parts.push(format!("p {}", p_text(p)));
+    }
+    if let Some(h) = e.p_adjusted {
+        parts.push(format!("Holm {}", p_text(h)));
+    }
+    if let Some(q) = q {
+        parts.push(format!("BH q {}", p_text(q)));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<div class=\"p\">{}{}</div>",
+        parts.join(" · "),
+        if e.significant() {
+            " <span class=\"star\">✱</span>"
+        } else {
+            ""
+        }
+    )
+}
+
+fn details(out: &mut String, s: &Summary, extras: &Extras) {
+    out.push_str("<section id=\"details\">\n<h2>Detailed results</h2>\n");
+    out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted over every judge × artifact × {T, WR, flip} test of the run (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
+    let any_mde = !extras.mde.is_empty();
+    for (index, j) in s.judges.iter().enumerate() {
+        // Ids are positional: data never reaches an attribute.
+        let _ = write!(
+            out,
+            "<h3 id=\"judge-{index}\">{} {}</h3>",
+            judge_name_html(&j.name, j.simulated),
+            badge(j.trust.verdict)
+        );
+        if !j.findings.is_empty() {
+            out.push_str("<ul class=\"findings\">");
+            for f in &j.findings {
+                let _ = write!(out, "<li>{}</li>", escape(f));
+            }
+            out.push_str("</ul>");
+        }
+        let _ = write!(
+            out,
+            "<div class=\"table-wrap\"><table class=\"results\"><thead><tr><th>artifact</th><th>T (tie detection)</th><th>WR (winrate shift)</th><th>flip rate</th><th>excess over noise</th>{}{}</tr></thead><tbody>",
+            if any_mde {
+                "<th>minimum detectable effect</th>"
+            } else {
+                ""
+            },
+            if j.simulated {
+                "<th>planted T</th>"
+            } else {
+                ""
+            }
+        );
+        for a in &j.artifacts {
+            let q = |m: &str| {
+                extras
+                    .q_values
+                    .get(&(j.name.clone(), a.artifact.clone(), m.to_string()))
+                    .copied()
+            };
+            let _ = write!(
+                out,
+                "<tr><th>{}</th><td>{}{}</td><td>{}{}</td><td>{}<div class=\"p\">{} toward · {} away</div>{}</td><td>{}</td>",
+                escape(&a.artifact),
+                est_html(&a.tie_detection.score, true),
+                p_html(&a.tie_detection.score, q("T")),
+                est_html(&a.winrate_shift.shift, true),
+                p_html(&a.winrate_shift.shift, q("WR")),
+                est_html(&a.flip_rate.rate, false),
+                a.flip_rate.toward,
+                a.flip_rate.away,
+                p_html(&a.flip_rate.rate, q("flip")),
+                est_html(&a.excess_flip_rate, true)
+            );
+            if any_mde {
+                let cell = extras
+                    .mde
+                    .get(&(j.name.clone(), a.artifact.clone()))
+                    .map(|list| {
+                        list.iter()
+                            .map(|(k, v)| {
+                                if k.is_empty() {
+                                    pct(*v)
+                                } else {
+                                    format!("{} {}", escape(k), pct(*v))
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join("<br>")
+                    })
+                    .unwrap_or_else(|| "–".into());
+                let _ = write!(out, "<td class=\"nw\">{cell}</td>");
+            }
+            if j.simulated {
+                match &a.planted {
+                    Some(p) => {
+                        let _ = write!(
+                            out,
+                            "<td class=\"nw\">{}<div class=\"p\">{}</div></td>",
+                            spct(p.value),
+                            if p.recovered {
+                                "inside T's CI"
+                            } else {
+                                "OUTSIDE T's CI"
+                            }
+                        );
+                    }
+                    None => out.push_str("<td class=\"na\">–</td>"),
+                }
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table></div>");
+        let b = &j.baseline;
+        let pc = &b.position_consistency;
+        let c = &j.calls;
+        let _ = writeln!(
+            out,
+            "<p class=\"meta-line\">Baseline: position consistency {} (first slot both times {}, second {}, win/tie mix {}, error {}); run-to-run flip rate {}; gold accuracy {}; {} unparseable baseline verdicts. Calls: {} planned, {} completed, {} failed, {} unparseable (counted, never coerced).</p>",
+            est_text(&pc.rate, false),
+            pc.prefers_first,
+            pc.prefers_second,
+            pc.other,
+            pc.error,
+            est_text(&b.noise_flip_rate, false),
+            est_text(&b.gold_accuracy, false),
+            b.invalid,
+            thousands(c.planned),
+            thousands(c.completed),
+            thousands(c.failed),
+            thousands(c.invalid)
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+fn examples(out: &mut String, s: &Summary) {
+    out.push_str("<section id=\"examples\">\n<h2>Flipped examples</h2>\n");
+    out.push_str("<p class=\"intro\">Verdicts that changed when the artifact was added (up to a few per judge and artifact, in plan order). The injected or moved text is <mark>highlighted</mark>. <i>Before</i> and <i>after</i> are the outcome for the perturbed answer in the same presentation order.</p>\n");
+    if s.examples.is_empty() {
+        out.push_str("<p class=\"note\">No verdict flipped.</p>\n</section>\n");
+        return;
+    }
+    let simulated = |name: &str| {
+        s.judges
+            .iter()
+            .find(|j| j.name == name)
+            .map(|j| j.simulated)
+            .or_else(|| {
+                s.judge_configs
+                    .iter()
+                    .find(|j| j.name == name)
+                    .map(|j| j.simulated)
+            })
+            .unwrap_or(false)
+    };
+    let mut current: Option<&str> = None;
+    for ex in &s.examples {
+        if current != Some(ex.judge.as_str()) {
+            current = Some(ex.judge.as_str());
+            let _ = write!(
+                out,
+                "<h3>{}</h3>",
+                judge_name_html(&ex.judge, simulated(&ex.judge))
+            );
+        }
+        let dir_class = if ex.direction == "toward" {
+            "dir-toward"
+        } else {
+            "dir-away"
+        };
+        let _ = write!(
+            out,
+            "<article class=\"example\"><div class=\"head\"><span><b>{}</b></span><span>pair <span class=\"mono\">{}</span></span><span>answer {} perturbed, order {}</span><span>before: <b>{}</b> → after: <b>{}</b></span><span class=\"{dir_class}\">{}</span></div>",
+            escape(&ex.artifact),
+            escape(&ex.pair_id),
+            ex.side.letter(),
+            ex.order.name(),
+            escape(&ex.before),
+            escape(&ex.after),
+            if ex.direction == "toward" {
+                "toward the perturbed answer".to_string()
+            } else if ex.direction == "away" {
+                "away from the perturbed answer".to_string()
+            } else {
+                escape(&ex.direction)
+            }
+        );
+        let _ = writeln!(
+            out,
+            "<div class=\"prompt\"><b>Prompt:</b> {}</div><div class=\"cols\"><div class=\"col\"><h4>Original answer {}</h4><div class=\"answer\">{}</div></div><div class=\"col\"><h4>With the artifact</h4><div class=\"answer\">{}</div></div></div><div class=\"other\"><div class=\"col\"><h4>The other answer {} (unchanged)</h4><div class=\"answer\">{}</div></div></div></article>",
+            highlighted(&ex.prompt, &[], DISPLAY_LIMIT),
+            ex.side.letter(),
+            highlighted(&ex.original, &[], DISPLAY_LIMIT),
+            highlighted(&ex.perturbed, &ex.injected, DISPLAY_LIMIT),
+            ex.side.other().letter(),
+            highlighted(&ex.other, &[], DISPLAY_LIMIT)
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+fn metadata(out: &mut String, s: &Summary, extras: &Extras) {
+    out.push_str("<section id=\"metadata\">\n<h2>Run metadata</h2>\n<div class=\"table-wrap\"><table class=\"kv\"><tbody>");
+    let categories = s
+        .dataset
+        .categories
+        .iter()
+        .map(|(k, v)| format!("{} ({v})", escape(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows: Vec<(&str, String)> = vec![
+        (
+            "tool",
+            format!("{} {}", escape(&s.tool.name), escape(&s.tool.version)),
+        ),
+        ("summary schema version", s.schema_version.to_string()),
+        ("seed", s.seed.to_string()),
+        ("dataset", escape(&s.dataset.name)),
+        (
+            "dataset sha256",
+            format!("<span class=\"mono\">{}</span>", escape(&s.dataset.hash)),
+        ),
+        (
+            "pairs",
+            format!(
+                "{} used, {} skipped as invalid",
+                s.dataset.pairs, s.dataset.skipped
+            ),
+        ),
+        (
+            "categories",
+            if categories.is_empty() {
+                "–".into()
+            } else {
+                categories
+            },
+        ),
+        (
+            "design",
+            format!(
+                "{} baseline repeats per order; tie detection on {} answers; {} calls planned",
+                s.plan.repeats,
+                escape(&s.plan.tie_targets),
+                thousands(s.plan.total_calls as u64)
+            ),
+        ),
+        (
+            "artifacts",
+            s.plan
+                .artifacts
+                .iter()
+                .map(|a| escape(a))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = write!(out, "<tr><th>{k}</th><td>{v}</td></tr>");
+    }
+    out.push_str("</tbody></table></div>\n");
+
+    out.push_str("<h3>Judges</h3><div class=\"table-wrap\"><table class=\"judges\"><thead><tr><th>judge</th><th>backend · model</th><th>template · sha256</th><th>calls</th><th>tokens</th><th>faults (every failed attempt)</th><th>cost</th></tr></thead><tbody>");
+    let mut names: Vec<&str> = s.judge_configs.iter().map(|j| j.name.as_str()).collect();
+    for j in &s.judges {
+        if !names.contains(&j.name.as_str()) {
+            names.push(&j.name);
+        }
+    }
+    for name in names {
+        let config = s.judge_configs.iter().find(|c| c.name == name);
+        let result = s.judges.iter().find(|j| j.name == name);
+        let simulated = config
+            .map(|c| c.simulated)
+            .or(result.map(|r| r.simulated))
+            .unwrap_or(false);
+        let (model, template) = match config {
+            Some(c) => (
+                format!("{} · {}", escape(&c.backend), escape(&c.model)),
+                format!(
+                    "{}<div class=\"mono sha\">{}</div>",
+                    escape(&c.template),
+                    escape(&c.template_sha256)
+                ),
+            ),
+            None => ("–".into(), "–".into()),
+        };
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{model}</td><td>{template}</td>",
+            judge_name_html(name, simulated)
+        );
+        match result {
+            Some(r) => {
+                let c = &r.calls;
+                let faults = if r.faults.is_empty() {
+                    "none".to_string()
+                } else {
+                    r.faults
+                        .iter()
+                        .map(|(k, n)| {
+                            let kind = serde_json::to_value(k)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_else(|| format!("{k:?}"));
+                            format!("{} {n}", escape(&kind))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let stopped = r
+                    .stopped
+                    .as_ref()
+                    .map(|why| format!("<div class=\"note\">stopped: {}</div>", escape(why)))
+                    .unwrap_or_default();
+                let cost = cost_text(name, r, config, extras);
+                let _ = write!(
+                    out,
+                    "<td class=\"nw\">{} planned<div class=\"p\">{} completed · {} failed · {} unparseable</div></td><td class=\"nw\">{} in<div class=\"p\">{} out</div></td><td>{faults}{stopped}</td><td class=\"nw\">{cost}</td></tr>",
+                    thousands(c.planned),
+                    thousands(c.completed),
+                    thousands(c.failed),
+                    thousands(c.invalid),
+                    thousands(c.input_tokens),
+                    thousands(c.output_tokens)
+                );
+            }
+            None => out.push_str("<td colspan=\"4\" class=\"note\">no results</td></tr>"),
+        }
+    }
+    out.push_str("</tbody></table></div>\n");
+
+    out.push_str("<h3>Artifacts</h3><div class=\"table-wrap\"><table><thead><tr><th>id</th><th>title</th><th>operation</th><th>source</th><th>expected effect</th></tr></thead><tbody>");
+    for a in &s.artifacts {
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&a.id),
+            escape(&a.title),
+            escape(&a.operation),
+            escape(&a.source),
+            escape(&a.expected_effect)
+        );
+    }
+    out.push_str("</tbody></table></div>\n</section>\n");
+}
+
+/// The recorded cost, else an estimate from the judge's configured prices, else a dash.
+fn cost_text(
+    name: &str,
+    result: &JudgeResult,
+    config: Option<&super::JudgeInfo>,
+    extras: &Extras,
+) -> String {
+    if let Some(c) = extras.costs.get(name) {
+        return format!("${c:.2}");
+    }
+    let pricing = config.map(|c| &c.config["pricing"]);
+    if let Some(p) = pricing.filter(|p| p.is_object()) {
+        let input = p["input_per_mtok"].as_f64().unwrap_or(0.0);
+        let output = p["output_per_mtok"].as_f64().unwrap_or(0.0);
+        let usd = result.calls.input_tokens as f64 / 1e6 * input
+            + result.calls.output_tokens as f64 / 1e6 * output;
+        return format!("≈ ${usd:.2} <span class=\"ci\">(configured prices)</span>");
+    }
+    "–".into()
+}
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // One-range lists are the point of several cases.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_handles_every_special_character() {
+        assert_eq!(
+            escape("<script>alert(1)</script>"),
+            "&lt;script&gt;alert(1)&lt;/script&gt;"
+        );
+        assert_eq!(escape("a & b"), "a &amp; b");
+        assert_eq!(
+            escape("\" onmouseover=\"alert(1)"),
+            "&quot; onmouseover=&quot;alert(1)"
+        );
+        assert_eq!(escape("it's"), "it&#39;s");
+        assert_eq!(escape("</style><script>"), "&lt;/style&gt;&lt;script&gt;");
+        assert_eq!(
+            escape("<img src=x onerror=alert(1)>"),
+            "&lt;img src=x onerror=alert(1)&gt;"
+        );
+        // Already-escaped input is escaped again (no double-decoding surprises).
+        assert_eq!(escape("&lt;"), "&amp;lt;");
+        // Text without specials is unchanged, including non-ASCII and newlines.
+        assert_eq!(escape("héllo\nwörld\t✓"), "héllo\nwörld\t✓");
+    }
+
+    #[test]
+    fn escape_makes_bidi_and_control_characters_visible() {
+        assert_eq!(escape("abc\u{202E}def"), "abc\\u{202E}def");
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{2066}', '\u{2067}', '\u{2068}',
+            '\u{2069}',
+        ] {
+            let out = escape(&c.to_string());
+            assert_eq!(out, format!("\\u{{{:04X}}}", c as u32));
+            assert!(!out.contains(c));
+        }
+        assert_eq!(escape("a\u{0}b\u{7}"), "a\\u{0000}b\\u{0007}");
+        assert_eq!(escape("\u{85}"), "\\u{0085}");
+    }
+
+    #[test]
+    fn highlight_marks_byte_ranges() {
+        let text = "Sorry. The answer is 42.";
+        assert_eq!(
+            highlighted(text, &[0..6], 100),
+            "<mark>Sorry.</mark> The answer is 42."
+        );
+        // Overlapping and adjacent ranges merge; order does not matter.
+        assert_eq!(
+            highlighted(text, &[4..10, 0..6, 10..11], 100),
+            "<mark>Sorry. The </mark>answer is 42."
+        );
+        // Escaping applies inside and outside marks.
+        assert_eq!(
+            highlighted("<b>x</b>", &[3..4], 100),
+            "&lt;b&gt;<mark>x</mark>&lt;/b&gt;"
+        );
+    }
+
+    #[test]
+    fn highlight_ignores_invalid_ranges_without_panicking() {
+        let text = "héllo"; // 'é' is bytes 1..3
+        let out = highlighted(text, &[2..4, 0..99], 100);
+        assert!(out.starts_with("héllo<span class=\"note\">"), "{out}");
+        assert!(out.contains("2 highlight ranges ignored"), "{out}");
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = [4..1];
+        assert!(highlighted(text, &reversed, 100).contains("1 highlight range ignored"));
+        assert_eq!(highlighted(text, &[1..3], 100), "h<mark>é</mark>llo");
+        assert_eq!(highlighted(text, &[3..3], 100), "héllo");
+    }
+
+    #[test]
+    fn truncation_keeps_highlights_consistent() {
+        // 10 characters shown of 20 'é' (2 bytes each): the cut falls at byte 20.
+        let text = "é".repeat(20);
+        let out = highlighted(&text, &[16..24, 30..34], 10);
+        assert_eq!(
+            out,
+            format!(
+                "{}<mark>{}</mark><span class=\"note\"> … (truncated, 20 characters in total)</span><span class=\"note\"> (1 injected span beyond the part shown)</span>",
+                "é".repeat(8),
+                "é".repeat(2)
+            )
+        );
+        let big = "x".repeat(1_000_000);
+        let out = highlighted(&big, &[999_990..1_000_000], DISPLAY_LIMIT);
+        assert!(out.len() < DISPLAY_LIMIT + 300);
+        assert!(out.contains("truncated, 1,000,000 characters in total"));
+        assert!(!out.contains("<mark>"));
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(10_080), "10,080");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn extras_read_optional_fields() {
+        let v = serde_json::json!({
+            "judges": [
+                {"name": "jury-1", "kind": "jury", "members": ["a", {"name": "b"}], "cost_usd": 1.5,
+                 "artifacts": [{"artifact": "apology",
+                   "tie_detection": {"q_value": 0.01, "mde": 0.2},
+                   "winrate_shift": {}, "flip_rate": {"q_value": 0.5}}]},
+                {"name": "a", "artifacts": []}
+            ]
+        });
+        let e = Extras::from_value(&v);
+        assert_eq!(
+            e.juries,
+            vec![("jury-1".to_string(), vec!["a".to_string(), "b".to_string()])]
+        );
+        assert_eq!(e.q_values.len(), 2);
+        assert_eq!(
+            e.q_values[&("jury-1".into(), "apology".into(), "T".into())],
+            0.01
+        );
+        assert_eq!(
+            e.mde[&("jury-1".into(), "apology".into())],
+            vec![("T".to_string(), 0.2)]
+        );
+        assert_eq!(e.costs["jury-1"], 1.5);
+        assert_eq!(
+            Extras::from_value(&serde_json::json!({})),
+            Extras::default()
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! `results.csv`: header, row counts and values for the demo summary, checked against the
+//! summary's JSON read independently.
+
+mod report_common;
+
+use judge_audit::report::csv::{ARTIFACT_METRICS, BASELINE_METRICS, COLUMNS};
+use serde_json::Value;
+
+fn records(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_reader(bytes);
+    let header = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    (header, rows)
+}
+
+fn find<'a>(rows: &'a [Vec<String>], judge: &str, artifact: &str, metric: &str) -> &'a [String] {
+    let hits: Vec<&Vec<String>> = rows
+        .iter()
+        .filter(|r| r[0] == judge && r[2] == artifact && r[4] == metric)
+        .collect();
+    assert_eq!(hits.len(), 1, "{judge}/{artifact}/{metric}");
+    hits[0]
+}
+
+/// A cell as the f64 written for it, or `None` for an empty cell.
+fn num(cell: &str) -> Option<f64> {
+    (!cell.is_empty()).then(|| cell.parse().unwrap())
+}
+
+#[test]
+fn demo_csv_has_the_documented_columns_and_rows() {
+    let dir = report_common::demo(42);
+    let bytes = std::fs::read(dir.join("results.csv")).unwrap();
+    let (header, rows) = records(&bytes);
+    assert_eq!(
+        header,
+        [
+            "judge",
+            "simulated",
+            "artifact",
+            "condition",
+            "metric",
+            "n",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "p_adjusted"
+        ]
+    );
+    assert_eq!(header, COLUMNS);
+    // Hand count: 5 simulated judges × (7 artifacts × (7 metrics + planted_T) + 9 baseline rows)
+    // = 5 × (56 + 9) = 325.
+    assert_eq!(ARTIFACT_METRICS.len(), 7);
+    assert_eq!(BASELINE_METRICS.len(), 9);
+    assert_eq!(rows.len(), 325);
+    assert!(rows.iter().all(|r| r.len() == 11));
+    assert!(
+        rows.iter().all(|r| r[1] == "true"),
+        "every demo judge is simulated"
+    );
+    let baseline_rows = rows.iter().filter(|r| r[2].is_empty()).count();
+    assert_eq!(baseline_rows, 5 * 9);
+    assert!(
+        rows.iter()
+            .filter(|r| r[2].is_empty())
+            .all(|r| r[3] == "baseline")
+    );
+    // Bytes are LF-terminated and end with a newline.
+    assert!(!bytes.contains(&b'\r'));
+    assert_eq!(bytes.last(), Some(&b'\n'));
+}
+
+#[test]
+fn demo_csv_values_match_the_summary() {
+    let dir = report_common::demo(42);
+    let (_, rows) = records(&std::fs::read(dir.join("results.csv")).unwrap());
+    let summary: Value = report_common::demo_json(42);
+    let judge = summary["judges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "sim-apology-lover")
+        .unwrap();
+    let apology = judge["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["artifact"] == "apology")
+        .unwrap();
+
+    let t = find(&rows, "sim-apology-lover", "apology", "T");
+    let td = &apology["tie_detection"];
+    assert_eq!(t[3], "tie_detection");
+    assert_eq!(t[5], td["n"].to_string());
+    assert_eq!(num(&t[6]), td["estimate"].as_f64());
+    assert_eq!(num(&t[7]), td["ci_low"].as_f64());
+    assert_eq!(num(&t[8]), td["ci_high"].as_f64());
+    assert_eq!(num(&t[9]), td["p_value"].as_f64());
+    assert_eq!(num(&t[10]), td["p_adjusted"].as_f64());
+
+    let wr = find(&rows, "sim-apology-lover", "apology", "WR");
+    assert_eq!(wr[3], "shift");
+    assert_eq!(num(&wr[6]), apology["winrate_shift"]["estimate"].as_f64());
+
+    let toward = find(&rows, "sim-apology-lover", "apology", "flips_toward_count");
+    assert_eq!(num(&toward[6]), apology["flip_rate"]["toward"].as_f64());
+    assert_eq!(toward[5], apology["flip_rate"]["n"].to_string());
+    assert!(
+        toward[7].is_empty() && toward[9].is_empty(),
+        "counts have no CI or p"
+    );
+
+    // The excess flip rate has an interval but no test: p cells are empty.
+    let excess = find(&rows, "sim-apology-lover", "apology", "excess_flip_rate");
+    assert_eq!(
+        num(&excess[7]),
+        apology["excess_flip_rate"]["ci_low"].as_f64()
+    );
+    assert!(excess[9].is_empty() && excess[10].is_empty());
+
+    // Position is measured from the two baseline orders.
+    let pos = find(&rows, "sim-apology-lover", "position", "flip_rate");
+    assert_eq!(pos[3], "baseline");
+
+    let planted = find(&rows, "sim-apology-lover", "apology", "planted_T");
+    assert_eq!(num(&planted[6]), apology["planted"]["value"].as_f64());
+
+    let gold = find(&rows, "sim-apology-lover", "", "gold_accuracy");
+    let g = &judge["baseline"]["gold_accuracy"];
+    assert_eq!(gold[5], g["n"].to_string());
+    assert_eq!(num(&gold[6]), g["estimate"].as_f64());
+    assert!(gold[9].is_empty());
+
+    let first = find(
+        &rows,
+        "sim-apology-lover",
+        "",
+        "position_prefers_first_count",
+    );
+    let pc = &judge["baseline"]["position_consistency"];
+    assert_eq!(num(&first[6]), pc["prefers_first"].as_f64());
+    assert_eq!(
+        first[5],
+        (pc["n"].as_u64().unwrap() + pc["error"].as_u64().unwrap()).to_string()
+    );
+}
+
+#[test]
+fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
+    let mut summary = report_common::demo_summary(42);
+    let judge = &mut summary.judges[0];
+    judge.name = "judge, \"quoted\"\nname".into();
+    let e = &mut judge.artifacts[0].tie_detection.score;
+    e.estimate = None;
+    e.ci_low = None;
+    e.ci_high = None;
+    e.p_value = None;
+    e.p_adjusted = None;
+    e.n = 0;
+    let bytes = judge_audit::report::csv::render(&summary).unwrap();
+    let (_, rows) = records(&bytes);
+    assert_eq!(rows.len(), 325, "a hostile name does not break rows");
+    let t = find(
+        &rows,
+        "judge, \"quoted\"\nname",
+        &summary.judges[0].artifacts[0].artifact,
+        "T",
+    );
+    assert_eq!(t[5], "0");
+    assert!(t[6..].iter().all(String::is_empty), "{t:?}");
+}
