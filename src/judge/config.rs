@@ -1250,7 +1250,7 @@ mod tests {
             get("sim-apology-lover").sim.unwrap().artifact_preference["apology"],
             0.6
         );
-        assert_eq!(get("sim-first-slot").sim.unwrap().position_bias, 0.35);
+        assert_eq!(get("sim-first-slot").sim.unwrap().position_bias, 0.5);
         let fan = get("sim-verbose-fan").sim.unwrap();
         assert_eq!(fan.artifact_preference["verbosity"], 0.4);
         assert_eq!(fan.artifact_preference["repetition"], 0.3);

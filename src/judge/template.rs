@@ -42,6 +42,10 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "mtbench-pairwise",
         include_str!("../../judges/templates/mtbench-pairwise.toml"),
     ),
+    (
+        "letter-safety",
+        include_str!("../../judges/templates/letter-safety.toml"),
+    ),
 ];
 
 /// Label tokens for log-probability verdicts: the probability of each label is the summed
