@@ -5,6 +5,8 @@
 //! its declared biases; real backends must ignore that field.
 
 pub mod config;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod openai;
 pub mod parser;
 pub mod sim;
