@@ -8,6 +8,8 @@
 pub mod anthropic;
 pub mod command;
 pub mod config;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod openai;
 pub mod parser;
 pub mod sim;
