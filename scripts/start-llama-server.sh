@@ -5,7 +5,7 @@
 #
 # Usage: scripts/start-llama-server.sh MODEL.gguf PORT
 # Environment:
-#   JUDGE_AUDIT_CACHE          cache root (default $HOME/.cache/judge-audit)
+#   JUDGE_AUDIT_HOME          cache root (default $HOME/.cache/judge-audit)
 #   JUDGE_AUDIT_LLAMA_SERVER   server binary (default: the cached build)
 #   JUDGE_AUDIT_SERVER_WAIT    seconds to wait for /health (default 120)
 #   JUDGE_AUDIT_SERVER_THREADS compute threads (default: llama-server's choice)
@@ -22,7 +22,7 @@ port="$2"
 [[ "$port" =~ ^[0-9]+$ ]] || { echo "start-llama-server: PORT must be a number: $port" >&2; exit 2; }
 [[ -f "$model" ]] || { echo "start-llama-server: model not found: $model (run scripts/fetch-model.sh)" >&2; exit 1; }
 
-cache_root="${JUDGE_AUDIT_CACHE:-$HOME/.cache/judge-audit}"
+cache_root="${JUDGE_AUDIT_HOME:-$HOME/.cache/judge-audit}"
 bin="${JUDGE_AUDIT_LLAMA_SERVER:-$cache_root/llama-server-0.3.36/llama-server}"
 wait_s="${JUDGE_AUDIT_SERVER_WAIT:-120}"
 run_dir="$cache_root/run"

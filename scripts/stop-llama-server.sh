@@ -9,7 +9,7 @@ if [[ $# -ne 1 ]]; then
   exit 2
 fi
 port="$1"
-cache_root="${JUDGE_AUDIT_CACHE:-$HOME/.cache/judge-audit}"
+cache_root="${JUDGE_AUDIT_HOME:-$HOME/.cache/judge-audit}"
 pid_file="$cache_root/run/llama-server-$port.pid"
 
 log() { printf 'stop-llama-server: %s\n' "$*" >&2; }

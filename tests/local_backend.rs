@@ -21,7 +21,7 @@ fn model_path() -> Option<PathBuf> {
     let path = match std::env::var_os("JUDGE_AUDIT_MODEL") {
         Some(p) => PathBuf::from(p),
         None => {
-            let cache = std::env::var_os("JUDGE_AUDIT_CACHE")
+            let cache = std::env::var_os("JUDGE_AUDIT_HOME")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| {
                     PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
