@@ -702,8 +702,13 @@ pub fn write_reports(summary: &Summary, out: &Path) -> Result<(), AuditError> {
     Ok(())
 }
 
-/// The demo: built-in pairs, default artifacts, and the simulated reference jury.
+/// The demo: built-in pairs, default artifacts, and the simulated reference jury; plus the real
+/// local SmolLM2 judge when the binary has the `local` feature and the model file is present.
 pub fn demo_config(seed: u64) -> AuditConfig {
+    let mut judges: Vec<String> = DEMO_JUDGES.iter().map(|s| s.to_string()).collect();
+    if local_demo_judge_available() {
+        judges.push(LOCAL_DEMO_JUDGE.to_string());
+    }
     AuditConfig {
         seed,
         out: None,
@@ -711,9 +716,24 @@ pub fn demo_config(seed: u64) -> AuditConfig {
         design: DesignSection::default(),
         run: RunSection::default(),
         perturbations: PerturbationsSection::default(),
-        judges: DEMO_JUDGES.iter().map(|s| s.to_string()).collect(),
+        judges,
         inline_judges: Vec::new(),
         trust: TrustThresholds::default(),
+    }
+}
+
+/// The real language-model judge the demo adds when it can.
+pub const LOCAL_DEMO_JUDGE: &str = "smollm2-local";
+
+/// True when this binary can run the local SmolLM2 judge (feature `local`, model file present).
+pub fn local_demo_judge_available() -> bool {
+    #[cfg(feature = "local")]
+    {
+        crate::judge::local_judge::default_model_path().is_some_and(|p| p.is_file())
+    }
+    #[cfg(not(feature = "local"))]
+    {
+        false
     }
 }
 

@@ -53,7 +53,15 @@ timeout_secs = 120
     .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
         .current_dir(dir)
-        .args(["run", "--quiet", "--no-cache", "--config", "audit.toml", "--out", out])
+        .args([
+            "run",
+            "--quiet",
+            "--no-cache",
+            "--config",
+            "audit.toml",
+            "--out",
+            out,
+        ])
         .output()
         .unwrap();
     assert!(
@@ -90,17 +98,30 @@ fn audit_of_smollm2_through_llama_server_with_logprob_verdicts() {
         for p in [probs.first, probs.second, probs.tie] {
             assert!(p.is_finite() && (0.0..=1.0).contains(&p), "{probs:?}");
         }
-        assert!(probs.first + probs.second + probs.tie <= 1.0 + 1e-9, "{probs:?}");
+        assert!(
+            probs.first + probs.second + probs.tie <= 1.0 + 1e-9,
+            "{probs:?}"
+        );
     }
     let consistency = &judge["baseline"]["position_consistency"];
-    assert_eq!(consistency["n"], 3, "position consistency is computed on every pair");
+    assert_eq!(
+        consistency["n"], 3,
+        "position consistency is computed on every pair"
+    );
     // Temperature 0, one request at a time: a second audit gives the same verdicts.
     audit(dir.path(), &url, "second");
     let again = judge_audit::run::read_calls(&dir.path().join("second/calls.jsonl")).unwrap();
-    let by_id: std::collections::HashMap<&str, _> =
-        again.iter().map(|c| (c.call_id.as_str(), c.verdict)).collect();
+    let by_id: std::collections::HashMap<&str, _> = again
+        .iter()
+        .map(|c| (c.call_id.as_str(), c.verdict))
+        .collect();
     for call in &calls {
-        assert_eq!(by_id[call.call_id.as_str()], call.verdict, "{}", call.call_id);
+        assert_eq!(
+            by_id[call.call_id.as_str()],
+            call.verdict,
+            "{}",
+            call.call_id
+        );
     }
     eprintln!(
         "SmolLM2 via llama-server: trust {}, position consistency {}",

@@ -24,6 +24,8 @@ pub enum Backend {
     Anthropic,
     /// A user program run once per call (request JSON on stdin, verdict on stdout).
     Command,
+    /// A GGUF chat model run in-process by llama.cpp (cargo feature `local`).
+    Local,
 }
 
 impl Backend {
@@ -153,6 +155,10 @@ pub struct JudgeConfig {
     /// Audit this judge on these artifacts only (ids; all when absent).
     #[serde(default)]
     pub audit_artifacts: Option<Vec<String>>,
+    /// `local` backend: the GGUF file (default: the SmolLM2 file `scripts/fetch-model.sh`
+    /// installs under `$JUDGE_AUDIT_HOME/models`).
+    #[serde(default)]
+    pub model_path: Option<PathBuf>,
     /// Requests-per-minute budget (token bucket); none when absent.
     #[serde(default)]
     pub rpm: Option<f64>,
@@ -261,6 +267,10 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
     (
         "anthropic-claude-sonnet.toml",
         include_str!("../../judges/anthropic-claude-sonnet.toml"),
+    ),
+    (
+        "smollm2-local.toml",
+        include_str!("../../judges/smollm2-local.toml"),
     ),
     (
         "sim/sim-unbiased.toml",
@@ -620,6 +630,7 @@ impl JudgeConfig {
             base_url: None,
             base_url_env: None,
             concurrency: None,
+            model_path: None,
             audit_max_pairs: None,
             audit_artifacts: None,
             rpm: None,
@@ -836,6 +847,14 @@ impl JudgeConfig {
                 }
             }
             Backend::Command => validate_command(self, text, origin)?,
+            Backend::Local => {
+                if self.sim.is_some() {
+                    return bad(
+                        "sim",
+                        "the [sim] table is only allowed with backend = \"sim\"".into(),
+                    );
+                }
+            }
             Backend::Openai => {
                 if self.sim.is_some() {
                     return bad(

@@ -10,6 +10,8 @@ pub mod command;
 pub mod config;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "local")]
+pub mod local_judge;
 pub mod openai;
 pub mod parser;
 pub mod sim;
@@ -219,5 +221,13 @@ pub fn build(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
         config::Backend::Openai => Ok(Arc::new(openai::OpenAiJudge::new(config)?)),
         config::Backend::Anthropic => Ok(Arc::new(anthropic::AnthropicJudge::new(config)?)),
         config::Backend::Command => Ok(Arc::new(command::CommandJudge::new(config)?)),
+        #[cfg(feature = "local")]
+        config::Backend::Local => Ok(Arc::new(local_judge::LocalJudge::new(config)?)),
+        #[cfg(not(feature = "local"))]
+        config::Backend::Local => Err(JudgeBuildError::Invalid {
+            judge: config.name.clone(),
+            field: "backend".into(),
+            message: "this binary was built without the `local` feature (cargo build --release --features local; needs cmake and libclang-dev)".into(),
+        }),
     }
 }
