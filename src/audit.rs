@@ -1,7 +1,7 @@
 //! The main job, end to end: `audit.toml` → dataset → perturbations → plan → run → analysis →
 //! reports. This is the public entry point the CLI, tests and benches use.
 
-use crate::analyze::{self, AnalysisInput, AnalysisOptions, TrustThresholds};
+use crate::analyze::{self, AnalysisInput, AnalysisOptions, JuryOptions, TrustThresholds};
 use crate::dataset::{self, Dataset, LoadOptions};
 use crate::design::{DesignOptions, PerturbedAnswers, Plan, TieTargets};
 use crate::judge::{self, JudgeConfig, config::Backend};
@@ -56,6 +56,9 @@ pub struct AuditConfig {
     /// Thresholds of the ADOPT / CAUTION / REJECT verdict.
     #[serde(default)]
     pub trust: TrustThresholds,
+    /// Juries aggregated post hoc from the judges' verdicts (`[jury]`).
+    #[serde(default)]
+    pub jury: JuryOptions,
 }
 
 fn default_seed() -> u64 {
@@ -203,6 +206,8 @@ pub struct Prepared {
     pub bootstrap_resamples: usize,
     /// Trust thresholds.
     pub trust: TrustThresholds,
+    /// Jury settings.
+    pub jury: JuryOptions,
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
@@ -320,6 +325,7 @@ pub fn prepare(config: &AuditConfig, base: &Path) -> Result<Prepared, AuditError
         concurrency: config.run.concurrency.max(1),
         bootstrap_resamples: config.design.bootstrap_resamples,
         trust: config.trust,
+        jury: config.jury.clone(),
     })
 }
 
@@ -376,8 +382,10 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         seed: prepared.seed,
         confidence: 0.95,
         trust: prepared.trust,
+        jury: prepared.jury.clone(),
+        ..AnalysisOptions::default()
     };
-    let judges = analyze::analyze(&input, &options);
+    let analysis = analyze::analyze_full(&input, &options);
     let examples = analyze::flipped_examples(&input);
     let mut categories = BTreeMap::new();
     for pair in &prepared.dataset.pairs {
@@ -422,8 +430,12 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             .iter()
             .map(|h| judge_info(&h.config, h.judge.simulated()))
             .collect(),
-        judges,
+        judges: analysis.judges,
         examples,
+        juries: analysis.juries,
+        agreement: analysis.agreement,
+        jury: analysis.jury,
+        analysis: Some(analysis.info),
     }
 }
 
@@ -467,6 +479,7 @@ pub fn demo_config(seed: u64) -> AuditConfig {
         judges: DEMO_JUDGES.iter().map(|s| s.to_string()).collect(),
         inline_judges: Vec::new(),
         trust: TrustThresholds::default(),
+        jury: JuryOptions::default(),
     }
 }
 
