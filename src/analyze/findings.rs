@@ -139,7 +139,7 @@ pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
     {
         let slope = length.slope.estimate.unwrap_or(0.0);
         lines.push(format!(
-            "Length: {} answers win more often at baseline (logistic slope on tanh of the standardized length difference {}, Holm-adjusted p = {:.2e}); length-controlled preference for answer a {} vs raw {}.",
+            "Length: {} answers win more often at baseline (logistic slope on tanh of the standardized length difference {}, Holm-adjusted p = {:.2e}); length-controlled preference for answer a {} vs raw {}. Descriptive: longer answers may also be better; the verbosity artifacts are the causal test.",
             if slope > 0.0 { "longer" } else { "shorter" },
             ci_plain(&length.slope),
             length.slope.p_adjusted.unwrap_or(1.0),

@@ -341,7 +341,12 @@ impl Corr {
     }
 }
 
-fn matrix(indicator: &str, names: &[String], cells: &[Vec<Corr>]) -> CorrelationMatrix {
+fn matrix(
+    indicator: &str,
+    names: &[String],
+    cells: &[Vec<Corr>],
+    own: &[u64],
+) -> CorrelationMatrix {
     let m = names.len();
     let values: Vec<Vec<Option<f64>>> = (0..m)
         .map(|i| {
@@ -369,7 +374,11 @@ fn matrix(indicator: &str, names: &[String], cells: &[Vec<Corr>]) -> Correlation
         judges: names.to_vec(),
         values,
         n: (0..m)
-            .map(|i| (0..m).map(|j| cells[i][j].n as u64).collect())
+            .map(|i| {
+                (0..m)
+                    .map(|j| if i == j { own[i] } else { cells[i][j].n as u64 })
+                    .collect()
+            })
             .collect(),
         mean,
         effective_size,
@@ -387,6 +396,7 @@ fn correlations(
     let mut flips = vec![vec![Corr::default(); m]; m];
     let mut errors = vec![vec![Corr::default(); m]; m];
     let mut flip_ind: Vec<Option<bool>> = vec![None; m];
+    let (mut own_flips, mut own_errors) = (vec![0u64; m], vec![0u64; m]);
     for (i, pair) in ctx.pairs.iter().enumerate() {
         for order in Order::BOTH {
             for a in (0..l.artifacts.len()).filter(|&a| Some(a) != ctx.position) {
@@ -397,7 +407,7 @@ fn correlations(
                         let after = obs(v.code(l, i, l.shift(a, side, order)), side_first).val();
                         flip_ind[j] = before.zip(after).map(|(x, y)| x != y);
                     }
-                    add_pairs(&mut flips, &flip_ind);
+                    add_pairs(&mut flips, &mut own_flips, &flip_ind);
                 }
             }
             let Some(gold) = pair.preferred.filter(|p| *p != Preference::Tie) else {
@@ -409,7 +419,7 @@ fn correlations(
                     let wanted = if gold == Preference::A { 1 } else { -1 };
                     flip_ind[j] = score.val().map(|s| s != wanted);
                 }
-                add_pairs(&mut errors, &flip_ind);
+                add_pairs(&mut errors, &mut own_errors, &flip_ind);
             }
         }
     }
@@ -418,18 +428,21 @@ fn correlations(
             "flipped under the artifact (shift comparisons of text artifacts)",
             names,
             &flips,
+            &own_flips,
         ),
         matrix(
             "baseline verdict differs from the gold label (non-tie gold)",
             names,
             &errors,
+            &own_errors,
         ),
     )
 }
 
-fn add_pairs(cells: &mut [Vec<Corr>], ind: &[Option<bool>]) {
+fn add_pairs(cells: &mut [Vec<Corr>], own: &mut [u64], ind: &[Option<bool>]) {
     for i in 0..ind.len() {
         let Some(x) = ind[i] else { continue };
+        own[i] += 1;
         for j in i + 1..ind.len() {
             if let Some(y) = ind[j] {
                 cells[i][j].add(x, y);
@@ -713,8 +726,8 @@ pub(crate) fn analyze_juries(
                 weight_source: jo.weights,
                 weights: Vec::new(),
                 juries: Vec::new(),
-                flip_correlation: matrix("", &[], &[]),
-                error_correlation: matrix("", &[], &[]),
+                flip_correlation: matrix("", &[], &[], &[]),
+                error_correlation: matrix("", &[], &[], &[]),
                 composer: None,
                 notes,
             }),
@@ -925,7 +938,7 @@ mod tests {
                 }
             }
         }
-        let m = matrix("x", &names, &cells);
+        let m = matrix("x", &names, &cells, &[4, 4, 4]);
         assert_eq!(m.mean, Some(1.0));
         assert!((m.effective_size.unwrap() - 1.0).abs() < 1e-12);
     }
