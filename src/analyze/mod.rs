@@ -37,7 +37,7 @@ pub use trust::{Trust, TrustThresholds, TrustVerdict};
 
 use crate::dataset::Dataset;
 use crate::design::{ConditionKind, Order, PerturbedAnswers, Plan, Side};
-use crate::judge::{FaultKind, SlotVerdict};
+use crate::judge::FaultKind;
 use crate::run::CallRecord;
 use crate::stats::BootstrapMethod;
 
@@ -727,20 +727,10 @@ fn outcome_word(score: i8) -> &'static str {
 /// order (deterministic).
 pub fn flipped_examples(input: &AnalysisInput<'_>) -> Vec<FlipExample> {
     let pairs = &input.dataset.pairs;
-    let mut verdicts: HashMap<&str, Option<SlotVerdict>> = HashMap::new();
-    for record in input.records {
-        verdicts.insert(record.call_id.as_str(), record.verdict);
-    }
-    let mut baseline_ids: HashMap<(&str, usize, Order), &str> = HashMap::new();
-    for spec in &input.plan.calls {
-        if spec.kind == ConditionKind::Baseline && spec.repeat == 0 {
-            baseline_ids.insert(
-                (spec.judge.as_str(), spec.pair_index, spec.order),
-                spec.id.as_str(),
-            );
-        }
-    }
-    let mut kept: HashMap<(&str, &str), usize> = HashMap::new();
+    let pair_ids: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
+    let index = index::Index::build(input.plan, &pair_ids, input.records);
+    let l = &index.layout;
+    let mut kept: HashMap<(usize, usize), usize> = HashMap::new();
     let mut examples = Vec::new();
     for spec in input
         .plan
@@ -751,20 +741,29 @@ pub fn flipped_examples(input: &AnalysisInput<'_>) -> Vec<FlipExample> {
         let (Some(artifact), Some(side)) = (spec.artifact.as_deref(), spec.side) else {
             continue;
         };
-        let count = kept.entry((spec.judge.as_str(), artifact)).or_default();
+        let (Some(a), Some(v)) = (
+            l.artifact_index(artifact),
+            index.judges.get(spec.judge_index),
+        ) else {
+            continue;
+        };
+        if spec.pair_index >= pairs.len() {
+            continue;
+        }
+        let count = kept.entry((spec.judge_index, a)).or_default();
         if *count >= EXAMPLES_PER_CELL {
             continue;
         }
         let side_first = (spec.order == Order::Ab) == (side == Side::A);
-        let after = slot_score(
-            verdicts.get(spec.id.as_str()).copied().flatten(),
+        let after = index::obs(
+            v.code(l, spec.pair_index, l.shift(a, side, spec.order)),
             side_first,
         );
-        let before = baseline_ids
-            .get(&(spec.judge.as_str(), spec.pair_index, spec.order))
-            .and_then(|id| verdicts.get(id).copied().flatten());
-        let before = slot_score(before, side_first);
-        let (Some(Some(x)), Some(Some(y))) = (before, after) else {
+        let before = index::obs(
+            v.code(l, spec.pair_index, l.baseline(spec.order, 0)),
+            side_first,
+        );
+        let (Some(x), Some(y)) = (before.val(), after.val()) else {
             continue;
         };
         if x == y {
@@ -794,17 +793,4 @@ pub fn flipped_examples(input: &AnalysisInput<'_>) -> Vec<FlipExample> {
         });
     }
     examples
-}
-
-/// Outcome of one call from one answer's point of view: +1 wins, 0 tie, -1 loses; `None` for
-/// invalid; the outer `Option` is `None` when the call failed or is missing.
-type Score = Option<Option<i8>>;
-
-fn slot_score(verdict: Option<SlotVerdict>, our_slot_is_first: bool) -> Score {
-    verdict.map(|v| match v {
-        SlotVerdict::First => Some(if our_slot_is_first { 1 } else { -1 }),
-        SlotVerdict::Second => Some(if our_slot_is_first { -1 } else { 1 }),
-        SlotVerdict::Tie => Some(0),
-        SlotVerdict::Invalid => None,
-    })
 }
