@@ -1,9 +1,12 @@
-//! Timing of the whole analysis at the scale: 1,008,000 verdicts (3 simulated judges ×
-//! 8,000 pairs × the standard design: 7 artifacts, 2 baseline repeats, both orders; one judge
-//! reports label probabilities), analysed by `analyze::analyze_full` with 2,000 clustered
-//! bootstrap resamples per judge: per-judge metrics, three juries plus the composer's
-//! suggestion, agreement, multiplicity, trust. Run with
-//! `cargo bench --bench full_analysis`; it prints wall times and asserts nothing about them.
+//! Timing of the whole analysis at the scale, 1,008,000 verdicts in the standard design
+//! (7 artifacts, 2 baseline repeats, both orders: 42 calls per pair and judge), analysed by
+//! `analyze::analyze_full` with 2,000 clustered bootstrap resamples per judge:
+//! 1. three simulated judges × 8,000 pairs (one reports label probabilities): per-judge metrics,
+//!    three juries plus the composer, agreement, multiplicity, trust;
+//! 2. one simulated judge × 24,000 pairs.
+//!
+//! Run with `cargo bench --bench full_analysis`; it prints wall times and asserts nothing about
+//! them (timing depends on the machine).
 
 use judge_audit::analyze::simulate::{SimulatedDesign, synthetic_pairs};
 use judge_audit::analyze::{self, AnalysisInput, AnalysisOptions};
@@ -15,20 +18,26 @@ use judge_audit::perturb::{Artifact, Catalog};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-const PAIRS: usize = 8_000;
-const JUDGES: [&str; 3] = ["sim-apology-lover", "sim-first-slot", "sim-verbose-fan"];
-
 fn main() {
+    scenario(
+        8_000,
+        &["sim-apology-lover", "sim-first-slot", "sim-verbose-fan"],
+    );
+    scenario(24_000, &["sim-apology-lover"]);
+}
+
+fn scenario(pairs_n: usize, judges: &[&str]) {
     let t = Instant::now();
     let catalog = Catalog::builtin();
     let artifacts: Vec<&Artifact> = DEFAULT_ARTIFACTS
         .iter()
         .map(|id| catalog.get(id).expect("built-in artifact"))
         .collect();
-    let pairs = synthetic_pairs(PAIRS, 7);
-    let names: Vec<String> = JUDGES.iter().map(|s| s.to_string()).collect();
+    println!("== {} judge(s) × {pairs_n} pairs", judges.len());
+    let pairs = synthetic_pairs(pairs_n, 7);
+    let names: Vec<String> = judges.iter().map(|s| s.to_string()).collect();
     let design = SimulatedDesign::new(&pairs, &artifacts, &names, &DesignOptions::default(), 7);
-    let sims: Vec<SimJudge> = JUDGES
+    let sims: Vec<SimJudge> = judges
         .iter()
         .map(|n| SimJudge::new(&builtin_judge(n).expect("built-in")).expect("valid sim"))
         .collect();
@@ -36,7 +45,7 @@ fn main() {
     // The first judge reports label probabilities (soft metrics).
     let with_probs = design.records(&sims, true);
     for (r, p) in records.iter_mut().zip(with_probs) {
-        if r.judge == JUDGES[0] {
+        if r.judge == judges[0] {
             r.label_probs = p.label_probs;
         }
     }
@@ -72,8 +81,8 @@ fn main() {
     println!(
         "setup ({} verdicts, {} pairs, {} judges): {:?}",
         records.len(),
-        PAIRS,
-        JUDGES.len(),
+        pairs_n,
+        judges.len(),
         setup
     );
     let t = Instant::now();
@@ -100,7 +109,7 @@ fn main() {
     let _ = analyze::analyze_full(&input, &bca);
     println!("analyze_full, 2,000 BCa resamples: {:?}", t.elapsed());
 
-    for j in analysis.judges.iter().chain(&analysis.juries) {
+    for j in analysis.judges.iter().chain(&analysis.juries).take(6) {
         let t = &j.artifacts[0].tie_detection.score;
         println!(
             "  {:<20} {:<8} T({}) = {:+.4} [{:+.4}, {:+.4}]",

@@ -15,6 +15,7 @@
 //! - `multiplicity`: Holm and Benjamini–Hochberg families;
 //! - [`power`]: minimum detectable effects and the `plan --power` table;
 //! - [`trust`]: ADOPT / CAUTION / REJECT;
+//! - [`simulate`]: in-process simulated audits (self-validation, benchmarks);
 //! - `findings`: plain-language findings.
 
 mod agreement;
@@ -25,6 +26,7 @@ mod judge;
 pub mod jury;
 mod multiplicity;
 pub mod power;
+pub mod simulate;
 pub mod trust;
 
 pub use agreement::{AgreementResult, PairAgreement, RaterAgreement};
