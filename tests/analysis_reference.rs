@@ -941,3 +941,32 @@ fn a_single_pair_gives_degenerate_intervals() {
         assert_eq!(out.judges[0].artifacts[0].mde.t, None);
     }
 }
+
+// --------------------------------------------------------------------------------------------
+// Power (`judge-audit plan --power`).
+// --------------------------------------------------------------------------------------------
+
+#[test]
+fn power_plan_matches_exact_enumeration_and_connor() {
+    use judge_audit::analyze::power::{pairs_for_excess_flip, pairs_for_t, plan_power};
+    // Smallest n with exact sign-test power ≥ 0.8 at P(+) = ½ + T/2, found by scanning n with
+    // scipy.stats.binom (rejection region: largest k with 2·binom.cdf(k, n, ½) ≤ α):
+    // T = 0.1 → 786, T = 0.3 → 90, T = 0.3 at α = 0.05/21 → 166.
+    assert_eq!(pairs_for_t(0.1, 0.05, 0.8, 100_000), Some(786));
+    assert_eq!(pairs_for_t(0.3, 0.05, 0.8, 100_000), Some(90));
+    assert_eq!(pairs_for_t(0.3, 0.05 / 21.0, 0.8, 100_000), Some(166));
+    assert_eq!(pairs_for_t(0.3, 0.05, 0.8, 50), None, "out of range");
+    // Connor (1987) with p10 = (ν+e)(1−ν), p01 = ν(1−ν−e), ν = 0.05, e = 0.1:
+    // n = (z_.975·√ψ + z_.8·√(ψ−δ²))² / δ² = 142.82348667782807 comparisons → 36 pairs.
+    assert_eq!(pairs_for_excess_flip(0.1, 0.05, 0.05, 0.8), Some(36));
+    let plan = plan_power(0.3, 0.05, 0.8, 0.05, 48, 21);
+    assert_eq!(plan.rows.len(), 3);
+    assert_eq!(plan.rows[0].pairs_needed, Some(90));
+    assert_eq!(plan.rows[1].pairs_needed, Some(166));
+    assert!((plan.rows[1].alpha - 0.05 / 21.0).abs() < 1e-15);
+    // The MDE at the planned 48 pairs is what 48 pairs detect: the same sign-test power.
+    let mde = plan.rows[0].mde_at_plan.unwrap();
+    let p = 0.5 + mde / 2.0;
+    let power = judge_audit::stats::sign_test_power(48, p, 0.05);
+    assert!((power - 0.8).abs() < 1e-6, "{power}");
+}
