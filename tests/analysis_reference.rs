@@ -84,7 +84,7 @@ fn audit(
         r.order = spec.order;
         r.repeat = spec.repeat;
         r.verdict = Some(verdict);
-        r.label_probs = probs.then(|| match verdict {
+        r.label_probs = probs.then_some(match verdict {
             SlotVerdict::First => LabelProbs {
                 first: 0.7,
                 second: 0.2,

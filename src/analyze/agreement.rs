@@ -152,9 +152,10 @@ pub(crate) fn analyze(
     let mut drafts = Vec::new();
     for a in 0..m {
         for b in a + 1..m {
-            let mut cols: [Vec<f64>; 8] = std::array::from_fn(|_| vec![0.0; n]);
+            // Per pair: [agree, n, judge a / b / tie, other judge a / b / tie].
+            let mut rows = vec![[0.0f64; 8]; n];
             let (mut total, mut agree) = (0u64, 0u64);
-            for i in 0..n {
+            for (i, row) in rows.iter_mut().enumerate() {
                 for order in Order::BOTH {
                     for r in 0..repeats {
                         if let (Some(x), Some(y)) =
@@ -162,15 +163,17 @@ pub(crate) fn analyze(
                         {
                             total += 1;
                             agree += u64::from(x == y);
-                            cols[0][i] += f64::from(u8::from(x == y));
-                            cols[1][i] += 1.0;
-                            cols[2 + x][i] += 1.0;
-                            cols[5 + y][i] += 1.0;
+                            row[0] += f64::from(u8::from(x == y));
+                            row[1] += 1.0;
+                            row[2 + x] += 1.0;
+                            row[5 + y] += 1.0;
                         }
                     }
                 }
             }
-            let ids: Vec<Col> = cols.into_iter().map(|c| boot.column(c)).collect();
+            let ids: Vec<Col> = (0..8)
+                .map(|c| boot.column(rows.iter().map(|r| r[c]).collect()))
+                .collect();
             let (kappa, pi) = kappa_stats(&mut boot, ids.try_into().expect("8 columns"));
             drafts.push(PairDraft {
                 a,

@@ -519,32 +519,50 @@ mod tests {
 
     #[test]
     fn column_shapes_give_the_same_totals() {
-        let mut boot = Boot::new(4);
-        boot.column(vec![2.0; 4]);
-        boot.column(vec![0.0, 0.0, 0.0, 5.0]);
-        boot.column(vec![1.0, 2.0, 3.0, 4.0]);
-        boot.column(vec![0.5, 2.0, 3.0, 4.0]);
-        boot.column(vec![2.0, 2.0, 7.5, 2.0]);
+        let k = 32;
+        let mut boot = Boot::new(k);
+        let mut one_off = vec![0.0; k];
+        one_off[3] = 5.0;
+        let ramp: Vec<f64> = (0..k).map(|i| (i % 7) as f64 - 3.0).collect();
+        let mut fractional = ramp.clone();
+        fractional[0] = 0.5;
+        let mut around_two = vec![2.0; k];
+        around_two[2] = 7.5;
+        let columns = [vec![2.0; k], one_off, ramp, fractional, around_two];
+        for c in &columns {
+            boot.column(c.clone());
+        }
         assert!(matches!(boot.columns[0], Column::Const(_)));
         assert!(matches!(boot.columns[1], Column::Sparse { base: 0.0, .. }));
         assert!(matches!(boot.columns[2], Column::Small(_)));
         assert!(matches!(boot.columns[3], Column::Dense(_)));
         assert!(matches!(boot.columns[4], Column::Sparse { base: 2.0, .. }));
-        assert_eq!(boot.full_totals(), vec![8.0, 5.0, 10.0, 9.5, 13.5]);
-        let w = [2u32, 0, 1, 1];
+        let sums: Vec<f64> = columns.iter().map(|c| c.iter().sum()).collect();
+        assert_eq!(boot.full_totals(), sums);
+        let w: Vec<u32> = (0..k as u32).map(|i| (i * 5) % 3).collect();
         let wf: Vec<f64> = w.iter().map(|&x| f64::from(x)).collect();
         let wi: Vec<i16> = w.iter().map(|&x| x as i16).collect();
-        let want = vec![8.0, 5.0, 2.0 + 3.0 + 4.0, 1.0 + 3.0 + 4.0, 4.0 + 7.5 + 2.0];
-        let mut out = vec![0.0; 5];
+        // Σw = k is what every real resample has; these weights are only a shape check, so the
+        // constant column is compared with its own formula c·k.
+        let want: Vec<f64> = columns
+            .iter()
+            .enumerate()
+            .map(|(j, c)| match j {
+                0 => 2.0 * k as f64,
+                4 => 2.0 * k as f64 + wf.iter().zip(c).map(|(w, v)| w * (v - 2.0)).sum::<f64>(),
+                _ => wf.iter().zip(c).map(|(w, v)| w * v).sum(),
+            })
+            .collect();
+        let mut out = vec![0.0; columns.len()];
         boot.resample_totals(&w, &wf, Some(&wi), &mut out);
         assert_eq!(out, want);
         // The 64-bit fallback for huge multiplicities gives the same totals.
         boot.resample_totals(&w, &wf, None, &mut out);
         assert_eq!(out, want);
-        assert_eq!(boot.columns[1].at(3), 5.0);
-        assert_eq!(boot.columns[1].at(0), 0.0);
-        assert_eq!(boot.columns[2].at(1), 2.0);
-        assert_eq!(boot.columns[4].at(2), 7.5);
-        assert_eq!(boot.columns[4].at(1), 2.0);
+        for (j, c) in columns.iter().enumerate() {
+            for (i, v) in c.iter().enumerate() {
+                assert_eq!(boot.columns[j].at(i), *v, "column {j} cell {i}");
+            }
+        }
     }
 }

@@ -410,8 +410,8 @@ impl Ctx<'_> {
                     let Obs::Val(score) = obs(code, a_first) else {
                         continue;
                     };
-                    if repeat < 2 {
-                        repeat_wr[repeat].add(i, f64::from(score));
+                    if let Some(cols) = repeat_wr.get_mut(repeat) {
+                        cols.add(i, f64::from(score));
                     }
                     if let Some(gold) = pair.preferred {
                         let (label, g) = (identity_label(score), gold_label(gold));

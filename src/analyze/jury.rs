@@ -930,10 +930,10 @@ mod tests {
         let mut cells = vec![vec![Corr::default(); 3]; 3];
         // Identical indicators for every pair: ρ = 1, n_eff = 1.
         for (x, y) in [(true, true), (false, false), (true, true), (false, false)] {
-            for i in 0..3 {
-                for j in 0..3 {
+            for (i, row) in cells.iter_mut().enumerate() {
+                for (j, cell) in row.iter_mut().enumerate() {
                     if i != j {
-                        cells[i][j].add(x, y);
+                        cell.add(x, y);
                     }
                 }
             }

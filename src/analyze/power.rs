@@ -52,7 +52,8 @@ pub fn mde_excess_flip(comparisons: u64, noise: f64, alpha: f64, power: f64) -> 
     };
     // The variance term vanishes at the extreme e = 1 − ν, so stay just inside it.
     let top = (1.0 - nu) * (1.0 - 1e-9);
-    if !(power_at(top) >= power) {
+    // NaN (invalid cells) counts as unreachable, like a power below the target.
+    if power_at(top).partial_cmp(&power).is_none_or(|o| o.is_lt()) {
         return None;
     }
     let (mut lo, mut hi) = (0.0f64, top);
