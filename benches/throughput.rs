@@ -156,6 +156,7 @@ fn client(spec: &str) {
         },
         run: RunSection { concurrency: c },
         trust: Default::default(),
+        jury: Default::default(),
     };
     let prepared = audit::prepare_snapshot(snapshot).expect("prepare");
     assert_eq!(prepared.plan.calls.len(), n);

@@ -1,7 +1,7 @@
 //! The main job, end to end: `audit.toml` → dataset → perturbations → plan → run → analysis →
 //! reports. This is the public entry point the CLI, tests and benches use.
 
-use crate::analyze::{self, AnalysisInput, AnalysisOptions, TrustThresholds};
+use crate::analyze::{self, AnalysisInput, AnalysisOptions, JuryOptions, TrustThresholds};
 use crate::dataset::{self, Dataset, LoadOptions};
 use crate::design::{DesignOptions, JudgeScope, PerturbedAnswers, Plan, TieTargets};
 use crate::judge::{self, JudgeConfig};
@@ -55,6 +55,9 @@ pub struct AuditConfig {
     /// Thresholds of the ADOPT / CAUTION / REJECT verdict.
     #[serde(default)]
     pub trust: TrustThresholds,
+    /// Juries aggregated post hoc from the judges' verdicts (`[jury]`).
+    #[serde(default)]
+    pub jury: JuryOptions,
 }
 
 fn default_seed() -> u64 {
@@ -207,6 +210,8 @@ pub struct Prepared {
     pub trust: TrustThresholds,
     /// What all of the above was built from.
     pub snapshot: Snapshot,
+    /// Jury settings.
+    pub jury: JuryOptions,
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
@@ -263,6 +268,9 @@ pub struct Snapshot {
     pub run: RunSection,
     /// Trust thresholds.
     pub trust: TrustThresholds,
+    /// Jury settings.
+    #[serde(default)]
+    pub jury: JuryOptions,
 }
 
 /// Load the dataset, artifacts and judge configurations `config` names.
@@ -334,6 +342,7 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
         design: config.design.clone(),
         run: config.run.clone(),
         trust: config.trust,
+        jury: config.jury.clone(),
     })
 }
 
@@ -389,6 +398,7 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
         concurrency: snapshot.run.concurrency.max(1),
         bootstrap_resamples: snapshot.design.bootstrap_resamples,
         trust: snapshot.trust,
+        jury: snapshot.jury.clone(),
         dataset: snapshot.dataset.clone(),
         artifacts: snapshot.artifacts.clone(),
         judges,
@@ -626,8 +636,10 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         seed: prepared.seed,
         confidence: 0.95,
         trust: prepared.trust,
+        jury: prepared.jury.clone(),
+        ..AnalysisOptions::default()
     };
-    let judges = analyze::analyze(&input, &options);
+    let analysis = analyze::analyze_full(&input, &options);
     let examples = analyze::flipped_examples(&input);
     let mut categories = BTreeMap::new();
     for pair in &prepared.dataset.pairs {
@@ -672,8 +684,12 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             .iter()
             .map(|h| judge_info(&h.config, h.judge.simulated()))
             .collect(),
-        judges,
+        judges: analysis.judges,
         examples,
+        juries: analysis.juries,
+        agreement: analysis.agreement,
+        jury: analysis.jury,
+        analysis: Some(analysis.info),
     }
 }
 
@@ -719,6 +735,7 @@ pub fn demo_config(seed: u64) -> AuditConfig {
         judges,
         inline_judges: Vec::new(),
         trust: TrustThresholds::default(),
+        jury: JuryOptions::default(),
     }
 }
 

@@ -163,6 +163,19 @@ struct PlanArgs {
     /// The audit configuration (default: the demo's).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Also print the pairs needed to detect `--effect` with this power (default 0.8), and the
+    /// minimum detectable effects at the planned number of pairs.
+    #[arg(long, value_name = "POWER", num_args = 0..=1, default_missing_value = "0.8")]
+    power: Option<f64>,
+    /// Effect to detect: |T| for tie detection, the excess flip rate for flips.
+    #[arg(long, default_value_t = 0.1, requires = "power")]
+    effect: f64,
+    /// Significance level per test.
+    #[arg(long, default_value_t = 0.05, requires = "power")]
+    alpha: f64,
+    /// Run-to-run flip rate assumed for the excess-flip row.
+    #[arg(long, default_value_t = 0.05, requires = "power")]
+    noise: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +238,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             };
             let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
             print_plan(&prepared);
+            if let Some(power) = args.power {
+                print_power(&prepared, &args, power)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run_dir } => {
@@ -441,6 +457,47 @@ fn print_plan(prepared: &Prepared) {
     if estimates.iter().any(|e| e.cost_usd.is_some()) {
         println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
     }
+}
+
+fn print_power(prepared: &Prepared, args: &PlanArgs, power: f64) -> Result<(), String> {
+    if !(power > 0.0 && power < 1.0) {
+        return Err(format!("--power: {power} is not in (0, 1)"));
+    }
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        return Err(format!("--alpha: {} is not in (0, 1)", args.alpha));
+    }
+    if !(args.effect > 0.0 && args.effect <= 1.0) {
+        return Err(format!("--effect: {} is not in (0, 1]", args.effect));
+    }
+    if !(0.0..1.0).contains(&args.noise) {
+        return Err(format!("--noise: {} is not in [0, 1)", args.noise));
+    }
+    let family = (prepared.judges.len() * prepared.artifacts.len() * 3) as u64;
+    let plan = judge_audit::analyze::power::plan_power(
+        args.effect,
+        args.alpha,
+        power,
+        args.noise,
+        prepared.dataset.pairs.len() as u64,
+        family,
+    );
+    println!(
+        "power {}: pairs needed per judge and artifact to detect effect {} (planned: {} pairs)",
+        plan.power, plan.effect, plan.planned_pairs
+    );
+    let show = |x: Option<f64>| x.map_or("out of reach".to_string(), |v| format!("{v:.3}"));
+    for row in &plan.rows {
+        println!(
+            "  {:<44} α = {:<10.3e} pairs needed: {:>8}   MDE at the plan: {}",
+            row.quantity,
+            row.alpha,
+            row.pairs_needed
+                .map_or("> 10^6".to_string(), |n| n.to_string()),
+            show(row.mde_at_plan)
+        );
+        println!("      {}", row.test);
+    }
+    Ok(())
 }
 
 fn catalog(dir: Option<&Path>) -> Result<Catalog, String> {

@@ -1,10 +1,16 @@
-//! Trust verdicts: ADOPT / CAUTION / REJECT per judge, from documented, configurable thresholds.
+//! Trust verdicts: ADOPT / CAUTION / REJECT per judge (and per jury), from documented,
+//! configurable thresholds (`[trust]` in `audit.toml`).
 //!
-//! A judge is rejected when it fails a hard threshold: a large significant artifact effect, poor
-//! position consistency, poor gold accuracy or many unparseable answers. It gets a caution when
-//! any artifact effect is significant after Holm correction, or a softer threshold fails. Every
-//! verdict lists the reasons that produced it, so a reader can disagree with the thresholds
-//! rather than with the numbers.
+//! A judge is **rejected** when it fails a hard threshold: an artifact effect that is significant
+//! after Holm correction (confirmatory) *and* at least the rejection size (|T|, |WR|, or the lower
+//! bound of the excess flip rate), poor position consistency, poor gold accuracy or κ, many
+//! unparseable answers, or a stopped run. It gets a **caution** when an effect is Holm-significant
+//! but below the rejection sizes, when an effect is only Benjamini–Hochberg-significant
+//! (screening; `caution_screening`), or when a softer threshold fails. With `caution_low_power`,
+//! an audit too small to see a rejection-size effect (minimum detectable effect above the
+//! rejection size and an interval that does not exclude it) is a caution too; otherwise that is
+//! listed in `notes`. Every verdict lists the reasons that produced it, so a reader can disagree
+//! with the thresholds rather than with the numbers.
 
 use super::JudgeResult;
 use serde::{Deserialize, Serialize};
@@ -41,6 +47,10 @@ pub struct TrustVerdict {
     pub reasons: Vec<String>,
     /// Checks that passed.
     pub passed: Vec<String>,
+    /// Observations that do not change the verdict (e.g. insufficient power when
+    /// `caution_low_power` is off).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Thresholds of the trust verdict (`[trust]` in `audit.toml`). Rates are fractions.
@@ -67,6 +77,19 @@ pub struct TrustThresholds {
     pub reject_invalid_share: f64,
     /// CAUTION when the share of unparseable or failed calls is above this.
     pub caution_invalid_share: f64,
+    /// REJECT when Cohen's κ against the gold labels is below this (Landis & Koch 1977: ≤ 0.20
+    /// is "slight" agreement).
+    pub reject_gold_kappa: f64,
+    /// CAUTION when κ against gold is below this (≤ 0.40 is "fair").
+    pub caution_gold_kappa: f64,
+    /// CAUTION when an artifact effect is significant by Benjamini–Hochberg (screening) but not
+    /// by Holm.
+    pub caution_screening: bool,
+    /// CAUTION (instead of a note) when the audit cannot see a rejection-size effect: the minimum
+    /// detectable |T| (or excess flip rate) exceeds the rejection size and the interval does not
+    /// exclude it. Off by default: small audits (e.g. the 48-pair demo) would caution every
+    /// judge; the note is always written.
+    pub caution_low_power: bool,
 }
 
 impl Default for TrustThresholds {
@@ -82,6 +105,10 @@ impl Default for TrustThresholds {
             caution_noise: 0.05,
             reject_invalid_share: 0.2,
             caution_invalid_share: 0.05,
+            reject_gold_kappa: 0.2,
+            caution_gold_kappa: 0.4,
+            caution_screening: true,
+            caution_low_power: false,
         }
     }
 }
@@ -131,6 +158,37 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
     if !any_significant {
         passed.push("no artifact effect is significant after Holm correction".into());
     }
+    let mut notes = Vec::new();
+    for a in judge.artifacts.iter().filter(|a| !a.significant) {
+        if a.screening_significant {
+            let q = [
+                &a.tie_detection.score,
+                &a.winrate_shift.shift,
+                &a.flip_rate.rate,
+            ]
+            .iter()
+            .filter_map(|e| e.q_value)
+            .fold(1.0f64, f64::min);
+            if t.caution_screening {
+                caution.push(format!(
+                    "{}: significant when screening (Benjamini–Hochberg q = {q:.3}) but not after Holm correction",
+                    a.artifact
+                ));
+            } else {
+                notes.push(format!(
+                    "{}: Benjamini–Hochberg q = {q:.3}, not significant after Holm correction",
+                    a.artifact
+                ));
+            }
+        }
+        for line in low_power(a, t) {
+            if t.caution_low_power {
+                caution.push(line);
+            } else {
+                notes.push(line);
+            }
+        }
+    }
 
     let pc = &judge.baseline.position_consistency.rate;
     if let Some(rate) = pc.estimate {
@@ -178,6 +236,21 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
             passed.push(format!("run-to-run flip rate {}", pct(noise)));
         }
     }
+    if let Some(kappa) = judge.baseline.gold_kappa.estimate {
+        if kappa < t.reject_gold_kappa {
+            reject.push(format!(
+                "κ against gold {kappa:.2} < {:.2}",
+                t.reject_gold_kappa
+            ));
+        } else if kappa < t.caution_gold_kappa {
+            caution.push(format!(
+                "κ against gold {kappa:.2} < {:.2}",
+                t.caution_gold_kappa
+            ));
+        } else {
+            passed.push(format!("κ against gold {kappa:.2}"));
+        }
+    }
     let calls = &judge.calls;
     if calls.planned > 0 {
         let bad = (calls.invalid + calls.failed) as f64 / calls.planned as f64;
@@ -214,5 +287,40 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
         verdict,
         reasons,
         passed,
+        notes,
     }
+}
+
+/// "Insufficient power" lines for one artifact: the design could not detect a rejection-size
+/// effect (MDE above it) and the data do not rule one out (the interval reaches it).
+fn low_power(a: &super::ArtifactResult, t: &TrustThresholds) -> Vec<String> {
+    let mut out = Vec::new();
+    let score = &a.tie_detection.score;
+    let t_excluded = matches!(
+        (score.ci_low, score.ci_high),
+        (Some(l), Some(h)) if l > -t.reject_abs_t && h < t.reject_abs_t
+    );
+    let t_weak = a.mde.t.is_none_or(|m| m > t.reject_abs_t);
+    if score.n > 0 && t_weak && !t_excluded {
+        out.push(format!(
+            "{}: insufficient power: the smallest |T| detectable at {} pairs is {} (rejection size {}), and the interval does not exclude it",
+            a.artifact,
+            a.mde.pairs,
+            a.mde.t.map_or("beyond reach".to_string(), pct),
+            pct(t.reject_abs_t)
+        ));
+    }
+    let excess = &a.excess_flip_rate;
+    let flip_weak = a.mde.excess_flip.is_none_or(|m| m > t.reject_excess_flip);
+    let flip_excluded = excess.ci_high.is_some_and(|h| h < t.reject_excess_flip);
+    if excess.estimate.is_some() && flip_weak && !flip_excluded {
+        out.push(format!(
+            "{}: insufficient power: the smallest excess flip rate detectable at {} comparisons is {} (rejection size {}), and the interval does not exclude it",
+            a.artifact,
+            a.mde.comparisons,
+            a.mde.excess_flip.map_or("beyond reach".to_string(), pct),
+            pct(t.reject_excess_flip)
+        ));
+    }
+    out
 }

@@ -1,7 +1,9 @@
 //! `report.md`: GitHub-flavoured Markdown, readable in a PR comment.
 
 use super::Summary;
-use crate::analyze::{Estimate, JudgeResult};
+use crate::analyze::{
+    AgreementResult, CorrelationMatrix, Estimate, JudgeKind, JudgeResult, JuryAnalysis,
+};
 use std::fmt::Write;
 
 /// Escape text for a Markdown table cell or line (answers and names are untrusted).
@@ -54,18 +56,37 @@ fn p_cell(e: &Estimate) -> String {
             } else {
                 ""
             };
-            format!("{} / {}{mark}", p_text(p), p_text(q))
+            let bh = e.q_value.map_or("–".to_string(), p_text);
+            format!("{} / {}{mark} / {bh}", p_text(p), p_text(q))
         }
-        (Some(p), None) => format!("{} / –", p_text(p)),
+        (Some(p), None) => format!("{} / – / –", p_text(p)),
         _ => "–".into(),
     }
 }
 
+fn opt(x: Option<f64>, f: fn(f64) -> String) -> String {
+    x.map_or("–".to_string(), f)
+}
+
+fn coef(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+/// A coefficient (κ, α, slope) with its interval.
+fn coef_cell(e: &Estimate) -> String {
+    match (e.estimate, e.ci_low, e.ci_high) {
+        (Some(v), Some(l), Some(h)) => format!("{v:.2} [{l:.2}, {h:.2}] n={}", e.n),
+        (Some(v), _, _) => format!("{v:.2} n={}", e.n),
+        _ => format!("n/a (n={})", e.n),
+    }
+}
+
 fn judge_section(out: &mut String, judge: &JudgeResult) {
-    let label = if judge.simulated {
-        " (SIMULATED judge)"
-    } else {
-        ""
+    let label = match (judge.kind, judge.simulated) {
+        (JudgeKind::Judge, true) => " (SIMULATED judge)",
+        (JudgeKind::Judge, false) => "",
+        (JudgeKind::Jury, true) => " (jury of SIMULATED judges)",
+        (JudgeKind::Jury, false) => " (jury)",
     };
     let _ = writeln!(
         out,
@@ -81,8 +102,19 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             escape(reason)
         );
     }
-    if !judge.trust.reasons.is_empty() {
+    for note in &judge.trust.notes {
+        let _ = writeln!(out, "- Note: {}", escape(note));
+    }
+    if !judge.trust.reasons.is_empty() || !judge.trust.notes.is_empty() {
         out.push('\n');
+    }
+    if judge.kind == JudgeKind::Jury {
+        let _ = writeln!(
+            out,
+            "Members: {}. Rule: {}.\n",
+            escape(&judge.members.join(", ")),
+            escape(judge.rule.as_deref().unwrap_or("–"))
+        );
     }
     if let Some(reason) = &judge.stopped {
         let _ = writeln!(out, "> **Stopped:** {}\n", escape(reason));
@@ -111,13 +143,21 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
     }
     let _ = writeln!(
         out,
-        "\n| artifact | T (tie detection) | p raw / Holm | WR (winrate shift) | p raw / Holm | flip rate | toward / away | p raw / Holm | excess over noise |{}",
-        if judge.simulated { " planted T |" } else { "" }
+        "\n| artifact | T (tie detection) | p raw / Holm / BH | WR (winrate shift) | p raw / Holm / BH | flip rate (RR = 1 − flip) | toward / away | p raw / Holm / BH (mid-p) | excess over noise | Stuart–Maxwell χ² p raw / Holm | MDE \\|T\\| / excess flip |{}",
+        if judge.simulated && judge.kind == JudgeKind::Judge {
+            " planted T |"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,
-        "|---|---|---|---|---|---|---|---|---|{}",
-        if judge.simulated { "---|" } else { "" }
+        "|---|---|---|---|---|---|---|---|---|---|---|{}",
+        if judge.simulated && judge.kind == JudgeKind::Judge {
+            "---|"
+        } else {
+            ""
+        }
     );
     for a in &judge.artifacts {
         let planted = match &a.planted {
@@ -130,12 +170,25 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
                     "OUTSIDE CI"
                 }
             ),
-            None if judge.simulated => " – |".into(),
+            None if judge.simulated && judge.kind == JudgeKind::Judge => " – |".into(),
             None => String::new(),
+        };
+        let mid = a
+            .flip_rate
+            .rate
+            .p_mid
+            .map_or(String::new(), |p| format!(" ({})", p_text(p)));
+        let sm = match &a.stuart_maxwell {
+            Some(t) => format!(
+                "{} / {}",
+                p_text(t.p_value),
+                t.p_adjusted.map_or("–".to_string(), p_text)
+            ),
+            None => "–".into(),
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |{planted}",
+            "| {} | {} | {} | {} | {} | {} | {} / {} | {}{mid} | {} | {sm} | {} / {} |{planted}",
             escape(&a.artifact),
             cell(&a.tie_detection.score, true),
             p_cell(&a.tie_detection.score),
@@ -146,22 +199,237 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             a.flip_rate.away,
             p_cell(&a.flip_rate.rate),
             cell(&a.excess_flip_rate, true),
+            opt(a.mde.t, rate),
+            opt(a.mde.excess_flip, rate),
+        );
+    }
+    let soft: Vec<String> = judge
+        .artifacts
+        .iter()
+        .filter_map(|a| {
+            let shift = a.soft_shift.as_ref()?;
+            Some(format!(
+                "{}: soft T {}, soft shift {} (p raw / Holm / BH {})",
+                escape(&a.artifact),
+                a.tie_detection
+                    .soft
+                    .as_ref()
+                    .map_or("–".to_string(), |e| cell(e, true)),
+                cell(shift, true),
+                p_cell(shift)
+            ))
+        })
+        .collect();
+    if !soft.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSoft verdicts (label probabilities; soft T = mean P(artifact copy wins) − P(original wins), soft shift = mean change in P(perturbed answer wins)): {}.",
+            soft.join("; ")
         );
     }
     let b = &judge.baseline;
     let pc = &b.position_consistency;
+    let sc = &b.self_consistency;
     let _ = writeln!(
         out,
-        "\nBaseline: position consistency {} (first slot both times: {}, second: {}, win/tie mix: {}, error: {}); run-to-run flip rate {}; gold accuracy {}; {} unparseable baseline verdicts.\n",
+        "\nBaseline: position consistency {} (first slot both times: {}, second: {}, win/tie mix: {}, error: {}; MT-Bench shares of all pairs: consistent {}, prefers first {}, prefers second {}, error {}); run-to-run flip rate {} (Chen's SSC = CALM's CR = {}; MSC = {}); gold accuracy {}; Chen's HA (gold agreement, ties included) {}; Cohen's κ vs gold {}; Scott's π vs gold {}; {} unparseable baseline verdicts.",
         cell(&pc.rate, false),
         pc.prefers_first,
         pc.prefers_second,
         pc.other,
         pc.error,
+        rate(pc.shares.consistent),
+        rate(pc.shares.prefers_first),
+        rate(pc.shares.prefers_second),
+        rate(pc.shares.error),
         cell(&b.noise_flip_rate, false),
+        opt(sc.ssc, rate),
+        cell(&sc.msc, false),
         cell(&b.gold_accuracy, false),
+        cell(&b.gold_agreement, false),
+        coef_cell(&b.gold_kappa),
+        coef_cell(&b.gold_scott_pi),
         b.invalid
     );
+    if let Some(l) = &judge.length {
+        let _ = writeln!(
+            out,
+            "\nLength (AlpacaEval-style control on {} pairs): raw preference for answer a {}, length-controlled {}; slope on tanh(Δlength / sd) {} (p raw / Holm / BH {}){}.",
+            l.pairs,
+            rate(l.raw_preference),
+            rate(l.controlled_preference),
+            coef_cell(&l.slope),
+            p_cell(&l.slope),
+            if l.converged {
+                ""
+            } else {
+                "; the fit did not converge"
+            }
+        );
+    }
+    if let Some(s) = &judge.soft {
+        let _ = writeln!(
+            out,
+            "\nLabel probabilities over {} baseline calls: mean P(a) {}, P(b) {}, P(tie) {}.",
+            s.calls,
+            rate(s.mean_p_a),
+            rate(s.mean_p_b),
+            rate(s.mean_p_tie)
+        );
+    }
+    if judge.categories.len() > 1 {
+        let _ = writeln!(
+            out,
+            "\n| category | pairs | gold accuracy | HA (Chen Eq. 6) | flip rate (text artifacts) | toward / away | p raw / Holm / BH |\n|---|---|---|---|---|---|---|"
+        );
+        for c in &judge.categories {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} / {} | {} |",
+                escape(&c.category),
+                c.pairs,
+                cell(&c.gold_accuracy, false),
+                cell(&c.gold_agreement, false),
+                cell(&c.flip_rate, false),
+                c.flip_toward,
+                c.flip_away,
+                p_cell(&c.flip_rate)
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn matrix_section(out: &mut String, m: &CorrelationMatrix) {
+    if m.judges.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Correlation of \"{}\" between jurors (phi; mean ρ̄ = {}, effective jury size m / (1 + (m − 1)ρ̄) = {}):\n",
+        escape(&m.indicator),
+        opt(m.mean, coef),
+        opt(m.effective_size, coef)
+    );
+    let _ = writeln!(
+        out,
+        "| | {} |\n|---|{}",
+        m.judges
+            .iter()
+            .map(|j| escape(j))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(m.judges.len())
+    );
+    for (name, row) in m.judges.iter().zip(&m.values) {
+        let cells: Vec<String> = row.iter().map(|v| opt(*v, coef)).collect();
+        let _ = writeln!(out, "| {} | {} |", escape(name), cells.join(" | "));
+    }
+    out.push('\n');
+}
+
+fn jury_section(out: &mut String, jury: &JuryAnalysis) {
+    let _ = writeln!(out, "## Jury design\n");
+    let _ = writeln!(
+        out,
+        "Members: {}. Tie votes: {:?}; unparseable or failed votes abstain. Weights of the weighted rule ({:?}): {}.\n",
+        escape(&jury.members.join(", ")),
+        jury.tie_rule,
+        jury.weight_source,
+        jury.weights
+            .iter()
+            .map(|w| format!("{} {:.3}", escape(&w.judge), w.weight))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    matrix_section(out, &jury.flip_correlation);
+    matrix_section(out, &jury.error_correlation);
+    if let Some(c) = &jury.composer {
+        let s = &c.suggestion;
+        let _ = writeln!(
+            out,
+            "**Suggested jury** (size {}, {} subsets evaluated; {}): {} with max |T| {} and max |WR| {}. {}\n",
+            c.size,
+            c.evaluated,
+            escape(&c.objective),
+            escape(&s.members.join(", ")),
+            rate(s.max_abs_t),
+            rate(s.max_abs_wr),
+            escape(&c.note)
+        );
+        let _ = writeln!(
+            out,
+            "| artifact | jury T | jury WR |{}\n|---|---|---|{}",
+            s.members
+                .iter()
+                .map(|m| format!(" T of {} |", escape(m)))
+                .collect::<String>(),
+            "---|".repeat(s.members.len())
+        );
+        for (k, artifact) in c.artifacts.iter().enumerate() {
+            let members: String = s
+                .members
+                .iter()
+                .map(|m| {
+                    let t = c.member_t.get(m).and_then(|v| v.get(k).copied().flatten());
+                    format!(" {} |", opt(t, pct))
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |{members}",
+                escape(artifact),
+                opt(s.t.get(k).copied().flatten(), pct),
+                opt(s.wr.get(k).copied().flatten(), pct)
+            );
+        }
+        out.push('\n');
+    }
+    for note in &jury.notes {
+        let _ = writeln!(out, "- {}", escape(note));
+    }
+    if !jury.notes.is_empty() {
+        out.push('\n');
+    }
+}
+
+fn agreement_section(out: &mut String, a: &AgreementResult) {
+    let _ = writeln!(out, "## Agreement between judges\n");
+    let _ = writeln!(out, "Labels: {}.\n", escape(&a.labels));
+    let _ = writeln!(
+        out,
+        "| judge | judge | items | agreement | Cohen's κ | Scott's π |\n|---|---|---|---|---|---|"
+    );
+    for p in &a.pairwise {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            escape(&p.judge_a),
+            escape(&p.judge_b),
+            p.n,
+            opt(p.percent, rate),
+            coef_cell(&p.cohen_kappa),
+            coef_cell(&p.scott_pi)
+        );
+    }
+    if let Some(f) = &a.fleiss_kappa {
+        let _ = writeln!(
+            out,
+            "\nFleiss' κ of {} over {} items every rater judged validly: {}.",
+            escape(&f.raters.join(", ")),
+            f.items,
+            coef_cell(&f.value)
+        );
+    }
+    if let Some(k) = &a.krippendorff_alpha {
+        let _ = writeln!(
+            out,
+            "Krippendorff's α (nominal, missing values allowed) over {} items: {}.",
+            k.items,
+            coef_cell(&k.value)
+        );
+    }
+    out.push('\n');
 }
 
 /// Render the whole Markdown report.
@@ -199,10 +467,47 @@ pub fn render(summary: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "How to read: **T** is Chen & Goldfarb-Tarrant's tie-detection score (answer vs the same answer with the artifact; +100% = always prefers the artifact, for position = always prefers the first slot). **WR** is their winrate shift in net-preference units. **Flip rate** is the share of verdicts that changed against the baseline; *toward* means toward the perturbed answer (position: the first slot). Intervals are 95%; p-values are raw / Holm-adjusted over every artifact test of this run; ✱ marks Holm p < 0.05.\n"
+        "How to read: **T** is Chen & Goldfarb-Tarrant's tie-detection score (answer vs the same answer with the artifact; +100% = always prefers the artifact, for position = always prefers the first slot). **WR** is their winrate shift in net-preference units. **Flip rate** is the share of verdicts that changed against the baseline; *toward* means toward the perturbed answer (position: the first slot). Intervals are 95%, from a bootstrap that resamples whole pairs (Wilson for rates). p-values are shown raw / Holm-adjusted (confirmatory) / Benjamini–Hochberg q (screening), each within its family (listed at the end); ✱ marks Holm p < 0.05. **MDE** is the smallest effect this audit detects with 80% power at α = 0.05 (|T| by the exact sign test on per-pair nets with no ties; excess flip rate by a paired normal approximation): a non-significant artifact with an MDE above the effect you care about is *not* evidence of robustness.\n"
     );
     for judge in &summary.judges {
         judge_section(&mut out, judge);
+    }
+    if !summary.juries.is_empty() {
+        let _ = writeln!(
+            out,
+            "# Juries\n\nJuries are computed post hoc from the judges' verdicts on the same calls (no extra calls) and analysed like judges.\n"
+        );
+        for jury in &summary.juries {
+            judge_section(&mut out, jury);
+        }
+    }
+    if let Some(jury) = &summary.jury {
+        jury_section(&mut out, jury);
+    }
+    if let Some(agreement) = &summary.agreement {
+        agreement_section(&mut out, agreement);
+    }
+    if let Some(info) = &summary.analysis {
+        let _ = writeln!(
+            out,
+            "## Method\n\nBootstrap: {} resamples, {:?} intervals, resampling unit: {}; confidence {}; α = {}; MDE power {}. Multiplicity families (Holm for confirmatory claims, Benjamini–Hochberg for screening):\n",
+            info.bootstrap_resamples,
+            info.bootstrap_method,
+            escape(&info.cluster),
+            info.confidence,
+            info.alpha,
+            info.power
+        );
+        for f in &info.families {
+            let _ = writeln!(
+                out,
+                "- **{}** ({} tests): {}",
+                escape(&f.name),
+                f.tests,
+                escape(&f.description)
+            );
+        }
+        out.push('\n');
     }
     let _ = writeln!(out, "## Artifacts\n");
     for a in &summary.artifacts {

@@ -7,7 +7,7 @@ pub mod html;
 pub mod markdown;
 pub mod svg;
 
-use crate::analyze::{FlipExample, JudgeResult};
+use crate::analyze::{AgreementResult, AnalysisInfo, FlipExample, JudgeResult, JuryAnalysis};
 use crate::design::PlanCounts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -119,6 +119,19 @@ pub struct Summary {
     pub judges: Vec<JudgeResult>,
     /// Flipped examples (a few per judge and artifact), for reports to show.
     pub examples: Vec<FlipExample>,
+    /// Juries aggregated post hoc from the judges' verdicts, analysed like judges (`kind` =
+    /// `jury`, `members`, `rule`); empty with fewer than two judges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub juries: Vec<JudgeResult>,
+    /// Agreement between judges (pairwise κ / π, Fleiss' κ, Krippendorff's α).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<AgreementResult>,
+    /// Jury design: rules, weights, juror error correlation, effective size, composer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jury: Option<JuryAnalysis>,
+    /// How the analysis was run: bootstrap method and size, α, power, multiplicity families.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisInfo>,
 }
 
 /// Write `summary.json` (pretty, trailing newline; byte-identical for identical inputs).

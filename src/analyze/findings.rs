@@ -1,0 +1,165 @@
+//! Plain-language findings per judge or jury, strongest first. Every number quoted comes with its
+//! interval and, for tests, the adjusted p-value and its family.
+
+use super::{Estimate, JudgeKind, JudgeResult};
+
+fn pct(x: f64) -> String {
+    format!("{:+.1}%", 100.0 * x)
+}
+
+fn rate(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// A signed estimate (T, WR, excess) with its interval.
+fn ci(e: &Estimate) -> String {
+    ci_with(e, pct)
+}
+
+/// A rate (flip rate, consistency, accuracy) with its interval.
+fn ci_rate(e: &Estimate) -> String {
+    ci_with(e, rate)
+}
+
+/// A coefficient (κ, slope) with its interval.
+fn ci_plain(e: &Estimate) -> String {
+    ci_with(e, |x| format!("{x:.2}"))
+}
+
+fn ci_with(e: &Estimate, f: fn(f64) -> String) -> String {
+    match (e.estimate, e.ci_low, e.ci_high) {
+        (Some(v), Some(l), Some(h)) => {
+            format!("{} (95% CI {} to {}, n = {})", f(v), f(l), f(h), e.n)
+        }
+        (Some(v), _, _) => format!("{} (n = {})", f(v), e.n),
+        _ => format!("not estimable (n = {})", e.n),
+    }
+}
+
+pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut scored: Vec<(f64, String)> = Vec::new();
+    for artifact in &result.artifacts {
+        let t = &artifact.tie_detection.score;
+        if t.significant() {
+            let direction = if t.estimate.unwrap_or(0.0) > 0.0 {
+                if artifact.artifact == "position" {
+                    "prefers the first slot"
+                } else {
+                    "prefers the answer with the artifact"
+                }
+            } else if artifact.artifact == "position" {
+                "prefers the second slot"
+            } else {
+                "disfavours the answer with the artifact"
+            };
+            scored.push((
+                t.estimate.unwrap_or(0.0).abs(),
+                format!(
+                    "{}: {direction} when the two answers are otherwise identical: T = {}, Holm-adjusted p = {:.2e}.",
+                    artifact.artifact,
+                    ci(t),
+                    t.p_adjusted.unwrap_or(1.0)
+                ),
+            ));
+        }
+        let wr = &artifact.winrate_shift.shift;
+        if wr.significant() {
+            scored.push((
+                wr.estimate.unwrap_or(0.0).abs(),
+                format!(
+                    "{}: shifts the net preference between different answers by WR = {}, Holm-adjusted p = {:.2e}.",
+                    artifact.artifact,
+                    ci(wr),
+                    wr.p_adjusted.unwrap_or(1.0)
+                ),
+            ));
+        }
+        let flip = &artifact.flip_rate;
+        if flip.rate.significant() {
+            scored.push((
+                flip.rate.estimate.unwrap_or(0.0),
+                format!(
+                    "{}: flips {} of verdicts against the baseline ({} toward, {} away; exact McNemar Holm-adjusted p = {:.2e}); excess over run-to-run noise {}.",
+                    artifact.artifact,
+                    ci_rate(&flip.rate),
+                    flip.toward,
+                    flip.away,
+                    flip.rate.p_adjusted.unwrap_or(1.0),
+                    ci(&artifact.excess_flip_rate)
+                ),
+            ));
+        }
+    }
+    scored.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+    lines.extend(scored.into_iter().map(|(_, line)| line));
+    if lines.is_empty() {
+        lines.push(
+            "No artifact moved this judge's verdicts significantly after Holm correction (see the minimum detectable effects at this n before reading that as robustness).".into(),
+        );
+    }
+    let pc = &result.baseline.position_consistency;
+    if pc.n > 0 {
+        lines.push(format!(
+            "Position consistency: {} of {} pairs got the same winner in both orders ({}); {} favoured the first slot, {} the second.",
+            pc.consistent,
+            pc.n,
+            ci_rate(&pc.rate),
+            pc.prefers_first,
+            pc.prefers_second
+        ));
+    }
+    let noise = &result.baseline.noise_flip_rate;
+    if noise.n > 0 {
+        let msc = &result.baseline.self_consistency.msc;
+        let msc_text = match msc.estimate {
+            Some(_) => format!("; model-level change MSC = |wr − wr′| = {}", ci_rate(msc)),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "Run-to-run noise: {} of identical baseline calls changed verdict between repeats (SSC = CALM's CR = {}){msc_text}.",
+            ci_rate(noise),
+            rate(1.0 - noise.estimate.unwrap_or(0.0))
+        ));
+    }
+    let gold = &result.baseline.gold_accuracy;
+    if gold.n > 0 {
+        let kappa = &result.baseline.gold_kappa;
+        let kappa_text = match kappa.estimate {
+            Some(_) => format!("; Cohen's κ {}", ci_plain(kappa)),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "Agreement with gold labels: {}{kappa_text}.",
+            ci_rate(gold)
+        ));
+    }
+    if let Some(length) = &result.length
+        && length.slope.significant()
+    {
+        let slope = length.slope.estimate.unwrap_or(0.0);
+        lines.push(format!(
+            "Length: {} answers win more often at baseline (logistic slope on tanh of the standardized length difference {}, Holm-adjusted p = {:.2e}); length-controlled preference for answer a {} vs raw {}. Descriptive: longer answers may also be better; the verbosity artifacts are the causal test.",
+            if slope > 0.0 { "longer" } else { "shorter" },
+            ci_plain(&length.slope),
+            length.slope.p_adjusted.unwrap_or(1.0),
+            rate(length.controlled_preference),
+            rate(length.raw_preference)
+        ));
+    }
+    if result.kind == JudgeKind::Jury
+        && let Some(rule) = &result.rule
+    {
+        lines.push(format!(
+            "Jury of {} ({rule}); its verdicts are computed from the members' verdicts on the same calls.",
+            result.members.join(", ")
+        ));
+    }
+    if result.calls.invalid > 0 || result.calls.failed > 0 {
+        lines.push(format!(
+            "{} of {} calls gave an unparseable verdict and {} failed; they are counted, not coerced.",
+            result.calls.invalid, result.calls.planned, result.calls.failed
+        ));
+    }
+    lines
+}
