@@ -295,7 +295,10 @@ fn optional_fields_render_when_present() {
     value["judges"][0]["members"] =
         serde_json::json!(["sim-apology-lover", "sim-first-slot", "not-here"]);
     value["judges"][1]["artifacts"][0]["tie_detection"]["q_value"] = 0.0123.into();
-    value["judges"][1]["artifacts"][0]["mde"] = serde_json::json!({"T": 0.2, "flip": 0.05});
+    // The analysis' own minimum detectable effects are already in the summary.
+    let t_mde = value["judges"][1]["artifacts"][0]["mde"]["t"]
+        .as_f64()
+        .unwrap();
     value["judge_configs"][2]["config"]["pricing"] =
         serde_json::json!({"input_per_mtok": 1.0, "output_per_mtok": 2.0});
     let extras = Extras::from_value(&value);
@@ -309,7 +312,7 @@ fn optional_fields_render_when_present() {
     assert!(page.contains("href=\"#jury\""));
     assert!(page.contains("BH q 0.012"));
     assert!(page.contains("minimum detectable effect"));
-    assert!(page.contains("T 20.0%<br>flip 5.0%"));
+    assert!(page.contains(&format!("t {:.1}%", 100.0 * t_mde)));
     // 372,990 input tokens at $1/M plus 6,048 output tokens at $2/M = $0.385 (hand-computed).
     let tokens = &summary.judges[2].calls;
     assert_eq!(

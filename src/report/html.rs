@@ -227,7 +227,12 @@ fn numeric_leaves(prefix: &str, v: &Value, out: &mut Vec<(String, f64)>) {
             }
         }
         Value::Object(map) => {
-            for (k, child) in map {
+            // Sample sizes sit beside the effects in the analysis' MDE record; they are counts,
+            // not effects, so they are not shown as percentages.
+            for (k, child) in map
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "pairs" | "comparisons"))
+            {
                 let label = if prefix.is_empty() {
                     k.clone()
                 } else {
