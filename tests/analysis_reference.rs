@@ -970,3 +970,39 @@ fn power_plan_matches_exact_enumeration_and_connor() {
     let power = judge_audit::stats::sign_test_power(48, p, 0.05);
     assert!((power - 0.8).abs() < 1e-6, "{power}");
 }
+
+#[test]
+fn jury_section_of_audit_toml() {
+    use judge_audit::audit::AuditConfig;
+    let config: AuditConfig = toml::from_str(
+        r#"
+judges = ["sim-unbiased", "sim-apology-lover", "sim-first-slot"]
+
+[jury]
+members = ["sim-unbiased", "sim-first-slot"]
+rules = ["majority", "weighted"]
+tie_rule = "abstain"
+weights = "kappa"
+compose_size = 2
+"#,
+    )
+    .unwrap();
+    let j = &config.jury;
+    assert_eq!(j.members, ["sim-unbiased", "sim-first-slot"]);
+    assert_eq!(
+        j.rules,
+        [analyze::JuryRule::Majority, analyze::JuryRule::Weighted]
+    );
+    assert_eq!(j.tie_rule, analyze::TieRule::Abstain);
+    assert_eq!(j.weights, analyze::WeightSource::Kappa);
+    assert_eq!((j.compose_size, j.enabled), (2, true));
+    // Absent section: the defaults (every judge, three rules, ties count, gold-accuracy weights).
+    let default: AuditConfig = toml::from_str("judges = [\"sim-unbiased\"]").unwrap();
+    assert_eq!(default.jury, JuryOptions::default());
+    assert_eq!(default.jury.rules.len(), 3);
+    // A misspelt key is an error that names it.
+    let err = toml::from_str::<AuditConfig>("[jury]\ntie_rules = \"tie\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tie_rules"), "{err}");
+}

@@ -2,7 +2,8 @@
 
 use super::Summary;
 use crate::analyze::{
-    AgreementResult, CorrelationMatrix, Estimate, JudgeKind, JudgeResult, JuryAnalysis,
+    AgreementResult, CorrelationMatrix, Estimate, JudgeKind, JudgeResult, JuryAnalysis, TieRule,
+    WeightSource,
 };
 use std::fmt::Write;
 
@@ -330,12 +331,19 @@ fn matrix_section(out: &mut String, m: &CorrelationMatrix) {
 
 fn jury_section(out: &mut String, jury: &JuryAnalysis) {
     let _ = writeln!(out, "## Jury design\n");
+    let tie_rule = match jury.tie_rule {
+        TieRule::Tie => "count as votes for tie",
+        TieRule::Abstain => "abstain",
+    };
+    let weight_source = match jury.weight_source {
+        WeightSource::GoldAccuracy => "log-odds of gold accuracy",
+        WeightSource::Kappa => "κ against gold",
+        WeightSource::Equal => "equal",
+    };
     let _ = writeln!(
         out,
-        "Members: {}. Tie votes: {:?}; unparseable or failed votes abstain. Weights of the weighted rule ({:?}): {}.\n",
+        "Members: {}. Tie votes {tie_rule}; unparseable or failed votes abstain. Weights of the weighted rule ({weight_source}): {}.\n",
         escape(&jury.members.join(", ")),
-        jury.tie_rule,
-        jury.weight_source,
         jury.weights
             .iter()
             .map(|w| format!("{} {:.3}", escape(&w.judge), w.weight))
@@ -490,9 +498,12 @@ pub fn render(summary: &Summary) -> String {
     if let Some(info) = &summary.analysis {
         let _ = writeln!(
             out,
-            "## Method\n\nBootstrap: {} resamples, {:?} intervals, resampling unit: {}; confidence {}; α = {}; MDE power {}. Multiplicity families (Holm for confirmatory claims, Benjamini–Hochberg for screening):\n",
+            "## Method\n\nBootstrap: {} resamples, {} intervals, resampling unit: {}; confidence {}; α = {}; MDE power {}. Multiplicity families (Holm for confirmatory claims, Benjamini–Hochberg for screening):\n",
             info.bootstrap_resamples,
-            info.bootstrap_method,
+            match info.bootstrap_method {
+                crate::stats::BootstrapMethod::Percentile => "percentile",
+                crate::stats::BootstrapMethod::Bca => "BCa",
+            },
             escape(&info.cluster),
             info.confidence,
             info.alpha,
