@@ -105,3 +105,41 @@ fn same_seed_gives_byte_identical_reports_and_another_seed_differs() {
         );
     }
 }
+
+#[test]
+fn report_rerenders_every_output_byte_identically_without_judges() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    run_demo(&out, 42);
+    let files = ["summary.json", "report.md", "report.html", "results.csv"];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect();
+    let calls_before = std::fs::read(out.join("calls.jsonl")).unwrap();
+    for f in files {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+        .arg("report")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (file, bytes) in files.iter().zip(&before) {
+        assert_eq!(
+            &std::fs::read(out.join(file)).unwrap(),
+            bytes,
+            "{file} differs after re-rendering"
+        );
+    }
+    // No judge was called: the call log is untouched.
+    assert_eq!(
+        std::fs::read(out.join("calls.jsonl")).unwrap(),
+        calls_before
+    );
+}
