@@ -127,17 +127,28 @@ async fn ask(client: &reqwest::Client, url: &str, user: &str) -> Answer {
     assert!(status.is_success(), "HTTP {status}: {v}");
     assert_eq!(v["object"], "chat.completion", "{v}");
     let choice = &v["choices"][0];
-    let content = choice["message"]["content"].as_str().expect("message.content").to_owned();
+    let content = choice["message"]["content"]
+        .as_str()
+        .expect("message.content")
+        .to_owned();
     let first = &choice["logprobs"]["content"][0];
-    let token = first["token"].as_str().expect("logprobs.content[0].token").to_owned();
-    let logprob = first["logprob"].as_f64().expect("logprobs.content[0].logprob");
+    let token = first["token"]
+        .as_str()
+        .expect("logprobs.content[0].token")
+        .to_owned();
+    let logprob = first["logprob"]
+        .as_f64()
+        .expect("logprobs.content[0].logprob");
     let top: Vec<(String, f64)> = first["top_logprobs"]
         .as_array()
         .expect("logprobs.content[0].top_logprobs")
         .iter()
         .map(|t| {
             (
-                t["token"].as_str().expect("top_logprobs[].token").to_owned(),
+                t["token"]
+                    .as_str()
+                    .expect("top_logprobs[].token")
+                    .to_owned(),
                 t["logprob"].as_f64().expect("top_logprobs[].logprob"),
             )
         })
@@ -148,8 +159,16 @@ async fn ask(client: &reqwest::Client, url: &str, user: &str) -> Answer {
         "one token generated"
     );
     assert_eq!(v["usage"]["completion_tokens"], 1, "{v}");
-    let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().expect("usage.prompt_tokens");
-    Answer { content, token, logprob, top, prompt_tokens }
+    let prompt_tokens = v["usage"]["prompt_tokens"]
+        .as_u64()
+        .expect("usage.prompt_tokens");
+    Answer {
+        content,
+        token,
+        logprob,
+        top,
+        prompt_tokens,
+    }
 }
 
 fn check(a: &Answer) {
@@ -158,9 +177,15 @@ fn check(a: &Answer) {
     for w in a.top.windows(2) {
         assert!(w[0].1 >= w[1].1, "top_logprobs sorted: {a:?}");
     }
-    assert!(a.top.iter().all(|(_, lp)| lp.is_finite() && *lp <= 0.0), "{a:?}");
+    assert!(
+        a.top.iter().all(|(_, lp)| lp.is_finite() && *lp <= 0.0),
+        "{a:?}"
+    );
     let mass: f64 = a.top.iter().map(|(_, lp)| lp.exp()).sum();
-    assert!(mass <= 1.0 + 1e-6, "probabilities of distinct tokens sum to <= 1: {mass}");
+    assert!(
+        mass <= 1.0 + 1e-6,
+        "probabilities of distinct tokens sum to <= 1: {mass}"
+    );
     // Temperature 0 is greedy: the generated token is the most probable one, and it is the
     // whole (one-token) message.
     assert_eq!(a.token, a.top[0].0, "{a:?}");
@@ -208,13 +233,25 @@ async fn llama_server_answers_with_top_logprobs_and_repeats() {
                     max_repeat_diff = max_repeat_diff.max((la - lb).abs());
                 } else {
                     // Only near-equal candidates may swap places.
-                    assert!((la - lb).abs() < 1e-3, "top_logprobs differ on repeat: {a:?} vs {b:?}");
+                    assert!(
+                        (la - lb).abs() < 1e-3,
+                        "top_logprobs differ on repeat: {a:?} vs {b:?}"
+                    );
                 }
             }
-            assert!(max_repeat_diff < 1e-3, "repeat drift {max_repeat_diff}: {a:?} vs {b:?}");
+            assert!(
+                max_repeat_diff < 1e-3,
+                "repeat drift {max_repeat_diff}: {a:?} vs {b:?}"
+            );
             let pa = label_prob(&a, "A");
             let pb = label_prob(&a, "B");
-            verdicts.push(if pa > pb { 'A' } else if pb > pa { 'B' } else { '=' });
+            verdicts.push(if pa > pb {
+                'A'
+            } else if pb > pa {
+                'B'
+            } else {
+                '='
+            });
         }
         first_slot += verdicts.iter().filter(|v| **v == 'A').count();
         if matches!((verdicts[0], verdicts[1]), ('A', 'B') | ('B', 'A')) {
@@ -241,7 +278,10 @@ async fn llama_server_lists_a_model_and_rejects_bad_requests() {
         .await
         .expect("JSON");
     assert_eq!(models["object"], "list", "{models}");
-    assert!(models["data"].as_array().is_some_and(|d| !d.is_empty()), "{models}");
+    assert!(
+        models["data"].as_array().is_some_and(|d| !d.is_empty()),
+        "{models}"
+    );
     // A request without messages must be a 4xx with a JSON error, not a crash.
     let resp = client
         .post(format!("{url}/chat/completions"))

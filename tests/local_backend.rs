@@ -124,21 +124,37 @@ fn user_message(prompt: &str, first: &str, second: &str) -> String {
 
 /// Structural checks every logits-mode output must pass.
 fn check_output(out: &LocalOutput, labels: &LabelTokens) {
-    assert_ne!(out.verdict, SlotVerdict::Invalid, "finite logits never give Invalid: {out:?}");
+    assert_ne!(
+        out.verdict,
+        SlotVerdict::Invalid,
+        "finite logits never give Invalid: {out:?}"
+    );
     let group = match out.verdict {
         SlotVerdict::First => &labels.first,
         SlotVerdict::Second => &labels.second,
         SlotVerdict::Tie => &labels.tie,
         SlotVerdict::Invalid => unreachable!(),
     };
-    assert!(group.contains(&out.raw), "raw {:?} is a label of {:?}", out.raw, out.verdict);
-    assert!(out.prompt_tokens > 50, "prompt was tokenized: {}", out.prompt_tokens);
+    assert!(
+        group.contains(&out.raw),
+        "raw {:?} is a label of {:?}",
+        out.raw,
+        out.verdict
+    );
+    assert!(
+        out.prompt_tokens > 50,
+        "prompt was tokenized: {}",
+        out.prompt_tokens
+    );
     assert_eq!(out.completion_tokens, 0);
 
     // Recompute the per-verdict probabilities from the per-token log-probabilities.
     let mut sums = [0.0f64; 3];
     for lp in &out.label_logprobs {
-        assert!(lp.logprob.is_finite() && lp.logprob <= 0.0, "log-probability {lp:?}");
+        assert!(
+            lp.logprob.is_finite() && lp.logprob <= 0.0,
+            "log-probability {lp:?}"
+        );
         let i = match lp.verdict {
             SlotVerdict::First => 0,
             SlotVerdict::Second => 1,
@@ -149,11 +165,19 @@ fn check_output(out: &LocalOutput, labels: &LabelTokens) {
     }
     let p = out.probs;
     for (got, want) in [(p.first, sums[0]), (p.second, sums[1]), (p.tie, sums[2])] {
-        assert!((got - want).abs() < 1e-12, "probs {p:?} vs recomputed {sums:?}");
+        assert!(
+            (got - want).abs() < 1e-12,
+            "probs {p:?} vs recomputed {sums:?}"
+        );
         assert!((0.0..=1.0).contains(&got));
     }
-    assert!(p.first + p.second + p.tie <= 1.0 + 1e-9, "softmax restricted to labels: {p:?}");
-    let best = [p.first, p.second, p.tie].into_iter().fold(f64::MIN, f64::max);
+    assert!(
+        p.first + p.second + p.tie <= 1.0 + 1e-9,
+        "softmax restricted to labels: {p:?}"
+    );
+    let best = [p.first, p.second, p.tie]
+        .into_iter()
+        .fold(f64::MIN, f64::max);
     let verdict_p = match out.verdict {
         SlotVerdict::First => p.first,
         SlotVerdict::Second => p.second,
@@ -174,13 +198,24 @@ fn label_tokens_resolve_to_smollm2_ids() {
     let Some(model) = shared_model() else { return };
     // Reference ids measured independently (shared/reference/local-models.md):
     // "A"=49, "B"=50, " A"=330, " B"=389.
-    let id = |label: &str| model.labels().iter().find(|l| l.label == label).map(|l| l.token);
+    let id = |label: &str| {
+        model
+            .labels()
+            .iter()
+            .find(|l| l.label == label)
+            .map(|l| l.token)
+    };
     assert_eq!(id("A"), Some(49));
     assert_eq!(id(" A"), Some(330));
     assert_eq!(id("B"), Some(50));
     assert_eq!(id(" B"), Some(389));
     assert_eq!(model.n_vocab(), 49152);
-    assert!(model.labels().iter().all(|l| (l.token as usize) < model.n_vocab()));
+    assert!(
+        model
+            .labels()
+            .iter()
+            .all(|l| (l.token as usize) < model.n_vocab())
+    );
 
     // A token claimed by two verdicts would be counted twice: rejected, naming the field.
     let mut settings = LocalSettings::new(model.settings().model_path.clone());
@@ -205,10 +240,16 @@ async fn pairwise_safety_judgments_in_both_orders() {
         let mut pair = Vec::new();
         for (first, second) in [(safe, unsafe_), (unsafe_, safe)] {
             let user = user_message(prompt, first, second);
-            let out = model.judge_messages(Some(SYSTEM), &user).await.expect("judgment");
+            let out = model
+                .judge_messages(Some(SYSTEM), &user)
+                .await
+                .expect("judgment");
             check_output(&out, &labels);
             // Temperature 0 / pure logits: a repeat must be bit-identical.
-            let again = model.judge_messages(Some(SYSTEM), &user).await.expect("repeat");
+            let again = model
+                .judge_messages(Some(SYSTEM), &user)
+                .await
+                .expect("repeat");
             assert_eq!(out, again, "repeat differs");
             n_calls += 2;
             pair.push(out);
@@ -237,7 +278,9 @@ async fn pairwise_safety_judgments_in_both_orders() {
     // Mean P(safe) - P(unsafe), averaged over both orders (position effect cancels).
     let margin: f64 = verdicts
         .iter()
-        .map(|(ab, ba)| ((ab.probs.first - ab.probs.second) + (ba.probs.second - ba.probs.first)) / 2.0)
+        .map(|(ab, ba)| {
+            ((ab.probs.first - ab.probs.second) + (ba.probs.second - ba.probs.first)) / 2.0
+        })
         .sum::<f64>()
         / verdicts.len() as f64;
     let consistency = consistent as f64 / verdicts.len() as f64;
@@ -269,13 +312,17 @@ async fn concurrent_calls_are_serialised_and_identical() {
         outs.push(t.await.expect("task").expect("judgment"));
     }
     check_output(&outs[0], &model.settings().labels);
-    assert!(outs.iter().all(|o| o == &outs[0]), "concurrent results differ");
+    assert!(
+        outs.iter().all(|o| o == &outs[0]),
+        "concurrent results differ"
+    );
     // The blocking API gives the same answer as the async one.
     let m = Arc::clone(&model);
-    let blocking = tokio::task::spawn_blocking(move || m.judge_messages_blocking(Some(SYSTEM), &user))
-        .await
-        .expect("task")
-        .expect("judgment");
+    let blocking =
+        tokio::task::spawn_blocking(move || m.judge_messages_blocking(Some(SYSTEM), &user))
+            .await
+            .expect("task")
+            .expect("judgment");
     assert_eq!(blocking, outs[0]);
 }
 
@@ -289,13 +336,22 @@ async fn generate_mode_is_greedy_and_deterministic() {
     let logits_model = shared_model().expect("model present");
     for (prompt, safe, unsafe_) in PAIRS.iter().take(3) {
         let user = user_message(prompt, safe, unsafe_);
-        let out = model.judge_messages(Some(SYSTEM), &user).await.expect("generation");
+        let out = model
+            .judge_messages(Some(SYSTEM), &user)
+            .await
+            .expect("generation");
         assert!((1..=8).contains(&out.completion_tokens), "{out:?}");
         assert!(!out.raw.is_empty());
-        let again = model.judge_messages(Some(SYSTEM), &user).await.expect("repeat");
+        let again = model
+            .judge_messages(Some(SYSTEM), &user)
+            .await
+            .expect("repeat");
         assert_eq!(out, again, "greedy generation must repeat exactly");
         // The first-position label probabilities do not depend on the mode.
-        let logits = logits_model.judge_messages(Some(SYSTEM), &user).await.expect("logits");
+        let logits = logits_model
+            .judge_messages(Some(SYSTEM), &user)
+            .await
+            .expect("logits");
         assert_eq!(out.probs, logits.probs);
         assert_eq!(out.label_logprobs, logits.label_logprobs);
         eprintln!("generate: {:?} -> {:?}", out.raw, out.verdict);
@@ -310,7 +366,9 @@ async fn prompt_longer_than_context_is_rejected() {
     let model = LocalModel::load(&settings).expect("model loads");
     let user = "word ".repeat(200);
     match model.judge_messages(None, &user).await {
-        Err(LocalError::PromptTooLong { tokens, n_ctx: 64, .. }) => assert!(tokens > 64),
+        Err(LocalError::PromptTooLong {
+            tokens, n_ctx: 64, ..
+        }) => assert!(tokens > 64),
         other => panic!("expected PromptTooLong, got {other:?}"),
     }
 }

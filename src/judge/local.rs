@@ -181,7 +181,9 @@ pub enum LocalError {
     #[error("chat template: {0}")]
     Template(String),
     /// The prompt does not fit the context.
-    #[error("prompt has {tokens} tokens, but n_ctx is {n_ctx} (with {reserve} reserved for output)")]
+    #[error(
+        "prompt has {tokens} tokens, but n_ctx is {n_ctx} (with {reserve} reserved for output)"
+    )]
     PromptTooLong {
         /// Prompt tokens.
         tokens: usize,
@@ -367,7 +369,9 @@ impl LocalModel {
             }
             Err(_) => {
                 let _ = handle.join();
-                return Err(load_err("worker thread died while creating the context".into()));
+                return Err(load_err(
+                    "worker thread died while creating the context".into(),
+                ));
             }
         }
         Ok(Arc::new(LocalModel {
@@ -451,7 +455,10 @@ impl Drop for LocalModel {
 
 /// Tokenize each label and keep its first token; duplicates within a verdict are merged and a
 /// token claimed by two verdicts is an error (its probability would count twice).
-fn resolve_labels(model: &LlamaModel, labels: &LabelTokens) -> Result<Vec<ResolvedLabel>, LocalError> {
+fn resolve_labels(
+    model: &LlamaModel,
+    labels: &LabelTokens,
+) -> Result<Vec<ResolvedLabel>, LocalError> {
     let vocab = model.vocab();
     let mut out: Vec<ResolvedLabel> = Vec::new();
     for (field, verdict, strings) in [
@@ -537,7 +544,10 @@ fn aggregate(lps: &[LabelLogprob]) -> (LabelProbs, SlotVerdict, String) {
     }
     let mut verdict = SlotVerdict::First;
     let mut best = probs.first;
-    for (v, p) in [(SlotVerdict::Second, probs.second), (SlotVerdict::Tie, probs.tie)] {
+    for (v, p) in [
+        (SlotVerdict::Second, probs.second),
+        (SlotVerdict::Tie, probs.tie),
+    ] {
         if p > best {
             verdict = v;
             best = p;
@@ -752,8 +762,16 @@ mod tests {
         // logits [0, ln 2, ln 3, ln 4] -> Z = 1+2+3+4 = 10, so p = [0.1, 0.2, 0.3, 0.4].
         let logits = [0.0f32, 2f32.ln(), 3f32.ln(), 4f32.ln()];
         let labels = vec![
-            ResolvedLabel { verdict: SlotVerdict::First, label: "A".into(), token: 1 },
-            ResolvedLabel { verdict: SlotVerdict::Second, label: "B".into(), token: 3 },
+            ResolvedLabel {
+                verdict: SlotVerdict::First,
+                label: "A".into(),
+                token: 1,
+            },
+            ResolvedLabel {
+                verdict: SlotVerdict::Second,
+                label: "B".into(),
+                token: 3,
+            },
         ];
         let lps = label_logprobs(&logits, &labels);
         assert!((lps[0].logprob.exp() - 0.2).abs() < 1e-6);
@@ -782,19 +800,41 @@ mod tests {
 
     #[test]
     fn non_finite_logits_are_invalid() {
-        let lps = [lp(SlotVerdict::First, "A", f64::NAN), lp(SlotVerdict::Second, "B", -1.0)];
+        let lps = [
+            lp(SlotVerdict::First, "A", f64::NAN),
+            lp(SlotVerdict::Second, "B", -1.0),
+        ];
         assert_eq!(aggregate(&lps).1, SlotVerdict::Invalid);
     }
 
     #[test]
     fn prefix_verdict_prefers_longest_label() {
         let labels = vec![
-            ResolvedLabel { verdict: SlotVerdict::First, label: "A".into(), token: 0 },
-            ResolvedLabel { verdict: SlotVerdict::Second, label: "B".into(), token: 1 },
-            ResolvedLabel { verdict: SlotVerdict::Tie, label: "Tie".into(), token: 2 },
-            ResolvedLabel { verdict: SlotVerdict::First, label: "T".into(), token: 3 },
+            ResolvedLabel {
+                verdict: SlotVerdict::First,
+                label: "A".into(),
+                token: 0,
+            },
+            ResolvedLabel {
+                verdict: SlotVerdict::Second,
+                label: "B".into(),
+                token: 1,
+            },
+            ResolvedLabel {
+                verdict: SlotVerdict::Tie,
+                label: "Tie".into(),
+                token: 2,
+            },
+            ResolvedLabel {
+                verdict: SlotVerdict::First,
+                label: "T".into(),
+                token: 3,
+            },
         ];
-        assert_eq!(prefix_verdict("  B is better", &labels), SlotVerdict::Second);
+        assert_eq!(
+            prefix_verdict("  B is better", &labels),
+            SlotVerdict::Second
+        );
         assert_eq!(prefix_verdict("Tie.", &labels), SlotVerdict::Tie);
         assert_eq!(prefix_verdict("The first", &labels), SlotVerdict::First);
         assert_eq!(prefix_verdict("neither", &labels), SlotVerdict::Invalid);
@@ -812,12 +852,15 @@ mod tests {
         let mut s = LocalSettings::new("/x.gguf");
         s.mode = LocalMode::Generate;
         s.max_tokens = 0;
-        assert!(matches!(s.validate(), Err(LocalError::Settings { field, .. }) if field == "max_tokens"));
+        assert!(
+            matches!(s.validate(), Err(LocalError::Settings { field, .. }) if field == "max_tokens")
+        );
     }
 
     #[test]
     fn settings_deserialize_with_defaults() {
-        let s: LocalSettings = toml::from_str("model_path = \"m.gguf\"\nmode = \"generate\"").unwrap();
+        let s: LocalSettings =
+            toml::from_str("model_path = \"m.gguf\"\nmode = \"generate\"").unwrap();
         assert_eq!(s.n_ctx, 2048);
         assert_eq!(s.mode, LocalMode::Generate);
         assert_eq!(s.labels, LabelTokens::default());
@@ -829,7 +872,9 @@ mod tests {
         let err = LocalModel::load(&LocalSettings::new("/definitely/not/here.gguf")).unwrap_err();
         assert_eq!(
             err,
-            LocalError::ModelNotFound { path: "/definitely/not/here.gguf".into() }
+            LocalError::ModelNotFound {
+                path: "/definitely/not/here.gguf".into()
+            }
         );
         assert!(err.to_string().contains("/definitely/not/here.gguf"));
     }
