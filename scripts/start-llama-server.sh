@@ -9,6 +9,7 @@
 #   JUDGE_AUDIT_LLAMA_SERVER   server binary (default: the cached build)
 #   JUDGE_AUDIT_SERVER_WAIT    seconds to wait for /health (default 120)
 #   JUDGE_AUDIT_SERVER_THREADS compute threads (default: llama-server's choice)
+#   JUDGE_AUDIT_SERVER_CACHE_PROMPT=1  keep llama-server's prompt cache (default: off, see below)
 # The PID file is $cache/run/llama-server-PORT.pid and the log $cache/run/llama-server-PORT.log.
 # Idempotent: if our server for PORT is already healthy, its URL is printed again.
 set -euo pipefail
@@ -57,6 +58,13 @@ help="$("$bin" --help 2>&1 || true)"
 # Every slot may use the whole 2048-token context instead of 2048/np.
 grep -q -- '--kv-unified' <<<"$help" && args+=(--kv-unified)
 grep -q -- '--log-disable' <<<"$help" && args+=(--log-disable)
+# With the prompt cache a repeated prompt is not re-evaluated: only its last token is, on the
+# single-token kernels, which moves SmolLM2's log-probabilities by up to ~0.4 nats and flips
+# near-tied answers. An audit measures repeat consistency, so every request gets a full,
+# history-independent evaluation unless JUDGE_AUDIT_SERVER_CACHE_PROMPT=1.
+if [[ "${JUDGE_AUDIT_SERVER_CACHE_PROMPT:-0}" != 1 ]] && grep -q -- '--no-cache-prompt' <<<"$help"; then
+  args+=(--no-cache-prompt)
+fi
 [[ -n "${JUDGE_AUDIT_SERVER_THREADS:-}" ]] && args+=(-t "$JUDGE_AUDIT_SERVER_THREADS")
 
 log "starting $bin ${args[*]}"

@@ -293,6 +293,8 @@ pub struct LocalModel {
     settings: LocalSettings,
     labels: Arc<Vec<ResolvedLabel>>,
     n_vocab: usize,
+    model: Arc<LlamaModel>,
+    template: LlamaChatTemplate,
     jobs: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
 }
@@ -351,8 +353,8 @@ impl LocalModel {
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), LocalError>>();
         let worker = Worker {
-            model,
-            template,
+            model: Arc::clone(&model),
+            template: template.clone(),
             labels: Arc::clone(&labels),
             settings: settings.clone(),
             n_threads: i32::try_from(n_threads).unwrap_or(1),
@@ -378,6 +380,8 @@ impl LocalModel {
             settings: settings.clone(),
             labels,
             n_vocab,
+            model,
+            template,
             jobs: Some(jobs_tx),
             worker: Some(handle),
         }))
@@ -396,6 +400,24 @@ impl LocalModel {
     /// Vocabulary size (the softmax runs over all of it).
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
+    }
+
+    /// The exact prompt text a judgment of this chat feeds the model (chat template applied).
+    pub fn render_prompt(&self, system: Option<&str>, user: &str) -> Result<String, LocalError> {
+        render_chat(&self.model, &self.template, system, user)
+    }
+
+    /// The prompt token ids a judgment of this chat feeds the model.
+    pub fn prompt_token_ids(
+        &self,
+        system: Option<&str>,
+        user: &str,
+    ) -> Result<Vec<i32>, LocalError> {
+        let prompt = self.render_prompt(system, user)?;
+        Ok(tokenize_prompt(&self.model, &prompt)
+            .into_iter()
+            .map(|t| t.0)
+            .collect())
     }
 
     /// Judge one chat (optional system message, then the user message). Never blocks the
@@ -576,6 +598,34 @@ fn prefix_verdict(text: &str, labels: &[ResolvedLabel]) -> SlotVerdict {
         .map_or(SlotVerdict::Invalid, |(_, v)| v)
 }
 
+/// Apply the GGUF's chat template (llama.cpp's built-in template engine) to an optional system
+/// message and a user message, ending with the assistant turn's opening.
+fn render_chat(
+    model: &LlamaModel,
+    template: &LlamaChatTemplate,
+    system: Option<&str>,
+    user: &str,
+) -> Result<String, LocalError> {
+    let msg = |role: &str, content: &str| {
+        LlamaChatMessage::new(role.to_owned(), content.to_owned())
+            .map_err(|e| LocalError::Template(format!("{role} message: {e}")))
+    };
+    let mut chat = Vec::with_capacity(2);
+    if let Some(s) = system {
+        chat.push(msg("system", s)?);
+    }
+    chat.push(msg("user", user)?);
+    model
+        .apply_chat_template(template, &chat, true)
+        .map_err(|e| LocalError::Template(e.to_string()))
+}
+
+/// Tokenize a rendered prompt the way llama-server does: BOS only if the vocabulary asks for
+/// it, and the template's special tokens (e.g. `<|im_start|>`) parsed as such.
+fn tokenize_prompt(model: &LlamaModel, prompt: &str) -> Vec<LlamaToken> {
+    model.vocab().tokenize(prompt.as_bytes(), true, true)
+}
+
 /// Index of the largest logit (lowest index on ties, so greedy decoding is deterministic).
 fn argmax(logits: &[f32]) -> usize {
     let mut best = 0;
@@ -647,22 +697,8 @@ impl Worker {
         system: Option<&str>,
         user: &str,
     ) -> Result<LocalOutput, LocalError> {
-        let msg = |role: &str, content: &str| {
-            LlamaChatMessage::new(role.to_owned(), content.to_owned())
-                .map_err(|e| LocalError::Template(format!("{role} message: {e}")))
-        };
-        let mut chat = Vec::with_capacity(2);
-        if let Some(s) = system {
-            chat.push(msg("system", s)?);
-        }
-        chat.push(msg("user", user)?);
-        let prompt = self
-            .model
-            .apply_chat_template(&self.template, &chat, true)
-            .map_err(|e| LocalError::Template(e.to_string()))?;
-        // Same tokenization as llama-server: BOS only if the vocabulary asks for it, and the
-        // template's special tokens (e.g. <|im_start|>) parsed as such.
-        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, true);
+        let prompt = render_chat(&self.model, &self.template, system, user)?;
+        let tokens = tokenize_prompt(&self.model, &prompt);
         let reserve = match self.settings.mode {
             LocalMode::Logits => 1,
             LocalMode::Generate => self.settings.max_tokens,
