@@ -1189,7 +1189,7 @@ mod tests {
         assert_eq!(on_disk, embedded);
         // The same files load from disk with identical content.
         let from_dir = JudgeConfig::load_dir(&root).unwrap();
-        assert_eq!(from_dir.len(), 10);
+        assert_eq!(from_dir.len(), 11);
         let sims = JudgeConfig::load_dir(root.join("sim")).unwrap();
         assert_eq!(sims.len(), 5);
         assert!(
