@@ -139,12 +139,12 @@ fn client(spec: &str) {
     judge.concurrency = Some(c);
     let snapshot = Snapshot {
         seed: 1,
-        dataset: Dataset {
+        dataset: std::sync::Arc::new(Dataset {
             name: "bench".into(),
             hash: judge_audit::dataset::hash_pairs(&pairs),
             pairs,
             skipped: Vec::new(),
-        },
+        }),
         artifacts: Vec::new(),
         judges: vec![SnapshotJudge {
             config: judge,

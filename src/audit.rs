@@ -12,6 +12,7 @@ use crate::run::{self, JudgeHandle, ProgressMode, RunOptions, RunOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The artifacts audited when a configuration names none.
 pub const DEFAULT_ARTIFACTS: [&str; 7] = [
@@ -192,16 +193,16 @@ impl AuditConfig {
 pub struct Prepared {
     /// Seed.
     pub seed: u64,
-    /// Dataset.
-    pub dataset: Dataset,
+    /// Dataset (shared with the snapshot and the runner's workers, never copied).
+    pub dataset: Arc<Dataset>,
     /// Artifacts in plan order.
     pub artifacts: Vec<Artifact>,
     /// Judges.
     pub judges: Vec<JudgeHandle>,
     /// The plan.
-    pub plan: Plan,
+    pub plan: Arc<Plan>,
     /// Perturbed answers.
-    pub perturbed: PerturbedAnswers,
+    pub perturbed: Arc<PerturbedAnswers>,
     /// Concurrency bound.
     pub concurrency: usize,
     /// Bootstrap resamples.
@@ -256,8 +257,8 @@ pub struct SnapshotJudge {
 pub struct Snapshot {
     /// Seed of every random choice.
     pub seed: u64,
-    /// The pairs.
-    pub dataset: Dataset,
+    /// The pairs (shared, not copied, by the prepared audit).
+    pub dataset: Arc<Dataset>,
     /// The artifacts, in plan order.
     pub artifacts: Vec<Artifact>,
     /// The judges, in plan order.
@@ -336,7 +337,7 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
     }
     Ok(Snapshot {
         seed: config.seed,
-        dataset,
+        dataset: Arc::new(dataset),
         artifacts,
         judges,
         design: config.design.clone(),
@@ -402,8 +403,8 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
         dataset: snapshot.dataset.clone(),
         artifacts: snapshot.artifacts.clone(),
         judges,
-        plan,
-        perturbed,
+        plan: Arc::new(plan),
+        perturbed: Arc::new(perturbed),
         snapshot,
     })
 }
@@ -431,6 +432,21 @@ impl Default for ExecOptions {
 
 const SNAPSHOT_KEY: &str = "snapshot";
 
+/// The snapshot as stored: everything but the pairs, which the store keeps one row each (the
+/// dataset's hash stays in, so a different dataset still makes a different snapshot).
+fn snapshot_header(snapshot: &Snapshot) -> String {
+    let header = Snapshot {
+        dataset: Arc::new(Dataset {
+            pairs: Vec::new(),
+            name: snapshot.dataset.name.clone(),
+            hash: snapshot.dataset.hash.clone(),
+            skipped: snapshot.dataset.skipped.clone(),
+        }),
+        ..snapshot.clone()
+    };
+    serde_json::to_string(&header).expect("snapshots serialize")
+}
+
 /// Open the run store in `out`, recording the snapshot and plan of a new run, or checking that an
 /// existing store belongs to this very audit (same snapshot, same plan).
 fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
@@ -439,9 +455,17 @@ fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
         source,
     })?;
     let mut store = RunStore::open(out)?;
-    let snapshot = serde_json::to_string(&prepared.snapshot).expect("snapshots serialize");
+    let header = snapshot_header(&prepared.snapshot);
     match store.meta(SNAPSHOT_KEY)? {
-        Some(stored) if stored != snapshot => {
+        // Runs stored by earlier versions kept the pairs inside the snapshot.
+        Some(stored)
+            if stored != header
+                && serde_json::from_str::<Snapshot>(&stored)
+                    .map(|old| snapshot_header(&old))
+                    .ok()
+                    .as_deref()
+                    != Some(header.as_str()) =>
+        {
             return Err(AuditError::Config(format!(
                 "{}: this directory holds a different audit; use `run --resume {}` to continue it, or another --out",
                 out.display(),
@@ -450,17 +474,29 @@ fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
         }
         Some(_) => {}
         None => {
-            store.put_meta(SNAPSHOT_KEY, &snapshot)?;
-            store.put_meta("tool_version", env!("CARGO_PKG_VERSION"))?;
-            let ids: Vec<(String, String)> = prepared
+            let plan: Vec<(&str, &str)> = prepared
                 .plan
                 .calls
                 .iter()
-                .map(|c| (c.id.clone(), c.judge.clone()))
+                .map(|c| (c.id.as_str(), c.judge.as_str()))
                 .collect();
-            store.put_plan(&ids)?;
+            store.create_run(
+                &[
+                    (SNAPSHOT_KEY, header.as_str()),
+                    ("tool_version", env!("CARGO_PKG_VERSION")),
+                ],
+                &prepared.dataset.pairs,
+                &plan,
+            )?;
         }
     }
+    check_stored_plan(&store, prepared, out)?;
+    Ok(store)
+}
+
+/// The plan stored in `dir` must be the one `prepared` holds, call for call: records are read in
+/// the stored plan's order and analysed against the prepared one.
+fn check_stored_plan(store: &RunStore, prepared: &Prepared, dir: &Path) -> Result<(), AuditError> {
     let stored_plan = store.plan_ids()?;
     if stored_plan.len() != prepared.plan.calls.len()
         || stored_plan
@@ -469,11 +505,11 @@ fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
             .any(|(a, b)| *a != b.id)
     {
         return Err(AuditError::Config(format!(
-            "{}: the stored plan differs from the plan this version of judge-audit builds; it cannot be resumed",
-            out.display()
+            "{}: the stored plan differs from the plan this version of judge-audit builds; it cannot be resumed or re-rendered",
+            dir.display()
         )));
     }
-    Ok(store)
+    Ok(())
 }
 
 /// Load a run directory's snapshot and prepare it (for `--resume` and `report`).
@@ -492,9 +528,20 @@ pub fn prepare_stored(run_dir: &Path) -> Result<Prepared, AuditError> {
             run_dir.display()
         ))
     })?;
-    let snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
+    let mut snapshot: Snapshot = serde_json::from_str(&text).map_err(|e| {
         AuditError::Config(format!("{}: unreadable snapshot: {e}", run_dir.display()))
     })?;
+    let pairs = store.pairs()?;
+    if !pairs.is_empty() {
+        let stored_hash = &snapshot.dataset.hash;
+        if dataset::hash_pairs(&pairs) != *stored_hash {
+            return Err(AuditError::Config(format!(
+                "{}: the stored pairs do not match the snapshot's dataset hash {stored_hash}",
+                run_dir.display()
+            )));
+        }
+        Arc::make_mut(&mut snapshot.dataset).pairs = pairs;
+    }
     prepare_snapshot(snapshot)
 }
 
@@ -503,16 +550,8 @@ pub fn prepare_stored(run_dir: &Path) -> Result<Prepared, AuditError> {
 pub fn rerender(run_dir: &Path) -> Result<Summary, AuditError> {
     let prepared = prepare_stored(run_dir)?;
     let store = RunStore::open(run_dir)?;
-    let mut records = store.records()?;
-    let position: std::collections::HashMap<&str, usize> = prepared
-        .plan
-        .calls
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
-        .collect();
-    records.retain(|r| position.contains_key(r.call_id.as_str()));
-    records.sort_by_key(|r| position[r.call_id.as_str()]);
+    check_stored_plan(&store, &prepared, run_dir)?;
+    let records = store.records_in_plan_order()?;
     let outcome = RunOutcome {
         records,
         faults: store.fault_counts()?,
@@ -543,9 +582,9 @@ pub async fn execute(
         cache_dir: options.cache_dir.clone(),
     };
     Ok(run::execute(
-        &prepared.plan,
-        &prepared.dataset.pairs,
-        &prepared.perturbed,
+        prepared.plan.clone(),
+        prepared.dataset.clone(),
+        prepared.perturbed.clone(),
         &prepared.judges,
         out,
         &run_options,

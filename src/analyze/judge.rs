@@ -398,6 +398,8 @@ impl Ctx<'_> {
                         consistency.other += 1;
                     }
                 }
+                // A pair outside this judge's scope (`audit_max_pairs`) is not part of its audit.
+                (Obs::NotPlanned, _) | (_, Obs::NotPlanned) => {}
                 _ => consistency.error += 1,
             }
             for order in Order::BOTH {
@@ -823,6 +825,10 @@ impl Ctx<'_> {
         let mut table = [[0u64; 3]; 3];
         for (i, pair) in self.pairs.iter().enumerate() {
             let tally = &mut tallies[self.category_of[i]];
+            if v.code(l, i, l.baseline(Order::Ab, 0)) == NOT_PLANNED {
+                // Outside this judge's scope: the category counts only the pairs it judged.
+                continue;
+            }
             tally.pairs += 1;
             for order in Order::BOTH {
                 let a_first = order == Order::Ab;

@@ -432,6 +432,24 @@ pub fn slot_contents(spec: &CallSpec) -> SlotContents {
     }
 }
 
+/// True when [`request`] can build `spec`: its pair exists, and so does every perturbed answer
+/// it shows. Checks a whole plan before a run without copying any answer.
+pub fn buildable(spec: &CallSpec, pairs: &[Pair], perturbed: &PerturbedAnswers) -> bool {
+    if spec.pair_index >= pairs.len() {
+        return false;
+    }
+    let slots = slot_contents(spec);
+    [(Slot::First, slots.first), (Slot::Second, slots.second)]
+        .into_iter()
+        .all(|(slot, side)| {
+            slots.artifact_slot != Some(slot)
+                || spec
+                    .artifact
+                    .as_deref()
+                    .is_some_and(|a| perturbed.get(a, spec.pair_index, side).is_some())
+        })
+}
+
 /// Build the judge request for `spec`. Returns `None` when a perturbation is missing (a plan and
 /// perturbation set built from different inputs).
 pub fn request(
@@ -496,4 +514,46 @@ pub fn request(
             artifact_key,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perturb::Catalog;
+
+    #[test]
+    fn buildable_agrees_with_request() {
+        let pairs = crate::dataset::builtin().pairs;
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&Artifact> = catalog.artifacts().iter().collect();
+        let plan = Plan::build(
+            &["j".to_string()],
+            &pairs,
+            &artifacts,
+            &DesignOptions::default(),
+        );
+        let full = PerturbedAnswers::compute(&pairs, &artifacts, 7);
+        // Perturbations of the first artifact only: every other artifact's calls are unbuildable.
+        let partial = PerturbedAnswers::compute(&pairs, &artifacts[..1], 7);
+        let (mut unbuildable, mut checked) = (0, 0);
+        for spec in &plan.calls {
+            for (perturbed, shown_pairs) in [
+                (&full, &pairs[..]),
+                (&partial, &pairs[..]),
+                (&full, &pairs[..3]),
+            ] {
+                let expected = request(spec, shown_pairs, perturbed).is_some();
+                assert_eq!(
+                    buildable(spec, shown_pairs, perturbed),
+                    expected,
+                    "{}",
+                    spec.id
+                );
+                unbuildable += usize::from(!expected);
+                checked += 1;
+            }
+        }
+        // Both outcomes occur, so the agreement is not vacuous.
+        assert!(unbuildable > 0 && unbuildable < checked);
+    }
 }

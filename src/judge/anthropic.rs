@@ -49,6 +49,8 @@ pub struct AnthropicJudge {
     name: String,
     model: String,
     endpoint: String,
+    /// `endpoint`, parsed once (reqwest would parse the string on every call).
+    endpoint_url: reqwest::Url,
     api_key: Option<ApiKey>,
     temperature: f64,
     max_tokens: u32,
@@ -185,14 +187,21 @@ impl AnthropicJudge {
             .pool_max_idle_per_host(usize::MAX)
             .tcp_nodelay(true)
             .connect_timeout(timeout.min(Duration::from_secs(15)))
+            // The whole exchange, body included; set once here rather than on every request.
+            .timeout(timeout)
             // A redirected POST would silently become a GET; report it instead.
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| build_error(name, "base_url", format!("cannot build HTTP client: {e}")))?;
+        let endpoint = format!("{base_url}/v1/messages");
+        let endpoint_url = reqwest::Url::parse(&endpoint).map_err(|e| {
+            build_error(name, "base_url", format!("`{endpoint}` is not a URL: {e}"))
+        })?;
         Ok(Self {
             name: name.clone(),
             model: config.model.clone(),
-            endpoint: format!("{base_url}/v1/messages"),
+            endpoint_url,
+            endpoint,
             api_key,
             temperature: config.temperature,
             max_tokens: config.max_tokens,
@@ -373,8 +382,7 @@ impl Judge for AnthropicJudge {
         let body = self.request_body(&rendered);
         let response = self
             .client
-            .post(&self.endpoint)
-            .timeout(self.timeout)
+            .post(self.endpoint_url.clone())
             .json(&body)
             .send()
             .await

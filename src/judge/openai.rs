@@ -26,11 +26,17 @@ use std::time::{Duration, SystemTime};
 /// Longest provider error text quoted in an error message.
 const MAX_QUOTED: usize = 300;
 
+/// Lets a proxy or server log match requests to the audit's call ids (a parsed name: parsing it
+/// on every call would allocate).
+static CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-judge-audit-call");
+
 /// A judge behind an OpenAI-compatible `/chat/completions` endpoint.
 pub struct OpenAiJudge {
     name: String,
     model: String,
     endpoint: String,
+    /// `endpoint`, parsed once (reqwest would parse the string on every call).
+    endpoint_url: reqwest::Url,
     api_key: Option<ApiKey>,
     temperature: f64,
     max_tokens: u32,
@@ -142,6 +148,8 @@ impl OpenAiJudge {
             .pool_max_idle_per_host(usize::MAX)
             .tcp_nodelay(true)
             .connect_timeout(timeout.min(Duration::from_secs(15)))
+            // The whole exchange, body included; set once here rather than on every request.
+            .timeout(timeout)
             // A redirected POST would silently become a GET; report it instead.
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -154,10 +162,15 @@ impl OpenAiJudge {
         } else {
             None
         };
+        let endpoint = format!("{base_url}/chat/completions");
+        let endpoint_url = reqwest::Url::parse(&endpoint).map_err(|e| {
+            build_error(name, "base_url", format!("`{endpoint}` is not a URL: {e}"))
+        })?;
         Ok(Self {
             name: name.clone(),
             model: config.model.clone(),
-            endpoint: format!("{base_url}/chat/completions"),
+            endpoint_url,
+            endpoint,
             api_key,
             temperature: config.temperature,
             max_tokens: config.max_tokens,
@@ -315,7 +328,9 @@ impl OpenAiJudge {
                 )));
             }
         };
-        if is_insufficient_quota(body) {
+        // Checked on the parsed body: re-parsing every reply as a generic JSON value would cost
+        // dozens of allocations per call.
+        if response.error.as_ref().is_some_and(is_quota_error) {
             return Err(self.permanent(FaultKind::Quota, &provider_message(body)));
         }
         let Some(choice) = response.choices.into_iter().next() else {
@@ -326,7 +341,7 @@ impl OpenAiJudge {
             output_tokens: u.completion_tokens.unwrap_or(0),
         });
         let message = choice.message.unwrap_or_default();
-        let (raw, verdict) = match (content_text(message.content.as_ref()), message.refusal) {
+        let (raw, verdict) = match (content_text(message.content), message.refusal) {
             (Some(text), _) => {
                 // Blank text is a valid reply; the parser finds no label and says Invalid.
                 let verdict = self.parser.parse(&text);
@@ -379,10 +394,8 @@ impl Judge for OpenAiJudge {
         let body = self.request_body(request, &rendered);
         let response = self
             .client
-            .post(&self.endpoint)
-            .timeout(self.timeout)
-            // Lets a proxy or server log match requests to the audit's call ids.
-            .header("x-judge-audit-call", request.call_id.as_str())
+            .post(self.endpoint_url.clone())
+            .header(CALL_ID_HEADER.clone(), request.call_id.as_str())
             .json(&body)
             .send()
             .await
@@ -455,6 +468,9 @@ struct ChatResponse {
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<Usage>,
+    /// Some servers send an error object with a 200 status.
+    #[serde(default)]
+    error: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -513,9 +529,9 @@ pub struct TopLogprob {
     pub logprob: Option<f64>,
 }
 
-fn content_text(content: Option<&serde_json::Value>) -> Option<String> {
+fn content_text(content: Option<serde_json::Value>) -> Option<String> {
     match content? {
-        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::String(s) => Some(s),
         serde_json::Value::Array(parts) => {
             let texts: Vec<&str> = parts
                 .iter()
@@ -680,12 +696,14 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 /// True when an error body says the account has no quota (`insufficient_quota` as the error's
 /// `code` or `type`).
 fn is_insufficient_quota(body: &[u8]) -> bool {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
-    let Some(error) = value.get("error") else {
-        return false;
-    };
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| value.get("error").map(is_quota_error))
+        .unwrap_or(false)
+}
+
+/// True when a provider's `error` value says the account is out of quota.
+fn is_quota_error(error: &serde_json::Value) -> bool {
     ["code", "type"]
         .iter()
         .any(|k| error.get(k).and_then(|v| v.as_str()) == Some("insufficient_quota"))

@@ -3,6 +3,7 @@
 //! committed; failures are stored as faults, never as results.
 
 use super::{CallRecord, FaultCounts};
+use crate::dataset::Pair;
 use crate::judge::FaultKind;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
@@ -76,6 +77,7 @@ impl RunStore {
                  PRAGMA synchronous = NORMAL;
                  PRAGMA busy_timeout = 5000;
                  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS pairs (position INTEGER PRIMARY KEY, pair TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS plan (
                      position INTEGER PRIMARY KEY, call_id TEXT NOT NULL UNIQUE, judge TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS calls (
@@ -93,18 +95,6 @@ impl RunStore {
         dir.join(RUN_DB).is_file()
     }
 
-    /// Store a metadata value (JSON text).
-    pub fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map_err(self.err())?;
-        Ok(())
-    }
-
     /// Read a metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
@@ -115,8 +105,15 @@ impl RunStore {
             .map_err(self.err())
     }
 
-    /// Record the plan's call ids in order (once; a resumed run checks against them).
-    pub fn put_plan(&mut self, calls: &[(String, String)]) -> Result<(), StoreError> {
+    /// Record a new run in one transaction: its metadata (key, JSON text), its pairs (one row
+    /// each, so no single huge value is built) and its plan's (call id, judge) in order. An
+    /// interrupted start leaves nothing half-written.
+    pub fn create_run(
+        &mut self,
+        meta: &[(&str, &str)],
+        pairs: &[Pair],
+        plan: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -126,10 +123,28 @@ impl RunStore {
         {
             let mut insert = tx
                 .prepare(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(err)?;
+            for (key, value) in meta {
+                insert.execute(params![key, value]).map_err(err)?;
+            }
+            let mut insert = tx
+                .prepare("INSERT OR REPLACE INTO pairs (position, pair) VALUES (?1, ?2)")
+                .map_err(err)?;
+            for (position, pair) in pairs.iter().enumerate() {
+                let json = serde_json::to_string(pair).expect("pairs serialize");
+                insert
+                    .execute(params![position as i64, json])
+                    .map_err(err)?;
+            }
+            let mut insert = tx
+                .prepare(
                     "INSERT OR IGNORE INTO plan (position, call_id, judge) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(err)?;
-            for (position, (call_id, judge)) in calls.iter().enumerate() {
+            for (position, (call_id, judge)) in plan.iter().enumerate() {
                 insert
                     .execute(params![position as i64, call_id, judge])
                     .map_err(err)?;
@@ -137,6 +152,29 @@ impl RunStore {
         }
         tx.commit().map_err(err)?;
         Ok(())
+    }
+
+    /// The run's pairs, in order (empty for runs that kept them inside the snapshot).
+    pub fn pairs(&self) -> Result<Vec<Pair>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT pair FROM pairs ORDER BY position")
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        let mut pairs = Vec::new();
+        for row in rows {
+            let text = row.map_err(self.err())?;
+            pairs.push(
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    what: "pair".into(),
+                    message: e.to_string(),
+                })?,
+            );
+        }
+        Ok(pairs)
     }
 
     /// The stored plan's call ids, in order.
@@ -151,11 +189,12 @@ impl RunStore {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
-    /// Commit a batch of completed calls and faults in one transaction. A call id that is
-    /// already stored is ignored, so a call is never counted twice.
+    /// Commit a batch of completed calls (each with its JSON text) and faults in one
+    /// transaction. Calls without a verdict are not stored. A call id that is already stored is
+    /// ignored, so a call is never counted twice.
     pub fn commit(
         &mut self,
-        records: &[CallRecord],
+        records: &[(CallRecord, String)],
         faults: &[FaultRow],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
@@ -170,8 +209,7 @@ impl RunStore {
                     "INSERT OR IGNORE INTO calls (call_id, judge, record) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(err)?;
-            for record in records.iter().filter(|r| r.succeeded()) {
-                let json = serde_json::to_string(record).expect("call records serialize");
+            for (record, json) in records.iter().filter(|(r, _)| r.succeeded()) {
                 insert
                     .execute(params![record.call_id, record.judge, json])
                     .map_err(err)?;
@@ -222,6 +260,42 @@ impl RunStore {
         for row in rows {
             let text = row.map_err(self.err())?;
             let record = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                what: "call record".into(),
+                message: e.to_string(),
+            })?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// The committed calls of the stored plan, in plan order (calls outside the plan are left
+    /// out). The store does the ordering, so no second copy of the records is sorted.
+    pub fn records_in_plan_order(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let count: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))
+            .map_err(self.err())?;
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT c.record FROM plan p JOIN calls c ON c.call_id = p.call_id
+                 ORDER BY p.position",
+            )
+            .map_err(self.err())?;
+        let mut rows = query.query([]).map_err(self.err())?;
+        let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        while let Some(row) = rows.next().map_err(self.err())? {
+            let text =
+                row.get_ref(0)
+                    .map_err(self.err())?
+                    .as_str()
+                    .map_err(|e| StoreError::Corrupt {
+                        path: self.path.clone(),
+                        what: "call record".into(),
+                        message: e.to_string(),
+                    })?;
+            let record = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
                 path: self.path.clone(),
                 what: "call record".into(),
                 message: e.to_string(),

@@ -1,0 +1,102 @@
+//! A judge audited on a scope (`audit_max_pairs`, `audit_artifacts`) is analysed on that scope
+//! alone: pairs it never saw are neither counted as errors nor listed in its categories, while
+//! an unscoped judge of the same run still covers the whole dataset.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn judge<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["judges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("judge {name} in summary.json"))
+}
+
+#[test]
+fn a_scoped_judge_is_analysed_on_its_own_pairs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let scoped = dir.path().join("sim-scoped.toml");
+    std::fs::write(
+        &scoped,
+        r#"name = "sim-scoped"
+backend = "sim"
+model = "simulated"
+seed = 7
+audit_max_pairs = 10
+audit_artifacts = ["apology", "position"]
+
+[sim]
+accuracy = 0.8
+noise = 0.05
+tie_rate = 0.1
+position_bias = 0.3
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("audit.toml");
+    std::fs::write(
+        &config,
+        "seed = 42\njudges = [\"sim-unbiased\", \"sim-scoped.toml\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let output = Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+        .args(["run", "--quiet", "--no-cache", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let total_pairs = summary["dataset"]["pairs"].as_u64().unwrap();
+    assert!(
+        total_pairs > 10,
+        "the built-in dataset is larger than the scope"
+    );
+
+    let scoped = judge(&summary, "sim-scoped");
+    // 10 pairs × (4 baseline + 2 × 2 tie-detection for apology and position + 4 apology shifts).
+    assert_eq!(scoped["calls"]["planned"], 10 * (4 + 4 + 4));
+    let consistency = &scoped["baseline"]["position_consistency"];
+    assert_eq!(
+        consistency["n"].as_u64().unwrap() + consistency["error"].as_u64().unwrap(),
+        10
+    );
+    assert_eq!(consistency["error"], 0, "every call of the scope completed");
+    let category_pairs: u64 = scoped["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["pairs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(category_pairs, 10);
+    let artifacts: Vec<&str> = scoped["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["artifact"].as_str().unwrap())
+        .collect();
+    assert!(artifacts.contains(&"apology") && artifacts.contains(&"position"));
+
+    let full = judge(&summary, "sim-unbiased");
+    let consistency = &full["baseline"]["position_consistency"];
+    assert_eq!(
+        consistency["n"].as_u64().unwrap() + consistency["error"].as_u64().unwrap(),
+        total_pairs
+    );
+    let category_pairs: u64 = full["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["pairs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(category_pairs, total_pairs);
+}
