@@ -4,8 +4,9 @@
 //! one thread, fixed latency L, a constant reply) and each client configuration run in separate
 //! processes of this binary, so client CPU time and peak RSS are the client's alone. The client
 //! is the real pipeline: a snapshot with N calls through `audit::execute` (run store, calls.jsonl,
-//! adaptive limiter, retries), response cache off. Reported per configuration: wall time, the
-//! ideal N·L/C, their ratio, client CPU per call and peak RSS.
+//! adaptive limiter, retries), response cache off. Reported per configuration, each the median
+//! of three client runs: wall time, the ideal N·L/C, their ratio, client CPU per call and peak
+//! RSS.
 
 use judge_audit::audit::{self, DesignSection, ExecOptions, RunSection, Snapshot, SnapshotJudge};
 use judge_audit::dataset::{Dataset, Pair, Preference};
@@ -15,6 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LATENCY_MS: u64 = 50;
+/// Client runs per configuration; the table shows their medians.
+const RUNS: usize = 3;
 
 fn main() {
     if let Ok(port) = std::env::var("JUDGE_AUDIT_BENCH_STUB") {
@@ -38,24 +41,32 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for &n in sizes {
         for c in [64usize, 256] {
-            let output = Command::new(&exe)
-                .env(
-                    "JUDGE_AUDIT_BENCH_CLIENT",
-                    format!("{n},{c},{LATENCY_MS},http://127.0.0.1:{port}/v1"),
-                )
-                .output()
-                .expect("run client");
-            assert!(
-                output.status.success(),
-                "client failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let line = String::from_utf8_lossy(&output.stdout);
-            let fields: Vec<f64> = line
-                .split_whitespace()
-                .map(|f| f.parse().expect("client figure"))
+            // Each figure is the median of RUNS client processes (the machine may be shared).
+            let mut runs: Vec<Vec<f64>> = (0..RUNS)
+                .map(|_| {
+                    let output = Command::new(&exe)
+                        .env(
+                            "JUDGE_AUDIT_BENCH_CLIENT",
+                            format!("{n},{c},{LATENCY_MS},http://127.0.0.1:{port}/v1"),
+                        )
+                        .output()
+                        .expect("run client");
+                    assert!(
+                        output.status.success(),
+                        "client failed: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    String::from_utf8_lossy(&output.stdout)
+                        .split_whitespace()
+                        .map(|f| f.parse().expect("client figure"))
+                        .collect()
+                })
                 .collect();
-            let (wall, cpu, rss) = (fields[0], fields[1], fields[2]);
+            let mut median = |field: usize| {
+                runs.sort_by(|a, b| a[field].total_cmp(&b[field]));
+                runs[RUNS / 2][field]
+            };
+            let (wall, cpu, rss) = (median(0), median(1), median(2));
             let ideal = n as f64 * LATENCY_MS as f64 / 1000.0 / c as f64;
             println!(
                 "| {n} | {c} | {LATENCY_MS} ms | {wall:.3} | {ideal:.3} | {:.3}× | {:.4} | {:.1} |",

@@ -472,7 +472,8 @@ fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
                 out.display()
             )));
         }
-        Some(_) => {}
+        // The same audit: its stored plan must still be the one this version builds.
+        Some(_) => check_stored_plan(&store, prepared, out)?,
         None => {
             let plan: Vec<(&str, &str)> = prepared
                 .plan
@@ -490,7 +491,6 @@ fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
             )?;
         }
     }
-    check_stored_plan(&store, prepared, out)?;
     Ok(store)
 }
 

@@ -291,6 +291,8 @@ impl Plan {
                 }
             }
         }
+        // The plan lives as long as the run; drop the growth slack.
+        calls.shrink_to_fit();
         Plan {
             judges: judges.iter().map(|j| j.name.clone()).collect(),
             artifacts: artifacts.iter().map(|a| a.id.clone()).collect(),

@@ -79,7 +79,7 @@ impl RunStore {
                  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS pairs (position INTEGER PRIMARY KEY, pair TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS plan (
-                     position INTEGER PRIMARY KEY, call_id TEXT NOT NULL UNIQUE, judge TEXT NOT NULL);
+                     position INTEGER PRIMARY KEY, call_id TEXT NOT NULL, judge TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS calls (
                      call_id TEXT PRIMARY KEY, judge TEXT NOT NULL, record TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS faults (
