@@ -1,6 +1,7 @@
 //! A judge audited on a scope (`audit_max_pairs`, `audit_artifacts`) is analysed on that scope
 //! alone: pairs it never saw are neither counted as errors nor listed in its categories, while
-//! an unscoped judge of the same run still covers the whole dataset.
+//! an unscoped judge of the same run still covers the whole dataset. The scoped judge here always
+//! picks the first slot, and its findings say so first.
 
 use serde_json::Value;
 use std::process::Command;
@@ -31,7 +32,7 @@ audit_artifacts = ["apology", "position"]
 accuracy = 0.8
 noise = 0.05
 tie_rate = 0.1
-position_bias = 0.3
+position_bias = 1.0
 "#,
     )
     .unwrap();
@@ -78,6 +79,16 @@ position_bias = 0.3
         .map(|c| c["pairs"].as_u64().unwrap())
         .sum();
     assert_eq!(category_pairs, 10);
+    // A judge that always picks the first slot is called position-biased, first and plainly.
+    assert_eq!(consistency["prefers_first"], 10);
+    let findings = scoped["findings"].as_array().unwrap();
+    assert!(
+        findings[0]
+            .as_str()
+            .unwrap()
+            .starts_with("Heavily position-biased: in 10 of 10 pairs the answer shown first won"),
+        "{findings:?}"
+    );
     let artifacts: Vec<&str> = scoped["artifacts"]
         .as_array()
         .unwrap()
@@ -91,6 +102,14 @@ position_bias = 0.3
     assert_eq!(
         consistency["n"].as_u64().unwrap() + consistency["error"].as_u64().unwrap(),
         total_pairs
+    );
+    assert!(
+        !full["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().contains("position-biased")),
+        "the unbiased judge is not called position-biased"
     );
     let category_pairs: u64 = full["categories"]
         .as_array()

@@ -38,6 +38,24 @@ fn ci_with(e: &Estimate, f: fn(f64) -> String) -> String {
 
 pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
     let mut lines = Vec::new();
+    // Said first and plainly: a judge whose verdict follows the slot rather than the answer is
+    // judging the order, whatever else the tests find.
+    let pc = &result.baseline.position_consistency;
+    if pc.n > 0
+        && pc.rate.ci_high.is_some_and(|upper| upper < 0.5)
+        && pc.prefers_first + pc.prefers_second > pc.n / 2
+    {
+        let (slot, count) = if pc.prefers_first >= pc.prefers_second {
+            ("first", pc.prefers_first)
+        } else {
+            ("second", pc.prefers_second)
+        };
+        lines.push(format!(
+            "Heavily position-biased: in {count} of {} pairs the answer shown {slot} won in both orders, so the verdict followed the slot, not the answer (position consistency {}).",
+            pc.n,
+            ci_rate(&pc.rate)
+        ));
+    }
     let mut scored: Vec<(f64, String)> = Vec::new();
     for artifact in &result.artifacts {
         let t = &artifact.tie_detection.score;
@@ -92,13 +110,13 @@ pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
         }
     }
     scored.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+    let scored_count = scored.len();
     lines.extend(scored.into_iter().map(|(_, line)| line));
-    if lines.is_empty() {
+    if scored_count == 0 {
         lines.push(
-            "No artifact moved this judge's verdicts significantly after Holm correction (see the minimum detectable effects at this n before reading that as robustness).".into(),
+            "No artifact test was significant after Holm correction (see the minimum detectable effects at this n before reading that as robustness).".into(),
         );
     }
-    let pc = &result.baseline.position_consistency;
     if pc.n > 0 {
         lines.push(format!(
             "Position consistency: {} of {} pairs got the same winner in both orders ({}); {} favoured the first slot, {} the second.",

@@ -278,12 +278,14 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             rate(s.mean_p_tie)
         );
     }
-    if judge.categories.len() > 1 {
+    // A judge audited on part of the dataset has categories it never saw: leave them out.
+    let judged: Vec<_> = judge.categories.iter().filter(|c| c.pairs > 0).collect();
+    if judged.len() > 1 {
         let _ = writeln!(
             out,
             "\n| category | pairs | gold accuracy | HA (Chen Eq. 6) | flip rate (text artifacts) | toward / away | p raw / Holm / BH |\n|---|---|---|---|---|---|---|"
         );
-        for c in &judge.categories {
+        for c in judged {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} / {} | {} |",
