@@ -271,7 +271,8 @@ impl StopFlag {
 }
 
 /// Execute every call of `plan` that `out_dir`'s run store does not hold yet. The store must
-/// exist (the caller records the run's snapshot and plan first).
+/// exist and hold this very plan (the caller records the run's snapshot and plan first, as
+/// `audit::execute` does): the returned records are read back in the stored plan's order.
 pub async fn execute(
     plan: Arc<Plan>,
     dataset: Arc<Dataset>,

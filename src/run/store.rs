@@ -1,6 +1,7 @@
 //! The run store: one SQLite database (`run.sqlite`, WAL) per run directory holding the run's
-//! snapshot, its plan, every completed call and every fault. A call counts once its row is
-//! committed; failures are stored as faults, never as results.
+//! snapshot (without its pairs), the pairs one row each, its plan, every completed call and every
+//! fault. A call counts once its row is committed; failures are stored as faults, never as
+//! results.
 
 use super::{CallRecord, FaultCounts};
 use crate::dataset::Pair;
