@@ -157,25 +157,34 @@ impl RunStore {
 
     /// The run's pairs, in order (empty for runs that kept them inside the snapshot).
     pub fn pairs(&self) -> Result<Vec<Pair>, StoreError> {
-        let mut query = self
-            .conn
-            .prepare("SELECT pair FROM pairs ORDER BY position")
-            .map_err(self.err())?;
-        let rows = query
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(self.err())?;
-        let mut pairs = Vec::new();
-        for row in rows {
-            let text = row.map_err(self.err())?;
-            pairs.push(
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                    path: self.path.clone(),
-                    what: "pair".into(),
-                    message: e.to_string(),
-                })?,
-            );
+        self.json_rows("SELECT pair FROM pairs ORDER BY position", "pair", 0)
+    }
+
+    /// Decode the first column of every row of `sql` as JSON text. Text is borrowed from
+    /// SQLite, not copied; `what` names the value in a corruption error.
+    fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        what: &str,
+        capacity: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+            message,
+        };
+        let mut query = self.conn.prepare(sql).map_err(self.err())?;
+        let mut rows = query.query([]).map_err(self.err())?;
+        let mut values = Vec::with_capacity(capacity);
+        while let Some(row) = rows.next().map_err(self.err())? {
+            let text = row
+                .get_ref(0)
+                .map_err(self.err())?
+                .as_str()
+                .map_err(|e| corrupt(e.to_string()))?;
+            values.push(serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?);
         }
-        Ok(pairs)
+        Ok(values)
     }
 
     /// The stored plan's call ids, in order.
@@ -250,24 +259,7 @@ impl RunStore {
 
     /// Every committed call.
     pub fn records(&self) -> Result<Vec<CallRecord>, StoreError> {
-        let mut query = self
-            .conn
-            .prepare("SELECT record FROM calls")
-            .map_err(self.err())?;
-        let rows = query
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(self.err())?;
-        let mut records = Vec::new();
-        for row in rows {
-            let text = row.map_err(self.err())?;
-            let record = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                what: "call record".into(),
-                message: e.to_string(),
-            })?;
-            records.push(record);
-        }
-        Ok(records)
+        self.json_rows("SELECT record FROM calls", "call record", 0)
     }
 
     /// The committed calls of the stored plan, in plan order (calls outside the plan are left
@@ -277,33 +269,12 @@ impl RunStore {
             .conn
             .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))
             .map_err(self.err())?;
-        let mut query = self
-            .conn
-            .prepare(
-                "SELECT c.record FROM plan p JOIN calls c ON c.call_id = p.call_id
-                 ORDER BY p.position",
-            )
-            .map_err(self.err())?;
-        let mut rows = query.query([]).map_err(self.err())?;
-        let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        while let Some(row) = rows.next().map_err(self.err())? {
-            let text =
-                row.get_ref(0)
-                    .map_err(self.err())?
-                    .as_str()
-                    .map_err(|e| StoreError::Corrupt {
-                        path: self.path.clone(),
-                        what: "call record".into(),
-                        message: e.to_string(),
-                    })?;
-            let record = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                what: "call record".into(),
-                message: e.to_string(),
-            })?;
-            records.push(record);
-        }
-        Ok(records)
+        self.json_rows(
+            "SELECT c.record FROM plan p JOIN calls c ON c.call_id = p.call_id
+             ORDER BY p.position",
+            "call record",
+            usize::try_from(count).unwrap_or(0),
+        )
     }
 
     /// Faults per judge and kind, over every session of this run.
