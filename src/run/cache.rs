@@ -39,6 +39,25 @@ pub struct CacheStats {
     pub bytes: u64,
 }
 
+/// What [`ResponseCache::clear_dir`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleared {
+    /// The cache was readable; this many entries were removed.
+    Entries {
+        /// The database file.
+        path: PathBuf,
+        /// Entries removed.
+        removed: u64,
+    },
+    /// The cache could not be read, so its files were deleted.
+    Unreadable {
+        /// The database file.
+        path: PathBuf,
+        /// Why it could not be read.
+        error: String,
+    },
+}
+
 fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
@@ -114,6 +133,26 @@ impl ResponseCache {
             entries: entries as u64,
             bytes,
         })
+    }
+
+    /// Empty the cache in `dir`, even when it is damaged: a database that cannot be opened or
+    /// cleared (not SQLite, truncated, corrupt pages) is deleted with its WAL and shared-memory
+    /// files, so a corrupt cache never blocks an audit for good.
+    pub fn clear_dir(dir: &Path) -> Result<Cleared, String> {
+        let path = dir.join(CACHE_DB);
+        let error = match ResponseCache::open(dir).and_then(|cache| cache.clear()) {
+            Ok(removed) => return Ok(Cleared::Entries { path, removed }),
+            Err(error) => error,
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e} (while clearing: {error})", file.display())),
+            }
+        }
+        Ok(Cleared::Unreadable { path, error })
     }
 
     /// Delete every entry.
