@@ -710,4 +710,80 @@ mod tests {
         // Both outcomes occur, so the agreement is not vacuous.
         assert!(unbuildable > 0 && unbuildable < checked);
     }
+
+    #[test]
+    fn planned_calls_counts_exactly_what_the_plan_builds() {
+        let pairs = crate::dataset::builtin().pairs;
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&Artifact> = catalog.artifacts().iter().collect();
+        let scopes = [
+            JudgeScope::all("a"),
+            JudgeScope {
+                name: "b".into(),
+                max_pairs: Some(3),
+                artifacts: Some(vec![artifacts[0].id.clone(), "position".into()]),
+            },
+        ];
+        for (repeats, tie_targets) in [
+            (1, TieTargets::Preferred),
+            (3, TieTargets::Both),
+            (2, TieTargets::Preferred),
+        ] {
+            let options = DesignOptions {
+                repeats,
+                tie_targets,
+            };
+            let plan = Plan::build_scoped(&scopes, &pairs, &artifacts, &options);
+            assert_eq!(
+                planned_calls(&scopes, &pairs, &artifacts, &options),
+                plan.calls.len() as u128
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_beyond_the_memory_limit_are_refused_naming_the_field() {
+        let pairs = crate::dataset::builtin().pairs;
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&Artifact> = catalog.artifacts().iter().take(2).collect();
+        let scopes = [JudgeScope::all("a")];
+        let limits = Limits {
+            memory_bytes: 64 << 20,
+        };
+        let fits = DesignOptions::default();
+        check(&scopes, &pairs, &artifacts, &fits, 2000, &limits).unwrap();
+        let huge = DesignOptions {
+            repeats: u32::MAX,
+            ..DesignOptions::default()
+        };
+        let error = check(&scopes, &pairs, &artifacts, &huge, 2000, &limits).unwrap_err();
+        assert!(error.starts_with("design.repeats = 4294967295"), "{error}");
+        let error = check(&scopes, &pairs, &artifacts, &fits, 1_000_000_000, &limits).unwrap_err();
+        assert!(
+            error.starts_with("design.bootstrap_resamples = 1000000000"),
+            "{error}"
+        );
+        let twice = [artifacts[0], artifacts[0]];
+        let error = check(&scopes, &pairs, &twice, &fits, 2000, &limits).unwrap_err();
+        assert!(error.contains("listed twice"), "{error}");
+    }
+
+    #[test]
+    fn call_ids_of_names_with_slashes_and_newlines_never_collide() {
+        let mut pairs = crate::dataset::builtin().pairs[..2].to_vec();
+        pairs[0].id = "x/y".into();
+        pairs[1].id = "y\n%2F".into();
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&Artifact> = catalog.artifacts().iter().take(2).collect();
+        let judges = ["j".to_string(), "j/x".to_string()];
+        let plan = Plan::build(&judges, &pairs, &artifacts, &DesignOptions::default());
+        let ids: std::collections::HashSet<&str> =
+            plan.calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), plan.calls.len(), "duplicate call ids");
+        assert!(plan.calls.iter().all(|c| !c.id.contains('\n')));
+        assert_eq!(escape_id_part("plain-id_1.2"), "plain-id_1.2");
+        assert_eq!(escape_id_part("a/b%\n"), "a%2Fb%25%0A");
+        // The escaped form of one name is never another name's raw form.
+        assert_ne!(escape_id_part("y\n%2F"), escape_id_part("y\n/"));
+    }
 }
