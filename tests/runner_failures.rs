@@ -470,7 +470,7 @@ async fn a_dead_endpoint_opens_the_circuit_breaker_after_a_few_connects() {
         )
         .unwrap();
     assert!(
-        faults >= 10 && faults <= 12,
+        (10..=12).contains(&faults),
         "{faults} connection attempts before the breaker opened"
     );
     let summary: Value = serde_json::from_str(
