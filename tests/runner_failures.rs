@@ -717,10 +717,10 @@ async fn repeated_kills_never_leave_duplicates_or_torn_lines() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    write_pairs(dir.path(), 8);
+    write_pairs(dir.path(), 12);
     write_audit(dir.path(), &server.base_url(), "concurrency = 4", "");
     let out = dir.path().join("out");
-    let planned = 8 * CALLS_PER_PAIR;
+    let planned = 12 * CALLS_PER_PAIR;
     let mut args = vec![
         "run",
         "--quiet",
@@ -730,7 +730,7 @@ async fn repeated_kills_never_leave_duplicates_or_torn_lines() {
         "--out",
         "out",
     ];
-    for cycle in 1..=4 {
+    for cycle in 1..=8 {
         let mut child = command(dir.path(), &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -743,6 +743,8 @@ async fn repeated_kills_never_leave_duplicates_or_torn_lines() {
             break;
         }
         wait_committed(&out, (done + 10).min(planned), &mut child).await;
+        // Kill at different points of the writer's 100 ms batch cycle.
+        tokio::time::sleep(Duration::from_millis((cycle as u64 * 37) % 100)).await;
         child.kill().ok(); // SIGKILL
         child.wait().unwrap();
         check_no_duplicate_lines(&out, cycle);

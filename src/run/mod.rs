@@ -834,11 +834,18 @@ fn repair_log(path: &Path, committed: &[CallRecord]) -> std::io::Result<std::fs:
     if whole < bytes.len() {
         file.set_len(whole as u64)?;
     }
+    // Only the id and whether there is a verdict matter; the raw answers are skipped unparsed.
+    #[derive(Deserialize)]
+    struct Logged {
+        call_id: String,
+        #[serde(default)]
+        verdict: Option<serde::de::IgnoredAny>,
+    }
     let logged: std::collections::HashSet<String> = bytes[..whole]
         .split(|&b| b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<CallRecord>(line).ok())
-        .filter(CallRecord::succeeded)
-        .map(|record| record.call_id)
+        .filter_map(|line| serde_json::from_slice::<Logged>(line).ok())
+        .filter(|line| line.verdict.is_some())
+        .map(|line| line.call_id)
         .collect();
     let mut out = std::io::BufWriter::new(&file);
     for record in committed.iter().filter(|r| !logged.contains(&r.call_id)) {
