@@ -115,7 +115,8 @@ struct RunArgs {
     /// No progress on stderr.
     #[arg(long, short)]
     quiet: bool,
-    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run).
+    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run or a
+    /// judge could not be audited).
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
 }
@@ -153,7 +154,8 @@ struct DemoArgs {
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
-    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run).
+    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run or a
+    /// judge could not be audited).
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
 }
@@ -383,11 +385,30 @@ fn print_verdicts(summary: &judge_audit::report::Summary) {
     }
 }
 
-/// Apply `--fail-on`: print the `gate:` line and map it to the exit code (0 pass, 1 tripped).
+/// Apply `--fail-on`: print the `gate:` line and map it to the exit code (0 pass, 1 tripped,
+/// 2 could not audit). A judge with no evidence (an outage, a stopped judge, nothing planned) is
+/// neither a pass nor a failure of the judge: the gate says so and exits 2, so CI can tell an
+/// outage from a biased judge.
 fn gate_exit(summary: &judge_audit::report::Summary, fail_on: Option<FailOn>) -> ExitCode {
     let Some(threshold) = fail_on else {
         return ExitCode::SUCCESS;
     };
+    let unaudited: Vec<&str> = summary
+        .judges
+        .iter()
+        .filter(|j| j.trust.verdict == judge_audit::analyze::Trust::CouldNotAudit)
+        .map(|j| j.name.as_str())
+        .collect();
+    if !unaudited.is_empty() {
+        println!(
+            "gate: COULD NOT AUDIT (--fail-on {}: {} of {} judges have no evidence to judge: {}; see their reasons)",
+            threshold.trust().label().to_lowercase(),
+            unaudited.len(),
+            summary.judges.len(),
+            unaudited.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let gate = judge_audit::report::gate(summary, threshold.trust());
     println!("{}", gate.line);
     if gate.passed {

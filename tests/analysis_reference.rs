@@ -848,7 +848,8 @@ fn no_records_at_all() {
     assert_eq!(j.baseline.noise_flip_rate.estimate, None);
     assert_eq!(j.baseline.gold_kappa.estimate, None);
     assert!(j.length.is_none());
-    assert_eq!(j.trust.verdict, Trust::Reject);
+    // No answer is no evidence: an outage is not a REJECT (issue 20 §3).
+    assert_eq!(j.trust.verdict, Trust::CouldNotAudit);
 }
 
 #[test]

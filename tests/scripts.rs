@@ -118,7 +118,11 @@ impl Sandbox {
     }
 
     fn script(&self, name: &str, args: &[&str]) -> Output {
-        let path = format!("{}:{}", self.tools.display(), std::env::var("PATH").unwrap());
+        let path = format!(
+            "{}:{}",
+            self.tools.display(),
+            std::env::var("PATH").unwrap()
+        );
         Command::new("bash")
             .arg(repo().join("scripts").join(name))
             .args(args)
@@ -176,12 +180,18 @@ fn a_cached_llama_server_that_cannot_load_the_model_is_rebuilt() {
 
     // First run: nothing cached, one build, the portable flags recorded.
     let first = sb.build();
-    assert!(first.status.success(), "first build failed:\n{}", stderr(&first));
+    assert!(
+        first.status.success(),
+        "first build failed:\n{}",
+        stderr(&first)
+    );
     assert_eq!(stdout_last_line(&first), bin.display().to_string());
     assert_eq!(sb.builds(), 1);
     let info = fs::read_to_string(bin.with_file_name("BUILD_INFO")).unwrap();
     assert!(
-        info.contains("flags: -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"),
+        info.contains(
+            "flags: -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+        ),
         "{info}"
     );
     let configure = fs::read_to_string(&sb.log).unwrap();
@@ -200,14 +210,25 @@ fn a_cached_llama_server_that_cannot_load_the_model_is_rebuilt() {
     let third = sb.build();
     let err = stderr(&third);
     assert!(third.status.success(), "{err}");
-    assert_eq!(sb.builds(), 2, "the broken cached server was not rebuilt:\n{err}");
-    assert!(err.contains("exit 132"), "the SIGILL is not reported:\n{err}");
+    assert_eq!(
+        sb.builds(),
+        2,
+        "the broken cached server was not rebuilt:\n{err}"
+    );
+    assert!(
+        err.contains("exit 132"),
+        "the SIGILL is not reported:\n{err}"
+    );
     assert!(
         err.contains("load_tensors: loading model tensors (fake)"),
         "the server's own log is not shown:\n{err}"
     );
     assert_eq!(stdout_last_line(&third), bin.display().to_string());
-    assert_eq!(fs::read_to_string(&bin).unwrap(), GOOD_SERVER, "the broken binary is still cached");
+    assert_eq!(
+        fs::read_to_string(&bin).unwrap(),
+        GOOD_SERVER,
+        "the broken binary is still cached"
+    );
 }
 
 #[test]
@@ -220,7 +241,11 @@ fn a_cached_llama_server_built_with_other_flags_is_not_reused() {
     let info_path = bin.with_file_name("BUILD_INFO");
     let info = fs::read_to_string(&info_path).unwrap();
     let flags_line = info.lines().find(|l| l.starts_with("flags: ")).unwrap();
-    fs::write(&info_path, info.replace(flags_line, "flags: -DGGML_NATIVE=ON")).unwrap();
+    fs::write(
+        &info_path,
+        info.replace(flags_line, "flags: -DGGML_NATIVE=ON"),
+    )
+    .unwrap();
     let out = sb.build();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sb.builds(), 2, "{}", stderr(&out));
@@ -257,7 +282,10 @@ fn a_llama_server_that_dies_on_start_fails_with_its_own_log() {
     assert!(!out.status.success(), "{err}");
     assert!(out.stdout.is_empty(), "a URL was printed for a dead server");
     assert!(err.contains("status 132"), "{err}");
-    assert!(err.contains("load_tensors: loading model tensors (fake)"), "{err}");
+    assert!(
+        err.contains("load_tensors: loading model tensors (fake)"),
+        "{err}"
+    );
 }
 
 /// `export VAR="$(cmd)"` and `local VAR="$(cmd)"` return the status of `export`/`local`, so
@@ -293,7 +321,11 @@ fn ci_and_scripts_never_hide_a_failed_command_substitution() {
 #[test]
 fn every_apt_get_waits_for_the_dpkg_lock() {
     let mut bad = Vec::new();
-    for file in [".ci/run", "scripts/demo.sh", "scripts/build-llama-server.sh"] {
+    for file in [
+        ".ci/run",
+        "scripts/demo.sh",
+        "scripts/build-llama-server.sh",
+    ] {
         let text = fs::read_to_string(repo().join(file)).unwrap();
         for (n, line) in text.lines().enumerate() {
             let code = line.trim_start();
@@ -302,12 +334,14 @@ fn every_apt_get_waits_for_the_dpkg_lock() {
                 && !code.starts_with('#')
                 && !code.starts_with("log ")
                 && !code.starts_with("echo ");
-            if runs_apt
-                && !line.contains("DPkg::Lock::Timeout=")
-            {
+            if runs_apt && !line.contains("DPkg::Lock::Timeout=") {
                 bad.push(format!("{file}:{}: {line}", n + 1));
             }
         }
     }
-    assert!(bad.is_empty(), "apt-get without a lock timeout:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "apt-get without a lock timeout:\n{}",
+        bad.join("\n")
+    );
 }

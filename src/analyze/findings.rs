@@ -1,7 +1,7 @@
 //! Plain-language findings per judge or jury, strongest first. Every number quoted comes with its
 //! interval and, for tests, the adjusted p-value and its family.
 
-use super::{Estimate, JudgeKind, JudgeResult};
+use super::{Estimate, JudgeKind, JudgeResult, Trust};
 
 fn pct(x: f64) -> String {
     format!("{:+.1}%", 100.0 * x)
@@ -38,6 +38,16 @@ fn ci_with(e: &Estimate, f: fn(f64) -> String) -> String {
 
 pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
     let mut lines = Vec::new();
+    // No evidence, no findings: "no artifact test was significant" about a judge that never
+    // answered would read as robustness.
+    if result.trust.verdict == Trust::CouldNotAudit {
+        let c = &result.calls;
+        lines.push(format!(
+            "Could not audit: {} of {} planned calls got an answer ({} failed or not sent, {} unparseable); no finding is drawn from this run.",
+            c.completed, c.planned, c.failed, c.invalid
+        ));
+        return lines;
+    }
     // Said first and plainly: a judge whose verdict follows the slot rather than the answer is
     // judging the order, whatever else the tests find.
     let pc = &result.baseline.position_consistency;

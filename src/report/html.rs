@@ -319,6 +319,7 @@ fn verdict_class(t: Trust) -> &'static str {
         Trust::Adopt => "adopt",
         Trust::Caution => "caution",
         Trust::Reject => "reject",
+        Trust::CouldNotAudit => "could-not-audit",
     }
 }
 
@@ -366,11 +367,12 @@ nav.toc a:hover{text-decoration:underline}
 .badge.adopt{color:var(--adopt);background:var(--adopt-bg);border-color:var(--adopt-bd)}
 .badge.caution{color:var(--caution);background:var(--caution-bg);border-color:var(--caution-bd)}
 .badge.reject{color:var(--reject);background:var(--reject-bg);border-color:var(--reject-bd)}
+.badge.could-not-audit{color:#57606a;background:#f6f8fa;border-color:#d0d7de;border-style:dashed}
 .sim{display:inline-block;font-size:10.5px;font-weight:700;letter-spacing:.06em;color:var(--sim);background:var(--sim-bg);border:1px solid var(--sim-bd);border-radius:4px;padding:0 5px;vertical-align:2px}
 .jn{font-weight:600;overflow-wrap:anywhere}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px;margin-top:14px}
 .card{border:1px solid var(--border);border-top-width:4px;border-radius:8px;padding:12px 16px 14px;background:#fff;break-inside:avoid}
-.card.adopt{border-top-color:var(--adopt-bd)}.card.caution{border-top-color:var(--caution-bd)}.card.reject{border-top-color:var(--reject-bd)}
+.card.adopt{border-top-color:var(--adopt-bd)}.card.caution{border-top-color:var(--caution-bd)}.card.reject{border-top-color:var(--reject-bd)}.card.could-not-audit{border-top-color:#d0d7de}
 .card h3{margin:0 0 6px;font-size:15px;display:flex;flex-wrap:wrap;align-items:center;gap:6px 8px}
 .card h3 .badge{margin-left:auto}
 .card ul{margin:6px 0 0;padding-left:18px;font-size:13.5px}
@@ -626,6 +628,7 @@ fn verdict_colour(t: Trust) -> &'static str {
         Trust::Adopt => "#1a7f37",
         Trust::Caution => "#9a6700",
         Trust::Reject => "#d1242f",
+        Trust::CouldNotAudit => "#57606a",
     }
 }
 
