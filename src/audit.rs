@@ -94,6 +94,10 @@ pub struct DesignSection {
     /// Bootstrap resamples for clustered intervals.
     #[serde(default = "default_resamples")]
     pub bootstrap_resamples: usize,
+    /// Multiplicity families: `judge` (default; each judge's tests are one family, matching
+    /// the per-judge adoption decision) or `run` (one family over every judge of the run).
+    #[serde(default)]
+    pub multiplicity: analyze::Multiplicity,
 }
 
 fn default_repeats() -> u32 {
@@ -111,6 +115,7 @@ impl Default for DesignSection {
             tie_targets: TieTargets::Preferred,
             artifacts: Vec::new(),
             bootstrap_resamples: default_resamples(),
+            multiplicity: analyze::Multiplicity::default(),
         }
     }
 }
@@ -738,6 +743,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         confidence: 0.95,
         trust: prepared.trust,
         jury: prepared.jury.clone(),
+        multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
     let analysis = analyze::analyze_full(&input, &options);

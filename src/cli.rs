@@ -493,7 +493,11 @@ fn print_power(prepared: &Prepared, args: &PlanArgs, power: f64) -> Result<(), S
     if !(0.0..1.0).contains(&args.noise) {
         return Err(format!("--noise: {} is not in [0, 1)", args.noise));
     }
-    let family = (prepared.judges.len() * prepared.artifacts.len() * 3) as u64;
+    let family = prepared
+        .snapshot
+        .design
+        .multiplicity
+        .grid_family_size(prepared.judges.len(), prepared.artifacts.len());
     let plan = judge_audit::analyze::power::plan_power(
         args.effect,
         args.alpha,
