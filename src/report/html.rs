@@ -615,7 +615,7 @@ impl Effect {
 
 fn heatmaps(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"effects\">\n<h2>Artifact effects</h2>\n");
-    out.push_str("<p class=\"intro\"><b>T</b> (tie detection, Chen &amp; Goldfarb-Tarrant Eq. 3) compares an answer with the same answer plus the artifact: +100% means the judge always prefers the copy with the artifact, −100% always the original; for <i>position</i>, +100% means it always prefers the first slot. <b>WR</b> (winrate shift, Eq. 5) is the change in net preference between different answers when the artifact is added to one of them. Each cell shows the estimate, its 95% interval and n; <span class=\"star\">✱</span> marks a Holm-adjusted p &lt; 0.05 over every test of the run.</p>\n");
+    out.push_str("<p class=\"intro\"><b>T</b> (tie detection, Chen &amp; Goldfarb-Tarrant Eq. 3) compares an answer with the same answer plus the artifact: +100% means the judge always prefers the copy with the artifact, −100% always the original; for <i>position</i>, +100% means it always prefers the first slot. <b>WR</b> (winrate shift, Eq. 5) is the change in net preference between different answers when the artifact is added to one of them. Each cell shows the estimate, its 95% interval and n; <span class=\"star\">✱</span> marks a Holm-adjusted p &lt; 0.05 within the judge's family (its own tests by default; the families are listed under the detailed results).</p>\n");
     out.push_str("<h3>T: tie detection</h3>\n");
     heatmap(out, s, Effect::T, "heat-t");
     out.push_str("<h3>WR: winrate shift</h3>\n");
@@ -1473,7 +1473,7 @@ fn p_html(e: &Estimate, q: Option<f64>) -> String {
 
 fn details(out: &mut String, s: &Summary, extras: &Extras) {
     out.push_str("<section id=\"details\">\n<h2>Detailed results</h2>\n");
-    out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted over every judge × artifact × {T, WR, flip} test of the run (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
+    out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted within its family (by default each judge's artifact × {T, WR, flip} tests; <code>[design] multiplicity = "run"</code> pools the run) (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
     let any_mde = !extras.mde.is_empty();
     for (index, j) in s.judges.iter().enumerate() {
         // Ids are positional: data never reaches an attribute.
