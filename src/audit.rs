@@ -187,10 +187,46 @@ impl AuditConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: AuditConfig = toml::from_str(&text)
-            .map_err(|e| AuditError::Config(format!("{}: {}", path.display(), e)))?;
+        let config: AuditConfig = toml::from_str(&text).map_err(|e| {
+            AuditError::Config(format!(
+                "{}: {}{}",
+                path.display(),
+                e,
+                top_level_key_hint(e.message())
+            ))
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok((config, base))
+    }
+}
+
+/// Keys that belong at the top of `audit.toml`, before any `[section]`.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "seed",
+    "out",
+    "dataset",
+    "design",
+    "run",
+    "perturbations",
+    "judges",
+    "judge",
+    "trust",
+    "jury",
+];
+
+/// A top-level key written after a `[section]` header lands in that section (that is how TOML
+/// works) and is reported there as unknown; say how to fix it.
+fn top_level_key_hint(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return String::new();
+    };
+    let key = rest.split('`').next().unwrap_or("");
+    if TOP_LEVEL_KEYS.contains(&key) {
+        format!(
+            "hint: `{key}` is a top-level key, but TOML puts every key after a `[section]` header into that section; move `{key} = …` above the first `[section]`\n"
+        )
+    } else {
+        String::new()
     }
 }
 

@@ -20,7 +20,9 @@ pub struct Cli {
 enum Command {
     /// Run an audit described by an audit.toml.
     Run(RunArgs),
-    /// Audit the simulated reference jury on the built-in pairs (finishes in seconds).
+    /// Audit the simulated reference jury on the built-in pairs (seconds); in a build with the
+    /// `local` feature and the SmolLM2 model present (scripts/demo.sh), also the real SmolLM2
+    /// judge, which takes minutes on 2 cores.
     Demo(DemoArgs),
     /// Print the size of the plan by judge and condition, then stop.
     Plan(PlanArgs),
@@ -28,6 +30,10 @@ enum Command {
     Report {
         /// The run directory.
         run_dir: PathBuf,
+        /// Gate the stored run without calling a judge again: exit 1 when any judge has this
+        /// verdict or worse (0 pass, 2 could not run or a judge could not be audited).
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOn>,
     },
     /// The shared response cache.
     Cache {
@@ -245,11 +251,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { run_dir } => {
+        Command::Report { run_dir, fail_on } => {
             let summary = audit::rerender(&run_dir).map_err(|e| e.to_string())?;
             print_verdicts(&summary);
             println!("report: {}", run_dir.join("report.md").display());
-            Ok(ExitCode::SUCCESS)
+            Ok(gate_exit(&summary, fail_on))
         }
         Command::Cache { command, cache } => cache_command(command, cache),
         Command::Artifacts { command } => artifacts(command),
@@ -574,7 +580,8 @@ fn judges(command: JudgesCommand) -> Result<ExitCode, String> {
             }
             for j in all {
                 let sim = if j.sim.is_some() { " (simulated)" } else { "" };
-                println!("{:<28} {:?} {}{sim}", j.name, j.backend, j.model);
+                // The backend as written in judge files (`openai`), not the Rust variant name.
+                println!("{:<28} {:<10} {}{sim}", j.name, j.backend.name(), j.model);
             }
         }
         JudgesCommand::Check { name, judges_dir } => return check(&name, judges_dir.as_deref()),

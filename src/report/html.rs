@@ -1473,7 +1473,7 @@ fn p_html(e: &Estimate, q: Option<f64>) -> String {
 
 fn details(out: &mut String, s: &Summary, extras: &Extras) {
     out.push_str("<section id=\"details\">\n<h2>Detailed results</h2>\n");
-    out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted within its family (by default each judge's artifact × {T, WR, flip} tests; <code>[design] multiplicity = "run"</code> pools the run) (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
+    out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted within its family (by default each judge's artifact × {T, WR, flip} tests; <code>[design] multiplicity = &quot;run&quot;</code> pools the run) (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
     let any_mde = !extras.mde.is_empty();
     for (index, j) in s.judges.iter().enumerate() {
         // Ids are positional: data never reaches an attribute.
