@@ -32,7 +32,7 @@ fn judge<'a>(summary: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("judge {name}"))
 }
 
-fn position<'a>(judge: &'a Value) -> &'a Value {
+fn position(judge: &Value) -> &Value {
     judge["artifacts"]
         .as_array()
         .unwrap()
