@@ -323,13 +323,13 @@ fn artifact_tests_match_hand_counts_and_reference_packages() {
             e.p_family
                 .as_ref()
                 .unwrap()
-                .starts_with("holm over 3 tests (grid)")
+                .starts_with("holm over 3 tests (grid[")
         );
         assert!(
             e.q_family
                 .as_ref()
                 .unwrap()
-                .starts_with("benjamini-hochberg over 3 tests (grid)")
+                .starts_with("benjamini-hochberg over 3 tests (grid[")
         );
     }
     assert!(r.significant, "the flip direction survives Holm");
