@@ -6,7 +6,7 @@
 # Usage: scripts/start-llama-server.sh MODEL.gguf PORT
 # Environment:
 #   JUDGE_AUDIT_HOME          cache root (default $HOME/.cache/judge-audit)
-#   JUDGE_AUDIT_LLAMA_SERVER   server binary (default: the cached build)
+#   JUDGE_AUDIT_LLAMA_SERVER   server binary (default: the cached build, see build-llama-server.sh --path)
 #   JUDGE_AUDIT_SERVER_WAIT    seconds to wait for /health (default 120)
 #   JUDGE_AUDIT_SERVER_THREADS compute threads (default: llama-server's choice)
 #   JUDGE_AUDIT_SERVER_CACHE_PROMPT=1  keep llama-server's prompt cache (default: off, see below)
@@ -24,7 +24,11 @@ port="$2"
 [[ -f "$model" ]] || { echo "start-llama-server: model not found: $model (run scripts/fetch-model.sh)" >&2; exit 1; }
 
 cache_root="${JUDGE_AUDIT_HOME:-$HOME/.cache/judge-audit}"
-bin="${JUDGE_AUDIT_LLAMA_SERVER:-$cache_root/llama-server-0.3.36/llama-server}"
+bin="${JUDGE_AUDIT_LLAMA_SERVER:-}"
+if [[ -z "$bin" ]]; then
+  # The cache directory is named after the build flags; the build script knows the name.
+  bin="$(bash "$(dirname "$0")/build-llama-server.sh" --path)"
+fi
 wait_s="${JUDGE_AUDIT_SERVER_WAIT:-120}"
 run_dir="$cache_root/run"
 pid_file="$run_dir/llama-server-$port.pid"
@@ -75,8 +79,10 @@ echo "$pid" >"$pid_file"
 deadline=$((SECONDS + wait_s))
 until healthy; do
   if ! alive "$pid"; then
-    log "llama-server exited during startup; log $log_file:"
-    tail -n 20 "$log_file" >&2 || true
+    status=0
+    wait "$pid" || status=$?
+    log "llama-server exited during startup with status $status$( ((status != 132)) || echo ' (SIGILL: compiled for instructions this CPU lacks; rebuild with scripts/build-llama-server.sh --model MODEL)'); log $log_file:"
+    tail -n 40 "$log_file" >&2 || true
     rm -f "$pid_file"
     exit 1
   fi

@@ -94,6 +94,10 @@ pub struct DesignSection {
     /// Bootstrap resamples for clustered intervals.
     #[serde(default = "default_resamples")]
     pub bootstrap_resamples: usize,
+    /// Multiplicity families: `judge` (default; each judge's tests are one family, matching
+    /// the per-judge adoption decision) or `run` (one family over every judge of the run).
+    #[serde(default)]
+    pub multiplicity: analyze::Multiplicity,
 }
 
 fn default_repeats() -> u32 {
@@ -111,6 +115,7 @@ impl Default for DesignSection {
             tie_targets: TieTargets::Preferred,
             artifacts: Vec::new(),
             bootstrap_resamples: default_resamples(),
+            multiplicity: analyze::Multiplicity::default(),
         }
     }
 }
@@ -182,10 +187,46 @@ impl AuditConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: AuditConfig = toml::from_str(&text)
-            .map_err(|e| AuditError::Config(format!("{}: {}", path.display(), e)))?;
+        let config: AuditConfig = toml::from_str(&text).map_err(|e| {
+            AuditError::Config(format!(
+                "{}: {}{}",
+                path.display(),
+                e,
+                top_level_key_hint(e.message())
+            ))
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok((config, base))
+    }
+}
+
+/// Keys that belong at the top of `audit.toml`, before any `[section]`.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "seed",
+    "out",
+    "dataset",
+    "design",
+    "run",
+    "perturbations",
+    "judges",
+    "judge",
+    "trust",
+    "jury",
+];
+
+/// A top-level key written after a `[section]` header lands in that section (that is how TOML
+/// works) and is reported there as unknown; say how to fix it.
+fn top_level_key_hint(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return String::new();
+    };
+    let key = rest.split('`').next().unwrap_or("");
+    if TOP_LEVEL_KEYS.contains(&key) {
+        format!(
+            "hint: `{key}` is a top-level key, but TOML puts every key after a `[section]` header into that section; move `{key} = …` above the first `[section]`\n"
+        )
+    } else {
+        String::new()
     }
 }
 
@@ -379,6 +420,19 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             config,
             judge: backend,
         });
+    }
+    // A typo in `audit_artifacts` would silently audit the judge on nothing (and pass a gate).
+    for j in &judges {
+        for id in j.config.audit_artifacts.iter().flatten() {
+            if !snapshot.artifacts.iter().any(|a| &a.id == id) {
+                let known: Vec<&str> = snapshot.artifacts.iter().map(|a| a.id.as_str()).collect();
+                return Err(AuditError::Config(format!(
+                    "judge `{}`: audit_artifacts: unknown artifact `{id}` (this audit's artifacts: {})",
+                    j.config.name,
+                    known.join(", ")
+                )));
+            }
+        }
     }
     let artifact_refs: Vec<&Artifact> = snapshot.artifacts.iter().collect();
     let scopes: Vec<JudgeScope> = judges
@@ -580,6 +634,7 @@ pub async fn execute(
     out: &Path,
     options: &ExecOptions,
 ) -> Result<RunOutcome, AuditError> {
+    check_keys(prepared, |k| std::env::var(k).ok())?;
     drop(open_run(prepared, out)?);
     let run_options = RunOptions {
         concurrency: prepared.concurrency,
@@ -601,6 +656,54 @@ pub async fn execute(
         &run_options,
     )
     .await?)
+}
+
+/// Refuse to start when a judge with planned calls talks to a hosted API (an `https://` base
+/// URL that is not loopback) and its key variable is unset or blank: every call would fail with
+/// 401 after retries, and the run would end in "could not audit" having waited for nothing.
+/// Local servers (http, or loopback) need no key. `env` looks up an environment variable.
+pub fn check_keys(
+    prepared: &Prepared,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), AuditError> {
+    for j in &prepared.judges {
+        let config = &j.config;
+        let Some(var) = config.api_key_env_name() else {
+            continue;
+        };
+        if !prepared.plan.calls.iter().any(|c| c.judge == config.name) {
+            continue;
+        }
+        let Ok(url) = config.resolve_base_url_with(&env) else {
+            continue;
+        };
+        if !needs_key(&url) || config.resolve_api_key_with(&env).is_some() {
+            continue;
+        }
+        let state = if env(var).is_some() {
+            "empty"
+        } else {
+            "not set"
+        };
+        return Err(AuditError::Config(format!(
+            "judge `{}`: api_key_env: the environment variable {var} is {state}, and {url} needs a key;              export {var}=… (or point the judge at a local server) and run again; no call was sent",
+            config.name
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a base URL is a hosted API that needs a key: https and not a loopback host.
+fn needs_key(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    !(host == "localhost" || host.starts_with("127.") || host == "::1")
 }
 
 /// What a plan will cost one judge, before anything is sent.
@@ -687,6 +790,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         confidence: 0.95,
         trust: prepared.trust,
         jury: prepared.jury.clone(),
+        multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
     let analysis = analyze::analyze_full(&input, &options);
@@ -812,3 +916,20 @@ pub const DEMO_JUDGES: [&str; 5] = [
     "sim-authority-skeptic",
     "sim-verbose-fan",
 ];
+
+#[cfg(test)]
+mod key_tests {
+    use super::needs_key;
+
+    #[test]
+    fn hosted_https_apis_need_a_key_local_servers_do_not() {
+        assert!(needs_key("https://api.openai.com/v1"));
+        assert!(needs_key("https://api.anthropic.com"));
+        assert!(needs_key("https://openrouter.ai/api/v1"));
+        assert!(!needs_key("http://127.0.0.1:8080/v1"));
+        assert!(!needs_key("http://localhost:11434/v1"));
+        assert!(!needs_key("https://localhost:8443/v1"));
+        assert!(!needs_key("https://127.0.0.1/v1"));
+        assert!(!needs_key("https://[::1]:8443/v1"));
+    }
+}

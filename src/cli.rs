@@ -20,7 +20,9 @@ pub struct Cli {
 enum Command {
     /// Run an audit described by an audit.toml.
     Run(RunArgs),
-    /// Audit the simulated reference jury on the built-in pairs (finishes in seconds).
+    /// Audit the simulated reference jury on the built-in pairs (seconds); in a build with the
+    /// `local` feature and the SmolLM2 model present (scripts/demo.sh), also the real SmolLM2
+    /// judge, which takes minutes on 2 cores.
     Demo(DemoArgs),
     /// Print the size of the plan by judge and condition, then stop.
     Plan(PlanArgs),
@@ -28,6 +30,10 @@ enum Command {
     Report {
         /// The run directory.
         run_dir: PathBuf,
+        /// Gate the stored run without calling a judge again: exit 1 when any judge has this
+        /// verdict or worse (0 pass, 2 could not run or a judge could not be audited).
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOn>,
     },
     /// The shared response cache.
     Cache {
@@ -115,7 +121,8 @@ struct RunArgs {
     /// No progress on stderr.
     #[arg(long, short)]
     quiet: bool,
-    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run).
+    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run or a
+    /// judge could not be audited).
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
 }
@@ -153,7 +160,8 @@ struct DemoArgs {
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
-    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run).
+    /// Exit with code 1 when any judge gets this verdict or worse (0 pass, 2 could not run or a
+    /// judge could not be audited).
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
 }
@@ -243,11 +251,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { run_dir } => {
+        Command::Report { run_dir, fail_on } => {
             let summary = audit::rerender(&run_dir).map_err(|e| e.to_string())?;
             print_verdicts(&summary);
             println!("report: {}", run_dir.join("report.md").display());
-            Ok(ExitCode::SUCCESS)
+            Ok(gate_exit(&summary, fail_on))
         }
         Command::Cache { command, cache } => cache_command(command, cache),
         Command::Artifacts { command } => artifacts(command),
@@ -383,11 +391,30 @@ fn print_verdicts(summary: &judge_audit::report::Summary) {
     }
 }
 
-/// Apply `--fail-on`: print the `gate:` line and map it to the exit code (0 pass, 1 tripped).
+/// Apply `--fail-on`: print the `gate:` line and map it to the exit code (0 pass, 1 tripped,
+/// 2 could not audit). A judge with no evidence (an outage, a stopped judge, nothing planned) is
+/// neither a pass nor a failure of the judge: the gate says so and exits 2, so CI can tell an
+/// outage from a biased judge.
 fn gate_exit(summary: &judge_audit::report::Summary, fail_on: Option<FailOn>) -> ExitCode {
     let Some(threshold) = fail_on else {
         return ExitCode::SUCCESS;
     };
+    let unaudited: Vec<&str> = summary
+        .judges
+        .iter()
+        .filter(|j| j.trust.verdict == judge_audit::analyze::Trust::CouldNotAudit)
+        .map(|j| j.name.as_str())
+        .collect();
+    if !unaudited.is_empty() {
+        println!(
+            "gate: COULD NOT AUDIT (--fail-on {}: {} of {} judges have no evidence to judge: {}; see their reasons)",
+            threshold.trust().label().to_lowercase(),
+            unaudited.len(),
+            summary.judges.len(),
+            unaudited.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let gate = judge_audit::report::gate(summary, threshold.trust());
     println!("{}", gate.line);
     if gate.passed {
@@ -474,7 +501,11 @@ fn print_power(prepared: &Prepared, args: &PlanArgs, power: f64) -> Result<(), S
     if !(0.0..1.0).contains(&args.noise) {
         return Err(format!("--noise: {} is not in [0, 1)", args.noise));
     }
-    let family = (prepared.judges.len() * prepared.artifacts.len() * 3) as u64;
+    let family = prepared
+        .snapshot
+        .design
+        .multiplicity
+        .grid_family_size(prepared.judges.len(), prepared.artifacts.len());
     let plan = judge_audit::analyze::power::plan_power(
         args.effect,
         args.alpha,
@@ -551,7 +582,8 @@ fn judges(command: JudgesCommand) -> Result<ExitCode, String> {
             }
             for j in all {
                 let sim = if j.sim.is_some() { " (simulated)" } else { "" };
-                println!("{:<28} {:?} {}{sim}", j.name, j.backend, j.model);
+                // The backend as written in judge files (`openai`), not the Rust variant name.
+                println!("{:<28} {:<10} {}{sim}", j.name, j.backend.name(), j.model);
             }
         }
         JudgesCommand::Check { name, judges_dir } => return check(&name, judges_dir.as_deref()),

@@ -323,13 +323,13 @@ fn artifact_tests_match_hand_counts_and_reference_packages() {
             e.p_family
                 .as_ref()
                 .unwrap()
-                .starts_with("holm over 3 tests (grid)")
+                .starts_with("holm over 3 tests (grid[")
         );
         assert!(
             e.q_family
                 .as_ref()
                 .unwrap()
-                .starts_with("benjamini-hochberg over 3 tests (grid)")
+                .starts_with("benjamini-hochberg over 3 tests (grid[")
         );
     }
     assert!(r.significant, "the flip direction survives Holm");
@@ -848,7 +848,8 @@ fn no_records_at_all() {
     assert_eq!(j.baseline.noise_flip_rate.estimate, None);
     assert_eq!(j.baseline.gold_kappa.estimate, None);
     assert!(j.length.is_none());
-    assert_eq!(j.trust.verdict, Trust::Reject);
+    // No answer is no evidence: an outage is not a REJECT (issue 20 §3).
+    assert_eq!(j.trust.verdict, Trust::CouldNotAudit);
 }
 
 #[test]

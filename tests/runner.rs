@@ -594,7 +594,8 @@ async fn permanent_error_stops_only_that_judge() {
     assert!(http["stopped"].as_str().unwrap().contains("Auth"));
     assert_eq!(http["calls"]["completed"], 0);
     assert_eq!(http["faults"]["auth"], 1);
-    assert_eq!(http["trust"]["verdict"], "REJECT");
+    // A stopped judge is not judged on an outage (issue 20 §3).
+    assert_eq!(http["trust"]["verdict"], "COULD_NOT_AUDIT");
     let sim = judges.iter().find(|j| j["name"] == "sim-unbiased").unwrap();
     assert_eq!(sim["calls"]["completed"], sim["calls"]["planned"]);
 }

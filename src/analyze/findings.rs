@@ -1,7 +1,8 @@
 //! Plain-language findings per judge or jury, strongest first. Every number quoted comes with its
 //! interval and, for tests, the adjusted p-value and its family.
 
-use super::{Estimate, JudgeKind, JudgeResult};
+use super::multiplicity::short_family;
+use super::{Estimate, JudgeKind, JudgeResult, Trust};
 
 fn pct(x: f64) -> String {
     format!("{:+.1}%", 100.0 * x)
@@ -36,8 +37,34 @@ fn ci_with(e: &Estimate, f: fn(f64) -> String) -> String {
     }
 }
 
+/// The confirmatory family of the judge's artifact tests, in a few words.
+fn grid_family(result: &JudgeResult) -> String {
+    let family = result
+        .artifacts
+        .iter()
+        .flat_map(|a| {
+            [
+                &a.tie_detection.score,
+                &a.winrate_shift.shift,
+                &a.flip_rate.rate,
+            ]
+        })
+        .find_map(|e| e.p_family.as_deref());
+    short_family(family)
+}
+
 pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
     let mut lines = Vec::new();
+    // No evidence, no findings: "no artifact test was significant" about a judge that never
+    // answered would read as robustness.
+    if result.trust.verdict == Trust::CouldNotAudit {
+        let c = &result.calls;
+        lines.push(format!(
+            "Could not audit: {} of {} planned calls got an answer ({} failed or not sent, {} unparseable); no finding is drawn from this run.",
+            c.completed, c.planned, c.failed, c.invalid
+        ));
+        return lines;
+    }
     // Said first and plainly: a judge whose verdict follows the slot rather than the answer is
     // judging the order, whatever else the tests find.
     let pc = &result.baseline.position_consistency;
@@ -74,10 +101,11 @@ pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
             scored.push((
                 t.estimate.unwrap_or(0.0).abs(),
                 format!(
-                    "{}: {direction} when the two answers are otherwise identical: T = {}, Holm-adjusted p = {:.2e}.",
+                    "{}: {direction} when the two answers are otherwise identical: T = {}, Holm-adjusted p = {:.2e} over {}.",
                     artifact.artifact,
                     ci(t),
-                    t.p_adjusted.unwrap_or(1.0)
+                    t.p_adjusted.unwrap_or(1.0),
+                    short_family(t.p_family.as_deref())
                 ),
             ));
         }
@@ -86,10 +114,11 @@ pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
             scored.push((
                 wr.estimate.unwrap_or(0.0).abs(),
                 format!(
-                    "{}: shifts the net preference between different answers by WR = {}, Holm-adjusted p = {:.2e}.",
+                    "{}: shifts the net preference between different answers by WR = {}, Holm-adjusted p = {:.2e} over {}.",
                     artifact.artifact,
                     ci(wr),
-                    wr.p_adjusted.unwrap_or(1.0)
+                    wr.p_adjusted.unwrap_or(1.0),
+                    short_family(wr.p_family.as_deref())
                 ),
             ));
         }
@@ -98,12 +127,13 @@ pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
             scored.push((
                 flip.rate.estimate.unwrap_or(0.0),
                 format!(
-                    "{}: flips {} of verdicts against the baseline ({} toward, {} away; exact McNemar Holm-adjusted p = {:.2e}); excess over run-to-run noise {}.",
+                    "{}: flips {} of verdicts against the baseline ({} toward, {} away; exact McNemar Holm-adjusted p = {:.2e} over {}); excess over run-to-run noise {}.",
                     artifact.artifact,
                     ci_rate(&flip.rate),
                     flip.toward,
                     flip.away,
                     flip.rate.p_adjusted.unwrap_or(1.0),
+                    short_family(flip.rate.p_family.as_deref()),
                     ci(&artifact.excess_flip_rate)
                 ),
             ));
@@ -114,7 +144,10 @@ pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
     lines.extend(scored.into_iter().map(|(_, line)| line));
     if scored_count == 0 {
         lines.push(
-            "No artifact test was significant after Holm correction (see the minimum detectable effects at this n before reading that as robustness).".into(),
+            format!(
+                "No artifact test was significant after Holm correction over {} (see the minimum detectable effects at this n before reading that as robustness).",
+                grid_family(result)
+            ),
         );
     }
     if pc.n > 0 {
@@ -157,10 +190,11 @@ pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
     {
         let slope = length.slope.estimate.unwrap_or(0.0);
         lines.push(format!(
-            "Length: {} answers win more often at baseline (logistic slope on tanh of the standardized length difference {}, Holm-adjusted p = {:.2e}); length-controlled preference for answer a {} vs raw {}. Descriptive: longer answers may also be better; the verbosity artifacts are the causal test.",
+            "Length: {} answers win more often at baseline (logistic slope on tanh of the standardized length difference {}, Holm-adjusted p = {:.2e} over {}); length-controlled preference for answer a {} vs raw {}. Descriptive: longer answers may also be better; the verbosity artifacts are the causal test.",
             if slope > 0.0 { "longer" } else { "shorter" },
             ci_plain(&length.slope),
             length.slope.p_adjusted.unwrap_or(1.0),
+                    short_family(length.slope.p_family.as_deref()),
             rate(length.controlled_preference),
             rate(length.raw_preference)
         ));

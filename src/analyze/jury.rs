@@ -773,7 +773,9 @@ pub(crate) fn analyze_juries(
             ));
         }
     }
-    let family_size = (specs.len() * ctx.layout.artifacts.len() * 3) as u64;
+    let family_size = options
+        .multiplicity
+        .grid_family_size(specs.len(), ctx.layout.artifacts.len());
     let tie_words = match jo.tie_rule {
         TieRule::Tie => "tie votes count as votes for tie",
         TieRule::Abstain => "tie votes abstain",

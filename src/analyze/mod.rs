@@ -34,7 +34,7 @@ pub use jury::{
     ComposerCandidate, ComposerResult, CorrelationMatrix, JurorWeight, JuryAnalysis, JuryOptions,
     JuryRule, TieRule, WeightSource,
 };
-pub use multiplicity::FamilyInfo;
+pub use multiplicity::{FamilyInfo, Multiplicity};
 pub use trust::{Trust, TrustThresholds, TrustVerdict};
 
 use crate::dataset::Dataset;
@@ -81,6 +81,9 @@ pub struct AnalysisOptions {
     /// Juries built post hoc from the judges' verdicts (`[jury]` in `audit.toml`).
     #[serde(default)]
     pub jury: JuryOptions,
+    /// Multiplicity families: per judge (default) or over the whole run.
+    #[serde(default)]
+    pub multiplicity: Multiplicity,
 }
 
 impl Default for AnalysisOptions {
@@ -93,6 +96,7 @@ impl Default for AnalysisOptions {
             bootstrap_method: default_method(),
             power: default_power(),
             jury: JuryOptions::default(),
+            multiplicity: Multiplicity::default(),
         }
     }
 }
@@ -627,7 +631,9 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
     let index = index::Index::build(input.plan, &pair_ids, input.records);
     let ctx = judge::Ctx::new(&index.layout, pairs, options);
     let names = &input.plan.judges;
-    let family_size = (names.len() * index.layout.artifacts.len() * 3) as u64;
+    let family_size = options
+        .multiplicity
+        .grid_family_size(names.len(), index.layout.artifacts.len());
     let mut judges: Vec<JudgeResult> = names
         .par_iter()
         .enumerate()
@@ -652,7 +658,7 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
     let (mut juries, jury) = jury::analyze_juries(&ctx, &index, &judges, options);
     let agreement = agreement::analyze(&ctx, &index, names, &options.jury, options);
 
-    let families = multiplicity::adjust(&mut judges, &mut juries);
+    let families = multiplicity::adjust(&mut judges, &mut juries, options.multiplicity);
     for result in judges.iter_mut().chain(juries.iter_mut()) {
         for artifact in &mut result.artifacts {
             let tests = [

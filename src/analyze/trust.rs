@@ -1,10 +1,14 @@
 //! Trust verdicts: ADOPT / CAUTION / REJECT per judge (and per jury), from documented,
-//! configurable thresholds (`[trust]` in `audit.toml`).
+//! configurable thresholds (`[trust]` in `audit.toml`), or COULD NOT AUDIT when the audit holds
+//! no evidence on the judge: no calls planned, no answer at all, more than
+//! `could_not_audit_failed_share` of the calls without an answer (transport failures, calls not
+//! sent), or a judge stopped by a permanent error. An outage says nothing about the judge, so no
+//! threshold is checked then.
 //!
 //! A judge is **rejected** when it fails a hard threshold: an artifact effect that is significant
 //! after Holm correction (confirmatory) *and* at least the rejection size (|T|, |WR|, or the lower
-//! bound of the excess flip rate), poor position consistency, poor gold accuracy or κ, many
-//! unparseable answers, or a stopped run. It gets a **caution** when an effect is Holm-significant
+//! bound of the excess flip rate), poor position consistency, poor gold accuracy or κ, or many
+//! unparseable answers. It gets a **caution** when an effect is Holm-significant
 //! but below the rejection sizes, when an effect is only Benjamini–Hochberg-significant
 //! (screening; `caution_screening`), or when a softer threshold fails. With `caution_low_power`,
 //! an audit too small to see a rejection-size effect (minimum detectable effect above the
@@ -25,6 +29,11 @@ pub enum Trust {
     Caution,
     /// A hard threshold failed.
     Reject,
+    /// No verdict on the judge: the audit has too little evidence to judge it (no calls planned,
+    /// most calls failed in transport or were not sent, or the judge was stopped). An outage is
+    /// not a verdict: a gate exits 2 ("could not run") for it, never 0 or 1.
+    #[serde(rename = "COULD_NOT_AUDIT")]
+    CouldNotAudit,
 }
 
 impl Trust {
@@ -34,6 +43,7 @@ impl Trust {
             Trust::Adopt => "ADOPT",
             Trust::Caution => "CAUTION",
             Trust::Reject => "REJECT",
+            Trust::CouldNotAudit => "COULD NOT AUDIT",
         }
     }
 }
@@ -73,6 +83,10 @@ pub struct TrustThresholds {
     pub caution_gold_accuracy: f64,
     /// CAUTION when the run-to-run flip rate is above this.
     pub caution_noise: f64,
+    /// COULD NOT AUDIT when the share of planned calls that got no answer (failed in transport
+    /// after retries, or not sent) is above this: the answers left are too few, and not a
+    /// random sample, to judge the judge on.
+    pub could_not_audit_failed_share: f64,
     /// REJECT when the share of unparseable or failed calls is above this.
     pub reject_invalid_share: f64,
     /// CAUTION when the share of unparseable or failed calls is above this.
@@ -103,6 +117,7 @@ impl Default for TrustThresholds {
             reject_gold_accuracy: 0.6,
             caution_gold_accuracy: 0.75,
             caution_noise: 0.05,
+            could_not_audit_failed_share: 0.5,
             reject_invalid_share: 0.2,
             caution_invalid_share: 0.05,
             reject_gold_kappa: 0.2,
@@ -117,8 +132,52 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
 
+/// Why the audit holds no evidence on this judge, if it does not: then no threshold is checked,
+/// since every statistic would describe the outage rather than the judge.
+fn no_evidence(judge: &JudgeResult, t: &TrustThresholds) -> Vec<String> {
+    let calls = &judge.calls;
+    let mut reasons = Vec::new();
+    if calls.planned == 0 {
+        reasons.push(
+            "no calls were planned for this judge (check `limit`, `audit_max_pairs` and `audit_artifacts`)"
+                .to_string(),
+        );
+    } else if calls.completed == 0 {
+        reasons.push(format!(
+            "none of {} planned calls got an answer ({} failed or not sent)",
+            calls.planned, calls.failed
+        ));
+    } else {
+        let failed = calls.failed as f64 / calls.planned as f64;
+        if failed > t.could_not_audit_failed_share {
+            reasons.push(format!(
+                "{} of {} planned calls got no answer (failed in transport or not sent: {}) > {}",
+                calls.failed,
+                calls.planned,
+                pct(failed),
+                pct(t.could_not_audit_failed_share)
+            ));
+        }
+    }
+    if let Some(why) = &judge.stopped {
+        reasons.push(format!(
+            "the judge was stopped by a permanent error ({why}); the audit is incomplete"
+        ));
+    }
+    reasons
+}
+
 /// The verdict for one analysed judge.
 pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
+    let missing = no_evidence(judge, t);
+    if !missing.is_empty() {
+        return TrustVerdict {
+            verdict: Trust::CouldNotAudit,
+            reasons: missing,
+            passed: Vec::new(),
+            notes: Vec::new(),
+        };
+    }
     let mut reject = Vec::new();
     let mut caution = Vec::new();
     let mut passed = Vec::new();
@@ -269,9 +328,6 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
         } else {
             passed.push(format!("{} of calls unparseable or failed", pct(bad)));
         }
-    }
-    if judge.stopped.is_some() {
-        reject.push("the judge was stopped by a permanent error; the audit is incomplete".into());
     }
 
     let verdict = if !reject.is_empty() {

@@ -319,6 +319,7 @@ fn verdict_class(t: Trust) -> &'static str {
         Trust::Adopt => "adopt",
         Trust::Caution => "caution",
         Trust::Reject => "reject",
+        Trust::CouldNotAudit => "could-not-audit",
     }
 }
 
@@ -366,11 +367,12 @@ nav.toc a:hover{text-decoration:underline}
 .badge.adopt{color:var(--adopt);background:var(--adopt-bg);border-color:var(--adopt-bd)}
 .badge.caution{color:var(--caution);background:var(--caution-bg);border-color:var(--caution-bd)}
 .badge.reject{color:var(--reject);background:var(--reject-bg);border-color:var(--reject-bd)}
+.badge.could-not-audit{color:#57606a;background:#f6f8fa;border-color:#d0d7de;border-style:dashed}
 .sim{display:inline-block;font-size:10.5px;font-weight:700;letter-spacing:.06em;color:var(--sim);background:var(--sim-bg);border:1px solid var(--sim-bd);border-radius:4px;padding:0 5px;vertical-align:2px}
 .jn{font-weight:600;overflow-wrap:anywhere}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px;margin-top:14px}
 .card{border:1px solid var(--border);border-top-width:4px;border-radius:8px;padding:12px 16px 14px;background:#fff;break-inside:avoid}
-.card.adopt{border-top-color:var(--adopt-bd)}.card.caution{border-top-color:var(--caution-bd)}.card.reject{border-top-color:var(--reject-bd)}
+.card.adopt{border-top-color:var(--adopt-bd)}.card.caution{border-top-color:var(--caution-bd)}.card.reject{border-top-color:var(--reject-bd)}.card.could-not-audit{border-top-color:#d0d7de}
 .card h3{margin:0 0 6px;font-size:15px;display:flex;flex-wrap:wrap;align-items:center;gap:6px 8px}
 .card h3 .badge{margin-left:auto}
 .card ul{margin:6px 0 0;padding-left:18px;font-size:13.5px}
@@ -613,7 +615,7 @@ impl Effect {
 
 fn heatmaps(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"effects\">\n<h2>Artifact effects</h2>\n");
-    out.push_str("<p class=\"intro\"><b>T</b> (tie detection, Chen &amp; Goldfarb-Tarrant Eq. 3) compares an answer with the same answer plus the artifact: +100% means the judge always prefers the copy with the artifact, −100% always the original; for <i>position</i>, +100% means it always prefers the first slot. <b>WR</b> (winrate shift, Eq. 5) is the change in net preference between different answers when the artifact is added to one of them. Each cell shows the estimate, its 95% interval and n; <span class=\"star\">✱</span> marks a Holm-adjusted p &lt; 0.05 over every test of the run.</p>\n");
+    out.push_str("<p class=\"intro\"><b>T</b> (tie detection, Chen &amp; Goldfarb-Tarrant Eq. 3) compares an answer with the same answer plus the artifact: +100% means the judge always prefers the copy with the artifact, −100% always the original; for <i>position</i>, +100% means it always prefers the first slot. <b>WR</b> (winrate shift, Eq. 5) is the change in net preference between different answers when the artifact is added to one of them. Each cell shows the estimate, its 95% interval and n; <span class=\"star\">✱</span> marks a Holm-adjusted p &lt; 0.05 within the judge's family (its own tests by default; the families are listed under the detailed results).</p>\n");
     out.push_str("<h3>T: tie detection</h3>\n");
     heatmap(out, s, Effect::T, "heat-t");
     out.push_str("<h3>WR: winrate shift</h3>\n");
@@ -626,6 +628,7 @@ fn verdict_colour(t: Trust) -> &'static str {
         Trust::Adopt => "#1a7f37",
         Trust::Caution => "#9a6700",
         Trust::Reject => "#d1242f",
+        Trust::CouldNotAudit => "#57606a",
     }
 }
 
@@ -1470,7 +1473,7 @@ fn p_html(e: &Estimate, q: Option<f64>) -> String {
 
 fn details(out: &mut String, s: &Summary, extras: &Extras) {
     out.push_str("<section id=\"details\">\n<h2>Detailed results</h2>\n");
-    out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted over every judge × artifact × {T, WR, flip} test of the run (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
+    out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted within its family (by default each judge's artifact × {T, WR, flip} tests; <code>[design] multiplicity = &quot;run&quot;</code> pools the run) (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
     let any_mde = !extras.mde.is_empty();
     for (index, j) in s.judges.iter().enumerate() {
         // Ids are positional: data never reaches an attribute.
