@@ -225,7 +225,7 @@ fn boot_estimate(
         && let Some((interval, n_eff)) = effective_interval(&out, scale, confidence)
     {
         use_small_sample(&mut e, reason, scale.pairs, n_eff, interval);
-        e.ci_method = EFFECTIVE_METHOD.into();
+        e.ci_method = format!("{EFFECTIVE_METHOD}, in place of the {method}");
     }
     e
 }
@@ -264,7 +264,8 @@ fn boot_difference(
             Interval::new(i.low.abs().min(i.high.abs()), i.low.abs().max(i.high.abs()))
         };
         use_small_sample(&mut e, reason, pairs, n1.min(n2), i);
-        e.ci_method = format!("MOVER difference of {EFFECTIVE_METHOD} intervals");
+        e.ci_method =
+            format!("MOVER difference of {EFFECTIVE_METHOD} intervals, in place of the {method}");
     }
     e
 }
