@@ -612,7 +612,10 @@ fn korn_graubard_effective_interval_matches_scipy() {
     close(e.n_eff, 10.0, 0.0);
     assert!(e.interval.width() > 0.0);
     assert_eq!(effective_clopper_pearson(0.5, 0.01, 0, 40.0, 0.95), None);
-    assert_eq!(effective_clopper_pearson(f64::NAN, 0.01, 5, 40.0, 0.95), None);
+    assert_eq!(
+        effective_clopper_pearson(f64::NAN, 0.01, 5, 40.0, 0.95),
+        None
+    );
 }
 
 #[test]
@@ -620,12 +623,7 @@ fn mover_difference_of_two_intervals() {
     use judge_audit::stats::mover_difference;
     // Newcombe (1998) hybrid score with independent parts: d = 0.3 − 0.1 = 0.2,
     // low = 0.2 − √(0.1² + 0.15²), high = 0.2 + √(0.2² + 0.05²).
-    let i = mover_difference(
-        0.3,
-        Interval::new(0.2, 0.5),
-        0.1,
-        Interval::new(0.05, 0.25),
-    );
+    let i = mover_difference(0.3, Interval::new(0.2, 0.5), 0.1, Interval::new(0.05, 0.25));
     close(i.low, 0.2 - (0.01f64 + 0.0225).sqrt(), 1e-15);
     close(i.high, 0.2 + (0.04f64 + 0.0025).sqrt(), 1e-15);
 }

@@ -413,7 +413,9 @@ impl Boot {
                     };
                 }
                 let interval = match config.method {
-                    BootstrapMethod::Bca => bca_interval(estimate, &reps, &values, config.confidence),
+                    BootstrapMethod::Bca => {
+                        bca_interval(estimate, &reps, &values, config.confidence)
+                    }
                     BootstrapMethod::Percentile => percentile_interval(&reps, config.confidence),
                 };
                 Outcome {

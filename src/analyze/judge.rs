@@ -5,8 +5,8 @@
 use super::boot::{Boot, Col, Outcome, Results, Stat, ratio};
 use super::index::{FIRST, INVALID, Layout, NOT_PLANNED, Obs, Verdicts, obs};
 use super::{
-    ALPHA, AnalysisOptions, ArtifactResult, BaselineResult, CallCounts, CategoryResult,
-    BOOTSTRAP_MIN_PAIRS, ConsistencyShares, Estimate, FlipRate, JudgeKind, JudgeResult,
+    ALPHA, AnalysisOptions, ArtifactResult, BOOTSTRAP_MIN_PAIRS, BaselineResult, CallCounts,
+    CategoryResult, ConsistencyShares, Estimate, FlipRate, JudgeKind, JudgeResult,
     LengthSensitivity, Mde, Planted, PositionConsistency, RateInterval, SelfConsistency,
     SmallSampleInterval, SoftSummary, StuartMaxwellResult, TieDetection, Trust, TrustVerdict,
     WinrateShift, mix_seed, power,
@@ -524,6 +524,7 @@ impl Ctx<'_> {
             rule: subject.rule,
             length: self.length(v),
             soft: self.soft_summary(v),
+            small_audit: None,
         }
     }
 
@@ -625,7 +626,10 @@ impl Ctx<'_> {
             let (s1, c1, _) = r1.register(boot);
             let stat = boot
                 .stat(move |t| (ratio(t.get(s0), t.get(c0)) - ratio(t.get(s1), t.get(c1))).abs());
-            let parts = [(boot.ratio(s0, c0), scales[0]), (boot.ratio(s1, c1), scales[1])];
+            let parts = [
+                (boot.ratio(s0, c0), scales[0]),
+                (boot.ratio(s1, c1), scales[1]),
+            ];
             (stat, n_calls, parts)
         });
         let ha_n = ha.total_count() as u64;

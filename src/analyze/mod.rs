@@ -554,6 +554,11 @@ pub struct JudgeResult {
     /// Label-probability summary, when the backend reports probabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soft: Option<SoftSummary>,
+    /// Present when the judge's intervals rest on fewer than
+    /// [`power::MIN_PAIRS_FOR_INTERVALS`] pairs: the warning and the pairs its rejection sizes
+    /// need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_audit: Option<power::SmallAudit>,
 }
 
 /// One category of pairs.
@@ -696,6 +701,7 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
             artifact.screening_significant = tests.iter().any(|e| e.screening_significant());
         }
         result.trust = trust::verdict(result, &options.trust);
+        result.small_audit = power::small_audit(result, &options.trust, options.power);
         result.findings = findings::findings(result);
     }
     Analysis {
