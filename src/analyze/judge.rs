@@ -211,7 +211,7 @@ fn use_small_sample(e: &mut Estimate, reason: &str, pairs: u64, n_eff: f64, inte
 /// An estimate from a bootstrap outcome; no estimate when it is not finite. With few pairs or a
 /// degenerate bootstrap the interval is the effective-sample-size Clopper–Pearson one on
 /// `scale` (VALIDATION.md, "Small audits and the boundary").
-fn boot_estimate(
+pub(crate) fn boot_estimate(
     results: &Results,
     s: Stat,
     n: u64,
