@@ -408,6 +408,9 @@ impl FlipCounts {
     }
 }
 
+/// The two repeats' net preferences behind MSC = |wr − wr′|, each with its scale.
+type MscParts = [(Stat, Scale); 2];
+
 /// Baseline before the bootstrap.
 struct BaselineDraft {
     consistency: PositionConsistency,
@@ -419,7 +422,7 @@ struct BaselineDraft {
     correct: u64,
     gold_n: u64,
     invalid: u64,
-    msc: Option<(Stat, u64, [(Stat, Scale); 2])>,
+    msc: Option<(Stat, u64, MscParts)>,
     ha: (Stat, u64, u64),
     kappa: Stat,
     scott: Stat,
