@@ -867,7 +867,20 @@ fn all_ties() {
     for r in &j.artifacts {
         let t = &r.tie_detection.score;
         close(t.estimate, 0.0, 0.0, "T");
-        assert_eq!((t.ci_low, t.ci_high), (Some(0.0), Some(0.0)));
+        // Every pair has net 0, so every resample does too; the bootstrap's [0, 0] claimed a
+        // certainty 5 pairs cannot give (issue 19: that old expectation was the bug). With no
+        // variance information each pair counts as one trial: Clopper–Pearson for 2.5 of 5 on
+        // the pair share, scipy beta.ppf(0.025, 2.5, 3.5) = 0.09439032734434406 and
+        // beta.ppf(0.975, 3.5, 2.5) = 0.905609672655656, i.e. T in ±0.8112193453113119.
+        close(t.ci_low, -0.8112193453113119, 1e-9, "T low");
+        close(t.ci_high, 0.8112193453113119, 1e-9, "T high");
+        let small = t.ci_small_sample.as_ref().expect("few pairs");
+        assert_eq!((small.reason.as_str(), small.pairs), ("few pairs", 5));
+        close(Some(small.n_eff), 5.0, 0.0, "n* = pairs");
+        assert_eq!(
+            (small.bootstrap_low, small.bootstrap_high),
+            (Some(0.0), Some(0.0))
+        );
         close(t.p_value, 1.0, 0.0, "sign test with no signs");
         close(r.flip_rate.rate.estimate, 0.0, 0.0, "no flips");
         let sm = r.stuart_maxwell.as_ref().unwrap();
@@ -915,8 +928,8 @@ fn all_invalid() {
 }
 
 #[test]
-fn a_single_pair_gives_degenerate_intervals() {
-    // One cluster: every resample redraws it, so intervals collapse to the estimate.
+fn a_single_pair_gets_the_one_trial_clopper_pearson_interval() {
+    // One cluster: every resample redraws it, so the bootstrap collapses to the estimate.
     let rule = |spec: &CallSpec| -> Option<SlotVerdict> {
         Some(match design::slot_contents(spec).artifact_slot {
             Some(s) => slot_verdict(s),
@@ -933,9 +946,16 @@ fn a_single_pair_gives_degenerate_intervals() {
             },
         );
         let t = &out.judges[0].artifacts[0].tie_detection.score;
+        // The bootstrap's [1, 1] from one cluster is kept only as a record; the reported
+        // interval is Clopper–Pearson for 1 of 1 pair (issue 19: the point interval was the
+        // bug): proportion_confint(1, 1, method="beta") = (0.025, 1.0), so T in [−0.95, 1].
+        assert_eq!(t.estimate, Some(1.0));
+        close(t.ci_low, -0.95, 1e-12, "T low, one pair");
+        close(t.ci_high, 1.0, 0.0, "T high");
+        let small = t.ci_small_sample.as_ref().expect("one pair");
         assert_eq!(
-            (t.estimate, t.ci_low, t.ci_high),
-            (Some(1.0), Some(1.0), Some(1.0))
+            (small.bootstrap_low, small.bootstrap_high),
+            (Some(1.0), Some(1.0))
         );
         // One pair cannot reject at 0.05 (2 · 2^-1 = 1).
         close(t.p_value, 1.0, 1e-12, "sign test on one pair");

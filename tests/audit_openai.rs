@@ -173,8 +173,16 @@ async fn full_audit_through_the_openai_backend_gives_exact_counts() {
     let apology = artifact(judge, "apology");
     let t = &apology["tie_detection"];
     close(&t["estimate"], 1.0);
-    close(&t["ci_low"], 1.0);
+    // 5 of 5 pairs at the bound: Clopper–Pearson on the pair share (issue 19; the bootstrap's
+    // [1, 1] was the bug), proportion_confint(5, 5, method="beta") = (0.025^(1/5), 1)
+    // = (0.47817722, 1), i.e. T from 2 · 0.025^(1/5) − 1.
+    let low = t["ci_low"].as_f64().unwrap();
+    assert!(
+        (low - (2.0 * 0.025f64.powf(0.2) - 1.0)).abs() < 1e-9,
+        "{low}"
+    );
     close(&t["ci_high"], 1.0);
+    assert_eq!(t["ci_small_sample"]["n_eff"], 5.0);
     assert_eq!(t["n"], 10);
     assert_eq!(t["invalid"], 2);
     close(&t["p_value"], 0.0625); // sign test, 5 of 5 pairs positive: 2 / 2^5

@@ -249,9 +249,11 @@ fn demo_runs_with_different_seeds() {
         .map(|x| x.shared + x.unmatched)
         .sum();
     assert_eq!(shared, 5 * 2016);
-    // Bootstrap intervals follow the run seed, so some interval moves even where the simulated
-    // judges (seeded by their own configuration) give the same verdicts.
-    assert!(c.judges.iter().any(|j| {
+    // The simulated judges are seeded by their own configuration, so they give the same
+    // verdicts under both run seeds; the demo has fewer than 100 pairs, so every interval is the
+    // small-sample one, which does not depend on the bootstrap seed (issue 19): no interval
+    // moves. (Before issue 19 the bootstrap intervals followed the run seed.)
+    assert!(!c.judges.iter().any(|j| {
         j.artifacts
             .iter()
             .flat_map(|x| x.metrics.iter())

@@ -118,6 +118,20 @@ fn schema_rejects_drift() {
             "unknown example side",
             Box::new(|v| v["examples"][0]["side"] = json!("c")),
         ),
+        (
+            "unknown small-sample reason",
+            Box::new(|v| {
+                v["judges"][0]["artifacts"][0]["tie_detection"]["ci_small_sample"] =
+                    json!({"reason": "felt like it", "pairs": 10, "n_eff": 10.0})
+            }),
+        ),
+        (
+            "small-audit flag without the pairs needed",
+            Box::new(|v| {
+                v["judges"][0]["small_audit"] =
+                    json!({"pairs": 10, "min_pairs": 15, "message": "x"})
+            }),
+        ),
     ];
     for (name, mutate) in cases {
         let mut v = valid.clone();
@@ -130,6 +144,15 @@ fn schema_rejects_drift() {
     v["judges"][0]["kind"] = json!("jury");
     v["judges"][0]["stopped"] = json!("HTTP 401");
     v["judges"][0]["artifacts"][0]["excess_flip_rate"]["estimate"] = Value::Null;
+    v["judges"][0]["artifacts"][0]["tie_detection"]["ci_small_sample"] = json!({
+        "reason": "few pairs", "pairs": 10, "n_eff": 10.0,
+        "bootstrap_low": 1.0, "bootstrap_high": 1.0
+    });
+    v["judges"][0]["small_audit"] = json!({
+        "pairs": 10, "min_pairs": 15, "reject_abs_t": 0.2, "pairs_needed_t": 199,
+        "pairs_needed_t_family": 400, "family_size": 126, "reject_excess_flip": 0.1,
+        "pairs_needed_excess_flip": null, "message": "only 10 pairs"
+    });
     assert!(errors(&v).is_empty(), "{:#?}", errors(&v));
 }
 

@@ -8,7 +8,7 @@
 
 use super::boot::{Boot, Col, Results, Stat};
 use super::index::{Index, obs};
-use super::judge::Ctx;
+use super::judge::{Ctx, Scale};
 use super::jury::JuryOptions;
 use super::{AnalysisOptions, Estimate, mix_seed};
 use crate::design::Order;
@@ -83,16 +83,23 @@ fn method_name(options: &AnalysisOptions) -> String {
     format!("cluster bootstrap ({m}, by pair)")
 }
 
-fn estimate(results: &Results, s: Stat, n: u64, method: &str) -> Estimate {
-    let out = results.get(s);
-    let mut e = Estimate::empty(method);
-    e.n = n;
-    if out.estimate.is_finite() {
-        e.estimate = Some(out.estimate);
-        e.ci_low = out.interval.map(|i| i.low);
-        e.ci_high = out.interval.map(|i| i.high);
-    }
-    e
+/// A coefficient in [−1, 1] over `pairs` pairs and `n` items, with the small-sample interval
+/// rule of every bootstrapped statistic (`judge::boot_estimate`).
+fn estimate(
+    results: &Results,
+    s: Stat,
+    (n, pairs): (u64, u64),
+    method: &str,
+    options: &AnalysisOptions,
+) -> Estimate {
+    super::judge::boot_estimate(
+        results,
+        s,
+        n,
+        method,
+        Scale::signed(pairs, n),
+        options.confidence,
+    )
 }
 
 /// κ and π from totals of [agree, n, r_a, r_b, r_tie, c_a, c_b, c_tie].
@@ -145,6 +152,7 @@ pub(crate) fn analyze(
         a: usize,
         b: usize,
         n: u64,
+        pairs: u64,
         agree: u64,
         kappa: Stat,
         pi: Stat,
@@ -171,6 +179,7 @@ pub(crate) fn analyze(
                     }
                 }
             }
+            let pairs = rows.iter().filter(|r| r[1] > 0.0).count() as u64;
             let ids: Vec<Col> = (0..8)
                 .map(|c| boot.column(rows.iter().map(|r| r[c]).collect()))
                 .collect();
@@ -179,6 +188,7 @@ pub(crate) fn analyze(
                 a,
                 b,
                 n: total,
+                pairs,
                 agree,
                 kappa,
                 pi,
@@ -204,6 +214,7 @@ pub(crate) fn analyze(
         // Krippendorff: n_c per category and the coincidence diagonal.
         let mut kripp: [Vec<f64>; 4] = std::array::from_fn(|_| vec![0.0; n]);
         let (mut fleiss_items, mut kripp_items) = (0u64, 0u64);
+        let mut kripp_pair = vec![false; n];
         for i in 0..n {
             for order in Order::BOTH {
                 for rep in 0..repeats {
@@ -225,6 +236,7 @@ pub(crate) fn analyze(
                     }
                     if valid >= 2.0 {
                         kripp_items += 1;
+                        kripp_pair[i] = true;
                         for k in 0..3 {
                             kripp[k][i] += counts[k];
                             kripp[3][i] += counts[k] * (counts[k] - 1.0) / (valid - 1.0);
@@ -233,6 +245,8 @@ pub(crate) fn analyze(
                 }
             }
         }
+        let fleiss_pairs = fleiss[1].iter().filter(|&&c| c > 0.0).count() as u64;
+        let kripp_pairs = kripp_pair.iter().filter(|&&b| b).count() as u64;
         let f: Vec<Col> = fleiss.into_iter().map(|c| boot.column(c)).collect();
         let fleiss_stat = boot.stat(move |t| {
             let items = t.get(f[1]);
@@ -256,7 +270,12 @@ pub(crate) fn analyze(
             }
             1.0 - (total - 1.0) * (total - t.get(c[3])) / de
         });
-        (fleiss_stat, fleiss_items, kripp_stat, kripp_items)
+        (
+            fleiss_stat,
+            (fleiss_items, fleiss_pairs),
+            kripp_stat,
+            (kripp_items, kripp_pairs),
+        )
     });
 
     let config = BootstrapConfig {
@@ -274,8 +293,8 @@ pub(crate) fn analyze(
             judge_b: names[d.b].clone(),
             n: d.n,
             percent: (d.n > 0).then(|| d.agree as f64 / d.n as f64),
-            cohen_kappa: estimate(&results, d.kappa, d.n, &method),
-            scott_pi: estimate(&results, d.pi, d.n, &method),
+            cohen_kappa: estimate(&results, d.kappa, (d.n, d.pairs), &method, options),
+            scott_pi: estimate(&results, d.pi, (d.n, d.pairs), &method, options),
         })
         .collect();
     let rater_names: Vec<String> = raters.iter().map(|&j| names[j].clone()).collect();
@@ -283,13 +302,13 @@ pub(crate) fn analyze(
         Some((fs, fi, ks, ki)) => (
             Some(RaterAgreement {
                 raters: rater_names.clone(),
-                items: fi,
-                value: estimate(&results, fs, fi, &method),
+                items: fi.0,
+                value: estimate(&results, fs, fi, &method, options),
             }),
             Some(RaterAgreement {
                 raters: rater_names,
-                items: ki,
-                value: estimate(&results, ks, ki, &method),
+                items: ki.0,
+                value: estimate(&results, ks, ki, &method, options),
             }),
         ),
         None => (None, None),

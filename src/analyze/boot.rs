@@ -124,6 +124,11 @@ pub(crate) struct Outcome {
     pub estimate: f64,
     /// Interval, when one could be formed.
     pub interval: Option<Interval>,
+    /// Σᵢ (θ₍ᵢ₎ − θ̂)² over the leave-one-cluster-out values θ₍ᵢ₎ that are finite (0 for a single
+    /// cluster), when an interval was requested: times (m − 1)/m for the m clusters that carry
+    /// data, the jackknife variance of the estimate (with the full-sample estimate as centre),
+    /// which the small-sample intervals of `analyze::judge` use.
+    pub jack_ss: Option<f64>,
 }
 
 /// Results of a [`Boot::run`], indexed by [`Stat`].
@@ -334,6 +339,7 @@ impl Boot {
                     .map(|&e| Outcome {
                         estimate: e,
                         interval: (single && e.is_finite()).then(|| Interval::new(e, e)),
+                        jack_ss: (single && e.is_finite()).then_some(0.0),
                     })
                     .collect(),
             };
@@ -378,7 +384,9 @@ impl Boot {
                 },
             )
             .collect();
-        let jackknife = (config.method == BootstrapMethod::Bca).then(|| self.jackknife(&full));
+        // The jackknife costs O(clusters × statistics), small next to the resamples; it feeds BCa
+        // and the variance of every statistic for the small-sample intervals.
+        let jack = self.jackknife(&full);
         let outcomes = (0..self.stats.len())
             .into_par_iter()
             .map(|s| {
@@ -387,25 +395,33 @@ impl Boot {
                     return Outcome {
                         estimate,
                         interval: None,
+                        jack_ss: None,
                     };
                 }
+                let values: Vec<f64> = jack.iter().map(|row| row[s]).collect();
+                let jack_ss = values
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .map(|v| (v - estimate).powi(2))
+                    .sum::<f64>();
                 let reps: Vec<f64> = replicates.iter().map(|row| row[s]).collect();
                 if !reps.iter().any(|x| x.is_finite()) {
                     return Outcome {
                         estimate,
                         interval: None,
+                        jack_ss: Some(jack_ss),
                     };
                 }
-                let interval = match &jackknife {
-                    Some(jack) => {
-                        let values: Vec<f64> = jack.iter().map(|row| row[s]).collect();
+                let interval = match config.method {
+                    BootstrapMethod::Bca => {
                         bca_interval(estimate, &reps, &values, config.confidence)
                     }
-                    None => percentile_interval(&reps, config.confidence),
+                    BootstrapMethod::Percentile => percentile_interval(&reps, config.confidence),
                 };
                 Outcome {
                     estimate,
                     interval: Some(interval),
+                    jack_ss: Some(jack_ss),
                 }
             })
             .collect();

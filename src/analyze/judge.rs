@@ -2,18 +2,19 @@
 //! matrix. Every bootstrapped statistic of the judge is registered on one [`Boot`] over the pairs
 //! and resampled in a single pass, so all of a judge's intervals come from the same resamples.
 
-use super::boot::{Boot, Col, Results, Stat, ratio};
+use super::boot::{Boot, Col, Outcome, Results, Stat, ratio};
 use super::index::{FIRST, INVALID, Layout, NOT_PLANNED, Obs, Verdicts, obs};
 use super::{
-    ALPHA, AnalysisOptions, ArtifactResult, BaselineResult, CallCounts, CategoryResult,
-    ConsistencyShares, Estimate, FlipRate, JudgeKind, JudgeResult, LengthSensitivity, Mde, Planted,
-    PositionConsistency, RateInterval, SelfConsistency, SoftSummary, StuartMaxwellResult,
-    TieDetection, Trust, TrustVerdict, WinrateShift, mix_seed, power,
+    ALPHA, AnalysisOptions, ArtifactResult, BOOTSTRAP_MIN_PAIRS, BaselineResult, CallCounts,
+    CategoryResult, ConsistencyShares, Estimate, FlipRate, JudgeKind, JudgeResult,
+    LengthSensitivity, Mde, Planted, PositionConsistency, RateInterval, SelfConsistency,
+    SmallSampleInterval, SoftSummary, StuartMaxwellResult, TieDetection, Trust, TrustVerdict,
+    WinrateShift, mix_seed, power,
 };
 use crate::dataset::{Pair, Preference};
 use crate::design::{Order, Side};
 use crate::judge::FaultKind;
-use crate::stats::{self, BootstrapConfig, BootstrapMethod};
+use crate::stats::{self, BootstrapConfig, BootstrapMethod, Interval};
 use std::collections::BTreeMap;
 
 /// What the analysis needs about the run, shared by every judge and jury.
@@ -116,9 +117,161 @@ fn boot_method(options: &AnalysisOptions, paired: bool) -> String {
     format!("{p}cluster bootstrap ({m}, by pair)")
 }
 
-/// An estimate from a bootstrap outcome; no estimate when it is not finite.
-fn boot_estimate(results: &Results, s: Stat, n: u64, method: &str) -> Estimate {
+/// The range of a bootstrapped statistic and the data behind it, for its small-sample interval.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scale {
+    /// Smallest value the statistic can take.
+    pub lo: f64,
+    /// Largest value.
+    pub hi: f64,
+    /// Pairs that carry data for it (the clusters).
+    pub pairs: u64,
+    /// Observations behind it (the cap on the effective sample size).
+    pub max_n: f64,
+}
+
+impl Scale {
+    /// A statistic in [−1, 1] (T, WR, shifts, κ).
+    pub(crate) fn signed(pairs: u64, max_n: u64) -> Scale {
+        Scale {
+            lo: -1.0,
+            hi: 1.0,
+            pairs,
+            max_n: max_n as f64,
+        }
+    }
+
+    /// A proportion in [0, 1].
+    pub(crate) fn unit(pairs: u64, max_n: u64) -> Scale {
+        Scale {
+            lo: 0.0,
+            hi: 1.0,
+            pairs,
+            max_n: max_n as f64,
+        }
+    }
+}
+
+/// Why `out` needs the small-sample interval instead of its bootstrap one, if it does: fewer
+/// than [`BOOTSTRAP_MIN_PAIRS`] pairs, or a bootstrap interval of zero width (every resample
+/// gave the same value) or none at all. `None` also when no interval was requested.
+fn small_sample_reason(out: &Outcome, pairs: u64) -> Option<&'static str> {
+    out.jack_ss?;
+    if !out.estimate.is_finite() {
+        return None;
+    }
+    if pairs < BOOTSTRAP_MIN_PAIRS {
+        return Some("few pairs");
+    }
+    match out.interval {
+        Some(i) if i.width() > 0.0 => None,
+        _ => Some("degenerate bootstrap"),
+    }
+}
+
+/// The effective-sample-size Clopper–Pearson interval (Korn & Graubard 1998) of `out` on its
+/// scale, with the jackknife variance over the pairs; returns the interval in the statistic's
+/// units and n*.
+fn effective_interval(out: &Outcome, sc: Scale, confidence: f64) -> Option<(Interval, f64)> {
+    let ss = out.jack_ss?;
+    if !out.estimate.is_finite() {
+        return None;
+    }
+    let w = sc.hi - sc.lo;
+    let m = sc.pairs as f64;
+    let variance = if sc.pairs >= 2 {
+        (m - 1.0) / m * ss / (w * w)
+    } else {
+        0.0
+    };
+    let p = (out.estimate - sc.lo) / w;
+    let e = stats::effective_clopper_pearson(p, variance, sc.pairs, sc.max_n, confidence)?;
+    Some((
+        Interval::new(sc.lo + w * e.interval.low, sc.lo + w * e.interval.high),
+        e.n_eff,
+    ))
+}
+
+/// Name of the small-sample interval for `ci_method`.
+const EFFECTIVE_METHOD: &str = "effective-sample-size Clopper–Pearson (Korn–Graubard, by pair)";
+
+/// Replace the bootstrap interval of `e` by `interval` and record why.
+fn use_small_sample(e: &mut Estimate, reason: &str, pairs: u64, n_eff: f64, interval: Interval) {
+    e.ci_small_sample = Some(SmallSampleInterval {
+        reason: reason.into(),
+        pairs,
+        n_eff,
+        bootstrap_low: e.ci_low,
+        bootstrap_high: e.ci_high,
+    });
+    e.ci_low = Some(interval.low);
+    e.ci_high = Some(interval.high);
+}
+
+/// An estimate from a bootstrap outcome; no estimate when it is not finite. With few pairs or a
+/// degenerate bootstrap the interval is the effective-sample-size Clopper–Pearson one on
+/// `scale` (VALIDATION.md, "Small audits and the boundary").
+pub(crate) fn boot_estimate(
+    results: &Results,
+    s: Stat,
+    n: u64,
+    method: &str,
+    scale: Scale,
+    confidence: f64,
+) -> Estimate {
     let out = results.get(s);
+    let mut e = plain_boot_estimate(&out, n, method);
+    if let Some(reason) = small_sample_reason(&out, scale.pairs)
+        && let Some((interval, n_eff)) = effective_interval(&out, scale, confidence)
+    {
+        use_small_sample(&mut e, reason, scale.pairs, n_eff, interval);
+        e.ci_method = format!("{EFFECTIVE_METHOD}, in place of the {method}");
+    }
+    e
+}
+
+/// The estimate of a difference `d = θ₁ − θ₂` (or |θ₁ − θ₂| with `abs`): with few pairs or a
+/// degenerate bootstrap, the MOVER combination of the two parts' effective-sample-size
+/// Clopper–Pearson intervals (folded at 0 for the absolute value: the image of an interval
+/// under |·| contains |d| whenever the interval contains d).
+#[allow(clippy::too_many_arguments)]
+fn boot_difference(
+    results: &Results,
+    d: Stat,
+    parts: [(Stat, Scale); 2],
+    abs: bool,
+    n: u64,
+    method: &str,
+    confidence: f64,
+) -> Estimate {
+    let out = results.get(d);
+    let mut e = plain_boot_estimate(&out, n, method);
+    let pairs = parts[0].1.pairs.min(parts[1].1.pairs);
+    let [(s1, sc1), (s2, sc2)] = parts;
+    let (o1, o2) = (results.get(s1), results.get(s2));
+    if let Some(reason) = small_sample_reason(&out, pairs)
+        && let (Some((i1, n1)), Some((i2, n2))) = (
+            effective_interval(&o1, sc1, confidence),
+            effective_interval(&o2, sc2, confidence),
+        )
+    {
+        let i = stats::mover_difference(o1.estimate, i1, o2.estimate, i2);
+        let i = if !abs {
+            i
+        } else if i.low <= 0.0 && i.high >= 0.0 {
+            Interval::new(0.0, i.low.abs().max(i.high.abs()))
+        } else {
+            Interval::new(i.low.abs().min(i.high.abs()), i.low.abs().max(i.high.abs()))
+        };
+        use_small_sample(&mut e, reason, pairs, n1.min(n2), i);
+        e.ci_method =
+            format!("MOVER difference of {EFFECTIVE_METHOD} intervals, in place of the {method}");
+    }
+    e
+}
+
+/// An estimate with the bootstrap interval of `out` as it is.
+fn plain_boot_estimate(out: &Outcome, n: u64, method: &str) -> Estimate {
     if !out.estimate.is_finite() {
         let mut e = Estimate::empty(method);
         e.n = n;
@@ -174,6 +327,11 @@ impl MeanCols {
         self.counts.iter().sum()
     }
 
+    /// Pairs with at least one value.
+    fn pairs(&self) -> u64 {
+        self.counts.iter().filter(|&&c| c > 0.0).count() as u64
+    }
+
     fn register(self, boot: &mut Boot) -> (Col, Col, Vec<f64>) {
         let nets = self.sums.clone();
         let s = boot.column(self.sums);
@@ -189,7 +347,7 @@ struct TieDraft {
     nets: Vec<f64>,
     pairs_valid: u64,
     counts: [u64; 5],
-    soft: Option<(Stat, u64, Vec<f64>)>,
+    soft: Option<(Stat, Scale, Vec<f64>)>,
 }
 
 /// One artifact before the bootstrap.
@@ -205,7 +363,9 @@ struct ArtifactDraft {
     flips: FlipCounts,
     table: [[u64; 3]; 3],
     excess: Stat,
-    soft_shift: Option<(Stat, u64, Vec<f64>)>,
+    /// The flip-rate part of the excess and its scale.
+    flip_part: (Stat, Scale),
+    soft_shift: Option<(Stat, Scale, Vec<f64>)>,
 }
 
 #[derive(Default)]
@@ -248,20 +408,26 @@ impl FlipCounts {
     }
 }
 
+/// The two repeats' net preferences behind MSC = |wr − wr′|, each with its scale.
+type MscParts = [(Stat, Scale); 2];
+
 /// Baseline before the bootstrap.
 struct BaselineDraft {
     consistency: PositionConsistency,
     noise_flips: u64,
     noise_n: u64,
     noise_cols: (Col, Col),
+    /// The noise flip rate as a bootstrapped ratio (the second part of every excess flip rate).
+    noise_part: (Stat, Scale),
     correct: u64,
     gold_n: u64,
     invalid: u64,
-    msc: Option<(Stat, u64)>,
-    ha: (Stat, u64),
+    msc: Option<(Stat, u64, MscParts)>,
+    ha: (Stat, u64, u64),
     kappa: Stat,
     scott: Stat,
     kappa_n: u64,
+    kappa_pairs: u64,
 }
 
 impl Ctx<'_> {
@@ -315,11 +481,12 @@ impl Ctx<'_> {
         };
         let results = boot.run(&config);
         let noise_rate = (base.noise_n > 0).then(|| base.noise_flips as f64 / base.noise_n as f64);
+        let noise_part = base.noise_part;
         let baseline = self.finish_baseline(base, &results);
         let artifacts = drafts
             .into_iter()
             .map(|d| {
-                let mut r = self.finish_artifact(d, &results, noise_rate, family_size);
+                let mut r = self.finish_artifact(d, &results, noise_rate, noise_part, family_size);
                 if let Some(planted) = subject.planted {
                     let value = planted.get(&r.artifact).copied().unwrap_or(0.0);
                     r.planted = Some(Planted {
@@ -360,6 +527,7 @@ impl Ctx<'_> {
             rule: subject.rule,
             length: self.length(v),
             soft: self.soft_summary(v),
+            small_audit: None,
         }
     }
 
@@ -444,20 +612,35 @@ impl Ctx<'_> {
                 }
             }
         }
+        let noise_pairs = noise_pair.1.iter().filter(|&&c| c > 0.0).count() as u64;
         let noise_cols = (boot.column(noise_pair.0), boot.column(noise_pair.1));
+        let noise_part = (
+            boot.ratio(noise_cols.0, noise_cols.1),
+            Scale::unit(noise_pairs, noise_n),
+        );
         let msc = (r >= 2).then(|| {
             let [r0, r1] = repeat_wr;
             let n_calls = (r0.total_count() + r1.total_count()) as u64;
+            let scales = [
+                Scale::signed(r0.pairs(), r0.total_count() as u64),
+                Scale::signed(r1.pairs(), r1.total_count() as u64),
+            ];
             let (s0, c0, _) = r0.register(boot);
             let (s1, c1, _) = r1.register(boot);
             let stat = boot
                 .stat(move |t| (ratio(t.get(s0), t.get(c0)) - ratio(t.get(s1), t.get(c1))).abs());
-            (stat, n_calls)
+            let parts = [
+                (boot.ratio(s0, c0), scales[0]),
+                (boot.ratio(s1, c1), scales[1]),
+            ];
+            (stat, n_calls, parts)
         });
         let ha_n = ha.total_count() as u64;
+        let ha_pairs = ha.pairs();
         let (hs, hc, _) = ha.register(boot);
         let ha_stat = boot.ratio(hs, hc);
         let kappa_n = kappa[1].iter().sum::<f64>() as u64;
+        let kappa_pairs = kappa[1].iter().filter(|&&c| c > 0.0).count() as u64;
         let cols: Vec<Col> = kappa.into_iter().map(|c| boot.column(c)).collect();
         let cols: [Col; 8] = cols.try_into().expect("8 columns");
         let kappa_stat = boot.stat(move |t| {
@@ -489,14 +672,16 @@ impl Ctx<'_> {
             noise_flips,
             noise_n,
             noise_cols,
+            noise_part,
             correct,
             gold_n,
             invalid,
             msc,
-            ha: (ha_stat, ha_n),
+            ha: (ha_stat, ha_n, ha_pairs),
             kappa: kappa_stat,
             scott: scott_stat,
             kappa_n,
+            kappa_pairs,
         }
     }
 
@@ -518,9 +703,9 @@ impl Ctx<'_> {
         let noise = rate_estimate(d.noise_flips, d.noise_n, conf);
         let ssc = noise.estimate.map(|f| 1.0 - f);
         let msc = match d.msc {
-            Some((stat, n)) => {
-                let mut e = boot_estimate(results, stat, n, &method);
-                e.ci_method = format!("{method}, of |wr − wr′|");
+            Some((stat, n, parts)) => {
+                let mut e = boot_difference(results, stat, parts, true, n, &method, conf);
+                e.ci_method = format!("{}, of |wr − wr′|", e.ci_method);
                 e
             }
             None => Estimate::empty("requires repeats >= 2"),
@@ -535,9 +720,30 @@ impl Ctx<'_> {
                 consistency_rate: ssc,
                 msc,
             },
-            gold_agreement: boot_estimate(results, d.ha.0, d.ha.1, &method),
-            gold_kappa: boot_estimate(results, d.kappa, d.kappa_n, &method),
-            gold_scott_pi: boot_estimate(results, d.scott, d.kappa_n, &method),
+            gold_agreement: boot_estimate(
+                results,
+                d.ha.0,
+                d.ha.1,
+                &method,
+                Scale::unit(d.ha.2, d.ha.1),
+                conf,
+            ),
+            gold_kappa: boot_estimate(
+                results,
+                d.kappa,
+                d.kappa_n,
+                &method,
+                Scale::signed(d.kappa_pairs, d.kappa_n),
+                conf,
+            ),
+            gold_scott_pi: boot_estimate(
+                results,
+                d.scott,
+                d.kappa_n,
+                &method,
+                Scale::signed(d.kappa_pairs, d.kappa_n),
+                conf,
+            ),
         }
     }
 
@@ -578,9 +784,9 @@ impl Ctx<'_> {
         let n_obs = t.total_count() as u64;
         let pairs_valid = t.counts.iter().filter(|&&c| c > 0.0).count() as u64;
         let soft = (soft.total_count() > 0.0).then(|| {
-            let sn = soft.total_count() as u64;
+            let scale = Scale::signed(soft.pairs(), soft.total_count() as u64);
             let (s, c, nets) = soft.register(boot);
-            (boot.ratio(s, c), sn, nets)
+            (boot.ratio(s, c), scale, nets)
         });
         let (s, c, nets) = t.register(boot);
         TieDraft {
@@ -669,12 +875,14 @@ impl Ctx<'_> {
             let (x, y) = (ratio(t.get(sa), t.get(ca)), ratio(t.get(sb), t.get(cb)));
             0.5 * (x + y)
         });
+        let flip_scale = Scale::unit(pair_flips.pairs(), pair_flips.total_count() as u64);
         let (fs, fc, _) = pair_flips.register(boot);
         let excess = boot.ratio_diff(fs, fc, noise.0, noise.1);
+        let flip_part = (boot.ratio(fs, fc), flip_scale);
         let soft_shift = (soft.total_count() > 0.0).then(|| {
-            let sn = soft.total_count() as u64;
+            let scale = Scale::signed(soft.pairs(), soft.total_count() as u64);
             let (s, c, nets) = soft.register(boot);
-            (boot.ratio(s, c), sn, nets)
+            (boot.ratio(s, c), scale, nets)
         });
         ArtifactDraft {
             artifact: l.artifacts[a].clone(),
@@ -688,6 +896,7 @@ impl Ctx<'_> {
             flips,
             table,
             excess,
+            flip_part,
             soft_shift,
         }
     }
@@ -697,13 +906,22 @@ impl Ctx<'_> {
         d: ArtifactDraft,
         results: &Results,
         noise_rate: Option<f64>,
+        noise_part: (Stat, Scale),
         family_size: u64,
     ) -> ArtifactResult {
         let options = self.options;
+        let conf = options.confidence;
         let method = boot_method(options, false);
         let tie = d.tie;
         let score = with_sign_test(
-            boot_estimate(results, tie.stat, tie.n, &method),
+            boot_estimate(
+                results,
+                tie.stat,
+                tie.n,
+                &method,
+                Scale::signed(tie.pairs_valid, tie.n),
+                conf,
+            ),
             &tie.nets,
             "net preference",
         );
@@ -712,9 +930,9 @@ impl Ctx<'_> {
         } else {
             score
         };
-        let soft = tie.soft.map(|(s, n, nets)| {
+        let soft = tie.soft.map(|(s, scale, nets)| {
             with_sign_test(
-                boot_estimate(results, s, n, &method),
+                boot_estimate(results, s, scale.max_n as u64, &method, scale, conf),
                 &nets,
                 "mean of P(artifact copy wins) − P(original wins)",
             )
@@ -729,7 +947,14 @@ impl Ctx<'_> {
             soft,
         };
         let shift = with_sign_test(
-            boot_estimate(results, d.wr, d.wr_n, &method),
+            boot_estimate(
+                results,
+                d.wr,
+                d.wr_n,
+                &method,
+                Scale::signed(d.wr_pairs, d.wr_n),
+                conf,
+            ),
             &d.wr_nets,
             "net shift",
         );
@@ -753,8 +978,15 @@ impl Ctx<'_> {
             invalid_comparisons: f.invalid,
             failed_comparisons: f.failed,
         };
-        let mut excess_flip_rate =
-            boot_estimate(results, d.excess, f.n(), &boot_method(options, true));
+        let mut excess_flip_rate = boot_difference(
+            results,
+            d.excess,
+            [d.flip_part, noise_part],
+            false,
+            f.n(),
+            &boot_method(options, true),
+            conf,
+        );
         if excess_flip_rate.estimate.is_none() {
             excess_flip_rate = Estimate::empty(&boot_method(options, true));
         }
@@ -771,9 +1003,9 @@ impl Ctx<'_> {
                 q_family: None,
             }
         });
-        let soft_shift = d.soft_shift.map(|(s, n, nets)| {
+        let soft_shift = d.soft_shift.map(|(s, scale, nets)| {
             with_sign_test(
-                boot_estimate(results, s, n, &method),
+                boot_estimate(results, s, scale.max_n as u64, &method, scale, conf),
                 &nets,
                 "mean change in P(perturbed answer wins)",
             )

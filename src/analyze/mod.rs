@@ -155,7 +155,38 @@ pub struct Estimate {
     /// Jeffreys interval, for rates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci_jeffreys: Option<RateInterval>,
+    /// Present when the interval of a bootstrapped statistic is not the bootstrap's, because
+    /// the audit has too few pairs or the resamples were degenerate (VALIDATION.md, "Small
+    /// audits and the boundary"): why, and what the small-sample interval rests on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_small_sample: Option<SmallSampleInterval>,
 }
+
+/// Why and how a bootstrapped statistic got its small-sample interval instead of the cluster
+/// bootstrap's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmallSampleInterval {
+    /// `few pairs` (fewer than [`BOOTSTRAP_MIN_PAIRS`] pairs carry data) or `degenerate
+    /// bootstrap` (the bootstrap interval had zero width, or could not be formed).
+    pub reason: String,
+    /// Pairs that carry data for the statistic (the independent units).
+    pub pairs: u64,
+    /// Effective number of independent trials behind the Clopper–Pearson bounds (Korn &
+    /// Graubard); equal to `pairs` when the data carry no variance information. For a
+    /// difference (MOVER), the smaller of its two parts'.
+    pub n_eff: f64,
+    /// The cluster bootstrap interval that was replaced, when one was formed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_low: Option<f64>,
+    /// Its upper bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_high: Option<f64>,
+}
+
+/// Pairs from which a bootstrapped statistic keeps its cluster bootstrap interval (when that
+/// interval has positive width); below it, the effective-sample-size Clopper–Pearson interval
+/// is reported (see [`SmallSampleInterval`]).
+pub const BOOTSTRAP_MIN_PAIRS: u64 = 100;
 
 impl Default for Estimate {
     fn default() -> Self {
@@ -181,6 +212,7 @@ impl Estimate {
             q_family: None,
             ci_exact: None,
             ci_jeffreys: None,
+            ci_small_sample: None,
         }
     }
 
@@ -526,6 +558,11 @@ pub struct JudgeResult {
     /// Label-probability summary, when the backend reports probabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soft: Option<SoftSummary>,
+    /// Present when the judge's intervals rest on fewer than
+    /// [`power::MIN_PAIRS_FOR_INTERVALS`] pairs: the warning and the pairs its rejection sizes
+    /// need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_audit: Option<power::SmallAudit>,
 }
 
 /// One category of pairs.
@@ -670,6 +707,7 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
             artifact.screening_significant = tests.iter().any(|e| e.screening_significant());
         }
         result.trust = trust::verdict(result, &options.trust);
+        result.small_audit = power::small_audit(result, &options.trust, options.power);
         result.findings = findings::findings(result);
     }
     Analysis {

@@ -182,6 +182,89 @@ pub fn plan_power(
     }
 }
 
+/// Below this many pairs a judge's intervals are flagged as approximate: the effective-sample-size
+/// intervals keep their coverage in the Monte Carlo (VALIDATION.md) but rest on very few
+/// independent units, and cluster-based methods are generally unreliable below about 15 clusters
+/// (the judgecal convention the issue cites).
+pub const MIN_PAIRS_FOR_INTERVALS: u64 = 15;
+
+/// The per-judge flag of an audit too small for its intervals to be more than approximate, with
+/// the pairs it would need to detect the judge's rejection sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmallAudit {
+    /// Pairs the judge's intervals rest on: the fewest pairs with a valid verdict over its
+    /// artifacts' tie-detection calls (or over its baseline when no artifact was audited).
+    pub pairs: u64,
+    /// The threshold, [`MIN_PAIRS_FOR_INTERVALS`].
+    pub min_pairs: u64,
+    /// Rejection size for |T| the pairs below are computed for.
+    pub reject_abs_t: f64,
+    /// Pairs for the exact sign test to detect |T| = `reject_abs_t` at α with the analysis power.
+    pub pairs_needed_t: Option<u64>,
+    /// The same at the family-wise level α/m (m = `family_size`).
+    pub pairs_needed_t_family: Option<u64>,
+    /// Tests in the confirmatory family.
+    pub family_size: u64,
+    /// Rejection size for the excess flip rate.
+    pub reject_excess_flip: f64,
+    /// Pairs for the paired flip test to detect that excess over the judge's noise rate (0
+    /// when not measured).
+    pub pairs_needed_excess_flip: Option<u64>,
+    /// The warning in words.
+    pub message: String,
+}
+
+/// The small-audit flag of `judge`, or `None` from [`MIN_PAIRS_FOR_INTERVALS`] pairs on.
+pub fn small_audit(
+    judge: &super::JudgeResult,
+    thresholds: &super::TrustThresholds,
+    power: f64,
+) -> Option<SmallAudit> {
+    const MAX_PAIRS: u64 = 1_000_000;
+    let pairs = match judge.artifacts.iter().map(|a| a.mde.pairs).min() {
+        Some(p) => p,
+        None => judge.baseline.position_consistency.n,
+    };
+    if pairs >= MIN_PAIRS_FOR_INTERVALS {
+        return None;
+    }
+    let alpha = super::ALPHA;
+    let family_size = judge
+        .artifacts
+        .iter()
+        .map(|a| a.mde.family_size)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let noise = judge.baseline.noise_flip_rate.estimate.unwrap_or(0.0);
+    let t = thresholds.reject_abs_t;
+    let e = thresholds.reject_excess_flip;
+    let needed_t = pairs_for_t(t, alpha, power, MAX_PAIRS);
+    let needed_family = pairs_for_t(t, alpha / family_size as f64, power, MAX_PAIRS);
+    let needed_flip = pairs_for_excess_flip(e, noise, alpha, power);
+    let count = |n: Option<u64>| n.map_or("more than a million".to_string(), |n| n.to_string());
+    let message = format!(
+        "only {pairs} pairs (fewer than {MIN_PAIRS_FOR_INTERVALS}): intervals are approximate; detecting |T| = {:.0}% needs {} pairs ({} family-wise over {family_size} tests) and an excess flip rate of {:.0}% needs {} pairs at {:.0}% power",
+        100.0 * t,
+        count(needed_t),
+        count(needed_family),
+        100.0 * e,
+        count(needed_flip),
+        100.0 * power,
+    );
+    Some(SmallAudit {
+        pairs,
+        min_pairs: MIN_PAIRS_FOR_INTERVALS,
+        reject_abs_t: t,
+        pairs_needed_t: needed_t,
+        pairs_needed_t_family: needed_family,
+        family_size,
+        reject_excess_flip: e,
+        pairs_needed_excess_flip: needed_flip,
+        message,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,6 +95,9 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
         escape(&judge.name),
         judge.trust.verdict.label()
     );
+    if let Some(small) = &judge.small_audit {
+        let _ = writeln!(out, "⚠ {}.\n", escape(&small.message));
+    }
     for reason in &judge.trust.reasons {
         let _ = writeln!(
             out,

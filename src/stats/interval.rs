@@ -121,3 +121,93 @@ pub fn jeffreys(successes: u64, n: u64, confidence: f64) -> Interval {
     };
     Interval::new(low, high)
 }
+
+/// Two-sided Student t critical value: the t with P(|T| ≤ t) = `confidence` for `df` degrees of
+/// freedom (`NaN` for df ≤ 0 or a level outside (0, 1)). From the identity
+/// `P(|T| > t) = I_{df/(df+t²)}(df/2, ½)`, so `t² = df·(1 − x)/x` with `x = Beta⁻¹(α; df/2, ½)`
+/// (scipy `stats.t.ppf(1 − α/2, df)`).
+pub fn t_two_sided(df: f64, confidence: f64) -> f64 {
+    if !(df > 0.0 && confidence > 0.0 && confidence < 1.0) {
+        return f64::NAN;
+    }
+    let x = beta_quantile(df / 2.0, 0.5, 1.0 - confidence);
+    (df * (1.0 - x) / x).sqrt()
+}
+
+/// Clopper–Pearson bounds for a fractional count: `x` "successes" out of `n` effective trials
+/// (both real, 0 ≤ x ≤ n, n > 0), `[Beta⁻¹(α/2; x, n−x+1), Beta⁻¹(1−α/2; x+1, n−x)]` with
+/// low = 0 at x = 0 and high = 1 at x = n (scipy `stats.beta.ppf` on the same shapes).
+/// `[NaN, NaN]` for invalid input.
+pub fn clopper_pearson_fractional(x: f64, n: f64, confidence: f64) -> Interval {
+    if !(n > 0.0 && (0.0..=n).contains(&x) && confidence > 0.0 && confidence < 1.0) {
+        return Interval::NAN;
+    }
+    let alpha = 1.0 - confidence;
+    let low = if x <= 0.0 {
+        0.0
+    } else {
+        beta_quantile(x, n - x + 1.0, alpha / 2.0)
+    };
+    let high = if x >= n {
+        1.0
+    } else {
+        beta_quantile(x + 1.0, n - x, 1.0 - alpha / 2.0)
+    };
+    Interval::new(low, high)
+}
+
+/// An effective-sample-size Clopper–Pearson interval and the effective size behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EffectiveInterval {
+    /// The interval on the `[0, 1]` scale.
+    pub interval: Interval,
+    /// The effective number of independent trials n* it treats the data as.
+    pub n_eff: f64,
+}
+
+/// Korn & Graubard (1998) interval for a proportion-like mean `p` ∈ [0, 1] estimated from
+/// `clusters` independent clusters (pairs) with (cluster-robust) variance estimate `variance`:
+/// Clopper–Pearson on `p·n*` of `n*` trials with the effective sample size
+/// `n* = p(1−p)/variance · (z/t_{clusters−1})²`, capped at `max_n` (the observations behind
+/// `p`). When the data carry no information on the variance — `p` at 0 or 1, a zero variance
+/// (every cluster has the same value) or a single cluster — n* is the number of clusters: each
+/// cluster counts as one trial, which is what makes 10 of 10 pairs at the bound give
+/// `[0.025^{1/10}, 1] ≈ [0.6915, 1]` instead of a point. `None` without clusters or for a
+/// non-finite `p`.
+pub fn effective_clopper_pearson(
+    p: f64,
+    variance: f64,
+    clusters: u64,
+    max_n: f64,
+    confidence: f64,
+) -> Option<EffectiveInterval> {
+    if clusters == 0 || !p.is_finite() || !(confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    let p = p.clamp(0.0, 1.0);
+    let k = clusters as f64;
+    let informative = clusters >= 2 && variance.is_finite() && variance > 0.0 && p > 0.0 && p < 1.0;
+    let n_eff = if informative {
+        let df_ratio = z_two_sided(confidence) / t_two_sided(k - 1.0, confidence);
+        let n = p * (1.0 - p) / variance * df_ratio * df_ratio;
+        n.min(max_n.max(k)).max(1.0)
+    } else {
+        k
+    };
+    Some(EffectiveInterval {
+        interval: clopper_pearson_fractional(p * n_eff, n_eff, confidence),
+        n_eff,
+    })
+}
+
+/// Newcombe's hybrid score (MOVER, Zou & Donner 2008) interval for a difference `d = p₁ − p₂`
+/// from intervals `(l₁, u₁)` around `p₁` and `(l₂, u₂)` around `p₂`, ignoring their correlation
+/// (conservative when the two estimates are positively correlated, as rates measured on the
+/// same pairs are): `[d − √((p₁−l₁)² + (u₂−p₂)²), d + √((u₁−p₁)² + (p₂−l₂)²)]`.
+pub fn mover_difference(p1: f64, i1: Interval, p2: f64, i2: Interval) -> Interval {
+    let d = p1 - p2;
+    Interval::new(
+        d - ((p1 - i1.low).powi(2) + (i2.high - p2).powi(2)).sqrt(),
+        d + ((i1.high - p1).powi(2) + (p2 - i2.low).powi(2)).sqrt(),
+    )
+}

@@ -46,7 +46,10 @@ pub use bootstrap::{
     bootstrap_replicates, cluster_bootstrap, cluster_bootstrap_ratio, cluster_bootstrap_ratio_diff,
     cluster_bootstrap_ratios, cluster_bootstrap_result, percentile_interval, quantile_linear,
 };
-pub use interval::{Interval, clopper_pearson, jeffreys, wilson};
+pub use interval::{
+    EffectiveInterval, Interval, clopper_pearson, clopper_pearson_fractional,
+    effective_clopper_pearson, jeffreys, mover_difference, t_two_sided, wilson,
+};
 pub use multiplicity::{benjamini_hochberg, bonferroni, holm};
 pub use power::{
     minimum_detectable_effect, paired_flip_pairs_needed_normal, paired_flip_power_normal,
