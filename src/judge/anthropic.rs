@@ -21,12 +21,11 @@
 //! `anthropic-ratelimit-*-reset` RFC 3339 timestamps. The key is redacted from every message and
 //! never printed by `Debug`.
 
-use super::chat::{ChatCall, ChatMessage, ChatTransport, Completion};
-use super::config::{ApiKey, Backend};
-use super::http::{self, HttpEndpoint, Redactor, build_error, snippet, truncate};
-use super::templated::{TemplatedJudge, prepare};
+use super::chat::{ChatCall, ChatMessage, Completion};
+use super::config::Backend;
+use super::http::{self, HttpBackend, HttpEndpoint, build_error, snippet, truncate};
+use super::templated::{BuildTransport, Prepared, TemplatedJudge};
 use super::{FaultKind, JudgeBuildError, JudgeConfig, JudgeError, TokenUsage};
-use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -50,7 +49,6 @@ pub type AnthropicJudge = TemplatedJudge<AnthropicTransport>;
 #[derive(Debug)]
 pub struct AnthropicTransport {
     http: HttpEndpoint,
-    has_key: bool,
 }
 
 /// True when a base URL's host is `localhost` or a loopback IP address.
@@ -68,81 +66,73 @@ pub fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-impl TemplatedJudge<AnthropicTransport> {
-    /// Build from configuration, reading the key and base URL from the process environment.
-    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
-        Self::with_env(config, |k| std::env::var(k).ok())
-    }
+impl BuildTransport for AnthropicTransport {
+    const BACKEND: Backend = Backend::Anthropic;
 
-    /// Build from configuration with an explicit environment lookup (tests, embedding).
-    pub fn with_env(
+    fn build(
         config: &JudgeConfig,
-        env: impl Fn(&str) -> Option<String>,
+        _prepared: &Prepared,
+        env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, JudgeBuildError> {
-        if config.backend != Backend::Anthropic {
-            return Err(build_error(&config.name, "backend", "not an anthropic judge"));
-        }
-        let prepared = prepare(config)?;
-        let transport = AnthropicTransport::with_env(config, env)?;
-        TemplatedJudge::from_parts(config, prepared, transport)
-    }
-
-    /// Whether an API key was found (the key itself is never exposed).
-    pub fn has_api_key(&self) -> bool {
-        self.transport().has_key
-    }
-}
-
-impl AnthropicTransport {
-    /// The transport for a validated `anthropic` configuration.
-    pub fn with_env(
-        config: &JudgeConfig,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, JudgeBuildError> {
-        let name = &config.name;
-        let base_url = config
-            .resolve_base_url_with(&env)
-            .map_err(|e| super::templated::config_build_error(name, e))?;
-        let api_key: Option<ApiKey> = config.resolve_api_key_with(&env);
-        let key_var = config.api_key_env_name().unwrap_or_default().to_string();
-        if api_key.is_none() && !is_loopback_url(&base_url) {
-            return Err(build_error(
-                name,
-                "api_key_env",
-                format!(
-                    "no API key: set the environment variable {key_var} (a key is required \
-                     unless the base URL is a loopback address; base URL: {base_url})"
-                ),
-            ));
-        }
         let mut headers = HeaderMap::new();
         headers.insert(
             HeaderName::from_static("anthropic-version"),
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = &api_key {
-            headers.insert(
-                HeaderName::from_static("x-api-key"),
-                http::secret_header(config, key.expose())?,
-            );
-        }
         // The judge file's headers come last (in HttpEndpoint) so they can override
         // anthropic-version or add anthropic-beta.
         let http = HttpEndpoint::new(
             config,
-            format!("{base_url}/v1/messages"),
+            env,
+            "/v1/messages",
             headers,
-            Redactor::for_key(api_key.as_ref()),
+            |key| {
+                (
+                    HeaderName::from_static("x-api-key"),
+                    key.expose().to_string(),
+                )
+            },
             false,
         )?;
-        Ok(Self {
-            http,
-            has_key: api_key.is_some(),
-        })
+        if http.redactor().is_empty() && !is_loopback_url(http.base_url()) {
+            return Err(build_error(
+                &config.name,
+                "api_key_env",
+                format!(
+                    "no API key: set the environment variable {} (a key is required \
+                     unless the base URL is a loopback address; base URL: {})",
+                    config.api_key_env_name().unwrap_or_default(),
+                    http.base_url()
+                ),
+            ));
+        }
+        Ok(Self { http })
+    }
+}
+
+impl HttpBackend for AnthropicTransport {
+    const ID: &'static str = "anthropic";
+
+    fn http(&self) -> &HttpEndpoint {
+        &self.http
     }
 
-    /// Classify a non-success HTTP status.
+    fn body(&self, call: &ChatCall<'_>) -> Vec<u8> {
+        let params = call.params;
+        let body = MessagesRequest {
+            model: &params.model,
+            max_tokens: params.max_tokens,
+            temperature: params.temperature,
+            system: ChatMessage::system(call.messages),
+            messages: [Message {
+                role: "user",
+                content: ChatMessage::user(call.messages),
+            }],
+        };
+        http::json_body(&body)
+    }
+
     fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> JudgeError {
         let error = ErrorBody::parse(body);
         let detail = error.describe(body);
@@ -170,15 +160,8 @@ impl AnthropicTransport {
             .fault(class, &message, retry_after(headers, SystemTime::now()))
     }
 
-    /// Turn a 2xx body into a completion.
     fn parse_success(&self, body: &[u8]) -> Result<Completion, JudgeError> {
-        let malformed = |why: &str| {
-            self.http.fault(
-                Class::retry(FaultKind::MalformedResponse),
-                &format!("{why}: {}", snippet(body)),
-                None,
-            )
-        };
+        let malformed = |why: &str| self.http.malformed(why, body);
         let response: MessagesResponse = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => return Err(malformed(&format!("response is not Messages JSON ({e})"))),
@@ -222,43 +205,6 @@ impl AnthropicTransport {
             refused,
             ..Completion::default()
         })
-    }
-}
-
-#[async_trait]
-impl ChatTransport for AnthropicTransport {
-    fn backend(&self) -> &'static str {
-        "anthropic"
-    }
-
-    fn endpoint(&self) -> &str {
-        self.http.endpoint()
-    }
-
-    fn redactor(&self) -> &Redactor {
-        self.http.redactor()
-    }
-
-    async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, JudgeError> {
-        let params = call.params;
-        let body = MessagesRequest {
-            model: &params.model,
-            max_tokens: params.max_tokens,
-            temperature: params.temperature,
-            system: ChatMessage::system(call.messages),
-            messages: [Message {
-                role: "user",
-                content: ChatMessage::user(call.messages),
-            }],
-        };
-        let reply = self.http.post(&call.request.call_id, &body).await?;
-        match &reply.headers {
-            Some(headers) => Err(self.status_error(reply.status, headers, &reply.body)),
-            None => self.parse_success(&reply.body).map(|mut c| {
-                c.redacted = reply.redacted;
-                c
-            }),
-        }
     }
 }
 
@@ -548,13 +494,7 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::judge::http::test_headers as headers;
 
     #[test]
     fn retry_after_sources_and_priority() {

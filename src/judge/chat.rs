@@ -76,6 +76,54 @@ pub struct ChatCall<'a> {
     pub params: &'a GenerationParams,
 }
 
+impl<'a> ChatCall<'a> {
+    /// A call for `request` with its rendered messages and parameters.
+    pub fn new(
+        request: &'a JudgeRequest,
+        messages: &'a [ChatMessage],
+        params: &'a GenerationParams,
+    ) -> Self {
+        Self {
+            request,
+            messages,
+            params,
+        }
+    }
+}
+
+/// Messages and generation parameters in the shape (and field order) of an OpenAI
+/// chat-completions request. The `openai` transport sends it; the cache key hashes it for every
+/// backend, so `openai` keys stored by earlier versions still hit.
+#[derive(Debug, Serialize)]
+pub struct ChatBody<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    temperature: f64,
+    max_tokens: u32,
+    seed: u64,
+    n: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u32>,
+}
+
+impl<'a> ChatBody<'a> {
+    /// The body for `messages` with `params` (one choice; log-probabilities when requested).
+    pub fn new(messages: &'a [ChatMessage], params: &'a GenerationParams) -> Self {
+        Self {
+            model: &params.model,
+            messages,
+            temperature: params.temperature,
+            max_tokens: params.max_tokens,
+            seed: params.seed,
+            n: 1,
+            logprobs: params.top_logprobs.map(|_| true),
+            top_logprobs: params.top_logprobs,
+        }
+    }
+}
+
 /// One generated token with its log-probability and the top alternatives at its position.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TokenLogprob {

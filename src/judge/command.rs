@@ -35,12 +35,14 @@
 //! line, the rendered messages and the generation parameters, not the program's own code, so
 //! clear the cache (or pass `--no-cache`) after changing the program.
 
+use super::chat::VerdictSource;
 use super::chat::{ChatCall, ChatTransport, Completion};
 use super::config::Backend;
 use super::http::{Redactor, build_error, truncate, truncate_tail};
-use super::chat::VerdictSource;
-use super::templated::{TemplatedJudge, prepare};
-use super::{FaultKind, JudgeBuildError, JudgeConfig, JudgeError, JudgeRequest, LabelProbs, TokenUsage};
+use super::templated::{BuildTransport, Prepared, TemplatedJudge};
+use super::{
+    FaultKind, JudgeBuildError, JudgeConfig, JudgeError, JudgeRequest, LabelProbs, TokenUsage,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -160,17 +162,19 @@ struct Finished {
     redacted: bool,
 }
 
-impl TemplatedJudge<CommandTransport> {
-    /// Build from configuration (`backend = "command"`).
-    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
-        if config.backend != Backend::Command {
-            return Err(build_error(&config.name, "backend", "not a command judge"));
-        }
-        let prepared = prepare(config)?;
-        let transport = CommandTransport::new(config)?;
-        TemplatedJudge::from_parts(config, prepared, transport)
-    }
+impl BuildTransport for CommandTransport {
+    const BACKEND: Backend = Backend::Command;
 
+    fn build(
+        config: &JudgeConfig,
+        _prepared: &Prepared,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError> {
+        Self::with_env(config, env)
+    }
+}
+
+impl TemplatedJudge<CommandTransport> {
     /// The program and arguments, as run.
     pub fn command_line(&self) -> String {
         self.transport().command_line.clone()
@@ -183,14 +187,10 @@ impl TemplatedJudge<CommandTransport> {
 
     /// The JSON written to the program's stdin for `request`.
     pub fn input_json(&self, request: &JudgeRequest) -> String {
-        let messages = self.messages(request);
-        let params = self.params(request);
-        let call = ChatCall {
-            request,
-            messages: &messages,
-            params: &params,
-        };
-        serde_json::to_string(&CommandInput::for_call(&call)).expect("strings and numbers serialize")
+        let (messages, params) = self.call_parts(request);
+        let call = ChatCall::new(request, &messages, &params);
+        serde_json::to_string(&CommandInput::for_call(&call))
+            .expect("strings and numbers serialize")
     }
 }
 
@@ -207,8 +207,11 @@ async fn read_capped(
 }
 
 impl CommandTransport {
-    /// The transport for a validated `command` configuration.
-    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
+    /// The transport for a validated `command` configuration (`env` finds a key to redact).
+    pub fn with_env(
+        config: &JudgeConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError> {
         let name = &config.name;
         let (program, args) = match (&config.command, &config.program) {
             (Some(cmd), _) => (cmd[0].clone(), cmd[1..].to_vec()),
@@ -248,7 +251,7 @@ impl CommandTransport {
             timeout: limits.timeout,
             max_output_bytes: limits.max_response_bytes,
             command_line,
-            redactor: Redactor::for_key(config.resolve_api_key().as_ref()),
+            redactor: Redactor::for_key(config.resolve_api_key_with(env).as_ref()),
         })
     }
 
@@ -415,7 +418,11 @@ impl CommandTransport {
             })
         });
         if let Some((message, permanent)) = reported {
-            return Err(self.failure(&finished, permanent, &format!("error: {}", truncate(&message))));
+            return Err(self.failure(
+                &finished,
+                permanent,
+                &format!("error: {}", truncate(&message)),
+            ));
         }
         if !finished.status.success() {
             let permanent = finished.status.code() == Some(PERMANENT_EXIT_CODE);

@@ -37,6 +37,17 @@ impl Backend {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     }
+
+    /// The name with its indefinite article (`an openai`, `a command`), for messages.
+    pub fn with_article(self) -> String {
+        let name = self.name();
+        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
 }
 
 /// Parameters of a simulated judge. All effects are in Chen's T units (expected net preference in

@@ -5,8 +5,10 @@
 //! Order matters for secrets: a body is redacted as soon as it is read, before any message,
 //! snippet or reply text is cut from it, so truncation can never leave part of a key behind.
 
+use super::chat::{ChatCall, ChatTransport, Completion};
 use super::config::{ApiKey, JudgeConfig};
 use super::{FaultKind, JudgeBuildError, JudgeError};
+use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
@@ -112,10 +114,7 @@ pub fn build_error(judge: &str, field: &str, message: impl Into<String>) -> Judg
 }
 
 /// A header value holding a secret: marked sensitive so reqwest/http never print it.
-pub fn secret_header(
-    config: &JudgeConfig,
-    value: &str,
-) -> Result<HeaderValue, JudgeBuildError> {
+pub fn secret_header(config: &JudgeConfig, value: &str) -> Result<HeaderValue, JudgeBuildError> {
     let mut header = HeaderValue::from_str(value).map_err(|_| {
         build_error(
             &config.name,
@@ -268,6 +267,7 @@ pub struct HttpReply {
 /// One HTTP endpoint of a judge: the pooled client, the URL, the secrets to redact and the
 /// limits (timeout, longest server-requested wait honoured, largest body read).
 pub struct HttpEndpoint {
+    base_url: String,
     endpoint: String,
     /// `endpoint`, parsed once (reqwest would parse the string on every call).
     url: reqwest::Url,
@@ -293,17 +293,30 @@ impl fmt::Debug for HttpEndpoint {
 }
 
 impl HttpEndpoint {
-    /// Build the client for `endpoint` with `headers` (the backend's own, key included), then the
-    /// judge file's `headers` (which may override the backend's). `send_call_id` adds the
-    /// `x-judge-audit-call` header to every request. The configuration must be validated.
+    /// Build the client for `{base_url}{path}`, the base URL and key resolved through `env`, with
+    /// `headers` (the backend's own), the key in the header `key_header` makes of it (marked
+    /// sensitive), then the judge file's `headers` (which may override the backend's).
+    /// `send_call_id` adds the `x-judge-audit-call` header to every request. The configuration
+    /// must be validated.
     pub fn new(
         config: &JudgeConfig,
-        endpoint: String,
+        env: &dyn Fn(&str) -> Option<String>,
+        path: &str,
         mut headers: HeaderMap,
-        redactor: Redactor,
+        key_header: fn(&ApiKey) -> (HeaderName, String),
         send_call_id: bool,
     ) -> Result<Self, JudgeBuildError> {
         let name = &config.name;
+        let base_url = config
+            .resolve_base_url_with(env)
+            .map_err(|e| super::templated::config_build_error(name, e))?;
+        let api_key = config.resolve_api_key_with(env);
+        if let Some(key) = &api_key {
+            let (header, value) = key_header(key);
+            headers.insert(header, secret_header(config, &value)?);
+        }
+        let redactor = Redactor::for_key(api_key.as_ref());
+        let endpoint = format!("{base_url}{path}");
         for (k, v) in &config.headers {
             let header = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| build_error(name, &format!("headers.{k}"), e.to_string()))?;
@@ -329,6 +342,7 @@ impl HttpEndpoint {
             build_error(name, "base_url", format!("`{endpoint}` is not a URL: {e}"))
         })?;
         Ok(Self {
+            base_url,
             endpoint,
             url,
             client,
@@ -345,16 +359,25 @@ impl HttpEndpoint {
         &self.endpoint
     }
 
+    /// The base URL the endpoint was built from.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// The secrets removed from every text.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }
 
-    /// POST `body` as JSON and read the answer within the body cap. Transport failures and an
-    /// oversize body come back as faults; any status comes back as a reply for the backend to
+    /// POST `body` (JSON text) and read the answer within the body cap. Transport failures and
+    /// an oversize body come back as faults; any status comes back as a reply for the backend to
     /// classify.
-    pub async fn post(&self, call_id: &str, body: &impl Serialize) -> Result<HttpReply, JudgeError> {
-        let mut request = self.client.post(self.url.clone()).json(body);
+    pub async fn post(&self, call_id: &str, body: Vec<u8>) -> Result<HttpReply, JudgeError> {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         if self.send_call_id {
             request = request.header(CALL_ID_HEADER.clone(), call_id);
         }
@@ -434,6 +457,15 @@ impl HttpEndpoint {
         }
     }
 
+    /// A retryable malformed-response fault quoting the (redacted) body.
+    pub fn malformed(&self, why: &str, body: &[u8]) -> JudgeError {
+        self.fault(
+            Class::retry(FaultKind::MalformedResponse),
+            &format!("{why}: {}", snippet(body)),
+            None,
+        )
+    }
+
     /// Classify a failure to send the request or read the response.
     pub fn transport_fault(&self, err: reqwest::Error) -> JudgeError {
         // The URL is known to the user; leaving it out keeps messages short and free of any
@@ -450,6 +482,70 @@ impl HttpEndpoint {
             self.fault(Class::retry(FaultKind::Connection), &message, None)
         }
     }
+}
+
+/// What an HTTP backend adds to [`HttpEndpoint`]: its request body and how it reads its answers.
+/// Every `HttpBackend` is a [`ChatTransport`] through one implementation, so sending, redaction and
+/// the split between success and status errors are written once.
+pub trait HttpBackend: Send + Sync + fmt::Debug {
+    /// The backend id in the cache key.
+    const ID: &'static str;
+
+    /// The endpoint the backend sends to.
+    fn http(&self) -> &HttpEndpoint;
+
+    /// The JSON request body of one call.
+    fn body(&self, call: &ChatCall<'_>) -> Vec<u8>;
+
+    /// Classify a non-success status (the body already redacted).
+    fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> JudgeError;
+
+    /// Read a 2xx body (already redacted) into a completion.
+    fn parse_success(&self, body: &[u8]) -> Result<Completion, JudgeError>;
+}
+
+/// JSON text of a request body (plain strings and numbers: serializing cannot fail).
+pub fn json_body(body: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(body).expect("request bodies serialize")
+}
+
+#[async_trait]
+impl<B: HttpBackend> ChatTransport for B {
+    fn backend(&self) -> &'static str {
+        B::ID
+    }
+
+    fn endpoint(&self) -> &str {
+        self.http().endpoint()
+    }
+
+    fn redactor(&self) -> &Redactor {
+        self.http().redactor()
+    }
+
+    async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, JudgeError> {
+        let reply = self
+            .http()
+            .post(&call.request.call_id, self.body(call))
+            .await?;
+        match &reply.headers {
+            Some(headers) => Err(self.status_error(reply.status, headers, &reply.body)),
+            None => self.parse_success(&reply.body).map(|mut c| {
+                c.redacted = reply.redacted;
+                c
+            }),
+        }
+    }
+}
+
+/// A header map from name/value pairs (the backends' unit tests).
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, HeaderValue::from_str(v).unwrap());
+    }
+    h
 }
 
 fn describe_wait(wait: Duration) -> String {

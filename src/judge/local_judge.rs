@@ -3,9 +3,10 @@
 //! same way.
 
 use super::chat::{ChatCall, ChatMessage, ChatTransport, Completion};
+use super::config::Backend;
 use super::http::{Redactor, build_error};
 use super::local::{LocalError, LocalModel, LocalSettings};
-use super::templated::{TemplatedJudge, prepare};
+use super::templated::{BuildTransport, Prepared, TemplatedJudge};
 use super::{FaultKind, JudgeBuildError, JudgeConfig, JudgeError, TokenUsage};
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -41,15 +42,25 @@ impl std::fmt::Debug for LocalTransport {
     }
 }
 
-impl TemplatedJudge<LocalTransport> {
-    /// Load the model (once per judge) and the template.
-    pub fn new(config: &JudgeConfig) -> Result<LocalJudge, JudgeBuildError> {
+impl BuildTransport for LocalTransport {
+    const BACKEND: Backend = Backend::Local;
+
+    /// Load the model (once per judge).
+    fn build(
+        config: &JudgeConfig,
+        prepared: &Prepared,
+        _env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError> {
         let path = config
             .model_path
             .clone()
             .or_else(default_model_path)
             .ok_or_else(|| {
-                build_error(&config.name, "model_path", "no model file given and no HOME")
+                build_error(
+                    &config.name,
+                    "model_path",
+                    "no model file given and no HOME",
+                )
             })?;
         if !path.is_file() {
             return Err(build_error(
@@ -61,7 +72,6 @@ impl TemplatedJudge<LocalTransport> {
                 ),
             ));
         }
-        let prepared = prepare(config)?;
         let mut settings = LocalSettings::new(path.clone());
         settings.max_tokens = config.max_tokens;
         if let Some(tokens) = &prepared.template.tokens {
@@ -71,12 +81,11 @@ impl TemplatedJudge<LocalTransport> {
         }
         let model = LocalModel::load(&settings)
             .map_err(|e| build_error(&config.name, "model_path", e.to_string()))?;
-        let transport = LocalTransport {
+        Ok(LocalTransport {
             model,
             endpoint: path.display().to_string(),
             redactor: Redactor::default(),
-        };
-        TemplatedJudge::from_parts(config, prepared, transport)
+        })
     }
 }
 

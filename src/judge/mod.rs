@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod check;
 pub mod command;
 pub mod config;
 pub mod http;

@@ -9,15 +9,14 @@
 //! `Authorization` header (marked sensitive). It is redacted from every body and error message,
 //! and `Debug` does not print it.
 
-use super::chat::{ChatCall, ChatMessage, ChatTransport, Completion, TokenLogprob};
-use super::config::{ApiKey, Backend};
-use super::http::{self, Class, HttpEndpoint, Redactor, build_error, seconds, snippet, truncate};
-use super::templated::{TemplatedJudge, prepare};
+use super::chat::{ChatBody, ChatCall, Completion, TokenLogprob};
+use super::config::Backend;
+use super::http::{self, Class, HttpBackend, HttpEndpoint, seconds, snippet, truncate};
+use super::templated::{BuildTransport, Prepared, TemplatedJudge};
 use super::{FaultKind, JudgeBuildError, JudgeConfig, JudgeError, TokenUsage};
-use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::time::{Duration, SystemTime};
 
 #[cfg(test)]
@@ -30,65 +29,40 @@ pub type OpenAiJudge = TemplatedJudge<OpenAiTransport>;
 #[derive(Debug)]
 pub struct OpenAiTransport {
     http: HttpEndpoint,
-    has_key: bool,
 }
 
-impl TemplatedJudge<OpenAiTransport> {
-    /// Build from configuration, reading the key and base URL from the process environment.
-    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
-        Self::with_env(config, |k| std::env::var(k).ok())
-    }
+impl BuildTransport for OpenAiTransport {
+    const BACKEND: Backend = Backend::Openai;
 
-    /// Build from configuration with an explicit environment lookup (tests, embedding).
-    pub fn with_env(
+    fn build(
         config: &JudgeConfig,
-        env: impl Fn(&str) -> Option<String>,
+        _prepared: &Prepared,
+        env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, JudgeBuildError> {
-        if config.backend != Backend::Openai {
-            return Err(build_error(&config.name, "backend", "not an openai judge"));
-        }
-        let prepared = prepare(config)?;
-        let transport = OpenAiTransport::with_env(config, env)?;
-        TemplatedJudge::from_parts(config, prepared, transport)
-    }
-
-    /// Whether an API key was found (the key itself is never exposed).
-    pub fn has_api_key(&self) -> bool {
-        self.transport().has_key
-    }
-}
-
-impl OpenAiTransport {
-    /// The transport for a validated `openai` configuration.
-    pub fn with_env(
-        config: &JudgeConfig,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, JudgeBuildError> {
-        let base_url = config
-            .resolve_base_url_with(&env)
-            .map_err(|e| super::templated::config_build_error(&config.name, e))?;
-        let api_key: Option<ApiKey> = config.resolve_api_key_with(&env);
-        let mut headers = HeaderMap::new();
-        if let Some(key) = &api_key {
-            headers.insert(
-                AUTHORIZATION,
-                http::secret_header(config, &format!("Bearer {}", key.expose()))?,
-            );
-        }
         let http = HttpEndpoint::new(
             config,
-            format!("{base_url}/chat/completions"),
-            headers,
-            Redactor::for_key(api_key.as_ref()),
+            env,
+            "/chat/completions",
+            HeaderMap::new(),
+            |key| (AUTHORIZATION, format!("Bearer {}", key.expose())),
             true,
         )?;
-        Ok(Self {
-            http,
-            has_key: api_key.is_some(),
-        })
+        Ok(Self { http })
+    }
+}
+
+impl HttpBackend for OpenAiTransport {
+    const ID: &'static str = "openai";
+
+    fn http(&self) -> &HttpEndpoint {
+        &self.http
     }
 
-    /// Classify a non-success HTTP status.
+    fn body(&self, call: &ChatCall<'_>) -> Vec<u8> {
+        let body = ChatBody::new(call.messages, call.params);
+        http::json_body(&body)
+    }
+
     fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> JudgeError {
         let detail = provider_message(body);
         let message = format!("HTTP {status}: {detail}");
@@ -109,15 +83,8 @@ impl OpenAiTransport {
             .fault(class, &message, retry_after(headers, SystemTime::now()))
     }
 
-    /// Turn a 2xx body into a completion.
     fn parse_success(&self, body: &[u8]) -> Result<Completion, JudgeError> {
-        let malformed = |why: &str| {
-            self.http.fault(
-                Class::retry(FaultKind::MalformedResponse),
-                &format!("{why}: {}", snippet(body)),
-                None,
-            )
-        };
+        let malformed = |why: &str| self.http.malformed(why, body);
         let response: ChatResponse = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
@@ -172,63 +139,11 @@ impl OpenAiTransport {
     }
 }
 
-#[async_trait]
-impl ChatTransport for OpenAiTransport {
-    fn backend(&self) -> &'static str {
-        "openai"
-    }
-
-    fn endpoint(&self) -> &str {
-        self.http.endpoint()
-    }
-
-    fn redactor(&self) -> &Redactor {
-        self.http.redactor()
-    }
-
-    async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, JudgeError> {
-        let params = call.params;
-        let body = ChatRequest {
-            model: &params.model,
-            messages: call.messages,
-            temperature: params.temperature,
-            max_tokens: params.max_tokens,
-            seed: params.seed,
-            n: 1,
-            logprobs: params.top_logprobs.map(|_| true),
-            top_logprobs: params.top_logprobs,
-        };
-        let reply = self.http.post(&call.request.call_id, &body).await?;
-        match &reply.headers {
-            Some(headers) => Err(self.status_error(reply.status, headers, &reply.body)),
-            None => self.parse_success(&reply.body).map(|mut c| {
-                c.redacted = reply.redacted;
-                c
-            }),
-        }
-    }
-}
-
 /// The seed sent for one repeat: the configured seed plus the repeat index, so providers that
 /// honour seeds (vLLM, llama.cpp) still show run-to-run variation across repeats at temperature
 /// above 0. Kept within the non-negative signed 64-bit range that servers accept.
 pub fn request_seed(seed: u64, repeat: u32) -> u64 {
     seed.wrapping_add(u64::from(repeat)) & (i64::MAX as u64)
-}
-
-/// The request body; its JSON is also what [`TemplatedJudge`]'s cache key hashes.
-#[derive(Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: &'a [ChatMessage],
-    temperature: f64,
-    max_tokens: u32,
-    seed: u64,
-    n: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_logprobs: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -399,7 +314,6 @@ fn provider_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     #[test]
     fn reset_durations() {
@@ -423,13 +337,7 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::judge::http::test_headers as headers;
 
     #[test]
     fn retry_after_sources_and_priority() {
@@ -496,4 +404,3 @@ mod tests {
         assert_eq!(provider_message(b"{\"error\":\"boom\"}"), "boom");
     }
 }
-

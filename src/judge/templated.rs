@@ -7,10 +7,10 @@
 //! another verdict kind is another parser behind that function; the transports do not change.
 
 use super::chat::{
-    ChatCall, ChatMessage, ChatTransport, Completion, GenerationParams, Role, TokenLogprob,
-    VerdictSource,
+    ChatBody, ChatCall, ChatMessage, ChatTransport, Completion, GenerationParams, Role,
+    TokenLogprob, VerdictSource,
 };
-use super::config::ConfigError;
+use super::config::{Backend, ConfigError};
 use super::http::build_error;
 use super::parser::{Pick, VerdictParser};
 use super::template::{LabelTokens, Template};
@@ -19,7 +19,6 @@ use super::{
     SlotVerdict,
 };
 use async_trait::async_trait;
-use serde::Serialize;
 use std::fmt;
 
 /// A verdict keyword (`first`, `a`, `1`, `second`, `b`, `2`, `tie`, `c`, `draw`, `0`, `invalid`),
@@ -99,21 +98,42 @@ pub fn prepare(config: &JudgeConfig) -> Result<Prepared, JudgeBuildError> {
     Ok(Prepared { template, parser })
 }
 
-/// The body the cache key hashes: the rendered messages and every generation parameter, in the
-/// field order and shape of an OpenAI chat-completions request, so keys written before the
-/// transports were split out still hit.
-#[derive(Serialize)]
-struct KeyBody<'a> {
-    model: &'a str,
-    messages: &'a [ChatMessage],
-    temperature: f64,
-    max_tokens: u32,
-    seed: u64,
-    n: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_logprobs: Option<u32>,
+/// A transport built from a judge file: what makes `TemplatedJudge::<T>::new` work for it.
+pub trait BuildTransport: ChatTransport + Sized {
+    /// The backend this transport serves.
+    const BACKEND: Backend;
+
+    /// Build the transport from a configuration [`prepare`] has validated, with an explicit
+    /// environment lookup for keys and base URLs.
+    fn build(
+        config: &JudgeConfig,
+        prepared: &Prepared,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError>;
+}
+
+impl<T: BuildTransport> TemplatedJudge<T> {
+    /// Build from configuration, reading keys and base URLs from the process environment.
+    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
+        Self::with_env(config, |k| std::env::var(k).ok())
+    }
+
+    /// Build from configuration with an explicit environment lookup (tests, embedding).
+    pub fn with_env(
+        config: &JudgeConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError> {
+        if config.backend != T::BACKEND {
+            return Err(build_error(
+                &config.name,
+                "backend",
+                format!("not {} judge", T::BACKEND.with_article()),
+            ));
+        }
+        let prepared = prepare(config)?;
+        let transport = T::build(config, &prepared, &env)?;
+        TemplatedJudge::from_parts(config, prepared, transport)
+    }
 }
 
 impl<T: ChatTransport> TemplatedJudge<T> {
@@ -148,6 +168,16 @@ impl<T: ChatTransport> TemplatedJudge<T> {
             label_tokens,
             transport,
         })
+    }
+
+    /// Whether an API key was found (the key itself is never exposed).
+    pub fn has_api_key(&self) -> bool {
+        !self.transport.redactor().is_empty()
+    }
+
+    /// The messages and parameters of `request`'s call.
+    pub fn call_parts(&self, request: &JudgeRequest) -> (Vec<ChatMessage>, GenerationParams) {
+        (self.messages(request), self.params(request))
     }
 
     /// The transport.
@@ -248,13 +278,8 @@ impl<T: ChatTransport> Judge for TemplatedJudge<T> {
     }
 
     async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
-        let messages = self.messages(request);
-        let params = self.params(request);
-        let call = ChatCall {
-            request,
-            messages: &messages,
-            params: &params,
-        };
+        let (messages, params) = self.call_parts(request);
+        let call = ChatCall::new(request, &messages, &params);
         let completion = self.transport.complete(&call).await?;
         Ok(self.reply(completion))
     }
@@ -264,19 +289,9 @@ impl<T: ChatTransport> Judge for TemplatedJudge<T> {
     /// key is the one earlier versions stored.
     fn cache_key(&self, request: &JudgeRequest) -> Option<String> {
         use sha2::{Digest, Sha256};
-        let messages = self.messages(request);
-        let params = self.params(request);
-        let body = KeyBody {
-            model: &params.model,
-            messages: &messages,
-            temperature: params.temperature,
-            max_tokens: params.max_tokens,
-            seed: params.seed,
-            n: 1,
-            logprobs: params.top_logprobs.map(|_| true),
-            top_logprobs: params.top_logprobs,
-        };
-        let body = serde_json::to_string(&body).ok()?;
+        let (messages, params) = self.call_parts(request);
+        // The OpenAI request body: for openai the key is the one earlier versions stored.
+        let body = serde_json::to_string(&ChatBody::new(&messages, &params)).ok()?;
         let mut hasher = Sha256::new();
         for part in [
             self.transport.backend(),
