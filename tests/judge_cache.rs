@@ -6,8 +6,8 @@
 
 mod support;
 
-use judge_audit::judge::openai::OpenAiJudge;
 use judge_audit::judge::check::check_request;
+use judge_audit::judge::openai::OpenAiJudge;
 use judge_audit::judge::{Judge, JudgeConfig, JudgeRequest};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -99,7 +99,10 @@ fn cached_counts(dir: &Path, out: &str) -> (usize, usize) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert!(records.iter().all(|r| r["verdict"].is_string()), "a call failed");
+    assert!(
+        records.iter().all(|r| r["verdict"].is_string()),
+        "a call failed"
+    );
     let cached = records.iter().filter(|r| r["cached"] == true).count();
     (records.len(), cached)
 }
@@ -112,8 +115,14 @@ fn summary(dir: &Path, out: &str) -> Vec<u8> {
 async fn a_second_anthropic_run_sends_nothing_and_a_changed_template_or_model_misses() {
     let server = MockServer::start(|r| {
         // Answers depend on the prompt only, so any run gives the same verdicts.
-        let user = r.body["messages"][0]["content"].as_str().unwrap_or_default();
-        let text = if user.len() % 2 == 0 { "Output (a)" } else { "Output (b)" };
+        let user = r.body["messages"][0]["content"]
+            .as_str()
+            .unwrap_or_default();
+        let text = if user.len() % 2 == 0 {
+            "Output (a)"
+        } else {
+            "Output (b)"
+        };
         Reply::json(anthropic_message(text))
     })
     .await;
@@ -197,7 +206,11 @@ fn a_second_command_run_runs_nothing_and_a_changed_template_or_model_misses() {
     assert_eq!(invocations(), 2 * total);
     assert_eq!(cached_counts(d, "third"), (total, 0));
 
-    edit_audit(d, "model = \"m2\"", "model = \"m2\"\ntemplate = \"mtbench-pairwise\"");
+    edit_audit(
+        d,
+        "model = \"m2\"",
+        "model = \"m2\"\ntemplate = \"mtbench-pairwise\"",
+    );
     run(d, "fourth");
     assert_eq!(invocations(), 3 * total);
     assert_eq!(cached_counts(d, "fourth"), (total, 0));
