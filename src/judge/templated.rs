@@ -3,7 +3,7 @@
 //! the input-token estimate and the label probabilities from token log-probabilities. Because
 //! every real backend is a [`TemplatedJudge`], every real backend caches, and in the same way.
 //!
-//! The verdict is read by one function ([`TemplatedJudge::verdict`]) from the completion, so
+//! The verdict is read from the completion by one private function (`verdict`), so
 //! another verdict kind is another parser behind that function; the transports do not change.
 
 use super::chat::{
