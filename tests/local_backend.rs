@@ -482,3 +482,91 @@ async fn label_logprobs_agree_with_llama_server() {
          mean signed diff {mean:+.2e}"
     );
 }
+
+/// (records, of which answered from the cache) in a run's calls.jsonl.
+fn cached_counts(out: &std::path::Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(out.join("calls.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        records.iter().all(|r| r["verdict"].is_string()),
+        "a call failed"
+    );
+    let cached = records.iter().filter(|r| r["cached"] == true).count();
+    (records.len(), cached)
+}
+
+/// The local backend caches through the templated judge like every other: a second run of the
+/// same audit asks the model nothing (every record comes from the cache, same summary), and
+/// another template or another model file misses the cache.
+#[test]
+fn a_second_local_run_is_answered_from_the_cache_and_a_changed_template_or_model_misses() {
+    let Some(model) = model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pairs: String = (0..2)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("p{i}"),
+                "prompt": format!("Is activity {i} safe?"),
+                "response_a": format!("Activity {i} needs care: wear protection."),
+                "response_b": format!("Activity {i} is fine, do whatever you want."),
+                "preferred": "a",
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(d.join("pairs.jsonl"), pairs).unwrap();
+    // A second path to the same weights: another endpoint for the cache key.
+    let other_model = d.join("other.gguf");
+    std::os::unix::fs::symlink(&model, &other_model).unwrap();
+    let audit = |template: &str, model_path: &std::path::Path| {
+        std::fs::write(
+            d.join("audit.toml"),
+            format!(
+                "seed = 5\n[dataset]\npath = \"pairs.jsonl\"\n[design]\nartifacts = [\"apology\"]\n\
+                 [[judge]]\nname = \"local-cached\"\nbackend = \"local\"\nmodel = \"smollm2\"\n\
+                 template = \"{template}\"\nmax_tokens = 1\nmodel_path = \"{}\"\n",
+                model_path.display()
+            ),
+        )
+        .unwrap();
+    };
+    let run = |out: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+            .current_dir(d)
+            .args(["run", "--quiet", "--config", "audit.toml", "--out", out])
+            .arg("--cache")
+            .arg(d.join("cache"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cached_counts(&d.join(out))
+    };
+    audit("letter-safety", &model);
+    let (total, cached) = run("first");
+    assert!(total > 0);
+    assert_eq!(cached, 0);
+    assert_eq!(
+        run("second"),
+        (total, total),
+        "the second run asked the model"
+    );
+    assert_eq!(
+        std::fs::read(d.join("first/summary.json")).unwrap(),
+        std::fs::read(d.join("second/summary.json")).unwrap()
+    );
+    audit("letter-safety", &other_model);
+    assert_eq!(run("third"), (total, 0), "another model file hit the cache");
+    audit("chen-safety", &other_model);
+    assert_eq!(run("fourth"), (total, 0), "another template hit the cache");
+}

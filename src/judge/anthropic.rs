@@ -21,72 +21,34 @@
 //! `anthropic-ratelimit-*-reset` RFC 3339 timestamps. The key is redacted from every message and
 //! never printed by `Debug`.
 
-use super::config::{ApiKey, Backend, ConfigError};
-use super::parser::VerdictParser;
-use super::template::{RenderedPrompt, Template};
-use super::{
-    FaultKind, Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest,
-    SlotVerdict, TokenUsage,
-};
-use async_trait::async_trait;
+use super::chat::{ChatCall, ChatMessage, Completion};
+use super::config::Backend;
+use super::http::{self, HttpBackend, HttpEndpoint, build_error, snippet, truncate};
+use super::templated::{BuildTransport, Prepared, TemplatedJudge};
+use super::{FaultKind, JudgeBuildError, JudgeConfig, JudgeError, TokenUsage};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::time::{Duration, SystemTime};
+
+pub use super::http::Class;
+
+#[cfg(test)]
+use super::http::MAX_QUOTED;
 
 /// The API version sent in `anthropic-version`.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// Longest provider error text quoted in an error message.
-const MAX_QUOTED: usize = 300;
 
 /// The rate limits whose `anthropic-ratelimit-{limit}-remaining` / `-reset` headers are read.
 const RATE_LIMITS: &[&str] = &["requests", "tokens", "input-tokens", "output-tokens"];
 
 /// A judge behind the Anthropic Messages API.
-pub struct AnthropicJudge {
-    name: String,
-    model: String,
-    endpoint: String,
-    /// `endpoint`, parsed once (reqwest would parse the string on every call).
-    endpoint_url: reqwest::Url,
-    api_key: Option<ApiKey>,
-    temperature: f64,
-    max_tokens: u32,
-    timeout: Duration,
-    template: Template,
-    parser: VerdictParser,
-    client: reqwest::Client,
-}
+pub type AnthropicJudge = TemplatedJudge<AnthropicTransport>;
 
-impl fmt::Debug for AnthropicJudge {
-    // Written by hand so the key can never be printed: only whether one is set.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnthropicJudge")
-            .field("name", &self.name)
-            .field("model", &self.model)
-            .field("endpoint", &self.endpoint)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("temperature", &self.temperature)
-            .field("max_tokens", &self.max_tokens)
-            .field("timeout", &self.timeout)
-            .field("template", &self.template.name)
-            .finish()
-    }
-}
-
-fn build_error(judge: &str, field: &str, message: impl Into<String>) -> JudgeBuildError {
-    JudgeBuildError::Invalid {
-        judge: judge.to_string(),
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-fn config_build_error(judge: &str, err: ConfigError) -> JudgeBuildError {
-    let field = err.field().unwrap_or("template").to_string();
-    build_error(judge, &field, err.to_string())
+/// The `/v1/messages` transport.
+#[derive(Debug)]
+pub struct AnthropicTransport {
+    http: HttpEndpoint,
 }
 
 /// True when a base URL's host is `localhost` or a loopback IP address.
@@ -104,170 +66,73 @@ pub fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-impl AnthropicJudge {
-    /// Build from configuration, reading the key and base URL from the process environment.
-    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
-        Self::with_env(config, |k| std::env::var(k).ok())
-    }
+impl BuildTransport for AnthropicTransport {
+    const BACKEND: Backend = Backend::Anthropic;
 
-    /// Build from configuration with an explicit environment lookup (tests, embedding).
-    pub fn with_env(
+    fn build(
         config: &JudgeConfig,
-        env: impl Fn(&str) -> Option<String>,
+        _prepared: &Prepared,
+        env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, JudgeBuildError> {
-        let name = &config.name;
-        if config.backend != Backend::Anthropic {
-            return Err(build_error(name, "backend", "not an anthropic judge"));
-        }
-        config.validate().map_err(|e| config_build_error(name, e))?;
-        let template = config
-            .load_template()
-            .map_err(|e| config_build_error(name, e))?;
-        let parser = VerdictParser::for_config(&template, &config.parser)
-            .map_err(|e| build_error(name, &format!("parser.{}", e.field), e.message))?;
-        let base_url = config
-            .resolve_base_url_with(&env)
-            .map_err(|e| config_build_error(name, e))?;
-        let api_key = config.resolve_api_key_with(&env);
-        let key_var = config.api_key_env_name().unwrap_or_default().to_string();
-        if api_key.is_none() && !is_loopback_url(&base_url) {
-            return Err(build_error(
-                name,
-                "api_key_env",
-                format!(
-                    "no API key: set the environment variable {key_var} (a key is required \
-                     unless the base URL is a loopback address; base URL: {base_url})"
-                ),
-            ));
-        }
-        if let Some(min) = template.min_max_tokens
-            && config.max_tokens < min
-        {
-            tracing::warn!(
-                judge = %name,
-                max_tokens = config.max_tokens,
-                template = %template.name,
-                "max_tokens is below the template's minimum of {min}: verdicts may be cut off and counted invalid"
-            );
-        }
-
         let mut headers = HeaderMap::new();
         headers.insert(
             HeaderName::from_static("anthropic-version"),
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = &api_key {
-            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
-                build_error(
-                    name,
-                    "api_key_env",
-                    format!(
-                        "the key in ${key_var} contains characters not allowed in an HTTP header"
-                    ),
+        // The judge file's headers come last (in HttpEndpoint) so they can override
+        // anthropic-version or add anthropic-beta.
+        let http = HttpEndpoint::new(
+            config,
+            env,
+            "/v1/messages",
+            headers,
+            |key| {
+                (
+                    HeaderName::from_static("x-api-key"),
+                    key.expose().to_string(),
                 )
-            })?;
-            // Sensitive values are redacted by reqwest/http in their own Debug output.
-            value.set_sensitive(true);
-            headers.insert(HeaderName::from_static("x-api-key"), value);
+            },
+            false,
+        )?;
+        if http.redactor().is_empty() && !is_loopback_url(http.base_url()) {
+            return Err(build_error(
+                &config.name,
+                "api_key_env",
+                format!(
+                    "no API key: set the environment variable {} (a key is required \
+                     unless the base URL is a loopback address; base URL: {})",
+                    config.api_key_env_name().unwrap_or_default(),
+                    http.base_url()
+                ),
+            ));
         }
-        // User headers come last so they can override anthropic-version or add anthropic-beta.
-        for (k, v) in &config.headers {
-            let header = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| build_error(name, &format!("headers.{k}"), e.to_string()))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|e| build_error(name, &format!("headers.{k}"), e.to_string()))?;
-            headers.insert(header, value);
-        }
-        let timeout = Duration::from_secs_f64(config.timeout_secs);
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("judge-audit/", env!("CARGO_PKG_VERSION")))
-            // Many concurrent calls to one host: keep every connection for reuse.
-            .pool_max_idle_per_host(usize::MAX)
-            .tcp_nodelay(true)
-            .connect_timeout(timeout.min(Duration::from_secs(15)))
-            // The whole exchange, body included; set once here rather than on every request.
-            .timeout(timeout)
-            // A redirected POST would silently become a GET; report it instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| build_error(name, "base_url", format!("cannot build HTTP client: {e}")))?;
-        let endpoint = format!("{base_url}/v1/messages");
-        let endpoint_url = reqwest::Url::parse(&endpoint).map_err(|e| {
-            build_error(name, "base_url", format!("`{endpoint}` is not a URL: {e}"))
-        })?;
-        Ok(Self {
-            name: name.clone(),
-            model: config.model.clone(),
-            endpoint_url,
-            endpoint,
-            api_key,
-            temperature: config.temperature,
-            max_tokens: config.max_tokens,
-            timeout,
-            template,
-            parser,
-            client,
-        })
+        Ok(Self { http })
+    }
+}
+
+impl HttpBackend for AnthropicTransport {
+    const ID: &'static str = "anthropic";
+
+    fn http(&self) -> &HttpEndpoint {
+        &self.http
     }
 
-    /// The URL requests are sent to.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
+    fn body(&self, call: &ChatCall<'_>) -> Vec<u8> {
+        let params = call.params;
+        let body = MessagesRequest {
+            model: &params.model,
+            max_tokens: params.max_tokens,
+            temperature: params.temperature,
+            system: ChatMessage::system(call.messages),
+            messages: [Message {
+                role: "user",
+                content: ChatMessage::user(call.messages),
+            }],
+        };
+        http::json_body(&body)
     }
 
-    /// The prompt template in use.
-    pub fn template(&self) -> &Template {
-        &self.template
-    }
-
-    /// Whether an API key was found (the key itself is never exposed).
-    pub fn has_api_key(&self) -> bool {
-        self.api_key.is_some()
-    }
-
-    /// Remove the key from any text before it goes into an error message.
-    fn redact(&self, text: &str) -> String {
-        match &self.api_key {
-            Some(key) => text.replace(key.expose(), "<redacted>"),
-            None => text.to_string(),
-        }
-    }
-
-    fn error(&self, class: Class, message: &str, retry_after: Option<Duration>) -> JudgeError {
-        let message = self.redact(message);
-        if class.retryable {
-            JudgeError::Retryable {
-                kind: class.kind,
-                message,
-                retry_after,
-            }
-        } else {
-            JudgeError::Permanent {
-                kind: class.kind,
-                message,
-            }
-        }
-    }
-
-    /// Classify a failure to send the request or read the response.
-    fn transport_error(&self, err: reqwest::Error) -> JudgeError {
-        // The URL is known to the user; leaving it out keeps messages short.
-        let err = err.without_url();
-        let message = error_chain(&err);
-        if err.is_timeout() {
-            self.error(
-                Class::retry(FaultKind::Timeout),
-                &format!("no complete response within {:?}: {message}", self.timeout),
-                None,
-            )
-        } else {
-            self.error(Class::retry(FaultKind::Connection), &message, None)
-        }
-    }
-
-    /// Classify a non-success HTTP status.
     fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> JudgeError {
         let error = ErrorBody::parse(body);
         let detail = error.describe(body);
@@ -279,50 +144,24 @@ impl AnthropicJudge {
         let mut message = format!("HTTP {status}: {detail}");
         match class.kind {
             FaultKind::Quota => message.push_str(" (billing: the account has no credit left)"),
-            FaultKind::Auth => message
-                .push_str(" (check the key in the environment variable named by api_key_env)"),
+            FaultKind::Auth => message.push_str(http::AUTH_HINT),
             FaultKind::BadRequest if status == StatusCode::NOT_FOUND => {
                 message.push_str(&format!(
                     " (POST {}; check the model id, and that base_url is the API root, without /v1)",
-                    self.endpoint
+                    self.http.endpoint()
                 ));
             }
             FaultKind::BadRequest if status.is_redirection() => {
-                let location = headers
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?");
-                message.push_str(&format!(
-                    " (redirect to {location}; set base_url to the final URL)"
-                ));
+                message.push_str(&http::redirect_hint(headers));
             }
             _ => {}
         }
-        self.error(class, &message, retry_after(headers, SystemTime::now()))
+        self.http
+            .fault(class, &message, retry_after(headers, SystemTime::now()))
     }
 
-    fn request_body<'a>(&'a self, rendered: &'a RenderedPrompt) -> MessagesRequest<'a> {
-        MessagesRequest {
-            model: &self.model,
-            max_tokens: self.max_tokens,
-            temperature: self.temperature,
-            system: rendered.system.as_deref(),
-            messages: [Message {
-                role: "user",
-                content: &rendered.user,
-            }],
-        }
-    }
-
-    /// Turn a 2xx body into a reply.
-    fn parse_success(&self, body: &[u8]) -> Result<JudgeReply, JudgeError> {
-        let malformed = |why: &str| {
-            self.error(
-                Class::retry(FaultKind::MalformedResponse),
-                &format!("{why}: {}", snippet(body)),
-                None,
-            )
-        };
+    fn parse_success(&self, body: &[u8]) -> Result<Completion, JudgeError> {
+        let malformed = |why: &str| self.http.malformed(why, body);
         let response: MessagesResponse = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => return Err(malformed(&format!("response is not Messages JSON ({e})"))),
@@ -331,7 +170,11 @@ impl AnthropicJudge {
         if response.kind.as_deref() == Some("error") {
             let error = ErrorBody::parse(body);
             let class = classify_type(error.kind.as_deref(), error.message.as_deref());
-            return Err(self.error(class, &format!("HTTP 200: {}", error.describe(body)), None));
+            return Err(self.http.fault(
+                class,
+                &format!("HTTP 200: {}", error.describe(body)),
+                None,
+            ));
         }
         let Some(content) = response.content else {
             return Err(malformed("response has no content"));
@@ -345,59 +188,23 @@ impl AnthropicJudge {
             input_tokens: u.input_tokens.unwrap_or(0),
             output_tokens: u.output_tokens.unwrap_or(0),
         });
-        let (raw, verdict) = if texts.is_empty() {
+        let (text, refused) = if texts.is_empty() {
             match response.stop_reason.as_deref() {
                 // A refusal, or tokens spent before any text (e.g. on thinking): the model
                 // answered nothing, and retrying would do the same. Counted as invalid.
-                Some("refusal") | Some("max_tokens") => (String::new(), SlotVerdict::Invalid),
+                Some("refusal") | Some("max_tokens") => (String::new(), true),
                 _ => return Err(malformed("response has no text content block")),
             }
         } else {
-            let text = texts.concat();
             // Blank text is a valid reply; the parser finds no label and says Invalid.
-            let verdict = self.parser.parse(&text);
-            (text, verdict)
+            (texts.concat(), false)
         };
-        Ok(JudgeReply {
-            raw,
-            verdict,
+        Ok(Completion {
+            text,
             usage,
-            label_probs: None,
+            refused,
+            ..Completion::default()
         })
-    }
-}
-
-#[async_trait]
-impl Judge for AnthropicJudge {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn simulated(&self) -> bool {
-        false
-    }
-    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
-        let rendered = self
-            .template
-            .render(&request.prompt, &request.first, &request.second);
-        let body = self.request_body(&rendered);
-        let response = self
-            .client
-            .post(self.endpoint_url.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        // Headers matter only for errors (Retry-After, Location): copy them only then.
-        let headers = (!status.is_success()).then(|| response.headers().clone());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        match headers {
-            Some(headers) => Err(self.status_error(status, &headers, &bytes)),
-            None => self.parse_success(&bytes),
-        }
     }
 }
 
@@ -481,30 +288,6 @@ impl ErrorBody {
             (None, Some(m)) => truncate(m),
             (Some(k), None) => k.clone(),
             (None, None) => snippet(body),
-        }
-    }
-}
-
-/// How a failure is counted: its kind and whether retrying may help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Class {
-    /// Fault classification.
-    pub kind: FaultKind,
-    /// Whether a retry may succeed.
-    pub retryable: bool,
-}
-
-impl Class {
-    fn retry(kind: FaultKind) -> Self {
-        Self {
-            kind,
-            retryable: true,
-        }
-    }
-    fn stop(kind: FaultKind) -> Self {
-        Self {
-            kind,
-            retryable: false,
         }
     }
 }
@@ -649,14 +432,8 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(value) = get("retry-after") {
-        if let Ok(secs) = value.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs));
-            }
-        } else if let Ok(when) = httpdate::parse_http_date(value) {
-            return Some(when.duration_since(now).unwrap_or(Duration::ZERO));
-        }
+    if let Some(wait) = http::retry_after_header(headers, now) {
+        return Some(wait);
     }
     let resets: Vec<(bool, SystemTime)> = RATE_LIMITS
         .iter()
@@ -675,35 +452,6 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         .filter(|(e, _)| *e || !any_exhausted)
         .map(|(_, t)| t.duration_since(now).unwrap_or(Duration::ZERO))
         .max()
-}
-
-fn snippet(body: &[u8]) -> String {
-    if body.is_empty() {
-        return "(empty body)".to_string();
-    }
-    truncate(&String::from_utf8_lossy(body))
-}
-
-fn truncate(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(MAX_QUOTED) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
@@ -746,13 +494,7 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::judge::http::test_headers as headers;
 
     #[test]
     fn retry_after_sources_and_priority() {

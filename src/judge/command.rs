@@ -27,13 +27,21 @@
 //! cancellation through `kill_on_drop`) and the call is a retryable `Timeout`. Only the program
 //! itself is killed: a program that starts long-lived children of its own should `exec` them.
 //! A program that cannot be started (not found, not executable) is a permanent `Backend` fault.
+//! Output beyond `max_response_bytes` (stdout or stderr) is not read: the pipe is closed and the
+//! call is a retryable `MalformedResponse`. A key named by `api_key_env`, when set, is redacted
+//! from everything the program prints.
+//!
+//! Replies are cached like every backend's ([`super::templated`]): the key covers the command
+//! line, the rendered messages and the generation parameters, not the program's own code, so
+//! clear the cache (or pass `--no-cache`) after changing the program.
 
-use super::config::{Backend, ConfigError};
-use super::parser::VerdictParser;
-use super::template::Template;
+use super::chat::VerdictSource;
+use super::chat::{ChatCall, ChatTransport, Completion};
+use super::config::Backend;
+use super::http::{Redactor, build_error, truncate, truncate_tail};
+use super::templated::{BuildTransport, Prepared, TemplatedJudge};
 use super::{
-    FaultKind, Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest,
-    LabelProbs, SlotVerdict, TokenUsage,
+    FaultKind, JudgeBuildError, JudgeConfig, JudgeError, JudgeRequest, LabelProbs, TokenUsage,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -41,41 +49,31 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-/// Longest piece of program output quoted in an error message.
-const MAX_QUOTED: usize = 300;
+pub use super::templated::verdict_keyword;
+
+#[cfg(test)]
+use super::http::MAX_QUOTED;
 
 /// Exit status that marks a failure as permanent (retrying will not help).
 pub const PERMANENT_EXIT_CODE: i32 = 2;
 
 /// A judge implemented by a local program.
+pub type CommandJudge = TemplatedJudge<CommandTransport>;
+
+/// Runs the judge's program once per call.
 #[derive(Debug)]
-pub struct CommandJudge {
-    name: String,
-    model: String,
+pub struct CommandTransport {
     program: PathBuf,
     args: Vec<String>,
     env: BTreeMap<String, String>,
     cwd: Option<PathBuf>,
-    temperature: f64,
-    max_tokens: u32,
     timeout: Duration,
-    template: Template,
-    parser: VerdictParser,
-}
-
-fn build_error(judge: &str, field: &str, message: impl Into<String>) -> JudgeBuildError {
-    JudgeBuildError::Invalid {
-        judge: judge.to_string(),
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-fn config_build_error(judge: &str, err: ConfigError) -> JudgeBuildError {
-    let field = err.field().unwrap_or("template").to_string();
-    build_error(judge, &field, err.to_string())
+    max_output_bytes: u64,
+    /// The program and arguments as one line (messages and the cache key's endpoint).
+    command_line: String,
+    redactor: Redactor,
 }
 
 /// The request JSON written to the program's stdin.
@@ -101,6 +99,25 @@ pub struct CommandInput<'a> {
     pub temperature: f64,
     /// The judge's `max_tokens` setting.
     pub max_tokens: u32,
+}
+
+impl CommandInput<'_> {
+    /// The input for one call.
+    pub fn for_call<'a>(call: &ChatCall<'a>) -> CommandInput<'a> {
+        let request = call.request;
+        CommandInput {
+            call_id: &request.call_id,
+            prompt: &request.prompt,
+            first: &request.first,
+            second: &request.second,
+            repeat: request.repeat,
+            system: super::chat::ChatMessage::system(call.messages),
+            user: super::chat::ChatMessage::user(call.messages),
+            model: &call.params.model,
+            temperature: call.params.temperature,
+            max_tokens: call.params.max_tokens,
+        }
+    }
 }
 
 /// The JSON object a program may print.
@@ -141,33 +158,61 @@ struct Finished {
     status: std::process::ExitStatus,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// A secret was found in the output and replaced.
+    redacted: bool,
 }
 
-/// A verdict keyword (`first`, `a`, `1`, `second`, `b`, `2`, `tie`, `c`, `draw`, `0`, `invalid`),
-/// case-insensitive; `None` for anything else.
-pub fn verdict_keyword(text: &str) -> Option<SlotVerdict> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "first" | "a" | "1" => Some(SlotVerdict::First),
-        "second" | "b" | "2" => Some(SlotVerdict::Second),
-        "tie" | "c" | "draw" | "0" => Some(SlotVerdict::Tie),
-        "invalid" => Some(SlotVerdict::Invalid),
-        _ => None,
+impl BuildTransport for CommandTransport {
+    const BACKEND: Backend = Backend::Command;
+
+    fn build(
+        config: &JudgeConfig,
+        _prepared: &Prepared,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError> {
+        Self::with_env(config, env)
     }
 }
 
-impl CommandJudge {
-    /// Build from configuration (`backend = "command"`).
-    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
+impl TemplatedJudge<CommandTransport> {
+    /// The program and arguments, as run.
+    pub fn command_line(&self) -> String {
+        self.transport().command_line.clone()
+    }
+
+    /// The folder the program runs in (`None`: the current folder).
+    pub fn working_dir(&self) -> Option<&Path> {
+        self.transport().cwd.as_deref()
+    }
+
+    /// The JSON written to the program's stdin for `request`.
+    pub fn input_json(&self, request: &JudgeRequest) -> String {
+        let (messages, params) = self.call_parts(request);
+        let call = ChatCall::new(request, &messages, &params);
+        serde_json::to_string(&CommandInput::for_call(&call))
+            .expect("strings and numbers serialize")
+    }
+}
+
+/// Read at most `limit` bytes of a pipe into `out`, then close it; true when there was more.
+/// Closing the pipe early makes a program that keeps writing fail with a broken pipe instead of
+/// blocking until the timeout.
+async fn read_capped(
+    pipe: impl AsyncRead + Unpin,
+    limit: u64,
+    out: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    pipe.take(limit.saturating_add(1)).read_to_end(out).await?;
+    Ok(out.len() as u64 > limit)
+}
+
+impl CommandTransport {
+    /// The transport for a validated `command` configuration (`env` finds a key to redact).
+    pub fn with_env(
+        config: &JudgeConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError> {
         let name = &config.name;
-        if config.backend != Backend::Command {
-            return Err(build_error(name, "backend", "not a command judge"));
-        }
-        config.validate().map_err(|e| config_build_error(name, e))?;
-        let template = config
-            .load_template()
-            .map_err(|e| config_build_error(name, e))?;
-        let parser = VerdictParser::for_config(&template, &config.parser)
-            .map_err(|e| build_error(name, &format!("parser.{}", e.field), e.message))?;
         let (program, args) = match (&config.command, &config.program) {
             (Some(cmd), _) => (cmd[0].clone(), cmd[1..].to_vec()),
             (None, Some(p)) => (p.clone(), config.args.clone()),
@@ -193,57 +238,25 @@ impl CommandJudge {
         } else {
             program_path.to_path_buf()
         };
+        let command_line = std::iter::once(program.display().to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let limits = config.limits();
         Ok(Self {
-            name: name.clone(),
-            model: config.model.clone(),
             program,
             args,
             env: config.env.clone(),
             cwd,
-            temperature: config.temperature,
-            max_tokens: config.max_tokens,
-            timeout: Duration::from_secs_f64(config.timeout_secs),
-            template,
-            parser,
+            timeout: limits.timeout,
+            max_output_bytes: limits.max_response_bytes,
+            command_line,
+            redactor: Redactor::for_key(config.resolve_api_key_with(env).as_ref()),
         })
     }
 
-    /// The program and arguments, as run.
-    pub fn command_line(&self) -> String {
-        std::iter::once(self.program.display().to_string())
-            .chain(self.args.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// The folder the program runs in (`None`: the current folder).
-    pub fn working_dir(&self) -> Option<&Path> {
-        self.cwd.as_deref()
-    }
-
-    /// The prompt template in use.
-    pub fn template(&self) -> &Template {
-        &self.template
-    }
-
-    /// The JSON written to the program's stdin for `request`.
-    pub fn input_json(&self, request: &JudgeRequest) -> String {
-        let rendered = self
-            .template
-            .render(&request.prompt, &request.first, &request.second);
-        let input = CommandInput {
-            call_id: &request.call_id,
-            prompt: &request.prompt,
-            first: &request.first,
-            second: &request.second,
-            repeat: request.repeat,
-            system: rendered.system.as_deref(),
-            user: &rendered.user,
-            model: &self.model,
-            temperature: self.temperature,
-            max_tokens: self.max_tokens,
-        };
-        serde_json::to_string(&input).expect("strings and numbers serialize")
+    fn command_line(&self) -> &str {
+        &self.command_line
     }
 
     fn spawn_error(&self, err: &std::io::Error) -> JudgeError {
@@ -284,8 +297,9 @@ impl CommandJudge {
         }
         let mut child = cmd.spawn().map_err(|e| self.spawn_error(&e))?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let limit = self.max_output_bytes;
         let io = async {
             let write = async {
                 // A program that exits without reading its input breaks the pipe: not an error
@@ -296,8 +310,8 @@ impl CommandJudge {
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let ((), read_out, read_err) = tokio::join!(
                 write,
-                stdout.read_to_end(&mut out),
-                stderr.read_to_end(&mut err)
+                read_capped(stdout, limit, &mut out),
+                read_capped(stderr, limit, &mut err)
             );
             let status = child.wait().await;
             (status, read_out, read_err, out, err)
@@ -325,18 +339,35 @@ impl CommandJudge {
             message: format!("`{}`: {e}", self.command_line()),
             retry_after: None,
         };
-        read_out.map_err(io_failure)?;
-        read_err.map_err(io_failure)?;
+        let out_over = read_out.map_err(io_failure)?;
+        let err_over = read_err.map_err(io_failure)?;
         let status = status.map_err(io_failure)?;
+        if out_over || err_over {
+            return Err(JudgeError::Retryable {
+                kind: FaultKind::MalformedResponse,
+                message: format!(
+                    "`{}` printed more than {limit} bytes on {} (max_response_bytes); the rest \
+                     was not read",
+                    self.command_line(),
+                    if out_over { "stdout" } else { "stderr" }
+                ),
+                retry_after: None,
+            });
+        }
+        let (mut stdout, mut stderr) = (stdout, stderr);
+        // Redacted before anything is quoted or parsed from the output.
+        let redacted =
+            self.redactor.redact_bytes(&mut stdout) | self.redactor.redact_bytes(&mut stderr);
         Ok(Finished {
             status,
             stdout,
             stderr,
+            redacted,
         })
     }
 
     /// Turn a finished program's output into a reply or an error.
-    fn interpret(&self, finished: Finished) -> Result<JudgeReply, JudgeError> {
+    fn interpret(&self, finished: Finished) -> Result<Completion, JudgeError> {
         let stdout = String::from_utf8_lossy(&finished.stdout);
         let text = stdout.trim();
         let json = if text.starts_with('{') {
@@ -349,7 +380,7 @@ impl CommandJudge {
                         message: format!(
                             "`{}` printed invalid JSON ({e}): {}",
                             self.command_line(),
-                            quote(text)
+                            truncate(text)
                         ),
                         retry_after: None,
                     });
@@ -369,7 +400,7 @@ impl CommandJudge {
                         message: format!(
                             "`{}` printed JSON that does not fit the verdict format ({e}): {}",
                             self.command_line(),
-                            quote(text)
+                            truncate(text)
                         ),
                     });
                 }
@@ -387,7 +418,11 @@ impl CommandJudge {
             })
         });
         if let Some((message, permanent)) = reported {
-            return Err(self.failure(&finished, permanent, &format!("error: {}", quote(&message))));
+            return Err(self.failure(
+                &finished,
+                permanent,
+                &format!("error: {}", truncate(&message)),
+            ));
         }
         if !finished.status.success() {
             let permanent = finished.status.code() == Some(PERMANENT_EXIT_CODE);
@@ -395,35 +430,32 @@ impl CommandJudge {
             let detail = if stderr.trim().is_empty() {
                 "(no stderr)".to_string()
             } else {
-                format!("stderr: {}", quote_tail(stderr.trim()))
+                format!("stderr: {}", truncate_tail(stderr.trim()))
             };
             return Err(self.failure(&finished, permanent, &detail));
         }
         let Some(output) = output else {
             // Plain text: a model's reply, parsed like one. Blank text is an invalid verdict.
-            return Ok(JudgeReply {
-                raw: stdout.to_string(),
-                verdict: self.parser.parse(text),
-                usage: None,
-                label_probs: None,
+            return Ok(Completion {
+                text: stdout.to_string(),
+                stated_verdict: Some(VerdictSource::Text(text.to_string())),
+                redacted: finished.redacted,
+                ..Completion::default()
             });
         };
-        let (raw, verdict) = match (&output.verdict, output.raw) {
-            (Some(v), raw) => {
-                let verdict = verdict_keyword(v).unwrap_or_else(|| self.parser.parse(v));
-                (raw.unwrap_or_else(|| v.clone()), verdict)
-            }
-            (None, Some(raw)) => {
-                let verdict = self.parser.parse(&raw);
-                (raw, verdict)
-            }
+        let (raw, stated) = match (&output.verdict, output.raw) {
+            (Some(v), raw) => (
+                raw.unwrap_or_else(|| v.clone()),
+                Some(VerdictSource::Stated(v.clone())),
+            ),
+            (None, Some(raw)) => (raw, None),
             (None, None) => {
                 return Err(JudgeError::Permanent {
                     kind: FaultKind::Backend,
                     message: format!(
                         "`{}` printed JSON with neither `verdict` nor `raw`: {}",
                         self.command_line(),
-                        quote(text)
+                        truncate(text)
                     ),
                 });
             }
@@ -454,14 +486,16 @@ impl CommandJudge {
                 })
             }
         };
-        Ok(JudgeReply {
-            raw,
-            verdict,
+        Ok(Completion {
+            text: raw,
             usage: output.usage.map(|u| TokenUsage {
                 input_tokens: u.input_tokens,
                 output_tokens: u.output_tokens,
             }),
             label_probs,
+            stated_verdict: stated,
+            redacted: finished.redacted,
+            ..Completion::default()
         })
     }
 
@@ -487,35 +521,23 @@ impl CommandJudge {
     }
 }
 
-fn quote(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(MAX_QUOTED) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
-/// The last `MAX_QUOTED` characters (a traceback's end says what went wrong).
-fn quote_tail(text: &str) -> String {
-    let count = text.chars().count();
-    if count <= MAX_QUOTED {
-        return text.to_string();
-    }
-    let skip = count - MAX_QUOTED;
-    let start = text.char_indices().nth(skip).map_or(0, |(i, _)| i);
-    format!("…{}", &text[start..])
-}
-
 #[async_trait]
-impl Judge for CommandJudge {
-    fn name(&self) -> &str {
-        &self.name
+impl ChatTransport for CommandTransport {
+    fn backend(&self) -> &'static str {
+        "command"
     }
-    fn simulated(&self) -> bool {
-        false
+
+    fn endpoint(&self) -> &str {
+        &self.command_line
     }
-    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
-        let input = self.input_json(request);
+
+    fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, JudgeError> {
+        let input = serde_json::to_string(&CommandInput::for_call(call))
+            .expect("strings and numbers serialize");
         let finished = self.run(input.as_bytes()).await?;
         self.interpret(finished)
     }
@@ -524,6 +546,7 @@ impl Judge for CommandJudge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::SlotVerdict;
 
     #[test]
     fn keywords() {
@@ -552,13 +575,13 @@ mod tests {
         let long: String = (0..1000)
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
-        let head = quote(&long);
+        let head = truncate(&long);
         assert!(head.starts_with("abc") && head.ends_with('…'));
         assert_eq!(head.chars().count(), MAX_QUOTED + 1);
-        let tail = quote_tail(&long);
+        let tail = truncate_tail(&long);
         assert!(tail.starts_with('…'));
         assert!(tail.ends_with(&long[1000 - 10..]));
         assert_eq!(tail.chars().count(), MAX_QUOTED + 1);
-        assert_eq!(quote_tail("short"), "short");
+        assert_eq!(truncate_tail("short"), "short");
     }
 }

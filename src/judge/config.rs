@@ -37,6 +37,17 @@ impl Backend {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     }
+
+    /// The name with its indefinite article (`an openai`, `a command`), for messages.
+    pub fn with_article(self) -> String {
+        let name = self.name();
+        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
 }
 
 /// Parameters of a simulated judge. All effects are in Chen's T units (expected net preference in
@@ -171,6 +182,16 @@ pub struct JudgeConfig {
     /// Maximum retries of a retryable failure.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+    /// Longest server-requested wait (`Retry-After`, rate-limit reset headers) honoured, in
+    /// seconds (default [`DEFAULT_MAX_RETRY_AFTER_SECS`]); a longer one is not slept: the call is a
+    /// retryable fault retried after the usual backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_after_secs: Option<f64>,
+    /// Largest response body (HTTP backends) or program output (`command`) read, in bytes
+    /// (default [`DEFAULT_MAX_RESPONSE_BYTES`]); a larger one is a malformed response, never read
+    /// whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
     /// Token prices for cost accounting.
     #[serde(default)]
     pub pricing: Option<Pricing>,
@@ -214,6 +235,32 @@ fn default_max_tokens() -> u32 {
 fn default_template() -> String {
     "chen-safety".to_string()
 }
+/// Longest duration a judge file may set (`timeout_secs`, `max_retry_after_secs`): one day.
+pub const MAX_DURATION_SECS: f64 = 86_400.0;
+
+/// Smallest `rpm` / `tpm` budget: one unit a day (a smaller one would make the rate limiter wait
+/// longer than any run lasts, or overflow its clock).
+pub const MIN_RATE_PER_MINUTE: f64 = 1.0 / 1440.0;
+
+/// Default longest server-requested wait honoured, in seconds (ten minutes: OpenAI's token
+/// limits reset within minutes, a day-long `Retry-After` must not stall a run).
+pub const DEFAULT_MAX_RETRY_AFTER_SECS: f64 = 600.0;
+
+/// Default largest response body or program output read: 16 MiB (a verdict is a few bytes; a
+/// long reasoning reply a few hundred KiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The checked durations and sizes of a validated judge configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Per-request timeout.
+    pub timeout: std::time::Duration,
+    /// Longest server-requested wait honoured.
+    pub max_retry_after: std::time::Duration,
+    /// Largest response body read.
+    pub max_response_bytes: u64,
+}
+
 fn default_timeout() -> f64 {
     60.0
 }
@@ -637,6 +684,8 @@ impl JudgeConfig {
             tpm: None,
             timeout_secs: default_timeout(),
             max_retries: default_retries(),
+            max_retry_after_secs: None,
+            max_response_bytes: None,
             pricing: None,
             sim: None,
             logprobs: false,
@@ -717,6 +766,25 @@ impl JudgeConfig {
         }
     }
 
+    /// The durations and sizes as checked values. Saturates instead of panicking on values
+    /// [`validate`](Self::validate) would refuse, so it is safe on any configuration.
+    pub fn limits(&self) -> Limits {
+        let secs = |v: f64| {
+            std::time::Duration::try_from_secs_f64(v.clamp(0.0, MAX_DURATION_SECS))
+                .unwrap_or(std::time::Duration::ZERO)
+        };
+        Limits {
+            timeout: secs(self.timeout_secs),
+            max_retry_after: secs(
+                self.max_retry_after_secs
+                    .unwrap_or(DEFAULT_MAX_RETRY_AFTER_SECS),
+            ),
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        }
+    }
+
     /// Check the configuration's values (no file text: errors carry no line numbers).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_text("", &format!("judge `{}`", self.name))
@@ -742,9 +810,39 @@ impl JudgeConfig {
                 format!("{} must be a positive number of seconds", self.timeout_secs),
             );
         }
+        if self.timeout_secs > MAX_DURATION_SECS {
+            return bad(
+                "timeout_secs",
+                format!(
+                    "{} is more than {MAX_DURATION_SECS} seconds (one day)",
+                    self.timeout_secs
+                ),
+            );
+        }
+        if let Some(v) = self.max_retry_after_secs
+            && !(v.is_finite() && (0.0..=MAX_DURATION_SECS).contains(&v))
+        {
+            return bad(
+                "max_retry_after_secs",
+                format!("{v} must be a number of seconds in 0..={MAX_DURATION_SECS}"),
+            );
+        }
+        if self.max_response_bytes == Some(0) {
+            return bad("max_response_bytes", "must be at least 1".into());
+        }
         for (field, value) in [("rpm", self.rpm), ("tpm", self.tpm)] {
             if value.is_some_and(|v| !v.is_finite() || v <= 0.0) {
                 return bad(field, "must be a positive number per minute".into());
+            }
+            // The limiter waits up to 60 / rate minutes' worth of seconds for one unit; below
+            // this floor that wait stops being a meaningful (or representable) duration.
+            if let Some(v) = value
+                && v < MIN_RATE_PER_MINUTE
+            {
+                return bad(
+                    field,
+                    format!("{v} is below the smallest budget of {MIN_RATE_PER_MINUTE} per minute"),
+                );
             }
         }
         if self.concurrency == Some(0) {

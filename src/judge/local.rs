@@ -265,6 +265,7 @@ impl From<LocalOutput> for JudgeReply {
                 output_tokens: o.completion_tokens,
             }),
             label_probs: Some(o.probs),
+            redacted: false,
         }
     }
 }

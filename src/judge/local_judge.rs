@@ -1,10 +1,13 @@
-//! The `local` backend: a GGUF chat model run in-process by llama.cpp (see [`super::local`]),
-//! behind the same [`Judge`] trait as every other backend.
+//! The `local` transport: a GGUF chat model run in-process by llama.cpp (see [`super::local`]),
+//! behind the same templated judge as every other backend, so it renders, parses and caches the
+//! same way.
 
+use super::chat::{ChatCall, ChatMessage, ChatTransport, Completion};
+use super::config::Backend;
+use super::http::{Redactor, build_error};
 use super::local::{LocalError, LocalModel, LocalSettings};
-use super::parser::VerdictParser;
-use super::template::Template;
-use super::{FaultKind, Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest};
+use super::templated::{BuildTransport, Prepared, TemplatedJudge};
+use super::{FaultKind, JudgeBuildError, JudgeConfig, JudgeError, TokenUsage};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,38 +24,47 @@ pub fn default_model_path() -> Option<PathBuf> {
 }
 
 /// A judge backed by an in-process GGUF model.
-pub struct LocalJudge {
-    name: String,
-    template: Template,
-    parser: VerdictParser,
+pub type LocalJudge = TemplatedJudge<LocalTransport>;
+
+/// Sends rendered messages to the loaded model.
+pub struct LocalTransport {
     model: Arc<LocalModel>,
+    /// The model file's path: the cache key's endpoint, so another model file misses the cache.
+    endpoint: String,
+    redactor: Redactor,
 }
 
-fn invalid(config: &JudgeConfig, field: &str, message: String) -> JudgeBuildError {
-    JudgeBuildError::Invalid {
-        judge: config.name.clone(),
-        field: field.into(),
-        message,
+impl std::fmt::Debug for LocalTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTransport")
+            .field("model", &self.endpoint)
+            .finish()
     }
 }
 
-impl LocalJudge {
-    /// Load the model (once per judge) and the template.
-    pub fn new(config: &JudgeConfig) -> Result<LocalJudge, JudgeBuildError> {
+impl BuildTransport for LocalTransport {
+    const BACKEND: Backend = Backend::Local;
+
+    /// Load the model (once per judge).
+    fn build(
+        config: &JudgeConfig,
+        prepared: &Prepared,
+        _env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, JudgeBuildError> {
         let path = config
             .model_path
             .clone()
             .or_else(default_model_path)
             .ok_or_else(|| {
-                invalid(
-                    config,
+                build_error(
+                    &config.name,
                     "model_path",
-                    "no model file given and no HOME".into(),
+                    "no model file given and no HOME",
                 )
             })?;
         if !path.is_file() {
-            return Err(invalid(
-                config,
+            return Err(build_error(
+                &config.name,
                 "model_path",
                 format!(
                     "{} does not exist (run scripts/fetch-model.sh for SmolLM2)",
@@ -60,59 +72,60 @@ impl LocalJudge {
                 ),
             ));
         }
-        let template = config
-            .load_template()
-            .map_err(|e| invalid(config, "template", e.to_string()))?;
-        let parser = VerdictParser::for_config(&template, &config.parser)
-            .map_err(|e| invalid(config, "parser", e.to_string()))?;
-        let mut settings = LocalSettings::new(path);
+        let mut settings = LocalSettings::new(path.clone());
         settings.max_tokens = config.max_tokens;
-        if let Some(tokens) = &template.tokens {
+        if let Some(tokens) = &prepared.template.tokens {
             settings.labels.first = tokens.first.clone();
             settings.labels.second = tokens.second.clone();
             settings.labels.tie = tokens.tie.clone();
         }
         let model = LocalModel::load(&settings)
-            .map_err(|e| invalid(config, "model_path", e.to_string()))?;
-        Ok(LocalJudge {
-            name: config.name.clone(),
-            template,
-            parser,
+            .map_err(|e| build_error(&config.name, "model_path", e.to_string()))?;
+        Ok(LocalTransport {
             model,
+            endpoint: path.display().to_string(),
+            redactor: Redactor::default(),
         })
     }
 }
 
 #[async_trait]
-impl Judge for LocalJudge {
-    fn name(&self) -> &str {
-        &self.name
+impl ChatTransport for LocalTransport {
+    fn backend(&self) -> &'static str {
+        "local"
     }
 
-    fn simulated(&self) -> bool {
-        false
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
-    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
-        let rendered = self
-            .template
-            .render(&request.prompt, &request.first, &request.second);
+    fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    async fn complete(&self, call: &ChatCall<'_>) -> Result<Completion, JudgeError> {
         let output = self
             .model
-            .judge_messages(rendered.system.as_deref(), &rendered.user)
+            .judge_messages(
+                ChatMessage::system(call.messages),
+                ChatMessage::user(call.messages),
+            )
             .await
             .map_err(|e: LocalError| JudgeError::Retryable {
                 kind: FaultKind::Backend,
                 message: e.to_string(),
                 retry_after: None,
             })?;
-        let mut reply: JudgeReply = output.into();
-        // In logits mode `raw` is the winning label; the template's parser has the last word in
-        // both modes, so a label the parser cannot read is Invalid, never coerced.
-        let parsed = self.parser.parse(&reply.raw);
-        if parsed != reply.verdict {
-            reply.verdict = parsed;
-        }
-        Ok(reply)
+        // In logits mode the text is the winning label; the template's parser has the last word
+        // in both modes, so a label the parser cannot read is Invalid, never coerced.
+        Ok(Completion {
+            text: output.raw,
+            usage: Some(TokenUsage {
+                input_tokens: output.prompt_tokens,
+                output_tokens: output.completion_tokens,
+            }),
+            label_probs: Some(output.probs),
+            ..Completion::default()
+        })
     }
 }

@@ -6,8 +6,11 @@
 //! its declared biases; real backends must ignore that field.
 
 pub mod anthropic;
+pub mod chat;
+pub mod check;
 pub mod command;
 pub mod config;
+pub mod http;
 #[cfg(feature = "local")]
 pub mod local;
 #[cfg(feature = "local")]
@@ -16,6 +19,7 @@ pub mod openai;
 pub mod parser;
 pub mod sim;
 pub mod template;
+pub mod templated;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -116,6 +120,10 @@ pub struct JudgeReply {
     pub usage: Option<TokenUsage>,
     /// Label probabilities when the backend provides log-probabilities.
     pub label_probs: Option<LabelProbs>,
+    /// True when a configured secret (an API key reflected by the server) was found in what the
+    /// backend returned and replaced by `<redacted>` before anything was stored or printed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
 }
 
 /// Kinds of fault, counted per judge in the report.
@@ -214,7 +222,9 @@ pub enum JudgeBuildError {
     },
 }
 
-/// Build a judge backend from its configuration.
+/// Build a judge backend from its configuration: the registry. Every real backend is a
+/// [`templated::TemplatedJudge`] over its transport, so it renders, parses and caches the same
+/// way; a new backend is its transport file plus one line here.
 pub fn build(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
     match config.backend {
         config::Backend::Sim => Ok(Arc::new(sim::SimJudge::new(config)?)),

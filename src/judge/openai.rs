@@ -1,327 +1,99 @@
-//! OpenAI-compatible chat-completions backend.
+//! OpenAI-compatible chat-completions transport.
 //!
 //! One `POST {base_url}/chat/completions` per judgment, through one pooled `reqwest::Client` per
-//! judge. Failures are classified into [`FaultKind`]s and split into retryable and permanent
-//! errors; the run module owns retries and backoff, this module only reports what the server
-//! asked for (`Retry-After`, `x-ratelimit-reset-*`).
+//! judge ([`super::http::HttpEndpoint`]). Failures are classified into [`FaultKind`]s and split
+//! into retryable and permanent errors; the run module owns retries and backoff, this module only
+//! reports what the server asked for (`Retry-After`, `x-ratelimit-reset-*`).
 //!
 //! The API key is read from the environment at build time and only ever placed in the
-//! `Authorization` header (marked sensitive). It is redacted from every error message, and
-//! [`OpenAiJudge`]'s `Debug` does not print it.
+//! `Authorization` header (marked sensitive). It is redacted from every body and error message,
+//! and `Debug` does not print it.
 
-use super::config::{ApiKey, Backend, ConfigError};
-use super::parser::{Pick, VerdictParser};
-use super::template::{LabelTokens, Template};
-use super::{
-    FaultKind, Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest,
-    LabelProbs, SlotVerdict, TokenUsage,
-};
-use async_trait::async_trait;
+use super::chat::{ChatBody, ChatCall, Completion, TokenLogprob};
+use super::config::Backend;
+use super::http::{self, Class, HttpBackend, HttpEndpoint, seconds, snippet, truncate};
+use super::templated::{BuildTransport, Prepared, TemplatedJudge};
+use super::{FaultKind, JudgeBuildError, JudgeConfig, JudgeError, TokenUsage};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
-use std::fmt;
+use reqwest::header::{AUTHORIZATION, HeaderMap};
+use serde::Deserialize;
 use std::time::{Duration, SystemTime};
 
-/// Longest provider error text quoted in an error message.
-const MAX_QUOTED: usize = 300;
-
-/// Lets a proxy or server log match requests to the audit's call ids (a parsed name: parsing it
-/// on every call would allocate).
-static CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-judge-audit-call");
+#[cfg(test)]
+use super::http::MAX_QUOTED;
 
 /// A judge behind an OpenAI-compatible `/chat/completions` endpoint.
-pub struct OpenAiJudge {
-    name: String,
-    model: String,
-    endpoint: String,
-    /// `endpoint`, parsed once (reqwest would parse the string on every call).
-    endpoint_url: reqwest::Url,
-    api_key: Option<ApiKey>,
-    temperature: f64,
-    max_tokens: u32,
-    seed: u64,
-    timeout: Duration,
-    template: Template,
-    parser: VerdictParser,
-    /// `top_logprobs` and the label tokens, when log-probability verdicts are on.
-    logprobs: Option<(u32, LabelTokens)>,
-    client: reqwest::Client,
+pub type OpenAiJudge = TemplatedJudge<OpenAiTransport>;
+
+/// The `/chat/completions` transport.
+#[derive(Debug)]
+pub struct OpenAiTransport {
+    http: HttpEndpoint,
 }
 
-impl fmt::Debug for OpenAiJudge {
-    // Written by hand so the key can never be printed: only whether one is set.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenAiJudge")
-            .field("name", &self.name)
-            .field("model", &self.model)
-            .field("endpoint", &self.endpoint)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("temperature", &self.temperature)
-            .field("max_tokens", &self.max_tokens)
-            .field("seed", &self.seed)
-            .field("timeout", &self.timeout)
-            .field("template", &self.template.name)
-            .field("logprobs", &self.logprobs.as_ref().map(|(k, _)| *k))
-            .finish()
-    }
-}
+impl BuildTransport for OpenAiTransport {
+    const BACKEND: Backend = Backend::Openai;
 
-fn build_error(judge: &str, field: &str, message: impl Into<String>) -> JudgeBuildError {
-    JudgeBuildError::Invalid {
-        judge: judge.to_string(),
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-fn config_build_error(judge: &str, err: ConfigError) -> JudgeBuildError {
-    let field = err.field().unwrap_or("template").to_string();
-    build_error(judge, &field, err.to_string())
-}
-
-impl OpenAiJudge {
-    /// Build from configuration, reading the key and base URL from the process environment.
-    pub fn new(config: &JudgeConfig) -> Result<Self, JudgeBuildError> {
-        Self::with_env(config, |k| std::env::var(k).ok())
-    }
-
-    /// Build from configuration with an explicit environment lookup (tests, embedding).
-    pub fn with_env(
+    fn build(
         config: &JudgeConfig,
-        env: impl Fn(&str) -> Option<String>,
+        _prepared: &Prepared,
+        env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, JudgeBuildError> {
-        let name = &config.name;
-        if config.backend != Backend::Openai {
-            return Err(build_error(name, "backend", "not an openai judge"));
-        }
-        config.validate().map_err(|e| config_build_error(name, e))?;
-        let template = config
-            .load_template()
-            .map_err(|e| config_build_error(name, e))?;
-        let parser = VerdictParser::for_config(&template, &config.parser)
-            .map_err(|e| build_error(name, &format!("parser.{}", e.field), e.message))?;
-        let base_url = config
-            .resolve_base_url_with(&env)
-            .map_err(|e| config_build_error(name, e))?;
-        let api_key = config.resolve_api_key_with(&env);
-        if let Some(min) = template.min_max_tokens
-            && config.max_tokens < min
-        {
-            tracing::warn!(
-                judge = %name,
-                max_tokens = config.max_tokens,
-                template = %template.name,
-                "max_tokens is below the template's minimum of {min}: verdicts may be cut off and counted invalid"
-            );
-        }
+        let http = HttpEndpoint::new(
+            config,
+            env,
+            "/chat/completions",
+            HeaderMap::new(),
+            |key| (AUTHORIZATION, format!("Bearer {}", key.expose())),
+            true,
+        )?;
+        Ok(Self { http })
+    }
+}
 
-        let mut headers = HeaderMap::new();
-        if let Some(key) = &api_key {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    build_error(
-                        name,
-                        "api_key_env",
-                        format!(
-                            "the key in ${} contains characters not allowed in an HTTP header",
-                            config.api_key_env_name().unwrap_or_default()
-                        ),
-                    )
-                })?;
-            // Sensitive values are redacted by reqwest/http in their own Debug output.
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
-        for (k, v) in &config.headers {
-            let header = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| build_error(name, &format!("headers.{k}"), e.to_string()))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|e| build_error(name, &format!("headers.{k}"), e.to_string()))?;
-            headers.insert(header, value);
-        }
-        let timeout = Duration::from_secs_f64(config.timeout_secs);
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("judge-audit/", env!("CARGO_PKG_VERSION")))
-            // Many concurrent calls to one host: keep every connection for reuse.
-            .pool_max_idle_per_host(usize::MAX)
-            .tcp_nodelay(true)
-            .connect_timeout(timeout.min(Duration::from_secs(15)))
-            // The whole exchange, body included; set once here rather than on every request.
-            .timeout(timeout)
-            // A redirected POST would silently become a GET; report it instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| build_error(name, "base_url", format!("cannot build HTTP client: {e}")))?;
-        let logprobs = if config.logprobs {
-            let tokens = template.tokens.clone().ok_or_else(|| {
-                build_error(name, "logprobs", "the template declares no [labels.tokens]")
-            })?;
-            Some((config.top_logprobs, tokens))
-        } else {
-            None
-        };
-        let endpoint = format!("{base_url}/chat/completions");
-        let endpoint_url = reqwest::Url::parse(&endpoint).map_err(|e| {
-            build_error(name, "base_url", format!("`{endpoint}` is not a URL: {e}"))
-        })?;
-        Ok(Self {
-            name: name.clone(),
-            model: config.model.clone(),
-            endpoint_url,
-            endpoint,
-            api_key,
-            temperature: config.temperature,
-            max_tokens: config.max_tokens,
-            seed: config.seed,
-            timeout,
-            template,
-            parser,
-            logprobs,
-            client,
-        })
+impl HttpBackend for OpenAiTransport {
+    const ID: &'static str = "openai";
+
+    fn http(&self) -> &HttpEndpoint {
+        &self.http
     }
 
-    /// The URL requests are sent to.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
+    fn body(&self, call: &ChatCall<'_>) -> Vec<u8> {
+        let body = ChatBody::new(call.messages, call.params);
+        http::json_body(&body)
     }
 
-    /// The prompt template in use (its `sha256()` belongs in run metadata).
-    pub fn template(&self) -> &Template {
-        &self.template
-    }
-
-    /// Whether an API key was found (the key itself is never exposed).
-    pub fn has_api_key(&self) -> bool {
-        self.api_key.is_some()
-    }
-
-    /// Remove the key from any text before it goes into an error message.
-    fn redact(&self, text: &str) -> String {
-        match &self.api_key {
-            Some(key) => text.replace(key.expose(), "<redacted>"),
-            None => text.to_string(),
-        }
-    }
-
-    fn retryable(
-        &self,
-        kind: FaultKind,
-        message: &str,
-        retry_after: Option<Duration>,
-    ) -> JudgeError {
-        JudgeError::Retryable {
-            kind,
-            message: self.redact(message),
-            retry_after,
-        }
-    }
-
-    fn permanent(&self, kind: FaultKind, message: &str) -> JudgeError {
-        JudgeError::Permanent {
-            kind,
-            message: self.redact(message),
-        }
-    }
-
-    /// Classify a failure to send the request or read the response.
-    fn transport_error(&self, err: reqwest::Error) -> JudgeError {
-        // The URL is known to the user; leaving it out keeps messages short and free of any
-        // credentials embedded in it.
-        let err = err.without_url();
-        let message = error_chain(&err);
-        if err.is_timeout() {
-            self.retryable(
-                FaultKind::Timeout,
-                &format!("no complete response within {:?}: {message}", self.timeout),
-                None,
-            )
-        } else {
-            self.retryable(FaultKind::Connection, &message, None)
-        }
-    }
-
-    /// Classify a non-success HTTP status.
     fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> JudgeError {
         let detail = provider_message(body);
         let message = format!("HTTP {status}: {detail}");
         if is_insufficient_quota(body) {
-            return self.permanent(
-                FaultKind::Quota,
+            return self.http.fault(
+                Class::stop(FaultKind::Quota),
                 &format!("{message} (the account has no quota left)"),
+                None,
             );
         }
-        let retry_after = retry_after(headers, SystemTime::now());
-        match status.as_u16() {
-            429 => self.retryable(FaultKind::RateLimited, &message, retry_after),
-            408 => self.retryable(FaultKind::Timeout, &message, retry_after),
-            401 | 403 => self.permanent(
-                FaultKind::Auth,
-                &format!(
-                    "{message} (check the key in the environment variable named by api_key_env)"
-                ),
-            ),
-            s if (500..=599).contains(&s) => {
-                self.retryable(FaultKind::ServerError, &message, retry_after)
-            }
-            s if (300..=399).contains(&s) => {
-                let location = headers
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?");
-                self.permanent(
-                    FaultKind::BadRequest,
-                    &format!("{message} (redirect to {location}; set base_url to the final URL)"),
-                )
-            }
-            _ => self.permanent(FaultKind::BadRequest, &message),
-        }
-    }
-
-    fn request_body<'a>(
-        &'a self,
-        request: &JudgeRequest,
-        rendered: &'a super::template::RenderedPrompt,
-    ) -> ChatRequest<'a> {
-        let mut messages = Vec::with_capacity(2);
-        if let Some(system) = &rendered.system {
-            messages.push(Message {
-                role: "system",
-                content: system,
-            });
-        }
-        messages.push(Message {
-            role: "user",
-            content: &rendered.user,
-        });
-        ChatRequest {
-            model: &self.model,
-            messages,
-            temperature: self.temperature,
-            max_tokens: self.max_tokens,
-            seed: request_seed(self.seed, request.repeat),
-            n: 1,
-            logprobs: self.logprobs.as_ref().map(|_| true),
-            top_logprobs: self.logprobs.as_ref().map(|(k, _)| *k),
-        }
-    }
-
-    /// Turn a 2xx body into a reply.
-    fn parse_success(&self, body: &[u8]) -> Result<JudgeReply, JudgeError> {
-        let malformed = |why: &str| {
-            self.retryable(
-                FaultKind::MalformedResponse,
-                &format!("{why}: {}", snippet(body)),
-                None,
-            )
+        let class = http::classify_status(status.as_u16());
+        let message = match class.kind {
+            FaultKind::Auth => format!("{message}{}", http::AUTH_HINT),
+            _ if status.is_redirection() => format!("{message}{}", http::redirect_hint(headers)),
+            _ => message,
         };
+        self.http
+            .fault(class, &message, retry_after(headers, SystemTime::now()))
+    }
+
+    fn parse_success(&self, body: &[u8]) -> Result<Completion, JudgeError> {
+        let malformed = |why: &str| self.http.malformed(why, body);
         let response: ChatResponse = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
                 if is_insufficient_quota(body) {
-                    return Err(self.permanent(FaultKind::Quota, &provider_message(body)));
+                    return Err(self.http.fault(
+                        Class::stop(FaultKind::Quota),
+                        &provider_message(body),
+                        None,
+                    ));
                 }
                 return Err(malformed(&format!(
                     "response is not chat-completion JSON ({e})"
@@ -331,7 +103,11 @@ impl OpenAiJudge {
         // Checked on the parsed body: re-parsing every reply as a generic JSON value would cost
         // dozens of allocations per call.
         if response.error.as_ref().is_some_and(is_quota_error) {
-            return Err(self.permanent(FaultKind::Quota, &provider_message(body)));
+            return Err(self.http.fault(
+                Class::stop(FaultKind::Quota),
+                &provider_message(body),
+                None,
+            ));
         }
         let Some(choice) = response.choices.into_iter().next() else {
             return Err(malformed("response has no choices"));
@@ -341,33 +117,24 @@ impl OpenAiJudge {
             output_tokens: u.completion_tokens.unwrap_or(0),
         });
         let message = choice.message.unwrap_or_default();
-        let (raw, verdict) = match (content_text(message.content), message.refusal) {
-            (Some(text), _) => {
-                // Blank text is a valid reply; the parser finds no label and says Invalid.
-                let verdict = self.parser.parse(&text);
-                (text, verdict)
-            }
+        let (text, refused) = match (content_text(message.content), message.refusal) {
+            // Blank text is a valid reply; the parser finds no label and says Invalid.
+            (Some(text), _) => (text, false),
             // A refusal is an answer, not a transport fault: counted as an invalid verdict.
-            (None, Some(refusal)) => (refusal, SlotVerdict::Invalid),
+            (None, Some(refusal)) => (refusal, true),
             // Out of tokens before any content (e.g. spent on reasoning): the model answered
             // nothing; retrying would do the same.
             (None, None) if choice.finish_reason.as_deref() == Some("length") => {
-                (String::new(), SlotVerdict::Invalid)
+                (String::new(), true)
             }
             (None, None) => return Err(malformed("choice has no message content")),
         };
-        let label_probs = match (&self.logprobs, &choice.logprobs) {
-            (Some((_, tokens)), Some(lp)) => lp
-                .content
-                .as_deref()
-                .and_then(|content| label_probs(content, tokens, self.parser.pick() == Pick::Last)),
-            _ => None,
-        };
-        Ok(JudgeReply {
-            raw,
-            verdict,
+        Ok(Completion {
+            text,
             usage,
-            label_probs,
+            logprobs: choice.logprobs.and_then(|lp| lp.content),
+            refused,
+            ..Completion::default()
         })
     }
 }
@@ -377,89 +144,6 @@ impl OpenAiJudge {
 /// above 0. Kept within the non-negative signed 64-bit range that servers accept.
 pub fn request_seed(seed: u64, repeat: u32) -> u64 {
     seed.wrapping_add(u64::from(repeat)) & (i64::MAX as u64)
-}
-
-#[async_trait]
-impl Judge for OpenAiJudge {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn simulated(&self) -> bool {
-        false
-    }
-    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
-        let rendered = self
-            .template
-            .render(&request.prompt, &request.first, &request.second);
-        let body = self.request_body(request, &rendered);
-        let response = self
-            .client
-            .post(self.endpoint_url.clone())
-            .header(CALL_ID_HEADER.clone(), request.call_id.as_str())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        // Headers matter only for errors (Retry-After, Location): copy them only then.
-        let headers = (!status.is_success()).then(|| response.headers().clone());
-        // The per-request timeout also covers reading the body.
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        match headers {
-            Some(headers) => Err(self.status_error(status, &headers, &bytes)),
-            None => self.parse_success(&bytes),
-        }
-    }
-
-    fn cache_key(&self, request: &JudgeRequest) -> Option<String> {
-        use sha2::{Digest, Sha256};
-        let rendered = self
-            .template
-            .render(&request.prompt, &request.first, &request.second);
-        let body = serde_json::to_string(&self.request_body(request, &rendered)).ok()?;
-        let mut hasher = Sha256::new();
-        for part in [
-            "openai",
-            self.endpoint.as_str(),
-            body.as_str(),
-            &request.repeat.to_string(),
-        ] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
-        Some(hex::encode(hasher.finalize()))
-    }
-
-    fn estimate_input_tokens(&self, request: &JudgeRequest) -> u64 {
-        let rendered = self
-            .template
-            .render(&request.prompt, &request.first, &request.second);
-        // About four characters a token for English text; budgets only need the right size.
-        ((rendered.user.len() + rendered.system.as_ref().map_or(0, String::len)) / 4) as u64
-    }
-}
-
-#[derive(Serialize)]
-struct Message<'a> {
-    role: &'static str,
-    content: &'a str,
-}
-
-#[derive(Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: Vec<Message<'a>>,
-    temperature: f64,
-    max_tokens: u32,
-    seed: u64,
-    n: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_logprobs: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -506,29 +190,6 @@ struct ChoiceLogprobs {
     content: Option<Vec<TokenLogprob>>,
 }
 
-/// One generated token with its log-probability and the top alternatives at its position.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct TokenLogprob {
-    /// The generated token's text.
-    pub token: String,
-    /// Its natural-log probability (`None` when the server sent null).
-    #[serde(default)]
-    pub logprob: Option<f64>,
-    /// The most likely tokens at this position.
-    #[serde(default)]
-    pub top_logprobs: Vec<TopLogprob>,
-}
-
-/// One alternative token at a generated position.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct TopLogprob {
-    /// The token's text.
-    pub token: String,
-    /// Its natural-log probability (`None` when the server sent null).
-    #[serde(default)]
-    pub logprob: Option<f64>,
-}
-
 fn content_text(content: Option<serde_json::Value>) -> Option<String> {
     match content? {
         serde_json::Value::String(s) => Some(s),
@@ -543,79 +204,6 @@ fn content_text(content: Option<serde_json::Value>) -> Option<String> {
     }
 }
 
-/// Label probabilities at one generated position: the first non-blank generated token, or,
-/// with `tokens.after`, the token generated right after text ending in `after` (the last such
-/// position when `use_last`, matching a `last` pick rule). Each label's probability is the summed
-/// probability of its tokens among the position's alternatives (plus the sampled token). `None`
-/// when there is no such position or none of the label tokens is among the alternatives.
-/// Results are finite, non-negative and sum to at most 1.
-pub fn label_probs(
-    content: &[TokenLogprob],
-    tokens: &LabelTokens,
-    use_last: bool,
-) -> Option<LabelProbs> {
-    let position = match &tokens.after {
-        None => content.iter().position(|t| !t.token.trim().is_empty()),
-        Some(after) => {
-            let after = after.trim();
-            let mut generated = String::new();
-            let mut found = None;
-            for (i, t) in content.iter().enumerate() {
-                if generated.trim_end().ends_with(after) {
-                    found = Some(i);
-                    if !use_last {
-                        break;
-                    }
-                }
-                generated.push_str(&t.token);
-            }
-            found
-        }
-    }?;
-    let at = &content[position];
-    let mut alternatives: Vec<(&str, f64)> = at
-        .top_logprobs
-        .iter()
-        .filter_map(|t| t.logprob.map(|lp| (t.token.as_str(), lp)))
-        .collect();
-    if let Some(lp) = at.logprob
-        && !alternatives.iter().any(|(t, _)| *t == at.token)
-    {
-        alternatives.push((at.token.as_str(), lp));
-    }
-    let (mut first, mut second, mut tie) = (0.0_f64, 0.0_f64, 0.0_f64);
-    let mut matched = false;
-    for (token, lp) in alternatives {
-        if lp.is_nan() {
-            continue;
-        }
-        // exp(-inf) = 0; a slightly positive log-probability (rounding) counts as certainty.
-        let p = lp.min(0.0).exp();
-        let target = if tokens.first.iter().any(|t| t == token) {
-            &mut first
-        } else if tokens.second.iter().any(|t| t == token) {
-            &mut second
-        } else if tokens.tie.iter().any(|t| t == token) {
-            &mut tie
-        } else {
-            continue;
-        };
-        *target += p;
-        matched = true;
-    }
-    if !matched {
-        return None;
-    }
-    let total = first + second + tie;
-    if total > 1.0 {
-        // Distinct tokens are disjoint events; a sum above 1 is rounding in the server's numbers.
-        first /= total;
-        second /= total;
-        tie /= total;
-    }
-    Some(LabelProbs { first, second, tie })
-}
-
 /// Parse a Go-style duration as used in `x-ratelimit-reset-*` headers: `1s`, `6m0s`, `20ms`,
 /// `1h2m3.5s`; a bare number is seconds.
 pub fn parse_reset_duration(text: &str) -> Option<Duration> {
@@ -624,7 +212,7 @@ pub fn parse_reset_duration(text: &str) -> Option<Duration> {
         return None;
     }
     if let Ok(secs) = text.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let mut total = 0.0_f64;
     let mut rest = text;
@@ -652,7 +240,7 @@ pub fn parse_reset_duration(text: &str) -> Option<Duration> {
         total += value * scale;
         rest = &rest[unit_len..];
     }
-    total.is_finite().then(|| Duration::from_secs_f64(total))
+    seconds(total)
 }
 
 /// The wait a server asked for: `retry-after-ms`, else `Retry-After` (seconds or an HTTP-date,
@@ -665,20 +253,14 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+    if let Some(wait) = get("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|ms| seconds(ms / 1000.0))
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(wait);
     }
-    if let Some(value) = get("retry-after") {
-        if let Ok(secs) = value.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs));
-            }
-        } else if let Ok(when) = httpdate::parse_http_date(value) {
-            return Some(when.duration_since(now).unwrap_or(Duration::ZERO));
-        }
+    if let Some(wait) = http::retry_after_header(headers, now) {
+        return Some(wait);
     }
     let requests = get("x-ratelimit-reset-requests").and_then(parse_reset_duration);
     let tokens = get("x-ratelimit-reset-tokens").and_then(parse_reset_duration);
@@ -729,35 +311,6 @@ fn provider_message(body: &[u8]) -> String {
     }
 }
 
-fn snippet(body: &[u8]) -> String {
-    if body.is_empty() {
-        return "(empty body)".to_string();
-    }
-    truncate(&String::from_utf8_lossy(body))
-}
-
-fn truncate(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(MAX_QUOTED) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,13 +337,7 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::judge::http::test_headers as headers;
 
     #[test]
     fn retry_after_sources_and_priority() {
@@ -839,109 +386,6 @@ mod tests {
         );
         assert_eq!(secs(&headers(&[("retry-after", "soon")])), None);
         assert_eq!(secs(&HeaderMap::new()), None);
-    }
-
-    fn tok(token: &str, lp: f64, top: &[(&str, f64)]) -> TokenLogprob {
-        TokenLogprob {
-            token: token.into(),
-            logprob: Some(lp),
-            top_logprobs: top
-                .iter()
-                .map(|(t, l)| TopLogprob {
-                    token: (*t).into(),
-                    logprob: Some(*l),
-                })
-                .collect(),
-        }
-    }
-
-    fn letters() -> LabelTokens {
-        LabelTokens {
-            after: None,
-            first: vec!["a".into(), "A".into(), " a".into()],
-            second: vec!["b".into(), "B".into()],
-            tie: vec!["Tie".into()],
-        }
-    }
-
-    #[test]
-    fn label_probs_first_token() {
-        let ln = f64::ln;
-        let content = [tok(
-            "A",
-            ln(0.6),
-            &[
-                ("A", ln(0.6)),
-                ("B", ln(0.25)),
-                (" a", ln(0.05)),
-                ("Tie", ln(0.04)),
-                ("X", ln(0.03)),
-            ],
-        )];
-        let p = label_probs(&content, &letters(), false).unwrap();
-        assert!((p.first - 0.65).abs() < 1e-12);
-        assert!((p.second - 0.25).abs() < 1e-12);
-        assert!((p.tie - 0.04).abs() < 1e-12);
-    }
-
-    #[test]
-    fn label_probs_after_prefix_and_last() {
-        let ln = f64::ln;
-        let tokens = LabelTokens {
-            after: Some("[[".into()),
-            first: vec!["A".into()],
-            second: vec!["B".into()],
-            tie: vec!["C".into()],
-        };
-        let content = [
-            tok("Use", ln(0.9), &[]),
-            tok(" [[", ln(0.9), &[]),
-            tok("A", ln(0.5), &[("A", ln(0.5)), ("B", ln(0.5))]),
-            tok("]]", 0.0, &[]),
-            tok(" so", ln(0.9), &[]),
-            tok(" [[", ln(0.9), &[]),
-            tok(
-                "B",
-                ln(0.7),
-                &[("B", ln(0.7)), ("C", ln(0.2)), ("A", ln(0.1))],
-            ),
-            tok("]]", 0.0, &[]),
-        ];
-        let first = label_probs(&content, &tokens, false).unwrap();
-        assert!((first.first - 0.5).abs() < 1e-12 && (first.second - 0.5).abs() < 1e-12);
-        assert_eq!(first.tie, 0.0);
-        let last = label_probs(&content, &tokens, true).unwrap();
-        assert!((last.first - 0.1).abs() < 1e-12);
-        assert!((last.second - 0.7).abs() < 1e-12);
-        assert!((last.tie - 0.2).abs() < 1e-12);
-        // No "[[" generated: no position, no probabilities.
-        assert_eq!(label_probs(&content[..1], &tokens, false), None);
-    }
-
-    #[test]
-    fn label_probs_are_bounded_and_finite() {
-        // Server rounding pushes the sum above 1 and one log-probability above 0.
-        let content = [tok(
-            "A",
-            0.01,
-            &[("A", 0.01), ("B", -3.0), ("Tie", f64::NEG_INFINITY)],
-        )];
-        let p = label_probs(&content, &letters(), false).unwrap();
-        let sum = p.first + p.second + p.tie;
-        assert!(p.first.is_finite() && p.second.is_finite() && p.tie.is_finite());
-        assert!(sum <= 1.0 + 1e-12, "{sum}");
-        assert!((p.first - 1.0 / (1.0 + (-3.0f64).exp())).abs() < 1e-12);
-        assert_eq!(p.tie, 0.0);
-        // Only non-label tokens: None. Blank leading tokens are skipped.
-        let content = [
-            tok("\n", -0.1, &[]),
-            tok("Output", -0.1, &[("Output", -0.1)]),
-        ];
-        assert_eq!(label_probs(&content, &letters(), false), None);
-        // The sampled token counts even when top_logprobs is empty.
-        let content = [tok("b", (0.3f64).ln(), &[])];
-        let p = label_probs(&content, &letters(), false).unwrap();
-        assert!((p.second - 0.3).abs() < 1e-12);
     }
 
     #[test]

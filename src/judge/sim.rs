@@ -196,6 +196,7 @@ impl Judge for SimJudge {
                 output_tokens: 3,
             }),
             label_probs: None,
+            redacted: false,
         })
     }
 }

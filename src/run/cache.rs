@@ -186,6 +186,7 @@ mod tests {
             verdict: crate::judge::SlotVerdict::First,
             usage: None,
             label_probs: None,
+            redacted: false,
         };
         cache.store(&[("k".into(), reply)]).unwrap();
         drop(cache);

@@ -153,6 +153,10 @@ pub struct CallRecord {
     /// True when the reply came from the response cache.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// True when a configured key was found in the judge's reply and replaced by `<redacted>`
+    /// before the reply was stored (see [`JudgeReply::redacted`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
     /// Final error when the call failed.
     pub error: Option<String>,
     /// Final error kind when the call failed.
@@ -182,6 +186,7 @@ impl CallRecord {
             latency_ms: 0,
             attempts: 0,
             cached: false,
+            redacted: false,
             error: None,
             error_kind: None,
         }
@@ -192,6 +197,7 @@ impl CallRecord {
         self.verdict = Some(reply.verdict);
         self.usage = reply.usage;
         self.label_probs = reply.label_probs;
+        self.redacted = reply.redacted;
         self.error = None;
         self.error_kind = None;
     }
@@ -1070,6 +1076,7 @@ impl Batch {
                             verdict,
                             usage: record.usage,
                             label_probs: record.label_probs,
+                            redacted: record.redacted,
                         },
                     ));
                 }
