@@ -373,12 +373,22 @@ fn execute(
 fn print_verdicts(summary: &judge_audit::report::Summary) {
     for judge in &summary.judges {
         let label = if judge.simulated { " [simulated]" } else { "" };
-        println!("{}{label}: {}", judge.name, judge.trust.verdict.label());
+        // Names, reasons and findings may quote untrusted text: controls are shown escaped.
+        let text = judge_audit::report::text::terminal;
+        println!(
+            "{}{label}: {}",
+            text(&judge.name),
+            judge.trust.verdict.label()
+        );
         for reason in &judge.trust.reasons {
-            println!("  because {reason}");
+            println!(
+                "  {} because {}",
+                reason.severity.label(),
+                text(&reason.text)
+            );
         }
         for line in judge.findings.iter().take(3) {
-            println!("  - {line}");
+            println!("  - {}", text(line));
         }
     }
 }

@@ -6,11 +6,9 @@
 //! reorder the page. A Content-Security-Policy forbids scripts in case escaping ever failed.
 
 use super::Summary;
-use super::markdown::p_text;
+use super::format::p as p_text;
 use super::svg::{self, Anchor, LinearScale, Svg};
 use crate::analyze::{ALPHA, Estimate, JudgeResult, Trust};
-use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::ops::Range;
 
@@ -20,30 +18,8 @@ pub const DISPLAY_LIMIT: usize = 4000;
 /// The Content-Security-Policy of the page: no script can run, nothing is fetched.
 pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
 
-/// Escape text for HTML and SVG text or attribute values: `&`, `<`, `>`, `"` and `'` become
-/// entities; bidi embedding/override/isolate controls (U+202A–U+202E, U+2066–U+2069) and other
-/// control characters (except tab and newlines) are written visibly as `\u{XXXX}`, so they can
-/// neither reorder the page nor hide.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
-                let _ = write!(out, "\\u{{{:04X}}}", c as u32);
-            }
-            c if c.is_control() && !matches!(c, '\n' | '\t' | '\r') => {
-                let _ = write!(out, "\\u{{{:04X}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escape text for HTML and SVG (see [`super::text::html`], the one escaping place).
+pub use super::text::html as escape;
 
 /// Render `text` escaped, with the byte `ranges` wrapped in `<mark>`, showing at most `limit`
 /// characters. Ranges that are empty, out of bounds or not on character boundaries are ignored
@@ -121,64 +97,16 @@ pub fn highlighted(text: &str, ranges: &[Range<usize>], limit: usize) -> String 
     out
 }
 
-/// `12345` → `12,345`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
-}
-
-fn spct(x: f64) -> String {
-    let v = 100.0 * x;
-    // Avoid "-0.0%" for values that round to zero.
-    if v.abs() < 0.05 {
-        "0.0%".into()
-    } else {
-        format!("{v:+.1}%")
-    }
-}
-
-fn fmt_value(x: f64, signed: bool) -> String {
-    if signed { spct(x) } else { pct(x) }
-}
-
-/// `[41.7%, 70.8%] n=96`, or `n=0` alone when there is no interval.
-fn ci_text(e: &Estimate, signed: bool) -> String {
-    match (e.ci_low, e.ci_high) {
-        (Some(l), Some(h)) => format!(
-            "[{}, {}] n={}",
-            fmt_value(l, signed),
-            fmt_value(h, signed),
-            e.n
-        ),
-        _ => format!("n={}", e.n),
-    }
-}
-
-/// Plain text of an estimate with its interval and n.
-fn est_text(e: &Estimate, signed: bool) -> String {
-    match e.estimate {
-        Some(v) => format!("{} {}", fmt_value(v, signed), ci_text(e, signed)),
-        None => format!("n/a (n={})", e.n),
-    }
-}
+/// `12345` → `12,345` (see [`super::format::count`]).
+pub use super::format::count as thousands;
+use super::format::{estimate as est_text, interval as ci_text, rate as pct, signed as spct};
 
 /// HTML of an estimate: value, then interval and n in muted type.
 fn est_html(e: &Estimate, signed: bool) -> String {
     match e.estimate {
         Some(v) => format!(
             "<span class=\"v\">{}</span> <span class=\"ci\">{}</span>",
-            fmt_value(v, signed),
+            super::format::value(v, signed),
             ci_text(e, signed)
         ),
         None => format!(
@@ -193,125 +121,6 @@ const STAR: &str = "✱";
 
 fn star(e: &Estimate) -> &'static str {
     if e.significant() { STAR } else { "" }
-}
-
-/// Fields the analysis may add (jury results, BH q-values, minimum detectable effects, costs).
-/// They are read from the summary's JSON form so this exporter renders them when present without
-/// depending on them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Extras {
-    /// Juries: jury name and member names, in summary order.
-    pub juries: Vec<(String, Vec<String>)>,
-    /// BH q-values by (judge, artifact, metric) with metric `T`, `WR` or `flip`.
-    pub q_values: BTreeMap<(String, String, String), f64>,
-    /// Minimum detectable effects by (judge, artifact): labelled values.
-    pub mde: BTreeMap<(String, String), Vec<(String, f64)>>,
-    /// Cost in USD per judge, when the summary records one.
-    pub costs: BTreeMap<String, f64>,
-}
-
-const MDE_KEYS: [&str; 4] = [
-    "mde",
-    "minimum_detectable_effect",
-    "minimum_detectable_effects",
-    "min_detectable_effect",
-];
-const MEMBER_KEYS: [&str; 3] = ["members", "jurors", "member_names"];
-const COST_KEYS: [&str; 2] = ["cost_usd", "cost"];
-
-fn numeric_leaves(prefix: &str, v: &Value, out: &mut Vec<(String, f64)>) {
-    match v {
-        Value::Number(n) => {
-            if let Some(x) = n.as_f64() {
-                out.push((prefix.to_string(), x));
-            }
-        }
-        Value::Object(map) => {
-            // Sample sizes sit beside the effects in the analysis' MDE record; they are counts,
-            // not effects, so they are not shown as percentages.
-            for (k, child) in map
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "pairs" | "comparisons"))
-            {
-                let label = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix} {k}")
-                };
-                numeric_leaves(&label, child, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-impl Extras {
-    /// Read the optional fields from a summary.
-    pub fn from_summary(summary: &Summary) -> Extras {
-        serde_json::to_value(summary)
-            .map(|v| Extras::from_value(&v))
-            .unwrap_or_default()
-    }
-
-    /// Read the optional fields from a summary's JSON form.
-    pub fn from_value(summary: &Value) -> Extras {
-        let mut extras = Extras::default();
-        let judges = summary["judges"].as_array().cloned().unwrap_or_default();
-        for judge in &judges {
-            let Some(name) = judge["name"].as_str() else {
-                continue;
-            };
-            if judge["kind"].as_str() == Some("jury") {
-                let members = MEMBER_KEYS
-                    .iter()
-                    .find_map(|k| judge[*k].as_array())
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(|m| {
-                                m.as_str()
-                                    .or_else(|| m["name"].as_str())
-                                    .map(str::to_string)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                extras.juries.push((name.to_string(), members));
-            }
-            for key in COST_KEYS {
-                if let Some(c) = judge[key].as_f64().or_else(|| judge["calls"][key].as_f64()) {
-                    extras.costs.insert(name.to_string(), c);
-                    break;
-                }
-            }
-            for artifact in judge["artifacts"].as_array().into_iter().flatten() {
-                let Some(id) = artifact["artifact"].as_str() else {
-                    continue;
-                };
-                let mut mde = Vec::new();
-                for (metric, field) in [
-                    ("T", "tie_detection"),
-                    ("WR", "winrate_shift"),
-                    ("flip", "flip_rate"),
-                ] {
-                    if let Some(q) = artifact[field]["q_value"].as_f64() {
-                        extras
-                            .q_values
-                            .insert((name.to_string(), id.to_string(), metric.into()), q);
-                    }
-                    for key in MDE_KEYS {
-                        numeric_leaves(metric, &artifact[field][key], &mut mde);
-                    }
-                }
-                for key in MDE_KEYS {
-                    numeric_leaves("", &artifact[key], &mut mde);
-                }
-                if !mde.is_empty() {
-                    extras.mde.insert((name.to_string(), id.to_string()), mde);
-                }
-            }
-        }
-        extras
-    }
 }
 
 fn verdict_class(t: Trust) -> &'static str {
@@ -366,6 +175,12 @@ nav.toc a:hover{text-decoration:underline}
 .badge.adopt{color:var(--adopt);background:var(--adopt-bg);border-color:var(--adopt-bd)}
 .badge.caution{color:var(--caution);background:var(--caution-bg);border-color:var(--caution-bd)}
 .badge.reject{color:var(--reject);background:var(--reject-bg);border-color:var(--reject-bd)}
+.sev{font-size:10.5px;font-weight:700;letter-spacing:.04em;padding:0 4px;border-radius:3px;border:1px solid}
+.sev.caution{color:var(--caution);background:var(--caution-bg);border-color:var(--caution-bd)}
+.sev.reject{color:var(--reject);background:var(--reject-bg);border-color:var(--reject-bd)}
+.sev.adopt{color:var(--adopt);background:var(--adopt-bg);border-color:var(--adopt-bd)}
+td.mde{white-space:nowrap;font-size:12.5px}
+td.mde .k{display:inline-block;min-width:92px;color:var(--muted);font-size:11.5px}
 .sim{display:inline-block;font-size:10.5px;font-weight:700;letter-spacing:.06em;color:var(--sim);background:var(--sim-bg);border:1px solid var(--sim-bd);border-radius:4px;padding:0 5px;vertical-align:2px}
 .jn{font-weight:600;overflow-wrap:anywhere}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px;margin-top:14px}
@@ -456,14 +271,8 @@ footer{margin:48px 0 0;padding:18px 0 36px;border-top:1px solid var(--border);co
 }
 "#;
 
-/// Render `report.html` for `summary`, reading optional analysis fields from it.
+/// Render `report.html` for `summary`.
 pub fn render(summary: &Summary) -> String {
-    render_with(summary, &Extras::from_summary(summary))
-}
-
-/// Render `report.html` with explicitly given optional fields (tests use this to exercise
-/// sections whose fields the analysis does not produce yet).
-pub fn render_with(summary: &Summary, extras: &Extras) -> String {
     let mut out = String::with_capacity(256 * 1024);
     let dataset = escape(&summary.dataset.name);
     let _ = write!(
@@ -471,19 +280,25 @@ pub fn render_with(summary: &Summary, extras: &Extras) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta name=\"generator\" content=\"judge-audit {}\">\n<title>judge-audit report: {dataset}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
         escape(&summary.tool.version)
     );
-    header(&mut out, summary, extras);
+    header(&mut out, summary);
     out.push_str("<main class=\"wrap\">\n");
     verdicts(&mut out, summary);
     heatmaps(&mut out, summary);
     forest(&mut out, summary);
     position(&mut out, summary);
-    if !extras.juries.is_empty() {
-        jury(&mut out, summary, extras);
+    if !summary.juries.is_empty() {
+        jury(&mut out, summary);
+    }
+    if let Some(a) = &summary.agreement {
+        agreement(&mut out, a);
+    }
+    if let Some(c) = summary.jury.as_ref().and_then(|j| j.composer.as_ref()) {
+        composer(&mut out, c);
     }
     categories(&mut out, summary);
-    details(&mut out, summary, extras);
+    details(&mut out, summary);
     examples(&mut out, summary);
-    metadata(&mut out, summary, extras);
+    metadata(&mut out, summary);
     let _ = write!(
         out,
         "<footer>Generated by judge-audit {} from summary.json (schema version {}). This page is self-contained: it loads nothing and runs no script.</footer>\n</main>\n</body>\n</html>\n",
@@ -493,7 +308,7 @@ pub fn render_with(summary: &Summary, extras: &Extras) -> String {
     out
 }
 
-fn header(out: &mut String, s: &Summary, extras: &Extras) {
+fn header(out: &mut String, s: &Summary) {
     out.push_str("<header class=\"top\"><div class=\"wrap\">\n<h1>judge-audit report</h1>\n");
     let judges = s.judges.len();
     let _ = writeln!(
@@ -526,8 +341,14 @@ fn header(out: &mut String, s: &Summary, extras: &Extras) {
         );
     }
     out.push_str("<nav class=\"toc\" aria-label=\"Sections\"><a href=\"#verdicts\">Verdicts</a><a href=\"#effects\">Effects</a><a href=\"#flips\">Flip rates</a><a href=\"#position\">Position bias</a>");
-    if !extras.juries.is_empty() {
+    if !s.juries.is_empty() {
         out.push_str("<a href=\"#jury\">Jury vs jurors</a>");
+    }
+    if s.agreement.is_some() {
+        out.push_str("<a href=\"#agreement\">Agreement</a>");
+    }
+    if s.jury.as_ref().is_some_and(|j| j.composer.is_some()) {
+        out.push_str("<a href=\"#composer\">Jury composer</a>");
     }
     out.push_str("<a href=\"#categories\">Categories</a><a href=\"#details\">Detailed results</a><a href=\"#examples\">Flipped examples</a><a href=\"#metadata\">Run metadata</a></nav>\n</div></header>\n");
 }
@@ -551,7 +372,13 @@ fn verdicts(out: &mut String, s: &Summary) {
         } else {
             out.push_str("<ul>");
             for r in &j.trust.reasons {
-                let _ = write!(out, "<li>{}</li>", escape(r));
+                let _ = write!(
+                    out,
+                    "<li><span class=\"sev {}\">{}</span> {}</li>",
+                    verdict_class(r.severity),
+                    r.severity.label(),
+                    escape(&r.text)
+                );
             }
             out.push_str("</ul>");
         }
@@ -1098,9 +925,7 @@ fn forest(out: &mut String, s: &Summary) {
     out.push_str("</tbody></table></figure>\n</section>\n");
 }
 
-fn pct_tick(v: f64) -> String {
-    format!("{:.0}%", 100.0 * v)
-}
+use super::format::tick as pct_tick;
 
 /// Segments of the position-consistency bar: label and colour.
 const POSITION_SEGMENTS: [(&str, &str); 5] = [
@@ -1247,15 +1072,20 @@ fn position(out: &mut String, s: &Summary) {
     out.push_str("</tbody></table></figure>\n</section>\n");
 }
 
-fn jury(out: &mut String, s: &Summary, extras: &Extras) {
+fn jury(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"jury\">\n<h2>Jury vs jurors</h2>\n");
     out.push_str("<p class=\"intro\">A jury aggregates its members' verdicts. If aggregation helps, the jury's artifact effects are smaller and its gold accuracy and position consistency higher than its members'. Every value carries its 95% interval and n; <span class=\"star\">✱</span> marks Holm-adjusted p &lt; 0.05.</p>\n");
     let ids = artifact_ids(s);
-    for (name, members) in &extras.juries {
-        let rows: Vec<(&String, &str, Option<&JudgeResult>)> = std::iter::once((name, "jury"))
-            .chain(members.iter().map(|m| (m, "juror")))
-            .map(|(n, role)| (n, role, s.judges.iter().find(|j| &j.name == n)))
-            .collect();
+    for jury in &s.juries {
+        let name = &jury.name;
+        let rows: Vec<(&String, &str, Option<&JudgeResult>)> =
+            std::iter::once((name, "jury", Some(jury)))
+                .chain(
+                    jury.members
+                        .iter()
+                        .map(|m| (m, "juror", s.judges.iter().find(|j| &j.name == m))),
+                )
+                .collect();
         let head = |out: &mut String, member: &str, role: &str, j: Option<&JudgeResult>| {
             let shade = if role == "jury" {
                 " style=\"background:#f6f8fa\""
@@ -1270,8 +1100,12 @@ fn jury(out: &mut String, s: &Summary, extras: &Extras) {
         };
         let _ = write!(
             out,
-            "<h3>{}</h3><div class=\"table-wrap\"><table class=\"jury\"><thead><tr><th>judge</th><th>role</th><th>verdict</th><th>gold accuracy</th><th>position consistency</th><th>run-to-run flips</th></tr></thead><tbody>",
-            escape(name)
+            "<h3>{}</h3>{}<div class=\"table-wrap\"><table class=\"jury\"><thead><tr><th>judge</th><th>role</th><th>verdict</th><th>gold accuracy</th><th>position consistency</th><th>run-to-run flips</th></tr></thead><tbody>",
+            escape(name),
+            jury.rule
+                .as_deref()
+                .map(|r| format!("<p class=\"meta-line\">Rule: {}.</p>", escape(r)))
+                .unwrap_or_default()
         );
         for (member, role, j) in &rows {
             head(out, member, role, *j);
@@ -1443,7 +1277,7 @@ fn category_table(
     out.push_str("</tbody></table></div>\n");
 }
 
-fn p_html(e: &Estimate, q: Option<f64>) -> String {
+fn p_html(e: &Estimate) -> String {
     let mut parts = Vec::new();
     if let Some(p) = e.p_value {
         parts.push(format!("p {}", p_text(p)));
@@ -1451,7 +1285,7 @@ fn p_html(e: &Estimate, q: Option<f64>) -> String {
     if let Some(h) = e.p_adjusted {
         parts.push(format!("Holm {}", p_text(h)));
     }
-    if let Some(q) = q {
+    if let Some(q) = e.q_value {
         parts.push(format!("BH q {}", p_text(q)));
     }
     if parts.is_empty() {
@@ -1468,10 +1302,108 @@ fn p_html(e: &Estimate, q: Option<f64>) -> String {
     )
 }
 
-fn details(out: &mut String, s: &Summary, extras: &Extras) {
+/// The minimum detectable effects of one artifact, each in its own unit: effects as
+/// percentages, sample sizes as counts, the family as "126 tests", α and power as percentages.
+fn mde_html(m: &crate::analyze::Mde) -> String {
+    use super::format::{counted, opt};
+    format!(
+        "<span class=\"k\">|T|</span> {}<br><span class=\"k\">|T| in family</span> {}<br><span class=\"k\">excess flip</span> {}<div class=\"p\">{} · {} · family of {} · α {} · power {}</div>",
+        opt(m.t, pct),
+        opt(m.t_family, pct),
+        opt(m.excess_flip, pct),
+        counted(m.pairs, "pair"),
+        counted(m.comparisons, "comparison"),
+        counted(m.family_size, "test"),
+        pct(m.alpha),
+        pct(m.power)
+    )
+}
+
+/// Agreement between judges: pairwise table, then Fleiss' κ and Krippendorff's α.
+fn agreement(out: &mut String, a: &crate::analyze::AgreementResult) {
+    use super::format::{coef_estimate, opt};
+    out.push_str("<section id=\"agreement\">\n<h2>Agreement between judges</h2>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"intro\">How often the judges give the same verdict on the same call, and the chance-corrected coefficients (κ, π, α: 1 = perfect agreement, 0 = chance). Labels: {}.</p>",
+        escape(&a.labels)
+    );
+    out.push_str("<div class=\"table-wrap\"><table class=\"agreement\"><thead><tr><th>judge</th><th>judge</th><th class=\"num\">items</th><th class=\"num\">agreement</th><th>Cohen's κ</th><th>Scott's π</th></tr></thead><tbody>");
+    for p in &a.pairwise {
+        let _ = write!(
+            out,
+            "<tr><td><span class=\"jn\">{}</span></td><td><span class=\"jn\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"nw\">{}</td><td class=\"nw\">{}</td></tr>",
+            escape(&p.judge_a),
+            escape(&p.judge_b),
+            thousands(p.n),
+            opt(p.percent, pct),
+            coef_estimate(&p.cohen_kappa),
+            coef_estimate(&p.scott_pi)
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+    if let Some(f) = &a.fleiss_kappa {
+        let _ = writeln!(
+            out,
+            "<p class=\"meta-line\">Fleiss' κ of {} over {} every rater judged validly: <b>{}</b>.</p>",
+            escape(&f.raters.join(", ")),
+            super::format::counted(f.items, "item"),
+            coef_estimate(&f.value)
+        );
+    }
+    if let Some(k) = &a.krippendorff_alpha {
+        let _ = writeln!(
+            out,
+            "<p class=\"meta-line\">Krippendorff's α (nominal, missing values allowed) over {}: <b>{}</b>.</p>",
+            super::format::counted(k.items, "item"),
+            coef_estimate(&k.value)
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+/// The jury composer's suggestion: the subset of judges whose jury has the smallest artifact
+/// effects, with the members' own T beside the jury's.
+fn composer(out: &mut String, c: &crate::analyze::ComposerResult) {
+    use super::format::opt;
+    let sg = &c.suggestion;
+    out.push_str("<section id=\"composer\">\n<h2>Jury composer</h2>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"intro\">Suggested jury of {} ({} evaluated; objective: {}): <b>{}</b>, with max |T| {} and max |WR| {}. {}</p>",
+        super::format::counted(c.size as u64, "judge"),
+        super::format::counted(c.evaluated as u64, "subset"),
+        escape(&c.objective),
+        escape(&sg.members.join(", ")),
+        pct(sg.max_abs_t),
+        pct(sg.max_abs_wr),
+        escape(&c.note)
+    );
+    out.push_str("<div class=\"table-wrap\"><table class=\"composer\"><thead><tr><th>artifact</th><th>jury T</th><th>jury WR</th>");
+    for m in &sg.members {
+        let _ = write!(out, "<th>T of <span class=\"jn\">{}</span></th>", escape(m));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for (k, artifact) in c.artifacts.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td><td>{}</td>",
+            escape(artifact),
+            opt(sg.t.get(k).copied().flatten(), spct),
+            opt(sg.wr.get(k).copied().flatten(), spct)
+        );
+        for m in &sg.members {
+            let t = c.member_t.get(m).and_then(|v| v.get(k).copied().flatten());
+            let _ = write!(out, "<td>{}</td>", opt(t, spct));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>\n</section>\n");
+}
+
+fn details(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"details\">\n<h2>Detailed results</h2>\n");
     out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted over every judge × artifact × {T, WR, flip} test of the run (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
-    let any_mde = !extras.mde.is_empty();
     for (index, j) in s.judges.iter().enumerate() {
         // Ids are positional: data never reaches an attribute.
         let _ = write!(
@@ -1490,11 +1422,7 @@ fn details(out: &mut String, s: &Summary, extras: &Extras) {
         let _ = write!(
             out,
             "<div class=\"table-wrap\"><table class=\"results\"><thead><tr><th>artifact</th><th>T (tie detection)</th><th>WR (winrate shift)</th><th>flip rate</th><th>excess over noise</th>{}{}</tr></thead><tbody>",
-            if any_mde {
-                "<th>minimum detectable effect</th>"
-            } else {
-                ""
-            },
+            "<th>minimum detectable effect</th>",
             if j.simulated {
                 "<th>planted T</th>"
             } else {
@@ -1502,45 +1430,21 @@ fn details(out: &mut String, s: &Summary, extras: &Extras) {
             }
         );
         for a in &j.artifacts {
-            let q = |m: &str| {
-                extras
-                    .q_values
-                    .get(&(j.name.clone(), a.artifact.clone(), m.to_string()))
-                    .copied()
-            };
             let _ = write!(
                 out,
                 "<tr><th>{}</th><td>{}{}</td><td>{}{}</td><td>{}<div class=\"p\">{} toward · {} away</div>{}</td><td>{}</td>",
                 escape(&a.artifact),
                 est_html(&a.tie_detection.score, true),
-                p_html(&a.tie_detection.score, q("T")),
+                p_html(&a.tie_detection.score),
                 est_html(&a.winrate_shift.shift, true),
-                p_html(&a.winrate_shift.shift, q("WR")),
+                p_html(&a.winrate_shift.shift),
                 est_html(&a.flip_rate.rate, false),
                 a.flip_rate.toward,
                 a.flip_rate.away,
-                p_html(&a.flip_rate.rate, q("flip")),
+                p_html(&a.flip_rate.rate),
                 est_html(&a.excess_flip_rate, true)
             );
-            if any_mde {
-                let cell = extras
-                    .mde
-                    .get(&(j.name.clone(), a.artifact.clone()))
-                    .map(|list| {
-                        list.iter()
-                            .map(|(k, v)| {
-                                if k.is_empty() {
-                                    pct(*v)
-                                } else {
-                                    format!("{} {}", escape(k), pct(*v))
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                            .join("<br>")
-                    })
-                    .unwrap_or_else(|| "–".into());
-                let _ = write!(out, "<td class=\"nw\">{cell}</td>");
-            }
+            let _ = write!(out, "<td class=\"mde\">{}</td>", mde_html(&a.mde));
             if j.simulated {
                 match &a.planted {
                     Some(p) => {
@@ -1650,7 +1554,7 @@ fn examples(out: &mut String, s: &Summary) {
     out.push_str("</section>\n");
 }
 
-fn metadata(out: &mut String, s: &Summary, extras: &Extras) {
+fn metadata(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"metadata\">\n<h2>Run metadata</h2>\n<div class=\"table-wrap\"><table class=\"kv\"><tbody>");
     let categories = s
         .dataset
@@ -1763,7 +1667,7 @@ fn metadata(out: &mut String, s: &Summary, extras: &Extras) {
                     .as_ref()
                     .map(|why| format!("<div class=\"note\">stopped: {}</div>", escape(why)))
                     .unwrap_or_default();
-                let cost = cost_text(name, r, config, extras);
+                let cost = cost_text(r, config);
                 let _ = write!(
                     out,
                     "<td class=\"nw\">{} planned<div class=\"p\">{} completed · {} failed · {} unparseable</div></td><td class=\"nw\">{} in<div class=\"p\">{} out</div></td><td>{faults}{stopped}</td><td class=\"nw\">{cost}</td></tr>",
@@ -1795,25 +1699,19 @@ fn metadata(out: &mut String, s: &Summary, extras: &Extras) {
     out.push_str("</tbody></table></div>\n</section>\n");
 }
 
-/// The recorded cost, else an estimate from the judge's configured prices, else a dash.
-fn cost_text(
-    name: &str,
-    result: &JudgeResult,
-    config: Option<&super::JudgeInfo>,
-    extras: &Extras,
-) -> String {
-    if let Some(c) = extras.costs.get(name) {
-        return format!("${c:.2}");
+/// An estimate from the judge's configured prices, else a dash.
+fn cost_text(result: &JudgeResult, config: Option<&super::JudgeInfo>) -> String {
+    match config.and_then(super::JudgeInfo::pricing) {
+        Some(p) => {
+            let usd = result.calls.input_tokens as f64 / 1e6 * p.input_per_mtok
+                + result.calls.output_tokens as f64 / 1e6 * p.output_per_mtok;
+            format!(
+                "≈ {} <span class=\"ci\">(configured prices)</span>",
+                super::format::usd(usd)
+            )
+        }
+        None => "–".into(),
     }
-    let pricing = config.map(|c| &c.config["pricing"]);
-    if let Some(p) = pricing.filter(|p| p.is_object()) {
-        let input = p["input_per_mtok"].as_f64().unwrap_or(0.0);
-        let output = p["output_per_mtok"].as_f64().unwrap_or(0.0);
-        let usd = result.calls.input_tokens as f64 / 1e6 * input
-            + result.calls.output_tokens as f64 / 1e6 * output;
-        return format!("≈ ${usd:.2} <span class=\"ci\">(configured prices)</span>");
-    }
-    "–".into()
 }
 
 #[cfg(test)]
@@ -1918,37 +1816,5 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(10_080), "10,080");
         assert_eq!(thousands(1_000_000), "1,000,000");
-    }
-
-    #[test]
-    fn extras_read_optional_fields() {
-        let v = serde_json::json!({
-            "judges": [
-                {"name": "jury-1", "kind": "jury", "members": ["a", {"name": "b"}], "cost_usd": 1.5,
-                 "artifacts": [{"artifact": "apology",
-                   "tie_detection": {"q_value": 0.01, "mde": 0.2},
-                   "winrate_shift": {}, "flip_rate": {"q_value": 0.5}}]},
-                {"name": "a", "artifacts": []}
-            ]
-        });
-        let e = Extras::from_value(&v);
-        assert_eq!(
-            e.juries,
-            vec![("jury-1".to_string(), vec!["a".to_string(), "b".to_string()])]
-        );
-        assert_eq!(e.q_values.len(), 2);
-        assert_eq!(
-            e.q_values[&("jury-1".into(), "apology".into(), "T".into())],
-            0.01
-        );
-        assert_eq!(
-            e.mde[&("jury-1".into(), "apology".into())],
-            vec![("T".to_string(), 0.2)]
-        );
-        assert_eq!(e.costs["jury-1"], 1.5);
-        assert_eq!(
-            Extras::from_value(&serde_json::json!({})),
-            Extras::default()
-        );
     }
 }

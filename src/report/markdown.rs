@@ -7,46 +7,15 @@ use crate::analyze::{
 };
 use std::fmt::Write;
 
-/// Escape text for a Markdown table cell or line (answers and names are untrusted).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' | '\r' => out.push(' '),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-fn pct(x: f64) -> String {
-    format!("{:+.1}%", 100.0 * x)
-}
-
-fn rate(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
-}
+/// A p-value in a compact, exact-enough form (see [`super::format::p`]).
+pub use super::format::p as p_text;
+use super::format::{coef, coef_estimate as coef_cell, opt, rate, signed as pct};
+/// Escape text for a Markdown table cell or line (see [`super::text::markdown`], the one
+/// escaping place).
+pub use super::text::markdown as escape;
 
 fn cell(e: &Estimate, signed: bool) -> String {
-    let f = if signed { pct } else { rate };
-    match (e.estimate, e.ci_low, e.ci_high) {
-        (Some(v), Some(l), Some(h)) => format!("{} [{}, {}] n={}", f(v), f(l), f(h), e.n),
-        (Some(v), _, _) => format!("{} n={}", f(v), e.n),
-        _ => format!("n/a (n={})", e.n),
-    }
-}
-
-/// A p-value in a compact, exact-enough form.
-pub fn p_text(p: f64) -> String {
-    if p < 0.001 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.3}")
-    }
+    super::format::estimate(e, signed)
 }
 
 fn p_cell(e: &Estimate) -> String {
@@ -65,23 +34,6 @@ fn p_cell(e: &Estimate) -> String {
     }
 }
 
-fn opt(x: Option<f64>, f: fn(f64) -> String) -> String {
-    x.map_or("–".to_string(), f)
-}
-
-fn coef(x: f64) -> String {
-    format!("{x:.2}")
-}
-
-/// A coefficient (κ, α, slope) with its interval.
-fn coef_cell(e: &Estimate) -> String {
-    match (e.estimate, e.ci_low, e.ci_high) {
-        (Some(v), Some(l), Some(h)) => format!("{v:.2} [{l:.2}, {h:.2}] n={}", e.n),
-        (Some(v), _, _) => format!("{v:.2} n={}", e.n),
-        _ => format!("n/a (n={})", e.n),
-    }
-}
-
 fn judge_section(out: &mut String, judge: &JudgeResult) {
     let label = match (judge.kind, judge.simulated) {
         (JudgeKind::Judge, true) => " (SIMULATED judge)",
@@ -95,12 +47,14 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
         escape(&judge.name),
         judge.trust.verdict.label()
     );
+    // Each reason carries its own severity: a caution-level reason on a REJECTed judge is
+    // printed as CAUTION, not as part of the rejection.
     for reason in &judge.trust.reasons {
         let _ = writeln!(
             out,
             "- {} because {}",
-            judge.trust.verdict.label(),
-            escape(reason)
+            reason.severity.label(),
+            escape(&reason.text)
         );
     }
     for note in &judge.trust.notes {

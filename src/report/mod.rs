@@ -3,9 +3,11 @@
 
 pub mod compare;
 pub mod csv;
+pub mod format;
 pub mod html;
 pub mod markdown;
 pub mod svg;
+pub mod text;
 
 use crate::analyze::{AgreementResult, AnalysisInfo, FlipExample, JudgeResult, JuryAnalysis};
 use crate::design::PlanCounts;
@@ -81,6 +83,15 @@ pub struct JudgeInfo {
     pub template_sha256: String,
     /// The full configuration as loaded (API keys are never part of it; only env var names).
     pub config: serde_json::Value,
+}
+
+impl JudgeInfo {
+    /// The judge's configured prices, typed; `None` when it has none.
+    pub fn pricing(&self) -> Option<crate::judge::config::Pricing> {
+        self.config
+            .get("pricing")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+    }
 }
 
 /// The plan as recorded in the summary.
