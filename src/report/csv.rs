@@ -476,6 +476,23 @@ pub fn render(summary: &Summary) -> Result<Vec<u8>, csv::Error> {
         .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))
 }
 
+/// `results.csv`.
+pub struct CsvExporter;
+
+impl super::Exporter for CsvExporter {
+    fn format(&self) -> super::Format {
+        super::Format::Csv
+    }
+
+    fn file_name(&self) -> &'static str {
+        "results.csv"
+    }
+
+    fn render(&self, view: &super::ReportView<'_>) -> std::io::Result<Vec<u8>> {
+        render(view.summary).map_err(std::io::Error::other)
+    }
+}
+
 /// Write `results.csv`.
 pub fn write(summary: &Summary, path: &Path) -> std::io::Result<()> {
     let bytes = render(summary).map_err(std::io::Error::other)?;

@@ -271,8 +271,32 @@ footer{margin:48px 0 0;padding:18px 0 36px;border-top:1px solid var(--border);co
 }
 "#;
 
+/// `report.html`.
+pub struct HtmlExporter;
+
+impl super::Exporter for HtmlExporter {
+    fn format(&self) -> super::Format {
+        super::Format::Html
+    }
+
+    fn file_name(&self) -> &'static str {
+        "report.html"
+    }
+
+    fn render(&self, view: &super::ReportView<'_>) -> std::io::Result<Vec<u8>> {
+        Ok(render_view(view).into_bytes())
+    }
+}
+
 /// Render `report.html` for `summary`.
 pub fn render(summary: &Summary) -> String {
+    render_view(&super::ReportView::new(summary))
+}
+
+/// Render `report.html` for a view.
+pub fn render_view(view: &super::ReportView<'_>) -> String {
+    use super::Section;
+    let summary = view.summary;
     let mut out = String::with_capacity(256 * 1024);
     let dataset = escape(&summary.dataset.name);
     let _ = write!(
@@ -282,14 +306,21 @@ pub fn render(summary: &Summary) -> String {
     );
     header(&mut out, summary);
     out.push_str("<main class=\"wrap\">\n");
+    if view.has(Section::Warnings) {
+        warnings(&mut out, view.warnings());
+    }
     verdicts(&mut out, summary);
     heatmaps(&mut out, summary);
     forest(&mut out, summary);
     position(&mut out, summary);
-    if !summary.juries.is_empty() {
+    if view.has(Section::Juries) {
         jury(&mut out, summary);
     }
-    if let Some(a) = &summary.agreement {
+    if let Some(a) = summary
+        .agreement
+        .as_ref()
+        .filter(|_| view.has(Section::Agreement))
+    {
         agreement(&mut out, a);
     }
     if let Some(c) = summary.jury.as_ref().and_then(|j| j.composer.as_ref()) {
@@ -1317,6 +1348,20 @@ fn mde_html(m: &crate::analyze::Mde) -> String {
         pct(m.alpha),
         pct(m.power)
     )
+}
+
+/// Warnings about the run, first on the page.
+fn warnings(out: &mut String, warnings: &[super::Warning]) {
+    out.push_str("<section id=\"warnings\">\n<h2>Warnings</h2>\n<ul class=\"findings\">");
+    for w in warnings {
+        let who = w
+            .judge
+            .as_deref()
+            .map(|j| format!("<span class=\"jn\">{}</span>: ", escape(j)))
+            .unwrap_or_default();
+        let _ = write!(out, "<li>{who}{}</li>", escape(&w.message));
+    }
+    out.push_str("</ul>\n</section>\n");
 }
 
 /// Agreement between judges: pairwise table, then Fleiss' κ and Krippendorff's α.

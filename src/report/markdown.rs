@@ -396,8 +396,50 @@ fn agreement_section(out: &mut String, a: &AgreementResult) {
     out.push('\n');
 }
 
+/// `report.md`.
+pub struct MarkdownExporter;
+
+impl super::Exporter for MarkdownExporter {
+    fn format(&self) -> super::Format {
+        super::Format::Markdown
+    }
+
+    fn file_name(&self) -> &'static str {
+        "report.md"
+    }
+
+    fn render(&self, view: &super::ReportView<'_>) -> std::io::Result<Vec<u8>> {
+        Ok(render_view(view).into_bytes())
+    }
+}
+
+/// The warnings as a Markdown list under a heading (empty when there is none).
+pub fn warnings_section(out: &mut String, warnings: &[super::Warning]) {
+    if warnings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Warnings\n");
+    for w in warnings {
+        match &w.judge {
+            Some(j) => {
+                let _ = writeln!(out, "- **{}**: {}", escape(j), escape(&w.message));
+            }
+            None => {
+                let _ = writeln!(out, "- {}", escape(&w.message));
+            }
+        }
+    }
+    out.push('\n');
+}
+
 /// Render the whole Markdown report.
 pub fn render(summary: &Summary) -> String {
+    render_view(&super::ReportView::new(summary))
+}
+
+/// Render the whole Markdown report of a view.
+pub fn render_view(view: &super::ReportView<'_>) -> String {
+    let summary = view.summary;
     let mut out = String::new();
     let _ = writeln!(out, "# judge-audit report\n");
     let simulated: Vec<&str> = summary
@@ -433,6 +475,7 @@ pub fn render(summary: &Summary) -> String {
         out,
         "How to read: **T** is Chen & Goldfarb-Tarrant's tie-detection score (answer vs the same answer with the artifact; +100% = always prefers the artifact, for position = always prefers the first slot). **WR** is their winrate shift in net-preference units. **Flip rate** is the share of verdicts that changed against the baseline; *toward* means toward the perturbed answer (position: the first slot). Intervals are 95%, from a bootstrap that resamples whole pairs (Wilson for rates). p-values are shown raw / Holm-adjusted (confirmatory) / Benjamini–Hochberg q (screening), each within its family (listed at the end); ✱ marks Holm p < 0.05. **MDE** is the smallest effect this audit detects with 80% power at α = 0.05 (|T| by the exact sign test on per-pair nets with no ties; excess flip rate by a paired normal approximation): a non-significant artifact with an MDE above the effect you care about is *not* evidence of robustness.\n"
     );
+    warnings_section(&mut out, view.warnings());
     for judge in &summary.judges {
         judge_section(&mut out, judge);
     }
