@@ -156,7 +156,7 @@ const STYLE: &str = r#"
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%}
 body{margin:0;color:var(--fg);background:#fff;font:15px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue","Noto Sans","Liberation Sans",Arial,sans-serif}
-.wrap{max-width:1160px;margin:0 auto;padding:0 28px}
+.wrap{max-width:1320px;margin:0 auto;padding:0 28px}
 header.top{background:var(--panel);border-bottom:1px solid var(--border)}
 header.top .wrap{padding-top:26px;padding-bottom:18px}
 h1{font-size:26px;line-height:1.25;margin:0 0 6px;letter-spacing:-.01em}
@@ -180,6 +180,7 @@ nav.toc a:hover{text-decoration:underline}
 .sev.reject{color:var(--reject);background:var(--reject-bg);border-color:var(--reject-bd)}
 .sev.adopt{color:var(--adopt);background:var(--adopt-bg);border-color:var(--adopt-bd)}
 td.mde{white-space:nowrap;font-size:12.5px}
+td.mde .p{white-space:normal;min-width:200px;max-width:240px}
 td.mde .k{display:inline-block;min-width:92px;color:var(--muted);font-size:11.5px}
 .sim{display:inline-block;font-size:10.5px;font-weight:700;letter-spacing:.06em;color:var(--sim);background:var(--sim-bg);border:1px solid var(--sim-bd);border-radius:4px;padding:0 5px;vertical-align:2px}
 .jn{font-weight:600;overflow-wrap:anywhere}
@@ -222,7 +223,7 @@ td .v{font-weight:600}
 .jury td{min-width:90px}
 .jury .star{margin-left:3px}
 .jury-t td{padding:6px 5px;min-width:0}
-.jury-t .ci{font-size:10.5px}
+.jury-t .ci{font-size:10.5px;white-space:normal}
 .jury-t{margin-top:14px}
 .jury-t thead th{white-space:normal}
 .cats .ci{display:block}
@@ -230,6 +231,7 @@ td .v{font-weight:600}
 .cm{white-space:nowrap;font-size:12.5px}
 .cm .k{display:inline-block;width:58px;color:var(--muted);font-size:11.5px}
 .results td{white-space:nowrap}
+.results td .ci{display:block}
 .results .p{margin-top:1px}
 .sha{font-size:11px;color:var(--muted);max-width:250px}
 .judges th .jn{white-space:nowrap}
