@@ -261,6 +261,8 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
         let b = &j.baseline;
         let pc = &b.position_consistency;
         let pairs = Some(pc.n + pc.error);
+        let sc = &b.self_consistency;
+        // In BASELINE_METRICS order: estimates with intervals, counts with their denominators.
         rows.push(Row::estimate(
             j,
             "",
@@ -268,69 +270,26 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
             "position_consistency",
             &pc.rate,
         ));
-        rows.push(Row::value(
-            j,
-            "",
-            "baseline",
-            "position_prefers_first_count",
-            pairs,
-            Some(pc.prefers_first as f64),
-        ));
-        rows.push(Row::value(
-            j,
-            "",
-            "baseline",
-            "position_prefers_second_count",
-            pairs,
-            Some(pc.prefers_second as f64),
-        ));
-        rows.push(Row::value(
-            j,
-            "",
-            "baseline",
-            "position_other_count",
-            pairs,
-            Some(pc.other as f64),
-        ));
-        rows.push(Row::value(
-            j,
-            "",
-            "baseline",
-            "position_error_count",
-            pairs,
-            Some(pc.error as f64),
-        ));
-        rows.push(Row::estimate(
-            j,
-            "",
-            "baseline",
-            "noise_flip_rate",
-            &b.noise_flip_rate,
-        ));
-        rows.push(Row::estimate(
-            j,
-            "",
-            "baseline",
-            "gold_accuracy",
-            &b.gold_accuracy,
-        ));
-        rows.push(Row::value(
-            j,
-            "",
-            "baseline",
-            "baseline_invalid_count",
-            None,
-            Some(b.invalid as f64),
-        ));
-        rows.push(Row::value(
-            j,
-            "",
-            "baseline",
-            "calls_failed_count",
-            Some(j.calls.planned),
-            Some(j.calls.failed as f64),
-        ));
-        let sc = &b.self_consistency;
+        for (metric, n, v) in [
+            ("position_prefers_first_count", pairs, pc.prefers_first),
+            ("position_prefers_second_count", pairs, pc.prefers_second),
+            ("position_other_count", pairs, pc.other),
+            ("position_error_count", pairs, pc.error),
+        ] {
+            rows.push(Row::value(j, "", "baseline", metric, n, Some(v as f64)));
+        }
+        for (metric, e) in [
+            ("noise_flip_rate", &b.noise_flip_rate),
+            ("gold_accuracy", &b.gold_accuracy),
+        ] {
+            rows.push(Row::estimate(j, "", "baseline", metric, e));
+        }
+        for (metric, n, v) in [
+            ("baseline_invalid_count", None, b.invalid),
+            ("calls_failed_count", Some(j.calls.planned), j.calls.failed),
+        ] {
+            rows.push(Row::value(j, "", "baseline", metric, n, Some(v as f64)));
+        }
         rows.push(Row::value(
             j,
             "",
@@ -339,14 +298,9 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
             Some(b.noise_flip_rate.n),
             sc.consistency_rate,
         ));
-        rows.push(Row::estimate(j, "", "baseline", "msc", &sc.msc));
-        rows.push(Row::estimate(
-            j,
-            "",
-            "baseline",
-            "gold_kappa",
-            &b.gold_kappa,
-        ));
+        for (metric, e) in [("msc", &sc.msc), ("gold_kappa", &b.gold_kappa)] {
+            rows.push(Row::estimate(j, "", "baseline", metric, e));
+        }
     }
     // A row about several judges is simulated when any of them is.
     let simulated = |names: &[&String]| {
@@ -414,29 +368,21 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
         let who = c.suggestion.members.join(" + ");
         let sim = simulated(&c.suggestion.members.iter().collect::<Vec<_>>());
         for (k, artifact) in c.artifacts.iter().enumerate() {
-            let t = c.suggestion.t.get(k).copied().flatten();
-            let wr = c.suggestion.wr.get(k).copied().flatten();
-            rows.push(Row::other(
-                "composer",
-                sim,
-                who.clone(),
-                artifact,
-                "composer",
-                "T",
-                &bare(0, t),
-            ));
-            // The composer reports no sample size of its own.
-            rows.last_mut().expect("just pushed").n = None;
-            rows.push(Row::other(
-                "composer",
-                sim,
-                who.clone(),
-                artifact,
-                "composer",
-                "WR",
-                &bare(0, wr),
-            ));
-            rows.last_mut().expect("just pushed").n = None;
+            for (metric, values) in [("T", &c.suggestion.t), ("WR", &c.suggestion.wr)] {
+                let v = values.get(k).copied().flatten();
+                let mut row = Row::other(
+                    "composer",
+                    sim,
+                    who.clone(),
+                    artifact,
+                    "composer",
+                    metric,
+                    &bare(0, v),
+                );
+                // The composer reports no sample size of its own.
+                row.n = None;
+                rows.push(row);
+            }
         }
     }
     rows

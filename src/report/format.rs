@@ -28,6 +28,21 @@ pub fn tick(x: f64) -> String {
     format!("{:.0}%", 100.0 * x)
 }
 
+/// A signed axis tick: `0.5` → `+50%`, zero as `0`.
+pub fn signed_tick(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else {
+        format!("{:+.0}%", 100.0 * x)
+    }
+}
+
+/// A rate or signed effect in percentage points without the `%` sign, for compact chart cells
+/// whose header carries the unit: `0.417` → `41.7` (or `+41.7`).
+pub fn points(x: f64, is_signed: bool) -> String {
+    value(x, is_signed).trim_end_matches('%').to_string()
+}
+
 /// A rate or a signed effect, as chosen by `signed`.
 pub fn value(x: f64, is_signed: bool) -> String {
     if is_signed { signed(x) } else { rate(x) }

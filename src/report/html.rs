@@ -649,11 +649,7 @@ fn heatmap(out: &mut String, s: &Summary, effect: Effect, id: &str) {
         svg.text(
             scale.map(t),
             ly + 24.0,
-            &if t == 0.0 {
-                "0".to_string()
-            } else {
-                format!("{:+.0}%", 100.0 * t)
-            },
+            &super::format::signed_tick(t),
             Anchor::Middle,
             "class=\"tick\"",
         );
@@ -719,18 +715,7 @@ fn heatmap(out: &mut String, s: &Summary, effect: Effect, id: &str) {
 
 /// `[+41.7, +70.8] n=96` (percent points, compact for a chart cell).
 fn ci_compact(e: &Estimate, signed: bool) -> String {
-    let f = |x: f64| {
-        if signed {
-            let v = 100.0 * x;
-            if v.abs() < 0.05 {
-                "0.0".to_string()
-            } else {
-                format!("{v:+.1}")
-            }
-        } else {
-            format!("{:.1}", 100.0 * x)
-        }
-    };
+    let f = |x: f64| super::format::points(x, signed);
     match (e.ci_low, e.ci_high) {
         (Some(l), Some(h)) => format!("[{}, {}] n={}", f(l), f(h), e.n),
         _ => format!("n={}", e.n),
