@@ -4,7 +4,7 @@
 mod report_common;
 
 use judge_audit::report::html;
-use judge_audit::report::{self, Summary};
+use judge_audit::report;
 use regex::Regex;
 use report_common::{HOSTILE, hostile_summary};
 use serde_json::Value;

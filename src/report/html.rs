@@ -1333,8 +1333,7 @@ fn details(out: &mut String, s: &Summary) {
         }
         let _ = write!(
             out,
-            "<div class=\"table-wrap\"><table class=\"results\"><thead><tr><th>artifact</th><th>T (tie detection)</th><th>WR (winrate shift)</th><th>flip rate</th><th>excess over noise</th>{}{}</tr></thead><tbody>",
-            "<th>minimum detectable effect</th>",
+            "<div class=\"table-wrap\"><table class=\"results\"><thead><tr><th>artifact</th><th>T (tie detection)</th><th>WR (winrate shift)</th><th>flip rate</th><th>excess over noise</th><th>minimum detectable effect</th>{}</tr></thead><tbody>",
             if j.simulated {
                 "<th>planted T</th>"
             } else {
