@@ -3,8 +3,8 @@
 
 mod report_common;
 
-use judge_audit::report::html;
 use judge_audit::report;
+use judge_audit::report::html;
 use regex::Regex;
 use report_common::{HOSTILE, hostile_summary};
 use serde_json::Value;
