@@ -105,7 +105,8 @@ mod tests {
         );
         assert_eq!(
             markdown(hostile),
-            "a\\u{001B}\\[31mred\\u{0007}\\u{202E}txt\\u{2066}  b"
+            // The backslash of `\u{…}` is escaped too, so a reader sees `\u{001B}`.
+            "a\\\\u{001B}\\[31mred\\\\u{0007}\\\\u{202E}txt\\\\u{2066}  b"
         );
         assert_eq!(
             html("<b a='x'>&\u{1b}"),
