@@ -613,6 +613,14 @@ pub fn prepare_stored(run_dir: &Path) -> Result<Prepared, AuditError> {
 /// Re-render every output of a finished (or partial) run from its stored calls; no judge is
 /// called.
 pub fn rerender(run_dir: &Path) -> Result<Summary, AuditError> {
+    let summary = summarize_stored(run_dir)?;
+    write_reports(&summary, run_dir)?;
+    Ok(summary)
+}
+
+/// The summary of a stored run, analysed again from its stored calls (no judge is called, nothing
+/// is written).
+pub fn summarize_stored(run_dir: &Path) -> Result<Summary, AuditError> {
     let prepared = prepare_stored(run_dir)?;
     let store = RunStore::open(run_dir)?;
     check_stored_plan(&store, &prepared, run_dir)?;
@@ -622,9 +630,7 @@ pub fn rerender(run_dir: &Path) -> Result<Summary, AuditError> {
         faults: store.fault_counts()?,
         ..RunOutcome::default()
     };
-    let summary = summarize(&prepared, &outcome);
-    write_reports(&summary, run_dir)?;
-    Ok(summary)
+    Ok(summarize(&prepared, &outcome))
 }
 
 /// Execute a prepared audit in `out` (a new run, or the continuation of the same audit), writing
@@ -844,7 +850,9 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         agreement: analysis.agreement,
         jury: analysis.jury,
         analysis: Some(analysis.info),
+        warnings: Vec::new(),
     }
+    .with_warnings()
 }
 
 fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {

@@ -34,6 +34,12 @@ enum Command {
         /// verdict or worse (0 pass, 2 could not run or a judge could not be audited).
         #[arg(long, value_enum)]
         fail_on: Option<FailOn>,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Open report.html in the browser afterwards (when a display exists; the command in
+        /// $JUDGE_AUDIT_OPENER, else xdg-open / open).
+        #[arg(long)]
+        open: bool,
     },
     /// The shared response cache.
     Cache {
@@ -125,6 +131,73 @@ struct RunArgs {
     /// judge could not be audited).
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Which report files are written.
+#[derive(Debug, clap::Args)]
+struct OutputArgs {
+    /// Report format to write (repeatable): json, markdown, html, csv, junit, gh-summary
+    /// (default: json, markdown, html and csv).
+    #[arg(long = "format", value_name = "FORMAT")]
+    formats: Vec<judge_audit::report::Format>,
+}
+
+impl OutputArgs {
+    fn formats(&self) -> &[judge_audit::report::Format] {
+        if self.formats.is_empty() {
+            &judge_audit::report::Format::DEFAULT
+        } else {
+            &self.formats
+        }
+    }
+}
+
+/// Write the chosen formats of `summary` into `out`; the CI formats mark failures against
+/// `fail_on`.
+fn write_outputs(
+    summary: &judge_audit::report::Summary,
+    out: &Path,
+    output: &OutputArgs,
+    fail_on: Option<FailOn>,
+) -> Result<Vec<PathBuf>, String> {
+    let view =
+        judge_audit::report::ReportView::new(summary).with_fail_on(fail_on.map(|f| f.trust()));
+    judge_audit::report::write_formats(&view, output.formats(), out).map_err(|e| e.to_string())
+}
+
+/// Open `page` in the user's browser: the command in `$JUDGE_AUDIT_OPENER` if set, else the
+/// platform's opener when a display exists; otherwise say where the page is.
+fn open_page(page: &Path) -> Result<(), String> {
+    let opener = match std::env::var_os("JUDGE_AUDIT_OPENER").filter(|v| !v.is_empty()) {
+        Some(cmd) => cmd,
+        None if cfg!(target_os = "macos") => "open".into(),
+        None if std::env::var_os("DISPLAY").is_some()
+            || std::env::var_os("WAYLAND_DISPLAY").is_some() =>
+        {
+            "xdg-open".into()
+        }
+        None => {
+            eprintln!(
+                "judge-audit: no display to open a browser on; the report is {}",
+                page.display()
+            );
+            return Ok(());
+        }
+    };
+    let status = std::process::Command::new(&opener)
+        .arg(page)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", opener.to_string_lossy()))?;
+    if !status.success() {
+        return Err(format!(
+            "{} {} exited with {status}",
+            opener.to_string_lossy(),
+            page.display()
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -164,6 +237,8 @@ struct DemoArgs {
     /// judge could not be audited).
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -251,10 +326,28 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { run_dir, fail_on } => {
-            let summary = audit::rerender(&run_dir).map_err(|e| e.to_string())?;
+        Command::Report {
+            run_dir,
+            fail_on,
+            output,
+            open,
+        } => {
+            let summary = audit::summarize_stored(&run_dir).map_err(|e| e.to_string())?;
+            let written = write_outputs(&summary, &run_dir, &output, fail_on)?;
             print_verdicts(&summary);
-            println!("report: {}", run_dir.join("report.md").display());
+            for path in &written {
+                println!("report: {}", path.display());
+            }
+            if open {
+                let page = run_dir.join("report.html");
+                if !page.exists() {
+                    return Err(format!(
+                        "--open: {} was not written (add --format html)",
+                        page.display()
+                    ));
+                }
+                open_page(&page)?;
+            }
             Ok(gate_exit(&summary, fail_on))
         }
         Command::Cache { command, cache } => cache_command(command, cache),
@@ -276,7 +369,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             print_plan(&prepared);
             return Ok(ExitCode::SUCCESS);
         }
-        return execute(&prepared, run_dir, &exec, args.fail_on);
+        return execute(&prepared, run_dir, &exec, args.fail_on, &args.output);
     }
     let config_path = args
         .config
@@ -301,7 +394,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);
     }
-    execute(&prepared, &out, &exec, args.fail_on)
+    execute(&prepared, &out, &exec, args.fail_on, &args.output)
 }
 
 fn demo(args: DemoArgs) -> Result<ExitCode, String> {
@@ -316,7 +409,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         // Simulated judges are never cached; no need to touch the cache at all.
         cache_dir: None,
     };
-    execute(&prepared, &out, &exec, args.fail_on)
+    execute(&prepared, &out, &exec, args.fail_on, &args.output)
 }
 fn compare(args: CompareArgs) -> Result<ExitCode, String> {
     use judge_audit::report::compare;
@@ -343,6 +436,7 @@ fn execute(
     out: &Path,
     exec: &ExecOptions,
     fail_on: Option<FailOn>,
+    output: &OutputArgs,
 ) -> Result<ExitCode, String> {
     if !exec.quiet {
         eprintln!(
@@ -371,22 +465,37 @@ fn execute(
         eprintln!("judge-audit: {judge}: {reason}");
     }
     let summary = audit::summarize(prepared, &outcome);
-    audit::write_reports(&summary, out).map_err(|e| e.to_string())?;
+    let written = write_outputs(&summary, out, output, fail_on)?;
     print_verdicts(&summary);
-    println!("report: {}", out.join("report.md").display());
-    println!("report: {}", out.join("report.html").display());
+    // The reader-facing reports, as before; the data files are listed by the formats chosen.
+    for path in written.iter().filter(|p| {
+        p.extension()
+            .is_some_and(|e| e == "md" || e == "html" || e == "xml")
+    }) {
+        println!("report: {}", path.display());
+    }
     Ok(gate_exit(&summary, fail_on))
 }
 
 fn print_verdicts(summary: &judge_audit::report::Summary) {
     for judge in &summary.judges {
         let label = if judge.simulated { " [simulated]" } else { "" };
-        println!("{}{label}: {}", judge.name, judge.trust.verdict.label());
+        // Names, reasons and findings may quote untrusted text: controls are shown escaped.
+        let text = judge_audit::report::text::terminal;
+        println!(
+            "{}{label}: {}",
+            text(&judge.name),
+            judge.trust.verdict.label()
+        );
         for reason in &judge.trust.reasons {
-            println!("  because {reason}");
+            println!(
+                "  {} because {}",
+                reason.severity.label(),
+                text(&reason.text)
+            );
         }
         for line in judge.findings.iter().take(3) {
-            println!("  - {line}");
+            println!("  - {}", text(line));
         }
     }
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     handle_stdout_errors();
+    init_tracing();
     let args = cli::Cli::parse();
     match cli::dispatch(args) {
         Ok(code) => code,
@@ -44,4 +45,19 @@ fn handle_stdout_errors() {
         }
         default(info);
     }));
+}
+
+/// Send `tracing` events to stderr, so the library's `warn!` (skipped records, template limits,
+/// retries given up) reaches the user. The level is `warn` unless `RUST_LOG` says otherwise
+/// (e.g. `RUST_LOG=judge_audit=debug`); llama.cpp's own log lines only from errors up.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,llama_cpp_2=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
 }

@@ -92,7 +92,7 @@ fn a_judge_whose_every_call_was_refused_could_not_be_audited() {
     assert_eq!(dead["calls"]["failed"].as_u64().unwrap(), planned);
     let reasons = dead["trust"]["reasons"].as_array().unwrap();
     assert!(
-        reasons[0]
+        reasons[0]["text"]
             .as_str()
             .unwrap()
             .starts_with(&format!("none of {planned} planned calls got an answer")),
@@ -144,7 +144,7 @@ fn a_judge_with_no_planned_calls_is_not_adopted() {
     assert_eq!(none["calls"]["planned"], 0);
     assert_eq!(none["trust"]["verdict"], "COULD_NOT_AUDIT");
     assert!(
-        none["trust"]["reasons"][0]
+        none["trust"]["reasons"][0]["text"]
             .as_str()
             .unwrap()
             .contains("no calls were planned")

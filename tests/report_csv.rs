@@ -53,26 +53,44 @@ fn demo_csv_has_the_documented_columns_and_rows() {
             "ci_low",
             "ci_high",
             "p_value",
-            "p_adjusted"
+            "p_adjusted",
+            "kind"
         ]
     );
     assert_eq!(header, COLUMNS);
-    // Hand count: 5 simulated judges × (7 artifacts × (7 metrics + planted_T) + 9 baseline rows)
-    // = 5 × (56 + 9) = 325.
-    assert_eq!(ARTIFACT_METRICS.len(), 7);
-    assert_eq!(BASELINE_METRICS.len(), 9);
-    assert_eq!(rows.len(), 325);
-    assert!(rows.iter().all(|r| r.len() == 11));
+    // Hand count (issue 11: juries, agreement, the composer, CALM's CR and the MDEs were
+    // missing): 5 simulated judges × (7 artifacts × (10 metrics + planted_T) + 12 baseline rows)
+    // = 5 × 89 = 445; 4 juries × (7 × 10 + 12) = 328 (juries have no planted value); 10 judge
+    // pairs × 3 agreement metrics + Fleiss' κ + Krippendorff's α = 32; the composer's T and WR
+    // on 7 artifacts = 14. 445 + 328 + 32 + 14 = 819.
+    assert_eq!(ARTIFACT_METRICS.len(), 10);
+    assert_eq!(BASELINE_METRICS.len(), 12);
+    assert_eq!(rows.len(), 819);
+    assert!(rows.iter().all(|r| r.len() == 12));
     assert!(
         rows.iter().all(|r| r[1] == "true"),
-        "every demo judge is simulated"
+        "every demo judge is simulated, and so is every row about them"
     );
-    let baseline_rows = rows.iter().filter(|r| r[2].is_empty()).count();
-    assert_eq!(baseline_rows, 5 * 9);
+    let count = |kind: &str| rows.iter().filter(|r| r[11] == kind).count();
+    assert_eq!(
+        [
+            count("judge"),
+            count("jury"),
+            count("pair"),
+            count("panel"),
+            count("composer")
+        ],
+        [445, 328, 30, 2, 14]
+    );
+    let baseline_rows = rows
+        .iter()
+        .filter(|r| r[2].is_empty() && r[3] == "baseline")
+        .count();
+    assert_eq!(baseline_rows, 9 * 12);
     assert!(
         rows.iter()
             .filter(|r| r[2].is_empty())
-            .all(|r| r[3] == "baseline")
+            .all(|r| r[3] == "baseline" || r[3] == "agreement")
     );
     // Bytes are LF-terminated and end with a newline.
     assert!(!bytes.contains(&b'\r'));
@@ -152,6 +170,50 @@ fn demo_csv_values_match_the_summary() {
         first[5],
         (pc["n"].as_u64().unwrap() + pc["error"].as_u64().unwrap()).to_string()
     );
+
+    // CALM's consistency rate, the MDE, a jury, an agreement pair and the composer.
+    let cr = find(&rows, "sim-apology-lover", "", "consistency_rate");
+    assert_eq!(
+        num(&cr[6]),
+        judge["baseline"]["self_consistency"]["consistency_rate"].as_f64()
+    );
+    let mde = find(&rows, "sim-apology-lover", "apology", "mde_T");
+    assert_eq!(num(&mde[6]), apology["mde"]["t"].as_f64());
+    assert_eq!(mde[5], apology["mde"]["pairs"].to_string());
+    let jury = &summary["juries"][0];
+    let jury_name = jury["name"].as_str().unwrap();
+    let jt = find(&rows, jury_name, "apology", "T");
+    assert_eq!(jt[11], "jury");
+    let jury_apology = jury["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["artifact"] == "apology")
+        .unwrap();
+    assert_eq!(
+        num(&jt[6]),
+        jury_apology["tie_detection"]["estimate"].as_f64()
+    );
+    let pair = &summary["agreement"]["pairwise"][0];
+    let who = format!(
+        "{} + {}",
+        pair["judge_a"].as_str().unwrap(),
+        pair["judge_b"].as_str().unwrap()
+    );
+    let kappa = find(&rows, &who, "", "cohen_kappa");
+    assert_eq!(kappa[11], "pair");
+    assert_eq!(num(&kappa[6]), pair["cohen_kappa"]["estimate"].as_f64());
+    assert_eq!(kappa[5], pair["cohen_kappa"]["n"].to_string());
+    let composer = &summary["jury"]["composer"];
+    let members: Vec<&str> = composer["suggestion"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let ct = find(&rows, &members.join(" + "), "apology", "T");
+    assert_eq!(ct[11], "composer");
+    assert_eq!(num(&ct[6]), composer["suggestion"]["t"][0].as_f64());
 }
 
 #[test]
@@ -168,7 +230,7 @@ fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
     e.n = 0;
     let bytes = judge_audit::report::csv::render(&summary).unwrap();
     let (_, rows) = records(&bytes);
-    assert_eq!(rows.len(), 325, "a hostile name does not break rows");
+    assert_eq!(rows.len(), 819, "a hostile name does not break rows");
     let t = find(
         &rows,
         "judge, \"quoted\"\nname",
@@ -176,5 +238,6 @@ fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
         "T",
     );
     assert_eq!(t[5], "0");
-    assert!(t[6..].iter().all(String::is_empty), "{t:?}");
+    assert!(t[6..11].iter().all(String::is_empty), "{t:?}");
+    assert_eq!(t[11], "judge");
 }

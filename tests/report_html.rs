@@ -3,8 +3,8 @@
 
 mod report_common;
 
-use judge_audit::report::html::{self, Extras};
-use judge_audit::report::{self, Summary};
+use judge_audit::report;
+use judge_audit::report::html;
 use regex::Regex;
 use report_common::{HOSTILE, hostile_summary};
 use serde_json::Value;
@@ -122,6 +122,9 @@ fn demo_report_is_self_contained_and_complete() {
         "effects",
         "flips",
         "position",
+        "jury",
+        "agreement",
+        "composer",
         "categories",
         "details",
         "examples",
@@ -129,10 +132,21 @@ fn demo_report_is_self_contained_and_complete() {
     ] {
         section(&page, id);
     }
-    assert!(
-        !page.contains("id=\"jury\""),
-        "no jury entries, no jury section"
-    );
+    // The demo computes four juries (issue 11: the page used to show none of them, because it
+    // looked for juries among the judges by guessed JSON keys).
+    let jury = section(&page, "jury");
+    assert_eq!(jury.matches("<td>jury</td>").count(), 4);
+    for name in [
+        "jury-majority",
+        "jury-unanimity",
+        "jury-weighted",
+        "jury-suggested",
+    ] {
+        assert!(jury.contains(&format!("<h3>{name}</h3>")), "{name}");
+    }
+    // Ten pairs of five judges in the agreement table.
+    assert_eq!(section(&page, "agreement").matches("<tr><td>").count(), 10);
+    assert!(section(&page, "composer").contains("Suggested jury of 3 judges"));
     // Four charts, each with an accessible title and description.
     assert_eq!(page.matches("<svg ").count(), 4);
     assert_eq!(page.matches("-title\">").count(), 4);
@@ -289,30 +303,27 @@ fn hostile_summaries_cannot_inject_markup() {
 
 #[test]
 fn optional_fields_render_when_present() {
-    let summary = report_common::demo_summary(42);
-    let mut value = serde_json::to_value(&summary).unwrap();
-    value["judges"][0]["kind"] = "jury".into();
-    value["judges"][0]["members"] =
-        serde_json::json!(["sim-apology-lover", "sim-first-slot", "not-here"]);
-    value["judges"][1]["artifacts"][0]["tie_detection"]["q_value"] = 0.0123.into();
-    // The analysis' own minimum detectable effects are already in the summary.
-    let t_mde = value["judges"][1]["artifacts"][0]["mde"]["t"]
-        .as_f64()
-        .unwrap();
-    value["judge_configs"][2]["config"]["pricing"] =
+    let mut summary = report_common::demo_summary(42);
+    // A jury naming a member the summary does not hold.
+    summary.juries.truncate(1);
+    summary.juries[0].members.push("not-here".to_string());
+    summary.judges[1].artifacts[0].tie_detection.score.q_value = Some(0.0123);
+    let mde = summary.judges[1].artifacts[0].mde.clone();
+    summary.judge_configs[2].config["pricing"] =
         serde_json::json!({"input_per_mtok": 1.0, "output_per_mtok": 2.0});
-    let extras = Extras::from_value(&value);
-    let summary: Summary = serde_json::from_value(value).unwrap();
-    let page = html::render_with(&summary, &extras);
+    let page = html::render(&summary);
     assert_only_own_markup(&page);
     let jury = section(&page, "jury");
-    assert!(jury.contains("<h3>sim-unbiased</h3>"));
-    assert_eq!(jury.matches("<td>juror</td>").count(), 3);
+    assert!(jury.contains("<h3>jury-majority</h3>"));
+    assert_eq!(jury.matches("<td>juror</td>").count(), 6);
     assert!(jury.contains("not-here") && jury.contains("not in this summary"));
     assert!(page.contains("href=\"#jury\""));
     assert!(page.contains("BH q 0.012"));
     assert!(page.contains("minimum detectable effect"));
-    assert!(page.contains(&format!("t {:.1}%", 100.0 * t_mde)));
+    // Effects as percentages, sizes as counts (issue 19: the family size was shown as 12600.0%).
+    assert!(page.contains(&format!("|T|</span> {:.1}%", 100.0 * mde.t.unwrap())));
+    assert!(page.contains(&format!("family of {} tests", mde.family_size)));
+    assert!(page.contains(&format!("{} pairs · ", mde.pairs)));
     // 372,990 input tokens at $1/M plus 6,048 output tokens at $2/M = $0.385 (hand-computed).
     let tokens = &summary.judges[2].calls;
     assert_eq!(

@@ -35,7 +35,7 @@ pub use jury::{
     JuryRule, TieRule, WeightSource,
 };
 pub use multiplicity::{FamilyInfo, Multiplicity};
-pub use trust::{Trust, TrustThresholds, TrustVerdict};
+pub use trust::{Trust, TrustReason, TrustThresholds, TrustVerdict};
 
 use crate::dataset::Dataset;
 use crate::design::{ConditionKind, Order, PerturbedAnswers, Plan, Side};

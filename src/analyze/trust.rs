@@ -48,13 +48,70 @@ impl Trust {
     }
 }
 
+/// One reason behind a verdict, as data: which rule fired, the observed value against its
+/// threshold, and the verdict this reason alone calls for. Exporters render it; a caution-level
+/// reason on a REJECTed judge stays a caution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustReason {
+    /// The rule, named after its `[trust]` threshold (e.g. `reject_position_consistency`), or
+    /// `significant_effect`, `screening`, `low_power`, `stopped`.
+    pub rule: String,
+    /// The verdict this reason calls for on its own.
+    pub severity: Trust,
+    /// The artifact the reason is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// The observed value (a fraction, a κ, a q-value), if the rule compares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The threshold the value was compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The reason in words, numbers included.
+    pub text: String,
+}
+
+impl TrustReason {
+    /// A reason for `rule` at `severity`, in words.
+    pub fn new(rule: &str, severity: Trust, text: String) -> TrustReason {
+        TrustReason {
+            rule: rule.into(),
+            severity,
+            artifact: None,
+            value: None,
+            threshold: None,
+            text,
+        }
+    }
+
+    /// The same reason with the observed value and the threshold it was compared with.
+    pub fn compare(mut self, value: f64, threshold: f64) -> TrustReason {
+        self.value = Some(value);
+        self.threshold = Some(threshold);
+        self
+    }
+
+    /// The same reason about one artifact.
+    pub fn on(mut self, artifact: &str) -> TrustReason {
+        self.artifact = Some(artifact.into());
+        self
+    }
+}
+
+impl std::fmt::Display for TrustReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// A verdict with its reasons.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrustVerdict {
     /// The verdict.
     pub verdict: Trust,
-    /// Why (empty for ADOPT means every check passed; the checks are listed in `passed`).
-    pub reasons: Vec<String>,
+    /// Why, hard failures first, each with its own severity (empty for ADOPT means every check
+    /// passed; the checks are listed in `passed`).
+    pub reasons: Vec<TrustReason>,
     /// Checks that passed.
     pub passed: Vec<String>,
     /// Observations that do not change the verdict (e.g. insufficient power when
@@ -134,34 +191,46 @@ fn pct(x: f64) -> String {
 
 /// Why the audit holds no evidence on this judge, if it does not: then no threshold is checked,
 /// since every statistic would describe the outage rather than the judge.
-fn no_evidence(judge: &JudgeResult, t: &TrustThresholds) -> Vec<String> {
+fn no_evidence(judge: &JudgeResult, t: &TrustThresholds) -> Vec<TrustReason> {
     let calls = &judge.calls;
+    let could_not = |rule: &str, text: String| TrustReason::new(rule, Trust::CouldNotAudit, text);
     let mut reasons = Vec::new();
     if calls.planned == 0 {
-        reasons.push(
+        reasons.push(could_not(
+            "no_calls_planned",
             "no calls were planned for this judge (check `limit`, `audit_max_pairs` and `audit_artifacts`)"
                 .to_string(),
-        );
+        ));
     } else if calls.completed == 0 {
-        reasons.push(format!(
-            "none of {} planned calls got an answer ({} failed or not sent)",
-            calls.planned, calls.failed
+        reasons.push(could_not(
+            "no_answers",
+            format!(
+                "none of {} planned calls got an answer ({} failed or not sent)",
+                calls.planned, calls.failed
+            ),
         ));
     } else {
         let failed = calls.failed as f64 / calls.planned as f64;
         if failed > t.could_not_audit_failed_share {
-            reasons.push(format!(
-                "{} of {} planned calls got no answer (failed in transport or not sent: {}) > {}",
-                calls.failed,
-                calls.planned,
-                pct(failed),
-                pct(t.could_not_audit_failed_share)
-            ));
+            reasons.push(
+                could_not(
+                    "failed_share",
+                    format!(
+                        "{} of {} planned calls got no answer (failed in transport or not sent: {}) > {}",
+                        calls.failed,
+                        calls.planned,
+                        pct(failed),
+                        pct(t.could_not_audit_failed_share)
+                    ),
+                )
+                .compare(failed, t.could_not_audit_failed_share),
+            );
         }
     }
     if let Some(why) = &judge.stopped {
-        reasons.push(format!(
-            "the judge was stopped by a permanent error ({why}); the audit is incomplete"
+        reasons.push(could_not(
+            "stopped",
+            format!("the judge was stopped by a permanent error ({why}); the audit is incomplete"),
         ));
     }
     reasons
@@ -193,25 +262,53 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
         let excess_low = a.excess_flip_rate.ci_low.unwrap_or(0.0);
         let mut hard = Vec::new();
         if a.tie_detection.score.significant() && abs_t >= t.reject_abs_t {
-            hard.push(format!("|T| = {} ≥ {}", pct(abs_t), pct(t.reject_abs_t)));
+            hard.push((
+                "reject_abs_t",
+                abs_t,
+                t.reject_abs_t,
+                format!("|T| = {} ≥ {}", pct(abs_t), pct(t.reject_abs_t)),
+            ));
         }
         if a.winrate_shift.shift.significant() && abs_wr >= t.reject_abs_wr {
-            hard.push(format!("|WR| = {} ≥ {}", pct(abs_wr), pct(t.reject_abs_wr)));
+            hard.push((
+                "reject_abs_wr",
+                abs_wr,
+                t.reject_abs_wr,
+                format!("|WR| = {} ≥ {}", pct(abs_wr), pct(t.reject_abs_wr)),
+            ));
         }
         if a.flip_rate.rate.significant() && excess_low >= t.reject_excess_flip {
-            hard.push(format!(
-                "excess flip rate lower bound {} ≥ {}",
-                pct(excess_low),
-                pct(t.reject_excess_flip)
+            hard.push((
+                "reject_excess_flip",
+                excess_low,
+                t.reject_excess_flip,
+                format!(
+                    "excess flip rate lower bound {} ≥ {}",
+                    pct(excess_low),
+                    pct(t.reject_excess_flip)
+                ),
             ));
         }
         if hard.is_empty() {
-            caution.push(format!(
-                "{}: significant effect after Holm correction, below the rejection sizes",
-                a.artifact
-            ));
-        } else {
-            reject.push(format!("{}: {}", a.artifact, hard.join(", ")));
+            caution.push(
+                TrustReason::new(
+                    "significant_effect",
+                    Trust::Caution,
+                    format!(
+                        "{}: significant effect after Holm correction, below the rejection sizes",
+                        a.artifact
+                    ),
+                )
+                .on(&a.artifact),
+            );
+        }
+        // One reason per failed size, so each carries its own value and threshold.
+        for (rule, value, threshold, text) in hard {
+            reject.push(
+                TrustReason::new(rule, Trust::Reject, format!("{}: {text}", a.artifact))
+                    .compare(value, threshold)
+                    .on(&a.artifact),
+            );
         }
     }
     if !any_significant {
@@ -229,10 +326,18 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
             .filter_map(|e| e.q_value)
             .fold(1.0f64, f64::min);
             if t.caution_screening {
-                caution.push(format!(
-                    "{}: significant when screening (Benjamini–Hochberg q = {q:.3}) but not after Holm correction",
-                    a.artifact
-                ));
+                caution.push(
+                    TrustReason::new(
+                        "caution_screening",
+                        Trust::Caution,
+                        format!(
+                            "{}: significant when screening (Benjamini–Hochberg q = {q:.3}) but not after Holm correction",
+                            a.artifact
+                        ),
+                    )
+                    .compare(q, crate::analyze::ALPHA)
+                    .on(&a.artifact),
+                );
             } else {
                 notes.push(format!(
                     "{}: Benjamini–Hochberg q = {q:.3}, not significant after Holm correction",
@@ -242,7 +347,9 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
         }
         for line in low_power(a, t) {
             if t.caution_low_power {
-                caution.push(line);
+                caution.push(
+                    TrustReason::new("caution_low_power", Trust::Caution, line).on(&a.artifact),
+                );
             } else {
                 notes.push(line);
             }
@@ -252,60 +359,103 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
     let pc = &judge.baseline.position_consistency.rate;
     if let Some(rate) = pc.estimate {
         if rate < t.reject_position_consistency {
-            reject.push(format!(
-                "position consistency {} < {}",
-                pct(rate),
-                pct(t.reject_position_consistency)
-            ));
+            reject.push(
+                TrustReason::new(
+                    "reject_position_consistency",
+                    Trust::Reject,
+                    format!(
+                        "position consistency {} < {}",
+                        pct(rate),
+                        pct(t.reject_position_consistency)
+                    ),
+                )
+                .compare(rate, t.reject_position_consistency),
+            );
         } else if rate < t.caution_position_consistency {
-            caution.push(format!(
-                "position consistency {} < {}",
-                pct(rate),
-                pct(t.caution_position_consistency)
-            ));
+            caution.push(
+                TrustReason::new(
+                    "caution_position_consistency",
+                    Trust::Caution,
+                    format!(
+                        "position consistency {} < {}",
+                        pct(rate),
+                        pct(t.caution_position_consistency)
+                    ),
+                )
+                .compare(rate, t.caution_position_consistency),
+            );
         } else {
             passed.push(format!("position consistency {}", pct(rate)));
         }
     }
     if let Some(acc) = judge.baseline.gold_accuracy.estimate {
         if acc < t.reject_gold_accuracy {
-            reject.push(format!(
-                "gold accuracy {} < {}",
-                pct(acc),
-                pct(t.reject_gold_accuracy)
-            ));
+            reject.push(
+                TrustReason::new(
+                    "reject_gold_accuracy",
+                    Trust::Reject,
+                    format!(
+                        "gold accuracy {} < {}",
+                        pct(acc),
+                        pct(t.reject_gold_accuracy)
+                    ),
+                )
+                .compare(acc, t.reject_gold_accuracy),
+            );
         } else if acc < t.caution_gold_accuracy {
-            caution.push(format!(
-                "gold accuracy {} < {}",
-                pct(acc),
-                pct(t.caution_gold_accuracy)
-            ));
+            caution.push(
+                TrustReason::new(
+                    "caution_gold_accuracy",
+                    Trust::Caution,
+                    format!(
+                        "gold accuracy {} < {}",
+                        pct(acc),
+                        pct(t.caution_gold_accuracy)
+                    ),
+                )
+                .compare(acc, t.caution_gold_accuracy),
+            );
         } else {
             passed.push(format!("gold accuracy {}", pct(acc)));
         }
     }
     if let Some(noise) = judge.baseline.noise_flip_rate.estimate {
         if noise > t.caution_noise {
-            caution.push(format!(
-                "run-to-run flip rate {} > {}",
-                pct(noise),
-                pct(t.caution_noise)
-            ));
+            caution.push(
+                TrustReason::new(
+                    "caution_noise",
+                    Trust::Caution,
+                    format!(
+                        "run-to-run flip rate {} > {}",
+                        pct(noise),
+                        pct(t.caution_noise)
+                    ),
+                )
+                .compare(noise, t.caution_noise),
+            );
         } else {
             passed.push(format!("run-to-run flip rate {}", pct(noise)));
         }
     }
     if let Some(kappa) = judge.baseline.gold_kappa.estimate {
         if kappa < t.reject_gold_kappa {
-            reject.push(format!(
-                "κ against gold {kappa:.2} < {:.2}",
-                t.reject_gold_kappa
-            ));
+            reject.push(
+                TrustReason::new(
+                    "reject_gold_kappa",
+                    Trust::Reject,
+                    format!("κ against gold {kappa:.2} < {:.2}", t.reject_gold_kappa),
+                )
+                .compare(kappa, t.reject_gold_kappa),
+            );
         } else if kappa < t.caution_gold_kappa {
-            caution.push(format!(
-                "κ against gold {kappa:.2} < {:.2}",
-                t.caution_gold_kappa
-            ));
+            caution.push(
+                TrustReason::new(
+                    "caution_gold_kappa",
+                    Trust::Caution,
+                    format!("κ against gold {kappa:.2} < {:.2}", t.caution_gold_kappa),
+                )
+                .compare(kappa, t.caution_gold_kappa),
+            );
         } else {
             passed.push(format!("κ against gold {kappa:.2}"));
         }
@@ -314,17 +464,31 @@ pub fn verdict(judge: &JudgeResult, t: &TrustThresholds) -> TrustVerdict {
     if calls.planned > 0 {
         let bad = (calls.invalid + calls.failed) as f64 / calls.planned as f64;
         if bad > t.reject_invalid_share {
-            reject.push(format!(
-                "{} of calls unparseable or failed > {}",
-                pct(bad),
-                pct(t.reject_invalid_share)
-            ));
+            reject.push(
+                TrustReason::new(
+                    "reject_invalid_share",
+                    Trust::Reject,
+                    format!(
+                        "{} of calls unparseable or failed > {}",
+                        pct(bad),
+                        pct(t.reject_invalid_share)
+                    ),
+                )
+                .compare(bad, t.reject_invalid_share),
+            );
         } else if bad > t.caution_invalid_share {
-            caution.push(format!(
-                "{} of calls unparseable or failed > {}",
-                pct(bad),
-                pct(t.caution_invalid_share)
-            ));
+            caution.push(
+                TrustReason::new(
+                    "caution_invalid_share",
+                    Trust::Caution,
+                    format!(
+                        "{} of calls unparseable or failed > {}",
+                        pct(bad),
+                        pct(t.caution_invalid_share)
+                    ),
+                )
+                .compare(bad, t.caution_invalid_share),
+            );
         } else {
             passed.push(format!("{} of calls unparseable or failed", pct(bad)));
         }

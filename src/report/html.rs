@@ -6,11 +6,10 @@
 //! reorder the page. A Content-Security-Policy forbids scripts in case escaping ever failed.
 
 use super::Summary;
-use super::markdown::p_text;
-use super::svg::{self, Anchor, LinearScale, Svg};
-use crate::analyze::{ALPHA, Estimate, JudgeResult, Trust};
-use serde_json::Value;
-use std::collections::BTreeMap;
+use super::charts;
+use super::format::p as p_text;
+use super::svg;
+use crate::analyze::{Estimate, JudgeResult, Trust};
 use std::fmt::Write;
 use std::ops::Range;
 
@@ -20,30 +19,8 @@ pub const DISPLAY_LIMIT: usize = 4000;
 /// The Content-Security-Policy of the page: no script can run, nothing is fetched.
 pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
 
-/// Escape text for HTML and SVG text or attribute values: `&`, `<`, `>`, `"` and `'` become
-/// entities; bidi embedding/override/isolate controls (U+202A–U+202E, U+2066–U+2069) and other
-/// control characters (except tab and newlines) are written visibly as `\u{XXXX}`, so they can
-/// neither reorder the page nor hide.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
-                let _ = write!(out, "\\u{{{:04X}}}", c as u32);
-            }
-            c if c.is_control() && !matches!(c, '\n' | '\t' | '\r') => {
-                let _ = write!(out, "\\u{{{:04X}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escape text for HTML and SVG (see [`super::text::html`], the one escaping place).
+pub use super::text::html as escape;
 
 /// Render `text` escaped, with the byte `ranges` wrapped in `<mark>`, showing at most `limit`
 /// characters. Ranges that are empty, out of bounds or not on character boundaries are ignored
@@ -121,64 +98,16 @@ pub fn highlighted(text: &str, ranges: &[Range<usize>], limit: usize) -> String 
     out
 }
 
-/// `12345` → `12,345`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
-}
-
-fn spct(x: f64) -> String {
-    let v = 100.0 * x;
-    // Avoid "-0.0%" for values that round to zero.
-    if v.abs() < 0.05 {
-        "0.0%".into()
-    } else {
-        format!("{v:+.1}%")
-    }
-}
-
-fn fmt_value(x: f64, signed: bool) -> String {
-    if signed { spct(x) } else { pct(x) }
-}
-
-/// `[41.7%, 70.8%] n=96`, or `n=0` alone when there is no interval.
-fn ci_text(e: &Estimate, signed: bool) -> String {
-    match (e.ci_low, e.ci_high) {
-        (Some(l), Some(h)) => format!(
-            "[{}, {}] n={}",
-            fmt_value(l, signed),
-            fmt_value(h, signed),
-            e.n
-        ),
-        _ => format!("n={}", e.n),
-    }
-}
-
-/// Plain text of an estimate with its interval and n.
-fn est_text(e: &Estimate, signed: bool) -> String {
-    match e.estimate {
-        Some(v) => format!("{} {}", fmt_value(v, signed), ci_text(e, signed)),
-        None => format!("n/a (n={})", e.n),
-    }
-}
+/// `12345` → `12,345` (see [`super::format::count`]).
+pub use super::format::count as thousands;
+use super::format::{estimate as est_text, interval as ci_text, rate as pct, signed as spct};
 
 /// HTML of an estimate: value, then interval and n in muted type.
 fn est_html(e: &Estimate, signed: bool) -> String {
     match e.estimate {
         Some(v) => format!(
             "<span class=\"v\">{}</span> <span class=\"ci\">{}</span>",
-            fmt_value(v, signed),
+            super::format::value(v, signed),
             ci_text(e, signed)
         ),
         None => format!(
@@ -193,125 +122,6 @@ const STAR: &str = "✱";
 
 fn star(e: &Estimate) -> &'static str {
     if e.significant() { STAR } else { "" }
-}
-
-/// Fields the analysis may add (jury results, BH q-values, minimum detectable effects, costs).
-/// They are read from the summary's JSON form so this exporter renders them when present without
-/// depending on them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Extras {
-    /// Juries: jury name and member names, in summary order.
-    pub juries: Vec<(String, Vec<String>)>,
-    /// BH q-values by (judge, artifact, metric) with metric `T`, `WR` or `flip`.
-    pub q_values: BTreeMap<(String, String, String), f64>,
-    /// Minimum detectable effects by (judge, artifact): labelled values.
-    pub mde: BTreeMap<(String, String), Vec<(String, f64)>>,
-    /// Cost in USD per judge, when the summary records one.
-    pub costs: BTreeMap<String, f64>,
-}
-
-const MDE_KEYS: [&str; 4] = [
-    "mde",
-    "minimum_detectable_effect",
-    "minimum_detectable_effects",
-    "min_detectable_effect",
-];
-const MEMBER_KEYS: [&str; 3] = ["members", "jurors", "member_names"];
-const COST_KEYS: [&str; 2] = ["cost_usd", "cost"];
-
-fn numeric_leaves(prefix: &str, v: &Value, out: &mut Vec<(String, f64)>) {
-    match v {
-        Value::Number(n) => {
-            if let Some(x) = n.as_f64() {
-                out.push((prefix.to_string(), x));
-            }
-        }
-        Value::Object(map) => {
-            // Sample sizes sit beside the effects in the analysis' MDE record; they are counts,
-            // not effects, so they are not shown as percentages.
-            for (k, child) in map
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "pairs" | "comparisons"))
-            {
-                let label = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix} {k}")
-                };
-                numeric_leaves(&label, child, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-impl Extras {
-    /// Read the optional fields from a summary.
-    pub fn from_summary(summary: &Summary) -> Extras {
-        serde_json::to_value(summary)
-            .map(|v| Extras::from_value(&v))
-            .unwrap_or_default()
-    }
-
-    /// Read the optional fields from a summary's JSON form.
-    pub fn from_value(summary: &Value) -> Extras {
-        let mut extras = Extras::default();
-        let judges = summary["judges"].as_array().cloned().unwrap_or_default();
-        for judge in &judges {
-            let Some(name) = judge["name"].as_str() else {
-                continue;
-            };
-            if judge["kind"].as_str() == Some("jury") {
-                let members = MEMBER_KEYS
-                    .iter()
-                    .find_map(|k| judge[*k].as_array())
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(|m| {
-                                m.as_str()
-                                    .or_else(|| m["name"].as_str())
-                                    .map(str::to_string)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                extras.juries.push((name.to_string(), members));
-            }
-            for key in COST_KEYS {
-                if let Some(c) = judge[key].as_f64().or_else(|| judge["calls"][key].as_f64()) {
-                    extras.costs.insert(name.to_string(), c);
-                    break;
-                }
-            }
-            for artifact in judge["artifacts"].as_array().into_iter().flatten() {
-                let Some(id) = artifact["artifact"].as_str() else {
-                    continue;
-                };
-                let mut mde = Vec::new();
-                for (metric, field) in [
-                    ("T", "tie_detection"),
-                    ("WR", "winrate_shift"),
-                    ("flip", "flip_rate"),
-                ] {
-                    if let Some(q) = artifact[field]["q_value"].as_f64() {
-                        extras
-                            .q_values
-                            .insert((name.to_string(), id.to_string(), metric.into()), q);
-                    }
-                    for key in MDE_KEYS {
-                        numeric_leaves(metric, &artifact[field][key], &mut mde);
-                    }
-                }
-                for key in MDE_KEYS {
-                    numeric_leaves("", &artifact[key], &mut mde);
-                }
-                if !mde.is_empty() {
-                    extras.mde.insert((name.to_string(), id.to_string()), mde);
-                }
-            }
-        }
-        extras
-    }
 }
 
 fn verdict_class(t: Trust) -> &'static str {
@@ -341,131 +151,36 @@ fn judge_name_html(name: &str, simulated: bool) -> String {
     }
 }
 
-const STYLE: &str = r#"
-:root{--fg:#1f2328;--muted:#59636e;--faint:#818b98;--border:#d1d9e0;--panel:#f6f8fa;--accent:#0969da;
---adopt:#1a7f37;--adopt-bg:#dafbe1;--adopt-bd:#4ac26b;--caution:#9a6700;--caution-bg:#fff8c5;--caution-bd:#d4a72c;
---reject:#d1242f;--reject-bg:#ffebe9;--reject-bd:#ff8182;--sim:#8250df;--sim-bg:#fbefff;--sim-bd:#d8b9ff}
-*{box-sizing:border-box}
-html{-webkit-text-size-adjust:100%}
-body{margin:0;color:var(--fg);background:#fff;font:15px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue","Noto Sans","Liberation Sans",Arial,sans-serif}
-.wrap{max-width:1160px;margin:0 auto;padding:0 28px}
-header.top{background:var(--panel);border-bottom:1px solid var(--border)}
-header.top .wrap{padding-top:26px;padding-bottom:18px}
-h1{font-size:26px;line-height:1.25;margin:0 0 6px;letter-spacing:-.01em}
-h2{font-size:20px;line-height:1.3;margin:44px 0 10px;padding-bottom:6px;border-bottom:1px solid var(--border)}
-h3{font-size:16px;margin:26px 0 8px}
-p{margin:8px 0}
-.lede{color:var(--muted);margin:0}
-.meta-line{color:var(--muted);font-size:14px}
-.meta-line b{color:var(--fg);font-weight:600}
-.banner{margin:14px 0 0;padding:10px 14px;border:1px solid var(--sim-bd);background:var(--sim-bg);border-radius:6px;font-size:14px}
-nav.toc{margin-top:14px;font-size:13px;display:flex;flex-wrap:wrap;gap:4px 16px}
-nav.toc a{color:var(--accent);text-decoration:none}
-nav.toc a:hover{text-decoration:underline}
-.intro{color:var(--muted);font-size:14px;max-width:78ch}
-.badge{display:inline-block;font-size:12px;font-weight:700;letter-spacing:.05em;padding:1px 9px;border-radius:999px;border:1px solid;vertical-align:1px}
-.badge.adopt{color:var(--adopt);background:var(--adopt-bg);border-color:var(--adopt-bd)}
-.badge.caution{color:var(--caution);background:var(--caution-bg);border-color:var(--caution-bd)}
-.badge.reject{color:var(--reject);background:var(--reject-bg);border-color:var(--reject-bd)}
-.badge.could-not-audit{color:#57606a;background:#f6f8fa;border-color:#d0d7de;border-style:dashed}
-.sim{display:inline-block;font-size:10.5px;font-weight:700;letter-spacing:.06em;color:var(--sim);background:var(--sim-bg);border:1px solid var(--sim-bd);border-radius:4px;padding:0 5px;vertical-align:2px}
-.jn{font-weight:600;overflow-wrap:anywhere}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:14px;margin-top:14px}
-.card{border:1px solid var(--border);border-top-width:4px;border-radius:8px;padding:12px 16px 14px;background:#fff;break-inside:avoid}
-.card.adopt{border-top-color:var(--adopt-bd)}.card.caution{border-top-color:var(--caution-bd)}.card.reject{border-top-color:var(--reject-bd)}.card.could-not-audit{border-top-color:#d0d7de}
-.card h3{margin:0 0 6px;font-size:15px;display:flex;flex-wrap:wrap;align-items:center;gap:6px 8px}
-.card h3 .badge{margin-left:auto}
-.card ul{margin:6px 0 0;padding-left:18px;font-size:13.5px}
-.card li{margin:3px 0;overflow-wrap:anywhere}
-.card .passed{color:var(--muted);font-size:12.5px;margin-top:8px}
-.card .stats{color:var(--muted);font-size:12.5px;margin-top:8px;font-variant-numeric:tabular-nums}
-figure{margin:14px 0 6px}
-figcaption{color:var(--muted);font-size:13px;margin-top:6px;max-width:90ch}
-.chart{overflow-x:auto}
-svg text{font-family:inherit}
-svg .lbl{font-size:12.5px;fill:#1f2328}
-svg .lbl-b{font-size:12.5px;fill:#1f2328;font-weight:600}
-svg .small{font-size:10.5px;fill:#59636e}
-svg .simt{font-size:10px;fill:#8250df;font-weight:700;letter-spacing:.05em}
-svg .tick{font-size:10.5px;fill:#59636e}
-svg .cellv{font-size:13px;font-weight:600}
-svg .cellc{font-size:10px}
-.sr-only{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
-.table-wrap{overflow-x:auto;margin:8px 0}
-table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
-th,td{border-bottom:1px solid var(--border);padding:6px 10px;text-align:left;vertical-align:top}
-thead th{background:var(--panel);font-weight:600;border-bottom:1px solid #afb8c1;white-space:nowrap}
-td.num,th.num{text-align:right}
-td.nw{white-space:nowrap}
-td .v{font-weight:600}
-.ci,.na{color:var(--muted);font-size:12px;white-space:nowrap}
-.star{color:#cf222e;font-weight:700}
-.p{color:var(--muted);font-size:11.5px;white-space:nowrap}
-.mono{font-family:ui-monospace,SFMono-Regular,"SF Mono",Menlo,Consolas,"Liberation Mono",monospace;font-size:12px;overflow-wrap:anywhere;word-break:break-all}
-.bar{height:4px;background:#eaeef2;border-radius:2px;margin:2px 0 5px;min-width:90px;overflow:hidden}
-.cats td{min-width:120px}
-.jury .ci{display:block}
-.jury th .jn{white-space:nowrap}
-.jury td{min-width:90px}
-.jury .star{margin-left:3px}
-.jury-t td{padding:6px 5px;min-width:0}
-.jury-t .ci{font-size:10.5px}
-.jury-t{margin-top:14px}
-.jury-t thead th{white-space:normal}
-.cats .ci{display:block}
-.cats thead .sim{display:table;margin-top:2px}
-.cm{white-space:nowrap;font-size:12.5px}
-.cm .k{display:inline-block;width:58px;color:var(--muted);font-size:11.5px}
-.results td{white-space:nowrap}
-.results .p{margin-top:1px}
-.sha{font-size:11px;color:var(--muted);max-width:250px}
-.judges th .jn{white-space:nowrap}
-.bar>span{display:block;height:100%;border-radius:3px}
-.bar.acc>span{background:#2da44e}.bar.flip>span{background:#8250df}
-.findings{font-size:13.5px;padding-left:20px;margin:6px 0}
-.findings li{margin:3px 0;overflow-wrap:anywhere}
-.kv{font-size:13.5px}
-.kv th{background:none;border-bottom:1px solid var(--border);color:var(--muted);font-weight:500;width:200px;white-space:normal}
-.example{border:1px solid var(--border);border-radius:8px;margin:12px 0;overflow:hidden}
-.example .head{background:var(--panel);padding:7px 12px;font-size:13px;border-bottom:1px solid var(--border);display:flex;flex-wrap:wrap;gap:4px 14px;align-items:center}
-.example .head .dir-toward{color:#9a3412;font-weight:600}.example .head .dir-away{color:#0550ae;font-weight:600}
-.example .prompt{padding:8px 12px 0;font-size:13.5px;overflow-wrap:anywhere}
-.example .prompt b{color:var(--muted);font-weight:600}
-.example .cols{display:grid;grid-template-columns:1fr 1fr;gap:12px;padding:8px 12px}
-.example .col h4{margin:0 0 4px;font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}
-.answer{white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;font-size:13.5px;line-height:1.5;background:#fff;border:1px solid #eaeef2;border-radius:6px;padding:8px 10px;margin:0}
-.other{padding:0 12px 10px;font-size:12.5px;color:var(--muted)}
-.other .answer{color:var(--muted);font-size:12.5px}
-mark{background:#fff1a8;color:inherit;border-radius:2px;box-shadow:inset 0 -2px 0 #d4a72c;padding:0 1px}
-.note{color:var(--muted);font-style:italic;font-size:12px}
-.legend{display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12.5px;color:var(--muted);margin:6px 0}
-.legend i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
-footer{margin:48px 0 0;padding:18px 0 36px;border-top:1px solid var(--border);color:var(--muted);font-size:12.5px}
-@media (max-width:760px){.example .cols{grid-template-columns:1fr}.wrap{padding:0 14px}}
-@media print{
- *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
- @page{margin:14mm 12mm}
- body{font-size:10pt}
- .wrap{max-width:none;padding:0}
- header.top{background:none;border-bottom:2px solid #000}
- nav.toc{display:none}
- h2{break-after:avoid;margin-top:24px}
- h3{break-after:avoid}
- figure,.card,.kv,tr,.example .head{break-inside:avoid}
- .chart,.table-wrap{overflow:visible}
- svg{max-width:100%!important;height:auto}
- a{color:inherit;text-decoration:none}
-}
-"#;
+/// The page's style sheet, kept as its own file and included at build time (the page stays one
+/// self-contained file under the CSP).
+const STYLE: &str = include_str!("report.css");
 
-/// Render `report.html` for `summary`, reading optional analysis fields from it.
+/// `report.html`.
+pub struct HtmlExporter;
+
+impl super::Exporter for HtmlExporter {
+    fn format(&self) -> super::Format {
+        super::Format::Html
+    }
+
+    fn file_name(&self) -> &'static str {
+        "report.html"
+    }
+
+    fn render(&self, view: &super::ReportView<'_>) -> std::io::Result<Vec<u8>> {
+        Ok(render_view(view).into_bytes())
+    }
+}
+
+/// Render `report.html` for `summary`.
 pub fn render(summary: &Summary) -> String {
-    render_with(summary, &Extras::from_summary(summary))
+    render_view(&super::ReportView::new(summary))
 }
 
-/// Render `report.html` with explicitly given optional fields (tests use this to exercise
-/// sections whose fields the analysis does not produce yet).
-pub fn render_with(summary: &Summary, extras: &Extras) -> String {
+/// Render `report.html` for a view.
+pub fn render_view(view: &super::ReportView<'_>) -> String {
+    use super::Section;
+    let summary = view.summary;
     let mut out = String::with_capacity(256 * 1024);
     let dataset = escape(&summary.dataset.name);
     let _ = write!(
@@ -473,19 +188,32 @@ pub fn render_with(summary: &Summary, extras: &Extras) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta name=\"generator\" content=\"judge-audit {}\">\n<title>judge-audit report: {dataset}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
         escape(&summary.tool.version)
     );
-    header(&mut out, summary, extras);
+    header(&mut out, summary);
     out.push_str("<main class=\"wrap\">\n");
+    if view.has(Section::Warnings) {
+        warnings(&mut out, view.warnings());
+    }
     verdicts(&mut out, summary);
-    heatmaps(&mut out, summary);
-    forest(&mut out, summary);
-    position(&mut out, summary);
-    if !extras.juries.is_empty() {
-        jury(&mut out, summary, extras);
+    charts::heatmaps(&mut out, summary);
+    charts::forest(&mut out, summary);
+    charts::position(&mut out, summary);
+    if view.has(Section::Juries) {
+        jury(&mut out, summary);
+    }
+    if let Some(a) = summary
+        .agreement
+        .as_ref()
+        .filter(|_| view.has(Section::Agreement))
+    {
+        agreement(&mut out, a);
+    }
+    if let Some(c) = summary.jury.as_ref().and_then(|j| j.composer.as_ref()) {
+        composer(&mut out, c);
     }
     categories(&mut out, summary);
-    details(&mut out, summary, extras);
+    details(&mut out, summary);
     examples(&mut out, summary);
-    metadata(&mut out, summary, extras);
+    metadata(&mut out, summary);
     let _ = write!(
         out,
         "<footer>Generated by judge-audit {} from summary.json (schema version {}). This page is self-contained: it loads nothing and runs no script.</footer>\n</main>\n</body>\n</html>\n",
@@ -495,7 +223,7 @@ pub fn render_with(summary: &Summary, extras: &Extras) -> String {
     out
 }
 
-fn header(out: &mut String, s: &Summary, extras: &Extras) {
+fn header(out: &mut String, s: &Summary) {
     out.push_str("<header class=\"top\"><div class=\"wrap\">\n<h1>judge-audit report</h1>\n");
     let judges = s.judges.len();
     let _ = writeln!(
@@ -528,8 +256,14 @@ fn header(out: &mut String, s: &Summary, extras: &Extras) {
         );
     }
     out.push_str("<nav class=\"toc\" aria-label=\"Sections\"><a href=\"#verdicts\">Verdicts</a><a href=\"#effects\">Effects</a><a href=\"#flips\">Flip rates</a><a href=\"#position\">Position bias</a>");
-    if !extras.juries.is_empty() {
+    if !s.juries.is_empty() {
         out.push_str("<a href=\"#jury\">Jury vs jurors</a>");
+    }
+    if s.agreement.is_some() {
+        out.push_str("<a href=\"#agreement\">Agreement</a>");
+    }
+    if s.jury.as_ref().is_some_and(|j| j.composer.is_some()) {
+        out.push_str("<a href=\"#composer\">Jury composer</a>");
     }
     out.push_str("<a href=\"#categories\">Categories</a><a href=\"#details\">Detailed results</a><a href=\"#examples\">Flipped examples</a><a href=\"#metadata\">Run metadata</a></nav>\n</div></header>\n");
 }
@@ -553,7 +287,13 @@ fn verdicts(out: &mut String, s: &Summary) {
         } else {
             out.push_str("<ul>");
             for r in &j.trust.reasons {
-                let _ = write!(out, "<li>{}</li>", escape(r));
+                let _ = write!(
+                    out,
+                    "<li><span class=\"sev {}\">{}</span> {}</li>",
+                    verdict_class(r.severity),
+                    r.severity.label(),
+                    escape(&r.text)
+                );
             }
             out.push_str("</ul>");
         }
@@ -579,7 +319,7 @@ fn verdicts(out: &mut String, s: &Summary) {
 }
 
 /// Artifact ids in plan order, then any id a judge reports that the plan does not list.
-fn artifact_ids(s: &Summary) -> Vec<String> {
+pub(super) fn artifact_ids(s: &Summary) -> Vec<String> {
     let mut ids: Vec<String> = s.plan.artifacts.clone();
     for j in &s.judges {
         for a in &j.artifacts {
@@ -591,674 +331,20 @@ fn artifact_ids(s: &Summary) -> Vec<String> {
     ids
 }
 
-/// Which effect a heatmap shows.
-#[derive(Clone, Copy)]
-enum Effect {
-    T,
-    Wr,
-}
-
-impl Effect {
-    fn pick(self, a: &crate::analyze::ArtifactResult) -> &Estimate {
-        match self {
-            Effect::T => &a.tie_detection.score,
-            Effect::Wr => &a.winrate_shift.shift,
-        }
-    }
-    fn short(self) -> &'static str {
-        match self {
-            Effect::T => "T",
-            Effect::Wr => "WR",
-        }
-    }
-}
-
-fn heatmaps(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"effects\">\n<h2>Artifact effects</h2>\n");
-    out.push_str("<p class=\"intro\"><b>T</b> (tie detection, Chen &amp; Goldfarb-Tarrant Eq. 3) compares an answer with the same answer plus the artifact: +100% means the judge always prefers the copy with the artifact, −100% always the original; for <i>position</i>, +100% means it always prefers the first slot. <b>WR</b> (winrate shift, Eq. 5) is the change in net preference between different answers when the artifact is added to one of them. Each cell shows the estimate, its 95% interval and n; <span class=\"star\">✱</span> marks a Holm-adjusted p &lt; 0.05 within the judge's family (its own tests by default; the families are listed under the detailed results).</p>\n");
-    out.push_str("<h3>T: tie detection</h3>\n");
-    heatmap(out, s, Effect::T, "heat-t");
-    out.push_str("<h3>WR: winrate shift</h3>\n");
-    heatmap(out, s, Effect::Wr, "heat-wr");
-    out.push_str("</section>\n");
-}
-
-fn verdict_colour(t: Trust) -> &'static str {
-    match t {
-        Trust::Adopt => "#1a7f37",
-        Trust::Caution => "#9a6700",
-        Trust::Reject => "#d1242f",
-        Trust::CouldNotAudit => "#57606a",
-    }
-}
-
-/// A judge's name (clipped, full name in a tooltip) over a small line with SIMULATED and the
-/// verdict in its colour.
-fn row_label(svg: &mut Svg, x: f64, y: f64, j: &JudgeResult, max_chars: usize) {
-    let name = svg::clip(&j.name, max_chars);
-    svg.push(&format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"lbl-b\">{}{}</text>",
-        svg::num(x),
-        svg::num(y),
-        svg::title(&j.name),
-        escape(&name)
-    ));
-    let verdict = format!(
-        "<tspan fill=\"{}\">{}</tspan>",
-        verdict_colour(j.trust.verdict),
-        j.trust.verdict.label()
-    );
-    let sub = if j.simulated {
-        format!("SIMULATED · {verdict}")
-    } else {
-        verdict
-    };
-    svg.push(&format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"simt\">{sub}</text>",
-        svg::num(x),
-        svg::num(y + 14.0)
-    ));
-}
-
-fn heatmap(out: &mut String, s: &Summary, effect: Effect, id: &str) {
-    let ids = artifact_ids(s);
-    let label_w = 210.0;
-    let cell_w = ((1100.0 - label_w) / ids.len().max(1) as f64).clamp(92.0, 132.0);
-    let cell_h = 48.0;
-    let top = 30.0;
-    let width = label_w + cell_w * ids.len() as f64 + 4.0;
-    let legend_h = 46.0;
-    let height = top + cell_h * s.judges.len() as f64 + legend_h;
-    let max_abs = s
-        .judges
-        .iter()
-        .flat_map(|j| j.artifacts.iter())
-        .filter_map(|a| effect.pick(a).estimate)
-        .fold(0.0f64, |m, v| m.max(v.abs()));
-    let domain = svg::ceil_to(max_abs, 0.2).clamp(0.2, 1.0);
-    let name = match effect {
-        Effect::T => "Tie-detection score T",
-        Effect::Wr => "Winrate shift WR",
-    };
-    let mut svg = Svg::new(
-        id,
-        width,
-        height,
-        &format!("{name} by judge and artifact"),
-        &format!(
-            "Heatmap with one row per judge and one column per artifact. Colour encodes {} from −{} (blue) to +{} (red); a star marks Holm-adjusted p < 0.05. The table after the chart lists every value.",
-            effect.short(),
-            pct(domain),
-            pct(domain)
-        ),
-    );
-    for (c, artifact) in ids.iter().enumerate() {
-        let x = label_w + cell_w * (c as f64 + 0.5);
-        svg.text(
-            x,
-            top - 10.0,
-            &svg::clip(artifact, 16),
-            Anchor::Middle,
-            "class=\"lbl-b\"",
-        );
-    }
-    for (r, j) in s.judges.iter().enumerate() {
-        let y = top + cell_h * r as f64;
-        row_label(&mut svg, label_w - 12.0, y + 21.0, j, 26);
-        for (c, artifact) in ids.iter().enumerate() {
-            let x = label_w + cell_w * c as f64;
-            let found = j.artifacts.iter().find(|a| &a.artifact == artifact);
-            let e = found.map(|a| effect.pick(a));
-            match e.and_then(|e| e.estimate.map(|v| (e, v))) {
-                Some((e, v)) => {
-                    let fill = svg::diverging(v, domain);
-                    let ink = svg::text_on(fill);
-                    let tooltip = format!(
-                        "{} · {} · {} = {}{}",
-                        j.name,
-                        artifact,
-                        effect.short(),
-                        est_text(e, true),
-                        p_suffix(e)
-                    );
-                    let stroke = if e.significant() {
-                        " stroke=\"#1f2328\" stroke-width=\"1.5\""
-                    } else {
-                        " stroke=\"#ffffff\" stroke-width=\"2\""
-                    };
-                    svg.rect(
-                        x + 1.0,
-                        y + 1.0,
-                        cell_w - 2.0,
-                        cell_h - 2.0,
-                        &format!("fill=\"{}\" rx=\"3\"{stroke}", fill.hex()),
-                        Some(&tooltip),
-                    );
-                    let cx = x + cell_w / 2.0;
-                    svg.text(
-                        cx,
-                        y + 21.0,
-                        &format!("{}{}", spct(v), if e.significant() { " ✱" } else { "" }),
-                        Anchor::Middle,
-                        &format!("class=\"cellv\" fill=\"{ink}\""),
-                    );
-                    svg.text(
-                        cx,
-                        y + 36.0,
-                        &ci_compact(e, true),
-                        Anchor::Middle,
-                        &format!("class=\"cellc\" fill=\"{ink}\""),
-                    );
-                }
-                None => {
-                    svg.rect(
-                        x + 1.0,
-                        y + 1.0,
-                        cell_w - 2.0,
-                        cell_h - 2.0,
-                        "fill=\"#f6f8fa\" rx=\"3\" stroke=\"#ffffff\" stroke-width=\"2\"",
-                        Some(&format!("{} · {}: no estimate", j.name, artifact)),
-                    );
-                    svg.text(
-                        x + cell_w / 2.0,
-                        y + 28.0,
-                        &format!("n/a (n={})", e.map(|e| e.n).unwrap_or(0)),
-                        Anchor::Middle,
-                        "class=\"small\"",
-                    );
-                }
-            }
-        }
-    }
-    // Legend: a gradient bar with ticks.
-    let ly = top + cell_h * s.judges.len() as f64 + 16.0;
-    let lx = label_w;
-    let lw = 260.0;
-    let steps = 52;
-    for i in 0..steps {
-        let t = i as f64 / steps as f64;
-        let v = -domain + 2.0 * domain * (t + 0.5 / steps as f64);
-        svg.rect(
-            lx + lw * t,
-            ly,
-            lw / steps as f64 + 0.3,
-            10.0,
-            &format!("fill=\"{}\"", svg::diverging(v, domain).hex()),
-            None,
-        );
-    }
-    let scale = LinearScale::new((-domain, domain), (lx, lx + lw));
-    for t in [-domain, 0.0, domain] {
-        svg.text(
-            scale.map(t),
-            ly + 24.0,
-            &if t == 0.0 {
-                "0".to_string()
-            } else {
-                format!("{:+.0}%", 100.0 * t)
-            },
-            Anchor::Middle,
-            "class=\"tick\"",
-        );
-    }
-    svg.text(
-        lx - 12.0,
-        ly + 9.0,
-        &format!("{} colour scale", effect.short()),
-        Anchor::End,
-        "class=\"small\"",
-    );
-    svg.text(
-        lx + lw + 16.0,
-        ly + 9.0,
-        "✱ Holm-adjusted p < 0.05 (outlined cell)",
-        Anchor::Start,
-        "class=\"small\"",
-    );
-    let significant = s
-        .judges
-        .iter()
-        .flat_map(|j| j.artifacts.iter())
-        .filter(|a| effect.pick(a).significant())
-        .count();
-    let cells = s.judges.iter().map(|j| j.artifacts.len()).sum::<usize>();
-    let _ = write!(
-        out,
-        "<figure><div class=\"chart\">{}</div><figcaption>{name}: {significant} of {cells} judge × artifact cells significant after Holm correction. Hover a cell for the raw and adjusted p-values; the exact numbers are in the detailed results.</figcaption>",
-        svg.finish()
-    );
-    // Text alternative for screen readers.
-    let _ = write!(
-        out,
-        "<table class=\"sr-only\"><caption>{name}: estimate, 95% interval, n and Holm-adjusted p per judge and artifact</caption><thead><tr><th>judge</th>"
-    );
-    for a in &ids {
-        let _ = write!(out, "<th>{}</th>", escape(a));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for j in &s.judges {
-        let _ = write!(
-            out,
-            "<tr><th>{}{}</th>",
-            escape(&j.name),
-            if j.simulated { " (SIMULATED)" } else { "" }
-        );
-        for a in &ids {
-            let cell = j
-                .artifacts
-                .iter()
-                .find(|x| &x.artifact == a)
-                .map(|x| {
-                    let e = effect.pick(x);
-                    format!("{}{}", est_text(e, true), p_suffix(e))
-                })
-                .unwrap_or_else(|| "not audited".into());
-            let _ = write!(out, "<td>{}</td>", escape(&cell));
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table></figure>\n");
-}
-
-/// `[+41.7, +70.8] n=96` (percent points, compact for a chart cell).
-fn ci_compact(e: &Estimate, signed: bool) -> String {
-    let f = |x: f64| {
-        if signed {
-            let v = 100.0 * x;
-            if v.abs() < 0.05 {
-                "0.0".to_string()
-            } else {
-                format!("{v:+.1}")
-            }
-        } else {
-            format!("{:.1}", 100.0 * x)
-        }
-    };
-    match (e.ci_low, e.ci_high) {
-        (Some(l), Some(h)) => format!("[{}, {}] n={}", f(l), f(h), e.n),
-        _ => format!("n={}", e.n),
-    }
-}
-
-/// `, p = …, Holm p = …` for tooltips and text alternatives.
-fn p_suffix(e: &Estimate) -> String {
-    let mut s = String::new();
-    if let Some(p) = e.p_value {
-        let _ = write!(s, ", p = {}", p_text(p));
-    }
-    if let Some(q) = e.p_adjusted {
-        let _ = write!(
-            s,
-            ", Holm p = {}{}",
-            p_text(q),
-            if q < ALPHA { " ✱" } else { "" }
-        );
-    }
-    s
-}
-
-fn forest(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"flips\">\n<h2>Flip rates</h2>\n");
-    out.push_str("<p class=\"intro\">Share of verdicts that changed when the artifact was added, against the judge's own baseline verdict for the same pair and order (Wilson 95% interval). The shaded band is the judge's run-to-run flip rate: the 95% interval of how often an identical baseline call changed verdict between repeats. A flip rate inside the band is indistinguishable from the judge's own noise. <span class=\"star\">✱</span> marks a Holm-significant direction of the flips (exact McNemar, toward vs away).</p>\n");
-    let label_w = 210.0;
-    let plot_w = 560.0;
-    let text_w = 320.0;
-    let row_h = 19.0;
-    let group_gap = 14.0;
-    let top = 34.0;
-    let max_high = s
-        .judges
-        .iter()
-        .flat_map(|j| {
-            j.artifacts
-                .iter()
-                .filter_map(|a| a.flip_rate.rate.ci_high.or(a.flip_rate.rate.estimate))
-                .chain(j.baseline.noise_flip_rate.ci_high)
-        })
-        .fold(0.0f64, f64::max);
-    let domain = svg::ceil_to(max_high, 0.1).clamp(0.1, 1.0);
-    let scale = LinearScale::new((0.0, domain), (label_w, label_w + plot_w));
-    let group_h = |j: &JudgeResult| 26.0 + row_h * j.artifacts.len() as f64;
-    let body_h: f64 = s.judges.iter().map(group_h).sum::<f64>() + group_gap * s.judges.len() as f64;
-    let height = top + body_h + 10.0;
-    let width = label_w + plot_w + text_w;
-    let mut svg = Svg::new(
-        "forest",
-        width,
-        height,
-        "Flip rate against the baseline per judge and artifact",
-        "Forest plot: for each judge a group of rows, one per artifact, with the flip rate as a dot and its 95% interval as a line. A shaded band shows the judge's run-to-run flip rate interval, a dashed line its estimate. The text column repeats each value with its interval and n.",
-    );
-    let ticks = scale.ticks(5);
-    svg.x_axis(&scale, top - 4.0, &ticks, pct_tick, Some(height - 6.0));
-    svg.text(
-        label_w + plot_w + 30.0,
-        top - 11.0,
-        "flip rate [95% CI] n",
-        Anchor::Start,
-        "class=\"small\"",
-    );
-    let mut y = top;
-    for j in &s.judges {
-        let gh = group_h(j);
-        let noise = &j.baseline.noise_flip_rate;
-        if let (Some(l), Some(h)) = (noise.ci_low, noise.ci_high) {
-            svg.rect(
-                scale.map(l),
-                y + 4.0,
-                scale.map(h) - scale.map(l),
-                gh - 6.0,
-                "fill=\"#8c959f\" fill-opacity=\"0.16\"",
-                Some(&format!(
-                    "{}: run-to-run flip rate {}",
-                    j.name,
-                    est_text(noise, false)
-                )),
-            );
-        }
-        if let Some(v) = noise.estimate {
-            svg.line(
-                scale.map(v),
-                y + 4.0,
-                scale.map(v),
-                y + gh - 2.0,
-                "stroke=\"#6e7781\" stroke-width=\"1\" stroke-dasharray=\"3 3\"",
-            );
-        }
-        // Group heading: judge name (and SIMULATED), noise summary on the right.
-        let name = svg::clip(&j.name, 40);
-        svg.push(&format!(
-            "<text x=\"{}\" y=\"{}\" class=\"lbl-b\">{}{}",
-            svg::num(8.0),
-            svg::num(y + 17.0),
-            svg::title(&j.name),
-            escape(&name)
-        ));
-        if j.simulated {
-            svg.push("<tspan class=\"simt\" dx=\"8\">SIMULATED</tspan>");
-        }
-        svg.push("</text>");
-        svg.text(
-            label_w + plot_w + 30.0,
-            y + 17.0,
-            &format!("noise {}", est_text(noise, false)),
-            Anchor::Start,
-            "class=\"small\"",
-        );
-        let mut ry = y + 26.0;
-        for a in &j.artifacts {
-            let e = &a.flip_rate.rate;
-            let cy = ry + row_h / 2.0;
-            svg.text(
-                label_w - 12.0,
-                cy + 4.0,
-                &svg::clip(&a.artifact, 22),
-                Anchor::End,
-                "class=\"lbl\"",
-            );
-            let colour = if e.significant() {
-                "#8250df"
-            } else {
-                "#57606a"
-            };
-            if let (Some(l), Some(h)) = (e.ci_low, e.ci_high) {
-                svg.line(
-                    scale.map(l),
-                    cy,
-                    scale.map(h),
-                    cy,
-                    &format!("stroke=\"{colour}\" stroke-width=\"2\" stroke-linecap=\"round\""),
-                );
-            }
-            let tooltip = format!(
-                "{} · {}: flip rate {} ({} toward, {} away){}",
-                j.name,
-                a.artifact,
-                est_text(e, false),
-                a.flip_rate.toward,
-                a.flip_rate.away,
-                p_suffix(e)
-            );
-            match e.estimate {
-                Some(v) => {
-                    svg.push(&format!(
-                        "<circle cx=\"{}\" cy=\"{}\" r=\"4.5\" fill=\"{colour}\" stroke=\"#ffffff\" stroke-width=\"1.5\">{}</circle>",
-                        svg::num(scale.map(v)),
-                        svg::num(cy),
-                        svg::title(&tooltip)
-                    ));
-                    svg.text(
-                        label_w + plot_w + 30.0,
-                        cy + 4.0,
-                        &format!("{} {}{}", pct(v), ci_text(e, false), {
-                            if e.significant() { " ✱" } else { "" }
-                        }),
-                        Anchor::Start,
-                        if e.significant() {
-                            "class=\"lbl-b\""
-                        } else {
-                            "class=\"lbl\""
-                        },
-                    );
-                }
-                None => svg.text(
-                    label_w + plot_w + 30.0,
-                    cy + 4.0,
-                    &format!("n/a (n={})", e.n),
-                    Anchor::Start,
-                    "class=\"small\"",
-                ),
-            }
-            ry += row_h;
-        }
-        y += gh + group_gap;
-    }
-    let above: usize = s
-        .judges
-        .iter()
-        .map(|j| {
-            j.artifacts
-                .iter()
-                .filter(|a| {
-                    matches!(
-                        (a.flip_rate.rate.ci_low, j.baseline.noise_flip_rate.ci_high),
-                        (Some(l), Some(h)) if l > h
-                    )
-                })
-                .count()
-        })
-        .sum();
-    let _ = write!(
-        out,
-        "<figure><div class=\"chart\">{}</div><figcaption>Flip rates of {} judges on {} artifacts; in {above} judge × artifact cells the whole flip-rate interval lies above the judge's run-to-run noise interval. Grey band: run-to-run flip rate (95% CI); dashed line: its estimate.</figcaption>",
-        svg.finish(),
-        s.judges.len(),
-        s.plan.artifacts.len()
-    );
-    out.push_str("<table class=\"sr-only\"><caption>Flip rate per judge and artifact with 95% interval, n, flips toward and away, and Holm-adjusted p; run-to-run noise per judge</caption><thead><tr><th>judge</th><th>artifact</th><th>flip rate</th><th>toward</th><th>away</th><th>Holm p</th></tr></thead><tbody>");
-    for j in &s.judges {
-        let _ = write!(
-            out,
-            "<tr><th>{}{}</th><td>run-to-run noise</td><td>{}</td><td></td><td></td><td></td></tr>",
-            escape(&j.name),
-            if j.simulated { " (SIMULATED)" } else { "" },
-            escape(&est_text(&j.baseline.noise_flip_rate, false))
-        );
-        for a in &j.artifacts {
-            let e = &a.flip_rate.rate;
-            let _ = write!(
-                out,
-                "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&j.name),
-                escape(&a.artifact),
-                escape(&est_text(e, false)),
-                a.flip_rate.toward,
-                a.flip_rate.away,
-                e.p_adjusted.map(p_text).unwrap_or_default()
-            );
-        }
-    }
-    out.push_str("</tbody></table></figure>\n</section>\n");
-}
-
-fn pct_tick(v: f64) -> String {
-    format!("{:.0}%", 100.0 * v)
-}
-
-/// Segments of the position-consistency bar: label and colour.
-const POSITION_SEGMENTS: [(&str, &str); 5] = [
-    ("consistent", "#2da44e"),
-    ("prefers first slot", "#e16f24"),
-    ("prefers second slot", "#218bff"),
-    ("other (win vs tie)", "#afb8c1"),
-    ("error (invalid or failed)", "#57606a"),
-];
-
-fn position_counts(pc: &crate::analyze::PositionConsistency) -> [u64; 5] {
-    [
-        pc.consistent,
-        pc.prefers_first,
-        pc.prefers_second,
-        pc.other,
-        pc.error,
-    ]
-}
-
-fn position(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"position\">\n<h2>Position bias</h2>\n");
-    out.push_str("<p class=\"intro\">Each pair was judged in both orders (MT-Bench position consistency, first baseline repeat). <i>Consistent</i>: the same winner, or a tie, in both orders. <i>Prefers first/second slot</i>: whichever answer sat in that slot won both times. <i>Other</i>: a win in one order and a tie in the other. <i>Error</i>: an invalid or failed verdict in either order.</p>\n");
-    let label_w = 210.0;
-    let bar_w = 600.0;
-    let text_w = 290.0;
-    let row_h = 36.0;
-    let top = 8.0;
-    let legend_h = 30.0;
-    let width = label_w + bar_w + text_w;
-    let height = top + row_h * s.judges.len() as f64 + legend_h;
-    let mut svg = Svg::new(
-        "position-chart",
-        width,
-        height,
-        "Position consistency per judge",
-        "Stacked horizontal bars, one per judge, splitting the pairs into consistent, prefers first slot, prefers second slot, other and error. The text column gives the consistency rate with its 95% interval and n.",
-    );
-    for (r, j) in s.judges.iter().enumerate() {
-        let y = top + row_h * r as f64;
-        row_label(&mut svg, label_w - 12.0, y + 13.0, j, 26);
-        let pc = &j.baseline.position_consistency;
-        let counts = position_counts(pc);
-        let total: u64 = counts.iter().sum();
-        let mut x = label_w;
-        if total == 0 {
-            svg.rect(
-                x,
-                y + 2.0,
-                bar_w,
-                20.0,
-                "fill=\"#f6f8fa\" stroke=\"#d0d7de\"",
-                None,
-            );
-        }
-        for ((label, colour), count) in POSITION_SEGMENTS.into_iter().zip(counts) {
-            if count == 0 || total == 0 {
-                continue;
-            }
-            let w = bar_w * count as f64 / total as f64;
-            svg.rect(
-                x,
-                y + 2.0,
-                w,
-                20.0,
-                &format!("fill=\"{colour}\" stroke=\"#ffffff\" stroke-width=\"1\""),
-                Some(&format!(
-                    "{}: {label} {count} of {total} pairs ({})",
-                    j.name,
-                    pct(count as f64 / total as f64)
-                )),
-            );
-            if w >= 34.0 {
-                let ink = svg::text_on(svg::Rgb::from_hex(colour).unwrap_or(svg::Rgb(0, 0, 0)));
-                svg.text(
-                    x + w / 2.0,
-                    y + 16.0,
-                    &count.to_string(),
-                    Anchor::Middle,
-                    &format!("class=\"cellc\" fill=\"{ink}\""),
-                );
-            }
-            x += w;
-        }
-        svg.text(
-            label_w + bar_w + 12.0,
-            y + 16.0,
-            &format!("consistent {}", est_text(&pc.rate, false)),
-            Anchor::Start,
-            "class=\"lbl\"",
-        );
-    }
-    let ly = top + row_h * s.judges.len() as f64 + 6.0;
-    let mut lx = label_w;
-    for (label, colour) in POSITION_SEGMENTS {
-        svg.rect(
-            lx,
-            ly,
-            11.0,
-            11.0,
-            &format!("fill=\"{colour}\" rx=\"2\""),
-            None,
-        );
-        svg.text(
-            lx + 16.0,
-            ly + 10.0,
-            label,
-            Anchor::Start,
-            "class=\"small\"",
-        );
-        lx += 30.0 + 6.2 * label.chars().count() as f64;
-    }
-    let _ = write!(
-        out,
-        "<figure><div class=\"chart\">{}</div><figcaption>Position consistency of {} judges; segment labels are pair counts. {}</figcaption>",
-        svg.finish(),
-        s.judges.len(),
-        s.judges
-            .iter()
-            .map(|j| format!(
-                "{}{}: {}",
-                escape(&j.name),
-                if j.simulated { " (SIMULATED)" } else { "" },
-                escape(&est_text(&j.baseline.position_consistency.rate, false))
-            ))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    out.push_str("<table class=\"sr-only\"><caption>Position consistency counts per judge</caption><thead><tr><th>judge</th><th>consistent</th><th>prefers first</th><th>prefers second</th><th>other</th><th>error</th><th>consistency rate</th></tr></thead><tbody>");
-    for j in &s.judges {
-        let pc = &j.baseline.position_consistency;
-        let _ = write!(
-            out,
-            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&j.name),
-            pc.consistent,
-            pc.prefers_first,
-            pc.prefers_second,
-            pc.other,
-            pc.error,
-            escape(&est_text(&pc.rate, false))
-        );
-    }
-    out.push_str("</tbody></table></figure>\n</section>\n");
-}
-
-fn jury(out: &mut String, s: &Summary, extras: &Extras) {
+fn jury(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"jury\">\n<h2>Jury vs jurors</h2>\n");
     out.push_str("<p class=\"intro\">A jury aggregates its members' verdicts. If aggregation helps, the jury's artifact effects are smaller and its gold accuracy and position consistency higher than its members'. Every value carries its 95% interval and n; <span class=\"star\">✱</span> marks Holm-adjusted p &lt; 0.05.</p>\n");
     let ids = artifact_ids(s);
-    for (name, members) in &extras.juries {
-        let rows: Vec<(&String, &str, Option<&JudgeResult>)> = std::iter::once((name, "jury"))
-            .chain(members.iter().map(|m| (m, "juror")))
-            .map(|(n, role)| (n, role, s.judges.iter().find(|j| &j.name == n)))
-            .collect();
+    for jury in &s.juries {
+        let name = &jury.name;
+        let rows: Vec<(&String, &str, Option<&JudgeResult>)> =
+            std::iter::once((name, "jury", Some(jury)))
+                .chain(
+                    jury.members
+                        .iter()
+                        .map(|m| (m, "juror", s.judges.iter().find(|j| &j.name == m))),
+                )
+                .collect();
         let head = |out: &mut String, member: &str, role: &str, j: Option<&JudgeResult>| {
             let shade = if role == "jury" {
                 " style=\"background:#f6f8fa\""
@@ -1273,8 +359,12 @@ fn jury(out: &mut String, s: &Summary, extras: &Extras) {
         };
         let _ = write!(
             out,
-            "<h3>{}</h3><div class=\"table-wrap\"><table class=\"jury\"><thead><tr><th>judge</th><th>role</th><th>verdict</th><th>gold accuracy</th><th>position consistency</th><th>run-to-run flips</th></tr></thead><tbody>",
-            escape(name)
+            "<h3>{}</h3>{}<div class=\"table-wrap\"><table class=\"jury\"><thead><tr><th>judge</th><th>role</th><th>verdict</th><th>gold accuracy</th><th>position consistency</th><th>run-to-run flips</th></tr></thead><tbody>",
+            escape(name),
+            jury.rule
+                .as_deref()
+                .map(|r| format!("<p class=\"meta-line\">Rule: {}.</p>", escape(r)))
+                .unwrap_or_default()
         );
         for (member, role, j) in &rows {
             head(out, member, role, *j);
@@ -1446,7 +536,7 @@ fn category_table(
     out.push_str("</tbody></table></div>\n");
 }
 
-fn p_html(e: &Estimate, q: Option<f64>) -> String {
+fn p_html(e: &Estimate) -> String {
     let mut parts = Vec::new();
     if let Some(p) = e.p_value {
         parts.push(format!("p {}", p_text(p)));
@@ -1454,7 +544,7 @@ fn p_html(e: &Estimate, q: Option<f64>) -> String {
     if let Some(h) = e.p_adjusted {
         parts.push(format!("Holm {}", p_text(h)));
     }
-    if let Some(q) = q {
+    if let Some(q) = e.q_value {
         parts.push(format!("BH q {}", p_text(q)));
     }
     if parts.is_empty() {
@@ -1471,10 +561,122 @@ fn p_html(e: &Estimate, q: Option<f64>) -> String {
     )
 }
 
-fn details(out: &mut String, s: &Summary, extras: &Extras) {
+/// The minimum detectable effects of one artifact, each in its own unit: effects as
+/// percentages, sample sizes as counts, the family as "126 tests", α and power as percentages.
+fn mde_html(m: &crate::analyze::Mde) -> String {
+    use super::format::{counted, opt};
+    format!(
+        "<span class=\"k\">|T|</span> {}<br><span class=\"k\">|T| in family</span> {}<br><span class=\"k\">excess flip</span> {}<div class=\"p\">{} · {} · family of {} · α {} · power {}</div>",
+        opt(m.t, pct),
+        opt(m.t_family, pct),
+        opt(m.excess_flip, pct),
+        counted(m.pairs, "pair"),
+        counted(m.comparisons, "comparison"),
+        counted(m.family_size, "test"),
+        pct(m.alpha),
+        pct(m.power)
+    )
+}
+
+/// Warnings about the run, first on the page.
+fn warnings(out: &mut String, warnings: &[super::Warning]) {
+    out.push_str("<section id=\"warnings\">\n<h2>Warnings</h2>\n<ul class=\"findings\">");
+    for w in warnings {
+        let who = w
+            .judge
+            .as_deref()
+            .map(|j| format!("<span class=\"jn\">{}</span>: ", escape(j)))
+            .unwrap_or_default();
+        let _ = write!(out, "<li>{who}{}</li>", escape(&w.message));
+    }
+    out.push_str("</ul>\n</section>\n");
+}
+
+/// Agreement between judges: pairwise table, then Fleiss' κ and Krippendorff's α.
+fn agreement(out: &mut String, a: &crate::analyze::AgreementResult) {
+    use super::format::{coef_estimate, opt};
+    out.push_str("<section id=\"agreement\">\n<h2>Agreement between judges</h2>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"intro\">How often the judges give the same verdict on the same call, and the chance-corrected coefficients (κ, π, α: 1 = perfect agreement, 0 = chance). Labels: {}.</p>",
+        escape(&a.labels)
+    );
+    out.push_str("<div class=\"table-wrap\"><table class=\"agreement\"><thead><tr><th>judge</th><th>judge</th><th class=\"num\">items</th><th class=\"num\">agreement</th><th>Cohen's κ</th><th>Scott's π</th></tr></thead><tbody>");
+    for p in &a.pairwise {
+        let _ = write!(
+            out,
+            "<tr><td><span class=\"jn\">{}</span></td><td><span class=\"jn\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"nw\">{}</td><td class=\"nw\">{}</td></tr>",
+            escape(&p.judge_a),
+            escape(&p.judge_b),
+            thousands(p.n),
+            opt(p.percent, pct),
+            coef_estimate(&p.cohen_kappa),
+            coef_estimate(&p.scott_pi)
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+    if let Some(f) = &a.fleiss_kappa {
+        let _ = writeln!(
+            out,
+            "<p class=\"meta-line\">Fleiss' κ of {} over {} every rater judged validly: <b>{}</b>.</p>",
+            escape(&f.raters.join(", ")),
+            super::format::counted(f.items, "item"),
+            coef_estimate(&f.value)
+        );
+    }
+    if let Some(k) = &a.krippendorff_alpha {
+        let _ = writeln!(
+            out,
+            "<p class=\"meta-line\">Krippendorff's α (nominal, missing values allowed) over {}: <b>{}</b>.</p>",
+            super::format::counted(k.items, "item"),
+            coef_estimate(&k.value)
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+/// The jury composer's suggestion: the subset of judges whose jury has the smallest artifact
+/// effects, with the members' own T beside the jury's.
+fn composer(out: &mut String, c: &crate::analyze::ComposerResult) {
+    use super::format::opt;
+    let sg = &c.suggestion;
+    out.push_str("<section id=\"composer\">\n<h2>Jury composer</h2>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"intro\">Suggested jury of {} ({} evaluated; objective: {}): <b>{}</b>, with max |T| {} and max |WR| {}. {}</p>",
+        super::format::counted(c.size as u64, "judge"),
+        super::format::counted(c.evaluated as u64, "subset"),
+        escape(&c.objective),
+        escape(&sg.members.join(", ")),
+        pct(sg.max_abs_t),
+        pct(sg.max_abs_wr),
+        escape(&c.note)
+    );
+    out.push_str("<div class=\"table-wrap\"><table class=\"composer\"><thead><tr><th>artifact</th><th>jury T</th><th>jury WR</th>");
+    for m in &sg.members {
+        let _ = write!(out, "<th>T of <span class=\"jn\">{}</span></th>", escape(m));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for (k, artifact) in c.artifacts.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td><td>{}</td>",
+            escape(artifact),
+            opt(sg.t.get(k).copied().flatten(), spct),
+            opt(sg.wr.get(k).copied().flatten(), spct)
+        );
+        for m in &sg.members {
+            let t = c.member_t.get(m).and_then(|v| v.get(k).copied().flatten());
+            let _ = write!(out, "<td>{}</td>", opt(t, spct));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>\n</section>\n");
+}
+
+fn details(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"details\">\n<h2>Detailed results</h2>\n");
     out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted within its family (by default each judge's artifact × {T, WR, flip} tests; <code>[design] multiplicity = &quot;run&quot;</code> pools the run) (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
-    let any_mde = !extras.mde.is_empty();
     for (index, j) in s.judges.iter().enumerate() {
         // Ids are positional: data never reaches an attribute.
         let _ = write!(
@@ -1492,12 +694,7 @@ fn details(out: &mut String, s: &Summary, extras: &Extras) {
         }
         let _ = write!(
             out,
-            "<div class=\"table-wrap\"><table class=\"results\"><thead><tr><th>artifact</th><th>T (tie detection)</th><th>WR (winrate shift)</th><th>flip rate</th><th>excess over noise</th>{}{}</tr></thead><tbody>",
-            if any_mde {
-                "<th>minimum detectable effect</th>"
-            } else {
-                ""
-            },
+            "<div class=\"table-wrap\"><table class=\"results\"><thead><tr><th>artifact</th><th>T (tie detection)</th><th>WR (winrate shift)</th><th>flip rate</th><th>excess over noise</th><th>minimum detectable effect</th>{}</tr></thead><tbody>",
             if j.simulated {
                 "<th>planted T</th>"
             } else {
@@ -1505,45 +702,21 @@ fn details(out: &mut String, s: &Summary, extras: &Extras) {
             }
         );
         for a in &j.artifacts {
-            let q = |m: &str| {
-                extras
-                    .q_values
-                    .get(&(j.name.clone(), a.artifact.clone(), m.to_string()))
-                    .copied()
-            };
             let _ = write!(
                 out,
                 "<tr><th>{}</th><td>{}{}</td><td>{}{}</td><td>{}<div class=\"p\">{} toward · {} away</div>{}</td><td>{}</td>",
                 escape(&a.artifact),
                 est_html(&a.tie_detection.score, true),
-                p_html(&a.tie_detection.score, q("T")),
+                p_html(&a.tie_detection.score),
                 est_html(&a.winrate_shift.shift, true),
-                p_html(&a.winrate_shift.shift, q("WR")),
+                p_html(&a.winrate_shift.shift),
                 est_html(&a.flip_rate.rate, false),
                 a.flip_rate.toward,
                 a.flip_rate.away,
-                p_html(&a.flip_rate.rate, q("flip")),
+                p_html(&a.flip_rate.rate),
                 est_html(&a.excess_flip_rate, true)
             );
-            if any_mde {
-                let cell = extras
-                    .mde
-                    .get(&(j.name.clone(), a.artifact.clone()))
-                    .map(|list| {
-                        list.iter()
-                            .map(|(k, v)| {
-                                if k.is_empty() {
-                                    pct(*v)
-                                } else {
-                                    format!("{} {}", escape(k), pct(*v))
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                            .join("<br>")
-                    })
-                    .unwrap_or_else(|| "–".into());
-                let _ = write!(out, "<td class=\"nw\">{cell}</td>");
-            }
+            let _ = write!(out, "<td class=\"mde\">{}</td>", mde_html(&a.mde));
             if j.simulated {
                 match &a.planted {
                     Some(p) => {
@@ -1653,7 +826,7 @@ fn examples(out: &mut String, s: &Summary) {
     out.push_str("</section>\n");
 }
 
-fn metadata(out: &mut String, s: &Summary, extras: &Extras) {
+fn metadata(out: &mut String, s: &Summary) {
     out.push_str("<section id=\"metadata\">\n<h2>Run metadata</h2>\n<div class=\"table-wrap\"><table class=\"kv\"><tbody>");
     let categories = s
         .dataset
@@ -1766,7 +939,7 @@ fn metadata(out: &mut String, s: &Summary, extras: &Extras) {
                     .as_ref()
                     .map(|why| format!("<div class=\"note\">stopped: {}</div>", escape(why)))
                     .unwrap_or_default();
-                let cost = cost_text(name, r, config, extras);
+                let cost = cost_text(r, config);
                 let _ = write!(
                     out,
                     "<td class=\"nw\">{} planned<div class=\"p\">{} completed · {} failed · {} unparseable</div></td><td class=\"nw\">{} in<div class=\"p\">{} out</div></td><td>{faults}{stopped}</td><td class=\"nw\">{cost}</td></tr>",
@@ -1798,25 +971,19 @@ fn metadata(out: &mut String, s: &Summary, extras: &Extras) {
     out.push_str("</tbody></table></div>\n</section>\n");
 }
 
-/// The recorded cost, else an estimate from the judge's configured prices, else a dash.
-fn cost_text(
-    name: &str,
-    result: &JudgeResult,
-    config: Option<&super::JudgeInfo>,
-    extras: &Extras,
-) -> String {
-    if let Some(c) = extras.costs.get(name) {
-        return format!("${c:.2}");
+/// An estimate from the judge's configured prices, else a dash.
+fn cost_text(result: &JudgeResult, config: Option<&super::JudgeInfo>) -> String {
+    match config.and_then(super::JudgeInfo::pricing) {
+        Some(p) => {
+            let usd = result.calls.input_tokens as f64 / 1e6 * p.input_per_mtok
+                + result.calls.output_tokens as f64 / 1e6 * p.output_per_mtok;
+            format!(
+                "≈ {} <span class=\"ci\">(configured prices)</span>",
+                super::format::usd(usd)
+            )
+        }
+        None => "–".into(),
     }
-    let pricing = config.map(|c| &c.config["pricing"]);
-    if let Some(p) = pricing.filter(|p| p.is_object()) {
-        let input = p["input_per_mtok"].as_f64().unwrap_or(0.0);
-        let output = p["output_per_mtok"].as_f64().unwrap_or(0.0);
-        let usd = result.calls.input_tokens as f64 / 1e6 * input
-            + result.calls.output_tokens as f64 / 1e6 * output;
-        return format!("≈ ${usd:.2} <span class=\"ci\">(configured prices)</span>");
-    }
-    "–".into()
 }
 
 #[cfg(test)]
@@ -1921,37 +1088,5 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(10_080), "10,080");
         assert_eq!(thousands(1_000_000), "1,000,000");
-    }
-
-    #[test]
-    fn extras_read_optional_fields() {
-        let v = serde_json::json!({
-            "judges": [
-                {"name": "jury-1", "kind": "jury", "members": ["a", {"name": "b"}], "cost_usd": 1.5,
-                 "artifacts": [{"artifact": "apology",
-                   "tie_detection": {"q_value": 0.01, "mde": 0.2},
-                   "winrate_shift": {}, "flip_rate": {"q_value": 0.5}}]},
-                {"name": "a", "artifacts": []}
-            ]
-        });
-        let e = Extras::from_value(&v);
-        assert_eq!(
-            e.juries,
-            vec![("jury-1".to_string(), vec!["a".to_string(), "b".to_string()])]
-        );
-        assert_eq!(e.q_values.len(), 2);
-        assert_eq!(
-            e.q_values[&("jury-1".into(), "apology".into(), "T".into())],
-            0.01
-        );
-        assert_eq!(
-            e.mde[&("jury-1".into(), "apology".into())],
-            vec![("T".to_string(), 0.2)]
-        );
-        assert_eq!(e.costs["jury-1"], 1.5);
-        assert_eq!(
-            Extras::from_value(&serde_json::json!({})),
-            Extras::default()
-        );
     }
 }

@@ -7,46 +7,15 @@ use crate::analyze::{
 };
 use std::fmt::Write;
 
-/// Escape text for a Markdown table cell or line (answers and names are untrusted).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' | '\r' => out.push(' '),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-fn pct(x: f64) -> String {
-    format!("{:+.1}%", 100.0 * x)
-}
-
-fn rate(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
-}
+/// A p-value in a compact, exact-enough form (see [`super::format::p`]).
+pub use super::format::p as p_text;
+use super::format::{coef, coef_estimate as coef_cell, opt, rate, signed as pct};
+/// Escape text for a Markdown table cell or line (see [`super::text::markdown`], the one
+/// escaping place).
+pub use super::text::markdown as escape;
 
 fn cell(e: &Estimate, signed: bool) -> String {
-    let f = if signed { pct } else { rate };
-    match (e.estimate, e.ci_low, e.ci_high) {
-        (Some(v), Some(l), Some(h)) => format!("{} [{}, {}] n={}", f(v), f(l), f(h), e.n),
-        (Some(v), _, _) => format!("{} n={}", f(v), e.n),
-        _ => format!("n/a (n={})", e.n),
-    }
-}
-
-/// A p-value in a compact, exact-enough form.
-pub fn p_text(p: f64) -> String {
-    if p < 0.001 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.3}")
-    }
+    super::format::estimate(e, signed)
 }
 
 fn p_cell(e: &Estimate) -> String {
@@ -62,23 +31,6 @@ fn p_cell(e: &Estimate) -> String {
         }
         (Some(p), None) => format!("{} / – / –", p_text(p)),
         _ => "–".into(),
-    }
-}
-
-fn opt(x: Option<f64>, f: fn(f64) -> String) -> String {
-    x.map_or("–".to_string(), f)
-}
-
-fn coef(x: f64) -> String {
-    format!("{x:.2}")
-}
-
-/// A coefficient (κ, α, slope) with its interval.
-fn coef_cell(e: &Estimate) -> String {
-    match (e.estimate, e.ci_low, e.ci_high) {
-        (Some(v), Some(l), Some(h)) => format!("{v:.2} [{l:.2}, {h:.2}] n={}", e.n),
-        (Some(v), _, _) => format!("{v:.2} n={}", e.n),
-        _ => format!("n/a (n={})", e.n),
     }
 }
 
@@ -98,12 +50,14 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
     if let Some(small) = &judge.small_audit {
         let _ = writeln!(out, "⚠ {}.\n", escape(&small.message));
     }
+    // Each reason carries its own severity: a caution-level reason on a REJECTed judge is
+    // printed as CAUTION, not as part of the rejection.
     for reason in &judge.trust.reasons {
         let _ = writeln!(
             out,
             "- {} because {}",
-            judge.trust.verdict.label(),
-            escape(reason)
+            reason.severity.label(),
+            escape(&reason.text)
         );
     }
     for note in &judge.trust.notes {
@@ -445,8 +399,50 @@ fn agreement_section(out: &mut String, a: &AgreementResult) {
     out.push('\n');
 }
 
+/// `report.md`.
+pub struct MarkdownExporter;
+
+impl super::Exporter for MarkdownExporter {
+    fn format(&self) -> super::Format {
+        super::Format::Markdown
+    }
+
+    fn file_name(&self) -> &'static str {
+        "report.md"
+    }
+
+    fn render(&self, view: &super::ReportView<'_>) -> std::io::Result<Vec<u8>> {
+        Ok(render_view(view).into_bytes())
+    }
+}
+
+/// The warnings as a Markdown list under a heading (empty when there is none).
+pub fn warnings_section(out: &mut String, warnings: &[super::Warning]) {
+    if warnings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Warnings\n");
+    for w in warnings {
+        match &w.judge {
+            Some(j) => {
+                let _ = writeln!(out, "- **{}**: {}", escape(j), escape(&w.message));
+            }
+            None => {
+                let _ = writeln!(out, "- {}", escape(&w.message));
+            }
+        }
+    }
+    out.push('\n');
+}
+
 /// Render the whole Markdown report.
 pub fn render(summary: &Summary) -> String {
+    render_view(&super::ReportView::new(summary))
+}
+
+/// Render the whole Markdown report of a view.
+pub fn render_view(view: &super::ReportView<'_>) -> String {
+    let summary = view.summary;
     let mut out = String::new();
     let _ = writeln!(out, "# judge-audit report\n");
     let simulated: Vec<&str> = summary
@@ -482,6 +478,7 @@ pub fn render(summary: &Summary) -> String {
         out,
         "How to read: **T** is Chen & Goldfarb-Tarrant's tie-detection score (answer vs the same answer with the artifact; +100% = always prefers the artifact, for position = always prefers the first slot). **WR** is their winrate shift in net-preference units. **Flip rate** is the share of verdicts that changed against the baseline; *toward* means toward the perturbed answer (position: the first slot). Intervals are 95%, from a bootstrap that resamples whole pairs (Wilson for rates). p-values are shown raw / Holm-adjusted (confirmatory) / Benjamini–Hochberg q (screening), each within its family (listed at the end); ✱ marks Holm p < 0.05. **MDE** is the smallest effect this audit detects with 80% power at α = 0.05 (|T| by the exact sign test on per-pair nets with no ties; excess flip rate by a paired normal approximation): a non-significant artifact with an MDE above the effect you care about is *not* evidence of robustness.\n"
     );
+    warnings_section(&mut out, view.warnings());
     for judge in &summary.judges {
         judge_section(&mut out, judge);
     }

@@ -1,11 +1,19 @@
 //! Reports: the summary document and one exporter per format. Exporters only format what they
 //! are given; they never compute a statistic.
 
+mod charts;
 pub mod compare;
 pub mod csv;
+pub mod format;
+pub mod gh_summary;
 pub mod html;
+pub mod junit;
 pub mod markdown;
 pub mod svg;
+pub mod text;
+pub mod view;
+
+pub use view::{Exporter, Format, ReportView, Section};
 
 use crate::analyze::{AgreementResult, AnalysisInfo, FlipExample, JudgeResult, JuryAnalysis};
 use crate::design::PlanCounts;
@@ -83,6 +91,15 @@ pub struct JudgeInfo {
     pub config: serde_json::Value,
 }
 
+impl JudgeInfo {
+    /// The judge's configured prices, typed; `None` when it has none.
+    pub fn pricing(&self) -> Option<crate::judge::config::Pricing> {
+        self.config
+            .get("pricing")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+    }
+}
+
 /// The plan as recorded in the summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanInfo {
@@ -132,36 +149,138 @@ pub struct Summary {
     /// How the analysis was run: bootstrap method and size, α, power, multiplicity families.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisInfo>,
+    /// Warnings about the run (judge stopped, records skipped, failed calls, unparseable
+    /// verdicts), shown by every exporter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// A warning about the run, as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// What happened: `judge_stopped`, `records_skipped`, `calls_failed` or
+    /// `verdicts_unparseable`.
+    pub kind: String,
+    /// The judge it concerns, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
+    /// The warning in words, numbers included.
+    pub message: String,
+}
+
+impl Summary {
+    /// The summary with its warnings derived from the results (replacing any it had), so every
+    /// exporter shows the same ones.
+    pub fn with_warnings(mut self) -> Summary {
+        let mut warnings = Vec::new();
+        if self.dataset.skipped > 0 {
+            warnings.push(Warning {
+                kind: "records_skipped".into(),
+                judge: None,
+                message: format!(
+                    "{} skipped as invalid (--skip-invalid); the audit uses the other {}",
+                    format::counted(self.dataset.skipped as u64, "dataset record"),
+                    format::counted(self.dataset.pairs as u64, "pair")
+                ),
+            });
+        }
+        for j in &self.judges {
+            if let Some(reason) = &j.stopped {
+                warnings.push(Warning {
+                    kind: "judge_stopped".into(),
+                    judge: Some(j.name.clone()),
+                    message: format!(
+                        "stopped by a permanent error, the audit is incomplete: {reason}"
+                    ),
+                });
+            }
+            let c = &j.calls;
+            if c.failed > 0 {
+                warnings.push(Warning {
+                    kind: "calls_failed".into(),
+                    judge: Some(j.name.clone()),
+                    message: format!(
+                        "{} of {} planned failed after retries (counted, not dropped)",
+                        format::counted(c.failed, "call"),
+                        format::count(c.planned)
+                    ),
+                });
+            }
+            if c.invalid > 0 {
+                warnings.push(Warning {
+                    kind: "verdicts_unparseable".into(),
+                    judge: Some(j.name.clone()),
+                    message: format!(
+                        "{} could not be parsed (counted, never coerced)",
+                        format::counted(c.invalid, "verdict")
+                    ),
+                });
+            }
+        }
+        self.warnings = warnings;
+        self
+    }
 }
 
 /// Write `summary.json` (pretty, trailing newline; byte-identical for identical inputs).
 pub fn write_json(summary: &Summary, path: &Path) -> std::io::Result<()> {
-    let mut text = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
-    text.push('\n');
-    std::fs::write(path, text)
+    std::fs::write(path, JsonExporter.render(&ReportView::new(summary))?)
 }
 
-/// File names of the per-run reports, in the order [`write_all`] writes them.
+/// File names of the default reports, in the order [`write_all`] writes them.
 pub const REPORT_FILES: [&str; 4] = ["summary.json", "report.md", "report.html", "results.csv"];
 
-/// Write every report of `summary` into the folder `out` (created if missing): `summary.json`,
-/// `report.md`, `report.html` and `results.csv`. Returns the paths written. Identical summaries
-/// give byte-identical files. An error names the file that could not be written.
+/// `summary.json`.
+pub struct JsonExporter;
+
+impl Exporter for JsonExporter {
+    fn format(&self) -> Format {
+        Format::Json
+    }
+
+    fn file_name(&self) -> &'static str {
+        "summary.json"
+    }
+
+    fn render(&self, view: &ReportView<'_>) -> std::io::Result<Vec<u8>> {
+        let mut text = serde_json::to_string_pretty(view.summary).map_err(std::io::Error::other)?;
+        text.push('\n');
+        Ok(text.into_bytes())
+    }
+}
+
+/// Write the default reports of `summary` into the folder `out` (created if missing):
+/// `summary.json`, `report.md`, `report.html` and `results.csv`. Returns the paths written.
+/// Identical summaries give byte-identical files. An error names the file that could not be
+/// written.
 pub fn write_all(summary: &Summary, out: &Path) -> std::io::Result<Vec<PathBuf>> {
+    write_formats(&ReportView::new(summary), &Format::DEFAULT, out)
+}
+
+/// Write `formats` of `view` into the folder `out` (created if missing), each once, in the
+/// order given. Returns the paths written. An error names the file that could not be written.
+pub fn write_formats(
+    view: &ReportView<'_>,
+    formats: &[Format],
+    out: &Path,
+) -> std::io::Result<Vec<PathBuf>> {
     let named = |path: &Path, e: std::io::Error| {
         std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
     };
     std::fs::create_dir_all(out).map_err(|e| named(out, e))?;
-    let mut written = Vec::with_capacity(REPORT_FILES.len());
-    for name in REPORT_FILES {
-        let path = out.join(name);
-        let result = match name {
-            "summary.json" => write_json(summary, &path),
-            "report.md" => std::fs::write(&path, markdown::render(summary)),
-            "report.html" => std::fs::write(&path, html::render(summary)),
-            _ => csv::write(summary, &path),
-        };
-        result.map_err(|e| named(&path, e))?;
+    let mut written = Vec::with_capacity(formats.len());
+    let mut done = Vec::with_capacity(formats.len());
+    for &format in formats {
+        if done.contains(&format) {
+            continue;
+        }
+        done.push(format);
+        let exporter = format.exporter();
+        let path = out.join(exporter.file_name());
+        exporter
+            .render(view)
+            .and_then(|bytes| std::fs::write(&path, bytes))
+            .map_err(|e| named(&path, e))?;
         written.push(path);
     }
     Ok(written)

@@ -4,7 +4,7 @@
 //! Everything here is deterministic (coordinates are written with two decimals) so the same
 //! summary always renders to the same bytes.
 
-use super::html::escape;
+use super::text::html as escape;
 use std::fmt::Write;
 
 /// A coordinate or length with at most two decimals and no trailing zeros (`12`, `12.5`, `-0.25`).

@@ -108,7 +108,14 @@ pub fn hostile_summary() -> judge_audit::report::Summary {
     };
     for (i, j) in s.judges.iter_mut().enumerate() {
         rename(&mut j.name);
-        j.trust.reasons.push(h(i + 1));
+        j.trust.reasons.push(
+            judge_audit::analyze::TrustReason::new(
+                &h(i + 8),
+                judge_audit::analyze::Trust::Caution,
+                h(i + 1),
+            )
+            .on(&h(i + 9)),
+        );
         j.trust.passed.push(h(i + 2));
         j.findings.push(h(i + 3));
         j.stopped = Some(h(i + 4));

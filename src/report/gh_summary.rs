@@ -1,0 +1,76 @@
+//! `step-summary.md`: a short GitHub-flavoured Markdown for `$GITHUB_STEP_SUMMARY` (which GitHub
+//! caps at 1 MiB): the verdicts with their reasons, the warnings and, with `--fail-on`, the gate.
+//! The full report is `report.md`.
+
+use super::markdown::{escape, warnings_section};
+use super::view::{Exporter, Format, ReportView};
+use std::fmt::Write;
+
+/// Reasons shown per judge before "and N more".
+pub const REASONS_SHOWN: usize = 5;
+
+/// `step-summary.md`.
+pub struct GhSummaryExporter;
+
+impl Exporter for GhSummaryExporter {
+    fn format(&self) -> Format {
+        Format::GhSummary
+    }
+
+    fn file_name(&self) -> &'static str {
+        "step-summary.md"
+    }
+
+    fn render(&self, view: &ReportView<'_>) -> std::io::Result<Vec<u8>> {
+        Ok(render(view).into_bytes())
+    }
+}
+
+/// Render the step summary.
+pub fn render(view: &ReportView<'_>) -> String {
+    let s = view.summary;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### judge-audit: {} on `{}` ({} pairs, seed {})\n",
+        super::format::counted(s.judges.len() as u64, "judge"),
+        escape(&s.dataset.name),
+        s.dataset.pairs,
+        s.seed
+    );
+    if let Some(t) = view.fail_on {
+        let gate = super::gate(s, t);
+        let _ = writeln!(out, "**{}**\n", escape(&gate.line));
+    }
+    warnings_section(&mut out, view.warnings());
+    let _ = writeln!(out, "| judge | verdict | reasons |\n|---|---|---|");
+    for j in s.judges.iter().chain(&s.juries) {
+        let sim = if j.simulated { " (simulated)" } else { "" };
+        let mut reasons: Vec<String> = j
+            .trust
+            .reasons
+            .iter()
+            .take(REASONS_SHOWN)
+            .map(|r| format!("{}: {}", r.severity.label(), escape(&r.text)))
+            .collect();
+        if j.trust.reasons.len() > REASONS_SHOWN {
+            reasons.push(format!(
+                "and {} more in report.md",
+                j.trust.reasons.len() - REASONS_SHOWN
+            ));
+        }
+        let reasons = if reasons.is_empty() {
+            "every check passed".to_string()
+        } else {
+            reasons.join("<br>")
+        };
+        let _ = writeln!(
+            out,
+            "| {}{sim} | **{}** | {reasons} |",
+            escape(&j.name),
+            j.trust.verdict.label()
+        );
+    }
+    out.push_str("\nFull report: `report.md` and `report.html` in the run directory.\n");
+    out
+}

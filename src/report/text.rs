@@ -1,0 +1,134 @@
+//! Escaping of untrusted text, in one place for every exporter and the terminal.
+//!
+//! Answers, prompts, names and reasons come from datasets and from the judges under test, so
+//! they may hold markup, Markdown syntax, bidi overrides (which reorder what a reader sees) or C0
+//! control characters (ESC sequences that restyle or rewrite a terminal, BEL). Every format first
+//! makes those controls visible as `\u{XXXX}` ([`visible_controls`]), then applies its own syntax
+//! escaping.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// True for characters that are shown as `\u{XXXX}` instead of themselves: bidi embedding,
+/// override and isolate controls (U+202A–U+202E, U+2066–U+2069) and every control character
+/// except the layout ones in `keep`.
+fn hidden(c: char, keep: &[char]) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || (c.is_control() && !keep.contains(&c))
+}
+
+fn visible_keeping<'a>(text: &'a str, keep: &[char]) -> Cow<'a, str> {
+    if !text.chars().any(|c| hidden(c, keep)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if hidden(c, keep) {
+            let _ = write!(out, "\\u{{{:04X}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text` with bidi controls and control characters other than tab, newline and carriage return
+/// written visibly as `\u{XXXX}`.
+pub fn visible_controls(text: &str) -> Cow<'_, str> {
+    visible_keeping(text, &['\n', '\t', '\r'])
+}
+
+/// Text for the terminal: like [`visible_controls`], and a carriage return is shown too (it
+/// would let an answer overwrite the line it is printed on).
+pub fn terminal(text: &str) -> Cow<'_, str> {
+    visible_keeping(text, &['\n', '\t'])
+}
+
+/// Escape text for HTML and SVG text or attribute values: `&`, `<`, `>`, `"` and `'` become
+/// entities, and controls are made visible ([`visible_controls`]), so they can neither reorder the
+/// page nor hide.
+pub fn html(text: &str) -> String {
+    let text = visible_controls(text);
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escape text for a Markdown table cell or line: Markdown syntax characters are
+/// backslash-escaped, line breaks become spaces (a table row is one line), and controls are made
+/// visible ([`visible_controls`]).
+pub fn markdown(text: &str) -> String {
+    let text = visible_controls(text);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escape text for XML character data and attribute values (JUnit). XML 1.0 cannot carry most
+/// C0 controls even as references, so they are made visible first.
+pub fn xml(text: &str) -> String {
+    html(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_are_visible_in_every_format() {
+        let hostile = "a\u{1b}[31mred\u{7}\u{202E}txt\u{2066}\r\nb";
+        assert_eq!(
+            visible_controls(hostile),
+            "a\\u{001B}[31mred\\u{0007}\\u{202E}txt\\u{2066}\r\nb"
+        );
+        assert_eq!(
+            terminal(hostile),
+            "a\\u{001B}[31mred\\u{0007}\\u{202E}txt\\u{2066}\\u{000D}\nb"
+        );
+        assert_eq!(
+            markdown(hostile),
+            // The backslash of `\u{…}` is escaped too, so a reader sees `\u{001B}`.
+            "a\\\\u{001B}\\[31mred\\\\u{0007}\\\\u{202E}txt\\\\u{2066}  b"
+        );
+        assert_eq!(
+            html("<b a='x'>&\u{1b}"),
+            "&lt;b a=&#39;x&#39;&gt;&amp;\\u{001B}"
+        );
+        for out in [
+            markdown(hostile),
+            html(hostile),
+            terminal(hostile).into_owned(),
+        ] {
+            assert!(
+                !out.chars()
+                    .any(|c| c == '\u{1b}' || c == '\u{7}' || c == '\u{202E}')
+            );
+        }
+    }
+
+    #[test]
+    fn clean_text_is_borrowed() {
+        assert!(matches!(
+            visible_controls("plain\ttext\n"),
+            Cow::Borrowed(_)
+        ));
+    }
+}
