@@ -33,6 +33,7 @@ fn artifact(id: &str, operation: Operation) -> Artifact {
         source: "s".into(),
         expected_effect: "e".into(),
         operation,
+        detector: None,
     }
 }
 

@@ -67,6 +67,8 @@ fn unchanged(text: &str) -> Perturbation {
     Perturbation {
         text: text.to_string(),
         injected: Vec::new(),
+        changed: true,
+        already_present: false,
     }
 }
 
@@ -87,6 +89,8 @@ fn wrap(prefix: &str, text: &str, suffix: &str) -> Perturbation {
     Perturbation {
         text: out,
         injected,
+        changed: true,
+        already_present: false,
     }
 }
 
@@ -165,6 +169,8 @@ fn regex_replace(pattern: &str, replacement: &str, text: &str) -> Perturbation {
     Perturbation {
         text: out,
         injected,
+        changed: true,
+        already_present: false,
     }
 }
 
@@ -220,6 +226,8 @@ fn reorder(unit: ReorderUnit, text: &str, rng: &mut impl RngCore) -> Perturbatio
             Perturbation {
                 text: t,
                 injected: vec![moved],
+                changed: true,
+                already_present: false,
             }
         }
         None => unchanged(text),
@@ -255,6 +263,8 @@ fn repeat(times: usize, text: &str) -> Perturbation {
     Perturbation {
         injected: vec![added],
         text: out,
+        changed: true,
+        already_present: false,
     }
 }
 

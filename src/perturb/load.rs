@@ -377,6 +377,7 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
             "source",
             "expected_effect",
             "operation",
+            "detector",
         ],
         "an artifact",
     )?;
@@ -387,6 +388,7 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
     let expected_effect = top.req_str(&cx, "expected_effect")?;
     let op = top.table(&cx, "operation")?;
     let operation = parse_operation(&cx, &op)?;
+    let detector = top.opt_str(&cx, "detector")?;
 
     let artifact = Artifact {
         id,
@@ -395,6 +397,7 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
         source,
         expected_effect,
         operation,
+        detector,
     };
     artifact
         .check()

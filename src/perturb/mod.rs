@@ -93,6 +93,12 @@ pub struct Artifact {
     pub expected_effect: String,
     /// How the artifact is injected.
     pub operation: Operation,
+    /// Regular expression that recognises the artifact in an answer that already carries it in
+    /// other words (e.g. any apology opener, not only the exact one). An original answer that
+    /// matches it, or that already contains the artifact's fixed text, is counted as
+    /// "already present" and excluded from the artifact's estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
 }
 
 /// How an artifact changes an answer. `Position` changes nothing in the text: the design realises it
@@ -206,6 +212,26 @@ pub struct Perturbation {
     /// repeated items) removing these ranges gives back the original text; for a reorder the one
     /// range covers the span whose units were permuted.
     pub injected: Vec<Range<usize>>,
+    /// False when the artifact left the text byte-identical (e.g. a reorder of a one-sentence
+    /// answer): such an item measures nothing and is excluded from the artifact's estimates.
+    #[serde(default = "yes")]
+    pub changed: bool,
+    /// True when the original answer already carried the artifact (its fixed text, or a match
+    /// of its `detector`): adding it again is not a treatment, so the item is excluded too.
+    #[serde(default)]
+    pub already_present: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Perturbation {
+    /// True when the item counts towards the artifact's estimates: the text changed and the
+    /// original did not already carry the artifact.
+    pub fn effective(&self) -> bool {
+        self.changed && !self.already_present
+    }
 }
 
 /// Why a catalog file was rejected.
@@ -377,7 +403,25 @@ impl Artifact {
     pub fn apply(&self, text: &str, seed: u64, key: &str) -> Perturbation {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::from_seed(item_seed(seed, &self.id, key));
-        apply::apply(&self.operation, text, &mut rng)
+        let mut out = apply::apply(&self.operation, text, &mut rng);
+        out.changed = out.text != text;
+        out.already_present = self.already_in(text);
+        out
+    }
+
+    /// True when `text` already carries this artifact: it matches the declared `detector`, or it
+    /// already contains one of the operation's fixed texts (trimmed; only texts of at least
+    /// eight characters count, so a separator such as `"\n"` is not a marker).
+    pub fn already_in(&self, text: &str) -> bool {
+        if let Some(pattern) = &self.detector
+            && apply::compile(pattern).is_ok_and(|re| re.is_match(text))
+        {
+            return true;
+        }
+        self.operation
+            .markers()
+            .iter()
+            .any(|m| text.contains(m.as_str()))
     }
 
     /// Parse and validate one artifact definition. `file` labels the source in error messages.
@@ -424,6 +468,11 @@ impl Artifact {
             if value.trim().is_empty() {
                 return bad(field, "must not be empty");
             }
+        }
+        if let Some(pattern) = &self.detector
+            && let Err(e) = apply::compile(pattern)
+        {
+            return Err(("detector".into(), e));
         }
         match &self.operation {
             Operation::Prepend { text } | Operation::Append { text } if text.is_empty() => {
@@ -495,6 +544,33 @@ impl Artifact {
 }
 
 impl Operation {
+    /// The fixed texts this operation inserts, trimmed, of at least eight characters: an answer
+    /// containing one of them already carries the artifact. Empty for operations whose output
+    /// depends on the answer itself (reorder, repeat, regex replacement, position).
+    pub fn markers(&self) -> Vec<String> {
+        let raw: Vec<&str> = match self {
+            Operation::Prepend { text } | Operation::Append { text } => vec![text],
+            Operation::Wrap { prefix, suffix } => vec![prefix, suffix],
+            Operation::Template { variants } => variants
+                .iter()
+                .flat_map(|v| [v.prefix.as_str(), v.suffix.as_str()])
+                .collect(),
+            Operation::Verbose {
+                openers, closers, ..
+            } => openers.iter().chain(closers).map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let mut out: Vec<String> = raw
+            .into_iter()
+            .map(str::trim)
+            .filter(|m| m.chars().count() >= 8)
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// One-line human summary (used by `judge-audit artifacts show`).
     pub fn describe(&self) -> String {
         match self {

@@ -204,6 +204,33 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             opt(a.mde.excess_flip, rate),
         );
     }
+    let counted: Vec<String> = judge
+        .artifacts
+        .iter()
+        .filter_map(|a| {
+            let c = a.perturbation.as_ref()?;
+            Some(format!(
+                "{} {}/{} ({} unchanged, {} already carried it){}",
+                escape(&a.artifact),
+                c.effective,
+                c.targets,
+                c.unchanged,
+                c.already_present,
+                if c.warning.is_some() {
+                    " ⚠ under half changed"
+                } else {
+                    ""
+                }
+            ))
+        })
+        .collect();
+    if !counted.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nPerturbed answers counted in the estimates (changed by the artifact and not already carrying it; the rest are excluded): {}.",
+            counted.join("; ")
+        );
+    }
     let soft: Vec<String> = judge
         .artifacts
         .iter()
