@@ -409,19 +409,28 @@ impl Artifact {
         out
     }
 
-    /// True when `text` already carries this artifact: it matches the declared `detector`, or it
-    /// already contains one of the operation's fixed texts (trimmed; only texts of at least
-    /// eight characters count, so a separator such as `"\n"` is not a marker).
+    /// True when `text` already carries this artifact ([`detect`](Self::detect) says yes).
     pub fn already_in(&self, text: &str) -> bool {
-        if let Some(pattern) = &self.detector
-            && apply::compile(pattern).is_ok_and(|re| re.is_match(text))
-        {
-            return true;
+        self.detect(text) == Some(true)
+    }
+
+    /// Whether `text` shows this artifact, from the text alone: it matches the declared
+    /// `detector`, contains one of the operation's fixed texts ([`Operation::markers`]), or, for
+    /// `repeat`, contains the same sentence or list item twice. `None` when the artifact has no
+    /// such sign (a reorder or a regex replacement without a `detector`, `position`): nothing in
+    /// one text shows it. Simulated judges use this to act on what they are shown.
+    pub fn detect(&self, text: &str) -> Option<bool> {
+        let regex = self.detector.as_deref().and_then(|p| apply::compile(p).ok());
+        let markers = self.operation.markers();
+        let repeat = matches!(self.operation, Operation::Repeat { .. });
+        if regex.is_none() && markers.is_empty() && !repeat {
+            return None;
         }
-        self.operation
-            .markers()
-            .iter()
-            .any(|m| text.contains(m.as_str()))
+        Some(
+            regex.is_some_and(|re| re.is_match(text))
+                || markers.iter().any(|m| text.contains(m.as_str()))
+                || (repeat && text::has_repeated_unit(text)),
+        )
     }
 
     /// Parse and validate one artifact definition. `file` labels the source in error messages.
