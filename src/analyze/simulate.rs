@@ -71,6 +71,7 @@ pub struct SimulatedDesign {
     /// Perturbed answers.
     pub perturbed: PerturbedAnswers,
     requests: Vec<JudgeRequest>,
+    pairs: Vec<Pair>,
 }
 
 impl SimulatedDesign {
@@ -95,6 +96,7 @@ impl SimulatedDesign {
             plan,
             perturbed,
             requests,
+            pairs: pairs.to_vec(),
         }
     }
 
@@ -111,12 +113,17 @@ impl SimulatedDesign {
             "latency_ms": 0, "attempts": 1, "error": null, "error_kind": null
         }))
         .expect("a valid call record");
+        for judge in judges {
+            // As in a run: the judge learns the dataset before its first call.
+            judge.learn_pairs(&self.pairs);
+        }
         self.plan
             .calls
             .par_iter()
             .zip(&self.requests)
             .map(|(spec, request)| {
-                let (raw, verdict) = judges[spec.judge_index].judge_text(request);
+                let judge = &judges[spec.judge_index];
+                let (raw, verdict) = judge.judge_text(request);
                 let probs = label_probs.then(|| match verdict {
                     SlotVerdict::First => LabelProbs {
                         first: 0.7,

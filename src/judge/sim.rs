@@ -16,11 +16,14 @@
 //! 4. otherwise it judges "substance": each answer's substance is a fingerprint of its distinct
 //!    words once every catalog artifact's inserted text is removed ([`substance`]), so an
 //!    artifact the judge ignores changes nothing it weighs. Two answers of equal substance give a
-//!    tie with probability `tie_rate`, else a coin; otherwise it prefers the answer of higher
-//!    substance (the simulated "world" quality, [`better_first`]) with probability `accuracy`,
-//!    a tie with probability `tie_rate`, else the other. The dataset's gold label is never
-//!    consulted: `accuracy` is agreement with that world quality, which
-//!    [`crate::analyze::simulate::synthetic_pairs`] uses as its gold.
+//!    tie with probability `tie_rate`, else a fair coin, drawn afresh for every call; otherwise it prefers the answer of higher
+//!    quality with probability `accuracy`, a tie with probability `tie_rate`, else the other.
+//!    Quality is the judge's competence: before the audit it learns which answer of each
+//!    labelled pair is better ([`Judge::learn`]) and later recognises an answer by its substance
+//!    in the text, as a competent reader would; an answer it does not recognise is ranked by the
+//!    simulated world's quality ([`better_first`]), which
+//!    [`crate::analyze::simulate::synthetic_pairs`] uses as its gold. Nothing about the call
+//!    (artifact, slot, gold slot) is ever handed to it.
 //!
 //! Each decision draws from an RNG keyed on what it is about (the substances compared, the
 //! artifact-carrying text), so repeats of a call agree; with probability `noise` a call redraws
@@ -39,7 +42,8 @@ use async_trait::async_trait;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use crate::dataset::{Pair, Preference};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 /// A seeded, deterministic judge with declared biases. Always reports itself as simulated.
@@ -51,6 +55,9 @@ pub struct SimJudge {
     /// Planted artifacts with their preference, in id order.
     planted: Vec<(Artifact, f64)>,
     parser: VerdictParser,
+    /// Quality the judge knows per answer substance (+1 the better answer of its pair, −1 the
+    /// worse, 0 a tie), learned from the dataset's labels ([`Judge::learn`]).
+    knowledge: OnceLock<HashMap<u64, i8>>,
     /// Reply texts for first, second, tie, in the template's label format (parsed back by
     /// `parser`).
     labels: [String; 3],
@@ -213,7 +220,39 @@ impl SimJudge {
             planted,
             parser,
             labels,
+            knowledge: OnceLock::new(),
         })
+    }
+
+    /// Learn which answer of each labelled pair is better (the first call wins; later calls
+    /// change nothing). Without it, or for an answer it does not recognise, the judge falls
+    /// back to the simulated world's quality ([`better_first`]).
+    pub fn learn_pairs(&self, pairs: &[Pair]) {
+        let mut known = HashMap::new();
+        for pair in pairs {
+            let (a, b) = (substance(&pair.response_a), substance(&pair.response_b));
+            let (qa, qb) = match pair.preferred {
+                Some(Preference::A) => (1, -1),
+                Some(Preference::B) => (-1, 1),
+                Some(Preference::Tie) => (0, 0),
+                None => continue,
+            };
+            known.insert(a, qa);
+            known.insert(b, qb);
+        }
+        let _ = self.knowledge.set(known);
+    }
+
+    /// Which of two answers of different substance the judge holds to be better.
+    fn better(&self, sa: u64, sb: u64) -> Option<Slot> {
+        let known = self.knowledge.get();
+        let q = |s: u64| known.and_then(|k| k.get(&s).copied());
+        match (q(sa), q(sb)) {
+            (Some(x), Some(y)) if x > y => Some(Slot::First),
+            (Some(x), Some(y)) if x < y => Some(Slot::Second),
+            (Some(_), Some(_)) => None,
+            _ => Some(if sa > sb { Slot::First } else { Slot::Second }),
+        }
     }
 
     /// The declared parameters.
@@ -276,8 +315,10 @@ impl SimJudge {
                 Slot::Second
             });
         }
-        let u = stream("substance", &pair_key);
         if sa == sb {
+            // Nothing to prefer: every call is its own coin (a judge at temperature > 0), so
+            // the two orders of an identical-answer test do not cancel by construction.
+            let u = call_rng.random::<f64>();
             if u < self.params.tie_rate {
                 SlotVerdict::Tie
             } else if u < self.params.tie_rate + (1.0 - self.params.tie_rate) / 2.0 {
@@ -286,13 +327,17 @@ impl SimJudge {
                 SlotVerdict::Second
             }
         } else {
-            let better = if sa > sb { Slot::First } else { Slot::Second };
-            if u < self.params.accuracy {
-                slot_verdict(better)
-            } else if u < self.params.accuracy + self.params.tie_rate {
-                SlotVerdict::Tie
-            } else {
-                slot_verdict(other(better))
+            let u = stream("substance", &pair_key);
+            match self.better(sa, sb) {
+                Some(better) if u < self.params.accuracy => slot_verdict(better),
+                Some(_) if u < self.params.accuracy + self.params.tie_rate => SlotVerdict::Tie,
+                Some(better) => slot_verdict(other(better)),
+                // Known equals: a tie with probability tie_rate, else a coin.
+                None if u < self.params.tie_rate => SlotVerdict::Tie,
+                None if u < self.params.tie_rate + (1.0 - self.params.tie_rate) / 2.0 => {
+                    SlotVerdict::First
+                }
+                None => SlotVerdict::Second,
             }
         }
     }
@@ -342,6 +387,10 @@ impl Judge for SimJudge {
 
     fn simulated(&self) -> bool {
         true
+    }
+
+    fn learn(&self, pairs: &[Pair]) {
+        self.learn_pairs(pairs);
     }
 
     async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
