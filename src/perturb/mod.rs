@@ -42,18 +42,73 @@ use std::sync::OnceLock;
 /// the contents of `perturbations/` exactly.
 const BUILTIN_FILES: &[(&str, &str)] = &[
     (
-        "apology.toml",
-        include_str!("../../perturbations/apology.toml"),
+        "apology-authority.toml",
+        include_str!("../../perturbations/apology-authority.toml"),
     ),
     (
         "apology-variants.toml",
         include_str!("../../perturbations/apology-variants.toml"),
     ),
     (
+        "apology.toml",
+        include_str!("../../perturbations/apology.toml"),
+    ),
+    (
         "authority.toml",
         include_str!("../../perturbations/authority.toml"),
     ),
-    ("halo.toml", include_str!("../../perturbations/halo.toml")),
+    (
+        "concreteness.toml",
+        include_str!("../../perturbations/concreteness.toml"),
+    ),
+    (
+        "emoji.toml",
+        include_str!("../../perturbations/emoji.toml"),
+    ),
+    (
+        "epistemic-strengthener.toml",
+        include_str!("../../perturbations/epistemic-strengthener.toml"),
+    ),
+    (
+        "epistemic-weakener.toml",
+        include_str!("../../perturbations/epistemic-weakener.toml"),
+    ),
+    (
+        "fake-reasoning.toml",
+        include_str!("../../perturbations/fake-reasoning.toml"),
+    ),
+    (
+        "flattery.toml",
+        include_str!("../../perturbations/flattery.toml"),
+    ),
+    (
+        "halo.toml",
+        include_str!("../../perturbations/halo.toml"),
+    ),
+    (
+        "injection-codeblock.toml",
+        include_str!("../../perturbations/injection-codeblock.toml"),
+    ),
+    (
+        "injection-plain.toml",
+        include_str!("../../perturbations/injection-plain.toml"),
+    ),
+    (
+        "injection-system-tag.toml",
+        include_str!("../../perturbations/injection-system-tag.toml"),
+    ),
+    (
+        "markdown-bold.toml",
+        include_str!("../../perturbations/markdown-bold.toml"),
+    ),
+    (
+        "markdown-bullets.toml",
+        include_str!("../../perturbations/markdown-bullets.toml"),
+    ),
+    (
+        "markdown-header.toml",
+        include_str!("../../perturbations/markdown-header.toml"),
+    ),
     (
         "position.toml",
         include_str!("../../perturbations/position.toml"),
@@ -65,6 +120,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
     (
         "repetition.toml",
         include_str!("../../perturbations/repetition.toml"),
+    ),
+    (
+        "self-identification.toml",
+        include_str!("../../perturbations/self-identification.toml"),
     ),
     (
         "verbosity.toml",
@@ -167,8 +226,41 @@ pub enum Operation {
         #[serde(default)]
         closers: Vec<String>,
     },
+    /// Rewrite an answer of two or more sentences as a markdown bullet list, one sentence per
+    /// item (`"- "` + the sentence, joined by newlines), in order; the words are unchanged.
+    /// Answers that already contain a list, a code block or a table, or have fewer than two
+    /// sentences, are left unchanged.
+    Bullets,
     /// Swap the order of the two answers (no text change).
     Position,
+    /// A stack of other artifacts applied in order (`compose = ["apology", "authority"]` at the
+    /// top level of the file), each exactly as on its own: step k applies artifact k with its own
+    /// seed derivation to the output of step k − 1.
+    Compose {
+        /// Component artifact ids, in application order.
+        artifacts: Vec<String>,
+        /// The components, resolved by the catalog (not part of the file).
+        #[serde(skip)]
+        resolved: Resolved,
+    },
+}
+
+/// The resolved components of a composed artifact. Derived from the ids by the catalog, so it
+/// takes no part in equality: two artifacts with the same ids are the same artifact.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved(pub Vec<Artifact>);
+
+impl PartialEq for Resolved {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::ops::Deref for Resolved {
+    type Target = Vec<Artifact>;
+    fn deref(&self) -> &Vec<Artifact> {
+        &self.0
+    }
 }
 
 /// Unit shuffled by [`Operation::Reorder`].
@@ -298,9 +390,49 @@ impl Catalog {
                     })
                     .collect();
                 artifacts.sort_by(|a, b| a.id.cmp(&b.id));
-                Catalog { artifacts }
+                let mut catalog = Catalog { artifacts };
+                catalog
+                    .resolve_compositions("perturbations (built-in)")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                catalog
             })
             .clone()
+    }
+
+    /// Resolve every composed artifact's components against the catalog. A component must exist
+    /// and be a text artifact that is not itself composed (so stacks are flat and finite).
+    fn resolve_compositions(&mut self, origin: &str) -> Result<(), PerturbError> {
+        let snapshot = self.artifacts.clone();
+        for artifact in &mut self.artifacts {
+            let Operation::Compose {
+                artifacts,
+                resolved,
+            } = &mut artifact.operation
+            else {
+                continue;
+            };
+            resolved.0.clear();
+            for (i, id) in artifacts.iter().enumerate() {
+                let component = snapshot.iter().find(|a| &a.id == id);
+                let invalid = |message: String| PerturbError::Invalid {
+                    file: format!("{origin}: artifact `{}`", artifact.id),
+                    line: None,
+                    field: format!("compose[{i}]"),
+                    message,
+                };
+                match component {
+                    None => return Err(invalid(format!("unknown artifact `{id}`"))),
+                    Some(c) if matches!(c.operation, Operation::Compose { .. } | Operation::Position) => {
+                        return Err(invalid(format!(
+                            "`{id}` cannot be stacked: components must be text artifacts that \
+                             are not themselves composed"
+                        )));
+                    }
+                    Some(c) => resolved.0.push(c.clone()),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Add or override artifacts from every `*.toml` file in `dir`.
@@ -349,8 +481,13 @@ impl Catalog {
             seen.insert(artifact.id.clone(), path);
             loaded.push(artifact);
         }
+        let before = self.clone();
         for artifact in loaded {
             self.insert(artifact);
+        }
+        if let Err(e) = self.resolve_compositions(&dir.display().to_string()) {
+            *self = before;
+            return Err(e);
         }
         Ok(())
     }
@@ -402,8 +539,25 @@ impl Artifact {
     /// The RNG is `ChaCha8Rng::from_seed(item_seed(seed, &self.id, key))`.
     pub fn apply(&self, text: &str, seed: u64, key: &str) -> Perturbation {
         use rand::SeedableRng;
-        let mut rng = rand_chacha::ChaCha8Rng::from_seed(item_seed(seed, &self.id, key));
-        let mut out = apply::apply(&self.operation, text, &mut rng);
+        let mut out = match &self.operation {
+            Operation::Compose { resolved, .. } => {
+                let mut out = Perturbation {
+                    text: text.to_string(),
+                    injected: Vec::new(),
+                    changed: false,
+                    already_present: false,
+                };
+                for step in resolved.iter() {
+                    let next = step.apply(&out.text, seed, key);
+                    out = apply::stack(out, next);
+                }
+                out
+            }
+            op => {
+                let mut rng = rand_chacha::ChaCha8Rng::from_seed(item_seed(seed, &self.id, key));
+                apply::apply(op, text, &mut rng)
+            }
+        };
         out.changed = out.text != text;
         out.already_present = self.already_in(text);
         out
@@ -420,6 +574,11 @@ impl Artifact {
     /// such sign (a reorder or a regex replacement without a `detector`, `position`): nothing in
     /// one text shows it. Simulated judges use this to act on what they are shown.
     pub fn detect(&self, text: &str) -> Option<bool> {
+        if let Operation::Compose { resolved, .. } = &self.operation {
+            // The stack shows when every component shows.
+            let signs: Option<Vec<bool>> = resolved.iter().map(|a| a.detect(text)).collect();
+            return signs.map(|s| !s.is_empty() && s.iter().all(|&b| b));
+        }
         let regex = self.detector.as_deref().and_then(|p| apply::compile(p).ok());
         let markers = self.operation.markers();
         let repeat = matches!(self.operation, Operation::Repeat { .. });
@@ -486,6 +645,12 @@ impl Artifact {
         match &self.operation {
             Operation::Prepend { text } | Operation::Append { text } if text.is_empty() => {
                 bad("operation.text", "must not be empty")
+            }
+            Operation::Compose { artifacts, .. } if artifacts.len() < 2 => {
+                bad("compose", "list at least two artifact ids to stack")
+            }
+            Operation::Compose { artifacts, .. } if artifacts.contains(&self.id) => {
+                bad("compose", "an artifact cannot contain itself")
             }
             Operation::Wrap { prefix, suffix } if prefix.is_empty() && suffix.is_empty() => bad(
                 "operation.prefix",
@@ -567,6 +732,9 @@ impl Operation {
             Operation::Verbose {
                 openers, closers, ..
             } => openers.iter().chain(closers).map(String::as_str).collect(),
+            Operation::Compose { resolved, .. } => {
+                return resolved.iter().flat_map(|a| a.operation.markers()).collect();
+            }
             _ => Vec::new(),
         };
         let mut out: Vec<String> = raw
@@ -627,6 +795,13 @@ impl Operation {
                 closers.len()
             ),
             Operation::Position => "position: swap the answer order (text unchanged)".into(),
+            Operation::Bullets => {
+                "bullets: one markdown bullet per sentence (two or more sentences, no list yet)"
+                    .into()
+            }
+            Operation::Compose { artifacts, .. } => {
+                format!("compose: apply {} in order", artifacts.join(", then "))
+            }
         }
     }
 }
