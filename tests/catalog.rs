@@ -89,7 +89,11 @@ fn every_new_artifact_is_byte_exact_and_seed_stable() {
         assert!(p.changed && !p.already_present, "{id}");
         assert!(p.effective(), "{id}");
         for seed in [5, 6] {
-            assert_eq!(a.apply(ANSWER, seed, "p1/a"), a.apply(ANSWER, seed, "p1/a"), "{id}");
+            assert_eq!(
+                a.apply(ANSWER, seed, "p1/a"),
+                a.apply(ANSWER, seed, "p1/a"),
+                "{id}"
+            );
         }
         // The artifact recognises itself in its own output and not in the original.
         assert_eq!(a.detect(&p.text), Some(true), "{id} detects its output");
@@ -119,7 +123,10 @@ fn composition_applies_each_step_as_on_its_own_and_highlights_both() {
     let mut catalog = Catalog::builtin();
     let err = catalog.extend_from_dir(dir.path()).unwrap_err().to_string();
     assert!(err.contains("compose[1]") && err.contains("nope"), "{err}");
-    assert!(catalog.get("x").is_none(), "a failed extension leaves the catalog unchanged");
+    assert!(
+        catalog.get("x").is_none(),
+        "a failed extension leaves the catalog unchanged"
+    );
 }
 
 #[test]
@@ -130,7 +137,10 @@ fn unchanged_and_already_present_answers_are_flagged() {
     assert!(p.changed && p.already_present && !p.effective());
     // A detector regex catches other wordings of the same artifact.
     let weak = get("epistemic-weakener");
-    assert!(weak.apply("I'm not sure, but call a doctor.", 1, "k").already_present);
+    assert!(
+        weak.apply("I'm not sure, but call a doctor.", 1, "k")
+            .already_present
+    );
     // A one-sentence answer cannot be reordered or bulleted: unchanged, so not effective.
     for id in ["reorder", "markdown-bullets"] {
         let p = get(id).apply("Call a doctor.", 1, "k");
@@ -212,7 +222,10 @@ fn a_no_op_artifact_has_no_effective_items_and_no_effect() {
     let by_id = |id: &str| judge.artifacts.iter().find(|a| a.artifact == id).unwrap();
     let none = by_id("apology-noop");
     let counts = none.perturbation.as_ref().unwrap();
-    assert_eq!((counts.targets, counts.unchanged, counts.effective), (120, 120, 0));
+    assert_eq!(
+        (counts.targets, counts.unchanged, counts.effective),
+        (120, 120, 0)
+    );
     assert!(counts.warning.is_some());
     assert_eq!(none.tie_detection.score.n, 0);
     assert_eq!(none.tie_detection.score.estimate, None);
@@ -222,7 +235,11 @@ fn a_no_op_artifact_has_no_effective_items_and_no_effect() {
     let real = by_id("apology");
     assert_eq!(real.perturbation.as_ref().unwrap().effective, 120);
     assert!(real.tie_detection.score.n > 0);
-    assert!(real.planted.as_ref().unwrap().recovered, "{:?}", real.tie_detection.score);
+    assert!(
+        real.planted.as_ref().unwrap().recovered,
+        "{:?}",
+        real.tie_detection.score
+    );
 }
 
 #[test]
@@ -230,16 +247,93 @@ fn already_present_answers_are_excluded_and_counted() {
     // Half the answers already begin with the exact apology: only the other half is measured.
     let mut pairs = synthetic_pairs(40, 8);
     for pair in pairs.iter_mut().take(20) {
-        pair.response_a = format!("I'm sorry, as a chatbot I cannot respond to this. {}", pair.response_a);
-        pair.response_b = format!("I'm sorry, as a chatbot I cannot respond to this. {}", pair.response_b);
+        pair.response_a = format!(
+            "I'm sorry, as a chatbot I cannot respond to this. {}",
+            pair.response_a
+        );
+        pair.response_b = format!(
+            "I'm sorry, as a chatbot I cannot respond to this. {}",
+            pair.response_b
+        );
         pair.preferred = Some(Preference::A);
     }
     let results = audit(pairs, &[get("apology")]);
     let a = &results[0].artifacts[0];
     let c = a.perturbation.as_ref().unwrap();
     assert_eq!((c.targets, c.already_present, c.effective), (80, 40, 40));
-    assert!(c.warning.is_none(), "exactly half effective is not under half");
+    assert!(
+        c.warning.is_none(),
+        "exactly half effective is not under half"
+    );
     // Tie detection targets the preferred answer of each pair: 20 effective pairs x 2 orders
     // (with the 20 already-carrying pairs included it would be 80).
     assert_eq!(a.tie_detection.score.n, 40);
+}
+
+fn cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn artifacts_list_is_grouped_and_preview_marks_the_change() {
+    let list = cli(&["artifacts", "list"]);
+    let answer = list.find("answer-side:\n").expect("answer-side group");
+    let context = list.find("context-side:\n").expect("context-side group");
+    let composed = list.find("composed:\n").expect("composed group");
+    assert!(answer < context && context < composed, "{list}");
+    assert!(list[composed..].contains("apology-authority"));
+    assert!(list[context..composed].contains("position"));
+    let ids = list.lines().filter(|l| l.starts_with("  ")).count();
+    assert!(ids >= 22, "{ids} artifacts listed");
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(
+        &data,
+        "{\"id\": \"x1\", \"prompt\": \"q\", \"chosen\": \"Call a doctor. Do it now.\", \"rejected\": \"Wait.\"}\n\
+         {\"id\": \"x2\", \"prompt\": \"q\", \"chosen\": \"One sentence only.\", \"rejected\": \"No.\"}\n",
+    )
+    .unwrap();
+    let data = data.to_str().unwrap();
+    let out = cli(&[
+        "artifacts",
+        "preview",
+        "markdown-bullets",
+        "--dataset",
+        data,
+        "--n",
+        "5",
+    ]);
+    assert!(
+        out.contains("=== pair x1 ===") && out.contains("=== pair x2 ==="),
+        "{out}"
+    );
+    let out_flattery = cli(&[
+        "artifacts",
+        "preview",
+        "flattery",
+        "--dataset",
+        data,
+        "--n",
+        "1",
+    ]);
+    assert!(
+        out_flattery.contains("⟦Great question! ⟧"),
+        "{out_flattery}"
+    );
+    assert!(!out_flattery.contains("pair x2"), "--n 1 shows one pair");
+    // Which answer is `a` depends on the dataset's placement; a one-sentence answer is unchanged.
+    assert!(
+        out.contains("unchanged: excluded from the estimates"),
+        "{out}"
+    );
 }

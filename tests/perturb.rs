@@ -581,7 +581,10 @@ fn check_invariants(a: &Artifact, text: &str, p: &Perturbation) {
             // Only the "- " markers are added and the whitespace between sentences changes.
             let words = |t: &str| t.chars().filter(|c| !c.is_whitespace()).collect::<String>();
             assert_eq!(words(&without_injected(p)), words(text), "{ctx}");
-            assert!(p.injected.iter().all(|r| &p.text[r.clone()] == "- "), "{ctx}");
+            assert!(
+                p.injected.iter().all(|r| &p.text[r.clone()] == "- "),
+                "{ctx}"
+            );
         }
         _ => assert_eq!(without_injected(p), text, "{ctx}"),
     }

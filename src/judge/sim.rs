@@ -37,12 +37,12 @@ use super::{
     Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest, Slot, SlotVerdict,
     TokenUsage,
 };
+use crate::dataset::{Pair, Preference};
 use crate::perturb::{Artifact, Catalog, Operation};
 use async_trait::async_trait;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
-use crate::dataset::{Pair, Preference};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
@@ -463,7 +463,10 @@ mod tests {
             } else {
                 (base.as_str(), carried.as_str(), false)
             };
-            match (judge.decide(&request(&format!("c{i}"), first, second)), artifact_first) {
+            match (
+                judge.decide(&request(&format!("c{i}"), first, second)),
+                artifact_first,
+            ) {
                 (SlotVerdict::First, true) | (SlotVerdict::Second, false) => net += 1,
                 (SlotVerdict::First, false) | (SlotVerdict::Second, true) => net -= 1,
                 _ => {}
@@ -490,7 +493,10 @@ mod tests {
         p.artifact_preference.insert("apology".into(), 1.0);
         let judge = SimJudge::new(&config(p)).unwrap();
         let unchanged = tie_score(&judge, |a| a.to_string(), 20_000);
-        assert!(unchanged.abs() < 0.03, "T on unchanged copies = {unchanged}");
+        assert!(
+            unchanged.abs() < 0.03,
+            "T on unchanged copies = {unchanged}"
+        );
         let mut net = 0i64;
         for i in 0..20_000 {
             let carried = format!("{APOLOGY}{}", answer(i));
@@ -537,7 +543,14 @@ mod tests {
     fn ignored_artifact_never_flips_without_noise() {
         let judge = SimJudge::new(&config(params())).unwrap();
         let catalog = Catalog::builtin();
-        let ids = ["apology", "authority", "halo", "verbosity", "repetition", "reorder"];
+        let ids = [
+            "apology",
+            "authority",
+            "halo",
+            "verbosity",
+            "repetition",
+            "reorder",
+        ];
         for i in 0..300 {
             let (a, b) = (answer(i), format!("Other {i}. It is fine. Ask a nurse."));
             let base = judge.decide(&request(&format!("base{i}"), &a, &b));
@@ -601,7 +614,11 @@ mod tests {
             c.template = template.into();
             let judge = SimJudge::new(&c).unwrap();
             let (raw, verdict) = judge.judge_text(&request("c", &answer(1), &answer(2)));
-            assert_eq!((raw.as_str(), verdict), (first, SlotVerdict::First), "{template}");
+            assert_eq!(
+                (raw.as_str(), verdict),
+                (first, SlotVerdict::First),
+                "{template}"
+            );
         }
     }
 
@@ -615,7 +632,10 @@ mod tests {
             let mut p = params();
             p.artifact_preference.insert(id.into(), 0.5);
             let err = SimJudge::new(&config(p)).unwrap_err().to_string();
-            assert!(err.contains(&format!("sim.artifact_preference.{id}")), "{err}");
+            assert!(
+                err.contains(&format!("sim.artifact_preference.{id}")),
+                "{err}"
+            );
         }
     }
 }

@@ -61,10 +61,7 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         "concreteness.toml",
         include_str!("../../perturbations/concreteness.toml"),
     ),
-    (
-        "emoji.toml",
-        include_str!("../../perturbations/emoji.toml"),
-    ),
+    ("emoji.toml", include_str!("../../perturbations/emoji.toml")),
     (
         "epistemic-strengthener.toml",
         include_str!("../../perturbations/epistemic-strengthener.toml"),
@@ -81,10 +78,7 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         "flattery.toml",
         include_str!("../../perturbations/flattery.toml"),
     ),
-    (
-        "halo.toml",
-        include_str!("../../perturbations/halo.toml"),
-    ),
+    ("halo.toml", include_str!("../../perturbations/halo.toml")),
     (
         "injection-codeblock.toml",
         include_str!("../../perturbations/injection-codeblock.toml"),
@@ -422,7 +416,12 @@ impl Catalog {
                 };
                 match component {
                     None => return Err(invalid(format!("unknown artifact `{id}`"))),
-                    Some(c) if matches!(c.operation, Operation::Compose { .. } | Operation::Position) => {
+                    Some(c)
+                        if matches!(
+                            c.operation,
+                            Operation::Compose { .. } | Operation::Position
+                        ) =>
+                    {
                         return Err(invalid(format!(
                             "`{id}` cannot be stacked: components must be text artifacts that \
                              are not themselves composed"
@@ -527,7 +526,53 @@ pub fn item_seed(seed: u64, artifact_id: &str, key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Where an artifact acts, for grouping in `artifacts list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ArtifactGroup {
+    /// Changes one answer's text.
+    AnswerSide,
+    /// Changes the judge prompt around the answers (the order swap).
+    ContextSide,
+    /// A stack of other artifacts.
+    Composed,
+}
+
+impl ArtifactGroup {
+    /// Heading used by `artifacts list`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactGroup::AnswerSide => "answer-side",
+            ArtifactGroup::ContextSide => "context-side",
+            ArtifactGroup::Composed => "composed",
+        }
+    }
+}
+
 impl Artifact {
+    /// The artifact's group.
+    pub fn group(&self) -> ArtifactGroup {
+        match self.operation {
+            Operation::Position => ArtifactGroup::ContextSide,
+            Operation::Compose { .. } => ArtifactGroup::Composed,
+            _ => ArtifactGroup::AnswerSide,
+        }
+    }
+
+    /// `text` with the injected ranges of `p` marked `⟦…⟧`, for previews.
+    pub fn marked(p: &Perturbation) -> String {
+        let mut out = String::with_capacity(p.text.len() + 8 * p.injected.len());
+        let mut at = 0;
+        for r in &p.injected {
+            out.push_str(&p.text[at..r.start]);
+            out.push('⟦');
+            out.push_str(&p.text[r.clone()]);
+            out.push('⟧');
+            at = r.end;
+        }
+        out.push_str(&p.text[at..]);
+        out
+    }
+
     /// True for the order-swap artifact, which the design realises without changing any text.
     pub fn is_position(&self) -> bool {
         matches!(self.operation, Operation::Position)
@@ -579,7 +624,10 @@ impl Artifact {
             let signs: Option<Vec<bool>> = resolved.iter().map(|a| a.detect(text)).collect();
             return signs.map(|s| !s.is_empty() && s.iter().all(|&b| b));
         }
-        let regex = self.detector.as_deref().and_then(|p| apply::compile(p).ok());
+        let regex = self
+            .detector
+            .as_deref()
+            .and_then(|p| apply::compile(p).ok());
         let markers = self.operation.markers();
         let repeat = matches!(self.operation, Operation::Repeat { .. });
         if regex.is_none() && markers.is_empty() && !repeat {
@@ -733,7 +781,10 @@ impl Operation {
                 openers, closers, ..
             } => openers.iter().chain(closers).map(String::as_str).collect(),
             Operation::Compose { resolved, .. } => {
-                return resolved.iter().flat_map(|a| a.operation.markers()).collect();
+                return resolved
+                    .iter()
+                    .flat_map(|a| a.operation.markers())
+                    .collect();
             }
             _ => Vec::new(),
         };
