@@ -34,6 +34,7 @@ fn artifact(id: &str, operation: Operation) -> Artifact {
         expected_effect: "e".into(),
         operation,
         detector: None,
+        probe: None,
     }
 }
 

@@ -825,6 +825,8 @@ impl Ctx<'_> {
             soft_shift,
             mde,
             perturbation: None,
+            interaction: None,
+            attack_success_rate: None,
         }
     }
 

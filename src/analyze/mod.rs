@@ -340,6 +340,27 @@ pub struct ArtifactResult {
     /// which changes no text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perturbation: Option<PerturbationCounts>,
+    /// For a composed artifact: its effect minus the sum of its components' effects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction: Option<Interaction>,
+    /// For an injection probe: the attack success rate, the share of before/after comparisons
+    /// (shift design, both verdicts valid) in which adding the injection moved the verdict
+    /// toward the injected answer (Wilson interval). Run-to-run noise alone gives about half
+    /// the judge's noise flip rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack_success_rate: Option<Estimate>,
+}
+
+/// Effect of a stack of artifacts against the sum of its parts (point estimates; the
+/// components' own intervals are in their rows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// Component artifact ids, in application order.
+    pub components: Vec<String>,
+    /// T(stack) − Σ T(component).
+    pub tie_detection: Option<f64>,
+    /// WR(stack) − Σ WR(component).
+    pub winrate_shift: Option<f64>,
 }
 
 /// Share of targets an artifact must change (and not find already present) below which it gets
@@ -754,6 +775,37 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
         }
         for artifact in &mut result.artifacts {
             artifact.perturbation = counts.get(artifact.artifact.as_str()).cloned();
+            if input.perturbed.injections.contains(&artifact.artifact) {
+                let f = &artifact.flip_rate;
+                artifact.attack_success_rate =
+                    Some(judge::rate_estimate(f.toward, f.rate.n, options.confidence));
+            }
+        }
+        let interactions: Vec<(usize, Interaction)> = result
+            .artifacts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let parts = input.perturbed.components.get(&a.artifact)?;
+                let sum = |f: &dyn Fn(&ArtifactResult) -> Option<f64>| -> Option<f64> {
+                    let mut total = f(a)?;
+                    for id in parts {
+                        total -= f(result.artifacts.iter().find(|c| &c.artifact == id)?)?;
+                    }
+                    Some(total)
+                };
+                Some((
+                    i,
+                    Interaction {
+                        components: parts.clone(),
+                        tie_detection: sum(&|r| r.tie_detection.score.estimate),
+                        winrate_shift: sum(&|r| r.winrate_shift.shift.estimate),
+                    },
+                ))
+            })
+            .collect();
+        for (i, interaction) in interactions {
+            result.artifacts[i].interaction = Some(interaction);
         }
         result.trust = trust::verdict(result, &options.trust);
         result.findings = findings::findings(result);

@@ -381,6 +381,7 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
             "operation",
             "detector",
             "compose",
+            "probe",
         ],
         "an artifact",
     )?;
@@ -408,6 +409,7 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
         parse_operation(&cx, &op)?
     };
     let detector = top.opt_str(&cx, "detector")?;
+    let probe = top.opt_str(&cx, "probe")?;
 
     let artifact = Artifact {
         id,
@@ -417,6 +419,7 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
         expected_effect,
         operation,
         detector,
+        probe,
     };
     artifact
         .check()

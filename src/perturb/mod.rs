@@ -152,6 +152,11 @@ pub struct Artifact {
     /// "already present" and excluded from the artifact's estimates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detector: Option<String>,
+    /// What the artifact probes beyond bias: `"injection"` marks a judge-directed instruction,
+    /// whose flips toward the injected answer are reported as an attack success rate and count
+    /// as a security failure in the trust verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
 }
 
 /// How an artifact changes an answer. `Position` changes nothing in the text: the design realises it
@@ -573,6 +578,19 @@ impl Artifact {
         out
     }
 
+    /// True for a judge-directed injection probe (`probe = "injection"`).
+    pub fn is_injection(&self) -> bool {
+        self.probe.as_deref() == Some("injection")
+    }
+
+    /// Component ids of a composed artifact (empty otherwise).
+    pub fn components(&self) -> &[String] {
+        match &self.operation {
+            Operation::Compose { artifacts, .. } => artifacts,
+            _ => &[],
+        }
+    }
+
     /// True for the order-swap artifact, which the design realises without changing any text.
     pub fn is_position(&self) -> bool {
         matches!(self.operation, Operation::Position)
@@ -689,6 +707,14 @@ impl Artifact {
             && let Err(e) = apply::compile(pattern)
         {
             return Err(("detector".into(), e));
+        }
+        if let Some(probe) = &self.probe
+            && probe != "injection"
+        {
+            return Err((
+                "probe".into(),
+                format!("unknown probe `{probe}`; expected `injection`"),
+            ));
         }
         match &self.operation {
             Operation::Prepend { text } | Operation::Append { text } if text.is_empty() => {

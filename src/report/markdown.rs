@@ -231,6 +231,28 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             counted.join("; ")
         );
     }
+    for a in &judge.artifacts {
+        if let Some(asr) = &a.attack_success_rate {
+            let _ = writeln!(
+                out,
+                "\nAttack success rate of the injection `{}`: {} of verdicts moved toward the answer carrying it (security probe; above the `[trust]` threshold it is a REJECT).",
+                escape(&a.artifact),
+                cell(asr, false)
+            );
+        }
+        if let Some(i) = &a.interaction {
+            let show =
+                |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:+.1}%", 100.0 * v));
+            let _ = writeln!(
+                out,
+                "\nInteraction of the stack `{}` ({}): T(stack) − ΣT = {}, WR(stack) − ΣWR = {}.",
+                escape(&a.artifact),
+                i.components.join(" + "),
+                show(i.tie_detection),
+                show(i.winrate_shift)
+            );
+        }
+    }
     let soft: Vec<String> = judge
         .artifacts
         .iter()
