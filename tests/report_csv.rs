@@ -57,11 +57,11 @@ fn demo_csv_has_the_documented_columns_and_rows() {
         ]
     );
     assert_eq!(header, COLUMNS);
-    // Hand count: 5 simulated judges × (7 artifacts × (7 metrics + planted_T) + 9 baseline rows)
-    // = 5 × (56 + 9) = 325.
+    // Hand count: 5 simulated judges × (7 artifacts × (7 metrics + planted_T) + 6 text artifacts
+    // × effective_items_count + 9 baseline rows) = 5 × (56 + 6 + 9) = 355.
     assert_eq!(ARTIFACT_METRICS.len(), 7);
     assert_eq!(BASELINE_METRICS.len(), 9);
-    assert_eq!(rows.len(), 325);
+    assert_eq!(rows.len(), 355);
     assert!(rows.iter().all(|r| r.len() == 11));
     assert!(
         rows.iter().all(|r| r[1] == "true"),
@@ -168,7 +168,7 @@ fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
     e.n = 0;
     let bytes = judge_audit::report::csv::render(&summary).unwrap();
     let (_, rows) = records(&bytes);
-    assert_eq!(rows.len(), 325, "a hostile name does not break rows");
+    assert_eq!(rows.len(), 355, "a hostile name does not break rows");
     let t = find(
         &rows,
         "judge, \"quoted\"\nname",
