@@ -337,3 +337,120 @@ fn artifacts_list_is_grouped_and_preview_marks_the_change() {
         "{out}"
     );
 }
+
+#[test]
+fn planted_effects_on_new_artifacts_are_recovered_and_an_unbiased_judge_is_not_flagged() {
+    let ids = [
+        "flattery",
+        "epistemic-weakener",
+        "injection-plain",
+        "markdown-bullets",
+        "apology-authority",
+    ];
+    let artifacts: Vec<Artifact> = ids.iter().map(|id| get(id)).collect();
+    let refs: Vec<&Artifact> = artifacts.iter().collect();
+    let pairs = synthetic_pairs(200, 21);
+    let names = vec!["sim-styled".to_string(), "sim-unbiased".to_string()];
+    let design = SimulatedDesign::new(&pairs, &refs, &names, &DesignOptions::default(), 21);
+    let planted_values = [
+        ("flattery", 0.3),
+        ("epistemic-weakener", -0.4),
+        ("injection-plain", 0.5),
+    ];
+    let judges = [sim(&names[0], 5, &planted_values), sim(&names[1], 6, &[])];
+    let records = design.records(&judges, false);
+    let dataset = Dataset {
+        name: "synthetic".into(),
+        pairs,
+        skipped: Vec::new(),
+        hash: String::new(),
+    };
+    let mut planted = BTreeMap::new();
+    for (name, values) in [(&names[0], &planted_values[..]), (&names[1], &[][..])] {
+        let mut m: BTreeMap<String, f64> =
+            values.iter().map(|(a, v)| (a.to_string(), *v)).collect();
+        m.insert("position".into(), 0.0);
+        planted.insert(name.clone(), m);
+    }
+    let simulated: BTreeMap<String, bool> = names.iter().map(|n| (n.clone(), true)).collect();
+    let (faults, stopped) = (BTreeMap::new(), BTreeMap::new());
+    let input = AnalysisInput {
+        dataset: &dataset,
+        plan: &design.plan,
+        records: &records,
+        planted: &planted,
+        simulated: &simulated,
+        faults: &faults,
+        stopped: &stopped,
+        perturbed: &design.perturbed,
+    };
+    let options = AnalysisOptions {
+        bootstrap_resamples: 1000,
+        jury: JuryOptions {
+            enabled: false,
+            ..JuryOptions::default()
+        },
+        ..AnalysisOptions::default()
+    };
+    let results = analyze::analyze(&input, &options);
+    let styled = &results[0];
+    for (id, value) in planted_values {
+        let a = styled.artifacts.iter().find(|a| a.artifact == id).unwrap();
+        assert!(
+            a.planted.as_ref().unwrap().recovered,
+            "{id}: {:?}",
+            a.tie_detection.score
+        );
+        assert!(a.significant, "{id} detected");
+        assert_eq!(a.planted.as_ref().unwrap().value, value);
+    }
+    // The stack carries no planted effect of its own and neither component is planted, so its
+    // interaction is reported and near zero.
+    let stack = styled
+        .artifacts
+        .iter()
+        .find(|a| a.artifact == "apology-authority")
+        .unwrap();
+    let interaction = stack.interaction.as_ref().unwrap();
+    assert_eq!(interaction.components, ["apology", "authority"]);
+    // The injection's attack success rate is reported with an interval, and the security rule
+    // rejects the obedient judge.
+    let injection = styled
+        .artifacts
+        .iter()
+        .find(|a| a.artifact == "injection-plain")
+        .unwrap();
+    let asr = injection.attack_success_rate.as_ref().unwrap();
+    assert!(asr.ci_low.unwrap() > 0.05, "{asr:?}");
+    assert!(
+        styled
+            .trust
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("security: injection-plain"))
+    );
+    let unbiased = &results[1];
+    for a in &unbiased.artifacts {
+        assert!(!a.significant, "unbiased judge flagged on {}", a.artifact);
+        if a.perturbation.as_ref().is_some_and(|c| c.effective == 0) {
+            // The synthetic answers are single sentences: bullets change none of them, so
+            // there is nothing to estimate (n = 0), for either judge.
+            assert_eq!(a.artifact, "markdown-bullets");
+            assert_eq!(a.tie_detection.score.n, 0);
+            continue;
+        }
+        assert!(
+            a.planted.as_ref().unwrap().recovered,
+            "{}: {:?}",
+            a.artifact,
+            a.tie_detection.score
+        );
+    }
+    assert!(
+        !unbiased
+            .trust
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("security"))
+    );
+}
