@@ -8,15 +8,30 @@
 //! directory. A file has the string fields `id` (`[a-z0-9_-]+`), `title`, `description`,
 //! `source` (citation) and `expected_effect`, and an `[operation]` table whose `kind` is one of
 //! `prepend`, `append`, `wrap`, `regex_replace`, `reorder`, `repeat`, `template`, `verbose`,
-//! `position` (see [`Operation`] for each kind's fields). Unknown fields are errors, and every
-//! error names the file, the line (when known) and the field.
+//! `bullets`, `position` (see [`Operation`] for each kind's fields), or instead of the table a
+//! top-level `compose = ["a", "b"]` that stacks other artifacts. Optional: `detector` (a regex
+//! that recognises the artifact in an answer that already carries it in other words) and
+//! `probe = "injection"` (a judge-directed instruction, reported as an attack success rate).
+//! Unknown fields are errors, and every error names the file, the line (when known) and the
+//! field.
+//!
+//! # Honest perturbations
+//!
+//! Every [`Perturbation`] records whether the artifact changed the text and whether the
+//! original already carried it ([`Artifact::detect`]). Answers that were left unchanged or
+//! already carried it measure nothing; the analysis excludes them from the artifact's estimates
+//! and counts them (`ArtifactResult::perturbation`).
 //!
 //! # Shipped artifacts
 //!
 //! `apology`, `authority`, `halo` (Chen & Goldfarb-Tarrant 2025, Table 1, exact wording),
 //! `apology-variants` (the exact apology plus three close rewordings, one drawn per item),
 //! `verbosity` (deterministic filler + restatement padding), `reorder`, `repetition` (Zheng et
-//! al. 2023's repetitive-list attack) and `position`. `apology` is a constant prepend rather than
+//! al. 2023's repetitive-list attack) and `position`; the epistemic markers of EMBER
+//! (`epistemic-strengthener`, `epistemic-weakener`), `flattery`, `fake-reasoning`, `emoji`,
+//! `self-identification`, OffsetBias's `concreteness`, the style transforms `markdown-header`,
+//! `markdown-bold` and `markdown-bullets`, three judge-directed injections (`injection-plain`,
+//! `injection-system-tag`, `injection-codeblock`) and the stack `apology-authority`. `apology` is a constant prepend rather than
 //! a template so that it reproduces the paper exactly ("the injected part is constant for all
 //! samples"); wording robustness is measured separately with `apology-variants`.
 //!
