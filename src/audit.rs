@@ -368,6 +368,8 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             "design.repeats: must be at least 1".into(),
         ));
     }
+    let configs: Vec<_> = snapshot.judges.iter().map(|j| j.config.clone()).collect();
+    run::check_concurrency(snapshot.run.concurrency, &configs).map_err(AuditError::Config)?;
     let mut judges = Vec::new();
     for j in &snapshot.judges {
         let mut config = j.config.clone();
@@ -392,12 +394,21 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
         repeats: snapshot.design.repeats,
         tie_targets: snapshot.design.tie_targets,
     };
+    crate::design::check(
+        &scopes,
+        &snapshot.dataset.pairs,
+        &artifact_refs,
+        &options,
+        snapshot.design.bootstrap_resamples,
+        &crate::design::Limits::from_system(),
+    )
+    .map_err(AuditError::Config)?;
     let plan = Plan::build_scoped(&scopes, &snapshot.dataset.pairs, &artifact_refs, &options);
     let perturbed =
         PerturbedAnswers::compute(&snapshot.dataset.pairs, &artifact_refs, snapshot.seed);
     Ok(Prepared {
         seed: snapshot.seed,
-        concurrency: snapshot.run.concurrency.max(1),
+        concurrency: snapshot.run.concurrency,
         bootstrap_resamples: snapshot.design.bootstrap_resamples,
         trust: snapshot.trust,
         jury: snapshot.jury.clone(),

@@ -98,7 +98,7 @@ struct RunArgs {
     #[arg(long)]
     dry_run: bool,
     /// Override the per-judge concurrency bound.
-    #[arg(long)]
+    #[arg(long, value_parser = judge_audit::run::parse_concurrency)]
     concurrency: Option<usize>,
     /// Override the seed.
     #[arg(long)]
@@ -108,7 +108,7 @@ struct RunArgs {
     skip_invalid: bool,
     /// Stop issuing new calls once the run would cost more than this (USD), then report what
     /// finished.
-    #[arg(long, value_name = "USD")]
+    #[arg(long, value_name = "USD", value_parser = judge_audit::run::parse_max_cost)]
     max_cost: Option<f64>,
     #[command(flatten)]
     cache: CacheArgs,
@@ -419,10 +419,10 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<ExitCode
     let dir = dir
         .or_else(judge_audit::run::cache::default_dir)
         .ok_or("no cache directory: set JUDGE_AUDIT_CACHE or HOME, or pass --cache DIR")?;
-    let cache = ResponseCache::open(&dir)?;
     match command {
-        CacheCommand::Path => println!("{}", cache.path().display()),
+        CacheCommand::Path => println!("{}", ResponseCache::open(&dir)?.path().display()),
         CacheCommand::Stats => {
+            let cache = ResponseCache::open(&dir)?;
             let stats = cache.stats()?;
             println!(
                 "{}: {} cached replies, {:.1} MiB",
@@ -431,13 +431,15 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<ExitCode
                 stats.bytes as f64 / (1024.0 * 1024.0)
             );
         }
-        CacheCommand::Clear => {
-            let removed = cache.clear()?;
-            println!(
-                "{}: removed {removed} cached replies",
-                cache.path().display()
-            );
-        }
+        // Clearing must work on a cache too damaged to open.
+        CacheCommand::Clear => match ResponseCache::clear_dir(&dir)? {
+            judge_audit::run::cache::Cleared::Entries { path, removed } => {
+                println!("{}: removed {removed} cached replies", path.display())
+            }
+            judge_audit::run::cache::Cleared::Unreadable { path, error } => {
+                println!("{}: unreadable ({error}); deleted it", path.display())
+            }
+        },
     }
     Ok(ExitCode::SUCCESS)
 }

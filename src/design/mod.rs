@@ -12,7 +12,8 @@ use crate::dataset::{Pair, Preference};
 use crate::judge::{JudgeRequest, SimContext, Slot};
 use crate::perturb::{Artifact, Perturbation};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One of the two answers of a pair, by identity (not by position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -224,10 +225,15 @@ impl Plan {
                                 side: Option<Side>,
                                 order: Order,
                                 repeat: u32| {
-                    let mut id = format!("{judge}/{}/{}", pair.id, kind.name());
+                    let mut id = format!(
+                        "{}/{}/{}",
+                        escape_id_part(judge),
+                        escape_id_part(&pair.id),
+                        kind.name()
+                    );
                     if let Some(artifact) = artifact {
                         id.push('/');
-                        id.push_str(artifact);
+                        id.push_str(&escape_id_part(artifact));
                     }
                     if let Some(side) = side {
                         id.push('/');
@@ -317,6 +323,152 @@ impl Plan {
         }
         counts
     }
+}
+
+/// One component of a call id (judge name, pair id, artifact id) with `%`, `/` and control
+/// characters written as `%XX`. Ids are `/`-separated, travel in an HTTP header and are one
+/// line of logs, so a judge named `a/b` or a pair id with a newline must neither collide with
+/// another call's id nor break the request. Ordinary names are returned unchanged, so the ids
+/// of existing runs stay the same.
+pub fn escape_id_part(part: &str) -> Cow<'_, str> {
+    let special = |c: char| c == '%' || c == '/' || c.is_control();
+    if !part.contains(special) {
+        return Cow::Borrowed(part);
+    }
+    let mut out = String::with_capacity(part.len() + 8);
+    for c in part.chars() {
+        if special(c) {
+            let mut bytes = [0u8; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The memory a plan may use, from which the size limits are derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes the plan, its records and its bootstrap may take together.
+    pub memory_bytes: u64,
+}
+
+/// Bytes one planned call costs over a run: its spec and id, the stored record and its JSON,
+/// the analysis tables. Rounded up (measured records are about 1 KiB), so the bound errs safe.
+const BYTES_PER_CALL: u128 = 4096;
+/// Bootstrap statistics per judge: a fixed set plus a set per artifact (an over-estimate).
+const STATS_PER_JUDGE: u128 = 32;
+const STATS_PER_ARTIFACT: u128 = 16;
+
+impl Limits {
+    /// Half of the memory available now (`MemAvailable` in `/proc/meminfo`; 8 GiB when it
+    /// cannot be read): the rest is left to the system and the judges.
+    pub fn from_system() -> Limits {
+        let available = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix("MemAvailable:"))
+                    .and_then(|rest| {
+                        rest.trim()
+                            .trim_end_matches("kB")
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    })
+            })
+            .map_or(8 << 30, |kib| kib.saturating_mul(1024));
+        Limits {
+            memory_bytes: available / 2,
+        }
+    }
+}
+
+/// How many calls [`Plan::build_scoped`] would plan, counted without building anything (and
+/// without overflow, whatever the sizes).
+pub fn planned_calls(
+    judges: &[JudgeScope],
+    pairs: &[Pair],
+    artifacts: &[&Artifact],
+    options: &DesignOptions,
+) -> u128 {
+    let repeats = u128::from(options.repeats.max(1));
+    let mut total = 0u128;
+    for scope in judges {
+        let limit = scope.max_pairs.unwrap_or(pairs.len()).min(pairs.len());
+        let chosen: Vec<&&Artifact> = artifacts
+            .iter()
+            .filter(|a| {
+                scope
+                    .artifacts
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&a.id))
+            })
+            .collect();
+        for pair in &pairs[..limit] {
+            let targets = tie_targets(pair, options.tie_targets).len() as u128;
+            total += 2 * repeats;
+            for artifact in &chosen {
+                total += if artifact.is_position() {
+                    targets * repeats
+                } else {
+                    targets * 2 + 4
+                };
+            }
+        }
+    }
+    total
+}
+
+/// Check a design before its plan is built and before any call: artifact ids are unique, and
+/// the plan (`repeats` × pairs × artifacts × judges) and the bootstrap (`bootstrap_resamples`)
+/// fit in `limits`. Errors name the field and the largest value that fits.
+pub fn check(
+    judges: &[JudgeScope],
+    pairs: &[Pair],
+    artifacts: &[&Artifact],
+    options: &DesignOptions,
+    bootstrap_resamples: usize,
+    limits: &Limits,
+) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    if let Some(twice) = artifacts.iter().find(|a| !seen.insert(a.id.as_str())) {
+        return Err(format!(
+            "design.artifacts: `{}` is listed twice (each artifact is tested once)",
+            twice.id
+        ));
+    }
+    let gib = |bytes: u128| bytes as f64 / f64::from(1u32 << 30);
+    let memory = u128::from(limits.memory_bytes);
+    let calls = planned_calls(judges, pairs, artifacts, options);
+    if calls * BYTES_PER_CALL > memory {
+        return Err(format!(
+            "design.repeats = {}: the plan would hold {calls} calls ({} judges, {} pairs, {} artifacts), about {:.1} GiB over a run; this machine allows about {:.1} GiB ({} calls); lower design.repeats, the pairs or the artifacts",
+            options.repeats,
+            judges.len(),
+            pairs.len(),
+            artifacts.len(),
+            gib(calls * BYTES_PER_CALL),
+            gib(memory),
+            memory / BYTES_PER_CALL
+        ));
+    }
+    // Each resample keeps one value per statistic (8 bytes) in its own vector (24 bytes).
+    let per_resample = judges.len() as u128
+        * (24 + 8 * (STATS_PER_JUDGE + STATS_PER_ARTIFACT * artifacts.len() as u128));
+    let bootstrap = bootstrap_resamples as u128 * per_resample;
+    if bootstrap > memory {
+        return Err(format!(
+            "design.bootstrap_resamples = {bootstrap_resamples}: the bootstrap would need about {:.1} GiB; this machine allows about {:.1} GiB (at most {} resamples; 2000 is the default)",
+            gib(bootstrap),
+            gib(memory),
+            memory / per_resample.max(1)
+        ));
+    }
+    Ok(())
 }
 
 fn tie_targets(pair: &Pair, targets: TieTargets) -> Vec<Side> {
@@ -573,5 +725,81 @@ mod tests {
         }
         // Both outcomes occur, so the agreement is not vacuous.
         assert!(unbuildable > 0 && unbuildable < checked);
+    }
+
+    #[test]
+    fn planned_calls_counts_exactly_what_the_plan_builds() {
+        let pairs = crate::dataset::builtin().pairs;
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&Artifact> = catalog.artifacts().iter().collect();
+        let scopes = [
+            JudgeScope::all("a"),
+            JudgeScope {
+                name: "b".into(),
+                max_pairs: Some(3),
+                artifacts: Some(vec![artifacts[0].id.clone(), "position".into()]),
+            },
+        ];
+        for (repeats, tie_targets) in [
+            (1, TieTargets::Preferred),
+            (3, TieTargets::Both),
+            (2, TieTargets::Preferred),
+        ] {
+            let options = DesignOptions {
+                repeats,
+                tie_targets,
+            };
+            let plan = Plan::build_scoped(&scopes, &pairs, &artifacts, &options);
+            assert_eq!(
+                planned_calls(&scopes, &pairs, &artifacts, &options),
+                plan.calls.len() as u128
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_beyond_the_memory_limit_are_refused_naming_the_field() {
+        let pairs = crate::dataset::builtin().pairs;
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&Artifact> = catalog.artifacts().iter().take(2).collect();
+        let scopes = [JudgeScope::all("a")];
+        let limits = Limits {
+            memory_bytes: 64 << 20,
+        };
+        let fits = DesignOptions::default();
+        check(&scopes, &pairs, &artifacts, &fits, 2000, &limits).unwrap();
+        let huge = DesignOptions {
+            repeats: u32::MAX,
+            ..DesignOptions::default()
+        };
+        let error = check(&scopes, &pairs, &artifacts, &huge, 2000, &limits).unwrap_err();
+        assert!(error.starts_with("design.repeats = 4294967295"), "{error}");
+        let error = check(&scopes, &pairs, &artifacts, &fits, 1_000_000_000, &limits).unwrap_err();
+        assert!(
+            error.starts_with("design.bootstrap_resamples = 1000000000"),
+            "{error}"
+        );
+        let twice = [artifacts[0], artifacts[0]];
+        let error = check(&scopes, &pairs, &twice, &fits, 2000, &limits).unwrap_err();
+        assert!(error.contains("listed twice"), "{error}");
+    }
+
+    #[test]
+    fn call_ids_of_names_with_slashes_and_newlines_never_collide() {
+        let mut pairs = crate::dataset::builtin().pairs[..2].to_vec();
+        pairs[0].id = "x/y".into();
+        pairs[1].id = "y\n%2F".into();
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&Artifact> = catalog.artifacts().iter().take(2).collect();
+        let judges = ["j".to_string(), "j/x".to_string()];
+        let plan = Plan::build(&judges, &pairs, &artifacts, &DesignOptions::default());
+        let ids: std::collections::HashSet<&str> =
+            plan.calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), plan.calls.len(), "duplicate call ids");
+        assert!(plan.calls.iter().all(|c| !c.id.contains('\n')));
+        assert_eq!(escape_id_part("plain-id_1.2"), "plain-id_1.2");
+        assert_eq!(escape_id_part("a/b%\n"), "a%2Fb%25%0A");
+        // The escaped form of one name is never another name's raw form.
+        assert_ne!(escape_id_part("y\n%2F"), escape_id_part("y\n/"));
     }
 }

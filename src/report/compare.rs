@@ -3,7 +3,7 @@
 //! For every judge present in both runs (matched by name) it shows the change in each metric
 //! (T, WR, flip rate, excess flip rate per artifact; run-to-run noise, position consistency, gold
 //! accuracy per judge) and tests the change on the calls the runs share: every call id present in
-//! both `calls.jsonl` files with a valid verdict in both is a matched pair, and an exact McNemar
+//! both runs' stores (or `calls.jsonl`) with a valid verdict in both is a matched pair, and an exact McNemar
 //! test on the discordant pairs asks whether a binary outcome (for instance "the verdict differs
 //! from the run's own baseline") became more or less frequent. The verdicts that changed are
 //! listed by call id (capped), with their count.
@@ -13,6 +13,7 @@ use super::markdown::{escape as md, p_text};
 use crate::analyze::Estimate;
 use crate::design::{ConditionKind, Order, Side};
 use crate::judge::SlotVerdict;
+use crate::run::store::RunStore;
 use crate::run::{CallRecord, read_calls};
 use crate::stats::{mcnemar_exact, wilson};
 use serde::{Deserialize, Serialize};
@@ -30,12 +31,12 @@ pub struct RunData {
     pub dir: PathBuf,
     /// `summary.json`.
     pub summary: Summary,
-    /// `calls.jsonl`.
+    /// The committed calls (run store), else the records of `calls.jsonl`.
     pub calls: Vec<CallRecord>,
 }
 
-/// Read `summary.json` and `calls.jsonl` from a run directory. Errors name the file (and, for
-/// `calls.jsonl`, the line).
+/// Read `summary.json` and the committed calls from a run directory: from its run store, or
+/// from `calls.jsonl` when it has none. Errors name the file (and, for `calls.jsonl`, the line).
 pub fn load_run(dir: &Path) -> Result<RunData, String> {
     let summary_path = dir.join("summary.json");
     let text = std::fs::read_to_string(&summary_path)
@@ -48,7 +49,15 @@ pub fn load_run(dir: &Path) -> Result<RunData, String> {
             e.column()
         )
     })?;
-    let calls = read_calls(&dir.join("calls.jsonl"))?;
+    // The run store is the log of record (each committed call once); `calls.jsonl` is read only
+    // for directories without one (hand-made or edited logs).
+    let calls = if RunStore::exists(dir) {
+        RunStore::open(dir)
+            .and_then(|store| store.records_in_plan_order())
+            .map_err(|e| e.to_string())?
+    } else {
+        read_calls(&dir.join("calls.jsonl"))?
+    };
     Ok(RunData {
         dir: dir.to_path_buf(),
         summary,
@@ -71,7 +80,7 @@ pub struct RunMeta {
     pub pairs: usize,
     /// judge-audit version that wrote the run.
     pub tool_version: String,
-    /// Records in `calls.jsonl`.
+    /// Calls read (committed calls from the run store, else records of `calls.jsonl`).
     pub calls: usize,
 }
 

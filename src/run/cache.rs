@@ -39,6 +39,25 @@ pub struct CacheStats {
     pub bytes: u64,
 }
 
+/// What [`ResponseCache::clear_dir`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleared {
+    /// The cache was readable; this many entries were removed.
+    Entries {
+        /// The database file.
+        path: PathBuf,
+        /// Entries removed.
+        removed: u64,
+    },
+    /// The cache could not be read, so its files were deleted.
+    Unreadable {
+        /// The database file.
+        path: PathBuf,
+        /// Why it could not be read.
+        error: String,
+    },
+}
+
 fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
@@ -116,6 +135,31 @@ impl ResponseCache {
         })
     }
 
+    /// Empty the cache in `dir`, even when it is damaged: a database SQLite reports as not a
+    /// database or malformed is deleted with its WAL and shared-memory files, so a corrupt cache
+    /// never blocks an audit for good. Any other failure (busy, permissions) is returned.
+    pub fn clear_dir(dir: &Path) -> Result<Cleared, String> {
+        let path = dir.join(CACHE_DB);
+        let error = match ResponseCache::open(dir).and_then(|cache| cache.clear()) {
+            Ok(removed) => return Ok(Cleared::Entries { path, removed }),
+            Err(error) => error,
+        };
+        // Only a damaged file is deleted: a cache that is busy (another audit is using it) or
+        // unreadable for lack of permission is left alone and the error reported.
+        if !(error.contains("not a database") || error.contains("malformed")) {
+            return Err(error);
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e} (while clearing: {error})", file.display())),
+            }
+        }
+        Ok(Cleared::Unreadable { path, error })
+    }
+
     /// Delete every entry.
     pub fn clear(&self) -> Result<u64, String> {
         let removed = self
@@ -126,5 +170,40 @@ impl ResponseCache {
             .execute_batch("VACUUM")
             .map_err(sqlite_error(&self.path))?;
         Ok(removed as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_dir_empties_a_sound_cache_and_deletes_a_corrupt_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = ResponseCache::open(dir.path()).unwrap();
+        let reply = JudgeReply {
+            raw: "Output (a)".into(),
+            verdict: crate::judge::SlotVerdict::First,
+            usage: None,
+            label_probs: None,
+        };
+        cache.store(&[("k".into(), reply)]).unwrap();
+        drop(cache);
+        assert_eq!(
+            ResponseCache::clear_dir(dir.path()).unwrap(),
+            Cleared::Entries {
+                path: dir.path().join(CACHE_DB),
+                removed: 1
+            }
+        );
+        std::fs::write(dir.path().join(CACHE_DB), "garbage ".repeat(600)).unwrap();
+        assert!(ResponseCache::open(dir.path()).is_err());
+        match ResponseCache::clear_dir(dir.path()).unwrap() {
+            Cleared::Unreadable { error, .. } => assert!(error.contains("not a database")),
+            other => panic!("{other:?}"),
+        }
+        // The next open starts an empty cache.
+        let cache = ResponseCache::open(dir.path()).unwrap();
+        assert_eq!(cache.stats().unwrap().entries, 0);
     }
 }

@@ -5,12 +5,19 @@
 //! token buckets keep requests- and tokens-per-minute budgets, retryable faults back off
 //! exponentially with full jitter (or as long as the server asks), and a permanent fault stops
 //! that judge only. One writer thread commits completed calls to the run's SQLite store in
-//! batches (a call counts once committed), appends them to `calls.jsonl`, and fills the shared
-//! response cache. Calls already committed are never sent again, so an interrupted run resumes
-//! where it stopped, and cached replies cost nothing.
+//! batches (a call counts once committed), then appends them to `calls.jsonl` and fills the
+//! shared response cache. Calls already committed are never sent again, so an interrupted run
+//! resumes where it stopped, and cached replies cost nothing.
+//!
+//! The failure paths are built so money is never spent on answers that cannot be kept: the run
+//! directory is locked (one process sends its calls), a failed store, log or cache write stops
+//! new calls at once, SIGINT/SIGTERM commit what has arrived within a bounded wait before the run
+//! stops, and a circuit breaker stops the judges of an endpoint that refuses connection after
+//! connection.
 
 pub mod cache;
 pub mod limiter;
+pub mod lock;
 pub mod progress;
 pub mod store;
 
@@ -29,10 +36,79 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering as AtomicOrdering,
+};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use store::{FaultRow, RunStore, StoreError};
+
+/// How long a stopping run waits for calls already in flight to answer (so they are committed,
+/// not paid for and lost) before it gives up on them.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Consecutive connection failures to one endpoint that open its circuit breaker (at least; a
+/// judge with more workers allows two failures per worker, so one reset storm across a wide pool
+/// does not stop a live server).
+pub const BREAKER_MIN_FAILURES: u32 = 10;
+
+/// The signal that interrupted a run in this process (0: none).
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// The signal number (SIGINT 2, SIGTERM 15) that interrupted a run in this process, if any; the
+/// command line exits with 128 + that number.
+pub fn interrupted_by() -> Option<i32> {
+    match INTERRUPTED.load(AtomicOrdering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// Parse and check a `--max-cost` budget: a finite, non-negative number of USD. NaN would turn
+/// every comparison false (the budget off) and infinity means no budget, so both are refused.
+pub fn parse_max_cost(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of USD"))?;
+    check_max_cost(value)?;
+    Ok(value)
+}
+
+/// Check a cost budget: finite and non-negative.
+pub fn check_max_cost(value: f64) -> Result<(), String> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!(
+            "--max-cost must be a finite, non-negative number of USD, not {value}"
+        ));
+    }
+    Ok(())
+}
+
+/// Parse a concurrency bound (`--concurrency`): a whole number of at least 1.
+pub fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("concurrency must be at least 1 (0 would send nothing)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// Check the run's concurrency bound (`[run] concurrency`) and every judge's `concurrency`: 0
+/// would plan calls no worker ever sends, so it is refused rather than silently raised to 1.
+pub fn check_concurrency(run: usize, judges: &[JudgeConfig]) -> Result<(), String> {
+    if run == 0 {
+        return Err("run.concurrency: must be at least 1".into());
+    }
+    if let Some(judge) = judges.iter().find(|j| j.concurrency == Some(0)) {
+        let origin = judge.source_path.as_ref().map_or_else(
+            || format!("judge `{}`", judge.name),
+            |p| p.display().to_string(),
+        );
+        return Err(format!("{origin}: field `concurrency`: must be at least 1"));
+    }
+    Ok(())
+}
 
 /// A judge ready to be called, with the configuration it came from.
 #[derive(Clone)]
@@ -186,15 +262,162 @@ pub enum RunError {
     /// The run store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The response cache failed.
-    #[error("response cache: {0}")]
+    /// The response cache could not be opened or read.
+    #[error(
+        "response cache: {0}\n  run with --no-cache to audit without it, or reset it with `judge-audit cache clear`"
+    )]
     Cache(String),
+    /// The response cache could not be written.
+    #[error("response cache: {0}")]
+    CacheWrite(String),
+    /// An option is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another process holds the run directory.
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
+    /// A store, log or cache write failed; no new call was sent after it.
+    #[error(
+        "{cause}\n  no new call was sent after this error; {committed} of {planned} calls are committed in {dir}.\n  Fix the cause (a full disk?) and continue with: judge-audit run --resume {dir}{hint}",
+        dir = dir.display()
+    )]
+    WriteFailed {
+        /// The failed write.
+        cause: Box<RunError>,
+        /// Calls committed (this session and earlier ones).
+        committed: usize,
+        /// Calls in the plan.
+        planned: usize,
+        /// The run directory.
+        dir: PathBuf,
+        /// Extra advice (the cache can be left out on resume).
+        hint: String,
+    },
+    /// SIGINT or SIGTERM stopped the run after committing what had arrived.
+    #[error(
+        "interrupted by {name}: {committed} of {planned} calls are committed in {dir}.\n  Continue with: judge-audit run --resume {dir}",
+        name = signal_name(*signal),
+        dir = dir.display()
+    )]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+        /// Calls committed (this session and earlier ones).
+        committed: usize,
+        /// Calls in the plan.
+        planned: usize,
+        /// The run directory.
+        dir: PathBuf,
+    },
     /// The plan refers to a judge that was not provided.
     #[error("the plan names judge `{0}`, which is not configured")]
     UnknownJudge(String),
     /// The plan and the perturbations do not match.
     #[error("call `{0}` cannot be built from the dataset and perturbations")]
     Unbuildable(String),
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+/// Why a run stops issuing calls before its plan is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HaltCause {
+    /// SIGINT or SIGTERM.
+    Signal(i32),
+    /// The writer could not keep an answer.
+    WriteFailed,
+}
+
+/// The run-wide stop: once set, no worker starts another call or retry.
+#[derive(Default)]
+struct Halt {
+    flag: AtomicBool,
+    cause: Mutex<Option<HaltCause>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Halt {
+    fn set(&self, cause: HaltCause) {
+        {
+            let mut slot = self.cause.lock().expect("halt cause");
+            if slot.is_none() {
+                *slot = Some(cause);
+            }
+        }
+        self.flag.store(true, AtomicOrdering::SeqCst);
+        // One waiter (the scheduler); a stored permit covers a halt before it waits.
+        self.notify.notify_one();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(AtomicOrdering::SeqCst)
+    }
+
+    fn cause(&self) -> Option<HaltCause> {
+        *self.cause.lock().expect("halt cause")
+    }
+}
+
+/// A circuit breaker for one endpoint: opens after `threshold` connection failures in a row (any
+/// answer from the server closes the count), and once open stops every judge on the endpoint.
+struct Breaker {
+    endpoint: String,
+    threshold: u32,
+    consecutive: AtomicU32,
+    open: AtomicBool,
+}
+
+impl Breaker {
+    fn new(endpoint: String, threshold: u32) -> Breaker {
+        Breaker {
+            endpoint,
+            threshold,
+            consecutive: AtomicU32::new(0),
+            open: AtomicBool::new(false),
+        }
+    }
+
+    /// Count one attempt's outcome; true when the breaker is (now) open.
+    fn record(&self, connection_failed: bool) -> bool {
+        if connection_failed {
+            let n = self.consecutive.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+            if n >= self.threshold {
+                self.open.store(true, AtomicOrdering::SeqCst);
+            }
+        } else {
+            self.consecutive.store(0, AtomicOrdering::SeqCst);
+        }
+        self.is_open()
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(AtomicOrdering::SeqCst)
+    }
+
+    fn reason(&self) -> String {
+        format!(
+            "circuit breaker open: {} failed to connect {} times in a row; check that the server is up, then continue with `judge-audit run --resume <run dir>`",
+            self.endpoint, self.threshold
+        )
+    }
+}
+
+/// What identifies an endpoint for the breaker: HTTP backends by URL (judges sharing a server
+/// share its breaker), every other backend by judge name.
+fn endpoint_key(config: &JudgeConfig) -> String {
+    use crate::judge::config::Backend;
+    match config.backend {
+        Backend::Openai | Backend::Anthropic => config
+            .resolve_base_url()
+            .unwrap_or_else(|_| format!("judge `{}`", config.name)),
+        _ => format!("judge `{}`", config.name),
+    }
 }
 
 /// Messages to the writer thread.
@@ -206,6 +429,8 @@ enum Written {
 /// Per-judge runtime state.
 struct JudgeRuntime {
     handle: JudgeHandle,
+    breaker: Arc<Breaker>,
+    halt: Arc<Halt>,
     limiter: AdaptiveLimiter,
     rpm: Option<TokenBucket>,
     tpm: Option<TokenBucket>,
@@ -273,6 +498,11 @@ impl StopFlag {
 /// Execute every call of `plan` that `out_dir`'s run store does not hold yet. The store must
 /// exist and hold this very plan (the caller records the run's snapshot and plan first, as
 /// `audit::execute` does): the returned records are read back in the stored plan's order.
+///
+/// The run directory is locked for the whole execution ([`lock::RunLock`]). A failed store, log
+/// or cache write stops new calls at once ([`RunError::WriteFailed`]); SIGINT or SIGTERM commits
+/// the answers that arrive within [`STOP_GRACE`] and returns [`RunError::Interrupted`] (a
+/// second signal quits at once). Both errors say how to resume.
 pub async fn execute(
     plan: Arc<Plan>,
     dataset: Arc<Dataset>,
@@ -281,6 +511,11 @@ pub async fn execute(
     out_dir: &Path,
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
+    if let Some(max) = options.max_cost {
+        check_max_cost(max).map_err(RunError::Invalid)?;
+    }
+    let configs: Vec<JudgeConfig> = judges.iter().map(|h| h.config.clone()).collect();
+    check_concurrency(options.concurrency, &configs).map_err(RunError::Invalid)?;
     let by_name: HashMap<&str, &JudgeHandle> =
         judges.iter().map(|h| (h.config.name.as_str(), h)).collect();
     for name in &plan.judges {
@@ -297,6 +532,8 @@ pub async fn execute(
         return Err(RunError::Unbuildable(spec.id.clone()));
     }
 
+    // Taken before the store is read: a second process must not even compute what is pending.
+    let _lock = lock::RunLock::acquire(out_dir)?;
     let store = RunStore::open(out_dir)?;
     let completed = store.completed_ids()?;
     let earlier = store.records()?;
@@ -330,18 +567,32 @@ pub async fn execute(
     }
 
     let calls_path = out_dir.join("calls.jsonl");
-    let jsonl = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&calls_path)
-        .map_err(|source| RunError::Io {
-            path: calls_path.clone(),
-            source,
-        })?;
+    let jsonl = repair_log(&calls_path, &earlier).map_err(|source| RunError::Io {
+        path: calls_path.clone(),
+        source,
+    })?;
+    let halt = Arc::new(Halt::default());
+    let committed_now = Arc::new(AtomicUsize::new(0));
     let (sender, receiver) = mpsc::channel::<Written>();
     let writer_cache = cache.take();
-    let writer =
-        std::thread::spawn(move || write_loop(receiver, store, writer_cache, jsonl, calls_path));
+    let writer = {
+        let (halt, committed_now) = (halt.clone(), committed_now.clone());
+        std::thread::spawn(move || {
+            let result = write_loop(
+                receiver,
+                store,
+                writer_cache,
+                jsonl,
+                calls_path,
+                &committed_now,
+            );
+            if result.is_err() {
+                halt.set(HaltCause::WriteFailed);
+            }
+            result
+        })
+    };
+    let signals = watch_signals(halt.clone());
 
     // Spend already committed in earlier sessions counts against the budget.
     let pricing: HashMap<&str, Pricing> = judges
@@ -374,19 +625,21 @@ pub async fn execute(
             queues.entry(spec.judge.as_str()).or_default().push(index);
         }
     }
+    let mut breakers: HashMap<String, Arc<Breaker>> = HashMap::new();
     for name in &plan.judges {
         let handle = by_name[name.as_str()].clone();
-        let max = handle
-            .config
-            .concurrency
-            .unwrap_or(options.concurrency)
-            .max(1);
+        let max = handle.config.concurrency.unwrap_or(options.concurrency);
         let queue = queues.remove(name.as_str()).unwrap_or_default();
         let counters = Arc::new(JudgeCounters::new(
             name.clone(),
             plan.calls.iter().filter(|c| &c.judge == name).count() as u64,
             (plan.calls.iter().filter(|c| &c.judge == name).count() - queue.len()) as u64,
         ));
+        let threshold = BREAKER_MIN_FAILURES.max(u32::try_from(2 * max).unwrap_or(u32::MAX));
+        let breaker = breakers
+            .entry(endpoint_key(&handle.config))
+            .or_insert_with_key(|endpoint| Arc::new(Breaker::new(endpoint.clone(), threshold)))
+            .clone();
         runtimes.push(Arc::new(JudgeRuntime {
             limiter: AdaptiveLimiter::new(max),
             rpm: handle.config.rpm.map(TokenBucket::per_minute),
@@ -395,6 +648,8 @@ pub async fn execute(
             counters,
             queue,
             next: AtomicUsize::new(0),
+            breaker,
+            halt: halt.clone(),
             handle,
         }));
     }
@@ -410,8 +665,7 @@ pub async fn execute(
             .handle
             .config
             .concurrency
-            .unwrap_or(options.concurrency)
-            .max(1);
+            .unwrap_or(options.concurrency);
         for _ in 0..max.min(runtime.queue.len()) {
             let (runtime, plan, dataset, perturbed) = (
                 runtime.clone(),
@@ -432,13 +686,78 @@ pub async fn execute(
     drop(sender);
     let mut sent = 0usize;
     let mut over_budget = 0usize;
-    while let Some(result) = workers.join_next().await {
-        let (worker_sent, worker_over) = result.expect("worker task");
-        sent += worker_sent;
-        over_budget += worker_over;
+    let mut tally = |result: Result<(usize, usize), tokio::task::JoinError>| {
+        // A worker cancelled after the stop grace sent calls whose answers are lost; they
+        // were never committed, so a resume sends them again.
+        if let Ok((worker_sent, worker_over)) = result {
+            sent += worker_sent;
+            over_budget += worker_over;
+        } else if let Err(error) = result
+            && error.is_panic()
+        {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    };
+    let halted = loop {
+        tokio::select! {
+            next = workers.join_next() => match next {
+                Some(result) => tally(result),
+                None => break false,
+            },
+            () = halt.notify.notified() => break true,
+        }
+    };
+    if halted {
+        // No new call starts; calls in flight get a bounded wait to answer and be committed.
+        let drained = tokio::time::timeout(STOP_GRACE, async {
+            let mut results = Vec::new();
+            while let Some(result) = workers.join_next().await {
+                results.push(result);
+            }
+            results
+        })
+        .await;
+        match drained {
+            Ok(results) => results.into_iter().for_each(&mut tally),
+            Err(_) => {
+                workers.abort_all();
+                while let Some(result) = workers.join_next().await {
+                    tally(result);
+                }
+            }
+        }
+    }
+    if let Some(signals) = signals {
+        signals.abort();
     }
     progress.finish();
-    let store = writer.join().expect("writer thread")?;
+    let written = writer.join().expect("writer thread");
+    let planned = plan.calls.len();
+    let store = match written {
+        Ok(store) => store,
+        Err(cause) => {
+            let hint = if matches!(cause, RunError::CacheWrite(_)) {
+                " (add --no-cache to resume without the response cache)".to_string()
+            } else {
+                String::new()
+            };
+            return Err(RunError::WriteFailed {
+                cause: Box::new(cause),
+                committed: completed.len() + committed_now.load(AtomicOrdering::SeqCst),
+                planned,
+                dir: out_dir.to_path_buf(),
+                hint,
+            });
+        }
+    };
+    if let Some(HaltCause::Signal(signal)) = halt.cause() {
+        return Err(RunError::Interrupted {
+            signal,
+            committed: store.completed_ids()?.len(),
+            planned,
+            dir: out_dir.to_path_buf(),
+        });
+    }
 
     // The caller checked that the stored plan is `plan`, so the store's order is the plan's.
     let records = store.records_in_plan_order()?;
@@ -460,6 +779,84 @@ pub async fn execute(
     })
 }
 
+/// Listen for SIGINT and SIGTERM while calls are sent: the first halts the run (it then commits
+/// what arrives and stops), a second quits at once with 128 + the signal number.
+fn watch_signals(halt: Arc<Halt>) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok()?;
+    let mut terminate = signal(SignalKind::terminate()).ok()?;
+    Some(tokio::spawn(async move {
+        let mut received = 0;
+        loop {
+            let number = tokio::select! {
+                Some(()) = interrupt.recv() => libc::SIGINT,
+                Some(()) = terminate.recv() => libc::SIGTERM,
+                else => return,
+            };
+            received += 1;
+            if received > 1 {
+                eprintln!(
+                    "judge-audit: {} again: quitting without waiting for calls in flight",
+                    signal_name(number)
+                );
+                std::process::exit(128 + number);
+            }
+            INTERRUPTED.store(number, AtomicOrdering::SeqCst);
+            eprintln!(
+                "judge-audit: {} received: no new calls; committing answers in flight (at most {} s; again to quit at once)",
+                signal_name(number),
+                STOP_GRACE.as_secs()
+            );
+            halt.set(HaltCause::Signal(number));
+        }
+    }))
+}
+
+/// Open `calls.jsonl` for appending after making it a faithful log of the store: a torn last
+/// line (a kill mid-write) is cut off, and committed calls missing from the log (a kill between
+/// the commit and the append) are appended. Lines are only ever written after their commit, so
+/// no committed call can appear twice.
+fn repair_log(path: &Path, committed: &[CallRecord]) -> std::io::Result<std::fs::File> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    if committed.is_empty() && file.metadata()?.len() == 0 {
+        return Ok(file);
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    let whole = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |last| last + 1);
+    if whole < bytes.len() {
+        file.set_len(whole as u64)?;
+    }
+    // Only the id and whether there is a verdict matter; the raw answers are skipped unparsed.
+    #[derive(Deserialize)]
+    struct Logged {
+        call_id: String,
+        #[serde(default)]
+        verdict: Option<serde::de::IgnoredAny>,
+    }
+    let logged: std::collections::HashSet<String> = bytes[..whole]
+        .split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<Logged>(line).ok())
+        .filter(|line| line.verdict.is_some())
+        .map(|line| line.call_id)
+        .collect();
+    let mut out = std::io::BufWriter::new(&file);
+    for record in committed.iter().filter(|r| !logged.contains(&r.call_id)) {
+        serde_json::to_writer(&mut out, record).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    drop(out);
+    Ok(file)
+}
+
 /// One worker of one judge: pulls pending calls until the queue is empty or the judge stops.
 /// Returns (calls sent, calls skipped for the budget).
 #[allow(clippy::too_many_arguments)]
@@ -476,6 +873,17 @@ async fn worker(
     let (mut sent, mut over_budget) = (0, 0);
     loop {
         let slot = runtime.limiter.acquire().await;
+        // A halted run leaves the rest of the queue pending (not failed), for the resume.
+        if runtime.halt.is_set() {
+            return (sent, over_budget);
+        }
+        if runtime.breaker.is_open() {
+            runtime.stop.stop(format!(
+                "judge `{}` stopped: {}",
+                runtime.handle.config.name,
+                runtime.breaker.reason()
+            ));
+        }
         let position = runtime.next.fetch_add(1, AtomicOrdering::SeqCst);
         let Some(&index) = runtime.queue.get(position) else {
             return (sent, over_budget);
@@ -525,6 +933,10 @@ async fn worker(
         if let Some(bucket) = &runtime.tpm {
             bucket.take(token_estimate).await;
         }
+        if runtime.halt.is_set() {
+            budget.settle(cost_estimate, 0.0);
+            return (sent, over_budget);
+        }
         sent += 1;
         runtime.counters.started();
         call_with_retries(&runtime, &request, &mut record, &sender, seed).await;
@@ -573,6 +985,10 @@ async fn call_with_retries(
             ));
             return;
         }
+        if record.attempts > 0 && runtime.halt.is_set() {
+            record.error = Some("not sent again: the run is stopping".into());
+            return;
+        }
         record.attempts += 1;
         let started = Instant::now();
         match runtime.handle.judge.judge(request).await {
@@ -580,11 +996,13 @@ async fn call_with_retries(
                 record.latency_ms = started.elapsed().as_millis() as u64;
                 record.fill(reply);
                 runtime.limiter.on_success();
+                runtime.breaker.record(false);
                 return;
             }
             Err(error) => {
                 let kind = error.kind();
                 runtime.counters.fault(kind);
+                let breaker_open = runtime.breaker.record(kind == FaultKind::Connection);
                 let _ = sender.send(Written::Fault(FaultRow {
                     judge: config.name.clone(),
                     call_id: record.call_id.clone(),
@@ -593,6 +1011,14 @@ async fn call_with_retries(
                 }));
                 record.error = Some(error.to_string());
                 record.error_kind = Some(kind);
+                if breaker_open {
+                    runtime.stop.stop(format!(
+                        "judge `{}` stopped: {}",
+                        config.name,
+                        runtime.breaker.reason()
+                    ));
+                    return;
+                }
                 match error {
                     JudgeError::Permanent { .. } => {
                         runtime
@@ -656,14 +1082,16 @@ impl Batch {
     }
 }
 
-/// The writer thread: batches completed calls and faults into store transactions, appends
-/// `calls.jsonl`, fills the cache. Commits at least every 100 ms while calls arrive.
+/// The writer thread: batches completed calls and faults into store transactions, then appends
+/// them to `calls.jsonl` and fills the cache. Commits at least every 100 ms while calls arrive.
+/// The first failed write ends it with that error (the caller halts the run).
 fn write_loop(
     receiver: mpsc::Receiver<Written>,
     mut store: RunStore,
     mut cache: Option<ResponseCache>,
     jsonl: std::fs::File,
     calls_path: PathBuf,
+    committed: &AtomicUsize,
 ) -> Result<RunStore, RunError> {
     const MAX_BATCH: usize = 1024;
     const MAX_DELAY: Duration = Duration::from_millis(100);
@@ -683,16 +1111,22 @@ fn write_loop(
             path: calls_path.clone(),
             source,
         };
+        // The store is the log of record: commit first, then log what was committed, so a
+        // kill between the two leaves a line missing (restored on resume), never a duplicate.
+        store.commit(&batch.records, &batch.faults)?;
+        committed.fetch_add(
+            batch.records.iter().filter(|(r, _)| r.succeeded()).count(),
+            AtomicOrdering::SeqCst,
+        );
         for (_, json) in &batch.records {
             out.write_all(json.as_bytes()).map_err(io)?;
             out.write_all(b"\n").map_err(io)?;
         }
         out.flush().map_err(io)?;
-        store.commit(&batch.records, &batch.faults)?;
         if let Some(cache) = cache.as_mut()
             && !batch.cached.is_empty()
         {
-            cache.store(&batch.cached).map_err(RunError::Cache)?;
+            cache.store(&batch.cached).map_err(RunError::CacheWrite)?;
         }
         batch.records.clear();
         batch.faults.clear();
