@@ -416,6 +416,7 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
         let mut config = j.config.clone();
         config.source_path = j.source_path.clone();
         let backend = judge::build(&config)?;
+        backend.learn(&snapshot.dataset.pairs);
         judges.push(JudgeHandle {
             config,
             judge: backend,

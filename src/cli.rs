@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use judge_audit::audit::{self, AuditConfig, ExecOptions, Prepared};
 use judge_audit::judge::config;
-use judge_audit::perturb::Catalog;
+use judge_audit::perturb::{Artifact, Catalog};
 use judge_audit::run::cache::ResponseCache;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -283,6 +283,24 @@ enum ArtifactsCommand {
     Show {
         /// Artifact id.
         id: String,
+        /// Extra artifact definitions.
+        #[arg(long)]
+        perturbations: Option<PathBuf>,
+    },
+    /// Print original and perturbed answers of the first pairs of a dataset, with the change
+    /// marked ⟦…⟧, before any judge call is paid for.
+    Preview {
+        /// Artifact id.
+        id: String,
+        /// Dataset file (JSONL or CSV).
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Number of pairs to show.
+        #[arg(long, default_value_t = 3)]
+        n: usize,
+        /// Seed (as in the audit config).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
         /// Extra artifact definitions.
         #[arg(long)]
         perturbations: Option<PathBuf>,
@@ -654,8 +672,56 @@ fn artifacts(command: ArtifactsCommand) -> Result<ExitCode, String> {
     match command {
         ArtifactsCommand::List { perturbations } => {
             let catalog = catalog(perturbations.as_deref())?;
-            for a in catalog.artifacts() {
-                println!("{:<14} {}", a.id, a.title);
+            let mut groups: Vec<_> = catalog.artifacts().iter().map(|a| a.group()).collect();
+            groups.sort();
+            groups.dedup();
+            for (i, group) in groups.into_iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!("{}:", group.name());
+                for a in catalog.artifacts().iter().filter(|a| a.group() == group) {
+                    println!("  {:<24} {}", a.id, a.title);
+                }
+            }
+        }
+        ArtifactsCommand::Preview {
+            id,
+            dataset,
+            n,
+            seed,
+            perturbations,
+        } => {
+            let catalog = catalog(perturbations.as_deref())?;
+            let a = catalog
+                .get(&id)
+                .ok_or_else(|| format!("unknown artifact `{id}`"))?;
+            let data =
+                judge_audit::dataset::load(&dataset, &judge_audit::dataset::LoadOptions::default())
+                    .map_err(|e| e.to_string())?;
+            println!(
+                "{} ({}): {}",
+                a.id,
+                a.group().name(),
+                a.operation.describe()
+            );
+            for pair in data.pairs.iter().take(n) {
+                println!("\n=== pair {} ===", pair.id);
+                if a.is_position() {
+                    println!("order swap: the judge sees (a, b) and (b, a); no text changes");
+                    continue;
+                }
+                // The same key as the audit's, so this is exactly the text the judge will see.
+                let p = a.apply(&pair.response_a, seed, &format!("{}/a", pair.id));
+                let status = if !p.changed {
+                    "unchanged: excluded from the estimates"
+                } else if p.already_present {
+                    "already carried the artifact: excluded from the estimates"
+                } else {
+                    "changed"
+                };
+                println!("--- original (answer a)\n{}", pair.response_a);
+                println!("--- perturbed ({status})\n{}", Artifact::marked(&p));
             }
         }
         ArtifactsCommand::Show { id, perturbations } => {

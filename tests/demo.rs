@@ -33,15 +33,14 @@ fn demo_recovers_planted_effects_and_clears_the_unbiased_judge() {
     let judges = summary["judges"].as_array().unwrap();
     assert_eq!(judges.len(), 5);
     let mut planted_nonzero = 0;
+    let (mut zero_cells, mut zero_missed) = (0, Vec::new());
     for judge in judges {
         assert_eq!(judge["simulated"], true, "{} is simulated", judge["name"]);
         for artifact in judge["artifacts"].as_array().unwrap() {
             let planted = &artifact["planted"];
             let value = planted["value"].as_f64().unwrap();
-            assert_eq!(
-                planted["recovered"],
-                true,
-                "{} / {}: planted {value} outside [{}, {}]",
+            let cell = format!(
+                "{} / {}: planted {value}, T in [{}, {}]",
                 judge["name"],
                 artifact["artifact"],
                 artifact["tie_detection"]["ci_low"],
@@ -49,15 +48,24 @@ fn demo_recovers_planted_effects_and_clears_the_unbiased_judge() {
             );
             if value != 0.0 {
                 planted_nonzero += 1;
+                assert_eq!(planted["recovered"], true, "{cell}");
                 // A planted effect of this size must also be detected, not merely covered.
-                assert_eq!(
-                    artifact["significant"], true,
-                    "{} / {}",
-                    judge["name"], artifact["artifact"]
-                );
+                assert_eq!(artifact["significant"], true, "{cell}");
+            } else {
+                // The simulated judges now judge identical-substance answers by a fresh coin per
+                // call (as a real judge at temperature > 0), so a 95% interval misses a zero
+                // effect in about 1 cell in 20; the old all-cells expectation relied on shared
+                // draws that cancelled the two orders by construction (issue 13).
+                zero_cells += 1;
+                if planted["recovered"] != true {
+                    zero_missed.push(cell);
+                }
             }
         }
     }
+    // 28 null cells: at 95% coverage, P(4 or more misses) is about 5%.
+    assert!(zero_cells >= 25, "{zero_cells} null cells");
+    assert!(zero_missed.len() <= 3, "null cells missed: {zero_missed:?}");
     assert!(planted_nonzero >= 5, "the demo plants several effects");
     let unbiased = judges.iter().find(|j| j["name"] == "sim-unbiased").unwrap();
     for artifact in unbiased["artifacts"].as_array().unwrap() {

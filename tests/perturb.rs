@@ -33,6 +33,8 @@ fn artifact(id: &str, operation: Operation) -> Artifact {
         source: "s".into(),
         expected_effect: "e".into(),
         operation,
+        detector: None,
+        probe: None,
     }
 }
 
@@ -576,6 +578,15 @@ fn check_invariants(a: &Artifact, text: &str, p: &Perturbation) {
         }
         Operation::Position => assert_eq!(p.text, text),
         Operation::RegexReplace { .. } => {}
+        Operation::Bullets => {
+            // Only the "- " markers are added and the whitespace between sentences changes.
+            let words = |t: &str| t.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+            assert_eq!(words(&without_injected(p)), words(text), "{ctx}");
+            assert!(
+                p.injected.iter().all(|r| &p.text[r.clone()] == "- "),
+                "{ctx}"
+            );
+        }
         _ => assert_eq!(without_injected(p), text, "{ctx}"),
     }
 }

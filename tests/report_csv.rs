@@ -62,10 +62,11 @@ fn demo_csv_has_the_documented_columns_and_rows() {
     // missing): 5 simulated judges × (7 artifacts × (10 metrics + planted_T) + 12 baseline rows)
     // = 5 × 89 = 445; 4 juries × (7 × 10 + 12) = 328 (juries have no planted value); 10 judge
     // pairs × 3 agreement metrics + Fleiss' κ + Krippendorff's α = 32; the composer's T and WR
-    // on 7 artifacts = 14. 445 + 328 + 32 + 14 = 819.
+    // on 7 artifacts = 14; issue 13: `effective_items_count` for the 6 artifacts that change
+    // text (all but position), for 5 judges and 4 juries = 54. 445 + 328 + 32 + 14 + 54 = 873.
     assert_eq!(ARTIFACT_METRICS.len(), 10);
     assert_eq!(BASELINE_METRICS.len(), 12);
-    assert_eq!(rows.len(), 819);
+    assert_eq!(rows.len(), 873);
     assert!(rows.iter().all(|r| r.len() == 12));
     assert!(
         rows.iter().all(|r| r[1] == "true"),
@@ -80,7 +81,7 @@ fn demo_csv_has_the_documented_columns_and_rows() {
             count("panel"),
             count("composer")
         ],
-        [445, 328, 30, 2, 14]
+        [445 + 30, 328 + 24, 30, 2, 14]
     );
     let baseline_rows = rows
         .iter()
@@ -230,7 +231,7 @@ fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
     e.n = 0;
     let bytes = judge_audit::report::csv::render(&summary).unwrap();
     let (_, rows) = records(&bytes);
-    assert_eq!(rows.len(), 819, "a hostile name does not break rows");
+    assert_eq!(rows.len(), 873, "a hostile name does not break rows");
     let t = find(
         &rows,
         "judge, \"quoted\"\nname",

@@ -30,6 +30,10 @@ pub(crate) struct Ctx<'a> {
     pub categories: Vec<String>,
     /// Category index of each pair.
     pub category_of: Vec<usize>,
+    /// `excluded[(artifact · pairs + pair) · 2 + side]`: the artifact left that answer unchanged
+    /// or the answer already carried it, so its tie-detection and shift calls measure nothing
+    /// and are left out of the artifact's estimates (counted in `ArtifactResult::perturbation`).
+    pub excluded: Vec<bool>,
 }
 
 /// One judge or jury to analyse.
@@ -456,7 +460,14 @@ impl Ctx<'_> {
                 .collect(),
             categories,
             category_of,
+            excluded: Vec::new(),
         }
+    }
+
+    /// True when (artifact `a`, pair `i`, `side`) is excluded from the estimates.
+    fn is_excluded(&self, a: usize, i: usize, side: Side) -> bool {
+        let k = (a * self.pairs.len() + i) * 2 + usize::from(side == Side::B);
+        self.excluded.get(k).copied().unwrap_or(false)
     }
 
     fn n(&self) -> usize {
@@ -755,6 +766,9 @@ impl Ctx<'_> {
         let mut counts = [0u64; 5];
         for i in 0..n {
             for side in SIDES {
+                if self.is_excluded(a, i, side) {
+                    continue;
+                }
                 for order in Order::BOTH {
                     for repeat in 0..l.repeats {
                         let slot = l.tie(a, side, order, repeat);
@@ -841,6 +855,9 @@ impl Ctx<'_> {
                 continue;
             }
             for (s, side) in SIDES.into_iter().enumerate() {
+                if self.is_excluded(a, i, side) {
+                    continue;
+                }
                 for order in Order::BOTH {
                     let side_first = (order == Order::Ab) == (side == Side::A);
                     let shift_slot = l.shift(a, side, order);
@@ -1039,6 +1056,9 @@ impl Ctx<'_> {
             stuart_maxwell,
             soft_shift,
             mde,
+            perturbation: None,
+            interaction: None,
+            attack_success_rate: None,
         }
     }
 
@@ -1084,6 +1104,9 @@ impl Ctx<'_> {
                 let base = v.code(l, i, l.baseline(order, 0));
                 for a in (0..l.artifacts.len()).filter(|&a| Some(a) != self.position) {
                     for side in SIDES {
+                        if self.is_excluded(a, i, side) {
+                            continue;
+                        }
                         let side_first = (order == Order::Ab) == (side == Side::A);
                         let after = v.code(l, i, l.shift(a, side, order));
                         // Only comparisons with two verdicts enter the pooled rate.

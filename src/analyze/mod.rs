@@ -372,6 +372,93 @@ pub struct ArtifactResult {
     /// Minimum detectable effects at this n.
     #[serde(default)]
     pub mde: Mde,
+    /// How many of the artifact's perturbed answers measure anything (absent for `position`,
+    /// which changes no text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perturbation: Option<PerturbationCounts>,
+    /// For a composed artifact: its effect minus the sum of its components' effects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction: Option<Interaction>,
+    /// For an injection probe: the attack success rate, the share of before/after comparisons
+    /// (shift design, both verdicts valid) in which adding the injection moved the verdict
+    /// toward the injected answer (Wilson interval). Run-to-run noise alone gives about half
+    /// the judge's noise flip rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack_success_rate: Option<Estimate>,
+}
+
+/// Effect of a stack of artifacts against the sum of its parts (point estimates; the
+/// components' own intervals are in their rows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// Component artifact ids, in application order.
+    pub components: Vec<String>,
+    /// T(stack) − Σ T(component).
+    pub tie_detection: Option<f64>,
+    /// WR(stack) − Σ WR(component).
+    pub winrate_shift: Option<f64>,
+}
+
+/// Share of targets an artifact must change (and not find already present) below which it gets
+/// a warning: its estimates then rest on a minority of the items.
+pub const MIN_EFFECTIVE_SHARE: f64 = 0.5;
+
+/// What an artifact did to the answers it was applied to (both answers of every pair). An
+/// answer the artifact left byte-identical, or that already carried it, measures nothing: its
+/// calls are excluded from the artifact's estimates and counted here instead.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerturbationCounts {
+    /// Answers the artifact was applied to.
+    pub targets: u64,
+    /// Left byte-identical (e.g. a reorder of a one-sentence answer).
+    pub unchanged: u64,
+    /// Changed, but the original already carried the artifact (its text or its detector).
+    pub already_present: u64,
+    /// Counted in the estimates: `targets − unchanged − already_present`.
+    pub effective: u64,
+    /// `effective / targets` (0 when there are no targets).
+    pub effective_share: f64,
+    /// Set when `effective_share` is below [`MIN_EFFECTIVE_SHARE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+impl PerturbationCounts {
+    /// Count the perturbations of `artifact` over `pairs` pairs.
+    pub fn of(artifact: &str, pairs: usize, perturbed: &PerturbedAnswers) -> Option<Self> {
+        let mut c = PerturbationCounts::default();
+        for i in 0..pairs {
+            for side in [Side::A, Side::B] {
+                let Some(p) = perturbed.get(artifact, i, side) else {
+                    continue;
+                };
+                c.targets += 1;
+                if !p.changed {
+                    c.unchanged += 1;
+                } else if p.already_present {
+                    c.already_present += 1;
+                } else {
+                    c.effective += 1;
+                }
+            }
+        }
+        if c.targets == 0 {
+            return None;
+        }
+        c.effective_share = c.effective as f64 / c.targets as f64;
+        if c.effective_share < MIN_EFFECTIVE_SHARE {
+            c.warning = Some(format!(
+                "`{artifact}` changed only {} of {} answers ({:.0}%; {} unchanged, {} already \
+                 carried it): its estimates rest on the changed ones only",
+                c.effective,
+                c.targets,
+                100.0 * c.effective_share,
+                c.unchanged,
+                c.already_present
+            ));
+        }
+        Some(c)
+    }
 }
 
 /// A simulated judge's planted effect and whether the audit recovered it.
@@ -666,7 +753,30 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
     let pairs = &input.dataset.pairs;
     let pair_ids: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
     let index = index::Index::build(input.plan, &pair_ids, input.records);
-    let ctx = judge::Ctx::new(&index.layout, pairs, options);
+    let mut ctx = judge::Ctx::new(&index.layout, pairs, options);
+    ctx.excluded = index
+        .layout
+        .artifacts
+        .iter()
+        .flat_map(|artifact| {
+            (0..pairs.len()).flat_map(move |i| {
+                [Side::A, Side::B].map(|side| {
+                    input
+                        .perturbed
+                        .get(artifact, i, side)
+                        .is_some_and(|p| !p.effective())
+                })
+            })
+        })
+        .collect();
+    let counts: HashMap<&str, PerturbationCounts> = index
+        .layout
+        .artifacts
+        .iter()
+        .filter_map(|a| {
+            PerturbationCounts::of(a, pairs.len(), input.perturbed).map(|c| (a.as_str(), c))
+        })
+        .collect();
     let names = &input.plan.judges;
     let family_size = options
         .multiplicity
@@ -705,6 +815,40 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
             ];
             artifact.significant = tests.iter().any(|e| e.significant());
             artifact.screening_significant = tests.iter().any(|e| e.screening_significant());
+        }
+        for artifact in &mut result.artifacts {
+            artifact.perturbation = counts.get(artifact.artifact.as_str()).cloned();
+            if input.perturbed.injections.contains(&artifact.artifact) {
+                let f = &artifact.flip_rate;
+                artifact.attack_success_rate =
+                    Some(judge::rate_estimate(f.toward, f.rate.n, options.confidence));
+            }
+        }
+        let interactions: Vec<(usize, Interaction)> = result
+            .artifacts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let parts = input.perturbed.components.get(&a.artifact)?;
+                let sum = |f: &dyn Fn(&ArtifactResult) -> Option<f64>| -> Option<f64> {
+                    let mut total = f(a)?;
+                    for id in parts {
+                        total -= f(result.artifacts.iter().find(|c| &c.artifact == id)?)?;
+                    }
+                    Some(total)
+                };
+                Some((
+                    i,
+                    Interaction {
+                        components: parts.clone(),
+                        tie_detection: sum(&|r| r.tie_detection.score.estimate),
+                        winrate_shift: sum(&|r| r.winrate_shift.shift.estimate),
+                    },
+                ))
+            })
+            .collect();
+        for (i, interaction) in interactions {
+            result.artifacts[i].interaction = Some(interaction);
         }
         result.trust = trust::verdict(result, &options.trust);
         result.small_audit = power::small_audit(result, &options.trust, options.power);
@@ -821,6 +965,10 @@ pub fn flipped_examples(input: &AnalysisInput<'_>) -> Vec<FlipExample> {
         ) else {
             continue;
         };
+        if !perturbation.effective() {
+            // Excluded from the estimates, so not an example of the artifact's effect either.
+            continue;
+        }
         *count += 1;
         examples.push(FlipExample {
             judge: spec.judge.clone(),

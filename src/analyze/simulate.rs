@@ -1,14 +1,19 @@
 //! In-process simulated audits for self-validation and benchmarks: synthetic pairs, the real
-//! plan and perturbations, and simulated judges' verdicts produced synchronously with
-//! [`SimJudge::decide`] (no async runner, no files), so thousands of audits run in seconds.
+//! plan and perturbations, the real judge requests, and simulated judges that read the shown
+//! texts, write a reply in the template's label format and have it parsed back
+//! ([`SimJudge::judge_text`]), synchronously (no async runner, no files), so thousands of audits
+//! run in seconds. The path is the one a run takes: perturb → request → judge reading the text →
+//! parse.
 //!
 //! The statistics layer is validated against these because a simulated judge's planted
-//! `artifact_preference` is exactly the expected tie-detection score T, and its `position_bias`
-//! the expected T(position) (see [`crate::judge::sim`]).
+//! `artifact_preference` is exactly the expected tie-detection score T on the answers the
+//! artifact changed, and its `position_bias` the expected T(position) (see
+//! [`crate::judge::sim`]). The judges never see the ground truth; the analysis keeps the planted
+//! values to check them.
 
 use crate::dataset::{Pair, Preference};
 use crate::design::{self, DesignOptions, PerturbedAnswers, Plan};
-use crate::judge::sim::SimJudge;
+use crate::judge::sim::{SimJudge, better_first};
 use crate::judge::{JudgeRequest, LabelProbs, SlotVerdict};
 use crate::perturb::Artifact;
 use crate::run::CallRecord;
@@ -22,8 +27,9 @@ const WORDS: [&str; 12] = [
 ];
 const CATEGORIES: [&str; 4] = ["medical", "privacy", "self-harm", "misinformation"];
 
-/// `n` synthetic pairs (ids `p0`, `p1`, …) with answers of varied length, a gold label a or b
-/// (seeded coin) and four categories; deterministic in `seed`.
+/// `n` synthetic pairs (ids `p0`, `p1`, …) with answers of varied length, four categories and a
+/// gold label: the answer of higher simulated-world quality ([`better_first`]), which is what a
+/// simulated judge's `accuracy` is measured against. Deterministic in `seed`.
 pub fn synthetic_pairs(n: usize, seed: u64) -> Vec<Pair> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let text = |rng: &mut ChaCha8Rng, lead: &str| {
@@ -42,13 +48,17 @@ pub fn synthetic_pairs(n: usize, seed: u64) -> Vec<Pair> {
             prompt: format!("Question {i}: is this safe?"),
             response_a: text(&mut rng, &format!("Answer A{i}:")),
             response_b: text(&mut rng, &format!("Answer B{i}:")),
-            preferred: Some(if rng.random::<bool>() {
-                Preference::A
-            } else {
-                Preference::B
-            }),
+            preferred: None,
             category: Some(CATEGORIES[i % CATEGORIES.len()].to_string()),
             label_kind: Some("safety".into()),
+        })
+        .map(|mut pair: Pair| {
+            pair.preferred = Some(match better_first(&pair.response_a, &pair.response_b) {
+                Some(true) => Preference::A,
+                Some(false) => Preference::B,
+                None => Preference::Tie,
+            });
+            pair
         })
         .collect()
 }
@@ -61,6 +71,7 @@ pub struct SimulatedDesign {
     /// Perturbed answers.
     pub perturbed: PerturbedAnswers,
     requests: Vec<JudgeRequest>,
+    pairs: Vec<Pair>,
 }
 
 impl SimulatedDesign {
@@ -85,6 +96,7 @@ impl SimulatedDesign {
             plan,
             perturbed,
             requests,
+            pairs: pairs.to_vec(),
         }
     }
 
@@ -101,12 +113,17 @@ impl SimulatedDesign {
             "latency_ms": 0, "attempts": 1, "error": null, "error_kind": null
         }))
         .expect("a valid call record");
+        for judge in judges {
+            // As in a run: the judge learns the dataset before its first call.
+            judge.learn_pairs(&self.pairs);
+        }
         self.plan
             .calls
             .par_iter()
             .zip(&self.requests)
             .map(|(spec, request)| {
-                let verdict = judges[spec.judge_index].decide(request);
+                let judge = &judges[spec.judge_index];
+                let (raw, verdict) = judge.judge_text(request);
                 let probs = label_probs.then(|| match verdict {
                     SlotVerdict::First => LabelProbs {
                         first: 0.7,
@@ -138,6 +155,7 @@ impl SimulatedDesign {
                 record.side = spec.side;
                 record.order = spec.order;
                 record.repeat = spec.repeat;
+                record.raw = Some(raw);
                 record.verdict = Some(verdict);
                 record.label_probs = probs;
                 record

@@ -485,6 +485,10 @@ fn tie_targets(pair: &Pair, targets: TieTargets) -> Vec<Side> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PerturbedAnswers {
     by_key: HashMap<(String, usize, Side), Perturbation>,
+    /// Component ids per composed artifact (for the interaction).
+    pub components: HashMap<String, Vec<String>>,
+    /// Ids of injection probes (for the attack success rate).
+    pub injections: Vec<String>,
 }
 
 impl PerturbedAnswers {
@@ -509,7 +513,19 @@ impl PerturbedAnswers {
                 )
             })
             .collect();
-        PerturbedAnswers { by_key }
+        PerturbedAnswers {
+            by_key,
+            components: artifacts
+                .iter()
+                .filter(|a| !a.components().is_empty())
+                .map(|a| (a.id.clone(), a.components().to_vec()))
+                .collect(),
+            injections: artifacts
+                .iter()
+                .filter(|a| a.is_injection())
+                .map(|a| a.id.clone())
+                .collect(),
+        }
     }
 
     /// The perturbed answer, if the artifact changes text.

@@ -1,9 +1,9 @@
 //! Judges: one trait, many backends (`openai`, `anthropic`, `command`, `sim`, and more),
 //! configured by `judges/*.toml`.
 //!
-//! Backends see only the text they are asked to judge. They never know which artifact is in play,
-//! except the simulated judge, which receives the ground truth in [`SimContext`] so it can act out
-//! its declared biases; real backends must ignore that field.
+//! Backends see only the text they are asked to judge. They never know which artifact is in play.
+//! The simulated judge too decides from the shown text alone ([`sim`]); [`SimContext`] carries
+//! the design's ground truth for tests and analysis, and no judge reads it.
 
 pub mod anthropic;
 pub mod chat;
@@ -53,7 +53,8 @@ pub enum SlotVerdict {
     Invalid,
 }
 
-/// Ground truth given only to simulated judges (real backends ignore it).
+/// The design's ground truth about a call (which artifact, which slot, which answer is gold). Kept
+/// with the request for tests and diagnostics; no judge, simulated or real, reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimContext {
     /// The artifact present in this call (`position` for identical-answer order tests).
@@ -191,6 +192,13 @@ pub trait Judge: Send + Sync {
     fn simulated(&self) -> bool;
     /// Judge one pair.
     async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError>;
+
+    /// Called once with the audit's dataset before any call. Simulated judges learn which answer
+    /// of each pair is the better one (their competence, recognised later from the answer's
+    /// text alone); every other backend ignores it.
+    fn learn(&self, pairs: &[crate::dataset::Pair]) {
+        let _ = pairs;
+    }
 
     /// A key identifying the reply to `request` in the shared response cache: a hash of
     /// everything that determines it (backend, endpoint, model, full request body, generation

@@ -59,7 +59,64 @@ pub(crate) fn apply(op: &Operation, text: &str, rng: &mut impl RngCore) -> Pertu
             restatement_leads,
             closers,
         } => verbose(openers, restatement_leads, closers, text, rng),
-        Operation::Position => unchanged(text),
+        Operation::Bullets => bullets(text),
+        // Composition is applied by `Artifact::apply`, which holds the resolved components.
+        Operation::Position | Operation::Compose { .. } => unchanged(text),
+    }
+}
+
+/// One step of a stack: `next` was produced from `prev.text`. When the step only added text
+/// around `prev.text`, the earlier highlighted ranges move with it; otherwise only the step's
+/// own ranges are kept.
+pub(crate) fn stack(prev: Perturbation, next: Perturbation) -> Perturbation {
+    let mut injected = next.injected.clone();
+    if let Some(at) = next.text.find(prev.text.as_str())
+        && (prev.injected.is_empty() || next.text.matches(prev.text.as_str()).count() == 1)
+    {
+        let shifted = prev.injected.iter().map(|r| r.start + at..r.end + at);
+        injected.extend(shifted);
+        injected.sort_by_key(|r| r.start);
+        // Merge overlaps so the ranges stay sorted and disjoint.
+        let mut merged: Vec<std::ops::Range<usize>> = Vec::new();
+        for r in injected {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        injected = merged;
+    }
+    Perturbation {
+        text: next.text,
+        injected,
+        changed: true,
+        already_present: false,
+    }
+}
+
+fn bullets(text: &str) -> Perturbation {
+    if text::main_list(text).is_some() {
+        return unchanged(text);
+    }
+    let units = text::sentences(text);
+    if units.len() < 2 || units.iter().any(|r| text[r.clone()].contains('\n')) {
+        return unchanged(text);
+    }
+    let mut out = String::with_capacity(text.len() + 3 * units.len());
+    let mut injected = Vec::new();
+    for (i, r) in units.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        injected.push(out.len()..out.len() + 2);
+        out.push_str("- ");
+        out.push_str(text[r.clone()].trim());
+    }
+    Perturbation {
+        text: out,
+        injected,
+        changed: true,
+        already_present: false,
     }
 }
 
@@ -67,6 +124,8 @@ fn unchanged(text: &str) -> Perturbation {
     Perturbation {
         text: text.to_string(),
         injected: Vec::new(),
+        changed: true,
+        already_present: false,
     }
 }
 
@@ -87,6 +146,8 @@ fn wrap(prefix: &str, text: &str, suffix: &str) -> Perturbation {
     Perturbation {
         text: out,
         injected,
+        changed: true,
+        already_present: false,
     }
 }
 
@@ -165,6 +226,8 @@ fn regex_replace(pattern: &str, replacement: &str, text: &str) -> Perturbation {
     Perturbation {
         text: out,
         injected,
+        changed: true,
+        already_present: false,
     }
 }
 
@@ -220,6 +283,8 @@ fn reorder(unit: ReorderUnit, text: &str, rng: &mut impl RngCore) -> Perturbatio
             Perturbation {
                 text: t,
                 injected: vec![moved],
+                changed: true,
+                already_present: false,
             }
         }
         None => unchanged(text),
@@ -255,6 +320,8 @@ fn repeat(times: usize, text: &str) -> Perturbation {
     Perturbation {
         injected: vec![added],
         text: out,
+        changed: true,
+        already_present: false,
     }
 }
 

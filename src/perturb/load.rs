@@ -353,7 +353,9 @@ const KINDS: &[(&str, &[&str])] = &[
     ("repeat", &["times"]),
     ("template", &["variants"]),
     ("verbose", &["openers", "restatement_leads", "closers"]),
+    ("bullets", &[]),
     ("position", &[]),
+    ("compose", &["artifacts"]),
 ];
 
 /// Parse and validate one artifact file.
@@ -377,6 +379,9 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
             "source",
             "expected_effect",
             "operation",
+            "detector",
+            "compose",
+            "probe",
         ],
         "an artifact",
     )?;
@@ -385,8 +390,26 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
     let description = top.req_str(&cx, "description")?;
     let source = top.req_str(&cx, "source")?;
     let expected_effect = top.req_str(&cx, "expected_effect")?;
-    let op = top.table(&cx, "operation")?;
-    let operation = parse_operation(&cx, &op)?;
+    let operation = if top.get("compose").is_some() {
+        if let Some(v) = top.get("operation") {
+            return Err(cx.err(
+                "operation",
+                Some(v.span()),
+                "a composed artifact (`compose = [...]`) takes its operations from the listed \
+                 artifacts and must not have an [operation] table"
+                    .into(),
+            ));
+        }
+        Operation::Compose {
+            artifacts: top.str_list(&cx, "compose")?,
+            resolved: Default::default(),
+        }
+    } else {
+        let op = top.table(&cx, "operation")?;
+        parse_operation(&cx, &op)?
+    };
+    let detector = top.opt_str(&cx, "detector")?;
+    let probe = top.opt_str(&cx, "probe")?;
 
     let artifact = Artifact {
         id,
@@ -395,6 +418,8 @@ pub(crate) fn parse_artifact(file: &str, src: &str) -> Result<Artifact, PerturbE
         source,
         expected_effect,
         operation,
+        detector,
+        probe,
     };
     artifact
         .check()
@@ -461,6 +486,12 @@ fn parse_operation(cx: &Cx, op: &Tbl) -> Result<Operation, PerturbError> {
             openers: op.str_list(cx, "openers")?,
             restatement_leads: op.str_list(cx, "restatement_leads")?,
             closers: op.str_list(cx, "closers")?,
+        },
+        "bullets" => Operation::Bullets,
+        // The JSON/serde form of a top-level `compose = [...]`.
+        "compose" => Operation::Compose {
+            artifacts: op.str_list(cx, "artifacts")?,
+            resolved: Default::default(),
         },
         "position" => Operation::Position,
         _ => unreachable!("kind validated against KINDS"),

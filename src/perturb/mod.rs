@@ -8,15 +8,30 @@
 //! directory. A file has the string fields `id` (`[a-z0-9_-]+`), `title`, `description`,
 //! `source` (citation) and `expected_effect`, and an `[operation]` table whose `kind` is one of
 //! `prepend`, `append`, `wrap`, `regex_replace`, `reorder`, `repeat`, `template`, `verbose`,
-//! `position` (see [`Operation`] for each kind's fields). Unknown fields are errors, and every
-//! error names the file, the line (when known) and the field.
+//! `bullets`, `position` (see [`Operation`] for each kind's fields), or instead of the table a
+//! top-level `compose = ["a", "b"]` that stacks other artifacts. Optional: `detector` (a regex
+//! that recognises the artifact in an answer that already carries it in other words) and
+//! `probe = "injection"` (a judge-directed instruction, reported as an attack success rate).
+//! Unknown fields are errors, and every error names the file, the line (when known) and the
+//! field.
+//!
+//! # Honest perturbations
+//!
+//! Every [`Perturbation`] records whether the artifact changed the text and whether the
+//! original already carried it ([`Artifact::detect`]). Answers that were left unchanged or
+//! already carried it measure nothing; the analysis excludes them from the artifact's estimates
+//! and counts them (`ArtifactResult::perturbation`).
 //!
 //! # Shipped artifacts
 //!
 //! `apology`, `authority`, `halo` (Chen & Goldfarb-Tarrant 2025, Table 1, exact wording),
 //! `apology-variants` (the exact apology plus three close rewordings, one drawn per item),
 //! `verbosity` (deterministic filler + restatement padding), `reorder`, `repetition` (Zheng et
-//! al. 2023's repetitive-list attack) and `position`. `apology` is a constant prepend rather than
+//! al. 2023's repetitive-list attack) and `position`; the epistemic markers of EMBER
+//! (`epistemic-strengthener`, `epistemic-weakener`), `flattery`, `fake-reasoning`, `emoji`,
+//! `self-identification`, OffsetBias's `concreteness`, the style transforms `markdown-header`,
+//! `markdown-bold` and `markdown-bullets`, three judge-directed injections (`injection-plain`,
+//! `injection-system-tag`, `injection-codeblock`) and the stack `apology-authority`. `apology` is a constant prepend rather than
 //! a template so that it reproduces the paper exactly ("the injected part is constant for all
 //! samples"); wording robustness is measured separately with `apology-variants`.
 //!
@@ -42,18 +57,67 @@ use std::sync::OnceLock;
 /// the contents of `perturbations/` exactly.
 const BUILTIN_FILES: &[(&str, &str)] = &[
     (
-        "apology.toml",
-        include_str!("../../perturbations/apology.toml"),
+        "apology-authority.toml",
+        include_str!("../../perturbations/apology-authority.toml"),
     ),
     (
         "apology-variants.toml",
         include_str!("../../perturbations/apology-variants.toml"),
     ),
     (
+        "apology.toml",
+        include_str!("../../perturbations/apology.toml"),
+    ),
+    (
         "authority.toml",
         include_str!("../../perturbations/authority.toml"),
     ),
+    (
+        "concreteness.toml",
+        include_str!("../../perturbations/concreteness.toml"),
+    ),
+    ("emoji.toml", include_str!("../../perturbations/emoji.toml")),
+    (
+        "epistemic-strengthener.toml",
+        include_str!("../../perturbations/epistemic-strengthener.toml"),
+    ),
+    (
+        "epistemic-weakener.toml",
+        include_str!("../../perturbations/epistemic-weakener.toml"),
+    ),
+    (
+        "fake-reasoning.toml",
+        include_str!("../../perturbations/fake-reasoning.toml"),
+    ),
+    (
+        "flattery.toml",
+        include_str!("../../perturbations/flattery.toml"),
+    ),
     ("halo.toml", include_str!("../../perturbations/halo.toml")),
+    (
+        "injection-codeblock.toml",
+        include_str!("../../perturbations/injection-codeblock.toml"),
+    ),
+    (
+        "injection-plain.toml",
+        include_str!("../../perturbations/injection-plain.toml"),
+    ),
+    (
+        "injection-system-tag.toml",
+        include_str!("../../perturbations/injection-system-tag.toml"),
+    ),
+    (
+        "markdown-bold.toml",
+        include_str!("../../perturbations/markdown-bold.toml"),
+    ),
+    (
+        "markdown-bullets.toml",
+        include_str!("../../perturbations/markdown-bullets.toml"),
+    ),
+    (
+        "markdown-header.toml",
+        include_str!("../../perturbations/markdown-header.toml"),
+    ),
     (
         "position.toml",
         include_str!("../../perturbations/position.toml"),
@@ -65,6 +129,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
     (
         "repetition.toml",
         include_str!("../../perturbations/repetition.toml"),
+    ),
+    (
+        "self-identification.toml",
+        include_str!("../../perturbations/self-identification.toml"),
     ),
     (
         "verbosity.toml",
@@ -93,6 +161,17 @@ pub struct Artifact {
     pub expected_effect: String,
     /// How the artifact is injected.
     pub operation: Operation,
+    /// Regular expression that recognises the artifact in an answer that already carries it in
+    /// other words (e.g. any apology opener, not only the exact one). An original answer that
+    /// matches it, or that already contains the artifact's fixed text, is counted as
+    /// "already present" and excluded from the artifact's estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
+    /// What the artifact probes beyond bias: `"injection"` marks a judge-directed instruction,
+    /// whose flips toward the injected answer are reported as an attack success rate and count
+    /// as a security failure in the trust verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
 }
 
 /// How an artifact changes an answer. `Position` changes nothing in the text: the design realises it
@@ -161,8 +240,41 @@ pub enum Operation {
         #[serde(default)]
         closers: Vec<String>,
     },
+    /// Rewrite an answer of two or more sentences as a markdown bullet list, one sentence per
+    /// item (`"- "` + the sentence, joined by newlines), in order; the words are unchanged.
+    /// Answers that already contain a list, a code block or a table, or have fewer than two
+    /// sentences, are left unchanged.
+    Bullets,
     /// Swap the order of the two answers (no text change).
     Position,
+    /// A stack of other artifacts applied in order (`compose = ["apology", "authority"]` at the
+    /// top level of the file), each exactly as on its own: step k applies artifact k with its own
+    /// seed derivation to the output of step k − 1.
+    Compose {
+        /// Component artifact ids, in application order.
+        artifacts: Vec<String>,
+        /// The components, resolved by the catalog (not part of the file).
+        #[serde(skip)]
+        resolved: Resolved,
+    },
+}
+
+/// The resolved components of a composed artifact. Derived from the ids by the catalog, so it
+/// takes no part in equality: two artifacts with the same ids are the same artifact.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved(pub Vec<Artifact>);
+
+impl PartialEq for Resolved {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::ops::Deref for Resolved {
+    type Target = Vec<Artifact>;
+    fn deref(&self) -> &Vec<Artifact> {
+        &self.0
+    }
 }
 
 /// Unit shuffled by [`Operation::Reorder`].
@@ -206,6 +318,26 @@ pub struct Perturbation {
     /// repeated items) removing these ranges gives back the original text; for a reorder the one
     /// range covers the span whose units were permuted.
     pub injected: Vec<Range<usize>>,
+    /// False when the artifact left the text byte-identical (e.g. a reorder of a one-sentence
+    /// answer): such an item measures nothing and is excluded from the artifact's estimates.
+    #[serde(default = "yes")]
+    pub changed: bool,
+    /// True when the original answer already carried the artifact (its fixed text, or a match
+    /// of its `detector`): adding it again is not a treatment, so the item is excluded too.
+    #[serde(default)]
+    pub already_present: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Perturbation {
+    /// True when the item counts towards the artifact's estimates: the text changed and the
+    /// original did not already carry the artifact.
+    pub fn effective(&self) -> bool {
+        self.changed && !self.already_present
+    }
 }
 
 /// Why a catalog file was rejected.
@@ -272,9 +404,54 @@ impl Catalog {
                     })
                     .collect();
                 artifacts.sort_by(|a, b| a.id.cmp(&b.id));
-                Catalog { artifacts }
+                let mut catalog = Catalog { artifacts };
+                catalog
+                    .resolve_compositions("perturbations (built-in)")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                catalog
             })
             .clone()
+    }
+
+    /// Resolve every composed artifact's components against the catalog. A component must exist
+    /// and be a text artifact that is not itself composed (so stacks are flat and finite).
+    fn resolve_compositions(&mut self, origin: &str) -> Result<(), PerturbError> {
+        let snapshot = self.artifacts.clone();
+        for artifact in &mut self.artifacts {
+            let Operation::Compose {
+                artifacts,
+                resolved,
+            } = &mut artifact.operation
+            else {
+                continue;
+            };
+            resolved.0.clear();
+            for (i, id) in artifacts.iter().enumerate() {
+                let component = snapshot.iter().find(|a| &a.id == id);
+                let invalid = |message: String| PerturbError::Invalid {
+                    file: format!("{origin}: artifact `{}`", artifact.id),
+                    line: None,
+                    field: format!("compose[{i}]"),
+                    message,
+                };
+                match component {
+                    None => return Err(invalid(format!("unknown artifact `{id}`"))),
+                    Some(c)
+                        if matches!(
+                            c.operation,
+                            Operation::Compose { .. } | Operation::Position
+                        ) =>
+                    {
+                        return Err(invalid(format!(
+                            "`{id}` cannot be stacked: components must be text artifacts that \
+                             are not themselves composed"
+                        )));
+                    }
+                    Some(c) => resolved.0.push(c.clone()),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Add or override artifacts from every `*.toml` file in `dir`.
@@ -323,8 +500,13 @@ impl Catalog {
             seen.insert(artifact.id.clone(), path);
             loaded.push(artifact);
         }
+        let before = self.clone();
         for artifact in loaded {
             self.insert(artifact);
+        }
+        if let Err(e) = self.resolve_compositions(&dir.display().to_string()) {
+            *self = before;
+            return Err(e);
         }
         Ok(())
     }
@@ -364,7 +546,66 @@ pub fn item_seed(seed: u64, artifact_id: &str, key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Where an artifact acts, for grouping in `artifacts list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ArtifactGroup {
+    /// Changes one answer's text.
+    AnswerSide,
+    /// Changes the judge prompt around the answers (the order swap).
+    ContextSide,
+    /// A stack of other artifacts.
+    Composed,
+}
+
+impl ArtifactGroup {
+    /// Heading used by `artifacts list`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactGroup::AnswerSide => "answer-side",
+            ArtifactGroup::ContextSide => "context-side",
+            ArtifactGroup::Composed => "composed",
+        }
+    }
+}
+
 impl Artifact {
+    /// The artifact's group.
+    pub fn group(&self) -> ArtifactGroup {
+        match self.operation {
+            Operation::Position => ArtifactGroup::ContextSide,
+            Operation::Compose { .. } => ArtifactGroup::Composed,
+            _ => ArtifactGroup::AnswerSide,
+        }
+    }
+
+    /// `text` with the injected ranges of `p` marked `⟦…⟧`, for previews.
+    pub fn marked(p: &Perturbation) -> String {
+        let mut out = String::with_capacity(p.text.len() + 8 * p.injected.len());
+        let mut at = 0;
+        for r in &p.injected {
+            out.push_str(&p.text[at..r.start]);
+            out.push('⟦');
+            out.push_str(&p.text[r.clone()]);
+            out.push('⟧');
+            at = r.end;
+        }
+        out.push_str(&p.text[at..]);
+        out
+    }
+
+    /// True for a judge-directed injection probe (`probe = "injection"`).
+    pub fn is_injection(&self) -> bool {
+        self.probe.as_deref() == Some("injection")
+    }
+
+    /// Component ids of a composed artifact (empty otherwise).
+    pub fn components(&self) -> &[String] {
+        match &self.operation {
+            Operation::Compose { artifacts, .. } => artifacts,
+            _ => &[],
+        }
+    }
+
     /// True for the order-swap artifact, which the design realises without changing any text.
     pub fn is_position(&self) -> bool {
         matches!(self.operation, Operation::Position)
@@ -376,8 +617,60 @@ impl Artifact {
     /// The RNG is `ChaCha8Rng::from_seed(item_seed(seed, &self.id, key))`.
     pub fn apply(&self, text: &str, seed: u64, key: &str) -> Perturbation {
         use rand::SeedableRng;
-        let mut rng = rand_chacha::ChaCha8Rng::from_seed(item_seed(seed, &self.id, key));
-        apply::apply(&self.operation, text, &mut rng)
+        let mut out = match &self.operation {
+            Operation::Compose { resolved, .. } => {
+                let mut out = Perturbation {
+                    text: text.to_string(),
+                    injected: Vec::new(),
+                    changed: false,
+                    already_present: false,
+                };
+                for step in resolved.iter() {
+                    let next = step.apply(&out.text, seed, key);
+                    out = apply::stack(out, next);
+                }
+                out
+            }
+            op => {
+                let mut rng = rand_chacha::ChaCha8Rng::from_seed(item_seed(seed, &self.id, key));
+                apply::apply(op, text, &mut rng)
+            }
+        };
+        out.changed = out.text != text;
+        out.already_present = self.already_in(text);
+        out
+    }
+
+    /// True when `text` already carries this artifact ([`detect`](Self::detect) says yes).
+    pub fn already_in(&self, text: &str) -> bool {
+        self.detect(text) == Some(true)
+    }
+
+    /// Whether `text` shows this artifact, from the text alone: it matches the declared
+    /// `detector`, contains one of the operation's fixed texts ([`Operation::markers`]), or, for
+    /// `repeat`, contains the same sentence or list item twice. `None` when the artifact has no
+    /// such sign (a reorder or a regex replacement without a `detector`, `position`): nothing in
+    /// one text shows it. Simulated judges use this to act on what they are shown.
+    pub fn detect(&self, text: &str) -> Option<bool> {
+        if let Operation::Compose { resolved, .. } = &self.operation {
+            // The stack shows when every component shows.
+            let signs: Option<Vec<bool>> = resolved.iter().map(|a| a.detect(text)).collect();
+            return signs.map(|s| !s.is_empty() && s.iter().all(|&b| b));
+        }
+        let regex = self
+            .detector
+            .as_deref()
+            .and_then(|p| apply::compile(p).ok());
+        let markers = self.operation.markers();
+        let repeat = matches!(self.operation, Operation::Repeat { .. });
+        if regex.is_none() && markers.is_empty() && !repeat {
+            return None;
+        }
+        Some(
+            regex.is_some_and(|re| re.is_match(text))
+                || markers.iter().any(|m| text.contains(m.as_str()))
+                || (repeat && text::has_repeated_unit(text)),
+        )
     }
 
     /// Parse and validate one artifact definition. `file` labels the source in error messages.
@@ -425,9 +718,28 @@ impl Artifact {
                 return bad(field, "must not be empty");
             }
         }
+        if let Some(pattern) = &self.detector
+            && let Err(e) = apply::compile(pattern)
+        {
+            return Err(("detector".into(), e));
+        }
+        if let Some(probe) = &self.probe
+            && probe != "injection"
+        {
+            return Err((
+                "probe".into(),
+                format!("unknown probe `{probe}`; expected `injection`"),
+            ));
+        }
         match &self.operation {
             Operation::Prepend { text } | Operation::Append { text } if text.is_empty() => {
                 bad("operation.text", "must not be empty")
+            }
+            Operation::Compose { artifacts, .. } if artifacts.len() < 2 => {
+                bad("compose", "list at least two artifact ids to stack")
+            }
+            Operation::Compose { artifacts, .. } if artifacts.contains(&self.id) => {
+                bad("compose", "an artifact cannot contain itself")
             }
             Operation::Wrap { prefix, suffix } if prefix.is_empty() && suffix.is_empty() => bad(
                 "operation.prefix",
@@ -495,6 +807,39 @@ impl Artifact {
 }
 
 impl Operation {
+    /// The fixed texts this operation inserts, trimmed, of at least eight characters: an answer
+    /// containing one of them already carries the artifact. Empty for operations whose output
+    /// depends on the answer itself (reorder, repeat, regex replacement, position).
+    pub fn markers(&self) -> Vec<String> {
+        let raw: Vec<&str> = match self {
+            Operation::Prepend { text } | Operation::Append { text } => vec![text],
+            Operation::Wrap { prefix, suffix } => vec![prefix, suffix],
+            Operation::Template { variants } => variants
+                .iter()
+                .flat_map(|v| [v.prefix.as_str(), v.suffix.as_str()])
+                .collect(),
+            Operation::Verbose {
+                openers, closers, ..
+            } => openers.iter().chain(closers).map(String::as_str).collect(),
+            Operation::Compose { resolved, .. } => {
+                return resolved
+                    .iter()
+                    .flat_map(|a| a.operation.markers())
+                    .collect();
+            }
+            _ => Vec::new(),
+        };
+        let mut out: Vec<String> = raw
+            .into_iter()
+            .map(str::trim)
+            .filter(|m| m.chars().count() >= 8)
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// One-line human summary (used by `judge-audit artifacts show`).
     pub fn describe(&self) -> String {
         match self {
@@ -542,6 +887,13 @@ impl Operation {
                 closers.len()
             ),
             Operation::Position => "position: swap the answer order (text unchanged)".into(),
+            Operation::Bullets => {
+                "bullets: one markdown bullet per sentence (two or more sentences, no list yet)"
+                    .into()
+            }
+            Operation::Compose { artifacts, .. } => {
+                format!("compose: apply {} in order", artifacts.join(", then "))
+            }
         }
     }
 }

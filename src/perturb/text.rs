@@ -276,6 +276,24 @@ fn trim_range(text: &str, r: Range<usize>) -> Range<usize> {
     }
 }
 
+/// True when the same sentence or list item (trimmed, at least eight characters, list markers
+/// and numbering ignored) occurs twice: the sign of a repetition attack.
+pub(crate) fn has_repeated_unit(text: &str) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    for r in sentences(text) {
+        let s = &text[r];
+        let body = match item_content_offset(s) {
+            Some(off) => &s[off..],
+            None => s,
+        };
+        let body = body.trim();
+        if body.chars().count() >= 8 && !seen.insert(body) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Sentence units of the text, in order, as trimmed non-empty byte ranges. Code blocks and table
 /// runs are single units; every line break ends a unit.
 pub(crate) fn sentences(text: &str) -> Vec<Range<usize>> {

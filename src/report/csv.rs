@@ -31,7 +31,9 @@ pub const COLUMNS: [&str; 12] = [
     "kind",
 ];
 
-/// Metrics written per artifact (plus `planted_T` for simulated judges with a planted value).
+/// Metrics written per artifact (plus `planted_T` for simulated judges with a planted value, and
+/// `effective_items_count` for artifacts that change text: n = answers perturbed, estimate =
+/// those counted in the estimates).
 pub const ARTIFACT_METRICS: [&str; 10] = [
     "T",
     "WR",
@@ -246,6 +248,18 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
                     a.mde.pairs
                 };
                 rows.push(Row::value(j, id, shift, metric, Some(n), v));
+            }
+            if let Some(c) = &a.perturbation {
+                // n = answers the artifact was applied to; estimate = those counted (changed
+                // and not already carrying the artifact).
+                rows.push(Row::value(
+                    j,
+                    id,
+                    "perturbation",
+                    "effective_items_count",
+                    Some(c.targets),
+                    Some(c.effective as f64),
+                ));
             }
             if let Some(p) = &a.planted {
                 rows.push(Row::value(

@@ -161,6 +161,55 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             opt(a.mde.excess_flip, rate),
         );
     }
+    let counted: Vec<String> = judge
+        .artifacts
+        .iter()
+        .filter_map(|a| {
+            let c = a.perturbation.as_ref()?;
+            Some(format!(
+                "{} {}/{} ({} unchanged, {} already carried it){}",
+                escape(&a.artifact),
+                c.effective,
+                c.targets,
+                c.unchanged,
+                c.already_present,
+                if c.warning.is_some() {
+                    " ⚠ under half changed"
+                } else {
+                    ""
+                }
+            ))
+        })
+        .collect();
+    if !counted.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nPerturbed answers counted in the estimates (changed by the artifact and not already carrying it; the rest are excluded): {}.",
+            counted.join("; ")
+        );
+    }
+    for a in &judge.artifacts {
+        if let Some(asr) = &a.attack_success_rate {
+            let _ = writeln!(
+                out,
+                "\nAttack success rate of the injection `{}`: {} of verdicts moved toward the answer carrying it (security probe; above the `[trust]` threshold it is a REJECT).",
+                escape(&a.artifact),
+                cell(asr, false)
+            );
+        }
+        if let Some(i) = &a.interaction {
+            let show =
+                |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:+.1}%", 100.0 * v));
+            let _ = writeln!(
+                out,
+                "\nInteraction of the stack `{}` ({}): T(stack) − ΣT = {}, WR(stack) − ΣWR = {}.",
+                escape(&a.artifact),
+                i.components.join(" + "),
+                show(i.tie_detection),
+                show(i.winrate_shift)
+            );
+        }
+    }
     let soft: Vec<String> = judge
         .artifacts
         .iter()
