@@ -96,6 +96,13 @@ position_bias = 1.0
         .map(|a| a["artifact"].as_str().unwrap())
         .collect();
     assert!(artifacts.contains(&"apology") && artifacts.contains(&"position"));
+    // The small-audit flag counts the judge's own 10 pairs, not the 0 of the artifacts outside
+    // its scope (the SmolLM2 demo said "only 0 pairs").
+    assert_eq!(
+        scoped["small_audit"]["pairs"], 10,
+        "{}",
+        scoped["small_audit"]
+    );
 
     let full = judge(&summary, "sim-unbiased");
     let consistency = &full["baseline"]["position_consistency"];

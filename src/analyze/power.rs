@@ -221,7 +221,15 @@ pub fn small_audit(
     power: f64,
 ) -> Option<SmallAudit> {
     const MAX_PAIRS: u64 = 1_000_000;
-    let pairs = match judge.artifacts.iter().map(|a| a.mde.pairs).min() {
+    // Artifacts outside a scoped judge's `audit_artifacts` have no pairs; they say nothing about
+    // the size of the audit.
+    let pairs = match judge
+        .artifacts
+        .iter()
+        .map(|a| a.mde.pairs)
+        .filter(|&p| p > 0)
+        .min()
+    {
         Some(p) => p,
         None => judge.baseline.position_consistency.n,
     };
