@@ -6,8 +6,9 @@ use super::Summary;
 use super::format::{
     estimate as est_text, interval as ci_text, p as p_text, rate as pct, signed as spct,
 };
-use super::html::{artifact_ids, escape};
 use super::svg::{self, Anchor, LinearScale, Svg};
+use super::text::html as escape;
+use super::view::artifact_ids;
 use crate::analyze::{ALPHA, Estimate, JudgeResult, Trust};
 use std::fmt::Write;
 

@@ -44,23 +44,37 @@ pub fn terminal(text: &str) -> Cow<'_, str> {
     visible_keeping(text, &['\n', '\t'])
 }
 
-/// Escape text for HTML and SVG text or attribute values: `&`, `<`, `>`, `"` and `'` become
-/// entities, and controls are made visible ([`visible_controls`]), so they can neither reorder the
-/// page nor hide.
+/// Escape text for HTML and SVG text or attribute values: controls are made visible
+/// ([`visible_controls`]) so they can neither reorder the page nor hide, then the template
+/// crate's escaper (maud's, which turns `&`, `<`, `>` and `"` into entities) runs; `'` becomes
+/// `&#39;` as well so the text is safe in either attribute quoting.
 pub fn html(text: &str) -> String {
-    let text = visible_controls(text);
     let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    html_to(text, &mut out);
     out
+}
+
+/// [`html`], appended to `out` (the one HTML escaping routine; [`Text`] renders through it).
+fn html_to(text: &str, out: &mut String) {
+    let text = visible_controls(text);
+    for (k, part) in text.split('\'').enumerate() {
+        if k > 0 {
+            out.push_str("&#39;");
+        }
+        let _ = maud::Escaper::new(out).write_str(part);
+    }
+}
+
+/// Untrusted text spliced into a maud template: `html! { (Text(name)) }` escapes it with
+/// [`html`] (visible controls, then maud's escaper). Every string from a summary reaches
+/// `report.html` through this type.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a>(pub &'a str);
+
+impl maud::Render for Text<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        html_to(self.0, buffer);
+    }
 }
 
 /// Escape text for a Markdown table cell or line: Markdown syntax characters are

@@ -7,6 +7,7 @@
 
 use super::{Summary, Warning};
 use crate::analyze::Trust;
+use crate::judge::FaultKind;
 
 /// A section of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -241,6 +242,34 @@ pub trait Exporter: Sync {
     fn render(&self, view: &ReportView<'_>) -> std::io::Result<Vec<u8>>;
 }
 
+/// Artifact ids in plan order, then any id a judge reports that the plan does not list.
+pub fn artifact_ids(s: &Summary) -> Vec<String> {
+    let mut ids: Vec<String> = s.plan.artifacts.clone();
+    for j in &s.judges {
+        for a in &j.artifacts {
+            if !ids.contains(&a.artifact) {
+                ids.push(a.artifact.clone());
+            }
+        }
+    }
+    ids
+}
+
+/// The name of a fault kind as `summary.json` spells it (`rate_limited`), for every exporter.
+pub fn fault_name(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::RateLimited => "rate_limited",
+        FaultKind::ServerError => "server_error",
+        FaultKind::Timeout => "timeout",
+        FaultKind::Connection => "connection",
+        FaultKind::MalformedResponse => "malformed_response",
+        FaultKind::Auth => "auth",
+        FaultKind::BadRequest => "bad_request",
+        FaultKind::Quota => "quota",
+        FaultKind::Backend => "backend",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +288,26 @@ mod tests {
         files.dedup();
         assert_eq!(files.len(), Format::ALL.len());
         assert!("xml".parse::<Format>().unwrap_err().contains("junit"));
+    }
+
+    #[test]
+    fn fault_names_match_the_summary_spelling() {
+        use FaultKind::*;
+        for k in [
+            RateLimited,
+            ServerError,
+            Timeout,
+            Connection,
+            MalformedResponse,
+            Auth,
+            BadRequest,
+            Quota,
+            Backend,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", fault_name(k))
+            );
+        }
     }
 }
