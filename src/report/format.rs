@@ -119,6 +119,12 @@ pub fn coef_estimate(e: &Estimate) -> String {
     }
 }
 
+/// A change between two rates in percentage points: `0.012` → `+1.2 pp`, or `–`.
+pub fn delta_points(d: Option<f64>) -> String {
+    d.map(|d| format!("{:+.1} pp", 100.0 * d))
+        .unwrap_or_else(|| "–".into())
+}
+
 /// A US-dollar amount: `0.385` → `$0.39`.
 pub fn usd(x: f64) -> String {
     format!("${x:.2}")
@@ -138,5 +144,7 @@ mod tests {
         assert_eq!(counted(1, "pair"), "1 pair");
         assert_eq!(p(0.0004), "4.0e-4");
         assert_eq!(p(0.0123), "0.012");
+        assert_eq!(delta_points(Some(0.012)), "+1.2 pp");
+        assert_eq!(delta_points(None), "–");
     }
 }
