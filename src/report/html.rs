@@ -476,17 +476,7 @@ fn category_table(
 }
 
 fn p_html(e: &Estimate) -> Markup {
-    use super::format::p as p_text;
-    let mut parts = Vec::new();
-    if let Some(p) = e.p_value {
-        parts.push(format!("p {}", p_text(p)));
-    }
-    if let Some(h) = e.p_adjusted {
-        parts.push(format!("Holm {}", p_text(h)));
-    }
-    if let Some(q) = e.q_value {
-        parts.push(format!("BH q {}", p_text(q)));
-    }
+    let parts = super::format::p_values(e);
     html! {
         @if !parts.is_empty() {
             div.p { (parts.join(" · ")) @if e.significant() { " " span.star { "✱" } } }

@@ -198,8 +198,7 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             );
         }
         if let Some(i) = &a.interaction {
-            let show =
-                |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:+.1}%", 100.0 * v));
+            let show = |x: Option<f64>| super::format::opt(x, super::format::signed);
             let _ = writeln!(
                 out,
                 "\nInteraction of the stack `{}` ({}): T(stack) − ΣT = {}, WR(stack) − ΣWR = {}.",
