@@ -1,7 +1,7 @@
 //! `compare.md` and `compare.json`: the rendering of a typed [`Comparison`] (computed by
 //! [`crate::analyze::compare`]; nothing here is a statistic).
 
-use super::markdown::{escape as md, p_text};
+use super::markdown::{cell_text as md_cell, escape as md, p_text};
 pub use crate::analyze::compare::*;
 use std::fmt::Write;
 
@@ -119,7 +119,7 @@ pub fn render_markdown(c: &Comparison) -> String {
                     let _ = writeln!(
                         out,
                         "| {} | {} | {} | {} | {} |",
-                        md(&a.artifact),
+                        md_cell(&a.artifact),
                         metric_label(&m.metric),
                         value_text(&m.a, signed(&m.metric)),
                         value_text(&m.b, signed(&m.metric)),
@@ -143,10 +143,10 @@ pub fn render_markdown(c: &Comparison) -> String {
                     let _ = writeln!(
                         out,
                         "| {} | {} | {} | {} | {} | {} | {} / {} | {} / {}{mark} |",
-                        md(&cond.condition),
+                        md_cell(&cond.condition),
                         cond.shared,
                         cond.changed,
-                        md(&t.outcome),
+                        md_cell(&t.outcome),
                         value_text(&t.a, false),
                         value_text(&t.b, false),
                         t.a_only,
