@@ -195,6 +195,9 @@ pub struct ReportView<'a> {
     /// The `--fail-on` threshold, if one was given: CI formats mark failures against it
     /// (REJECT when none was given, the verdict that always means "do not use").
     pub fail_on: Option<Trust>,
+    /// Each judge's configured prices, typed once here so no exporter reads the recorded
+    /// configuration (a JSON value) itself.
+    pub prices: std::collections::BTreeMap<String, crate::judge::config::Pricing>,
 }
 
 impl<'a> ReportView<'a> {
@@ -207,6 +210,11 @@ impl<'a> ReportView<'a> {
                 .filter(|s| s.present(summary))
                 .collect(),
             fail_on: None,
+            prices: summary
+                .judge_configs
+                .iter()
+                .filter_map(|j| Some((j.name.clone(), j.pricing()?)))
+                .collect(),
         }
     }
 
