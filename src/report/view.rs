@@ -80,17 +80,20 @@ pub enum Format {
     Junit,
     /// `step-summary.md`: a short Markdown for `$GITHUB_STEP_SUMMARY`.
     GhSummary,
+    /// `results.arrow`: the rows of `results.csv` as a typed Arrow IPC file.
+    Arrow,
 }
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Json,
         Format::Markdown,
         Format::Html,
         Format::Csv,
         Format::Junit,
         Format::GhSummary,
+        Format::Arrow,
     ];
 
     /// The formats written when none is chosen: the four of earlier versions.
@@ -105,6 +108,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Junit => "junit",
             Format::GhSummary => "gh-summary",
+            Format::Arrow => "arrow",
         }
     }
 
@@ -117,6 +121,7 @@ impl Format {
             Format::Csv => &super::csv::CsvExporter,
             Format::Junit => &super::junit::JunitExporter,
             Format::GhSummary => &super::gh_summary::GhSummaryExporter,
+            Format::Arrow => &super::arrow::ArrowExporter,
         }
     }
 }
@@ -153,6 +158,9 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
         Section::Metadata,
         "the run's metadata is in summary.json",
     ),
+    (Format::Arrow, Section::Examples, "as for results.csv"),
+    (Format::Arrow, Section::Warnings, "as for results.csv"),
+    (Format::Arrow, Section::Metadata, "as for results.csv"),
     (
         Format::Junit,
         Section::Effects,
