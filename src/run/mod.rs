@@ -517,6 +517,23 @@ pub async fn execute(
     out_dir: &Path,
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
+    execute_subset(plan, dataset, perturbed, judges, out_dir, options, &|_| {
+        true
+    })
+    .await
+}
+
+/// [`execute`], sending only the pending calls `keep` accepts (a shard's calls); the others stay
+/// pending for another process. The returned records are every committed call, as in [`execute`].
+pub async fn execute_subset(
+    plan: Arc<Plan>,
+    dataset: Arc<Dataset>,
+    perturbed: Arc<PerturbedAnswers>,
+    judges: &[JudgeHandle],
+    out_dir: &Path,
+    options: &RunOptions,
+    keep: &(dyn Fn(&CallSpec) -> bool + Sync),
+) -> Result<RunOutcome, RunError> {
     if let Some(max) = options.max_cost {
         check_max_cost(max).map_err(RunError::Invalid)?;
     }
@@ -544,7 +561,7 @@ pub async fn execute(
     let completed = store.completed_ids()?;
     let earlier = store.records()?;
     let pending: Vec<usize> = (0..plan.calls.len())
-        .filter(|&i| !completed.contains(&plan.calls[i].id))
+        .filter(|&i| !completed.contains(&plan.calls[i].id) && keep(&plan.calls[i]))
         .collect();
 
     // The cache is read once, up front, so no worker ever touches SQLite.
