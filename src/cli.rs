@@ -63,6 +63,40 @@ enum Command {
     Compare(CompareArgs),
     /// Merge shard run directories of one audit into one run directory and write its reports.
     Merge(MergeArgs),
+    /// OpenAI batch files: export a run's pending calls for `vllm run-batch` or any
+    /// OpenAI-batch executor, and import the output file back into the run.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BatchCommand {
+    /// Write the pending calls of RUN_DIR's `openai` judges as OpenAI batch input files
+    /// (`<judge>-<n>.jsonl`, at most 50,000 lines each).
+    Export {
+        /// The run directory (with --config, created when it holds no run yet).
+        run_dir: PathBuf,
+        /// Folder for the input files (default RUN_DIR/batch).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Start RUN_DIR from this audit configuration first (no call is sent), when it holds
+        /// no run yet.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// With --config: start RUN_DIR as shard i/N.
+        #[arg(long, value_name = "i/N", requires = "config")]
+        shard: Option<judge_audit::batch::shard::Shard>,
+    },
+    /// Read an OpenAI batch output file into RUN_DIR (matched by custom_id; a line of another
+    /// plan refuses the file) and write the reports again.
+    Import {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The output file (`vllm run-batch -o`, the Batch API's output file).
+        results: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -396,7 +430,57 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         Command::Judges { command } => judges(command),
         Command::Compare(args) => compare(args),
         Command::Merge(args) => merge(args),
+        Command::Batch { command } => batch(command),
     }
+}
+
+fn batch(command: BatchCommand) -> Result<ExitCode, String> {
+    use judge_audit::batch::file;
+    match command {
+        BatchCommand::Export {
+            run_dir,
+            out,
+            config,
+            shard,
+        } => {
+            if let Some(path) = config {
+                let (config, base) = AuditConfig::from_file(&path).map_err(|e| e.to_string())?;
+                let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+                match shard {
+                    Some(shard) => judge_audit::batch::shard::start(&prepared, &run_dir, shard),
+                    None => file::start(&prepared, &run_dir),
+                }
+                .map_err(|e| e.to_string())?;
+            }
+            let out = out.unwrap_or_else(|| run_dir.join("batch"));
+            let export = file::export(&run_dir, &out).map_err(|e| e.to_string())?;
+            for f in &export.files {
+                println!("{}: {} calls of {}", f.path.display(), f.lines, f.judge);
+            }
+            if export.files.is_empty() {
+                println!("no pending calls of an openai judge; nothing to export");
+            }
+            for (judge, n) in &export.skipped {
+                println!(
+                    "{judge}: {n} pending calls not exported (not an openai judge); send them with judge-audit run --resume {}",
+                    run_dir.display()
+                );
+            }
+        }
+        BatchCommand::Import { run_dir, results } => {
+            let import = file::import(&run_dir, &results).map_err(|e| e.to_string())?;
+            println!(
+                "{}: {} calls committed, {} already committed, {} failed (stay pending); {} calls pending in {}",
+                results.display(),
+                import.committed,
+                import.already,
+                import.failed,
+                import.pending,
+                run_dir.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn merge(args: MergeArgs) -> Result<ExitCode, String> {

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// A stored call: (call id, judge, record JSON text).
+type CallRow = (String, String, String);
+
 /// What a merge produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeOutcome {
@@ -183,8 +186,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<MergeOutcome, AuditError>
     let mut store = audit::open_run(&first.prepared, out)?;
     let _lock = RunLock::acquire(out).map_err(crate::run::RunError::from)?;
     // Call id -> (where it came from, its row).
-    let mut rows: BTreeMap<String, (PathBuf, (String, String, String))> = BTreeMap::new();
-    let mut sources: Vec<(PathBuf, Vec<(String, String, String)>)> = Vec::new();
+    let mut rows: BTreeMap<String, (PathBuf, CallRow)> = BTreeMap::new();
+    let mut sources: Vec<(PathBuf, Vec<CallRow>)> = Vec::new();
     let mut faults: Vec<FaultRow> = Vec::new();
     for input in &read {
         let input_store = RunStore::open(&input.dir)?;

@@ -4,5 +4,6 @@
 //! Every route ends in ordinary call records in an ordinary run store, so analysis, the cache,
 //! `report` and `compare` do not know how a call was made.
 
+pub mod file;
 pub mod merge;
 pub mod shard;

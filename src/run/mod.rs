@@ -161,6 +161,10 @@ pub struct CallRecord {
     pub error: Option<String>,
     /// Final error kind when the call failed.
     pub error_kind: Option<FaultKind>,
+    /// How the answer arrived when not through the judge's own client: `file:<name>` for an
+    /// imported batch output file (absent for ordinary calls, so their records are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl CallRecord {
@@ -189,7 +193,18 @@ impl CallRecord {
             redacted: false,
             error: None,
             error_kind: None,
+            via: None,
         }
+    }
+
+    /// The record of `spec` answered by `reply`, arrived `via` a route other than the judge's
+    /// client (a batch output file): an ordinary record otherwise (one attempt, not cached).
+    pub fn from_reply(spec: &CallSpec, reply: JudgeReply, via: Option<String>) -> CallRecord {
+        let mut record = CallRecord::new(spec);
+        record.fill(reply);
+        record.attempts = 1;
+        record.via = via;
+        record
     }
 
     fn fill(&mut self, reply: JudgeReply) {
