@@ -219,6 +219,12 @@ pub struct Import {
     pub pending: usize,
 }
 
+/// An output line's id (the first pass).
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    custom_id: Option<String>,
+}
+
 /// One output line, as executors write it.
 #[derive(serde::Deserialize)]
 struct OutputLine {
@@ -271,7 +277,9 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
         if text.trim().is_empty() {
             continue;
         }
-        let parsed: OutputLine = serde_json::from_str(&text)
+        // Only the id is kept from this first pass: a 100k-line file's bodies are read again,
+        // one chunk at a time, once the whole file is known to belong to the plan.
+        let parsed: IdOnly = serde_json::from_str(&text)
             .map_err(|e| bad(number, format!("not a batch output line ({e})")))?;
         let id = parsed
             .custom_id
@@ -292,7 +300,7 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
                 format!("field `custom_id`: call `{}` appears twice", spec.id),
             ));
         }
-        lines.push((spec, parsed));
+        lines.push(spec);
     }
 
     let _lock = RunLock::acquire(dir).map_err(crate::run::RunError::from)?;
@@ -308,7 +316,32 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
     let mut outcome = Import::default();
     let mut records = Vec::new();
     let mut faults = Vec::new();
-    for (spec, line) in lines {
+    let log = dir.join("calls.jsonl");
+    let file = std::fs::File::open(results).map_err(|source| AuditError::Io {
+        path: results.to_path_buf(),
+        source,
+    })?;
+    let mut specs = lines.into_iter();
+    for (index, text) in std::io::BufReader::new(file).lines().enumerate() {
+        let number = index + 1;
+        let text = text.map_err(|source| AuditError::Io {
+            path: results.to_path_buf(),
+            source,
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let line: OutputLine = serde_json::from_str(&text)
+            .map_err(|e| bad(number, format!("not a batch output line ({e})")))?;
+        let spec = specs
+            .next()
+            .filter(|spec| line.custom_id.as_deref() == Some(&custom_id(&hash, &spec.id)[..]))
+            .ok_or_else(|| bad(number, "the file changed while it was imported".into()))?;
+        if records.len() + faults.len() >= CHUNK {
+            outcome.committed += records.len();
+            outcome.failed += faults.len();
+            commit_chunk(&mut store, &log, &mut records, &mut faults)?;
+        }
         if done.contains(&spec.id) {
             outcome.already += 1;
             continue;
@@ -356,33 +389,47 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
             )),
         }
     }
-    outcome.committed = records.len();
-    outcome.failed = faults.len();
-    store.commit(&records, &faults)?;
-    // `calls.jsonl` gets the new records after their commit, as the runner appends them.
-    let log = dir.join("calls.jsonl");
+    outcome.committed += records.len();
+    outcome.failed += faults.len();
+    commit_chunk(&mut store, &log, &mut records, &mut faults)?;
+    drop(store);
+    drop(_lock);
+    outcome.pending = pending(dir, &prepared)?.len();
+    audit::rerender(dir)?;
+    Ok(outcome)
+}
+
+/// Lines committed per transaction on import.
+const CHUNK: usize = 4096;
+
+/// Commit one chunk of imported records and faults, then append the records to `calls.jsonl`
+/// (after their commit, as the runner does), and empty both.
+fn commit_chunk(
+    store: &mut RunStore,
+    log: &Path,
+    records: &mut Vec<(CallRecord, String)>,
+    faults: &mut Vec<FaultRow>,
+) -> Result<(), AuditError> {
+    store.commit(records, faults)?;
     let io = |source| AuditError::Io {
-        path: log.clone(),
+        path: log.to_path_buf(),
         source,
     };
     let mut writer = std::io::BufWriter::new(
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log)
+            .open(log)
             .map_err(io)?,
     );
-    for (_, json) in &records {
+    for (_, json) in records.iter() {
         writer.write_all(json.as_bytes()).map_err(io)?;
         writer.write_all(b"\n").map_err(io)?;
     }
     writer.flush().map_err(io)?;
-    drop(writer);
-    drop(store);
-    drop(_lock);
-    outcome.pending = pending(dir, &prepared)?.len();
-    audit::rerender(dir)?;
-    Ok(outcome)
+    records.clear();
+    faults.clear();
+    Ok(())
 }
 
 fn snippet(text: &str) -> String {
