@@ -58,6 +58,7 @@ fn shards(dir: &Path, config: &str, prefix: &str, n: usize) -> Vec<PathBuf> {
                     "--quiet",
                     "--no-cache",
                 ])
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("shard starts")
         })
@@ -204,6 +205,33 @@ fn merging_shards_of_two_configs_is_refused() {
     assert!(
         !dir.join("merged/run.sqlite").exists(),
         "nothing was written"
+    );
+
+    // Same seed, another artifact catalog: named as such.
+    std::fs::write(
+        dir.join("c.toml"),
+        "seed = 7\njudges = [\"sim-unbiased\", \"sim-apology-lover\"]\n\
+         [design]\nartifacts = [\"apology\", \"position\"]\n",
+    )
+    .unwrap();
+    let c = shards(dir, "c.toml", "c", 1);
+    let output = run(
+        dir,
+        &[
+            "merge",
+            &a[0].display().to_string(),
+            &c[0].display().to_string(),
+            "--out",
+            "merged",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "they differ in artifact catalog ([apology, verbosity, position] vs [apology, position]"
+        ),
+        "{stderr}"
     );
 }
 

@@ -668,10 +668,16 @@ pub async fn execute_subset(
         let handle = by_name[name.as_str()].clone();
         let max = handle.config.concurrency.unwrap_or(options.concurrency);
         let queue = queues.remove(name.as_str()).unwrap_or_default();
+        // Progress counts this process's share of the plan (all of it unless a shard).
+        let share = plan
+            .calls
+            .iter()
+            .filter(|c| &c.judge == name && keep(c))
+            .count();
         let counters = Arc::new(JudgeCounters::new(
             name.clone(),
-            plan.calls.iter().filter(|c| &c.judge == name).count() as u64,
-            (plan.calls.iter().filter(|c| &c.judge == name).count() - queue.len()) as u64,
+            share as u64,
+            share.saturating_sub(queue.len()) as u64,
         ));
         let threshold = BREAKER_MIN_FAILURES.max(u32::try_from(2 * max).unwrap_or(u32::MAX));
         let breaker = breakers
