@@ -496,7 +496,7 @@ impl Default for ExecOptions {
     }
 }
 
-const SNAPSHOT_KEY: &str = "snapshot";
+pub(crate) const SNAPSHOT_KEY: &str = "snapshot";
 
 /// The snapshot as stored: everything but the pairs, which the store keeps one row each (the
 /// dataset's hash stays in, so a different dataset still makes a different snapshot).
@@ -515,7 +515,7 @@ fn snapshot_header(snapshot: &Snapshot) -> String {
 
 /// Open the run store in `out`, recording the snapshot and plan of a new run, or checking that an
 /// existing store belongs to this very audit (same snapshot, same plan).
-fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
+pub(crate) fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
     std::fs::create_dir_all(out).map_err(|source| AuditError::Io {
         path: out.to_path_buf(),
         source,
@@ -562,7 +562,11 @@ fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, AuditError> {
 
 /// The plan stored in `dir` must be the one `prepared` holds, call for call: records are read in
 /// the stored plan's order and analysed against the prepared one.
-fn check_stored_plan(store: &RunStore, prepared: &Prepared, dir: &Path) -> Result<(), AuditError> {
+pub(crate) fn check_stored_plan(
+    store: &RunStore,
+    prepared: &Prepared,
+    dir: &Path,
+) -> Result<(), AuditError> {
     let stored_plan = store.plan_ids()?;
     if stored_plan.len() != prepared.plan.calls.len()
         || stored_plan
@@ -643,6 +647,8 @@ pub async fn execute(
 ) -> Result<RunOutcome, AuditError> {
     check_keys(prepared, |k| std::env::var(k).ok())?;
     drop(open_run(prepared, out)?);
+    // A shard run (`run --shard`, or its resume) sends only its own calls.
+    let shard = crate::batch::shard::stored(out)?;
     let run_options = RunOptions {
         concurrency: prepared.concurrency,
         seed: prepared.seed,
@@ -654,13 +660,14 @@ pub async fn execute(
         max_cost: options.max_cost,
         cache_dir: options.cache_dir.clone(),
     };
-    Ok(run::execute(
+    Ok(run::execute_subset(
         prepared.plan.clone(),
         prepared.dataset.clone(),
         prepared.perturbed.clone(),
         &prepared.judges,
         out,
         &run_options,
+        &|call| shard.is_none_or(|s| s.contains(&call.id)),
     )
     .await?)
 }

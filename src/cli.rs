@@ -61,6 +61,52 @@ enum Command {
     },
     /// Compare two runs: metric changes and paired McNemar tests on the calls they share.
     Compare(CompareArgs),
+    /// Merge shard run directories of one audit into one run directory and write its reports.
+    Merge(MergeArgs),
+    /// OpenAI batch files: export a run's pending calls for `vllm run-batch` or any
+    /// OpenAI-batch executor, and import the output file back into the run.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BatchCommand {
+    /// Write the pending calls of RUN_DIR's `openai` judges as OpenAI batch input files
+    /// (`<judge>-<n>.jsonl`, at most 50,000 lines each).
+    Export {
+        /// The run directory (with --config, created when it holds no run yet).
+        run_dir: PathBuf,
+        /// Folder for the input files (default RUN_DIR/batch).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Start RUN_DIR from this audit configuration first (no call is sent), when it holds
+        /// no run yet.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// With --config: start RUN_DIR as shard i/N.
+        #[arg(long, value_name = "i/N", requires = "config")]
+        shard: Option<judge_audit::batch::shard::Shard>,
+    },
+    /// Read an OpenAI batch output file into RUN_DIR (matched by custom_id; a line of another
+    /// plan refuses the file) and write the reports again.
+    Import {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// The output file (`vllm run-batch -o`, the Batch API's output file).
+        results: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct MergeArgs {
+    /// The shard run directories (`run --shard i/N --out DIR`).
+    #[arg(required = true)]
+    run_dirs: Vec<PathBuf>,
+    /// The merged run directory (must not hold a run yet).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// Verdict at which `--fail-on` makes the command exit with code 1.
@@ -133,6 +179,10 @@ struct RunArgs {
     fail_on: Option<FailOn>,
     #[command(flatten)]
     output: OutputArgs,
+    /// Run only shard i of N of the plan (a call's shard is a hash of its id); the run directory
+    /// records the shard, and `judge-audit merge` joins the shards.
+    #[arg(long, value_name = "i/N", conflicts_with = "resume")]
+    shard: Option<judge_audit::batch::shard::Shard>,
 }
 
 /// Which report files are written.
@@ -259,6 +309,9 @@ struct PlanArgs {
     /// Run-to-run flip rate assumed for the excess-flip row.
     #[arg(long, default_value_t = 0.05, requires = "power")]
     noise: f64,
+    /// Show only shard i of N of the plan (as `run --shard i/N` would send it).
+    #[arg(long, value_name = "i/N")]
+    shard: Option<judge_audit::batch::shard::Shard>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,7 +390,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 Some(path) => AuditConfig::from_file(path).map_err(|e| e.to_string())?,
                 None => (audit::demo_config(42), PathBuf::from(".")),
             };
-            let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+            let mut prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+            if let Some(shard) = args.shard {
+                prepared.plan = std::sync::Arc::new(shard.filter_plan(&prepared.plan));
+                println!("shard {shard}:");
+            }
             print_plan(&prepared);
             if let Some(power) = args.power {
                 print_power(&prepared, &args, power)?;
@@ -372,7 +429,87 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         Command::Artifacts { command } => artifacts(command),
         Command::Judges { command } => judges(command),
         Command::Compare(args) => compare(args),
+        Command::Merge(args) => merge(args),
+        Command::Batch { command } => batch(command),
     }
+}
+
+fn batch(command: BatchCommand) -> Result<ExitCode, String> {
+    use judge_audit::batch::file;
+    match command {
+        BatchCommand::Export {
+            run_dir,
+            out,
+            config,
+            shard,
+        } => {
+            if let Some(path) = config {
+                let (config, base) = AuditConfig::from_file(&path).map_err(|e| e.to_string())?;
+                let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+                match shard {
+                    Some(shard) => judge_audit::batch::shard::start(&prepared, &run_dir, shard),
+                    None => file::start(&prepared, &run_dir),
+                }
+                .map_err(|e| e.to_string())?;
+            }
+            let out = out.unwrap_or_else(|| run_dir.join("batch"));
+            let export = file::export(&run_dir, &out).map_err(|e| e.to_string())?;
+            for f in &export.files {
+                println!("{}: {} calls of {}", f.path.display(), f.lines, f.judge);
+            }
+            if export.files.is_empty() {
+                println!("no pending calls of an openai judge; nothing to export");
+            }
+            for (judge, n) in &export.skipped {
+                println!(
+                    "{judge}: {n} pending calls not exported (not an openai judge); send them with judge-audit run --resume {}",
+                    run_dir.display()
+                );
+            }
+        }
+        BatchCommand::Import { run_dir, results } => {
+            let import = file::import(&run_dir, &results).map_err(|e| e.to_string())?;
+            println!(
+                "{}: {} calls committed, {} already committed, {} failed (stay pending); {} calls pending in {}",
+                results.display(),
+                import.committed,
+                import.already,
+                import.failed,
+                import.pending,
+                run_dir.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(args: MergeArgs) -> Result<ExitCode, String> {
+    let outcome =
+        judge_audit::batch::merge::merge(&args.run_dirs, &args.out).map_err(|e| e.to_string())?;
+    println!(
+        "merged {} run directories: {} of {} calls committed in {}",
+        args.run_dirs.len(),
+        outcome.committed,
+        outcome.planned,
+        args.out.display()
+    );
+    if !outcome.missing.is_empty() {
+        println!("missing {} calls, for example:", outcome.missing.len());
+        for id in outcome.missing.iter().take(10) {
+            println!("  {id}");
+        }
+        println!(
+            "send them with: judge-audit run --resume {}",
+            args.out.display()
+        );
+    }
+    for name in ["summary.json", "report.md", "report.html", "results.csv"] {
+        let path = args.out.join(name);
+        if path.exists() {
+            println!("report: {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
@@ -408,6 +545,16 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         .or_else(|| config.out.as_ref().map(|o| base.join(o)))
         .unwrap_or_else(|| PathBuf::from("reports").join(run_id("run")));
     let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+    if let Some(shard) = args.shard {
+        if args.dry_run {
+            let mut prepared = prepared;
+            prepared.plan = std::sync::Arc::new(shard.filter_plan(&prepared.plan));
+            println!("shard {shard}:");
+            print_plan(&prepared);
+            return Ok(ExitCode::SUCCESS);
+        }
+        judge_audit::batch::shard::start(&prepared, &out, shard).map_err(|e| e.to_string())?;
+    }
     if args.dry_run {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);

@@ -9,6 +9,7 @@
 
 pub mod analyze;
 pub mod audit;
+pub mod batch;
 pub mod dataset;
 pub mod design;
 pub mod judge;

@@ -161,6 +161,10 @@ pub struct CallRecord {
     pub error: Option<String>,
     /// Final error kind when the call failed.
     pub error_kind: Option<FaultKind>,
+    /// How the answer arrived when not through the judge's own client: `file:<name>` for an
+    /// imported batch output file (absent for ordinary calls, so their records are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl CallRecord {
@@ -189,7 +193,18 @@ impl CallRecord {
             redacted: false,
             error: None,
             error_kind: None,
+            via: None,
         }
+    }
+
+    /// The record of `spec` answered by `reply`, arrived `via` a route other than the judge's
+    /// client (a batch output file): an ordinary record otherwise (one attempt, not cached).
+    pub fn from_reply(spec: &CallSpec, reply: JudgeReply, via: Option<String>) -> CallRecord {
+        let mut record = CallRecord::new(spec);
+        record.fill(reply);
+        record.attempts = 1;
+        record.via = via;
+        record
     }
 
     fn fill(&mut self, reply: JudgeReply) {
@@ -517,6 +532,23 @@ pub async fn execute(
     out_dir: &Path,
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
+    execute_subset(plan, dataset, perturbed, judges, out_dir, options, &|_| {
+        true
+    })
+    .await
+}
+
+/// [`execute`], sending only the pending calls `keep` accepts (a shard's calls); the others stay
+/// pending for another process. The returned records are every committed call, as in [`execute`].
+pub async fn execute_subset(
+    plan: Arc<Plan>,
+    dataset: Arc<Dataset>,
+    perturbed: Arc<PerturbedAnswers>,
+    judges: &[JudgeHandle],
+    out_dir: &Path,
+    options: &RunOptions,
+    keep: &(dyn Fn(&CallSpec) -> bool + Sync),
+) -> Result<RunOutcome, RunError> {
     if let Some(max) = options.max_cost {
         check_max_cost(max).map_err(RunError::Invalid)?;
     }
@@ -544,7 +576,7 @@ pub async fn execute(
     let completed = store.completed_ids()?;
     let earlier = store.records()?;
     let pending: Vec<usize> = (0..plan.calls.len())
-        .filter(|&i| !completed.contains(&plan.calls[i].id))
+        .filter(|&i| !completed.contains(&plan.calls[i].id) && keep(&plan.calls[i]))
         .collect();
 
     // The cache is read once, up front, so no worker ever touches SQLite.
@@ -636,10 +668,16 @@ pub async fn execute(
         let handle = by_name[name.as_str()].clone();
         let max = handle.config.concurrency.unwrap_or(options.concurrency);
         let queue = queues.remove(name.as_str()).unwrap_or_default();
+        // Progress counts this process's share of the plan (all of it unless a shard).
+        let share = plan
+            .calls
+            .iter()
+            .filter(|c| &c.judge == name && keep(c))
+            .count();
         let counters = Arc::new(JudgeCounters::new(
             name.clone(),
-            plan.calls.iter().filter(|c| &c.judge == name).count() as u64,
-            (plan.calls.iter().filter(|c| &c.judge == name).count() - queue.len()) as u64,
+            share as u64,
+            share.saturating_sub(queue.len()) as u64,
         ));
         let threshold = BREAKER_MIN_FAILURES.max(u32::try_from(2 * max).unwrap_or(u32::MAX));
         let breaker = breakers

@@ -305,4 +305,90 @@ impl RunStore {
         }
         Ok(counts)
     }
+    /// Set a metadata value (insert or replace).
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Every committed call as stored: (call id, judge, record JSON text), by call id.
+    pub fn call_rows(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT call_id, judge, record FROM calls ORDER BY call_id")
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Commit stored call rows (call id, judge, record JSON text) verbatim in one transaction;
+    /// a call id already stored is ignored (as in [`RunStore::commit`]).
+    pub fn insert_call_rows(
+        &mut self,
+        rows: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO calls (call_id, judge, record) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(err)?;
+            for (call_id, judge, record) in rows {
+                insert
+                    .execute(params![call_id, judge, record])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(())
+    }
+
+    /// Every stored fault, in the order it was stored.
+    pub fn fault_rows(&self) -> Result<Vec<FaultRow>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT judge, call_id, kind, message FROM faults ORDER BY id")
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.err())?;
+        let mut faults = Vec::new();
+        for row in rows {
+            let (judge, call_id, kind, message) = row.map_err(self.err())?;
+            let kind: FaultKind = serde_json::from_value(serde_json::Value::String(kind.clone()))
+                .map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                what: format!("fault kind `{kind}`"),
+                message: e.to_string(),
+            })?;
+            faults.push(FaultRow {
+                judge,
+                call_id,
+                kind,
+                message,
+            });
+        }
+        Ok(faults)
+    }
 }
