@@ -188,7 +188,7 @@ struct RunArgs {
 /// Which report files are written.
 #[derive(Debug, clap::Args)]
 struct OutputArgs {
-    /// Report format to write (repeatable): json, markdown, html, csv, junit, gh-summary
+    /// Report format to write (repeatable): json, markdown, html, csv, junit, gh-summary, arrow
     /// (default: json, markdown, html and csv).
     #[arg(long = "format", value_name = "FORMAT")]
     formats: Vec<judge_audit::report::Format>,

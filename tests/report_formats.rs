@@ -387,3 +387,43 @@ fn controls_from_answers_are_escaped_in_markdown_and_on_the_terminal() {
         "evil\\u{001B}[2J\\u{0007}\\u{202E}txt"
     );
 }
+
+/// Regression: report.md escaped `|` and `<` in prose too, so a reader of the raw file saw
+/// `\|T\|` and `47.9% \< 50.0%`. Prose now keeps them; table cells still escape `|`, and markup
+/// from an answer or a name stays inert in both.
+#[test]
+fn markdown_prose_reads_as_written_and_cells_stay_cells() {
+    let mut summary = demo_summary(42);
+    let md = report::markdown::render(&summary);
+    let prose: Vec<&str> = md.lines().filter(|l| !l.starts_with('|')).collect();
+    assert!(
+        prose.iter().any(|l| l.contains("|T| = ")),
+        "a reason about |T| is in the prose"
+    );
+    for line in &prose {
+        assert!(
+            !line.contains("\\|") && !line.contains("\\<"),
+            "escaped | or < in prose: {line}"
+        );
+    }
+    // A hostile name: in a table row the pipe is escaped (the row keeps its column count), in
+    // prose its tag cannot open HTML.
+    summary
+        .agreement
+        .as_mut()
+        .expect("the demo has agreement")
+        .pairwise[0]
+        .judge_a = "a|b <img src=x onerror=alert(1)>".to_string();
+    summary.judges[0]
+        .findings
+        .insert(0, "see <script>alert(1)</script>".to_string());
+    let md = report::markdown::render(&summary);
+    assert!(md.contains("see \\<script>alert(1)\\</script>"), "{md}");
+    let unescaped = md.replace("\\<", "");
+    assert!(!unescaped.contains("<img") && !unescaped.contains("<script"));
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| a\\|b"))
+        .expect("a table row naming the hostile judge");
+    assert!(row.contains("\\<img"), "{row}");
+}

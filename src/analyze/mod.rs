@@ -20,6 +20,7 @@
 
 mod agreement;
 mod boot;
+pub mod compare;
 mod findings;
 mod index;
 mod judge;

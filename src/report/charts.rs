@@ -6,9 +6,10 @@ use super::Summary;
 use super::format::{
     estimate as est_text, interval as ci_text, p as p_text, rate as pct, signed as spct,
 };
-use super::html::{artifact_ids, escape};
 use super::svg::{self, Anchor, LinearScale, Svg};
-use crate::analyze::{ALPHA, Estimate, JudgeResult, Trust};
+use super::text::html as escape;
+use super::view::artifact_ids;
+use crate::analyze::{Estimate, JudgeResult, Trust};
 use std::fmt::Write;
 
 /// Which effect a heatmap shows.
@@ -166,7 +167,7 @@ fn heatmap(out: &mut String, s: &Summary, effect: Effect, id: &str) {
                     svg.text(
                         cx,
                         y + 36.0,
-                        &ci_compact(e, true),
+                        &super::format::interval_points(e, true),
                         Anchor::Middle,
                         &format!("class=\"cellc\" fill=\"{ink}\""),
                     );
@@ -277,28 +278,14 @@ fn heatmap(out: &mut String, s: &Summary, effect: Effect, id: &str) {
     out.push_str("</tbody></table></figure>\n");
 }
 
-/// `[+41.7, +70.8] n=96` (percent points, compact for a chart cell).
-fn ci_compact(e: &Estimate, signed: bool) -> String {
-    let f = |x: f64| super::format::points(x, signed);
-    match (e.ci_low, e.ci_high) {
-        (Some(l), Some(h)) => format!("[{}, {}] n={}", f(l), f(h), e.n),
-        _ => format!("n={}", e.n),
-    }
-}
-
-/// `, p = …, Holm p = …` for tooltips and text alternatives.
+/// `, p 0.012, Holm 0.036 ✱` for tooltips and text alternatives.
 fn p_suffix(e: &Estimate) -> String {
-    let mut s = String::new();
-    if let Some(p) = e.p_value {
-        let _ = write!(s, ", p = {}", p_text(p));
-    }
-    if let Some(q) = e.p_adjusted {
-        let _ = write!(
-            s,
-            ", Holm p = {}{}",
-            p_text(q),
-            if q < ALPHA { " ✱" } else { "" }
-        );
+    let mut s: String = super::format::p_values(e)
+        .iter()
+        .map(|p| format!(", {p}"))
+        .collect();
+    if e.significant() {
+        s.push_str(" ✱");
     }
     s
 }

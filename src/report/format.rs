@@ -91,15 +91,33 @@ pub fn opt(x: Option<f64>, f: fn(f64) -> String) -> String {
 
 /// `[41.7%, 70.8%] n=96`, or `n=0` alone when there is no interval.
 pub fn interval(e: &Estimate, is_signed: bool) -> String {
+    interval_with(e, |x| value(x, is_signed))
+}
+
+/// `[+41.7, +70.8] n=96`: [`interval`] in percentage points without `%`, for compact chart
+/// cells whose header carries the unit.
+pub fn interval_points(e: &Estimate, is_signed: bool) -> String {
+    interval_with(e, |x| points(x, is_signed))
+}
+
+fn interval_with(e: &Estimate, f: impl Fn(f64) -> String) -> String {
     match (e.ci_low, e.ci_high) {
-        (Some(l), Some(h)) => format!(
-            "[{}, {}] n={}",
-            value(l, is_signed),
-            value(h, is_signed),
-            e.n
-        ),
+        (Some(l), Some(h)) => format!("[{}, {}] n={}", f(l), f(h), e.n),
         _ => format!("n={}", e.n),
     }
+}
+
+/// The p-values an estimate carries, each labelled: `["p 0.012", "Holm 0.036", "BH q 0.030"]`
+/// (the raw p, Holm-adjusted within its family, BH q), skipping those it lacks.
+pub fn p_values(e: &Estimate) -> Vec<String> {
+    [
+        ("p", e.p_value),
+        ("Holm", e.p_adjusted),
+        ("BH q", e.q_value),
+    ]
+    .into_iter()
+    .filter_map(|(label, v)| v.map(|v| format!("{label} {}", p(v))))
+    .collect()
 }
 
 /// An estimate with its interval and n: `58.3% [41.7%, 70.8%] n=96`, or `n/a (n=0)`.
@@ -117,6 +135,12 @@ pub fn coef_estimate(e: &Estimate) -> String {
         (Some(v), _, _) => format!("{v:.2} n={}", e.n),
         _ => format!("n/a (n={})", e.n),
     }
+}
+
+/// A change between two rates in percentage points: `0.012` → `+1.2 pp`, or `–`.
+pub fn delta_points(d: Option<f64>) -> String {
+    d.map(|d| format!("{:+.1} pp", 100.0 * d))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// A US-dollar amount: `0.385` → `$0.39`.
@@ -138,5 +162,19 @@ mod tests {
         assert_eq!(counted(1, "pair"), "1 pair");
         assert_eq!(p(0.0004), "4.0e-4");
         assert_eq!(p(0.0123), "0.012");
+        assert_eq!(delta_points(Some(0.012)), "+1.2 pp");
+        assert_eq!(delta_points(None), "–");
+        let e = Estimate {
+            estimate: Some(0.5),
+            ci_low: Some(0.25),
+            ci_high: Some(0.75),
+            n: 8,
+            p_value: Some(0.0123),
+            q_value: Some(0.5),
+            ..Estimate::default()
+        };
+        assert_eq!(interval(&e, true), "[+25.0%, +75.0%] n=8");
+        assert_eq!(interval_points(&e, true), "[+25.0, +75.0] n=8");
+        assert_eq!(p_values(&e), ["p 0.012", "BH q 0.500"]);
     }
 }

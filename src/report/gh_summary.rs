@@ -2,7 +2,7 @@
 //! caps at 1 MiB): the verdicts with their reasons, the warnings and, with `--fail-on`, the gate.
 //! The full report is `report.md`.
 
-use super::markdown::{escape, warnings_section};
+use super::markdown::{cell_text, escape, warnings_section};
 use super::view::{Exporter, Format, ReportView};
 use std::fmt::Write;
 
@@ -51,7 +51,7 @@ pub fn render(view: &ReportView<'_>) -> String {
             .reasons
             .iter()
             .take(REASONS_SHOWN)
-            .map(|r| format!("{}: {}", r.severity.label(), escape(&r.text)))
+            .map(|r| format!("{}: {}", r.severity.label(), cell_text(&r.text)))
             .collect();
         if j.trust.reasons.len() > REASONS_SHOWN {
             reasons.push(format!(
@@ -67,7 +67,7 @@ pub fn render(view: &ReportView<'_>) -> String {
         let _ = writeln!(
             out,
             "| {}{sim} | **{}** | {reasons} |",
-            escape(&j.name),
+            cell_text(&j.name),
             j.trust.verdict.label()
         );
     }

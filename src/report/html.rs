@@ -1,16 +1,21 @@
 //! `report.html`: one self-contained page (no script, no external asset, no network) with the
 //! verdicts, inline SVG charts and the flipped examples.
 //!
-//! Every string that comes from a summary (answers, prompts, names, reasons, categories) is
-//! untrusted: it goes through [`escape`], which also makes bidi controls visible so they cannot
-//! reorder the page. A Content-Security-Policy forbids scripts in case escaping ever failed.
+//! The page is a maud template: markup is checked at compile time and every string from a
+//! summary (answers, prompts, names, reasons, categories) is spliced as [`Text`], which makes bidi
+//! and control characters visible and then applies maud's escaping. The charts are SVG built by
+//! [`super::charts`] with the same escaper and spliced as pre-escaped markup. A
+//! Content-Security-Policy forbids scripts in case escaping ever failed.
 
-use super::Summary;
 use super::charts;
-use super::format::p as p_text;
-use super::svg;
+use super::format::{
+    counted, estimate as est_text, interval as ci_text, opt, rate as pct, signed as spct,
+};
+use super::text::Text;
+use super::view::artifact_ids;
+use super::{ReportView, Section, Summary};
 use crate::analyze::{Estimate, JudgeResult, Trust};
-use std::fmt::Write;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::ops::Range;
 
 /// Characters of an answer shown before it is truncated.
@@ -22,11 +27,18 @@ pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src da
 /// Escape text for HTML and SVG (see [`super::text::html`], the one escaping place).
 pub use super::text::html as escape;
 
+/// `12345` → `12,345` (see [`super::format::count`]).
+pub use super::format::count as thousands;
+
 /// Render `text` escaped, with the byte `ranges` wrapped in `<mark>`, showing at most `limit`
 /// characters. Ranges that are empty, out of bounds or not on character boundaries are ignored
 /// (and said so); overlapping ranges are merged; ranges are clipped at the truncation point so the
 /// highlight always matches the text shown.
 pub fn highlighted(text: &str, ranges: &[Range<usize>], limit: usize) -> String {
+    highlighted_markup(text, ranges, limit).into_string()
+}
+
+fn highlighted_markup(text: &str, ranges: &[Range<usize>], limit: usize) -> Markup {
     let mut ignored = 0usize;
     let mut valid: Vec<Range<usize>> = Vec::new();
     for r in ranges {
@@ -56,7 +68,8 @@ pub fn highlighted(text: &str, ranges: &[Range<usize>], limit: usize) -> String 
         .nth(limit)
         .map(|(i, _)| i)
         .unwrap_or(text.len());
-    let mut out = String::new();
+    // (text, marked) segments of the part shown.
+    let mut segments: Vec<(&str, bool)> = Vec::new();
     let mut pos = 0;
     let mut beyond = 0usize;
     for r in &merged {
@@ -64,64 +77,44 @@ pub fn highlighted(text: &str, ranges: &[Range<usize>], limit: usize) -> String 
             beyond += 1;
             continue;
         }
-        out.push_str(&escape(&text[pos..r.start]));
+        segments.push((&text[pos..r.start], false));
         let end = r.end.min(cut);
-        out.push_str("<mark>");
-        out.push_str(&escape(&text[r.start..end]));
-        out.push_str("</mark>");
+        segments.push((&text[r.start..end], true));
         pos = end;
     }
     if pos < cut {
-        out.push_str(&escape(&text[pos..cut]));
+        segments.push((&text[pos..cut], false));
     }
-    if cut < text.len() {
-        let _ = write!(
-            out,
-            "<span class=\"note\"> … (truncated, {} characters in total)</span>",
-            thousands(text.chars().count() as u64)
-        );
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    html! {
+        @for (part, marked) in &segments {
+            @if *marked { mark { (Text(part)) } } @else if !part.is_empty() { (Text(part)) }
+        }
+        @if cut < text.len() {
+            span.note { " … (truncated, " (thousands(text.chars().count() as u64)) " characters in total)" }
+        }
+        @if beyond > 0 {
+            span.note { " (" (beyond) " injected span" (plural(beyond)) " beyond the part shown)" }
+        }
+        @if ignored > 0 {
+            span.note { " (" (ignored) " highlight range" (plural(ignored)) " ignored: outside the text or not on a character boundary)" }
+        }
     }
-    if beyond > 0 {
-        let _ = write!(
-            out,
-            "<span class=\"note\"> ({beyond} injected span{} beyond the part shown)</span>",
-            if beyond == 1 { "" } else { "s" }
-        );
-    }
-    if ignored > 0 {
-        let _ = write!(
-            out,
-            "<span class=\"note\"> ({ignored} highlight range{} ignored: outside the text or not on a character boundary)</span>",
-            if ignored == 1 { "" } else { "s" }
-        );
-    }
-    out
 }
 
-/// `12345` → `12,345` (see [`super::format::count`]).
-pub use super::format::count as thousands;
-use super::format::{estimate as est_text, interval as ci_text, rate as pct, signed as spct};
-
-/// HTML of an estimate: value, then interval and n in muted type.
-fn est_html(e: &Estimate, signed: bool) -> String {
-    match e.estimate {
-        Some(v) => format!(
-            "<span class=\"v\">{}</span> <span class=\"ci\">{}</span>",
-            super::format::value(v, signed),
-            ci_text(e, signed)
-        ),
-        None => format!(
-            "<span class=\"na\">n/a</span> <span class=\"ci\">n={}</span>",
-            e.n
-        ),
+/// An estimate: value, then interval and n in muted type.
+fn est_html(e: &Estimate, signed: bool) -> Markup {
+    html! {
+        @match e.estimate {
+            Some(v) => { span.v { (super::format::value(v, signed)) } " " span.ci { (ci_text(e, signed)) } }
+            None => { span.na { "n/a" } " " span.ci { "n=" (e.n) } }
+        }
     }
 }
 
 /// Holm significance marker.
-const STAR: &str = "✱";
-
 fn star(e: &Estimate) -> &'static str {
-    if e.significant() { STAR } else { "" }
+    if e.significant() { "✱" } else { "" }
 }
 
 fn verdict_class(t: Trust) -> &'static str {
@@ -133,27 +126,24 @@ fn verdict_class(t: Trust) -> &'static str {
     }
 }
 
-fn badge(t: Trust) -> String {
-    format!(
-        "<span class=\"badge {}\">{}</span>",
-        verdict_class(t),
-        t.label()
-    )
+fn badge(t: Trust) -> Markup {
+    html! { span class={ "badge " (verdict_class(t)) } { (t.label()) } }
 }
 
-const SIM_TAG: &str = "<span class=\"sim\" title=\"a simulated reference judge with planted biases, not a language model\">SIMULATED</span>";
+fn sim_tag() -> Markup {
+    html! { span.sim title="a simulated reference judge with planted biases, not a language model" { "SIMULATED" } }
+}
 
-fn judge_name_html(name: &str, simulated: bool) -> String {
-    if simulated {
-        format!("<span class=\"jn\">{}</span> {SIM_TAG}", escape(name))
-    } else {
-        format!("<span class=\"jn\">{}</span>", escape(name))
-    }
+fn judge_name(name: &str, simulated: bool) -> Markup {
+    html! { span.jn { (Text(name)) } @if simulated { " " (sim_tag()) } }
 }
 
 /// The page's style sheet, kept as its own file and included at build time (the page stays one
 /// self-contained file under the CSP).
 const STYLE: &str = include_str!("report.css");
+
+/// Shading of a jury's own row in the jury tables.
+const JURY_ROW: &str = "background:#f6f8fa";
 
 /// `report.html`.
 pub struct HtmlExporter;
@@ -167,292 +157,253 @@ impl super::Exporter for HtmlExporter {
         "report.html"
     }
 
-    fn render(&self, view: &super::ReportView<'_>) -> std::io::Result<Vec<u8>> {
+    fn render(&self, view: &ReportView<'_>) -> std::io::Result<Vec<u8>> {
         Ok(render_view(view).into_bytes())
     }
 }
 
 /// Render `report.html` for `summary`.
 pub fn render(summary: &Summary) -> String {
-    render_view(&super::ReportView::new(summary))
+    render_view(&ReportView::new(summary))
+}
+
+/// A chart module's SVG, spliced as markup (the chart escaped its own text).
+fn chart(f: fn(&mut String, &Summary), s: &Summary) -> PreEscaped<String> {
+    let mut out = String::new();
+    f(&mut out, s);
+    PreEscaped(out)
 }
 
 /// Render `report.html` for a view.
-pub fn render_view(view: &super::ReportView<'_>) -> String {
-    use super::Section;
-    let summary = view.summary;
-    let mut out = String::with_capacity(256 * 1024);
-    let dataset = escape(&summary.dataset.name);
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<meta name=\"generator\" content=\"judge-audit {}\">\n<title>judge-audit report: {dataset}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
-        escape(&summary.tool.version)
-    );
-    header(&mut out, summary);
-    out.push_str("<main class=\"wrap\">\n");
-    if view.has(Section::Warnings) {
-        warnings(&mut out, view.warnings());
-    }
-    verdicts(&mut out, summary);
-    charts::heatmaps(&mut out, summary);
-    charts::forest(&mut out, summary);
-    charts::position(&mut out, summary);
-    if view.has(Section::Juries) {
-        jury(&mut out, summary);
-    }
-    if let Some(a) = summary
+pub fn render_view(view: &ReportView<'_>) -> String {
+    let s = view.summary;
+    let composer_result = s
+        .jury
+        .as_ref()
+        .and_then(|j| j.composer.as_ref())
+        .filter(|_| view.has(Section::Composer));
+    let agreement_result = s
         .agreement
         .as_ref()
-        .filter(|_| view.has(Section::Agreement))
-    {
-        agreement(&mut out, a);
-    }
-    if let Some(c) = summary.jury.as_ref().and_then(|j| j.composer.as_ref()) {
-        composer(&mut out, c);
-    }
-    categories(&mut out, summary);
-    details(&mut out, summary);
-    examples(&mut out, summary);
-    metadata(&mut out, summary);
-    let _ = write!(
-        out,
-        "<footer>Generated by judge-audit {} from summary.json (schema version {}). This page is self-contained: it loads nothing and runs no script.</footer>\n</main>\n</body>\n</html>\n",
-        escape(&summary.tool.version),
-        summary.schema_version
-    );
-    out
+        .filter(|_| view.has(Section::Agreement));
+    let page = html! {
+        (DOCTYPE) "\n"
+        html lang="en" {
+            "\n"
+            head {
+                "\n" meta charset="utf-8";
+                "\n" meta http-equiv="Content-Security-Policy" content=(CSP);
+                "\n" meta name="viewport" content="width=device-width, initial-scale=1";
+                "\n" meta name="generator" content={ "judge-audit " (Text(&s.tool.version)) };
+                "\n" title { "judge-audit report: " (Text(&s.dataset.name)) }
+                "\n" style { (PreEscaped(STYLE)) }
+                "\n"
+            }
+            "\n"
+            body {
+                (header(view)) "\n"
+                main.wrap {
+                    @if view.has(Section::Warnings) { (warnings(view.warnings())) "\n" }
+                    (verdicts(s)) "\n"
+                    (chart(charts::heatmaps, s))
+                    (chart(charts::forest, s))
+                    (chart(charts::position, s))
+                    @if view.has(Section::Juries) { (jury(s)) "\n" }
+                    @if let Some(a) = agreement_result { (agreement(a)) "\n" }
+                    @if let Some(c) = composer_result { (composer(c)) "\n" }
+                    (categories(s)) "\n"
+                    (details(s)) "\n"
+                    (examples(s)) "\n"
+                    (metadata(view)) "\n"
+                    footer {
+                        "Generated by judge-audit " (Text(&s.tool.version)) " from summary.json (schema version "
+                        (s.schema_version) "). This page is self-contained: it loads nothing and runs no script."
+                    }
+                }
+            }
+        }
+        "\n"
+    };
+    page.into_string()
 }
 
-fn header(out: &mut String, s: &Summary) {
-    out.push_str("<header class=\"top\"><div class=\"wrap\">\n<h1>judge-audit report</h1>\n");
+fn header(view: &ReportView<'_>) -> Markup {
+    let s = view.summary;
     let judges = s.judges.len();
-    let _ = writeln!(
-        out,
-        "<p class=\"meta-line\">Dataset <b>{}</b> · {} pairs · {} judge{} × {} artifact{} · {} calls · seed {} · judge-audit {}</p>",
-        escape(&s.dataset.name),
-        thousands(s.dataset.pairs as u64),
-        judges,
-        if judges == 1 { "" } else { "s" },
-        s.plan.artifacts.len(),
-        if s.plan.artifacts.len() == 1 { "" } else { "s" },
-        thousands(s.plan.total_calls as u64),
-        s.seed,
-        escape(&s.tool.version)
-    );
-    let simulated: Vec<String> = s
+    let artifacts = s.plan.artifacts.len();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let simulated: Vec<&str> = s
         .judges
         .iter()
         .filter(|j| j.simulated)
-        .map(|j| format!("<b>{}</b>", escape(&j.name)))
+        .map(|j| j.name.as_str())
         .collect();
-    if !simulated.is_empty() {
-        let _ = writeln!(
-            out,
-            "<p class=\"banner\">{SIM_TAG} {} {} simulated reference judge{} with planted biases, not language model{}. Their results show what the audit can detect, not how any real model behaves.</p>",
-            simulated.join(", "),
-            if simulated.len() == 1 { "is a" } else { "are" },
-            if simulated.len() == 1 { "" } else { "s" },
-            if simulated.len() == 1 { "" } else { "s" },
-        );
-    }
-    out.push_str("<nav class=\"toc\" aria-label=\"Sections\"><a href=\"#verdicts\">Verdicts</a><a href=\"#effects\">Effects</a><a href=\"#flips\">Flip rates</a><a href=\"#position\">Position bias</a>");
-    if !s.juries.is_empty() {
-        out.push_str("<a href=\"#jury\">Jury vs jurors</a>");
-    }
-    if s.agreement.is_some() {
-        out.push_str("<a href=\"#agreement\">Agreement</a>");
-    }
-    if s.jury.as_ref().is_some_and(|j| j.composer.is_some()) {
-        out.push_str("<a href=\"#composer\">Jury composer</a>");
-    }
-    out.push_str("<a href=\"#categories\">Categories</a><a href=\"#details\">Detailed results</a><a href=\"#examples\">Flipped examples</a><a href=\"#metadata\">Run metadata</a></nav>\n</div></header>\n");
-}
-
-fn verdicts(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"verdicts\">\n<h2>Verdicts</h2>\n");
-    out.push_str("<p class=\"intro\">ADOPT: no threshold failed. CAUTION: an artifact effect is significant after Holm correction, or a soft threshold failed. REJECT: a hard threshold failed. The reasons list the numbers behind each verdict; the thresholds are set in <code>audit.toml</code> under <code>[trust]</code>.</p>\n<div class=\"cards\">\n");
-    for j in &s.judges {
-        let class = verdict_class(j.trust.verdict);
-        let _ = write!(
-            out,
-            "<article class=\"card {class}\"><h3>{}{}</h3>",
-            judge_name_html(&j.name, j.simulated),
-            badge(j.trust.verdict)
-        );
-        if let Some(reason) = &j.stopped {
-            let _ = write!(out, "<p class=\"note\">Stopped: {}</p>", escape(reason));
-        }
-        if j.trust.reasons.is_empty() {
-            out.push_str("<ul><li>Every check passed.</li></ul>");
-        } else {
-            out.push_str("<ul>");
-            for r in &j.trust.reasons {
-                let _ = write!(
-                    out,
-                    "<li><span class=\"sev {}\">{}</span> {}</li>",
-                    verdict_class(r.severity),
-                    r.severity.label(),
-                    escape(&r.text)
-                );
+    let one = simulated.len() == 1;
+    html! {
+        header.top { div.wrap {
+            h1 { "judge-audit report" }
+            p.meta-line {
+                "Dataset " b { (Text(&s.dataset.name)) } " · " (thousands(s.dataset.pairs as u64)) " pairs · "
+                (judges) " judge" (plural(judges)) " × " (artifacts) " artifact" (plural(artifacts)) " · "
+                (thousands(s.plan.total_calls as u64)) " calls · seed " (s.seed) " · judge-audit " (Text(&s.tool.version))
             }
-            out.push_str("</ul>");
-        }
-        if !j.trust.passed.is_empty() {
-            let passed: Vec<String> = j.trust.passed.iter().map(|p| escape(p)).collect();
-            let _ = write!(
-                out,
-                "<div class=\"passed\">Passed: {}.</div>",
-                passed.join("; ")
-            );
-        }
-        let b = &j.baseline;
-        let _ = write!(
-            out,
-            "<div class=\"stats\">Position consistency {} · run-to-run flips {} · gold accuracy {}</div>",
-            est_text(&b.position_consistency.rate, false),
-            est_text(&b.noise_flip_rate, false),
-            est_text(&b.gold_accuracy, false)
-        );
-        out.push_str("</article>\n");
-    }
-    out.push_str("</div>\n</section>\n");
-}
-
-/// Artifact ids in plan order, then any id a judge reports that the plan does not list.
-pub(super) fn artifact_ids(s: &Summary) -> Vec<String> {
-    let mut ids: Vec<String> = s.plan.artifacts.clone();
-    for j in &s.judges {
-        for a in &j.artifacts {
-            if !ids.contains(&a.artifact) {
-                ids.push(a.artifact.clone());
-            }
-        }
-    }
-    ids
-}
-
-fn jury(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"jury\">\n<h2>Jury vs jurors</h2>\n");
-    out.push_str("<p class=\"intro\">A jury aggregates its members' verdicts. If aggregation helps, the jury's artifact effects are smaller and its gold accuracy and position consistency higher than its members'. Every value carries its 95% interval and n; <span class=\"star\">✱</span> marks Holm-adjusted p &lt; 0.05.</p>\n");
-    let ids = artifact_ids(s);
-    for jury in &s.juries {
-        let name = &jury.name;
-        let rows: Vec<(&String, &str, Option<&JudgeResult>)> =
-            std::iter::once((name, "jury", Some(jury)))
-                .chain(
-                    jury.members
-                        .iter()
-                        .map(|m| (m, "juror", s.judges.iter().find(|j| &j.name == m))),
-                )
-                .collect();
-        let head = |out: &mut String, member: &str, role: &str, j: Option<&JudgeResult>| {
-            let shade = if role == "jury" {
-                " style=\"background:#f6f8fa\""
-            } else {
-                ""
-            };
-            let name = match j {
-                Some(j) => judge_name_html(&j.name, j.simulated),
-                None => escape(member),
-            };
-            let _ = write!(out, "<tr{shade}><th>{name}</th><td>{role}</td>");
-        };
-        let _ = write!(
-            out,
-            "<h3>{}</h3>{}<div class=\"table-wrap\"><table class=\"jury\"><thead><tr><th>judge</th><th>role</th><th>verdict</th><th>gold accuracy</th><th>position consistency</th><th>run-to-run flips</th></tr></thead><tbody>",
-            escape(name),
-            jury.rule
-                .as_deref()
-                .map(|r| format!("<p class=\"meta-line\">Rule: {}.</p>", escape(r)))
-                .unwrap_or_default()
-        );
-        for (member, role, j) in &rows {
-            head(out, member, role, *j);
-            match j {
-                Some(j) => {
-                    let _ = write!(
-                        out,
-                        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        badge(j.trust.verdict),
-                        est_html(&j.baseline.gold_accuracy, false),
-                        est_html(&j.baseline.position_consistency.rate, false),
-                        est_html(&j.baseline.noise_flip_rate, false)
-                    );
-                }
-                None => {
-                    out.push_str("<td colspan=\"4\" class=\"note\">not in this summary</td></tr>")
-                }
-            }
-        }
-        out.push_str("</tbody></table></div>\n");
-        let _ = write!(
-            out,
-            "<div class=\"table-wrap\"><table class=\"jury jury-t\"><thead><tr><th rowspan=\"2\">judge</th><th colspan=\"{}\">T (tie detection) per artifact</th></tr><tr>",
-            ids.len()
-        );
-        for a in &ids {
-            let _ = write!(out, "<th>{}</th>", escape(a));
-        }
-        out.push_str("</tr></thead><tbody>");
-        for (member, role, j) in &rows {
-            let shade = if *role == "jury" {
-                " style=\"background:#f6f8fa\""
-            } else {
-                ""
-            };
-            let label = match j {
-                Some(j) => judge_name_html(&j.name, j.simulated),
-                None => escape(member),
-            };
-            let _ = write!(out, "<tr{shade}><th>{label}</th>");
-            let Some(j) = j else {
-                let _ = write!(
-                    out,
-                    "<td colspan=\"{}\" class=\"note\">not in this summary</td></tr>",
-                    ids.len()
-                );
-                continue;
-            };
-            for a in &ids {
-                match j.artifacts.iter().find(|x| &x.artifact == a) {
-                    Some(x) => {
-                        let e = &x.tie_detection.score;
-                        // A light tint: the cell text stays dark on every value.
-                        let tint = e
-                            .estimate
-                            .map(|v| svg::diverging(v, 2.0).hex())
-                            .unwrap_or_else(|| "#ffffff".into());
-                        let value = match e.estimate {
-                            Some(v) => format!("<span class=\"v\">{}</span>", spct(v)),
-                            None => "<span class=\"na\">n/a</span>".into(),
-                        };
-                        let _ = write!(
-                            out,
-                            "<td style=\"background:{tint}\">{value}<span class=\"star\">{}</span><span class=\"ci\">{}</span></td>",
-                            star(e),
-                            ci_text(e, true)
-                        );
+            @if !simulated.is_empty() {
+                p.banner {
+                    (sim_tag()) " "
+                    @for (k, name) in simulated.iter().enumerate() {
+                        @if k > 0 { ", " }
+                        b { (Text(name)) }
                     }
-                    None => out.push_str("<td class=\"na\">–</td>"),
+                    (if one { " is a" } else { " are" }) " simulated reference judge" (if one { "" } else { "s" })
+                    " with planted biases, not language model" (if one { "" } else { "s" })
+                    ". Their results show what the audit can detect, not how any real model behaves."
                 }
             }
-            out.push_str("</tr>");
-        }
-        out.push_str("</tbody></table></div>\n");
+            nav.toc aria-label="Sections" {
+                a href="#verdicts" { "Verdicts" }
+                a href="#effects" { "Effects" }
+                a href="#flips" { "Flip rates" }
+                a href="#position" { "Position bias" }
+                @if view.has(Section::Juries) { a href="#jury" { "Jury vs jurors" } }
+                @if view.has(Section::Agreement) { a href="#agreement" { "Agreement" } }
+                @if view.has(Section::Composer) { a href="#composer" { "Jury composer" } }
+                a href="#categories" { "Categories" }
+                a href="#details" { "Detailed results" }
+                a href="#examples" { "Flipped examples" }
+                a href="#metadata" { "Run metadata" }
+            }
+        } }
     }
-    out.push_str("</section>\n");
 }
 
-fn bar(class: &str, v: Option<f64>) -> String {
+fn verdicts(s: &Summary) -> Markup {
+    html! {
+        section #verdicts {
+            h2 { "Verdicts" }
+            p.intro { "ADOPT: no threshold failed. CAUTION: an artifact effect is significant after Holm correction, or a soft threshold failed. REJECT: a hard threshold failed. The reasons list the numbers behind each verdict; the thresholds are set in " code { "audit.toml" } " under " code { "[trust]" } "." }
+            div.cards {
+                @for j in &s.judges {
+                    article class={ "card " (verdict_class(j.trust.verdict)) } {
+                        h3 { (judge_name(&j.name, j.simulated)) (badge(j.trust.verdict)) }
+                        @if let Some(reason) = &j.stopped { p.note { "Stopped: " (Text(reason)) } }
+                        ul {
+                            @if j.trust.reasons.is_empty() { li { "Every check passed." } }
+                            @for r in &j.trust.reasons {
+                                li { span class={ "sev " (verdict_class(r.severity)) } { (r.severity.label()) } " " (Text(&r.text)) }
+                            }
+                        }
+                        @if !j.trust.passed.is_empty() {
+                            div.passed {
+                                "Passed: "
+                                @for (k, p) in j.trust.passed.iter().enumerate() { @if k > 0 { "; " } (Text(p)) }
+                                "."
+                            }
+                        }
+                        div.stats {
+                            "Position consistency " (est_text(&j.baseline.position_consistency.rate, false))
+                            " · run-to-run flips " (est_text(&j.baseline.noise_flip_rate, false))
+                            " · gold accuracy " (est_text(&j.baseline.gold_accuracy, false))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn jury(s: &Summary) -> Markup {
+    let ids = artifact_ids(s);
+    html! {
+        section #jury {
+            h2 { "Jury vs jurors" }
+            p.intro { "A jury aggregates its members' verdicts. If aggregation helps, the jury's artifact effects are smaller and its gold accuracy and position consistency higher than its members'. Every value carries its 95% interval and n; " span.star { "✱" } " marks Holm-adjusted p < 0.05." }
+            @for jury in &s.juries {
+                @let rows: Vec<(&str, &str, Option<&JudgeResult>)> = std::iter::once((jury.name.as_str(), "jury", Some(jury)))
+                    .chain(jury.members.iter().map(|m| (m.as_str(), "juror", s.judges.iter().find(|j| &j.name == m))))
+                    .collect();
+                h3 { (Text(&jury.name)) }
+                @if let Some(rule) = &jury.rule { p.meta-line { "Rule: " (Text(rule)) "." } }
+                div.table-wrap { table.jury {
+                    thead { tr { th { "judge" } th { "role" } th { "verdict" } th { "gold accuracy" } th { "position consistency" } th { "run-to-run flips" } } }
+                    tbody {
+                        @for (member, role, j) in &rows {
+                            tr style=[(*role == "jury").then_some(JURY_ROW)] {
+                                th { (member_name(member, *j)) }
+                                td { (role) }
+                                @match j {
+                                    Some(j) => {
+                                        td { (badge(j.trust.verdict)) }
+                                        td { (est_html(&j.baseline.gold_accuracy, false)) }
+                                        td { (est_html(&j.baseline.position_consistency.rate, false)) }
+                                        td { (est_html(&j.baseline.noise_flip_rate, false)) }
+                                    }
+                                    None => { td colspan="4" class="note" { "not in this summary" } }
+                                }
+                            }
+                        }
+                    }
+                } }
+                "\n"
+                div.table-wrap { table class="jury jury-t" {
+                    thead {
+                        tr { th rowspan="2" { "judge" } th colspan=(ids.len()) { "T (tie detection) per artifact" } }
+                        tr { @for a in &ids { th { (Text(a)) } } }
+                    }
+                    tbody {
+                        @for (member, role, j) in &rows {
+                            tr style=[(*role == "jury").then_some(JURY_ROW)] {
+                                th { (member_name(member, *j)) }
+                                @match j {
+                                    None => { td colspan=(ids.len()) class="note" { "not in this summary" } }
+                                    Some(j) => {
+                                        @for a in &ids {
+                                            @match j.artifacts.iter().find(|x| &x.artifact == a) {
+                                                Some(x) => { (tie_cell(&x.tie_detection.score)) }
+                                                None => { td.na { "–" } }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+                "\n"
+            }
+        }
+    }
+}
+
+fn member_name(member: &str, j: Option<&JudgeResult>) -> Markup {
+    match j {
+        Some(j) => judge_name(&j.name, j.simulated),
+        None => html! { (Text(member)) },
+    }
+}
+
+/// One T cell of the jury table, lightly tinted so the text stays dark on every value.
+fn tie_cell(e: &Estimate) -> Markup {
+    let tint = e
+        .estimate
+        .map(|v| super::svg::diverging(v, 2.0).hex())
+        .unwrap_or_else(|| "#ffffff".into());
+    html! {
+        td style={ "background:" (tint) } {
+            @match e.estimate { Some(v) => { span.v { (spct(v)) } } None => { span.na { "n/a" } } }
+            span.star { (star(e)) }
+            span.ci { (ci_text(e, true)) }
+        }
+    }
+}
+
+fn bar(class: &str, v: Option<f64>) -> Markup {
     let w = v
         .map(|v| (v.clamp(0.0, 1.0) * 100.0).round())
         .unwrap_or(0.0);
-    format!("<div class=\"bar {class}\"><span style=\"width:{w}%\"></span></div>")
+    html! { div class={ "bar " (class) } { span style={ "width:" (w) "%" } {} } }
 }
 
-fn categories(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"categories\">\n<h2>By category</h2>\n");
-    out.push_str("<p class=\"intro\">Gold accuracy over baseline verdicts (ties count as wrong; green bar) and the flip rate pooled over every text artifact (purple bar), per category of pairs, with 95% intervals and n. Small categories have wide intervals: compare intervals, not point estimates.</p>\n");
+fn categories(s: &Summary) -> Markup {
     let mut names: Vec<String> = s.dataset.categories.keys().cloned().collect();
     for j in &s.judges {
         for c in &j.categories {
@@ -461,43 +412,29 @@ fn categories(out: &mut String, s: &Summary) {
             }
         }
     }
-    if names.is_empty() {
-        out.push_str(
-            "<p class=\"note\">No category information in this summary.</p>\n</section>\n",
-        );
-        return;
+    html! {
+        section #categories {
+            h2 { "By category" }
+            p.intro { "Gold accuracy over baseline verdicts (ties count as wrong; green bar) and the flip rate pooled over every text artifact (purple bar), per category of pairs, with 95% intervals and n. Small categories have wide intervals: compare intervals, not point estimates." }
+            @if names.is_empty() {
+                p.note { "No category information in this summary." }
+            } @else {
+                (category_table(s, &names, "Gold accuracy", "acc", |c| &c.gold_accuracy)) "\n"
+                (category_table(s, &names, "Flip rate (all text artifacts pooled)", "flip", |c| &c.flip_rate)) "\n"
+            }
+        }
     }
-    category_table(out, s, &names, "Gold accuracy", "acc", |c| &c.gold_accuracy);
-    category_table(
-        out,
-        s,
-        &names,
-        "Flip rate (all text artifacts pooled)",
-        "flip",
-        |c| &c.flip_rate,
-    );
-    out.push_str("</section>\n");
 }
 
 fn category_table(
-    out: &mut String,
     s: &Summary,
     names: &[String],
     title: &str,
     bar_class: &str,
     pick: fn(&crate::analyze::CategoryResult) -> &Estimate,
-) {
-    let _ = write!(
-        out,
-        "<h3>{title}</h3><div class=\"table-wrap\"><table class=\"cats\"><caption class=\"sr-only\">{title} per category and judge, with 95% intervals and n</caption><thead><tr><th>category</th><th class=\"num\">pairs</th>"
-    );
-    for j in &s.judges {
-        let _ = write!(out, "<th>{}</th>", judge_name_html(&j.name, j.simulated));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for name in names {
-        let pairs = s
-            .dataset
+) -> Markup {
+    let pairs = |name: &String| {
+        s.dataset
             .categories
             .get(name)
             .map(|n| *n as u64)
@@ -507,266 +444,199 @@ fn category_table(
                     .find_map(|j| j.categories.iter().find(|c| &c.category == name))
                     .map(|c| c.pairs)
             })
-            .unwrap_or(0);
-        let _ = write!(
-            out,
-            "<tr><th>{}</th><td class=\"num\">{pairs}</td>",
-            escape(name)
-        );
-        for j in &s.judges {
-            match j.categories.iter().find(|c| &c.category == name) {
-                Some(c) => {
-                    let e = pick(c);
-                    let value = match e.estimate {
-                        Some(v) => format!("<span class=\"v\">{}</span>", pct(v)),
-                        None => "<span class=\"na\">n/a</span>".into(),
-                    };
-                    let _ = write!(
-                        out,
-                        "<td>{value} <span class=\"ci\">{}</span>{}</td>",
-                        ci_text(e, false),
-                        bar(bar_class, e.estimate)
-                    );
+            .unwrap_or(0)
+    };
+    html! {
+        h3 { (title) }
+        div.table-wrap { table.cats {
+            caption.sr-only { (title) " per category and judge, with 95% intervals and n" }
+            thead { tr { th { "category" } th.num { "pairs" } @for j in &s.judges { th { (judge_name(&j.name, j.simulated)) } } } }
+            tbody {
+                @for name in names {
+                    tr {
+                        th { (Text(name)) }
+                        td.num { (pairs(name)) }
+                        @for j in &s.judges {
+                            @match j.categories.iter().find(|c| &c.category == name).map(pick) {
+                                Some(e) => {
+                                    td {
+                                        @match e.estimate { Some(v) => { span.v { (pct(v)) } } None => { span.na { "n/a" } } }
+                                        " " span.ci { (ci_text(e, false)) }
+                                        (bar(bar_class, e.estimate))
+                                    }
+                                }
+                                None => { td.na { "–" } }
+                            }
+                        }
+                    }
                 }
-                None => out.push_str("<td class=\"na\">–</td>"),
             }
-        }
-        out.push_str("</tr>");
+        } }
     }
-    out.push_str("</tbody></table></div>\n");
 }
 
-fn p_html(e: &Estimate) -> String {
-    let mut parts = Vec::new();
-    if let Some(p) = e.p_value {
-        parts.push(format!("p {}", p_text(p)));
-    }
-    if let Some(h) = e.p_adjusted {
-        parts.push(format!("Holm {}", p_text(h)));
-    }
-    if let Some(q) = e.q_value {
-        parts.push(format!("BH q {}", p_text(q)));
-    }
-    if parts.is_empty() {
-        return String::new();
-    }
-    format!(
-        "<div class=\"p\">{}{}</div>",
-        parts.join(" · "),
-        if e.significant() {
-            " <span class=\"star\">✱</span>"
-        } else {
-            ""
+fn p_html(e: &Estimate) -> Markup {
+    let parts = super::format::p_values(e);
+    html! {
+        @if !parts.is_empty() {
+            div.p { (parts.join(" · ")) @if e.significant() { " " span.star { "✱" } } }
         }
-    )
+    }
 }
 
 /// The minimum detectable effects of one artifact, each in its own unit: effects as
 /// percentages, sample sizes as counts, the family as "126 tests", α and power as percentages.
-fn mde_html(m: &crate::analyze::Mde) -> String {
-    use super::format::{counted, opt};
-    format!(
-        "<span class=\"k\">|T|</span> {}<br><span class=\"k\">|T| in family</span> {}<br><span class=\"k\">excess flip</span> {}<div class=\"p\">{} · {} · family of {} · α {} · power {}</div>",
-        opt(m.t, pct),
-        opt(m.t_family, pct),
-        opt(m.excess_flip, pct),
-        counted(m.pairs, "pair"),
-        counted(m.comparisons, "comparison"),
-        counted(m.family_size, "test"),
-        pct(m.alpha),
-        pct(m.power)
-    )
+fn mde_html(m: &crate::analyze::Mde) -> Markup {
+    html! {
+        span.k { "|T|" } " " (opt(m.t, pct)) br;
+        span.k { "|T| in family" } " " (opt(m.t_family, pct)) br;
+        span.k { "excess flip" } " " (opt(m.excess_flip, pct))
+        div.p {
+            (counted(m.pairs, "pair")) " · " (counted(m.comparisons, "comparison")) " · family of "
+            (counted(m.family_size, "test")) " · α " (pct(m.alpha)) " · power " (pct(m.power))
+        }
+    }
 }
 
 /// Warnings about the run, first on the page.
-fn warnings(out: &mut String, warnings: &[super::Warning]) {
-    out.push_str("<section id=\"warnings\">\n<h2>Warnings</h2>\n<ul class=\"findings\">");
-    for w in warnings {
-        let who = w
-            .judge
-            .as_deref()
-            .map(|j| format!("<span class=\"jn\">{}</span>: ", escape(j)))
-            .unwrap_or_default();
-        let _ = write!(out, "<li>{who}{}</li>", escape(&w.message));
+fn warnings(warnings: &[super::Warning]) -> Markup {
+    html! {
+        section #warnings {
+            h2 { "Warnings" }
+            ul.findings {
+                @for w in warnings {
+                    li { @if let Some(j) = &w.judge { span.jn { (Text(j)) } ": " } (Text(&w.message)) }
+                }
+            }
+        }
     }
-    out.push_str("</ul>\n</section>\n");
 }
 
 /// Agreement between judges: pairwise table, then Fleiss' κ and Krippendorff's α.
-fn agreement(out: &mut String, a: &crate::analyze::AgreementResult) {
-    use super::format::{coef_estimate, opt};
-    out.push_str("<section id=\"agreement\">\n<h2>Agreement between judges</h2>\n");
-    let _ = writeln!(
-        out,
-        "<p class=\"intro\">How often the judges give the same verdict on the same call, and the chance-corrected coefficients (κ, π, α: 1 = perfect agreement, 0 = chance). Labels: {}.</p>",
-        escape(&a.labels)
-    );
-    out.push_str("<div class=\"table-wrap\"><table class=\"agreement\"><thead><tr><th>judge</th><th>judge</th><th class=\"num\">items</th><th class=\"num\">agreement</th><th>Cohen's κ</th><th>Scott's π</th></tr></thead><tbody>");
-    for p in &a.pairwise {
-        let _ = write!(
-            out,
-            "<tr><td><span class=\"jn\">{}</span></td><td><span class=\"jn\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"nw\">{}</td><td class=\"nw\">{}</td></tr>",
-            escape(&p.judge_a),
-            escape(&p.judge_b),
-            thousands(p.n),
-            opt(p.percent, pct),
-            coef_estimate(&p.cohen_kappa),
-            coef_estimate(&p.scott_pi)
-        );
+fn agreement(a: &crate::analyze::AgreementResult) -> Markup {
+    use super::format::coef_estimate;
+    html! {
+        section #agreement {
+            h2 { "Agreement between judges" }
+            p.intro { "How often the judges give the same verdict on the same call, and the chance-corrected coefficients (κ, π, α: 1 = perfect agreement, 0 = chance). Labels: " (Text(&a.labels)) "." }
+            div.table-wrap { table.agreement {
+                thead { tr { th { "judge" } th { "judge" } th.num { "items" } th.num { "agreement" } th { "Cohen's κ" } th { "Scott's π" } } }
+                tbody {
+                    @for p in &a.pairwise {
+                        tr {
+                            td { span.jn { (Text(&p.judge_a)) } }
+                            td { span.jn { (Text(&p.judge_b)) } }
+                            td.num { (thousands(p.n)) }
+                            td.num { (opt(p.percent, pct)) }
+                            td.nw { (coef_estimate(&p.cohen_kappa)) }
+                            td.nw { (coef_estimate(&p.scott_pi)) }
+                        }
+                    }
+                }
+            } }
+            @if let Some(f) = &a.fleiss_kappa {
+                p.meta-line { "Fleiss' κ of " (Text(&f.raters.join(", "))) " over " (counted(f.items, "item")) " every rater judged validly: " b { (coef_estimate(&f.value)) } "." }
+            }
+            @if let Some(k) = &a.krippendorff_alpha {
+                p.meta-line { "Krippendorff's α (nominal, missing values allowed) over " (counted(k.items, "item")) ": " b { (coef_estimate(&k.value)) } "." }
+            }
+        }
     }
-    out.push_str("</tbody></table></div>\n");
-    if let Some(f) = &a.fleiss_kappa {
-        let _ = writeln!(
-            out,
-            "<p class=\"meta-line\">Fleiss' κ of {} over {} every rater judged validly: <b>{}</b>.</p>",
-            escape(&f.raters.join(", ")),
-            super::format::counted(f.items, "item"),
-            coef_estimate(&f.value)
-        );
-    }
-    if let Some(k) = &a.krippendorff_alpha {
-        let _ = writeln!(
-            out,
-            "<p class=\"meta-line\">Krippendorff's α (nominal, missing values allowed) over {}: <b>{}</b>.</p>",
-            super::format::counted(k.items, "item"),
-            coef_estimate(&k.value)
-        );
-    }
-    out.push_str("</section>\n");
 }
 
 /// The jury composer's suggestion: the subset of judges whose jury has the smallest artifact
 /// effects, with the members' own T beside the jury's.
-fn composer(out: &mut String, c: &crate::analyze::ComposerResult) {
-    use super::format::opt;
+fn composer(c: &crate::analyze::ComposerResult) -> Markup {
     let sg = &c.suggestion;
-    out.push_str("<section id=\"composer\">\n<h2>Jury composer</h2>\n");
-    let _ = writeln!(
-        out,
-        "<p class=\"intro\">Suggested jury of {} ({} evaluated; objective: {}): <b>{}</b>, with max |T| {} and max |WR| {}. {}</p>",
-        super::format::counted(c.size as u64, "judge"),
-        super::format::counted(c.evaluated as u64, "subset"),
-        escape(&c.objective),
-        escape(&sg.members.join(", ")),
-        pct(sg.max_abs_t),
-        pct(sg.max_abs_wr),
-        escape(&c.note)
-    );
-    out.push_str("<div class=\"table-wrap\"><table class=\"composer\"><thead><tr><th>artifact</th><th>jury T</th><th>jury WR</th>");
-    for m in &sg.members {
-        let _ = write!(out, "<th>T of <span class=\"jn\">{}</span></th>", escape(m));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for (k, artifact) in c.artifacts.iter().enumerate() {
-        let _ = write!(
-            out,
-            "<tr><th>{}</th><td>{}</td><td>{}</td>",
-            escape(artifact),
-            opt(sg.t.get(k).copied().flatten(), spct),
-            opt(sg.wr.get(k).copied().flatten(), spct)
-        );
-        for m in &sg.members {
-            let t = c.member_t.get(m).and_then(|v| v.get(k).copied().flatten());
-            let _ = write!(out, "<td>{}</td>", opt(t, spct));
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table></div>\n</section>\n");
-}
-
-fn details(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"details\">\n<h2>Detailed results</h2>\n");
-    out.push_str("<p class=\"intro\">Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted within its family (by default each judge's artifact × {T, WR, flip} tests; <code>[design] multiplicity = &quot;run&quot;</code> pools the run) (and the BH q-value where the analysis provides one). <i>Excess</i> is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap).</p>\n");
-    for (index, j) in s.judges.iter().enumerate() {
-        // Ids are positional: data never reaches an attribute.
-        let _ = write!(
-            out,
-            "<h3 id=\"judge-{index}\">{} {}</h3>",
-            judge_name_html(&j.name, j.simulated),
-            badge(j.trust.verdict)
-        );
-        if !j.findings.is_empty() {
-            out.push_str("<ul class=\"findings\">");
-            for f in &j.findings {
-                let _ = write!(out, "<li>{}</li>", escape(f));
+    html! {
+        section #composer {
+            h2 { "Jury composer" }
+            p.intro {
+                "Suggested jury of " (counted(c.size as u64, "judge")) " (" (counted(c.evaluated as u64, "subset"))
+                " evaluated; objective: " (Text(&c.objective)) "): " b { (Text(&sg.members.join(", "))) }
+                ", with max |T| " (pct(sg.max_abs_t)) " and max |WR| " (pct(sg.max_abs_wr)) ". " (Text(&c.note))
             }
-            out.push_str("</ul>");
-        }
-        let _ = write!(
-            out,
-            "<div class=\"table-wrap\"><table class=\"results\"><thead><tr><th>artifact</th><th>T (tie detection)</th><th>WR (winrate shift)</th><th>flip rate</th><th>excess over noise</th><th>minimum detectable effect</th>{}</tr></thead><tbody>",
-            if j.simulated {
-                "<th>planted T</th>"
-            } else {
-                ""
-            }
-        );
-        for a in &j.artifacts {
-            let _ = write!(
-                out,
-                "<tr><th>{}</th><td>{}{}</td><td>{}{}</td><td>{}<div class=\"p\">{} toward · {} away</div>{}</td><td>{}</td>",
-                escape(&a.artifact),
-                est_html(&a.tie_detection.score, true),
-                p_html(&a.tie_detection.score),
-                est_html(&a.winrate_shift.shift, true),
-                p_html(&a.winrate_shift.shift),
-                est_html(&a.flip_rate.rate, false),
-                a.flip_rate.toward,
-                a.flip_rate.away,
-                p_html(&a.flip_rate.rate),
-                est_html(&a.excess_flip_rate, true)
-            );
-            let _ = write!(out, "<td class=\"mde\">{}</td>", mde_html(&a.mde));
-            if j.simulated {
-                match &a.planted {
-                    Some(p) => {
-                        let _ = write!(
-                            out,
-                            "<td class=\"nw\">{}<div class=\"p\">{}</div></td>",
-                            spct(p.value),
-                            if p.recovered {
-                                "inside T's CI"
-                            } else {
-                                "OUTSIDE T's CI"
+            div.table-wrap { table.composer {
+                thead { tr { th { "artifact" } th { "jury T" } th { "jury WR" } @for m in &sg.members { th { "T of " span.jn { (Text(m)) } } } } }
+                tbody {
+                    @for (k, artifact) in c.artifacts.iter().enumerate() {
+                        tr {
+                            th { (Text(artifact)) }
+                            td { (opt(sg.t.get(k).copied().flatten(), spct)) }
+                            td { (opt(sg.wr.get(k).copied().flatten(), spct)) }
+                            @for m in &sg.members {
+                                td { (opt(c.member_t.get(m).and_then(|v| v.get(k).copied().flatten()), spct)) }
                             }
-                        );
+                        }
                     }
-                    None => out.push_str("<td class=\"na\">–</td>"),
                 }
-            }
-            out.push_str("</tr>");
+            } }
         }
-        out.push_str("</tbody></table></div>");
-        let b = &j.baseline;
-        let pc = &b.position_consistency;
-        let c = &j.calls;
-        let _ = writeln!(
-            out,
-            "<p class=\"meta-line\">Baseline: position consistency {} (first slot both times {}, second {}, win/tie mix {}, error {}); run-to-run flip rate {}; gold accuracy {}; {} unparseable baseline verdicts. Calls: {} planned, {} completed, {} failed, {} unparseable (counted, never coerced).</p>",
-            est_text(&pc.rate, false),
-            pc.prefers_first,
-            pc.prefers_second,
-            pc.other,
-            pc.error,
-            est_text(&b.noise_flip_rate, false),
-            est_text(&b.gold_accuracy, false),
-            b.invalid,
-            thousands(c.planned),
-            thousands(c.completed),
-            thousands(c.failed),
-            thousands(c.invalid)
-        );
     }
-    out.push_str("</section>\n");
 }
 
-fn examples(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"examples\">\n<h2>Flipped examples</h2>\n");
-    out.push_str("<p class=\"intro\">Verdicts that changed when the artifact was added (up to a few per judge and artifact, in plan order). The injected or moved text is <mark>highlighted</mark>. <i>Before</i> and <i>after</i> are the outcome for the perturbed answer in the same presentation order.</p>\n");
-    if s.examples.is_empty() {
-        out.push_str("<p class=\"note\">No verdict flipped.</p>\n</section>\n");
-        return;
+fn details(s: &Summary) -> Markup {
+    html! {
+        section #details {
+            h2 { "Detailed results" }
+            p.intro { "Every estimate with its 95% interval and the number of observations n. Under each estimate: the raw p-value · Holm-adjusted within its family (by default each judge's artifact × {T, WR, flip} tests; " code { "[design] multiplicity = \"run\"" } " pools the run) (and the BH q-value where the analysis provides one). " i { "Excess" } " is the artifact's flip rate minus the judge's run-to-run flip rate (paired cluster bootstrap)." }
+            @for (index, j) in s.judges.iter().enumerate() {
+                // Ids are positional: data never reaches an attribute.
+                h3 id={ "judge-" (index) } { (judge_name(&j.name, j.simulated)) " " (badge(j.trust.verdict)) }
+                @if !j.findings.is_empty() {
+                    ul.findings { @for f in &j.findings { li { (Text(f)) } } }
+                }
+                div.table-wrap { table.results {
+                    thead { tr {
+                        th { "artifact" } th { "T (tie detection)" } th { "WR (winrate shift)" } th { "flip rate" }
+                        th { "excess over noise" } th { "minimum detectable effect" }
+                        @if j.simulated { th { "planted T" } }
+                    } }
+                    tbody {
+                        @for a in &j.artifacts {
+                            tr {
+                                th { (Text(&a.artifact)) }
+                                td { (est_html(&a.tie_detection.score, true)) (p_html(&a.tie_detection.score)) }
+                                td { (est_html(&a.winrate_shift.shift, true)) (p_html(&a.winrate_shift.shift)) }
+                                td {
+                                    (est_html(&a.flip_rate.rate, false))
+                                    div.p { (a.flip_rate.toward) " toward · " (a.flip_rate.away) " away" }
+                                    (p_html(&a.flip_rate.rate))
+                                }
+                                td { (est_html(&a.excess_flip_rate, true)) }
+                                td.mde { (mde_html(&a.mde)) }
+                                @if j.simulated {
+                                    @match &a.planted {
+                                        Some(p) => { td.nw { (spct(p.value)) div.p { (if p.recovered { "inside T's CI" } else { "OUTSIDE T's CI" }) } } }
+                                        None => { td.na { "–" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+                (baseline_line(j)) "\n"
+            }
+        }
     }
+}
+
+fn baseline_line(j: &JudgeResult) -> Markup {
+    let b = &j.baseline;
+    let pc = &b.position_consistency;
+    let c = &j.calls;
+    html! {
+        p.meta-line {
+            "Baseline: position consistency " (est_text(&pc.rate, false)) " (first slot both times " (pc.prefers_first)
+            ", second " (pc.prefers_second) ", win/tie mix " (pc.other) ", error " (pc.error) "); run-to-run flip rate "
+            (est_text(&b.noise_flip_rate, false)) "; gold accuracy " (est_text(&b.gold_accuracy, false)) "; "
+            (b.invalid) " unparseable baseline verdicts. Calls: " (thousands(c.planned)) " planned, " (thousands(c.completed))
+            " completed, " (thousands(c.failed)) " failed, " (thousands(c.invalid)) " unparseable (counted, never coerced)."
+        }
+    }
+}
+
+fn examples(s: &Summary) -> Markup {
     let simulated = |name: &str| {
         s.judges
             .iter()
@@ -780,209 +650,144 @@ fn examples(out: &mut String, s: &Summary) {
             })
             .unwrap_or(false)
     };
-    let mut current: Option<&str> = None;
-    for ex in &s.examples {
-        if current != Some(ex.judge.as_str()) {
-            current = Some(ex.judge.as_str());
-            let _ = write!(
-                out,
-                "<h3>{}</h3>",
-                judge_name_html(&ex.judge, simulated(&ex.judge))
-            );
-        }
-        let dir_class = if ex.direction == "toward" {
-            "dir-toward"
-        } else {
-            "dir-away"
-        };
-        let _ = write!(
-            out,
-            "<article class=\"example\"><div class=\"head\"><span><b>{}</b></span><span>pair <span class=\"mono\">{}</span></span><span>answer {} perturbed, order {}</span><span>before: <b>{}</b> → after: <b>{}</b></span><span class=\"{dir_class}\">{}</span></div>",
-            escape(&ex.artifact),
-            escape(&ex.pair_id),
-            ex.side.letter(),
-            ex.order.name(),
-            escape(&ex.before),
-            escape(&ex.after),
-            if ex.direction == "toward" {
-                "toward the perturbed answer".to_string()
-            } else if ex.direction == "away" {
-                "away from the perturbed answer".to_string()
-            } else {
-                escape(&ex.direction)
+    // A judge heading before each judge's first example.
+    let heads: Vec<bool> = s
+        .examples
+        .iter()
+        .enumerate()
+        .map(|(k, ex)| k == 0 || s.examples[k - 1].judge != ex.judge)
+        .collect();
+    html! {
+        section #examples {
+            h2 { "Flipped examples" }
+            p.intro { "Verdicts that changed when the artifact was added (up to a few per judge and artifact, in plan order). The injected or moved text is " mark { "highlighted" } ". " i { "Before" } " and " i { "after" } " are the outcome for the perturbed answer in the same presentation order." }
+            @if s.examples.is_empty() { p.note { "No verdict flipped." } }
+            @for (ex, head) in s.examples.iter().zip(&heads) {
+                @if *head { h3 { (judge_name(&ex.judge, simulated(&ex.judge))) } }
+                article.example {
+                    div.head {
+                        span { b { (Text(&ex.artifact)) } }
+                        span { "pair " span.mono { (Text(&ex.pair_id)) } }
+                        span { "answer " (ex.side.letter()) " perturbed, order " (ex.order.name()) }
+                        span { "before: " b { (Text(&ex.before)) } " → after: " b { (Text(&ex.after)) } }
+                        @match ex.direction.as_str() {
+                            "toward" => { span.dir-toward { "toward the perturbed answer" } }
+                            "away" => { span.dir-away { "away from the perturbed answer" } }
+                            other => { span.dir-away { (Text(other)) } }
+                        }
+                    }
+                    div.prompt { b { "Prompt:" } " " (highlighted_markup(&ex.prompt, &[], DISPLAY_LIMIT)) }
+                    div.cols {
+                        div.col { h4 { "Original answer " (ex.side.letter()) } div.answer { (highlighted_markup(&ex.original, &[], DISPLAY_LIMIT)) } }
+                        div.col { h4 { "With the artifact" } div.answer { (highlighted_markup(&ex.perturbed, &ex.injected, DISPLAY_LIMIT)) } }
+                    }
+                    div.other {
+                        div.col { h4 { "The other answer " (ex.side.other().letter()) " (unchanged)" } div.answer { (highlighted_markup(&ex.other, &[], DISPLAY_LIMIT)) } }
+                    }
+                }
+                "\n"
             }
-        );
-        let _ = writeln!(
-            out,
-            "<div class=\"prompt\"><b>Prompt:</b> {}</div><div class=\"cols\"><div class=\"col\"><h4>Original answer {}</h4><div class=\"answer\">{}</div></div><div class=\"col\"><h4>With the artifact</h4><div class=\"answer\">{}</div></div></div><div class=\"other\"><div class=\"col\"><h4>The other answer {} (unchanged)</h4><div class=\"answer\">{}</div></div></div></article>",
-            highlighted(&ex.prompt, &[], DISPLAY_LIMIT),
-            ex.side.letter(),
-            highlighted(&ex.original, &[], DISPLAY_LIMIT),
-            highlighted(&ex.perturbed, &ex.injected, DISPLAY_LIMIT),
-            ex.side.other().letter(),
-            highlighted(&ex.other, &[], DISPLAY_LIMIT)
-        );
+        }
     }
-    out.push_str("</section>\n");
 }
 
-fn metadata(out: &mut String, s: &Summary) {
-    out.push_str("<section id=\"metadata\">\n<h2>Run metadata</h2>\n<div class=\"table-wrap\"><table class=\"kv\"><tbody>");
-    let categories = s
-        .dataset
-        .categories
-        .iter()
-        .map(|(k, v)| format!("{} ({v})", escape(k)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let rows: Vec<(&str, String)> = vec![
-        (
-            "tool",
-            format!("{} {}", escape(&s.tool.name), escape(&s.tool.version)),
-        ),
-        ("summary schema version", s.schema_version.to_string()),
-        ("seed", s.seed.to_string()),
-        ("dataset", escape(&s.dataset.name)),
-        (
-            "dataset sha256",
-            format!("<span class=\"mono\">{}</span>", escape(&s.dataset.hash)),
-        ),
-        (
-            "pairs",
-            format!(
-                "{} used, {} skipped as invalid",
-                s.dataset.pairs, s.dataset.skipped
-            ),
-        ),
-        (
-            "categories",
-            if categories.is_empty() {
-                "–".into()
-            } else {
-                categories
-            },
-        ),
-        (
-            "design",
-            format!(
-                "{} baseline repeats per order; tie detection on {} answers; {} calls planned",
-                s.plan.repeats,
-                escape(&s.plan.tie_targets),
-                thousands(s.plan.total_calls as u64)
-            ),
-        ),
-        (
-            "artifacts",
-            s.plan
-                .artifacts
-                .iter()
-                .map(|a| escape(a))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-    ];
-    for (k, v) in rows {
-        let _ = write!(out, "<tr><th>{k}</th><td>{v}</td></tr>");
-    }
-    out.push_str("</tbody></table></div>\n");
-
-    out.push_str("<h3>Judges</h3><div class=\"table-wrap\"><table class=\"judges\"><thead><tr><th>judge</th><th>backend · model</th><th>template · sha256</th><th>calls</th><th>tokens</th><th>faults (every failed attempt)</th><th>cost</th></tr></thead><tbody>");
+fn metadata(view: &ReportView<'_>) -> Markup {
+    let s = view.summary;
     let mut names: Vec<&str> = s.judge_configs.iter().map(|j| j.name.as_str()).collect();
     for j in &s.judges {
         if !names.contains(&j.name.as_str()) {
             names.push(&j.name);
         }
     }
-    for name in names {
-        let config = s.judge_configs.iter().find(|c| c.name == name);
-        let result = s.judges.iter().find(|j| j.name == name);
-        let simulated = config
-            .map(|c| c.simulated)
-            .or(result.map(|r| r.simulated))
-            .unwrap_or(false);
-        let (model, template) = match config {
-            Some(c) => (
-                format!("{} · {}", escape(&c.backend), escape(&c.model)),
-                format!(
-                    "{}<div class=\"mono sha\">{}</div>",
-                    escape(&c.template),
-                    escape(&c.template_sha256)
-                ),
-            ),
-            None => ("–".into(), "–".into()),
-        };
-        let _ = write!(
-            out,
-            "<tr><th>{}</th><td>{model}</td><td>{template}</td>",
-            judge_name_html(name, simulated)
-        );
-        match result {
-            Some(r) => {
-                let c = &r.calls;
-                let faults = if r.faults.is_empty() {
-                    "none".to_string()
-                } else {
-                    r.faults
-                        .iter()
-                        .map(|(k, n)| {
-                            let kind = serde_json::to_value(k)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_string))
-                                .unwrap_or_else(|| format!("{k:?}"));
-                            format!("{} {n}", escape(&kind))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let stopped = r
-                    .stopped
-                    .as_ref()
-                    .map(|why| format!("<div class=\"note\">stopped: {}</div>", escape(why)))
-                    .unwrap_or_default();
-                let cost = cost_text(r, config);
-                let _ = write!(
-                    out,
-                    "<td class=\"nw\">{} planned<div class=\"p\">{} completed · {} failed · {} unparseable</div></td><td class=\"nw\">{} in<div class=\"p\">{} out</div></td><td>{faults}{stopped}</td><td class=\"nw\">{cost}</td></tr>",
-                    thousands(c.planned),
-                    thousands(c.completed),
-                    thousands(c.failed),
-                    thousands(c.invalid),
-                    thousands(c.input_tokens),
-                    thousands(c.output_tokens)
-                );
-            }
-            None => out.push_str("<td colspan=\"4\" class=\"note\">no results</td></tr>"),
+    html! {
+        section #metadata {
+            h2 { "Run metadata" }
+            div.table-wrap { table.kv { tbody {
+                tr { th { "tool" } td { (Text(&s.tool.name)) " " (Text(&s.tool.version)) } }
+                tr { th { "summary schema version" } td { (s.schema_version) } }
+                tr { th { "seed" } td { (s.seed) } }
+                tr { th { "dataset" } td { (Text(&s.dataset.name)) } }
+                tr { th { "dataset sha256" } td { span.mono { (Text(&s.dataset.hash)) } } }
+                tr { th { "pairs" } td { (s.dataset.pairs) " used, " (s.dataset.skipped) " skipped as invalid" } }
+                tr { th { "categories" } td {
+                    @if s.dataset.categories.is_empty() { "–" }
+                    @for (k, (name, n)) in s.dataset.categories.iter().enumerate() { @if k > 0 { ", " } (Text(name)) " (" (n) ")" }
+                } }
+                tr { th { "design" } td {
+                    (s.plan.repeats) " baseline repeats per order; tie detection on " (Text(&s.plan.tie_targets))
+                    " answers; " (thousands(s.plan.total_calls as u64)) " calls planned"
+                } }
+                tr { th { "artifacts" } td { @for (k, a) in s.plan.artifacts.iter().enumerate() { @if k > 0 { ", " } (Text(a)) } } }
+            } } }
+            "\n"
+            h3 { "Judges" }
+            div.table-wrap { table.judges {
+                thead { tr { th { "judge" } th { "backend · model" } th { "template · sha256" } th { "calls" } th { "tokens" } th { "faults (every failed attempt)" } th { "cost" } } }
+                tbody { @for name in names { (judge_row(s, name, view.prices.get(name))) } }
+            } }
+            "\n"
+            h3 { "Artifacts" }
+            div.table-wrap { table {
+                thead { tr { th { "id" } th { "title" } th { "operation" } th { "source" } th { "expected effect" } } }
+                tbody {
+                    @for a in &s.artifacts {
+                        tr { th { (Text(&a.id)) } td { (Text(&a.title)) } td { (Text(&a.operation)) } td { (Text(&a.source)) } td { (Text(&a.expected_effect)) } }
+                    }
+                }
+            } }
         }
     }
-    out.push_str("</tbody></table></div>\n");
+}
 
-    out.push_str("<h3>Artifacts</h3><div class=\"table-wrap\"><table><thead><tr><th>id</th><th>title</th><th>operation</th><th>source</th><th>expected effect</th></tr></thead><tbody>");
-    for a in &s.artifacts {
-        let _ = write!(
-            out,
-            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&a.id),
-            escape(&a.title),
-            escape(&a.operation),
-            escape(&a.source),
-            escape(&a.expected_effect)
-        );
+/// One row of the judges table: configuration, calls, tokens, faults and cost.
+fn judge_row(s: &Summary, name: &str, prices: Option<&crate::judge::config::Pricing>) -> Markup {
+    let config = s.judge_configs.iter().find(|c| c.name == name);
+    let result = s.judges.iter().find(|j| j.name == name);
+    let simulated = config
+        .map(|c| c.simulated)
+        .or(result.map(|r| r.simulated))
+        .unwrap_or(false);
+    html! {
+        tr {
+            th { (judge_name(name, simulated)) }
+            @match config {
+                Some(c) => {
+                    td { (Text(&c.backend)) " · " (Text(&c.model)) }
+                    td { (Text(&c.template)) div class="mono sha" { (Text(&c.template_sha256)) } }
+                }
+                None => { td { "–" } td { "–" } }
+            }
+            @match result {
+                Some(r) => {
+                    td.nw {
+                        (thousands(r.calls.planned)) " planned"
+                        div.p { (thousands(r.calls.completed)) " completed · " (thousands(r.calls.failed)) " failed · " (thousands(r.calls.invalid)) " unparseable" }
+                    }
+                    td.nw { (thousands(r.calls.input_tokens)) " in" div.p { (thousands(r.calls.output_tokens)) " out" } }
+                    td {
+                        @if r.faults.is_empty() { "none" }
+                        @for (k, (kind, n)) in r.faults.iter().enumerate() { @if k > 0 { ", " } (super::view::fault_name(*kind)) " " (n) }
+                        @if let Some(why) = &r.stopped { div.note { "stopped: " (Text(why)) } }
+                    }
+                    td.nw { (cost(r, prices)) }
+                }
+                None => { td colspan="4" class="note" { "no results" } }
+            }
+        }
     }
-    out.push_str("</tbody></table></div>\n</section>\n");
 }
 
 /// An estimate from the judge's configured prices, else a dash.
-fn cost_text(result: &JudgeResult, config: Option<&super::JudgeInfo>) -> String {
-    match config.and_then(super::JudgeInfo::pricing) {
-        Some(p) => {
-            let usd = result.calls.input_tokens as f64 / 1e6 * p.input_per_mtok
-                + result.calls.output_tokens as f64 / 1e6 * p.output_per_mtok;
-            format!(
-                "≈ {} <span class=\"ci\">(configured prices)</span>",
-                super::format::usd(usd)
-            )
+fn cost(result: &JudgeResult, prices: Option<&crate::judge::config::Pricing>) -> Markup {
+    html! {
+        @match prices {
+            Some(p) => {
+                "≈ " (super::format::usd(result.calls.input_tokens as f64 / 1e6 * p.input_per_mtok
+                    + result.calls.output_tokens as f64 / 1e6 * p.output_per_mtok))
+                " " span.ci { "(configured prices)" }
+            }
+            None => { "–" }
         }
-        None => "–".into(),
     }
 }
 

@@ -10,9 +10,10 @@ use std::fmt::Write;
 /// A p-value in a compact, exact-enough form (see [`super::format::p`]).
 pub use super::format::p as p_text;
 use super::format::{coef, coef_estimate as coef_cell, opt, rate, signed as pct};
-/// Escape text for a Markdown table cell or line (see [`super::text::markdown`], the one
-/// escaping place).
+/// Escape text for Markdown prose (see [`super::text::markdown`], the one escaping place).
 pub use super::text::markdown as escape;
+/// Escape text for a Markdown table cell (prose escaping and `|`).
+pub use super::text::markdown_cell as cell_text;
 
 fn cell(e: &Estimate, signed: bool) -> String {
     super::format::estimate(e, signed)
@@ -147,7 +148,7 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} / {} | {}{mid} | {} | {sm} | {} / {} |{planted}",
-            escape(&a.artifact),
+            cell_text(&a.artifact),
             cell(&a.tie_detection.score, true),
             p_cell(&a.tie_detection.score),
             cell(&a.winrate_shift.shift, true),
@@ -198,8 +199,7 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             );
         }
         if let Some(i) = &a.interaction {
-            let show =
-                |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:+.1}%", 100.0 * v));
+            let show = |x: Option<f64>| super::format::opt(x, super::format::signed);
             let _ = writeln!(
                 out,
                 "\nInteraction of the stack `{}` ({}): T(stack) − ΣT = {}, WR(stack) − ΣWR = {}.",
@@ -295,7 +295,7 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} / {} | {} |",
-                escape(&c.category),
+                cell_text(&c.category),
                 c.pairs,
                 cell(&c.gold_accuracy, false),
                 cell(&c.gold_agreement, false),
@@ -325,14 +325,14 @@ fn matrix_section(out: &mut String, m: &CorrelationMatrix) {
         "| | {} |\n|---|{}",
         m.judges
             .iter()
-            .map(|j| escape(j))
+            .map(|j| cell_text(j))
             .collect::<Vec<_>>()
             .join(" | "),
         "---|".repeat(m.judges.len())
     );
     for (name, row) in m.judges.iter().zip(&m.values) {
         let cells: Vec<String> = row.iter().map(|v| opt(*v, coef)).collect();
-        let _ = writeln!(out, "| {} | {} |", escape(name), cells.join(" | "));
+        let _ = writeln!(out, "| {} | {} |", cell_text(name), cells.join(" | "));
     }
     out.push('\n');
 }
@@ -378,7 +378,7 @@ fn jury_section(out: &mut String, jury: &JuryAnalysis) {
             "| artifact | jury T | jury WR |{}\n|---|---|---|{}",
             s.members
                 .iter()
-                .map(|m| format!(" T of {} |", escape(m)))
+                .map(|m| format!(" T of {} |", cell_text(m)))
                 .collect::<String>(),
             "---|".repeat(s.members.len())
         );
@@ -394,7 +394,7 @@ fn jury_section(out: &mut String, jury: &JuryAnalysis) {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} |{members}",
-                escape(artifact),
+                cell_text(artifact),
                 opt(s.t.get(k).copied().flatten(), pct),
                 opt(s.wr.get(k).copied().flatten(), pct)
             );
@@ -420,8 +420,8 @@ fn agreement_section(out: &mut String, a: &AgreementResult) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} |",
-            escape(&p.judge_a),
-            escape(&p.judge_b),
+            cell_text(&p.judge_a),
+            cell_text(&p.judge_b),
             p.n,
             opt(p.percent, rate),
             coef_cell(&p.cohen_kappa),

@@ -1,6 +1,7 @@
 //! Reports: the summary document and one exporter per format. Exporters only format what they
 //! are given; they never compute a statistic.
 
+pub mod arrow;
 mod charts;
 pub mod compare;
 pub mod csv;

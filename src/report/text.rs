@@ -44,39 +44,77 @@ pub fn terminal(text: &str) -> Cow<'_, str> {
     visible_keeping(text, &['\n', '\t'])
 }
 
-/// Escape text for HTML and SVG text or attribute values: `&`, `<`, `>`, `"` and `'` become
-/// entities, and controls are made visible ([`visible_controls`]), so they can neither reorder the
-/// page nor hide.
+/// Escape text for HTML and SVG text or attribute values: controls are made visible
+/// ([`visible_controls`]) so they can neither reorder the page nor hide, then the template
+/// crate's escaper (maud's, which turns `&`, `<`, `>` and `"` into entities) runs; `'` becomes
+/// `&#39;` as well so the text is safe in either attribute quoting.
 pub fn html(text: &str) -> String {
-    let text = visible_controls(text);
     let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    html_to(text, &mut out);
     out
 }
 
-/// Escape text for a Markdown table cell or line: Markdown syntax characters are
-/// backslash-escaped, line breaks become spaces (a table row is one line), and controls are made
-/// visible ([`visible_controls`]).
-pub fn markdown(text: &str) -> String {
+/// [`html`], appended to `out` (the one HTML escaping routine; [`Text`] renders through it).
+fn html_to(text: &str, out: &mut String) {
     let text = visible_controls(text);
+    for (k, part) in text.split('\'').enumerate() {
+        if k > 0 {
+            out.push_str("&#39;");
+        }
+        let _ = maud::Escaper::new(out).write_str(part);
+    }
+}
+
+/// Untrusted text spliced into a maud template: `html! { (Text(name)) }` escapes it with
+/// [`html`] (visible controls, then maud's escaper). Every string from a summary reaches
+/// `report.html` through this type.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a>(pub &'a str);
+
+impl maud::Render for Text<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        html_to(self.0, buffer);
+    }
+}
+
+/// Escape untrusted text for Markdown prose (a list item or sentence): controls are made visible
+/// ([`visible_controls`]), line breaks become spaces (the text stays on its line), and only the
+/// characters that would start Markdown syntax there are backslash-escaped: `\\`, `*`, `` ` ``,
+/// `[`, `]`; `_` unless inside a word (CommonMark does not emphasise intraword `_`); `<` when it
+/// could open an HTML tag or autolink (before a letter, `/`, `!` or `?`); `#` and `>` at the start
+/// of the text. So `p < 0.05` and `|T|` stay readable in the raw file.
+pub fn markdown(text: &str) -> String {
+    markdown_escaped(text, false)
+}
+
+/// Escape untrusted text for a Markdown table cell: [`markdown`], and `|` is escaped too (it
+/// would end the cell).
+pub fn markdown_cell(text: &str) -> String {
+    markdown_escaped(text, true)
+}
+
+fn markdown_escaped(text: &str, cell: bool) -> String {
+    let text = visible_controls(text);
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    let word = |k: Option<&char>| k.is_some_and(|c| c.is_alphanumeric());
+    for (k, &c) in chars.iter().enumerate() {
+        let next = chars.get(k + 1);
+        let escape = match c {
+            '\\' | '*' | '`' | '[' | ']' => true,
+            '_' => !(k > 0 && word(chars.get(k - 1)) && word(next)),
+            '<' => next.is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?')),
+            '#' | '>' => chars[..k].iter().all(|c| c.is_whitespace()),
+            '|' => cell,
+            _ => false,
+        };
         match c {
-            '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '\\' => {
+            '\n' | '\r' => out.push(' '),
+            c if escape => {
                 out.push('\\');
                 out.push(c);
             }
-            '\n' | '\r' => out.push(' '),
-            _ => out.push(c),
+            c => out.push(c),
         }
     }
     out
@@ -122,6 +160,26 @@ mod tests {
                     .any(|c| c == '\u{1b}' || c == '\u{7}' || c == '\u{202E}')
             );
         }
+    }
+
+    #[test]
+    fn markdown_prose_escapes_only_what_starts_syntax() {
+        // Prose reads as written: comparisons, |T| and intraword underscores are left alone.
+        assert_eq!(
+            markdown("position consistency 47.9% < 50.0%; |T| = 67.7% ≥ 20.0%"),
+            "position consistency 47.9% < 50.0%; |T| = 67.7% ≥ 20.0%"
+        );
+        assert_eq!(markdown("sim_position a>b"), "sim_position a>b");
+        // What would become markup is escaped.
+        assert_eq!(
+            markdown("<script>x</script> </b> <!-- <?x *a* `c` [l](u) _e_"),
+            "\\<script>x\\</script> \\</b> \\<!-- \\<?x \\*a\\* \\`c\\` \\[l\\](u) \\_e\\_"
+        );
+        assert_eq!(markdown("# title"), "\\# title");
+        assert_eq!(markdown("  > quote"), "  \\> quote");
+        assert_eq!(markdown("a # b > c"), "a # b > c");
+        // Only a table cell escapes the pipe.
+        assert_eq!(markdown_cell("a|b <i>"), "a\\|b \\<i>");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use super::{Summary, Warning};
 use crate::analyze::Trust;
+use crate::judge::FaultKind;
 
 /// A section of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -79,17 +80,20 @@ pub enum Format {
     Junit,
     /// `step-summary.md`: a short Markdown for `$GITHUB_STEP_SUMMARY`.
     GhSummary,
+    /// `results.arrow`: the rows of `results.csv` as a typed Arrow IPC file.
+    Arrow,
 }
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Json,
         Format::Markdown,
         Format::Html,
         Format::Csv,
         Format::Junit,
         Format::GhSummary,
+        Format::Arrow,
     ];
 
     /// The formats written when none is chosen: the four of earlier versions.
@@ -104,6 +108,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Junit => "junit",
             Format::GhSummary => "gh-summary",
+            Format::Arrow => "arrow",
         }
     }
 
@@ -116,6 +121,7 @@ impl Format {
             Format::Csv => &super::csv::CsvExporter,
             Format::Junit => &super::junit::JunitExporter,
             Format::GhSummary => &super::gh_summary::GhSummaryExporter,
+            Format::Arrow => &super::arrow::ArrowExporter,
         }
     }
 }
@@ -152,6 +158,9 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
         Section::Metadata,
         "the run's metadata is in summary.json",
     ),
+    (Format::Arrow, Section::Examples, "as for results.csv"),
+    (Format::Arrow, Section::Warnings, "as for results.csv"),
+    (Format::Arrow, Section::Metadata, "as for results.csv"),
     (
         Format::Junit,
         Section::Effects,
@@ -194,6 +203,9 @@ pub struct ReportView<'a> {
     /// The `--fail-on` threshold, if one was given: CI formats mark failures against it
     /// (REJECT when none was given, the verdict that always means "do not use").
     pub fail_on: Option<Trust>,
+    /// Each judge's configured prices, typed once here so no exporter reads the recorded
+    /// configuration (a JSON value) itself.
+    pub prices: std::collections::BTreeMap<String, crate::judge::config::Pricing>,
 }
 
 impl<'a> ReportView<'a> {
@@ -206,6 +218,11 @@ impl<'a> ReportView<'a> {
                 .filter(|s| s.present(summary))
                 .collect(),
             fail_on: None,
+            prices: summary
+                .judge_configs
+                .iter()
+                .filter_map(|j| Some((j.name.clone(), j.pricing()?)))
+                .collect(),
         }
     }
 
@@ -241,6 +258,34 @@ pub trait Exporter: Sync {
     fn render(&self, view: &ReportView<'_>) -> std::io::Result<Vec<u8>>;
 }
 
+/// Artifact ids in plan order, then any id a judge reports that the plan does not list.
+pub fn artifact_ids(s: &Summary) -> Vec<String> {
+    let mut ids: Vec<String> = s.plan.artifacts.clone();
+    for j in &s.judges {
+        for a in &j.artifacts {
+            if !ids.contains(&a.artifact) {
+                ids.push(a.artifact.clone());
+            }
+        }
+    }
+    ids
+}
+
+/// The name of a fault kind as `summary.json` spells it (`rate_limited`), for every exporter.
+pub fn fault_name(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::RateLimited => "rate_limited",
+        FaultKind::ServerError => "server_error",
+        FaultKind::Timeout => "timeout",
+        FaultKind::Connection => "connection",
+        FaultKind::MalformedResponse => "malformed_response",
+        FaultKind::Auth => "auth",
+        FaultKind::BadRequest => "bad_request",
+        FaultKind::Quota => "quota",
+        FaultKind::Backend => "backend",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +304,26 @@ mod tests {
         files.dedup();
         assert_eq!(files.len(), Format::ALL.len());
         assert!("xml".parse::<Format>().unwrap_err().contains("junit"));
+    }
+
+    #[test]
+    fn fault_names_match_the_summary_spelling() {
+        use FaultKind::*;
+        for k in [
+            RateLimited,
+            ServerError,
+            Timeout,
+            Connection,
+            MalformedResponse,
+            Auth,
+            BadRequest,
+            Quota,
+            Backend,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", fault_name(k))
+            );
+        }
     }
 }
