@@ -730,6 +730,25 @@ pub struct PlanEstimate {
 
 /// Estimate calls, tokens and cost per judge.
 pub fn estimate(prepared: &Prepared) -> Vec<PlanEstimate> {
+    estimate_where(prepared, |_| true)
+}
+
+/// What is left of a stored run: the calls of its plan with no committed record, per judge
+/// (for `run --resume DIR --dry-run`).
+pub fn remaining(prepared: &Prepared, run_dir: &Path) -> Result<Vec<PlanEstimate>, AuditError> {
+    let store = RunStore::open(run_dir)?;
+    check_stored_plan(&store, prepared, run_dir)?;
+    let committed = store.completed_ids()?;
+    Ok(estimate_where(prepared, |spec| {
+        !committed.contains(&spec.id)
+    }))
+}
+
+/// Estimate calls, tokens and cost per judge over the planned calls `keep` accepts.
+fn estimate_where(
+    prepared: &Prepared,
+    keep: impl Fn(&crate::design::CallSpec) -> bool,
+) -> Vec<PlanEstimate> {
     prepared
         .judges
         .iter()
@@ -739,7 +758,7 @@ pub fn estimate(prepared: &Prepared) -> Vec<PlanEstimate> {
                 .plan
                 .calls
                 .iter()
-                .filter(|c| c.judge == handle.config.name)
+                .filter(|c| c.judge == handle.config.name && keep(c))
             {
                 if let Some(request) =
                     crate::design::request(spec, &prepared.dataset.pairs, &prepared.perturbed)
@@ -845,12 +864,13 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             .iter()
             .map(|h| judge_info(&h.config, h.judge.simulated()))
             .collect(),
-        judges: analysis.judges,
         examples,
         juries: analysis.juries,
         agreement: analysis.agreement,
         jury: analysis.jury,
         analysis: Some(analysis.info),
+        completeness: analyze::Completeness::of(&analysis.judges),
+        judges: analysis.judges,
         warnings: Vec::new(),
     }
     .with_warnings()

@@ -384,7 +384,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     if let Some(run_dir) = &args.resume {
         let prepared = audit::prepare_stored(run_dir).map_err(|e| e.to_string())?;
         if args.dry_run {
-            print_plan(&prepared);
+            print_remaining(&prepared, run_dir)?;
             return Ok(ExitCode::SUCCESS);
         }
         return execute(&prepared, run_dir, &exec, args.fail_on, &args.output);
@@ -496,6 +496,9 @@ fn execute(
 }
 
 fn print_verdicts(summary: &judge_audit::report::Summary) {
+    if let Some(w) = summary.warnings.iter().find(|w| w.kind == "run_incomplete") {
+        println!("{}", w.message);
+    }
     for judge in &summary.judges {
         let label = if judge.simulated { " [simulated]" } else { "" };
         // Names, reasons and findings may quote untrusted text: controls are shown escaped.
@@ -613,6 +616,44 @@ fn print_plan(prepared: &Prepared) {
     if estimates.iter().any(|e| e.cost_usd.is_some()) {
         println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
     }
+}
+
+/// `run --resume DIR --dry-run`: what the resume would send (calls with no committed record),
+/// per judge, and its cost; not the whole plan.
+fn print_remaining(prepared: &Prepared, run_dir: &Path) -> Result<(), String> {
+    let left = audit::remaining(prepared, run_dir).map_err(|e| e.to_string())?;
+    let pending: usize = left.iter().map(|e| e.calls).sum();
+    let planned = prepared.plan.calls.len();
+    println!(
+        "resume {}: {pending} of {planned} planned calls pending ({} committed)",
+        run_dir.display(),
+        planned - pending
+    );
+    for e in &left {
+        let cost = match e.cost_usd {
+            Some(usd) => format!(", about ${usd:.2}"),
+            None => String::new(),
+        };
+        if e.calls == 0 {
+            println!("{}: nothing pending", e.judge);
+        } else {
+            println!(
+                "{}: {} calls pending, about {} input tokens, at most {} output tokens{cost}",
+                e.judge, e.calls, e.input_tokens, e.output_tokens
+            );
+        }
+    }
+    if left.iter().any(|e| e.cost_usd.is_some()) {
+        let total: f64 = left.iter().filter_map(|e| e.cost_usd).sum();
+        println!("estimated cost of the rest: ${total:.2} (output at max_tokens: an upper bound)");
+    }
+    if pending == 0 {
+        println!(
+            "nothing left to send: `judge-audit report {}` re-renders it",
+            run_dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn print_power(prepared: &Prepared, args: &PlanArgs, power: f64) -> Result<(), String> {

@@ -295,7 +295,9 @@ pub(crate) fn synthesize(
     let mut counts = super::index::Counts::default();
     for &code in &codes {
         if code != NOT_PLANNED {
+            // A jury has no calls of its own: every planned vote counts as recorded.
             counts.planned += 1;
+            counts.recorded += 1;
         }
         if code >= INVALID {
             counts.completed += 1;
