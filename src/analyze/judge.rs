@@ -515,8 +515,10 @@ impl Ctx<'_> {
             calls: CallCounts {
                 planned: c.planned,
                 completed: c.completed,
-                // Missing records (a stopped or unfinished run) count as failed calls.
-                failed: c.planned.saturating_sub(c.completed),
+                // A committed record without a verdict failed; a planned call with no record
+                // at all was never sent (an interrupted run): pending, not failed.
+                failed: c.recorded.min(c.planned).saturating_sub(c.completed),
+                pending: c.planned.saturating_sub(c.recorded),
                 invalid: c.invalid,
                 input_tokens: c.input_tokens,
                 output_tokens: c.output_tokens,
