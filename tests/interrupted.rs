@@ -117,6 +117,20 @@ fn an_interrupted_run_is_incomplete_pending_is_not_failed_and_resume_dry_run_sho
 
     let summary: Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/reports/summary.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "schema: {errors:?}");
     let c = &summary["completeness"];
     assert_eq!(c["planned"], planned);
     assert_eq!(c["committed"], keep as u64);
