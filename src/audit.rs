@@ -200,6 +200,69 @@ impl AuditConfig {
     }
 }
 
+/// Settings given as `run` flags; each one given replaces the config file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--dataset FILE`.
+    pub dataset: Option<PathBuf>,
+    /// `--judge NAME` (repeatable).
+    pub judges: Vec<String>,
+    /// `--artifacts a,b`.
+    pub artifacts: Vec<String>,
+    /// `--limit N`.
+    pub limit: Option<usize>,
+}
+
+impl AuditConfig {
+    /// A configuration with every default and no judge (what an empty `audit.toml` holds).
+    pub fn empty() -> AuditConfig {
+        toml::from_str("").expect("every field has a default")
+    }
+
+    /// Apply command-line `overrides` (flags win). Paths on the command line are relative to
+    /// `cwd`, not to the config file. A `--judge` naming one of the config's `[[judge]]` tables
+    /// keeps that table; other names are built-ins or judge files.
+    pub fn apply(&mut self, overrides: &Overrides, cwd: &Path) -> Result<(), AuditError> {
+        if let Some(path) = &overrides.dataset {
+            self.dataset.path = Some(resolve(cwd, path));
+        }
+        if let Some(limit) = overrides.limit {
+            self.dataset.limit = Some(limit);
+        }
+        if !overrides.artifacts.is_empty() {
+            let ids: Vec<String> = overrides
+                .artifacts
+                .iter()
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect();
+            if ids.is_empty() {
+                return Err(AuditError::Config(
+                    "--artifacts: no artifact id given".into(),
+                ));
+            }
+            self.design.artifacts = ids;
+        }
+        if !overrides.judges.is_empty() {
+            let inline = std::mem::take(&mut self.inline_judges);
+            self.judges.clear();
+            for name in &overrides.judges {
+                if let Some(judge) = inline.iter().find(|j| &j.name == name) {
+                    self.inline_judges.push(judge.clone());
+                    continue;
+                }
+                let path = resolve(cwd, Path::new(name));
+                if name.ends_with(".toml") || path.is_file() {
+                    self.judges.push(path.to_string_lossy().into_owned());
+                } else {
+                    self.judges.push(name.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Keys that belong at the top of `audit.toml`, before any `[section]`.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "seed",
@@ -961,4 +1024,98 @@ mod key_tests {
         assert!(!needs_key("https://127.0.0.1/v1"));
         assert!(!needs_key("https://[::1]:8443/v1"));
     }
+}
+
+/// What `judge-audit init` writes an `audit.toml` for.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// The user's dataset, as the path to write (relative to the new file's folder, or
+    /// absolute); `None` uses the built-in sample pairs.
+    pub dataset: Option<PathBuf>,
+    /// Pairs in that dataset (said in a comment).
+    pub pairs: Option<usize>,
+    /// Judges to audit; empty writes the simulated reference judge, so the file runs as is.
+    pub judges: Vec<String>,
+}
+
+/// A commented `audit.toml` that parses and runs as written: every section with its defaults,
+/// what each key means, and the built-in judges to choose from.
+pub fn init_config(options: &InitOptions) -> String {
+    // A TOML basic string, so any path (quotes, backslashes, non-ASCII) is written exactly.
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut out = String::new();
+    out.push_str("# judge-audit configuration, written by `judge-audit init`.\n");
+    out.push_str(
+        "# Run it with `judge-audit run --config audit.toml` (flags such as --judge, --artifacts\n",
+    );
+    out.push_str(
+        "# or --limit override the values below). Top-level keys must stay above the first\n",
+    );
+    out.push_str("# [section]: TOML puts every key after a header into that section.\n\n");
+    out.push_str("# Seed of every random choice (perturbations, simulated judges, bootstrap).\n");
+    out.push_str("seed = 42\n\n");
+    out.push_str("# Judges by built-in name or judge-file path (relative to this file).\n");
+    let judges = if options.judges.is_empty() {
+        out.push_str("# `sim-unbiased` is a SIMULATED reference judge, so this file runs offline as is; put\n");
+        out.push_str("# your judge here. Built-ins (`judge-audit judges list`):\n");
+        vec!["sim-unbiased".to_string()]
+    } else {
+        out.push_str("# Built-ins (`judge-audit judges list`):\n");
+        options.judges.clone()
+    };
+    for j in judge::config::builtin_judges() {
+        let sim = if j.sim.is_some() { " (simulated)" } else { "" };
+        out.push_str(&format!(
+            "#   {:<28} {} {}{sim}\n",
+            j.name,
+            j.backend.name(),
+            j.model
+        ));
+    }
+    let list: Vec<String> = judges.iter().map(|j| quote(j)).collect();
+    out.push_str(&format!("judges = [{}]\n\n", list.join(", ")));
+    out.push_str(
+        "# Output directory (default reports/<run-id>), relative to where you run judge-audit.\n",
+    );
+    out.push_str("# out = \"reports/my-audit\"\n\n");
+    out.push_str("[dataset]\n");
+    match &options.dataset {
+        Some(path) => {
+            let pairs = options
+                .pairs
+                .map(|n| format!(" ({n} pairs)"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "# Your pairs{pairs}: JSONL or CSV with id, prompt, response_a, response_b and optionally\n# preferred (a / b / tie) and category.\n"
+            ));
+            out.push_str(&format!("path = {}\n", quote(&path.to_string_lossy())));
+        }
+        None => {
+            out.push_str("# JSONL or CSV with id, prompt, response_a, response_b (optional: preferred, category).\n");
+            out.push_str("# Without a path the built-in sample pairs are used.\n");
+            out.push_str("# path = \"pairs.jsonl\"\n");
+        }
+    }
+    out.push_str(
+        "# Skip invalid records instead of refusing the file (they are counted in the report).\n",
+    );
+    out.push_str("skip_invalid = false\n");
+    out.push_str("# Audit only the first N pairs (try a small N first: every pair costs calls).\n");
+    out.push_str("# limit = 20\n\n");
+    out.push_str("[design]\n");
+    out.push_str(
+        "# Artifacts to test (`judge-audit artifacts list`); empty means the default set:\n",
+    );
+    let defaults: Vec<String> = DEFAULT_ARTIFACTS.iter().map(|a| quote(a)).collect();
+    out.push_str(&format!("artifacts = [{}]\n", defaults.join(", ")));
+    out.push_str("# Baseline repeats per order (run-to-run noise is measured from them).\n");
+    out.push_str(&format!("repeats = {}\n", default_repeats()));
+    out.push_str("# Bootstrap resamples for the clustered intervals.\n");
+    out.push_str(&format!("bootstrap_resamples = {}\n", default_resamples()));
+    out.push_str("# Multiplicity family: \"judge\" (each judge's tests, matching the per-judge decision) or \"run\".\n");
+    out.push_str("multiplicity = \"judge\"\n\n");
+    out.push_str("[run]\n");
+    out.push_str("# Calls in flight per judge.\n");
+    out.push_str(&format!("concurrency = {}\n", default_concurrency()));
+    out
 }

@@ -61,6 +61,30 @@ enum Command {
     },
     /// Compare two runs: metric changes and paired McNemar tests on the calls they share.
     Compare(CompareArgs),
+    /// Write a commented audit.toml for your data, which `run --config` then runs as is.
+    Init(InitArgs),
+    /// Print a shell completion script: `judge-audit completions bash > ~/.local/share/bash-completion/completions/judge-audit`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// Your dataset (JSONL or CSV); it is loaded once to check it and count its pairs.
+    #[arg(long, value_name = "FILE")]
+    dataset: Option<PathBuf>,
+    /// A judge to put in the file (repeatable; default the simulated `sim-unbiased`, so the file
+    /// runs offline as is).
+    #[arg(long = "judge", value_name = "NAME")]
+    judges: Vec<String>,
+    /// Where to write it.
+    #[arg(long, default_value = "audit.toml")]
+    out: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Verdict at which `--fail-on` makes the command exit with code 1.
@@ -97,12 +121,26 @@ struct CompareArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The audit configuration.
-    #[arg(long, required_unless_present = "resume")]
+    /// The audit configuration (optional when --dataset and --judge say enough; flags given
+    /// with it win over its values).
+    #[arg(long, required_unless_present_any = ["resume", "judges"])]
     config: Option<PathBuf>,
     /// Continue an interrupted run in this directory; completed calls are never sent again.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out", "seed", "concurrency", "skip_invalid"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out", "seed", "concurrency", "skip_invalid", "dataset", "judges", "artifacts", "limit"])]
     resume: Option<PathBuf>,
+    /// Dataset file (JSONL or CSV); replaces the config's `[dataset] path`.
+    #[arg(long, value_name = "FILE")]
+    dataset: Option<PathBuf>,
+    /// A judge to audit (repeatable): a built-in name, a judge file, or the name of a `[[judge]]`
+    /// of the config; replaces the config's judges.
+    #[arg(long = "judge", value_name = "NAME")]
+    judges: Vec<String>,
+    /// Artifact ids, comma-separated; replaces the config's `[design] artifacts`.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    artifacts: Vec<String>,
+    /// Use at most this many pairs (the first ones); replaces the config's `[dataset] limit`.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Output directory (default: the config's `out`, else reports/<run-id>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -372,7 +410,76 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         Command::Artifacts { command } => artifacts(command),
         Command::Judges { command } => judges(command),
         Command::Compare(args) => compare(args),
+        Command::Init(args) => init(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            // Into a buffer, then `print!`: a closed pipe (`| head`) ends quietly, as elsewhere.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "judge-audit", &mut script);
+            print!("{}", String::from_utf8_lossy(&script));
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `judge-audit init`: check the dataset and judges, then write the commented audit.toml.
+fn init(args: InitArgs) -> Result<ExitCode, String> {
+    if args.out.exists() && !args.force {
+        return Err(format!(
+            "{} exists; pass --force to overwrite it",
+            args.out.display()
+        ));
+    }
+    let folder = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
+    let (dataset, pairs) = match &args.dataset {
+        Some(path) => {
+            let data =
+                judge_audit::dataset::load(path, &judge_audit::dataset::LoadOptions::default())
+                    .map_err(|e| e.to_string())?;
+            // Written relative to the new file's folder (that is how `run` resolves it).
+            let absolute = cwd.join(path);
+            let folder_abs = cwd.join(&folder);
+            let written = absolute
+                .strip_prefix(&folder_abs)
+                .map(Path::to_path_buf)
+                .unwrap_or(absolute.clone());
+            (Some(written), Some(data.pairs.len()))
+        }
+        None => (None, None),
+    };
+    for judge in &args.judges {
+        audit::resolve_judge(judge, &cwd).map_err(|e| format!("--judge: {e}"))?;
+    }
+    let judges = args
+        .judges
+        .iter()
+        .map(|j| {
+            let path = cwd.join(j);
+            if j.ends_with(".toml") || path.is_file() {
+                path.to_string_lossy().into_owned()
+            } else {
+                j.clone()
+            }
+        })
+        .collect();
+    let text = audit::init_config(&audit::InitOptions {
+        dataset,
+        pairs,
+        judges,
+    });
+    std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!(
+        "wrote {}; check it with `judge-audit plan --config {}`, then `judge-audit run --config {}`",
+        args.out.display(),
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
@@ -389,11 +496,22 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         }
         return execute(&prepared, run_dir, &exec, args.fail_on, &args.output);
     }
-    let config_path = args
-        .config
-        .as_ref()
-        .expect("clap requires --config without --resume");
-    let (mut config, base) = AuditConfig::from_file(config_path).map_err(|e| e.to_string())?;
+    let (mut config, base) = match &args.config {
+        Some(path) => AuditConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => (AuditConfig::empty(), PathBuf::from(".")),
+    };
+    let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
+    config
+        .apply(
+            &audit::Overrides {
+                dataset: args.dataset.clone(),
+                judges: args.judges.clone(),
+                artifacts: args.artifacts.clone(),
+                limit: args.limit,
+            },
+            &cwd,
+        )
+        .map_err(|e| e.to_string())?;
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
