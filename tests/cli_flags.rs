@@ -226,7 +226,10 @@ fn init_writes_a_commented_audit_toml_for_the_users_data_that_parses_and_runs() 
 fn completions_for_bash_zsh_and_fish() {
     let dir = tempfile::tempdir().unwrap();
     let bash = ok(dir.path(), &["completions", "bash"]);
-    assert!(bash.contains("complete -F _judge__audit") && bash.contains(" judge-audit\n"), "{bash}");
+    assert!(
+        bash.contains("complete -F _judge__audit") && bash.contains(" judge-audit\n"),
+        "{bash}"
+    );
     for sub in [
         "run",
         "report",

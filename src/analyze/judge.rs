@@ -1216,6 +1216,7 @@ impl Ctx<'_> {
             mean_p_a: sums[0] / n as f64,
             mean_p_b: sums[1] / n as f64,
             mean_p_tie: sums[2] / n as f64,
+            covered_mass: Some((sums[0] + sums[1] + sums[2]) / n as f64),
         })
     }
 }

@@ -641,7 +641,16 @@ pub struct SoftSummary {
     pub mean_p_b: f64,
     /// Mean P(tie).
     pub mean_p_tie: f64,
+    /// Mean next-token mass the three labels cover, P(a) + P(b) + P(tie) (at most 1; the rest
+    /// went to tokens that are no label). Low coverage means the soft verdict rests on a
+    /// minority of what the model would say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered_mass: Option<f64>,
 }
+
+/// Below this mean covered mass the report warns that the soft verdict rests on little of the
+/// model's next-token distribution.
+pub const LOW_LABEL_MASS: f64 = 0.8;
 
 /// Everything about one judge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

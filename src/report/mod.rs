@@ -166,7 +166,7 @@ pub const INCOMPLETE_BANNER: &str = "incomplete run: verdicts provisional";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     /// What happened: `run_incomplete`, `judge_stopped`, `records_skipped`, `calls_failed`,
-    /// `calls_pending` or `verdicts_unparseable`.
+    /// `calls_pending`, `label_mass_low` or `verdicts_unparseable`.
     pub kind: String,
     /// The judge it concerns, if one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,6 +224,19 @@ impl Summary {
                         "{} of {} planned failed after retries (counted, not dropped)",
                         format::counted(c.failed, "call"),
                         format::count(c.planned)
+                    ),
+                });
+            }
+            if let Some(mass) = j.soft.as_ref().and_then(|s| s.covered_mass)
+                && mass < crate::analyze::LOW_LABEL_MASS
+            {
+                let share = if mass < 0.5 { "a minority" } else { "part" };
+                warnings.push(Warning {
+                    kind: "label_mass_low".into(),
+                    judge: Some(j.name.clone()),
+                    message: format!(
+                        "label probabilities cover only {:.0}% of the next-token mass on average (P(a) + P(b) + P(tie)); the soft verdict rests on {share} of the mass, the rest went to tokens that are no label",
+                        100.0 * mass
                     ),
                 });
             }
