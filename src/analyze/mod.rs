@@ -657,7 +657,7 @@ pub const LOW_LABEL_MASS: f64 = 0.8;
 pub struct JudgeResult {
     /// Judge name.
     pub name: String,
-    /// True for simulated judges (for a jury: when any member is simulated).
+    /// True for simulated judges (for a jury: when every member is simulated).
     pub simulated: bool,
     /// Call counts.
     pub calls: CallCounts,
