@@ -1119,3 +1119,94 @@ pub fn init_config(options: &InitOptions) -> String {
     out.push_str(&format!("concurrency = {}\n", default_concurrency()));
     out
 }
+
+/// Latency measured on one judge's earlier calls (answered, sent, not from the cache).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasuredLatency {
+    /// Median wall time of one call, in milliseconds.
+    pub median_ms: u64,
+    /// Calls it was measured on.
+    pub calls: usize,
+}
+
+/// Per judge name, the median latency of the calls stored in `run_dir` (a run of any audit:
+/// judges are matched by name). Cached replies (0 ms) and failed calls are left out.
+pub fn measured_latency(run_dir: &Path) -> Result<BTreeMap<String, MeasuredLatency>, AuditError> {
+    if !RunStore::exists(run_dir) {
+        return Err(AuditError::Config(format!(
+            "{}: not a run directory (no {})",
+            run_dir.display(),
+            run::store::RUN_DB
+        )));
+    }
+    let mut by_judge: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in RunStore::open(run_dir)?.records()? {
+        if r.succeeded() && !r.cached && r.attempts > 0 {
+            by_judge.entry(r.judge).or_default().push(r.latency_ms);
+        }
+    }
+    Ok(by_judge
+        .into_iter()
+        .map(|(judge, mut ms)| {
+            ms.sort_unstable();
+            let median_ms = ms[ms.len() / 2];
+            (
+                judge,
+                MeasuredLatency {
+                    median_ms,
+                    calls: ms.len(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// How long one judge's planned calls take at a latency, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WallEstimate {
+    /// Judge name.
+    pub judge: String,
+    /// Seconds, when a latency is known.
+    pub seconds: Option<f64>,
+    /// Calls sent at once (the run's and the judge's concurrency bound; 1 for the in-process
+    /// local judge, which serves one call at a time).
+    pub parallel: usize,
+}
+
+/// Wall time per judge for `estimates` at `latency`: calls × latency / calls in parallel, and
+/// never faster than the judge's `rpm` budget allows. Judges run side by side, so the run takes
+/// about as long as its slowest judge.
+pub fn wall_time(
+    prepared: &Prepared,
+    estimates: &[PlanEstimate],
+    latency: &BTreeMap<String, MeasuredLatency>,
+) -> Vec<WallEstimate> {
+    prepared
+        .judges
+        .iter()
+        .map(|h| {
+            let c = &h.config;
+            let calls = estimates
+                .iter()
+                .find(|e| e.judge == c.name)
+                .map_or(0, |e| e.calls);
+            let parallel = if c.backend == judge::config::Backend::Local {
+                1
+            } else {
+                c.concurrency
+                    .map_or(prepared.concurrency, |j| j.min(prepared.concurrency))
+                    .max(1)
+            };
+            let seconds = latency.get(&c.name).map(|m| {
+                let by_latency = calls as f64 * m.median_ms as f64 / 1000.0 / parallel as f64;
+                let by_rpm = c.rpm.map_or(0.0, |rpm| calls as f64 / rpm * 60.0);
+                by_latency.max(by_rpm)
+            });
+            WallEstimate {
+                judge: c.name.clone(),
+                seconds,
+                parallel,
+            }
+        })
+        .collect()
+}

@@ -297,6 +297,10 @@ struct PlanArgs {
     /// Run-to-run flip rate assumed for the excess-flip row.
     #[arg(long, default_value_t = 0.05, requires = "power")]
     noise: f64,
+    /// Estimate wall time from the latency measured in this earlier run directory (judges
+    /// matched by name; default: the config's `out` directory when it holds a run).
+    #[arg(long, value_name = "RUN_DIR")]
+    latency_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +381,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             };
             let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
             print_plan(&prepared);
+            let measured_in = args.latency_from.clone().or_else(|| {
+                config
+                    .out
+                    .as_ref()
+                    .map(|o| base.join(o))
+                    .filter(|d| judge_audit::run::store::RunStore::exists(d))
+            });
+            print_wall_time(&prepared, measured_in.as_deref())?;
             if let Some(power) = args.power {
                 print_power(&prepared, &args, power)?;
             }
@@ -734,6 +746,53 @@ fn print_plan(prepared: &Prepared) {
     if estimates.iter().any(|e| e.cost_usd.is_some()) {
         println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
     }
+}
+
+/// The wall-time lines of `plan`: per judge from its measured latency, and the run's total
+/// (judges run side by side, so the slowest one).
+fn print_wall_time(prepared: &Prepared, measured_in: Option<&Path>) -> Result<(), String> {
+    let latency = match measured_in {
+        Some(dir) => audit::measured_latency(dir).map_err(|e| format!("--latency-from: {e}"))?,
+        None => Default::default(),
+    };
+    let estimates = audit::estimate(prepared);
+    let walls = audit::wall_time(prepared, &estimates, &latency);
+    let mut longest: Option<f64> = None;
+    let mut unknown = Vec::new();
+    for w in &walls {
+        match (w.seconds, latency.get(&w.judge)) {
+            (Some(secs), Some(m)) => {
+                longest = Some(longest.map_or(secs, |l: f64| l.max(secs)));
+                println!(
+                    "{}: wall time about {} ({} ms median over {} measured calls, {} at once)",
+                    w.judge,
+                    judge_audit::run::progress::duration_words(secs),
+                    m.median_ms,
+                    m.calls,
+                    w.parallel
+                );
+            }
+            _ => unknown.push(w.judge.as_str()),
+        }
+    }
+    if let Some(secs) = longest {
+        let qualifier = if unknown.is_empty() {
+            String::new()
+        } else {
+            format!(", not counting {}", unknown.join(", "))
+        };
+        println!(
+            "estimated wall time: about {} (the slowest judge{qualifier})",
+            judge_audit::run::progress::duration_words(secs)
+        );
+    }
+    if !unknown.is_empty() {
+        println!(
+            "wall time unknown for {}: no measured latency; run a small audit first (--limit 5 --out DIR), then `plan --latency-from DIR`",
+            unknown.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `run --resume DIR --dry-run`: what the resume would send (calls with no committed record),

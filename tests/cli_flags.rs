@@ -256,3 +256,70 @@ fn completions_for_bash_zsh_and_fish() {
     let unknown = judge_audit(dir.path(), &["completions", "tcsh"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn plan_estimates_wall_time_from_latency_measured_in_an_earlier_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        "judges = [\"sim-unbiased\", \"sim-first-slot\"]\n[dataset]\nlimit = 4\n[design]\nartifacts = [\"apology\"]\n[run]\nconcurrency = 4\n",
+    )
+    .unwrap();
+    let mut args = vec!["run", "--config", "audit.toml", "--out", "measured"];
+    args.extend(QUICK);
+    ok(dir.path(), &args);
+    // Give the stored calls known latencies: sim-unbiased 400 ms (600 ms on one call, so the
+    // median is the middle value, not the mean), sim-first-slot none (its calls were cached).
+    let conn = rusqlite::Connection::open(dir.path().join("measured/run.sqlite")).unwrap();
+    conn.execute(
+        "UPDATE calls SET record = json_set(record, '$.latency_ms', 400) WHERE judge = 'sim-unbiased'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE calls SET record = json_set(record, '$.latency_ms', 600) WHERE call_id = (SELECT MIN(call_id) FROM calls WHERE judge = 'sim-unbiased')",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE calls SET record = json_set(record, '$.cached', json('true')) WHERE judge = 'sim-first-slot'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let plan = ok(
+        dir.path(),
+        &[
+            "plan",
+            "--config",
+            "audit.toml",
+            "--latency-from",
+            "measured",
+        ],
+    );
+    // 4 pairs: 16 baseline + 8 tie detection + 16 shift = 40 calls per judge; 40 × 0.4 s / 4.
+    assert!(plan.contains("sim-unbiased: 40 calls"), "{plan}");
+    assert!(
+        plan.contains(
+            "sim-unbiased: wall time about 4s (400 ms median over 40 measured calls, 4 at once)"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "estimated wall time: about 4s (the slowest judge, not counting sim-first-slot)"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("wall time unknown for sim-first-slot"),
+        "{plan}"
+    );
+    // Without a measurement, plan says so instead of guessing.
+    let bare = ok(dir.path(), &["plan", "--config", "audit.toml"]);
+    assert!(!bare.contains("estimated wall time"), "{bare}");
+    assert!(
+        bare.contains("wall time unknown for sim-unbiased, sim-first-slot"),
+        "{bare}"
+    );
+}
