@@ -636,11 +636,15 @@ pub async fn execute(
         let handle = by_name[name.as_str()].clone();
         let max = handle.config.concurrency.unwrap_or(options.concurrency);
         let queue = queues.remove(name.as_str()).unwrap_or_default();
-        let counters = Arc::new(JudgeCounters::new(
-            name.clone(),
-            plan.calls.iter().filter(|c| &c.judge == name).count() as u64,
-            (plan.calls.iter().filter(|c| &c.judge == name).count() - queue.len()) as u64,
-        ));
+        let counters = Arc::new(
+            JudgeCounters::new(
+                name.clone(),
+                plan.calls.iter().filter(|c| &c.judge == name).count() as u64,
+                (plan.calls.iter().filter(|c| &c.judge == name).count() - queue.len()) as u64,
+            )
+            // The in-process model serves one call at a time; the rest only wait for it.
+            .serial(handle.config.backend == crate::judge::config::Backend::Local),
+        );
         let threshold = BREAKER_MIN_FAILURES.max(u32::try_from(2 * max).unwrap_or(u32::MAX));
         let breaker = breakers
             .entry(endpoint_key(&handle.config))

@@ -21,6 +21,9 @@ pub struct JudgeCounters {
     rate_limited: AtomicU64,
     tokens: AtomicU64,
     micro_usd: AtomicU64,
+    /// The backend computes one call at a time (the in-process local model): of the calls
+    /// handed to it, one is in flight and the rest are waiting.
+    serial: bool,
 }
 
 impl JudgeCounters {
@@ -36,6 +39,24 @@ impl JudgeCounters {
             rate_limited: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
             micro_usd: AtomicU64::new(0),
+            serial: false,
+        }
+    }
+
+    /// Mark a judge whose backend computes one call at a time, so the display shows its real
+    /// in-flight count (at most 1) and how many calls wait for it.
+    pub fn serial(mut self, serial: bool) -> JudgeCounters {
+        self.serial = serial;
+        self
+    }
+
+    /// Calls being computed, and calls handed to the backend that wait for it.
+    fn in_flight(&self) -> (u64, u64) {
+        let handed = self.in_flight.load(Ordering::Relaxed);
+        if self.serial {
+            (handed.min(1), handed.saturating_sub(1))
+        } else {
+            (handed, 0)
         }
     }
 
@@ -78,9 +99,14 @@ impl JudgeCounters {
     }
 
     fn line(&self) -> String {
+        let (running, waiting) = self.in_flight();
+        let waiting = if self.serial {
+            format!(" ({waiting} waiting for the model)")
+        } else {
+            String::new()
+        };
         format!(
-            "{} in flight, {} failed, {} retries, {} rate-limited, {} tokens, ${:.4}",
-            self.in_flight.load(Ordering::Relaxed),
+            "{running} in flight{waiting}, {} failed, {} retries, {} rate-limited, {} tokens, ${:.4}",
             self.failed.load(Ordering::Relaxed),
             self.retries.load(Ordering::Relaxed),
             self.rate_limited.load(Ordering::Relaxed),
@@ -336,6 +362,32 @@ mod tests {
         t.begin(&[snap("a", 60, "x")]);
         let l = t.lines(&[snap("a", 70, "x")], 10.0);
         assert!(l[0].contains("1.0 calls/s, ETA 30s"), "{l:?}");
+    }
+
+    #[test]
+    fn a_serial_local_judge_shows_one_call_in_flight_and_the_rest_waiting() {
+        let local = JudgeCounters::new("local".into(), 10, 0).serial(true);
+        let http = JudgeCounters::new("http".into(), 10, 0);
+        for _ in 0..4 {
+            local.started();
+            http.started();
+        }
+        assert!(
+            local
+                .line()
+                .starts_with("1 in flight (3 waiting for the model), "),
+            "{}",
+            local.line()
+        );
+        assert!(http.line().starts_with("4 in flight, "), "{}", http.line());
+        for _ in 0..4 {
+            local.finished();
+        }
+        assert!(
+            local.line().starts_with("0 in flight (0 waiting"),
+            "{}",
+            local.line()
+        );
     }
 
     #[test]
