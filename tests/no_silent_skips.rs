@@ -89,7 +89,9 @@ fn the_build_script_sets_the_flags_from_the_environment() {
     let url = option_env!("JUDGE_AUDIT_LLAMA_SERVER_URL").is_some_and(|v| !v.trim().is_empty())
         || option_env!("JUDGE_AUDIT_REQUIRE_LLAMA_SERVER") == Some("1");
     assert_eq!(cfg!(judge_audit_llama_server), url);
-    if option_env!("JUDGE_AUDIT_REQUIRE_BROWSER") == Some("1") {
-        assert!(cfg!(judge_audit_browser));
-    }
+    let browser_required = option_env!("JUDGE_AUDIT_REQUIRE_BROWSER") == Some("1");
+    assert!(
+        !browser_required || cfg!(judge_audit_browser),
+        "JUDGE_AUDIT_REQUIRE_BROWSER=1 must enable the browser tests"
+    );
 }
