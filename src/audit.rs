@@ -688,7 +688,8 @@ pub fn summarize_stored(run_dir: &Path) -> Result<Summary, AuditError> {
     let prepared = prepare_stored(run_dir)?;
     let store = RunStore::open(run_dir)?;
     check_stored_plan(&store, &prepared, run_dir)?;
-    let records = store.records_in_plan_order()?;
+    let mut records = store.records_in_plan_order()?;
+    add_failed_records(&prepared, &store, &mut records)?;
     let outcome = RunOutcome {
         records,
         faults: store.fault_counts()?,
@@ -717,7 +718,7 @@ pub async fn execute(
         max_cost: options.max_cost,
         cache_dir: options.cache_dir.clone(),
     };
-    Ok(run::execute(
+    let mut outcome = run::execute(
         prepared.plan.clone(),
         prepared.dataset.clone(),
         prepared.perturbed.clone(),
@@ -725,7 +726,47 @@ pub async fn execute(
         out,
         &run_options,
     )
-    .await?)
+    .await?;
+    add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;
+    Ok(outcome)
+}
+
+/// The store commits answers only (a failed call is sent again by a resume), so a call with
+/// no committed record is either failed (sent, and its faults are recorded) or pending (never
+/// sent). Add a record without a verdict for each failed call, so the analysis counts it as
+/// failed and every other call without a record as pending.
+fn add_failed_records(
+    prepared: &Prepared,
+    store: &RunStore,
+    records: &mut Vec<run::CallRecord>,
+) -> Result<(), AuditError> {
+    let failed = store.failed_ids()?;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for spec in prepared.plan.calls.iter().filter(|c| failed.contains(&c.id)) {
+        records.push(run::CallRecord {
+            call_id: spec.id.clone(),
+            judge: spec.judge.clone(),
+            pair_id: spec.pair_id.clone(),
+            kind: spec.kind,
+            artifact: spec.artifact.clone(),
+            side: spec.side,
+            order: spec.order,
+            repeat: spec.repeat,
+            raw: None,
+            verdict: None,
+            label_probs: None,
+            usage: None,
+            latency_ms: 0,
+            attempts: 1,
+            cached: false,
+            redacted: false,
+            error: Some("failed (see the faults)".into()),
+            error_kind: None,
+        });
+    }
+    Ok(())
 }
 
 /// Refuse to start when a judge with planned calls talks to a hosted API (an `https://` base
