@@ -744,7 +744,12 @@ fn add_failed_records(
     if failed.is_empty() {
         return Ok(());
     }
-    for spec in prepared.plan.calls.iter().filter(|c| failed.contains(&c.id)) {
+    for spec in prepared
+        .plan
+        .calls
+        .iter()
+        .filter(|c| failed.contains(&c.id))
+    {
         records.push(run::CallRecord {
             call_id: spec.id.clone(),
             judge: spec.judge.clone(),
