@@ -200,6 +200,69 @@ impl AuditConfig {
     }
 }
 
+/// Settings given as `run` flags; each one given replaces the config file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--dataset FILE`.
+    pub dataset: Option<PathBuf>,
+    /// `--judge NAME` (repeatable).
+    pub judges: Vec<String>,
+    /// `--artifacts a,b`.
+    pub artifacts: Vec<String>,
+    /// `--limit N`.
+    pub limit: Option<usize>,
+}
+
+impl AuditConfig {
+    /// A configuration with every default and no judge (what an empty `audit.toml` holds).
+    pub fn empty() -> AuditConfig {
+        toml::from_str("").expect("every field has a default")
+    }
+
+    /// Apply command-line `overrides` (flags win). Paths on the command line are relative to
+    /// `cwd`, not to the config file. A `--judge` naming one of the config's `[[judge]]` tables
+    /// keeps that table; other names are built-ins or judge files.
+    pub fn apply(&mut self, overrides: &Overrides, cwd: &Path) -> Result<(), AuditError> {
+        if let Some(path) = &overrides.dataset {
+            self.dataset.path = Some(resolve(cwd, path));
+        }
+        if let Some(limit) = overrides.limit {
+            self.dataset.limit = Some(limit);
+        }
+        if !overrides.artifacts.is_empty() {
+            let ids: Vec<String> = overrides
+                .artifacts
+                .iter()
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect();
+            if ids.is_empty() {
+                return Err(AuditError::Config(
+                    "--artifacts: no artifact id given".into(),
+                ));
+            }
+            self.design.artifacts = ids;
+        }
+        if !overrides.judges.is_empty() {
+            let inline = std::mem::take(&mut self.inline_judges);
+            self.judges.clear();
+            for name in &overrides.judges {
+                if let Some(judge) = inline.iter().find(|j| &j.name == name) {
+                    self.inline_judges.push(judge.clone());
+                    continue;
+                }
+                let path = resolve(cwd, Path::new(name));
+                if name.ends_with(".toml") || path.is_file() {
+                    self.judges.push(path.to_string_lossy().into_owned());
+                } else {
+                    self.judges.push(name.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Keys that belong at the top of `audit.toml`, before any `[section]`.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "seed",
@@ -629,7 +692,8 @@ pub fn summarize_stored(run_dir: &Path) -> Result<Summary, AuditError> {
     let prepared = prepare_stored(run_dir)?;
     let store = RunStore::open(run_dir)?;
     check_stored_plan(&store, &prepared, run_dir)?;
-    let records = store.records_in_plan_order()?;
+    let mut records = store.records_in_plan_order()?;
+    add_failed_records(&prepared, &store, &mut records)?;
     let outcome = RunOutcome {
         records,
         faults: store.fault_counts()?,
@@ -660,7 +724,7 @@ pub async fn execute(
         max_cost: options.max_cost,
         cache_dir: options.cache_dir.clone(),
     };
-    Ok(run::execute_subset(
+    let mut outcome = run::execute_subset(
         prepared.plan.clone(),
         prepared.dataset.clone(),
         prepared.perturbed.clone(),
@@ -669,7 +733,53 @@ pub async fn execute(
         &run_options,
         &|call| shard.is_none_or(|s| s.contains(&call.id)),
     )
-    .await?)
+    .await?;
+    add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;
+    Ok(outcome)
+}
+
+/// The store commits answers only (a failed call is sent again by a resume), so a call with
+/// no committed record is either failed (sent, and its faults are recorded) or pending (never
+/// sent). Add a record without a verdict for each failed call, so the analysis counts it as
+/// failed and every other call without a record as pending.
+fn add_failed_records(
+    prepared: &Prepared,
+    store: &RunStore,
+    records: &mut Vec<run::CallRecord>,
+) -> Result<(), AuditError> {
+    let failed = store.failed_ids()?;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for spec in prepared
+        .plan
+        .calls
+        .iter()
+        .filter(|c| failed.contains(&c.id))
+    {
+        records.push(run::CallRecord {
+            call_id: spec.id.clone(),
+            judge: spec.judge.clone(),
+            pair_id: spec.pair_id.clone(),
+            kind: spec.kind,
+            artifact: spec.artifact.clone(),
+            side: spec.side,
+            order: spec.order,
+            repeat: spec.repeat,
+            raw: None,
+            verdict: None,
+            label_probs: None,
+            usage: None,
+            latency_ms: 0,
+            attempts: 1,
+            cached: false,
+            redacted: false,
+            error: Some("failed (see the faults)".into()),
+            error_kind: None,
+            via: None,
+        });
+    }
+    Ok(())
 }
 
 /// Refuse to start when a judge with planned calls talks to a hosted API (an `https://` base
@@ -737,6 +847,25 @@ pub struct PlanEstimate {
 
 /// Estimate calls, tokens and cost per judge.
 pub fn estimate(prepared: &Prepared) -> Vec<PlanEstimate> {
+    estimate_where(prepared, |_| true)
+}
+
+/// What is left of a stored run: the calls of its plan with no committed record, per judge
+/// (for `run --resume DIR --dry-run`).
+pub fn remaining(prepared: &Prepared, run_dir: &Path) -> Result<Vec<PlanEstimate>, AuditError> {
+    let store = RunStore::open(run_dir)?;
+    check_stored_plan(&store, prepared, run_dir)?;
+    let committed = store.completed_ids()?;
+    Ok(estimate_where(prepared, |spec| {
+        !committed.contains(&spec.id)
+    }))
+}
+
+/// Estimate calls, tokens and cost per judge over the planned calls `keep` accepts.
+fn estimate_where(
+    prepared: &Prepared,
+    keep: impl Fn(&crate::design::CallSpec) -> bool,
+) -> Vec<PlanEstimate> {
     prepared
         .judges
         .iter()
@@ -746,7 +875,7 @@ pub fn estimate(prepared: &Prepared) -> Vec<PlanEstimate> {
                 .plan
                 .calls
                 .iter()
-                .filter(|c| c.judge == handle.config.name)
+                .filter(|c| c.judge == handle.config.name && keep(c))
             {
                 if let Some(request) =
                     crate::design::request(spec, &prepared.dataset.pairs, &prepared.perturbed)
@@ -852,12 +981,13 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             .iter()
             .map(|h| judge_info(&h.config, h.judge.simulated()))
             .collect(),
-        judges: analysis.judges,
         examples,
         juries: analysis.juries,
         agreement: analysis.agreement,
         jury: analysis.jury,
         analysis: Some(analysis.info),
+        completeness: analyze::Completeness::of(&analysis.judges),
+        judges: analysis.judges,
         warnings: Vec::new(),
     }
     .with_warnings()
@@ -948,4 +1078,189 @@ mod key_tests {
         assert!(!needs_key("https://127.0.0.1/v1"));
         assert!(!needs_key("https://[::1]:8443/v1"));
     }
+}
+
+/// What `judge-audit init` writes an `audit.toml` for.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// The user's dataset, as the path to write (relative to the new file's folder, or
+    /// absolute); `None` uses the built-in sample pairs.
+    pub dataset: Option<PathBuf>,
+    /// Pairs in that dataset (said in a comment).
+    pub pairs: Option<usize>,
+    /// Judges to audit; empty writes the simulated reference judge, so the file runs as is.
+    pub judges: Vec<String>,
+}
+
+/// A commented `audit.toml` that parses and runs as written: every section with its defaults,
+/// what each key means, and the built-in judges to choose from.
+pub fn init_config(options: &InitOptions) -> String {
+    // A TOML basic string, so any path (quotes, backslashes, non-ASCII) is written exactly.
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut out = String::new();
+    out.push_str("# judge-audit configuration, written by `judge-audit init`.\n");
+    out.push_str(
+        "# Run it with `judge-audit run --config audit.toml` (flags such as --judge, --artifacts\n",
+    );
+    out.push_str(
+        "# or --limit override the values below). Top-level keys must stay above the first\n",
+    );
+    out.push_str("# [section]: TOML puts every key after a header into that section.\n\n");
+    out.push_str("# Seed of every random choice (perturbations, simulated judges, bootstrap).\n");
+    out.push_str("seed = 42\n\n");
+    out.push_str("# Judges by built-in name or judge-file path (relative to this file).\n");
+    let judges = if options.judges.is_empty() {
+        out.push_str("# `sim-unbiased` is a SIMULATED reference judge, so this file runs offline as is; put\n");
+        out.push_str("# your judge here. Built-ins (`judge-audit judges list`):\n");
+        vec!["sim-unbiased".to_string()]
+    } else {
+        out.push_str("# Built-ins (`judge-audit judges list`):\n");
+        options.judges.clone()
+    };
+    for j in judge::config::builtin_judges() {
+        let sim = if j.sim.is_some() { " (simulated)" } else { "" };
+        out.push_str(&format!(
+            "#   {:<28} {} {}{sim}\n",
+            j.name,
+            j.backend.name(),
+            j.model
+        ));
+    }
+    let list: Vec<String> = judges.iter().map(|j| quote(j)).collect();
+    out.push_str(&format!("judges = [{}]\n\n", list.join(", ")));
+    out.push_str(
+        "# Output directory (default reports/<run-id>), relative to where you run judge-audit.\n",
+    );
+    out.push_str("# out = \"reports/my-audit\"\n\n");
+    out.push_str("[dataset]\n");
+    match &options.dataset {
+        Some(path) => {
+            let pairs = options
+                .pairs
+                .map(|n| format!(" ({n} pairs)"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "# Your pairs{pairs}: JSONL or CSV with id, prompt, response_a, response_b and optionally\n# preferred (a / b / tie) and category.\n"
+            ));
+            out.push_str(&format!("path = {}\n", quote(&path.to_string_lossy())));
+        }
+        None => {
+            out.push_str("# JSONL or CSV with id, prompt, response_a, response_b (optional: preferred, category).\n");
+            out.push_str("# Without a path the built-in sample pairs are used.\n");
+            out.push_str("# path = \"pairs.jsonl\"\n");
+        }
+    }
+    out.push_str(
+        "# Skip invalid records instead of refusing the file (they are counted in the report).\n",
+    );
+    out.push_str("skip_invalid = false\n");
+    out.push_str("# Audit only the first N pairs (try a small N first: every pair costs calls).\n");
+    out.push_str("# limit = 20\n\n");
+    out.push_str("[design]\n");
+    out.push_str(
+        "# Artifacts to test (`judge-audit artifacts list`); empty means the default set:\n",
+    );
+    let defaults: Vec<String> = DEFAULT_ARTIFACTS.iter().map(|a| quote(a)).collect();
+    out.push_str(&format!("artifacts = [{}]\n", defaults.join(", ")));
+    out.push_str("# Baseline repeats per order (run-to-run noise is measured from them).\n");
+    out.push_str(&format!("repeats = {}\n", default_repeats()));
+    out.push_str("# Bootstrap resamples for the clustered intervals.\n");
+    out.push_str(&format!("bootstrap_resamples = {}\n", default_resamples()));
+    out.push_str("# Multiplicity family: \"judge\" (each judge's tests, matching the per-judge decision) or \"run\".\n");
+    out.push_str("multiplicity = \"judge\"\n\n");
+    out.push_str("[run]\n");
+    out.push_str("# Calls in flight per judge.\n");
+    out.push_str(&format!("concurrency = {}\n", default_concurrency()));
+    out
+}
+
+/// Latency measured on one judge's earlier calls (answered, sent, not from the cache).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasuredLatency {
+    /// Median wall time of one call, in milliseconds.
+    pub median_ms: u64,
+    /// Calls it was measured on.
+    pub calls: usize,
+}
+
+/// Per judge name, the median latency of the calls stored in `run_dir` (a run of any audit:
+/// judges are matched by name). Cached replies (0 ms) and failed calls are left out.
+pub fn measured_latency(run_dir: &Path) -> Result<BTreeMap<String, MeasuredLatency>, AuditError> {
+    if !RunStore::exists(run_dir) {
+        return Err(AuditError::Config(format!(
+            "{}: not a run directory (no {})",
+            run_dir.display(),
+            run::store::RUN_DB
+        )));
+    }
+    let mut by_judge: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in RunStore::open(run_dir)?.records()? {
+        if r.succeeded() && !r.cached && r.attempts > 0 {
+            by_judge.entry(r.judge).or_default().push(r.latency_ms);
+        }
+    }
+    Ok(by_judge
+        .into_iter()
+        .map(|(judge, mut ms)| {
+            ms.sort_unstable();
+            let median_ms = ms[ms.len() / 2];
+            (
+                judge,
+                MeasuredLatency {
+                    median_ms,
+                    calls: ms.len(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// How long one judge's planned calls take at a latency, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WallEstimate {
+    /// Judge name.
+    pub judge: String,
+    /// Seconds, when a latency is known.
+    pub seconds: Option<f64>,
+    /// Calls sent at once (the run's and the judge's concurrency bound; 1 for the in-process
+    /// local judge, which serves one call at a time).
+    pub parallel: usize,
+}
+
+/// Wall time per judge for `estimates` at `latency`: calls × latency / calls in parallel, and
+/// never faster than the judge's `rpm` budget allows. Judges run side by side, so the run takes
+/// about as long as its slowest judge.
+pub fn wall_time(
+    prepared: &Prepared,
+    estimates: &[PlanEstimate],
+    latency: &BTreeMap<String, MeasuredLatency>,
+) -> Vec<WallEstimate> {
+    prepared
+        .judges
+        .iter()
+        .map(|h| {
+            let c = &h.config;
+            let calls = estimates
+                .iter()
+                .find(|e| e.judge == c.name)
+                .map_or(0, |e| e.calls);
+            let parallel = if c.backend == judge::config::Backend::Local {
+                1
+            } else {
+                c.concurrency
+                    .map_or(prepared.concurrency, |j| j.min(prepared.concurrency))
+                    .max(1)
+            };
+            let seconds = latency.get(&c.name).map(|m| {
+                let by_latency = calls as f64 * m.median_ms as f64 / 1000.0 / parallel as f64;
+                let by_rpm = c.rpm.map_or(0.0, |rpm| calls as f64 / rpm * 60.0);
+                by_latency.max(by_rpm)
+            });
+            WallEstimate {
+                judge: c.name.clone(),
+                seconds,
+                parallel,
+            }
+        })
+        .collect()
 }

@@ -61,6 +61,13 @@ enum Command {
     },
     /// Compare two runs: metric changes and paired McNemar tests on the calls they share.
     Compare(CompareArgs),
+    /// Write a commented audit.toml for your data, which `run --config` then runs as is.
+    Init(InitArgs),
+    /// Print a shell completion script: `judge-audit completions bash > ~/.local/share/bash-completion/completions/judge-audit`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Merge shard run directories of one audit into one run directory and write its reports.
     Merge(MergeArgs),
     /// OpenAI batch files: export a run's pending calls for `vllm run-batch` or any
@@ -109,6 +116,23 @@ struct MergeArgs {
     out: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// Your dataset (JSONL or CSV); it is loaded once to check it and count its pairs.
+    #[arg(long, value_name = "FILE")]
+    dataset: Option<PathBuf>,
+    /// A judge to put in the file (repeatable; default the simulated `sim-unbiased`, so the file
+    /// runs offline as is).
+    #[arg(long = "judge", value_name = "NAME")]
+    judges: Vec<String>,
+    /// Where to write it.
+    #[arg(long, default_value = "audit.toml")]
+    out: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
 /// Verdict at which `--fail-on` makes the command exit with code 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum FailOn {
@@ -143,12 +167,26 @@ struct CompareArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// The audit configuration.
-    #[arg(long, required_unless_present = "resume")]
+    /// The audit configuration (optional when --dataset and --judge say enough; flags given
+    /// with it win over its values).
+    #[arg(long, required_unless_present_any = ["resume", "judges"])]
     config: Option<PathBuf>,
     /// Continue an interrupted run in this directory; completed calls are never sent again.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out", "seed", "concurrency", "skip_invalid"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out", "seed", "concurrency", "skip_invalid", "dataset", "judges", "artifacts", "limit"])]
     resume: Option<PathBuf>,
+    /// Dataset file (JSONL or CSV); replaces the config's `[dataset] path`.
+    #[arg(long, value_name = "FILE")]
+    dataset: Option<PathBuf>,
+    /// A judge to audit (repeatable): a built-in name, a judge file, or the name of a `[[judge]]`
+    /// of the config; replaces the config's judges.
+    #[arg(long = "judge", value_name = "NAME")]
+    judges: Vec<String>,
+    /// Artifact ids, comma-separated; replaces the config's `[design] artifacts`.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    artifacts: Vec<String>,
+    /// Use at most this many pairs (the first ones); replaces the config's `[dataset] limit`.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Output directory (default: the config's `out`, else reports/<run-id>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -312,6 +350,10 @@ struct PlanArgs {
     /// Show only shard i of N of the plan (as `run --shard i/N` would send it).
     #[arg(long, value_name = "i/N")]
     shard: Option<judge_audit::batch::shard::Shard>,
+    /// Estimate wall time from the latency measured in this earlier run directory (judges
+    /// matched by name; default: the config's `out` directory when it holds a run).
+    #[arg(long, value_name = "RUN_DIR")]
+    latency_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -396,6 +438,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
                 println!("shard {shard}:");
             }
             print_plan(&prepared);
+            let measured_in = args.latency_from.clone().or_else(|| {
+                config
+                    .out
+                    .as_ref()
+                    .map(|o| base.join(o))
+                    .filter(|d| judge_audit::run::store::RunStore::exists(d))
+            });
+            print_wall_time(&prepared, measured_in.as_deref())?;
             if let Some(power) = args.power {
                 print_power(&prepared, &args, power)?;
             }
@@ -429,6 +479,16 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         Command::Artifacts { command } => artifacts(command),
         Command::Judges { command } => judges(command),
         Command::Compare(args) => compare(args),
+        Command::Init(args) => init(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            // Into a buffer, then `print!`: a closed pipe (`| head`) ends quietly, as elsewhere.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "judge-audit", &mut script);
+            print!("{}", String::from_utf8_lossy(&script));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Merge(args) => merge(args),
         Command::Batch { command } => batch(command),
     }
@@ -512,6 +572,65 @@ fn merge(args: MergeArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `judge-audit init`: check the dataset and judges, then write the commented audit.toml.
+fn init(args: InitArgs) -> Result<ExitCode, String> {
+    if args.out.exists() && !args.force {
+        return Err(format!(
+            "{} exists; pass --force to overwrite it",
+            args.out.display()
+        ));
+    }
+    let folder = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
+    let (dataset, pairs) = match &args.dataset {
+        Some(path) => {
+            let data =
+                judge_audit::dataset::load(path, &judge_audit::dataset::LoadOptions::default())
+                    .map_err(|e| e.to_string())?;
+            // Written relative to the new file's folder (that is how `run` resolves it).
+            let absolute = cwd.join(path);
+            let folder_abs = cwd.join(&folder);
+            let written = absolute
+                .strip_prefix(&folder_abs)
+                .map(Path::to_path_buf)
+                .unwrap_or(absolute.clone());
+            (Some(written), Some(data.pairs.len()))
+        }
+        None => (None, None),
+    };
+    for judge in &args.judges {
+        audit::resolve_judge(judge, &cwd).map_err(|e| format!("--judge: {e}"))?;
+    }
+    let judges = args
+        .judges
+        .iter()
+        .map(|j| {
+            let path = cwd.join(j);
+            if j.ends_with(".toml") || path.is_file() {
+                path.to_string_lossy().into_owned()
+            } else {
+                j.clone()
+            }
+        })
+        .collect();
+    let text = audit::init_config(&audit::InitOptions {
+        dataset,
+        pairs,
+        judges,
+    });
+    std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!(
+        "wrote {}; check it with `judge-audit plan --config {}`, then `judge-audit run --config {}`",
+        args.out.display(),
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(args: RunArgs) -> Result<ExitCode, String> {
     let exec = ExecOptions {
         quiet: args.quiet,
@@ -521,16 +640,27 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     if let Some(run_dir) = &args.resume {
         let prepared = audit::prepare_stored(run_dir).map_err(|e| e.to_string())?;
         if args.dry_run {
-            print_plan(&prepared);
+            print_remaining(&prepared, run_dir)?;
             return Ok(ExitCode::SUCCESS);
         }
         return execute(&prepared, run_dir, &exec, args.fail_on, &args.output);
     }
-    let config_path = args
-        .config
-        .as_ref()
-        .expect("clap requires --config without --resume");
-    let (mut config, base) = AuditConfig::from_file(config_path).map_err(|e| e.to_string())?;
+    let (mut config, base) = match &args.config {
+        Some(path) => AuditConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => (AuditConfig::empty(), PathBuf::from(".")),
+    };
+    let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
+    config
+        .apply(
+            &audit::Overrides {
+                dataset: args.dataset.clone(),
+                judges: args.judges.clone(),
+                artifacts: args.artifacts.clone(),
+                limit: args.limit,
+            },
+            &cwd,
+        )
+        .map_err(|e| e.to_string())?;
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
@@ -643,6 +773,9 @@ fn execute(
 }
 
 fn print_verdicts(summary: &judge_audit::report::Summary) {
+    if let Some(w) = summary.warnings.iter().find(|w| w.kind == "run_incomplete") {
+        println!("{}", w.message);
+    }
     for judge in &summary.judges {
         let label = if judge.simulated { " [simulated]" } else { "" };
         // Names, reasons and findings may quote untrusted text: controls are shown escaped.
@@ -760,6 +893,91 @@ fn print_plan(prepared: &Prepared) {
     if estimates.iter().any(|e| e.cost_usd.is_some()) {
         println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
     }
+}
+
+/// The wall-time lines of `plan`: per judge from its measured latency, and the run's total
+/// (judges run side by side, so the slowest one).
+fn print_wall_time(prepared: &Prepared, measured_in: Option<&Path>) -> Result<(), String> {
+    let latency = match measured_in {
+        Some(dir) => audit::measured_latency(dir).map_err(|e| format!("--latency-from: {e}"))?,
+        None => Default::default(),
+    };
+    let estimates = audit::estimate(prepared);
+    let walls = audit::wall_time(prepared, &estimates, &latency);
+    let mut longest: Option<f64> = None;
+    let mut unknown = Vec::new();
+    for w in &walls {
+        match (w.seconds, latency.get(&w.judge)) {
+            (Some(secs), Some(m)) => {
+                longest = Some(longest.map_or(secs, |l: f64| l.max(secs)));
+                println!(
+                    "{}: wall time about {} ({} ms median over {} measured calls, {} at once)",
+                    w.judge,
+                    judge_audit::run::progress::duration_words(secs),
+                    m.median_ms,
+                    m.calls,
+                    w.parallel
+                );
+            }
+            _ => unknown.push(w.judge.as_str()),
+        }
+    }
+    if let Some(secs) = longest {
+        let qualifier = if unknown.is_empty() {
+            String::new()
+        } else {
+            format!(", not counting {}", unknown.join(", "))
+        };
+        println!(
+            "estimated wall time: about {} (the slowest judge{qualifier})",
+            judge_audit::run::progress::duration_words(secs)
+        );
+    }
+    if !unknown.is_empty() {
+        println!(
+            "wall time unknown for {}: no measured latency; run a small audit first (--limit 5 --out DIR), then `plan --latency-from DIR`",
+            unknown.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `run --resume DIR --dry-run`: what the resume would send (calls with no committed record),
+/// per judge, and its cost; not the whole plan.
+fn print_remaining(prepared: &Prepared, run_dir: &Path) -> Result<(), String> {
+    let left = audit::remaining(prepared, run_dir).map_err(|e| e.to_string())?;
+    let pending: usize = left.iter().map(|e| e.calls).sum();
+    let planned = prepared.plan.calls.len();
+    println!(
+        "resume {}: {pending} of {planned} planned calls pending ({} committed)",
+        run_dir.display(),
+        planned - pending
+    );
+    for e in &left {
+        let cost = match e.cost_usd {
+            Some(usd) => format!(", about ${usd:.2}"),
+            None => String::new(),
+        };
+        if e.calls == 0 {
+            println!("{}: nothing pending", e.judge);
+        } else {
+            println!(
+                "{}: {} calls pending, about {} input tokens, at most {} output tokens{cost}",
+                e.judge, e.calls, e.input_tokens, e.output_tokens
+            );
+        }
+    }
+    if left.iter().any(|e| e.cost_usd.is_some()) {
+        let total: f64 = left.iter().filter_map(|e| e.cost_usd).sum();
+        println!("estimated cost of the rest: ${total:.2} (output at max_tokens: an upper bound)");
+    }
+    if pending == 0 {
+        println!(
+            "nothing left to send: `judge-audit report {}` re-renders it",
+            run_dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn print_power(prepared: &Prepared, args: &PlanArgs, power: f64) -> Result<(), String> {

@@ -770,6 +770,41 @@ fn composer_pairs_opposite_biases() {
         &rule,
         false,
     );
+    // The composer never suggests a juror the audit rejects (issue 20 §7), and with the default
+    // thresholds all three are rejected (|T| = 1, position consistency 0): no suggestion, and
+    // the notes say why.
+    let rejecting = analyze_with(
+        &a,
+        &AnalysisOptions {
+            jury: JuryOptions {
+                compose_size: 2,
+                ..JuryOptions::default()
+            },
+            ..options()
+        },
+    );
+    let design = rejecting.jury.as_ref().unwrap();
+    assert!(design.composer.is_none());
+    for name in ["lover", "hater", "first"] {
+        assert!(
+            design
+                .notes
+                .iter()
+                .any(|n| n.contains(&format!("`{name}` is not suggested as a juror (REJECT)"))),
+            "{:?}",
+            design.notes
+        );
+    }
+    // Thresholds that reject nothing: the composer's arithmetic over all three jurors.
+    let lenient = judge_audit::analyze::TrustThresholds {
+        reject_abs_t: 2.0,
+        reject_abs_wr: 2.0,
+        reject_excess_flip: 2.0,
+        reject_position_consistency: -1.0,
+        reject_gold_accuracy: -1.0,
+        reject_gold_kappa: -2.0,
+        ..Default::default()
+    };
     let out = analyze_with(
         &a,
         &AnalysisOptions {
@@ -777,6 +812,7 @@ fn composer_pairs_opposite_biases() {
                 compose_size: 2,
                 ..JuryOptions::default()
             },
+            trust: lenient,
             ..options()
         },
     );
@@ -832,7 +868,9 @@ fn no_records_at_all() {
     );
     let out = analyze_with(&a, &options());
     let j = &out.judges[0];
-    assert_eq!(j.calls.failed, j.calls.planned);
+    // No record at all: every call is pending (never sent), not failed (issue 20 §4).
+    assert_eq!(j.calls.failed, 0);
+    assert_eq!(j.calls.pending, j.calls.planned);
     assert_eq!(j.calls.completed, 0);
     for r in &j.artifacts {
         assert_eq!(r.tie_detection.score.estimate, None);

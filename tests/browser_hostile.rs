@@ -2,8 +2,8 @@
 //! must hold the hostile strings as text (no script element, no event-handler attribute, no
 //! reordering bidi control), and a screenshot must be produced.
 //!
-//! Without Chromium the tests print a skip message and pass, unless
-//! `JUDGE_AUDIT_REQUIRE_BROWSER=1`, which makes a missing browser a failure (for CI).
+//! Without Chromium (at build time, see build.rs) the tests are reported `ignored` with the
+//! reason; `JUDGE_AUDIT_REQUIRE_BROWSER=1` makes them run and a missing browser a failure (CI).
 //! Screenshots go to `$JUDGE_AUDIT_ARTIFACTS`, else `target/ci-artifacts/`.
 
 mod report_common;
@@ -27,20 +27,11 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The browser, or `None` after printing why the test is skipped.
-fn browser_or_skip(test: &str) -> Option<PathBuf> {
-    match chromium() {
-        Some(path) => Some(path),
-        None if std::env::var("JUDGE_AUDIT_REQUIRE_BROWSER").as_deref() == Ok("1") => {
-            panic!("JUDGE_AUDIT_REQUIRE_BROWSER=1 but no chromium was found")
-        }
-        None => {
-            eprintln!(
-                "skipping {test}: chromium not found (set JUDGE_AUDIT_REQUIRE_BROWSER=1 to fail instead)"
-            );
-            None
-        }
-    }
+/// The browser; a test that is not ignored fails without one.
+fn browser() -> PathBuf {
+    chromium().expect(
+        "no chromium found (install it, or unset JUDGE_AUDIT_REQUIRE_BROWSER to have these tests ignored)",
+    )
 }
 
 fn artifacts_dir() -> PathBuf {
@@ -151,10 +142,12 @@ fn tags(dom: &str) -> Vec<(String, String)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(judge_audit_browser),
+    ignore = "needs Chromium: install it (or set JUDGE_AUDIT_REQUIRE_BROWSER=1) and rebuild"
+)]
 fn hostile_report_is_inert_in_a_real_browser() {
-    let Some(browser) = browser_or_skip("hostile_report_is_inert_in_a_real_browser") else {
-        return;
-    };
+    let browser = browser();
     let work = scratch("hostile");
     let mut summary = hostile_summary();
     // A script that would leave a trace in the DOM if it ever ran.
@@ -209,10 +202,12 @@ fn hostile_report_is_inert_in_a_real_browser() {
 }
 
 #[test]
+#[cfg_attr(
+    not(judge_audit_browser),
+    ignore = "needs Chromium: install it (or set JUDGE_AUDIT_REQUIRE_BROWSER=1) and rebuild"
+)]
 fn demo_report_renders_in_a_real_browser() {
-    let Some(browser) = browser_or_skip("demo_report_renders_in_a_real_browser") else {
-        return;
-    };
+    let browser = browser();
     let work = scratch("demo");
     let page = report_common::demo(42).join("report.html");
     let dom = run_chromium(&browser, &work, &page, &["--dump-dom".to_string()]);

@@ -63,7 +63,16 @@ fn files(dir: &Path) -> [String; 4] {
 fn jury_sections_appear_in_every_format_for_the_demo_and_in_none_for_one_judge() {
     let demo_files = files(&demo(42));
     let one_files = files(&one_judge_run());
-    for section in [Section::Juries, Section::Agreement, Section::Composer] {
+    // Issue 20 §7: the composer suggests no jury of REJECTed jurors, and four of the five demo
+    // judges are, so the demo has no composer section in any format.
+    for (k, marker) in markers(Section::Composer).iter().enumerate() {
+        assert!(
+            !demo_files[k].contains(marker),
+            "demo file {k} has {marker:?}"
+        );
+    }
+    assert!(demo_files[2].contains("is not suggested as a juror (REJECT)"));
+    for section in [Section::Juries, Section::Agreement] {
         for (k, marker) in markers(section).iter().enumerate() {
             assert!(
                 demo_files[k].contains(marker),

@@ -59,11 +59,22 @@ pub(crate) fn findings(result: &JudgeResult) -> Vec<String> {
     // answered would read as robustness.
     if result.trust.verdict == Trust::CouldNotAudit {
         let c = &result.calls;
+        let pending = if c.pending > 0 {
+            format!(", {} pending: not sent yet", c.pending)
+        } else {
+            String::new()
+        };
         lines.push(format!(
-            "Could not audit: {} of {} planned calls got an answer ({} failed or not sent, {} unparseable); no finding is drawn from this run.",
+            "Could not audit: {} of {} planned calls got an answer ({} failed or not sent{pending}, {} unparseable); no finding is drawn from this run.",
             c.completed, c.planned, c.failed, c.invalid
         ));
         return lines;
+    }
+    if result.calls.pending > 0 {
+        lines.push(format!(
+            "Provisional: {} of {} planned calls are not sent yet; every number below may change when the run is resumed.",
+            result.calls.pending, result.calls.planned
+        ));
     }
     // Said first and plainly: a judge whose verdict follows the slot rather than the answer is
     // judging the order, whatever else the tests find.

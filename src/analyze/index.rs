@@ -161,6 +161,8 @@ impl Layout {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
     pub planned: u64,
+    /// Planned calls with a committed record, answered or failed (the rest are pending).
+    pub recorded: u64,
     pub completed: u64,
     pub invalid: u64,
     pub input_tokens: u64,
@@ -258,6 +260,7 @@ impl Index {
                 continue;
             };
             let judge = &mut judges[j];
+            judge.counts.recorded += 1;
             if let Some(verdict) = record.verdict {
                 judge.counts.completed += 1;
                 if verdict == SlotVerdict::Invalid {

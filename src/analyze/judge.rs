@@ -536,8 +536,10 @@ impl Ctx<'_> {
             calls: CallCounts {
                 planned: c.planned,
                 completed: c.completed,
-                // Missing records (a stopped or unfinished run) count as failed calls.
-                failed: c.planned.saturating_sub(c.completed),
+                // A committed record without a verdict failed; a planned call with no record
+                // at all was never sent (an interrupted run): pending, not failed.
+                failed: c.recorded.min(c.planned).saturating_sub(c.completed),
+                pending: c.planned.saturating_sub(c.recorded),
                 invalid: c.invalid,
                 input_tokens: c.input_tokens,
                 output_tokens: c.output_tokens,
@@ -1235,6 +1237,7 @@ impl Ctx<'_> {
             mean_p_a: sums[0] / n as f64,
             mean_p_b: sums[1] / n as f64,
             mean_p_tie: sums[2] / n as f64,
+            covered_mass: Some((sums[0] + sums[1] + sums[2]) / n as f64),
         })
     }
 }

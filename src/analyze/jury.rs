@@ -26,7 +26,7 @@
 
 use super::index::{FAILED, FIRST, INVALID, Index, NOT_PLANNED, SECOND, TIE, Verdicts, obs};
 use super::judge::{Ctx, Subject};
-use super::{AnalysisOptions, JudgeKind, JudgeResult};
+use super::{AnalysisOptions, JudgeKind, JudgeResult, Trust};
 use crate::dataset::Preference;
 use crate::design::{Order, Side};
 use crate::judge::FaultKind;
@@ -295,7 +295,9 @@ pub(crate) fn synthesize(
     let mut counts = super::index::Counts::default();
     for &code in &codes {
         if code != NOT_PLANNED {
+            // A jury has no calls of its own: every planned vote counts as recorded.
             counts.planned += 1;
+            counts.recorded += 1;
         }
         if code >= INVALID {
             counts.completed += 1;
@@ -596,18 +598,73 @@ fn binomial(n: usize, k: usize) -> u128 {
     (0..k).fold(1u128, |acc, i| acc * (n - i) as u128 / (i + 1) as u128)
 }
 
+/// The judges the composer may suggest: never one the audit REJECTs or could not audit, nor one
+/// without votes on every artifact the composer ranks (a scoped judge outside its
+/// `audit_artifacts`): a jury is only as good as the evidence on each member. Verdicts here are
+/// computed on the judges' own multiplicity family (the final ones add the juries' tests under
+/// `multiplicity = "run"`, which can only make fewer effects significant).
+fn composer_pool(
+    judges: &[JudgeResult],
+    options: &AnalysisOptions,
+    notes: &mut Vec<String>,
+) -> Vec<usize> {
+    if options.jury.compose_size < 2 {
+        return (0..judges.len()).collect();
+    }
+    let mut provisional = judges.to_vec();
+    super::multiplicity::adjust(&mut provisional, &mut [], options.multiplicity);
+    let mut pool = Vec::new();
+    for (j, result) in provisional.iter_mut().enumerate() {
+        for a in &mut result.artifacts {
+            let tests = [
+                &a.tie_detection.score,
+                &a.winrate_shift.shift,
+                &a.flip_rate.rate,
+            ];
+            a.significant = tests.iter().any(|e| e.significant());
+        }
+        let verdict = super::trust::verdict(result, &options.trust).verdict;
+        let missing: Vec<&str> = result
+            .artifacts
+            .iter()
+            .filter(|a| {
+                let t = &a.tie_detection;
+                t.prefers_artifact + t.prefers_original + t.ties == 0 && a.winrate_shift.pairs == 0
+            })
+            .map(|a| a.artifact.as_str())
+            .collect();
+        if matches!(verdict, Trust::Reject | Trust::CouldNotAudit) {
+            notes.push(format!(
+                "composer: `{}` is not suggested as a juror ({})",
+                result.name,
+                verdict.label()
+            ));
+        } else if !missing.is_empty() {
+            notes.push(format!(
+                "composer: `{}` is not suggested as a juror (no votes for {})",
+                result.name,
+                missing.join(", ")
+            ));
+        } else {
+            pool.push(j);
+        }
+    }
+    pool
+}
+
 fn compose(
     ctx: &Ctx<'_>,
     index: &Index,
     judges: &[JudgeResult],
+    pool: &[usize],
     options: &super::jury::JuryOptions,
     notes: &mut Vec<String>,
 ) -> Option<ComposerResult> {
-    let (m, k) = (judges.len(), options.compose_size);
+    let (m, k) = (pool.len(), options.compose_size);
     if k < 2 || m < k {
         if k >= 2 {
             notes.push(format!(
-                "composer skipped: {m} judges, fewer than the jury size {k}"
+                "composer skipped: {m} eligible judges, fewer than the jury size {k}"
             ));
         }
         return None;
@@ -623,6 +680,7 @@ fn compose(
     let mut candidates: Vec<ComposerCandidate> = subsets(m, k)
         .par_iter()
         .map(|set| {
+            let set: Vec<usize> = set.iter().map(|&i| pool[i]).collect();
             let members: Vec<&Verdicts> = set.iter().map(|&j| &index.judges[j]).collect();
             let v = synthesize(
                 &members,
@@ -736,7 +794,8 @@ pub(crate) fn analyze_juries(
     let names: Vec<String> = members.iter().map(|&j| judges[j].name.clone()).collect();
     let verdicts: Vec<&Verdicts> = members.iter().map(|&j| &index.judges[j]).collect();
     let (w, weight_info) = weights(&members, judges, jo.weights);
-    let composer = compose(ctx, index, judges, jo, &mut notes);
+    let pool = composer_pool(judges, options, &mut notes);
+    let composer = compose(ctx, index, judges, &pool, jo, &mut notes);
 
     // (name, member indices, rule, weights)
     let mut specs: Vec<(String, Vec<usize>, JuryRule, Vec<f64>)> = Vec::new();
@@ -821,7 +880,10 @@ pub(crate) fn analyze_juries(
                     rule: Some(format!(
                         "{rule_words}, else tie; {tie_words}; unparseable or failed votes abstain"
                     )),
-                    simulated: set.iter().any(|&j| judges[j].simulated),
+                    // A jury is simulated only when every member is: one with a real judge among its
+                    // members is not "a jury of SIMULATED judges" (the reports name its
+                    // simulated members instead).
+                    simulated: set.iter().all(|&j| judges[j].simulated),
                     verdicts: &v,
                     faults,
                     stopped: (!stopped.is_empty()).then(|| stopped.join("; ")),

@@ -555,14 +555,51 @@ pub struct CallCounts {
     pub planned: u64,
     /// Calls with a verdict (including invalid ones).
     pub completed: u64,
-    /// Calls that failed after retries or were not sent.
+    /// Calls that failed after retries, or were recorded as not sent (cost budget, judge
+    /// stopped).
     pub failed: u64,
+    /// Planned calls with no committed record: the run stopped before sending them (killed,
+    /// interrupted, or not resumed yet). Never counted as failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending: u64,
     /// Completed calls whose verdict was unparseable.
     pub invalid: u64,
     /// Input tokens reported.
     pub input_tokens: u64,
     /// Output tokens reported.
     pub output_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How much of the plan a run has committed. Present in a summary only when calls are pending
+/// (a finished run's summary is unchanged), so its verdicts are provisional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completeness {
+    /// Calls in the plan, over every judge.
+    pub planned: u64,
+    /// Calls with a committed record (answered or failed).
+    pub committed: u64,
+    /// Committed calls that failed (no verdict).
+    pub failed: u64,
+    /// Planned calls not yet sent.
+    pub pending: u64,
+}
+
+impl Completeness {
+    /// The completeness of a run from its judges' call counts; `None` when nothing is pending.
+    pub fn of(judges: &[JudgeResult]) -> Option<Completeness> {
+        let mut c = Completeness::default();
+        for j in judges.iter().filter(|j| j.kind == JudgeKind::Judge) {
+            c.planned += j.calls.planned;
+            c.pending += j.calls.pending;
+            c.failed += j.calls.failed;
+        }
+        c.committed = c.planned - c.pending;
+        (c.pending > 0).then_some(c)
+    }
 }
 
 /// Whether a result is a configured judge or a jury aggregated post hoc.
@@ -605,14 +642,23 @@ pub struct SoftSummary {
     pub mean_p_b: f64,
     /// Mean P(tie).
     pub mean_p_tie: f64,
+    /// Mean next-token mass the three labels cover, P(a) + P(b) + P(tie) (at most 1; the rest
+    /// went to tokens that are no label). Low coverage means the soft verdict rests on a
+    /// minority of what the model would say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered_mass: Option<f64>,
 }
+
+/// Below this mean covered mass the report warns that the soft verdict rests on little of the
+/// model's next-token distribution.
+pub const LOW_LABEL_MASS: f64 = 0.8;
 
 /// Everything about one judge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JudgeResult {
     /// Judge name.
     pub name: String,
-    /// True for simulated judges (for a jury: when any member is simulated).
+    /// True for simulated judges (for a jury: when every member is simulated).
     pub simulated: bool,
     /// Call counts.
     pub calls: CallCounts,

@@ -208,10 +208,17 @@ fn no_evidence(judge: &JudgeResult, t: &TrustThresholds) -> Vec<TrustReason> {
     } else if calls.completed == 0 {
         reasons.push(could_not(
             "no_answers",
-            format!(
-                "none of {} planned calls got an answer ({} failed or not sent)",
-                calls.planned, calls.failed
-            ),
+            if calls.pending > 0 {
+                format!(
+                    "none of {} planned calls got an answer ({} failed, {} pending: not sent yet)",
+                    calls.planned, calls.failed, calls.pending
+                )
+            } else {
+                format!(
+                    "none of {} planned calls got an answer ({} failed or not sent)",
+                    calls.planned, calls.failed
+                )
+            },
         ));
     } else {
         let failed = calls.failed as f64 / calls.planned as f64;

@@ -304,6 +304,17 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
         ] {
             rows.push(Row::value(j, "", "baseline", metric, n, Some(v as f64)));
         }
+        // Only for an incomplete run, so a finished run's file is unchanged.
+        if j.calls.pending > 0 {
+            rows.push(Row::value(
+                j,
+                "",
+                "baseline",
+                "calls_pending_count",
+                Some(j.calls.planned),
+                Some(j.calls.pending as f64),
+            ));
+        }
         rows.push(Row::value(
             j,
             "",

@@ -113,6 +113,10 @@ pub fn render(view: &ReportView<'_>) -> String {
     if no_judge {
         out.push_str("<failure type=\"NO JUDGE\" message=\"the summary has no judge to check\"/>");
     }
+    // An interrupted run's verdicts are provisional: said where CI shows the suite.
+    if let Some(w) = s.warnings.iter().find(|w| w.kind == "run_incomplete") {
+        let _ = write!(out, "<system-out>{}</system-out>", xml(&w.message));
+    }
     out.push_str("</testcase>\n  </testsuite>\n");
     for (j, cases) in &suites {
         let failed = cases.iter().filter(|c| c.failure.is_some()).count();

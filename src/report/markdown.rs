@@ -35,12 +35,17 @@ fn p_cell(e: &Estimate) -> String {
     }
 }
 
-fn judge_section(out: &mut String, judge: &JudgeResult) {
+/// `simulated_members`: the jury members that are simulated judges (empty for a judge).
+fn judge_section(out: &mut String, judge: &JudgeResult, simulated_members: &[&str]) {
     let label = match (judge.kind, judge.simulated) {
-        (JudgeKind::Judge, true) => " (SIMULATED judge)",
-        (JudgeKind::Judge, false) => "",
-        (JudgeKind::Jury, true) => " (jury of SIMULATED judges)",
-        (JudgeKind::Jury, false) => " (jury)",
+        (JudgeKind::Judge, true) => " (SIMULATED judge)".to_string(),
+        (JudgeKind::Judge, false) => String::new(),
+        (JudgeKind::Jury, true) => " (jury of SIMULATED judges)".to_string(),
+        (JudgeKind::Jury, false) if simulated_members.is_empty() => " (jury)".to_string(),
+        (JudgeKind::Jury, false) => format!(
+            " (jury with SIMULATED members: {})",
+            escape(&simulated_members.join(", "))
+        ),
     };
     let _ = writeln!(
         out,
@@ -277,11 +282,14 @@ fn judge_section(out: &mut String, judge: &JudgeResult) {
     if let Some(s) = &judge.soft {
         let _ = writeln!(
             out,
-            "\nLabel probabilities over {} baseline calls: mean P(a) {}, P(b) {}, P(tie) {}.",
+            "\nLabel probabilities over {} baseline calls: mean P(a) {}, P(b) {}, P(tie) {}{}.",
             s.calls,
             rate(s.mean_p_a),
             rate(s.mean_p_b),
-            rate(s.mean_p_tie)
+            rate(s.mean_p_tie),
+            s.covered_mass
+                .map(|m| format!("; the labels cover {} of the next-token mass", rate(m)))
+                .unwrap_or_default()
         );
     }
     // A judge audited on part of the dataset has categories it never saw: leave them out.
@@ -529,7 +537,7 @@ pub fn render_view(view: &super::ReportView<'_>) -> String {
     );
     warnings_section(&mut out, view.warnings());
     for judge in &summary.judges {
-        judge_section(&mut out, judge);
+        judge_section(&mut out, judge, &[]);
     }
     if !summary.juries.is_empty() {
         let _ = writeln!(
@@ -537,7 +545,13 @@ pub fn render_view(view: &super::ReportView<'_>) -> String {
             "# Juries\n\nJuries are computed post hoc from the judges' verdicts on the same calls (no extra calls) and analysed like judges.\n"
         );
         for jury in &summary.juries {
-            judge_section(&mut out, jury);
+            let simulated: Vec<&str> = jury
+                .members
+                .iter()
+                .filter(|m| summary.judges.iter().any(|j| &j.name == *m && j.simulated))
+                .map(String::as_str)
+                .collect();
+            judge_section(&mut out, jury, &simulated);
         }
     }
     if let Some(jury) = &summary.jury {

@@ -150,17 +150,24 @@ pub struct Summary {
     /// How the analysis was run: bootstrap method and size, α, power, multiplicity families.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisInfo>,
+    /// How much of the plan the run committed; present only when calls are pending (an
+    /// interrupted or unfinished run, whose verdicts are provisional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completeness: Option<crate::analyze::Completeness>,
     /// Warnings about the run (judge stopped, records skipped, failed calls, unparseable
     /// verdicts), shown by every exporter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
 }
 
+/// The words every format shows for a run with pending calls.
+pub const INCOMPLETE_BANNER: &str = "incomplete run: verdicts provisional";
+
 /// A warning about the run, as data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
-    /// What happened: `judge_stopped`, `records_skipped`, `calls_failed` or
-    /// `verdicts_unparseable`.
+    /// What happened: `run_incomplete`, `judge_stopped`, `records_skipped`, `calls_failed`,
+    /// `calls_pending`, `label_mass_low` or `verdicts_unparseable`.
     pub kind: String,
     /// The judge it concerns, if one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +181,20 @@ impl Summary {
     /// exporter shows the same ones.
     pub fn with_warnings(mut self) -> Summary {
         let mut warnings = Vec::new();
+        // First, since it qualifies every verdict below it.
+        if let Some(c) = &self.completeness {
+            warnings.push(Warning {
+                kind: "run_incomplete".into(),
+                judge: None,
+                message: format!(
+                    "{INCOMPLETE_BANNER}: {} of {} planned calls committed ({} failed), {} pending (never sent; not counted as failed); continue it with `judge-audit run --resume RUN_DIR`",
+                    format::count(c.committed),
+                    format::count(c.planned),
+                    format::count(c.failed),
+                    format::count(c.pending)
+                ),
+            });
+        }
         if self.dataset.skipped > 0 {
             warnings.push(Warning {
                 kind: "records_skipped".into(),
@@ -203,6 +224,30 @@ impl Summary {
                     message: format!(
                         "{} of {} planned failed after retries (counted, not dropped)",
                         format::counted(c.failed, "call"),
+                        format::count(c.planned)
+                    ),
+                });
+            }
+            if let Some(mass) = j.soft.as_ref().and_then(|s| s.covered_mass)
+                && mass < crate::analyze::LOW_LABEL_MASS
+            {
+                let share = if mass < 0.5 { "a minority" } else { "part" };
+                warnings.push(Warning {
+                    kind: "label_mass_low".into(),
+                    judge: Some(j.name.clone()),
+                    message: format!(
+                        "label probabilities cover only {:.0}% of the next-token mass on average (P(a) + P(b) + P(tie)); the soft verdict rests on {share} of the mass, the rest went to tokens that are no label",
+                        100.0 * mass
+                    ),
+                });
+            }
+            if c.pending > 0 {
+                warnings.push(Warning {
+                    kind: "calls_pending".into(),
+                    judge: Some(j.name.clone()),
+                    message: format!(
+                        "{} of {} planned not sent yet (pending): its verdict is provisional",
+                        format::counted(c.pending, "call"),
                         format::count(c.planned)
                     ),
                 });

@@ -674,11 +674,15 @@ pub async fn execute_subset(
             .iter()
             .filter(|c| &c.judge == name && keep(c))
             .count();
-        let counters = Arc::new(JudgeCounters::new(
-            name.clone(),
-            share as u64,
-            share.saturating_sub(queue.len()) as u64,
-        ));
+        let counters = Arc::new(
+            JudgeCounters::new(
+                name.clone(),
+                share as u64,
+                share.saturating_sub(queue.len()) as u64,
+            )
+            // The in-process model serves one call at a time; the rest only wait for it.
+            .serial(handle.config.backend == crate::judge::config::Backend::Local),
+        );
         let threshold = BREAKER_MIN_FAILURES.max(u32::try_from(2 * max).unwrap_or(u32::MAX));
         let breaker = breakers
             .entry(endpoint_key(&handle.config))

@@ -245,6 +245,21 @@ impl RunStore {
         Ok(())
     }
 
+    /// Ids of calls that were sent and failed (a fault is recorded) and have no committed
+    /// answer: failed calls, as opposed to calls never sent (pending).
+    pub fn failed_ids(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT call_id FROM faults WHERE call_id NOT IN (SELECT call_id FROM calls)",
+            )
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
     /// Ids of committed calls.
     pub fn completed_ids(&self) -> Result<HashSet<String>, StoreError> {
         let mut query = self
