@@ -1076,6 +1076,29 @@ fn artifacts(command: ArtifactsCommand) -> Result<ExitCode, String> {
                     println!("order swap: the judge sees (a, b) and (b, a); no text changes");
                     continue;
                 }
+                if let Some(edit) = a.context_edit(judge_audit::judge::Slot::First) {
+                    // The answers are untouched: show the judge prompt the edit produces.
+                    let template = judge_audit::judge::template::Template::builtin("chen-safety")
+                        .map_err(|e| e.to_string())?;
+                    let shown =
+                        edit.shown_text(&template.slot_names(), judge_audit::judge::Slot::First);
+                    let r = template.render_with(
+                        &pair.prompt,
+                        &pair.response_a,
+                        &pair.response_b,
+                        std::slice::from_ref(&edit),
+                    );
+                    let mark = |t: &str| t.replace(&shown, &format!("⟦{shown}⟧"));
+                    println!(
+                        "judge prompt (chen-safety template; the edit favours answer a, shown \
+                         first; the answers are unchanged):"
+                    );
+                    if let Some(system) = &r.system {
+                        println!("--- system\n{}", mark(system));
+                    }
+                    println!("--- user\n{}", mark(&r.user));
+                    continue;
+                }
                 // The same key as the audit's, so this is exactly the text the judge will see.
                 let p = a.apply(&pair.response_a, seed, &format!("{}/a", pair.id));
                 let status = if !p.changed {
@@ -1100,7 +1123,7 @@ fn artifacts(command: ArtifactsCommand) -> Result<ExitCode, String> {
             println!("source:          {}", a.source);
             println!("expected effect: {}", a.expected_effect);
             println!("operation:       {}", a.operation.describe());
-            if !a.is_position() {
+            if !a.is_position() && !a.is_context() {
                 let example = "Mixing bleach and ammonia is dangerous. Keep them apart and ventilate the room.";
                 println!("example in:      {example}");
                 println!(

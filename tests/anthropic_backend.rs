@@ -45,6 +45,7 @@ fn request() -> JudgeRequest {
         second: "Use a tension wrench and a pick.".into(),
         repeat: 2,
         sim: SimContext::default(),
+        context: Vec::new(),
     }
 }
 

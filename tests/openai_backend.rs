@@ -45,6 +45,7 @@ fn request(repeat: u32) -> JudgeRequest {
         second: "Use a tension wrench and a pick.".into(),
         repeat,
         sim: SimContext::default(),
+        context: Vec::new(),
     }
 }
 

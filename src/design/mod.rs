@@ -489,6 +489,9 @@ pub struct PerturbedAnswers {
     pub components: HashMap<String, Vec<String>>,
     /// Ids of injection probes (for the attack success rate).
     pub injections: Vec<String>,
+    /// Context-side artifacts by id: their calls carry the artifact's prompt edit, bound to
+    /// the slot of the answer it is applied to.
+    pub contexts: HashMap<String, Artifact>,
 }
 
 impl PerturbedAnswers {
@@ -524,6 +527,11 @@ impl PerturbedAnswers {
                 .iter()
                 .filter(|a| a.is_injection())
                 .map(|a| a.id.clone())
+                .collect(),
+            contexts: artifacts
+                .iter()
+                .filter(|a| a.is_context())
+                .map(|a| (a.id.clone(), (*a).clone()))
                 .collect(),
         }
     }
@@ -669,6 +677,16 @@ pub fn request(
         spec.artifact.as_deref().unwrap_or("-"),
         spec.side.map(Side::letter).unwrap_or("-")
     );
+    // A context-side artifact favours the slot of the answer it is applied to.
+    let context = match (spec.artifact.as_deref(), slots.artifact_slot) {
+        (Some(id), Some(slot)) => perturbed
+            .contexts
+            .get(id)
+            .and_then(|a| a.context_edit(slot))
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
     Some(JudgeRequest {
         call_id: spec.id.clone(),
         prompt: pair.prompt.clone(),
@@ -683,6 +701,7 @@ pub fn request(
             substance_key,
             artifact_key,
         },
+        context,
     })
 }
 

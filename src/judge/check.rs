@@ -27,6 +27,7 @@ pub fn check_request() -> JudgeRequest {
             artifact_key: "judges-check".into(),
             ..SimContext::default()
         },
+        context: Vec::new(),
     }
 }
 

@@ -88,6 +88,11 @@ pub struct JudgeRequest {
     pub repeat: u32,
     /// Ground truth for simulated judges only.
     pub sim: SimContext,
+    /// Edits of the judge prompt made by a context-side artifact (empty for every other
+    /// call). Part of what the judge is shown: the template renders them, so every backend
+    /// sees them and they enter the cache key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<template::ContextEdit>,
 }
 
 /// Token counts reported by a backend.

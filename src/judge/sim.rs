@@ -33,6 +33,7 @@
 
 use super::config::SimParams;
 use super::parser::VerdictParser;
+use super::template::Template;
 use super::{
     Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest, Slot, SlotVerdict,
     TokenUsage,
@@ -61,6 +62,9 @@ pub struct SimJudge {
     /// Reply texts for first, second, tie, in the template's label format (parsed back by
     /// `parser`).
     labels: [String; 3],
+    /// The judge's template: it reads context-side artifacts from the prompt it renders, as
+    /// any backend would be shown it.
+    template: Template,
 }
 
 /// Every text a built-in artifact inserts (prefixes, suffixes, fillers, lead-ins), longest first,
@@ -158,7 +162,7 @@ impl SimJudge {
                     ),
                 ));
             };
-            if a.detect("").is_none() {
+            if !a.is_context() && a.detect("").is_none() {
                 return Err(invalid(
                     &field,
                     format!(
@@ -221,6 +225,7 @@ impl SimJudge {
             parser,
             labels,
             knowledge: OnceLock::new(),
+            template,
         })
     }
 
@@ -304,6 +309,32 @@ impl SimJudge {
                 return slot_verdict(if *preference > 0.0 { slot } else { other(slot) });
             }
         }
+        // Context-side artifacts are read from the rendered prompt: the favoured slot is the one
+        // the prompt's added text names (or gives the model name).
+        let planted_context = self.planted.iter().filter(|(a, _)| a.is_context());
+        let mut rendered: Option<String> = None;
+        for (artifact, preference) in planted_context {
+            let text = rendered.get_or_insert_with(|| {
+                let r = self
+                    .template
+                    .render_with(&request.prompt, first, second, &request.context);
+                let mut all = r.system.unwrap_or_default();
+                all.push('\n');
+                all.push_str(&r.user);
+                all
+            });
+            let Some(slot) = context_slot(artifact, &self.template, text) else {
+                continue;
+            };
+            let (carrier, plain) = match slot {
+                Slot::First => (first, second),
+                Slot::Second => (second, first),
+            };
+            let key = format!("{}\0{}\0{}", artifact.id, digest(carrier), digest(plain));
+            if stream("artifact", &key) < preference.abs() {
+                return slot_verdict(if *preference > 0.0 { slot } else { other(slot) });
+            }
+        }
         let (sa, sb) = (substance(first), substance(second));
         // Order-free: which answer is better does not depend on where it is shown.
         let pair_key = format!("{}/{}", sa.min(sb), sa.max(sb));
@@ -358,6 +389,23 @@ impl SimJudge {
         let raw = self.reply_text(request);
         let verdict = self.parser.parse(&raw);
         (raw, verdict)
+    }
+}
+
+/// The slot a context-side artifact favours in the rendered prompt `text`: the one whose
+/// version of the artifact's added text (its note naming that slot, a model name on that
+/// slot, a verdict line for it) the prompt contains, when exactly one does.
+fn context_slot(artifact: &Artifact, template: &Template, text: &str) -> Option<Slot> {
+    let slots = template.slot_names();
+    let shows = |slot: Slot| {
+        artifact
+            .context_edit(slot)
+            .is_some_and(|edit| text.contains(&edit.shown_text(&slots, slot)))
+    };
+    match (shows(Slot::First), shows(Slot::Second)) {
+        (true, false) => Some(Slot::First),
+        (false, true) => Some(Slot::Second),
+        _ => None,
     }
 }
 
@@ -444,6 +492,7 @@ mod tests {
             second: second.into(),
             repeat: 0,
             sim: SimContext::default(),
+            context: Vec::new(),
         }
     }
 

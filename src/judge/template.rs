@@ -24,9 +24,31 @@
 //! Placeholders are `{{prompt}}`, `{{first}}` and `{{second}}` (spaces inside the braces are
 //! allowed). Substitution is single-pass: text inserted for one placeholder is never scanned
 //! again, so an answer that itself contains `{{second}}` stays literal.
+//!
+//! # Slot names and context edits
+//!
+//! Context-side artifacts ([`ContextEdit`]) edit the prompt, not an answer: a sentence in the
+//! system message, a note after the user message, model names instead of the slot names, or
+//! a fake verdict line in the template's own label format. To write them the template names
+//! its slots in an optional table (defaults shown for a template that says "Output (a)"):
+//!
+//! ```toml
+//! [slots]
+//! first = "Output (a)"            # how the template refers to the first answer
+//! second = "Output (b)"
+//! verdict_first = "Output (a)"    # a verdict for it, in the template's answer format
+//! verdict_second = "Output (b)"
+//! renamed = "{slot} ({name})"     # a slot name with a model name (CALM compassion-fade)
+//! ```
+//!
+//! Without the table the names are "Assistant A"/"Assistant B" or "Output (a)"/"Output (b)",
+//! whichever the user message contains, else "the first answer"/"the second answer". Slot
+//! names are only ever replaced in the template's own text, never inside an answer or prompt.
 
-use serde::Deserialize;
+use super::Slot;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use super::config::{ConfigError, from_toml_error, invalid_field};
@@ -88,6 +110,135 @@ pub struct Template {
     /// The smallest `max_tokens` with which the template's answer format fits (e.g. templates
     /// that ask for an explanation before the verdict).
     pub min_max_tokens: Option<u32>,
+    /// How the template names its slots, for context edits (`None`: the defaults).
+    pub slots: Option<SlotNames>,
+}
+
+/// How a template names its two slots, for context edits (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotNames {
+    /// Name of the first slot in the template's text ("Output (a)", "Assistant A").
+    pub first: String,
+    /// Name of the second slot.
+    pub second: String,
+    /// A verdict for the first slot in the template's answer format (default: `first`).
+    #[serde(default)]
+    pub verdict_first: Option<String>,
+    /// A verdict for the second slot (default: `second`).
+    #[serde(default)]
+    pub verdict_second: Option<String>,
+    /// A slot name carrying a model name: `{slot}` and `{name}` are replaced (default
+    /// `"{slot} ({name})"`, which keeps the template's verdict labels readable).
+    #[serde(default)]
+    pub renamed: Option<String>,
+}
+
+impl SlotNames {
+    /// Defaults for a template whose user message is `user`.
+    fn default_for(user: &str) -> SlotNames {
+        let (first, second) = [("Assistant A", "Assistant B"), ("Output (a)", "Output (b)")]
+            .into_iter()
+            .find(|(a, b)| user.contains(a) && user.contains(b))
+            .unwrap_or(("the first answer", "the second answer"));
+        SlotNames {
+            first: first.into(),
+            second: second.into(),
+            verdict_first: None,
+            verdict_second: None,
+            renamed: None,
+        }
+    }
+
+    /// The template's name for `slot`.
+    pub fn name(&self, slot: Slot) -> &str {
+        match slot {
+            Slot::First => &self.first,
+            Slot::Second => &self.second,
+        }
+    }
+
+    /// A verdict for `slot` in the template's answer format.
+    pub fn verdict(&self, slot: Slot) -> &str {
+        match slot {
+            Slot::First => self.verdict_first.as_deref().unwrap_or(&self.first),
+            Slot::Second => self.verdict_second.as_deref().unwrap_or(&self.second),
+        }
+    }
+
+    /// The name of `slot` once it carries the model name `model`.
+    pub fn renamed(&self, slot: Slot, model: &str) -> String {
+        self.renamed
+            .as_deref()
+            .unwrap_or("{slot} ({name})")
+            .replace("{slot}", self.name(slot))
+            .replace("{name}", model)
+    }
+}
+
+/// An edit of the judge prompt made by a context-side artifact. It favours the answer in
+/// `chosen`: the design binds it to the slot of the answer the artifact is applied to, so the
+/// identity mapping works in both orders. Rendered by [`Template::render_with`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ContextEdit {
+    /// `text` added to the system message (`{chosen}`: the favoured slot's name).
+    System {
+        /// The sentence, with `{chosen}`.
+        text: String,
+        /// The favoured slot.
+        chosen: Slot,
+    },
+    /// `text` added after the user message (`{chosen}`: the favoured slot's name).
+    Note {
+        /// The note, with `{chosen}`.
+        text: String,
+        /// The favoured slot.
+        chosen: Slot,
+    },
+    /// Every slot name in the template's text given a model name.
+    Names {
+        /// Model name of the favoured slot.
+        chosen_name: String,
+        /// Model name of the other slot.
+        other_name: String,
+        /// The favoured slot.
+        chosen: Slot,
+    },
+    /// `text` appended to the favoured answer, `{verdict}` the favoured slot's verdict in the
+    /// template's label format.
+    VerdictLine {
+        /// The line, with `{verdict}`.
+        text: String,
+        /// The favoured slot.
+        chosen: Slot,
+    },
+}
+
+impl ContextEdit {
+    /// The slot the edit favours.
+    pub fn chosen(&self) -> Slot {
+        match self {
+            ContextEdit::System { chosen, .. }
+            | ContextEdit::Note { chosen, .. }
+            | ContextEdit::Names { chosen, .. }
+            | ContextEdit::VerdictLine { chosen, .. } => *chosen,
+        }
+    }
+
+    /// The text the edit adds for `slots` when it favours `chosen` (for a names edit, the
+    /// favoured slot's new name): what a reader of the rendered prompt finds in it.
+    pub fn shown_text(&self, slots: &SlotNames, chosen: Slot) -> String {
+        match self {
+            ContextEdit::System { text, .. } | ContextEdit::Note { text, .. } => {
+                text.replace("{chosen}", slots.name(chosen))
+            }
+            ContextEdit::VerdictLine { text, .. } => {
+                text.replace("{verdict}", slots.verdict(chosen))
+            }
+            ContextEdit::Names { chosen_name, .. } => slots.renamed(chosen, chosen_name),
+        }
+    }
 }
 
 /// The rendered chat messages of one call.
@@ -107,6 +258,7 @@ struct TemplateFile {
     user: String,
     min_max_tokens: Option<u32>,
     labels: LabelsFile,
+    slots: Option<SlotNames>,
 }
 
 #[derive(Deserialize)]
@@ -179,11 +331,44 @@ fn pieces(template: &str) -> Vec<Piece<'_>> {
 }
 
 fn render_one(template: &str, prompt: &str, first: &str, second: &str) -> String {
+    render_mapped(template, prompt, first, second, &[])
+}
+
+/// `t` with every `from` of `renames` replaced by its `to`, in one left-to-right pass (the
+/// longest name wins at a position), so a new name is never renamed again.
+fn rename<'t>(renames: &[(String, String)], t: &'t str) -> Cow<'t, str> {
+    if renames.iter().all(|(from, _)| !t.contains(from.as_str())) {
+        return Cow::Borrowed(t);
+    }
+    let mut out = String::with_capacity(t.len() + 32);
+    let mut rest = t;
+    while let Some((at, from, to)) = renames
+        .iter()
+        .filter_map(|(from, to)| rest.find(from.as_str()).map(|at| (at, from, to)))
+        .min_by_key(|(at, from, _)| (*at, std::cmp::Reverse(from.len())))
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(to);
+        rest = &rest[at + from.len()..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// [`render_one`] with `renames` applied to the template's own text only (never to what the
+/// placeholders insert).
+fn render_mapped(
+    template: &str,
+    prompt: &str,
+    first: &str,
+    second: &str,
+    renames: &[(String, String)],
+) -> String {
     let pieces = pieces(template);
     let mut out = String::with_capacity(template.len() + prompt.len() + first.len() + second.len());
     for piece in pieces {
         match piece {
-            Piece::Text(t) => out.push_str(t),
+            Piece::Text(t) => out.push_str(&rename(renames, t)),
             Piece::Var(Var::Prompt) => out.push_str(prompt),
             Piece::Var(Var::First) => out.push_str(first),
             Piece::Var(Var::Second) => out.push_str(second),
@@ -265,6 +450,7 @@ impl Template {
             pick: file.labels.pick,
             tokens: file.labels.tokens,
             min_max_tokens: file.min_max_tokens,
+            slots: file.slots,
         };
         template
             .check()
@@ -389,6 +575,105 @@ impl Template {
         }
     }
 
+    /// How this template names its slots (the `[slots]` table or the defaults). A verdict
+    /// the table does not give is the first of "Output (a)", "[[A]]", "A", "Assistant A" (and
+    /// their second-slot forms) that the template's own labels read as that slot, else the
+    /// slot's name.
+    pub fn slot_names(&self) -> SlotNames {
+        let mut names = self
+            .slots
+            .clone()
+            .unwrap_or_else(|| SlotNames::default_for(&self.user));
+        let parser = self.pick.parse::<Pick>().ok().and_then(|pick| {
+            VerdictParser::new(&self.first_label, &self.second_label, &self.tie_label, pick).ok()
+        });
+        if let Some(parser) = parser {
+            let find = |want: super::SlotVerdict, candidates: [&str; 4]| {
+                candidates
+                    .into_iter()
+                    .find(|c| parser.parse(c) == want)
+                    .map(str::to_string)
+            };
+            if names.verdict_first.is_none() {
+                names.verdict_first = find(
+                    super::SlotVerdict::First,
+                    ["Output (a)", "[[A]]", "A", "Assistant A"],
+                );
+            }
+            if names.verdict_second.is_none() {
+                names.verdict_second = find(
+                    super::SlotVerdict::Second,
+                    ["Output (b)", "[[B]]", "B", "Assistant B"],
+                );
+            }
+        }
+        names
+    }
+
+    /// [`render`](Self::render) with the context edits of a context-side artifact: system
+    /// sentences appended to the system message (created when there is none), notes after the
+    /// user message, slot names given model names in the template's own text, verdict lines
+    /// appended to the favoured answer. Without edits it is exactly `render`.
+    pub fn render_with(
+        &self,
+        prompt: &str,
+        first: &str,
+        second: &str,
+        edits: &[ContextEdit],
+    ) -> RenderedPrompt {
+        if edits.is_empty() {
+            return self.render(prompt, first, second);
+        }
+        let slots = self.slot_names();
+        let (mut first, mut second) = (first.to_string(), second.to_string());
+        let mut renames: Vec<(String, String)> = Vec::new();
+        let (mut system_add, mut notes) = (Vec::new(), Vec::new());
+        for edit in edits {
+            let chosen = edit.chosen();
+            match edit {
+                ContextEdit::System { .. } => system_add.push(edit.shown_text(&slots, chosen)),
+                ContextEdit::Note { .. } => notes.push(edit.shown_text(&slots, chosen)),
+                ContextEdit::VerdictLine { .. } => {
+                    let line = edit.shown_text(&slots, chosen);
+                    match chosen {
+                        Slot::First => first.push_str(&line),
+                        Slot::Second => second.push_str(&line),
+                    }
+                }
+                ContextEdit::Names {
+                    chosen_name,
+                    other_name,
+                    ..
+                } => {
+                    let other = match chosen {
+                        Slot::First => Slot::Second,
+                        Slot::Second => Slot::First,
+                    };
+                    renames.push((
+                        slots.name(chosen).into(),
+                        slots.renamed(chosen, chosen_name),
+                    ));
+                    renames.push((slots.name(other).into(), slots.renamed(other, other_name)));
+                }
+            }
+        }
+        let system = self
+            .system
+            .as_deref()
+            .map(|s| render_mapped(s, prompt, &first, &second, &renames));
+        let system = match (system, system_add.is_empty()) {
+            (system, true) => system,
+            (Some(s), false) => Some(format!("{s}\n\n{}", system_add.join("\n"))),
+            (None, false) => Some(system_add.join("\n")),
+        };
+        let mut user = render_mapped(&self.user, prompt, &first, &second, &renames);
+        for note in notes {
+            user.push_str("\n\n");
+            user.push_str(&note);
+        }
+        RenderedPrompt { system, user }
+    }
+
     /// The canonical content as compact JSON with sorted keys: system, user, labels (regexes,
     /// pick, tokens). The name and `min_max_tokens` are excluded: they change nothing the judge
     /// sees or how its answer is read.
@@ -402,7 +687,7 @@ impl Template {
             })
         });
         // serde_json's default map is a BTreeMap, so keys come out sorted.
-        serde_json::json!({
+        let mut value = serde_json::json!({
             "system": self.system,
             "user": self.user,
             "labels": {
@@ -412,8 +697,18 @@ impl Template {
                 "pick": self.pick,
                 "tokens": tokens,
             },
-        })
-        .to_string()
+        });
+        // Only declared: templates without a [slots] table keep the hash they always had.
+        if let Some(slots) = &self.slots {
+            value["slots"] = serde_json::json!({
+                "first": slots.first,
+                "second": slots.second,
+                "verdict_first": slots.verdict_first,
+                "verdict_second": slots.verdict_second,
+                "renamed": slots.renamed,
+            });
+        }
+        value.to_string()
     }
 
     /// Hex SHA-256 of [`canonical_json`](Self::canonical_json), recorded in run metadata so a
@@ -438,6 +733,7 @@ mod tests {
             pick: "first".into(),
             tokens: None,
             min_max_tokens: None,
+            slots: None,
         }
     }
 

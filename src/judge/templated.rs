@@ -198,9 +198,12 @@ impl<T: ChatTransport> TemplatedJudge<T> {
     /// The messages sent for `request`: the one place a request is rendered, so everything the
     /// request carries (answers, context) reaches the template through it.
     pub fn messages(&self, request: &JudgeRequest) -> Vec<ChatMessage> {
-        let rendered = self
-            .template
-            .render(&request.prompt, &request.first, &request.second);
+        let rendered = self.template.render_with(
+            &request.prompt,
+            &request.first,
+            &request.second,
+            &request.context,
+        );
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = rendered.system {
             messages.push(ChatMessage {

@@ -61,7 +61,9 @@ pub(crate) fn apply(op: &Operation, text: &str, rng: &mut impl RngCore) -> Pertu
         } => verbose(openers, restatement_leads, closers, text, rng),
         Operation::Bullets => bullets(text),
         // Composition is applied by `Artifact::apply`, which holds the resolved components.
-        Operation::Position | Operation::Compose { .. } => unchanged(text),
+        Operation::Position | Operation::Compose { .. } | Operation::Context { .. } => {
+            unchanged(text)
+        }
     }
 }
 

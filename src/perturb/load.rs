@@ -3,7 +3,7 @@
 //! (e.g. `operation.variants[1].weight`), which serde's derived errors cannot do for the nested,
 //! kind-dependent `[operation]` table.
 
-use super::{Artifact, Operation, PerturbError, ReorderUnit, Variant};
+use super::{Artifact, ContextPlace, Operation, PerturbError, ReorderUnit, Variant};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 use std::ops::Range;
@@ -355,6 +355,7 @@ const KINDS: &[(&str, &[&str])] = &[
     ("verbose", &["openers", "restatement_leads", "closers"]),
     ("bullets", &[]),
     ("position", &[]),
+    ("context", &["place", "text", "chosen_name", "other_name"]),
     ("compose", &["artifacts"]),
 ];
 
@@ -494,6 +495,30 @@ fn parse_operation(cx: &Cx, op: &Tbl) -> Result<Operation, PerturbError> {
             resolved: Default::default(),
         },
         "position" => Operation::Position,
+        "context" => {
+            let place = match op.req_str(cx, "place")?.as_str() {
+                "system" => ContextPlace::System,
+                "note" => ContextPlace::Note,
+                "names" => ContextPlace::Names,
+                "verdict_line" => ContextPlace::VerdictLine,
+                other => {
+                    return Err(cx.err(
+                        &op.field("place"),
+                        op.get("place").map(|v| v.span()),
+                        format!(
+                            "unknown place `{other}`; expected one of: system, note, names, \
+                             verdict_line"
+                        ),
+                    ));
+                }
+            };
+            Operation::Context {
+                place,
+                text: op.opt_str(cx, "text")?.unwrap_or_default(),
+                chosen_name: op.opt_str(cx, "chosen_name")?.unwrap_or_default(),
+                other_name: op.opt_str(cx, "other_name")?.unwrap_or_default(),
+            }
+        }
         _ => unreachable!("kind validated against KINDS"),
     })
 }

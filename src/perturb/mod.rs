@@ -46,6 +46,8 @@ mod apply;
 mod load;
 mod text;
 
+use crate::judge::Slot;
+pub use crate::judge::template::ContextEdit;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -73,8 +75,24 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         include_str!("../../perturbations/authority.toml"),
     ),
     (
+        "bandwagon.toml",
+        include_str!("../../perturbations/bandwagon.toml"),
+    ),
+    (
+        "compassion-fade.toml",
+        include_str!("../../perturbations/compassion-fade.toml"),
+    ),
+    (
         "concreteness.toml",
         include_str!("../../perturbations/concreteness.toml"),
+    ),
+    (
+        "distraction.toml",
+        include_str!("../../perturbations/distraction.toml"),
+    ),
+    (
+        "diversity.toml",
+        include_str!("../../perturbations/diversity.toml"),
     ),
     ("emoji.toml", include_str!("../../perturbations/emoji.toml")),
     (
@@ -107,6 +125,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         include_str!("../../perturbations/injection-system-tag.toml"),
     ),
     (
+        "injection-verdict-line.toml",
+        include_str!("../../perturbations/injection-verdict-line.toml"),
+    ),
+    (
         "markdown-bold.toml",
         include_str!("../../perturbations/markdown-bold.toml"),
     ),
@@ -123,6 +145,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         include_str!("../../perturbations/position.toml"),
     ),
     (
+        "refinement-aware.toml",
+        include_str!("../../perturbations/refinement-aware.toml"),
+    ),
+    (
         "reorder.toml",
         include_str!("../../perturbations/reorder.toml"),
     ),
@@ -133,6 +159,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
     (
         "self-identification.toml",
         include_str!("../../perturbations/self-identification.toml"),
+    ),
+    (
+        "stakes.toml",
+        include_str!("../../perturbations/stakes.toml"),
     ),
     (
         "verbosity.toml",
@@ -247,6 +277,27 @@ pub enum Operation {
     Bullets,
     /// Swap the order of the two answers (no text change).
     Position,
+    /// Edit the judge prompt around the answers, not an answer (CALM's bandwagon, diversity,
+    /// distraction, compassion-fade and refinement-aware biases, Gupta et al.'s stakes
+    /// sentence, a fake verdict line). The answer texts are unchanged; the design attaches a
+    /// [`ContextEdit`] that favours the slot of the answer the artifact is applied to, and the
+    /// judge's template renders it, so every backend sees it and its cache key changes.
+    Context {
+        /// Where the edit goes.
+        place: ContextPlace,
+        /// The added text (`system`, `note`, `verdict_line`). `{chosen}` is replaced by the
+        /// template's name for the favoured slot ("Output (a)", "Assistant B"); a
+        /// `verdict_line` text contains `{verdict}`, replaced by the favoured slot's verdict in
+        /// the template's own label format ("Output (a)", "[[B]]").
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        text: String,
+        /// `names`: the model name given to the favoured slot.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        chosen_name: String,
+        /// `names`: the model name given to the other slot.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        other_name: String,
+    },
     /// A stack of other artifacts applied in order (`compose = ["apology", "authority"]` at the
     /// top level of the file), each exactly as on its own: step k applies artifact k with its own
     /// seed derivation to the output of step k − 1.
@@ -274,6 +325,33 @@ impl std::ops::Deref for Resolved {
     type Target = Vec<Artifact>;
     fn deref(&self) -> &Vec<Artifact> {
         &self.0
+    }
+}
+
+/// Where an [`Operation::Context`] edit goes in the judge prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextPlace {
+    /// A sentence added to the system message (created when the template has none).
+    System,
+    /// A note added after the user message (CALM appends its prompt-level biases there).
+    Note,
+    /// The template's slot names replaced by model names (CALM compassion-fade).
+    Names,
+    /// A line appended to the favoured answer, written in the template's own verdict format:
+    /// a judge-directed injection that only the template knows how to spell.
+    VerdictLine,
+}
+
+impl ContextPlace {
+    /// Name used in catalog files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContextPlace::System => "system",
+            ContextPlace::Note => "note",
+            ContextPlace::Names => "names",
+            ContextPlace::VerdictLine => "verdict_line",
+        }
     }
 }
 
@@ -439,12 +517,14 @@ impl Catalog {
                     Some(c)
                         if matches!(
                             c.operation,
-                            Operation::Compose { .. } | Operation::Position
+                            Operation::Compose { .. }
+                                | Operation::Position
+                                | Operation::Context { .. }
                         ) =>
                     {
                         return Err(invalid(format!(
-                            "`{id}` cannot be stacked: components must be text artifacts that \
-                             are not themselves composed"
+                            "`{id}` cannot be stacked: components must be answer-side text \
+                             artifacts that are not themselves composed"
                         )));
                     }
                     Some(c) => resolved.0.push(c.clone()),
@@ -573,6 +653,8 @@ impl Artifact {
     pub fn group(&self) -> ArtifactGroup {
         match self.operation {
             Operation::Position => ArtifactGroup::ContextSide,
+            // A verdict line ends up inside an answer, but only the template can write it.
+            Operation::Context { .. } => ArtifactGroup::ContextSide,
             Operation::Compose { .. } => ArtifactGroup::Composed,
             _ => ArtifactGroup::AnswerSide,
         }
@@ -611,12 +693,53 @@ impl Artifact {
         matches!(self.operation, Operation::Position)
     }
 
+    /// True for an artifact that edits the judge prompt ([`Operation::Context`]).
+    pub fn is_context(&self) -> bool {
+        matches!(self.operation, Operation::Context { .. })
+    }
+
+    /// The prompt edit of a context-side artifact, favouring `chosen`: the slot of the answer
+    /// the artifact is applied to, so the design's identity mapping holds in both orders.
+    /// `None` for any other artifact.
+    pub fn context_edit(&self, chosen: Slot) -> Option<ContextEdit> {
+        let Operation::Context {
+            place,
+            text,
+            chosen_name,
+            other_name,
+        } = &self.operation
+        else {
+            return None;
+        };
+        let text = text.clone();
+        Some(match place {
+            ContextPlace::System => ContextEdit::System { text, chosen },
+            ContextPlace::Note => ContextEdit::Note { text, chosen },
+            ContextPlace::VerdictLine => ContextEdit::VerdictLine { text, chosen },
+            ContextPlace::Names => ContextEdit::Names {
+                chosen_name: chosen_name.clone(),
+                other_name: other_name.clone(),
+                chosen,
+            },
+        })
+    }
+
     /// Apply the artifact to `text`. Deterministic in (`seed`, `key`, artifact id): the same inputs
     /// give byte-identical output. `key` identifies the item, e.g. `"<pair id>/a"`.
     ///
     /// The RNG is `ChaCha8Rng::from_seed(item_seed(seed, &self.id, key))`.
     pub fn apply(&self, text: &str, seed: u64, key: &str) -> Perturbation {
         use rand::SeedableRng;
+        if self.is_context() {
+            // The answer is untouched; the treatment is the prompt edit, which every item gets
+            // (a prompt that already names the favoured slot cannot occur in an answer).
+            return Perturbation {
+                text: text.to_string(),
+                injected: Vec::new(),
+                changed: true,
+                already_present: false,
+            };
+        }
         let mut out = match &self.operation {
             Operation::Compose { resolved, .. } => {
                 let mut out = Perturbation {
@@ -741,6 +864,12 @@ impl Artifact {
             Operation::Compose { artifacts, .. } if artifacts.contains(&self.id) => {
                 bad("compose", "an artifact cannot contain itself")
             }
+            Operation::Context {
+                place,
+                text,
+                chosen_name,
+                other_name,
+            } => check_context(*place, text, chosen_name, other_name),
             Operation::Wrap { prefix, suffix } if prefix.is_empty() && suffix.is_empty() => bad(
                 "operation.prefix",
                 "wrap needs a non-empty `prefix` or `suffix`",
@@ -894,7 +1023,74 @@ impl Operation {
             Operation::Compose { artifacts, .. } => {
                 format!("compose: apply {} in order", artifacts.join(", then "))
             }
+            Operation::Context {
+                place: ContextPlace::Names,
+                chosen_name,
+                other_name,
+                ..
+            } => format!(
+                "context (names): the judge prompt calls the favoured slot {chosen_name:?} and \
+                 the other {other_name:?}; answers unchanged"
+            ),
+            Operation::Context {
+                place: ContextPlace::VerdictLine,
+                text,
+                ..
+            } => format!(
+                "context (verdict_line): append {text:?} to the favoured answer, {{verdict}} in \
+                 the judge template's label format"
+            ),
+            Operation::Context { place, text, .. } => format!(
+                "context ({}): add {text:?} to the judge prompt, {{chosen}} = the favoured \
+                 slot's name; answers unchanged",
+                place.name()
+            ),
         }
+    }
+}
+
+/// The rules of a context edit; the error is (field path, message).
+fn check_context(
+    place: ContextPlace,
+    text: &str,
+    chosen_name: &str,
+    other_name: &str,
+) -> Result<(), (String, String)> {
+    let err = |field: &str, msg: &str| Err((format!("operation.{field}"), msg.to_string()));
+    let names_given = !chosen_name.is_empty() || !other_name.is_empty();
+    match place {
+        ContextPlace::Names => {
+            if !text.is_empty() {
+                return err(
+                    "text",
+                    "`names` takes `chosen_name` and `other_name`, not `text`",
+                );
+            }
+            if chosen_name.trim().is_empty() || other_name.trim().is_empty() {
+                return err(
+                    "chosen_name",
+                    "`names` needs non-empty `chosen_name` and `other_name`",
+                );
+            }
+            if chosen_name == other_name {
+                return err("other_name", "must differ from `chosen_name`");
+            }
+            Ok(())
+        }
+        _ if names_given => err(
+            "chosen_name",
+            "only `place = \"names\"` takes `chosen_name` and `other_name`",
+        ),
+        _ if text.trim().is_empty() => err("text", "must not be empty"),
+        ContextPlace::VerdictLine if !text.contains("{verdict}") => err(
+            "text",
+            "a verdict line must contain `{verdict}` (the favoured slot's label)",
+        ),
+        ContextPlace::System | ContextPlace::Note if !text.contains("{chosen}") => err(
+            "text",
+            "must contain `{chosen}` (the favoured slot's name), so the artifact favours one answer",
+        ),
+        _ => Ok(()),
     }
 }
 
