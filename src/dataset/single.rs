@@ -221,7 +221,7 @@ mod tests {
             category: Some("c".into()),
             label_kind: None,
         };
-        let items = items_from_pairs(&[pair.clone()]);
+        let items = items_from_pairs(std::slice::from_ref(&pair));
         assert_eq!(items[0].id, "p1/a");
         assert_eq!(items[0].gold, Some(Gold::Preferred(true)));
         assert_eq!(items[1].gold, Some(Gold::Preferred(false)));
