@@ -384,6 +384,10 @@ pub struct ScoreAgreement {
     /// Quadratic-weighted κ on the judge's scale, judge and gold scores rounded to integers
     /// (gold is often a mean of ratings); `NaN` when a rounded gold score is off the scale.
     pub quadratic_kappa: f64,
+    /// Krippendorff's α (interval metric) between judge and gold scores.
+    pub alpha_interval: f64,
+    /// Krippendorff's α (ordinal metric) between judge and gold scores.
+    pub alpha_ordinal: f64,
     /// Items with gold whose baseline grade was invalid.
     pub invalid: InvalidCounts,
 }
@@ -410,12 +414,19 @@ pub fn score_agreement(
         }
     }
     let round = |v: &[f64]| v.iter().map(|x| x.round() as i64).collect::<Vec<_>>();
+    let units: Vec<[Option<f64>; 2]> = judged
+        .iter()
+        .zip(&truth)
+        .map(|(j, t)| [Some(*j), Some(*t)])
+        .collect();
     ScoreAgreement {
         n: judged.len() as u64,
         spearman: spearman(&judged, &truth).unwrap_or(f64::NAN),
         kendall_tau_b: kendall_tau_b(&judged, &truth).unwrap_or(f64::NAN),
         quadratic_kappa: quadratic_weighted_kappa(&round(&judged), &round(&truth), min, max)
             .unwrap_or(f64::NAN),
+        alpha_interval: stats::krippendorff_alpha(&units, stats::AlphaLevel::Interval),
+        alpha_ordinal: stats::krippendorff_alpha(&units, stats::AlphaLevel::Ordinal),
         invalid,
     }
 }
@@ -644,6 +655,12 @@ mod tests {
         // Same reference data as stats::pointwise (scipy spearmanr / kendalltau).
         assert!((g.spearman - 0.9221722216732094).abs() < 1e-12);
         assert!((g.kendall_tau_b - 0.7637626158259733).abs() < 1e-12);
+        // krippendorff 0.9.0 on [[1..8], [2,1,4,3,6,6,8,7]], interval -> 0.9236363636363636
+        assert!(
+            (g.alpha_interval - 0.9236363636363636).abs() < 1e-12,
+            "{}",
+            g.alpha_interval
+        );
         let s = scale_use(&r, 1, 10);
         assert!((s.share_used - 0.8).abs() < 1e-12);
         // 16 grades, 2 on each of 1..8: 80 % needs 13, i.e. 7 points.

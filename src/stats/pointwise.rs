@@ -335,6 +335,79 @@ pub fn expected_calibration_error(
     Ok((if probs.is_empty() { f64::NAN } else { ece }, table))
 }
 
+/// Distance metric of [`krippendorff_alpha`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlphaLevel {
+    /// δ² = (c − k)².
+    Interval,
+    /// δ² = (Σ_{g between c and k} n_g − (n_c + n_k)/2)², over the observed values' marginals.
+    Ordinal,
+}
+
+/// Krippendorff's α for numeric ratings, `units[u]` holding each rater's value for unit `u`
+/// (`None` = missing; units with fewer than two values are not pairable and ignored). Computed
+/// from the coincidence matrix, `α = 1 − (n − 1)·Σ o_ck δ²_ck / Σ n_c n_k δ²_ck` (Krippendorff
+/// 2011, as the `krippendorff` Python package). `NaN` with fewer than two pairable values or when
+/// every pairable value is the same (no expected disagreement).
+pub fn krippendorff_alpha<R: AsRef<[Option<f64>]>>(units: &[R], level: AlphaLevel) -> f64 {
+    let mut values: Vec<f64> = units
+        .iter()
+        .flat_map(|u| u.as_ref().iter().flatten().copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    let k = values.len();
+    let index = |v: f64| values.binary_search_by(|x| x.total_cmp(&v)).ok();
+    let mut coincidence = vec![vec![0.0_f64; k]; k];
+    for unit in units {
+        let present: Vec<usize> = unit
+            .as_ref()
+            .iter()
+            .flatten()
+            .filter_map(|v| index(*v))
+            .collect();
+        let m = present.len();
+        if m < 2 {
+            continue;
+        }
+        for (i, &a) in present.iter().enumerate() {
+            for (j, &b) in present.iter().enumerate() {
+                if i != j {
+                    coincidence[a][b] += 1.0 / (m - 1) as f64;
+                }
+            }
+        }
+    }
+    let marg: Vec<f64> = coincidence.iter().map(|r| r.iter().sum()).collect();
+    let n: f64 = marg.iter().sum();
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    let delta = |c: usize, d: usize| match level {
+        AlphaLevel::Interval => (values[c] - values[d]).powi(2),
+        AlphaLevel::Ordinal => {
+            let (lo, hi) = (c.min(d), c.max(d));
+            let between: f64 = marg[lo..=hi].iter().sum();
+            (between - (marg[lo] + marg[hi]) / 2.0).powi(2)
+        }
+    };
+    let (mut observed, mut expected) = (0.0, 0.0);
+    for c in 0..k {
+        for d in 0..k {
+            let w = delta(c, d);
+            observed += coincidence[c][d] * w;
+            expected += marg[c] * marg[d] * w;
+        }
+    }
+    if expected == 0.0 {
+        f64::NAN
+    } else {
+        1.0 - (n - 1.0) * observed / expected
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +543,101 @@ mod tests {
         let (ece, table) = expected_calibration_error(&[], &[], 10).unwrap();
         assert!(ece.is_nan() && table.is_empty());
         assert!(brier_score(&[0.5], &[]).is_err());
+    }
+
+    #[test]
+    fn krippendorff_matches_python_package() {
+        // Krippendorff (2011)'s example, 4 raters x 12 units with missing values;
+        // krippendorff 0.9.0: alpha(reliability_data=d, level_of_measurement="interval")
+        // -> 0.8491071428571428, "ordinal" -> 0.8153875037548814.
+        let n = None;
+        let s = |v: f64| Some(v);
+        let raters = [
+            [
+                s(1.),
+                s(2.),
+                s(3.),
+                s(3.),
+                s(2.),
+                s(1.),
+                s(4.),
+                s(1.),
+                s(2.),
+                n,
+                n,
+                n,
+            ],
+            [
+                s(1.),
+                s(2.),
+                s(3.),
+                s(3.),
+                s(2.),
+                s(2.),
+                s(4.),
+                s(1.),
+                s(2.),
+                s(5.),
+                n,
+                s(3.),
+            ],
+            [
+                n,
+                s(3.),
+                s(3.),
+                s(3.),
+                s(2.),
+                s(3.),
+                s(4.),
+                s(2.),
+                s(2.),
+                s(5.),
+                s(1.),
+                n,
+            ],
+            [
+                s(1.),
+                s(2.),
+                s(3.),
+                s(3.),
+                s(2.),
+                s(4.),
+                s(4.),
+                s(1.),
+                s(2.),
+                s(5.),
+                s(1.),
+                n,
+            ],
+        ];
+        let units: Vec<Vec<Option<f64>>> = (0..12)
+            .map(|u| raters.iter().map(|r| r[u]).collect())
+            .collect();
+        let a = krippendorff_alpha(&units, AlphaLevel::Interval);
+        assert!(close(a, 0.8491071428571428, 1e-12), "{a}");
+        let a = krippendorff_alpha(&units, AlphaLevel::Ordinal);
+        assert!(close(a, 0.8153875037548814, 1e-12), "{a}");
+        // Judge vs gold, two raters, no missing: [7,8,3,5,9,2] vs [6,8,4,5,10,1]
+        // -> interval 0.9586466165413534, ordinal 0.9741784037558685.
+        let units: Vec<Vec<Option<f64>>> = [7., 8., 3., 5., 9., 2.]
+            .iter()
+            .zip([6., 8., 4., 5., 10., 1.])
+            .map(|(a, b)| vec![Some(*a), Some(b)])
+            .collect();
+        assert!(close(
+            krippendorff_alpha(&units, AlphaLevel::Interval),
+            0.9586466165413534,
+            1e-12
+        ));
+        assert!(close(
+            krippendorff_alpha(&units, AlphaLevel::Ordinal),
+            0.9741784037558685,
+            1e-12
+        ));
+        // Degenerate: one value everywhere, nothing pairable, empty.
+        assert!(krippendorff_alpha(&[vec![Some(3.0), Some(3.0)]], AlphaLevel::Interval).is_nan());
+        assert!(krippendorff_alpha(&[vec![Some(3.0), None]], AlphaLevel::Ordinal).is_nan());
+        assert!(krippendorff_alpha::<Vec<Option<f64>>>(&[], AlphaLevel::Interval).is_nan());
     }
 
     #[test]
