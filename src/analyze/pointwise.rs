@@ -526,6 +526,95 @@ pub fn calibration(
     })
 }
 
+/// A jury's grade of one answer from its members' grades: the mean and median of the valid
+/// scores, or the majority label (`None` on a tie between labels or with no valid grade).
+/// Invalid member grades are left out and counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JuryGrade {
+    /// Mean of the valid member scores (`NaN` without any).
+    pub mean_score: f64,
+    /// Median of the valid member scores (`NaN` without any).
+    pub median_score: f64,
+    /// The label most members gave, when unique.
+    pub majority_label: Option<String>,
+    /// Members whose grade was invalid.
+    pub invalid: InvalidCounts,
+}
+
+/// Combine member grades of one answer.
+pub fn jury_grade(members: &[Grade]) -> JuryGrade {
+    let mut invalid = InvalidCounts::default();
+    let mut scores = Vec::new();
+    let mut labels: BTreeMap<String, u64> = BTreeMap::new();
+    for g in members {
+        match g {
+            Grade::Score(s) => scores.push(*s),
+            Grade::Label(l) => *labels.entry(l.to_lowercase()).or_default() += 1,
+            other => invalid.add(other),
+        }
+    }
+    scores.sort_by(f64::total_cmp);
+    let median = match scores.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => scores[n / 2],
+        n => (scores[n / 2 - 1] + scores[n / 2]) / 2.0,
+    };
+    let top = labels.values().copied().max().unwrap_or(0);
+    let leaders: Vec<&String> = labels
+        .iter()
+        .filter(|(_, c)| **c == top)
+        .map(|(l, _)| l)
+        .collect();
+    JuryGrade {
+        mean_score: stats::mean(&scores),
+        median_score: median,
+        majority_label: match leaders.as_slice() {
+            [one] if top > 0 => Some((*one).clone()),
+            _ => None,
+        },
+        invalid,
+    }
+}
+
+/// Score–comparison consistency of a judge graded both ways on the same pairs (TrustJudge): of
+/// the pairs where the pointwise scores differ and the pairwise verdict names a winner, the share
+/// where the winner is the lower-scored answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoreComparisonConsistency {
+    /// Pairs with different scores and a decisive pairwise verdict.
+    pub n: u64,
+    /// Of those, pairs whose pairwise winner had the lower score.
+    pub inconsistent: u64,
+    /// Pairs with equal scores (not counted in `n`).
+    pub equal_scores: u64,
+    /// `inconsistent / n` with its Wilson interval.
+    pub rate: Rate,
+}
+
+/// `pairs` holds, per pair, the scores of answers a and b and whether the pairwise verdict chose
+/// a (`Some(true)`), b (`Some(false)`) or neither (`None`: tie or invalid, not counted).
+pub fn score_comparison_consistency(
+    pairs: &[(f64, f64, Option<bool>)],
+    confidence: f64,
+) -> ScoreComparisonConsistency {
+    let (mut n, mut inconsistent, mut equal) = (0u64, 0u64, 0u64);
+    for &(a, b, winner) in pairs {
+        let Some(a_wins) = winner else { continue };
+        if a == b {
+            equal += 1;
+            continue;
+        }
+        n += 1;
+        inconsistent += u64::from(a_wins == (a < b));
+    }
+    ScoreComparisonConsistency {
+        n,
+        inconsistent,
+        equal_scores: equal,
+        rate: Rate::new(inconsistent, n, confidence),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +724,35 @@ mod tests {
         assert!((a.kappa - 0.25).abs() < 1e-12, "{}", a.kappa);
         assert_eq!((a.yes_bias.count, a.yes_bias.n), (1, 2));
         assert_eq!(a.invalid.out_of_range, 1);
+    }
+
+    #[test]
+    fn juries_and_consistency() {
+        use Grade::*;
+        let j = jury_grade(&[Score(7.0), Score(4.0), Unparseable, Score(9.0), Score(8.0)]);
+        assert_eq!((j.mean_score, j.median_score), (7.0, 7.5));
+        assert_eq!(j.invalid.unparseable, 1);
+        let l = |s: &str| Label(s.into());
+        let j = jury_grade(&[l("unsafe"), l("Safe"), l("unsafe"), OutOfRange(0.0)]);
+        assert_eq!(j.majority_label.as_deref(), Some("unsafe"));
+        assert!(j.mean_score.is_nan());
+        assert_eq!(jury_grade(&[l("safe"), l("unsafe")]).majority_label, None);
+        assert_eq!(jury_grade(&[]).majority_label, None);
+
+        // Pairs: (a, b, a wins?). 1: a 8 > b 5, a wins (consistent); 2: a 4 < b 6, a wins
+        // (inconsistent); 3: equal scores; 4: tie verdict; 5: a 3 < b 9, b wins (consistent).
+        let c = score_comparison_consistency(
+            &[
+                (8.0, 5.0, Some(true)),
+                (4.0, 6.0, Some(true)),
+                (5.0, 5.0, Some(false)),
+                (2.0, 9.0, None),
+                (3.0, 9.0, Some(false)),
+            ],
+            0.95,
+        );
+        assert_eq!((c.n, c.inconsistent, c.equal_scores), (3, 1, 1));
+        assert_eq!(c.rate.interval, wilson(1, 3, 0.95));
     }
 
     #[test]
