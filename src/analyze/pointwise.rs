@@ -445,6 +445,9 @@ pub struct ScaleUse {
     pub mean: f64,
     /// Pooled run-to-run SD over the baseline repeats (`NaN` without repeats).
     pub run_to_run_sd: f64,
+    /// ICC(1,1) of the baseline repeats: how much of the score variance is the answers, not the
+    /// re-asking (`NaN` without repeats).
+    pub icc: f64,
 }
 
 /// Scale use and run-to-run SD of the baseline grades on `min..=max`.
@@ -484,6 +487,7 @@ pub fn scale_use(records: &[GradeRecord], min: i64, max: i64) -> ScaleUse {
         band_80: band,
         mean: stats::mean(&all),
         run_to_run_sd: stats::pooled_within_sd(&repeats),
+        icc: stats::icc1(&repeats),
     }
 }
 
@@ -784,6 +788,7 @@ mod tests {
         // 16 grades, 2 on each of 1..8: 80 % needs 13, i.e. 7 points.
         assert_eq!(s.band_80, Some((1, 7)));
         assert_eq!(s.run_to_run_sd, 0.0);
+        assert!((s.icc - 1.0).abs() < 1e-12);
         assert!(calibration(&r, &BTreeMap::new(), "yes").is_none());
 
         let mut p = Vec::new();

@@ -26,8 +26,8 @@
 //!   [`minimum_detectable_effect`], [`paired_flip_pairs_needed_normal`];
 //! - regression: [`logistic_regression`], [`length_controlled_preference`];
 //! - pointwise grades: [`wilcoxon_signed_rank`], [`spearman`], [`kendall_tau_b`],
-//!   [`quadratic_weighted_kappa`], [`krippendorff_alpha`] (interval/ordinal), [`pooled_within_sd`], [`brier_score`],
-//!   [`expected_calibration_error`];
+//!   [`quadratic_weighted_kappa`], [`krippendorff_alpha`] (interval/ordinal),
+//!   [`pooled_within_sd`], [`icc1`], [`brier_score`], [`expected_calibration_error`];
 //! - distributions: [`binomial_pmf`], [`binomial_cdf`], [`binomial_sf`], [`normal_cdf`],
 //!   [`normal_quantile`].
 
@@ -56,8 +56,9 @@ pub use interval::{
 };
 pub use multiplicity::{benjamini_hochberg, bonferroni, holm};
 pub use pointwise::{
-    AlphaLevel, ReliabilityBin, Wilcoxon, brier_score, expected_calibration_error, kendall_tau_b,
-    krippendorff_alpha, pooled_within_sd, quadratic_weighted_kappa, spearman, wilcoxon_signed_rank,
+    AlphaLevel, ReliabilityBin, Wilcoxon, brier_score, expected_calibration_error, icc1,
+    kendall_tau_b, krippendorff_alpha, pooled_within_sd, quadratic_weighted_kappa, spearman,
+    wilcoxon_signed_rank,
 };
 pub use power::{
     minimum_detectable_effect, paired_flip_pairs_needed_normal, paired_flip_power_normal,

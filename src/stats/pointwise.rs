@@ -408,6 +408,41 @@ pub fn krippendorff_alpha<R: AsRef<[Option<f64>]>>(units: &[R], level: AlphaLeve
     }
 }
 
+/// One-way random-effects intraclass correlation ICC(1,1) of repeated grades (Shrout & Fleiss
+/// 1979; `pingouin.intraclass_corr` "ICC1" for balanced data): `(MSB − MSW) / (MSB + (k − 1)·MSW)`
+/// with `k` the number of grades per item. Items with fewer than two grades are ignored; with
+/// unequal counts `k` is the usual n₀ = (N − Σnᵢ²/N)/(g − 1). `NaN` with fewer than two items or
+/// no variation at all.
+pub fn icc1<R: AsRef<[f64]>>(items: &[R]) -> f64 {
+    let items: Vec<&[f64]> = items
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|v| v.len() >= 2)
+        .collect();
+    let g = items.len();
+    if g < 2 {
+        return f64::NAN;
+    }
+    let total: usize = items.iter().map(|v| v.len()).sum();
+    let grand = items.iter().flat_map(|v| v.iter()).sum::<f64>() / total as f64;
+    let (mut ssb, mut ssw) = (0.0, 0.0);
+    for v in &items {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        ssb += v.len() as f64 * (m - grand).powi(2);
+        ssw += v.iter().map(|x| (x - m).powi(2)).sum::<f64>();
+    }
+    let msb = ssb / (g - 1) as f64;
+    let msw = ssw / (total - g) as f64;
+    let n = total as f64;
+    let k = (n - items.iter().map(|v| (v.len() as f64).powi(2)).sum::<f64>() / n) / (g - 1) as f64;
+    let den = msb + (k - 1.0) * msw;
+    if den == 0.0 {
+        f64::NAN
+    } else {
+        (msb - msw) / den
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,6 +673,29 @@ mod tests {
         assert!(krippendorff_alpha(&[vec![Some(3.0), Some(3.0)]], AlphaLevel::Interval).is_nan());
         assert!(krippendorff_alpha(&[vec![Some(3.0), None]], AlphaLevel::Ordinal).is_nan());
         assert!(krippendorff_alpha::<Vec<Option<f64>>>(&[], AlphaLevel::Interval).is_nan());
+    }
+
+    #[test]
+    fn icc_matches_pingouin() {
+        // pingouin 0.7.0 intraclass_corr, 5 items x 3 repeats, "ICC(1,1)" -> 0.943714821763602
+        let items = [
+            vec![7.0, 8.0, 7.0],
+            vec![4.0, 5.0, 4.0],
+            vec![9.0, 9.0, 8.0],
+            vec![2.0, 3.0, 3.0],
+            vec![6.0, 6.0, 7.0],
+        ];
+        assert!(
+            close(icc1(&items), 0.943714821763602, 1e-12),
+            "{}",
+            icc1(&items)
+        );
+        // Degenerate: one item, all equal, single grades only.
+        assert!(icc1(&[vec![1.0, 2.0]]).is_nan());
+        assert!(icc1(&[vec![5.0, 5.0], vec![5.0, 5.0]]).is_nan());
+        assert!(icc1(&[vec![5.0], vec![6.0]]).is_nan());
+        // Repeats identical, items differ: perfectly reliable.
+        assert!(close(icc1(&[vec![2.0, 2.0], vec![6.0, 6.0]]), 1.0, 1e-12));
     }
 
     #[test]
