@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::judge::grade::Grade;
 use crate::stats::{
-    self, BootstrapConfig, ClusterSums, Interval, ReliabilityBin, Wilcoxon, cohen_kappa,
-    kendall_tau_b, mcnemar_exact, quadratic_weighted_kappa, sign_test, spearman,
+    self, BootstrapConfig, ClusterSums, Interval, ReliabilityBin, Wilcoxon, benjamini_hochberg,
+    cohen_kappa, holm, kendall_tau_b, mcnemar_exact, quadratic_weighted_kappa, sign_test, spearman,
     wilcoxon_signed_rank, wilson,
 };
 
@@ -108,6 +108,11 @@ pub struct ScoreShift {
     pub noise_abs_change: f64,
     /// `mean_abs_shift − noise_abs_change`: movement beyond what re-asking alone causes.
     pub excess: f64,
+    /// Wilcoxon p-value adjusted by Holm over the judge's artifacts ([`score_shifts`]); the raw
+    /// p-value for a single [`score_shift`].
+    pub p_holm: f64,
+    /// Wilcoxon p-value adjusted by Benjamini–Hochberg over the judge's artifacts.
+    pub p_bh: f64,
     /// Grades that could not be paired (baseline or artifact side).
     pub invalid: InvalidCounts,
 }
@@ -160,6 +165,7 @@ pub fn score_shift(
     let abs: Vec<f64> = shifts.iter().map(|d| d.abs()).collect();
     let mean_abs_shift = stats::mean(&abs);
     let noise = noise_abs_change(records, &cells);
+    let wilcoxon = wilcoxon_signed_rank(&shifts);
     Some(ScoreShift {
         artifact: artifact.to_string(),
         n: shifts.len() as u64,
@@ -169,12 +175,33 @@ pub fn score_shift(
         down,
         same: shifts.len() as u64 - up - down,
         sign_p: sign_test(up, down),
-        wilcoxon: wilcoxon_signed_rank(&shifts),
+        wilcoxon,
         mean_abs_shift,
         noise_abs_change: noise,
         excess: mean_abs_shift - noise,
+        p_holm: wilcoxon.p_value,
+        p_bh: wilcoxon.p_value,
         invalid,
     })
+}
+
+/// [`score_shift`] for every artifact of a judge's grid that has records, with the Wilcoxon
+/// p-values adjusted by Holm and Benjamini–Hochberg over that family, as the pairwise tests are.
+pub fn score_shifts(
+    records: &[GradeRecord],
+    artifacts: &[&str],
+    bootstrap: &BootstrapConfig,
+) -> Vec<ScoreShift> {
+    let mut out: Vec<ScoreShift> = artifacts
+        .iter()
+        .filter_map(|a| score_shift(records, a, bootstrap))
+        .collect();
+    let raw: Vec<f64> = out.iter().map(|s| s.wilcoxon.p_value).collect();
+    for ((s, h), b) in out.iter_mut().zip(holm(&raw)).zip(benjamini_hochberg(&raw)) {
+        s.p_holm = h;
+        s.p_bh = b;
+    }
+    out
 }
 
 /// A proportion with its Wilson interval.
@@ -227,6 +254,11 @@ pub struct LabelFlips {
     pub positive_rate_after: f64,
     /// `positive_rate_after − positive_rate_before`.
     pub positive_rate_change: f64,
+    /// McNemar p-value adjusted by Holm over the judge's artifacts ([`label_flip_grid`]); the raw
+    /// p-value for a single [`label_flips`].
+    pub p_holm: f64,
+    /// McNemar p-value adjusted by Benjamini–Hochberg over the judge's artifacts.
+    pub p_bh: f64,
     /// Grades that could not be paired.
     pub invalid: InvalidCounts,
 }
@@ -280,18 +312,41 @@ pub fn label_flips(
         }
     };
     let (before, after) = (share(pp + pn), share(pp + np));
+    let mcnemar_p = mcnemar_exact(pn, np);
     Some(LabelFlips {
         artifact: artifact.to_string(),
         positive: positive.to_string(),
         n,
         positive_to_negative: Rate::new(pn, pp + pn, confidence),
         negative_to_positive: Rate::new(np, np + nn, confidence),
-        mcnemar_p: mcnemar_exact(pn, np),
+        mcnemar_p,
         positive_rate_before: before,
         positive_rate_after: after,
         positive_rate_change: after - before,
+        p_holm: mcnemar_p,
+        p_bh: mcnemar_p,
         invalid,
     })
+}
+
+/// [`label_flips`] for every artifact of a judge's grid that has records, with the McNemar
+/// p-values adjusted by Holm and Benjamini–Hochberg over that family.
+pub fn label_flip_grid(
+    records: &[GradeRecord],
+    artifacts: &[&str],
+    positive: &str,
+    confidence: f64,
+) -> Vec<LabelFlips> {
+    let mut out: Vec<LabelFlips> = artifacts
+        .iter()
+        .filter_map(|a| label_flips(records, a, positive, confidence))
+        .collect();
+    let raw: Vec<f64> = out.iter().map(|f| f.mcnemar_p).collect();
+    for ((f, h), b) in out.iter_mut().zip(holm(&raw)).zip(benjamini_hochberg(&raw)) {
+        f.p_holm = h;
+        f.p_bh = b;
+    }
+    out
 }
 
 /// A judge's baseline labels against gold labels.
@@ -728,6 +783,48 @@ mod tests {
         assert!((a.kappa - 0.25).abs() < 1e-12, "{}", a.kappa);
         assert_eq!((a.yes_bias.count, a.yes_bias.n), (1, 2));
         assert_eq!(a.invalid.out_of_range, 1);
+    }
+
+    #[test]
+    fn grids_adjust_over_the_family() {
+        use Grade::*;
+        // Artifact "up" raises all 8 items by 2; "none" changes nothing; "gone" has no records.
+        let mut r = Vec::new();
+        for i in 0..8 {
+            let id = format!("q{i}");
+            let base = 3.0 + i as f64 % 4.0;
+            r.push(rec(&id, None, 0, Score(base)));
+            r.push(rec(&id, Some("up"), 0, Score(base + 2.0)));
+            r.push(rec(&id, Some("none"), 0, Score(base)));
+        }
+        let grid = score_shifts(&r, &["up", "none", "gone"], &boot());
+        assert_eq!(grid.len(), 2);
+        // Wilcoxon on eight ties of +2: normal approximation, p = 2·Φ(−√8·…); Holm with m = 2
+        // doubles the smaller p (the other is 1).
+        let raw = grid[0].wilcoxon.p_value;
+        assert!(raw < 0.01 && grid[1].wilcoxon.p_value == 1.0);
+        assert!((grid[0].p_holm - (2.0 * raw).min(1.0)).abs() < 1e-15);
+        assert!((grid[0].p_bh - (2.0 * raw).min(1.0)).abs() < 1e-15);
+        assert_eq!(grid[1].p_holm, 1.0);
+
+        let l = |s: &str| Label(s.into());
+        let mut r = Vec::new();
+        for i in 0..10 {
+            let id = format!("z{i}");
+            r.push(rec(&id, None, 0, l("unsafe")));
+            r.push(rec(
+                &id,
+                Some("apology"),
+                0,
+                l(if i < 8 { "safe" } else { "unsafe" }),
+            ));
+            r.push(rec(&id, Some("caps"), 0, l("unsafe")));
+        }
+        let grid = label_flip_grid(&r, &["apology", "caps"], "unsafe", 0.95);
+        // McNemar 8 vs 0: 2·0.5⁸ = 0.0078125; Holm over two: 0.015625.
+        assert!((grid[0].mcnemar_p - 0.0078125).abs() < 1e-15);
+        assert!((grid[0].p_holm - 0.015625).abs() < 1e-15);
+        assert_eq!(grid[1].p_holm, 1.0);
     }
 
     #[test]
