@@ -103,6 +103,33 @@ position_bias = 1.0
         "{}",
         scoped["small_audit"]
     );
+    // Its confirmatory family (one per judge by default) is its own 2 artifacts × 3 tests, in
+    // the small-audit flag, in every artifact's minimum-detectable row and in the Holm family.
+    assert_eq!(
+        scoped["small_audit"]["family_size"], 6,
+        "{}",
+        scoped["small_audit"]
+    );
+    for a in scoped["artifacts"].as_array().unwrap() {
+        assert_eq!(a["mde"]["family_size"], 6, "{}", a["artifact"]);
+    }
+    let family = scoped["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| a["tie_detection"]["p_family"].as_str())
+        .expect("a tested artifact");
+    assert!(
+        family.contains("over 6 tests (grid[sim-scoped])"),
+        "{family}"
+    );
+    let holm_tests = summary["analysis"]["families"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "grid[sim-scoped]")
+        .map(|f| f["tests"].clone());
+    assert_eq!(holm_tests, Some(serde_json::json!(6)));
 
     let full = judge(&summary, "sim-unbiased");
     let consistency = &full["baseline"]["position_consistency"];

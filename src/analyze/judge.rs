@@ -372,6 +372,18 @@ struct ArtifactDraft {
     soft_shift: Option<(Stat, Scale, Vec<f64>)>,
 }
 
+impl ArtifactDraft {
+    /// Whether the judge returned any verdict for this artifact (false outside its scope, where
+    /// nothing was planned, and when every call failed: no p-value enters the family then).
+    fn has_calls(&self) -> bool {
+        let f = &self.flips;
+        self.tie.n > 0
+            || self.wr_n > 0
+            || self.wr_invalid > 0
+            || f.toward + f.away + f.same + f.invalid > 0
+    }
+}
+
 #[derive(Default)]
 struct FlipCounts {
     toward: u64,
@@ -491,6 +503,15 @@ impl Ctx<'_> {
             method: options.bootstrap_method,
         };
         let results = boot.run(&config);
+        // With one family per judge, the family is this judge's own tests: artifacts outside a
+        // scoped judge's `audit_artifacts` have no calls and no p-values, so they are not in it.
+        let family_size = match options.multiplicity {
+            super::Multiplicity::Judge => {
+                let in_scope = drafts.iter().filter(|d| d.has_calls()).count();
+                super::Multiplicity::Judge.grid_family_size(1, in_scope.max(1))
+            }
+            super::Multiplicity::Run => family_size,
+        };
         let noise_rate = (base.noise_n > 0).then(|| base.noise_flips as f64 / base.noise_n as f64);
         let noise_part = base.noise_part;
         let baseline = self.finish_baseline(base, &results);
