@@ -26,6 +26,7 @@ mod index;
 mod judge;
 pub mod jury;
 mod multiplicity;
+pub mod pointwise;
 pub mod power;
 pub mod simulate;
 pub mod trust;

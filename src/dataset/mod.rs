@@ -10,6 +10,7 @@
 
 mod csv_format;
 mod jsonl;
+pub mod single;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod check;
 pub mod command;
 pub mod config;
+pub mod grade;
 pub mod http;
 #[cfg(feature = "local")]
 pub mod local;

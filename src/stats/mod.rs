@@ -25,6 +25,9 @@
 //! - power: [`sign_test_power`], [`shift_test_power`], [`pairs_needed_for_shift`],
 //!   [`minimum_detectable_effect`], [`paired_flip_pairs_needed_normal`];
 //! - regression: [`logistic_regression`], [`length_controlled_preference`];
+//! - pointwise grades: [`wilcoxon_signed_rank`], [`spearman`], [`kendall_tau_b`],
+//!   [`quadratic_weighted_kappa`], [`krippendorff_alpha`] (interval/ordinal),
+//!   [`pooled_within_sd`], [`icc1`], [`brier_score`], [`expected_calibration_error`];
 //! - distributions: [`binomial_pmf`], [`binomial_cdf`], [`binomial_sf`], [`normal_cdf`],
 //!   [`normal_quantile`].
 
@@ -33,6 +36,7 @@ mod bootstrap;
 mod interval;
 mod linalg;
 mod multiplicity;
+mod pointwise;
 mod power;
 mod regression;
 mod special;
@@ -51,6 +55,11 @@ pub use interval::{
     effective_clopper_pearson, jeffreys, mover_difference, t_two_sided, wilson,
 };
 pub use multiplicity::{benjamini_hochberg, bonferroni, holm};
+pub use pointwise::{
+    AlphaLevel, ReliabilityBin, Wilcoxon, brier_score, expected_calibration_error, icc1,
+    kendall_tau_b, krippendorff_alpha, pooled_within_sd, quadratic_weighted_kappa, spearman,
+    wilcoxon_signed_rank,
+};
 pub use power::{
     minimum_detectable_effect, paired_flip_pairs_needed_normal, paired_flip_power_normal,
     pairs_needed_for_shift, shift_test_power, sign_test_power, sign_test_rejection_bound,
