@@ -88,7 +88,10 @@ fn jury_sections_appear_in_every_format_for_the_demo_and_in_none_for_one_judge()
     let summary = demo_summary(42);
     let view = ReportView::new(&summary);
     assert!(view.has(Section::Juries) && view.has(Section::Agreement));
-    assert!(!view.has(Section::Composer), "no eligible jury in the demo (issue 20 §7)");
+    assert!(
+        !view.has(Section::Composer),
+        "no eligible jury in the demo (issue 20 §7)"
+    );
     let one: Summary = serde_json::from_str(
         &std::fs::read_to_string(one_judge_run().join("summary.json")).unwrap(),
     )
