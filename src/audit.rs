@@ -758,25 +758,9 @@ fn add_failed_records(
         .filter(|c| failed.contains(&c.id))
     {
         records.push(run::CallRecord {
-            call_id: spec.id.clone(),
-            judge: spec.judge.clone(),
-            pair_id: spec.pair_id.clone(),
-            kind: spec.kind,
-            artifact: spec.artifact.clone(),
-            side: spec.side,
-            order: spec.order,
-            repeat: spec.repeat,
-            raw: None,
-            verdict: None,
-            label_probs: None,
-            usage: None,
-            latency_ms: 0,
             attempts: 1,
-            cached: false,
-            redacted: false,
             error: Some("failed (see the faults)".into()),
-            error_kind: None,
-            via: None,
+            ..run::CallRecord::new(spec)
         });
     }
     Ok(())

@@ -173,7 +173,8 @@ impl CallRecord {
         self.verdict.is_some()
     }
 
-    fn new(spec: &CallSpec) -> CallRecord {
+    /// The empty record of `spec`: no answer yet, no attempt made.
+    pub(crate) fn new(spec: &CallSpec) -> CallRecord {
         CallRecord {
             call_id: spec.id.clone(),
             judge: spec.judge.clone(),
