@@ -1039,12 +1039,15 @@ pub fn local_demo_judge_available() -> bool {
 }
 
 /// The simulated reference jury of the demo: distinct planted biases, one of them unbiased.
-pub const DEMO_JUDGES: [&str; 5] = [
+/// The two mild jurors of opposite sign give the composer an eligible jury to suggest.
+pub const DEMO_JUDGES: [&str; 7] = [
     "sim-unbiased",
     "sim-apology-lover",
     "sim-first-slot",
     "sim-authority-skeptic",
     "sim-verbose-fan",
+    "sim-mild-apology",
+    "sim-mild-apology-averse",
 ];
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ fn demo_recovers_planted_effects_and_clears_the_unbiased_judge() {
     }
     let summary = summary(&out);
     let judges = summary["judges"].as_array().unwrap();
-    assert_eq!(judges.len(), 5);
+    assert_eq!(judges.len(), 7);
     let mut planted_nonzero = 0;
     let (mut zero_cells, mut zero_missed) = (0, Vec::new());
     for judge in judges {
@@ -49,8 +49,12 @@ fn demo_recovers_planted_effects_and_clears_the_unbiased_judge() {
             if value != 0.0 {
                 planted_nonzero += 1;
                 assert_eq!(planted["recovered"], true, "{cell}");
-                // A planted effect of this size must also be detected, not merely covered.
-                assert_eq!(artifact["significant"], true, "{cell}");
+                // A planted effect at the rejection size (|T| ≥ 0.2) must also be detected, not
+                // merely covered; the mild ±0.12 jurors are below what 48 pairs detect reliably
+                // (the MDE note says so), so only their coverage is asserted.
+                if value.abs() >= 0.2 {
+                    assert_eq!(artifact["significant"], true, "{cell}");
+                }
             } else {
                 // The simulated judges now judge identical-substance answers by a fresh coin per
                 // call (as a real judge at temperature > 0), so a 95% interval misses a zero
@@ -63,10 +67,11 @@ fn demo_recovers_planted_effects_and_clears_the_unbiased_judge() {
             }
         }
     }
-    // 28 null cells: at 95% coverage, P(4 or more misses) is about 5%.
-    assert!(zero_cells >= 25, "{zero_cells} null cells");
-    assert!(zero_missed.len() <= 3, "null cells missed: {zero_missed:?}");
-    assert!(planted_nonzero >= 5, "the demo plants several effects");
+    // 41 null cells (7 judges × 7 artifacts − 8 planted): at 95% coverage, P(6 or more misses)
+    // is 1.6% (binomial(41, 0.05)).
+    assert_eq!(zero_cells, 41, "null cells");
+    assert!(zero_missed.len() <= 5, "null cells missed: {zero_missed:?}");
+    assert_eq!(planted_nonzero, 8, "the demo plants eight effects");
     let unbiased = judges.iter().find(|j| j["name"] == "sim-unbiased").unwrap();
     for artifact in unbiased["artifacts"].as_array().unwrap() {
         assert_eq!(artifact["significant"], false, "{}", artifact["artifact"]);

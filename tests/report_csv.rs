@@ -59,16 +59,17 @@ fn demo_csv_has_the_documented_columns_and_rows() {
     );
     assert_eq!(header, COLUMNS);
     // Hand count (issue 11: juries, agreement, the composer, CALM's CR and the MDEs were
-    // missing): 5 simulated judges × (7 artifacts × (10 metrics + planted_T) + 12 baseline rows)
-    // = 5 × 89 = 445; 4 juries × (7 × 10 + 12) = 328 (juries have no planted value); 10 judge
-    // pairs × 3 agreement metrics + Fleiss' κ + Krippendorff's α = 32; the composer's T and WR
-    // on 7 artifacts = 14; issue 13: `effective_items_count` for the 6 artifacts that change
-    // text (all but position), for 5 judges and 4 juries = 54. 445 + 328 + 32 + 14 + 54 = 873.
-    // Issue 20 §7: the composer suggests no jury of REJECTed jurors, and four of the five demo
-    // judges are: no composer rows (14) and no suggested jury (82 + 6): 873 - 102 = 771.
+    // missing): 7 simulated judges × (7 artifacts × (10 metrics + planted_T) + 12 baseline rows)
+    // = 7 × 89 = 623, plus `effective_items_count` (issue 13) for the 6 artifacts that change
+    // text (all but position) = 7 × 6 = 42; 4 juries (majority, unanimity, weighted and the
+    // composer's suggestion) × (7 × 10 + 12 + 6) = 352 (juries have no planted value); 21 judge
+    // pairs × 3 agreement metrics = 63, and Fleiss' κ + Krippendorff's α = 2; the composer's T
+    // and WR on 7 artifacts = 14. The composer suggests only ADOPT/CAUTION jurors (issue 20 §7):
+    // the demo's two mild, opposite-sign jurors and the unbiased one.
+    // 623 + 42 + 352 + 63 + 2 + 14 = 1096.
     assert_eq!(ARTIFACT_METRICS.len(), 10);
     assert_eq!(BASELINE_METRICS.len(), 12);
-    assert_eq!(rows.len(), 771);
+    assert_eq!(rows.len(), 1096);
     assert!(rows.iter().all(|r| r.len() == 12));
     assert!(
         rows.iter().all(|r| r[1] == "true"),
@@ -83,14 +84,13 @@ fn demo_csv_has_the_documented_columns_and_rows() {
             count("panel"),
             count("composer")
         ],
-        // Three juries (no suggested one) and no composer rows (issue 20 §7).
-        [445 + 30, 3 * 82 + 18, 30, 2, 0]
+        [623 + 42, 4 * 82 + 24, 63, 2, 14]
     );
     let baseline_rows = rows
         .iter()
         .filter(|r| r[2].is_empty() && r[3] == "baseline")
         .count();
-    assert_eq!(baseline_rows, 8 * 12);
+    assert_eq!(baseline_rows, 11 * 12);
     assert!(
         rows.iter()
             .filter(|r| r[2].is_empty())
@@ -208,9 +208,32 @@ fn demo_csv_values_match_the_summary() {
     assert_eq!(kappa[11], "pair");
     assert_eq!(num(&kappa[6]), pair["cohen_kappa"]["estimate"].as_f64());
     assert_eq!(kappa[5], pair["cohen_kappa"]["n"].to_string());
-    // No composer in the demo (every eligible set is too small): no composer rows either.
-    assert!(summary["jury"]["composer"].is_null());
-    assert!(!rows.iter().any(|r| r[11] == "composer"));
+    // The composer's suggestion: one T and one WR row per artifact, equal to the summary's.
+    let composer = &summary["jury"]["composer"];
+    let suggestion = &composer["suggestion"];
+    let who = suggestion["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" + ");
+    assert_eq!(
+        who,
+        "sim-unbiased + sim-mild-apology + sim-mild-apology-averse"
+    );
+    for (k, artifact) in composer["artifacts"].as_array().unwrap().iter().enumerate() {
+        let artifact = artifact.as_str().unwrap();
+        for (metric, key) in [("T", "t"), ("WR", "wr")] {
+            let row = find(&rows, &who, artifact, metric);
+            assert_eq!(row[11], "composer");
+            assert_eq!(
+                num(&row[6]),
+                suggestion[key][k].as_f64(),
+                "{artifact} {metric}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -227,7 +250,7 @@ fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
     e.n = 0;
     let bytes = judge_audit::report::csv::render(&summary).unwrap();
     let (_, rows) = records(&bytes);
-    assert_eq!(rows.len(), 771, "a hostile name does not break rows");
+    assert_eq!(rows.len(), 1096, "a hostile name does not break rows");
     let t = find(
         &rows,
         "judge, \"quoted\"\nname",

@@ -180,15 +180,18 @@ fn gate_thresholds() {
         }
     };
     use Trust::*;
-    set(&mut summary, &[Adopt, Adopt, Caution, Adopt, Adopt]);
+    set(
+        &mut summary,
+        &[Adopt, Adopt, Caution, Adopt, Adopt, Adopt, Adopt],
+    );
     assert!(gate(&summary, Reject).passed);
     let g = gate(&summary, Caution);
     assert!(!g.passed);
     assert_eq!(
         g.line,
-        "gate: FAIL (--fail-on caution: 1 of 5 judges at CAUTION or worse: sim-first-slot CAUTION)"
+        "gate: FAIL (--fail-on caution: 1 of 7 judges at CAUTION or worse: sim-first-slot CAUTION)"
     );
-    set(&mut summary, &[Adopt; 5]);
+    set(&mut summary, &[Adopt; 7]);
     assert!(gate(&summary, Caution).passed);
     summary.judges.clear();
     let g = gate(&summary, Reject);

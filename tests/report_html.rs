@@ -131,17 +131,27 @@ fn demo_report_is_self_contained_and_complete() {
     ] {
         section(&page, id);
     }
-    // The demo computes three juries (issue 11: the page used to show none of them, because it
-    // looked for juries among the judges by guessed JSON keys). Issue 20 §7: the composer
-    // suggests no jury of jurors the audit REJECTs, and four of the five demo judges are.
+    // The demo computes three configured juries and the composer's suggestion (issue 11: the
+    // page used to show none of them, because it looked for juries among the judges by guessed
+    // JSON keys). Issue 20 §7: the composer suggests only jurors the audit does not REJECT: the
+    // unbiased judge and the two mild, opposite-sign apology judges.
     let jury = section(&page, "jury");
-    assert_eq!(jury.matches("<td>jury</td>").count(), 3);
-    assert!(!page.contains("<section id=\"composer\">"));
-    for name in ["jury-majority", "jury-unanimity", "jury-weighted"] {
+    assert_eq!(jury.matches("<td>jury</td>").count(), 4);
+    for name in [
+        "jury-majority",
+        "jury-unanimity",
+        "jury-weighted",
+        "jury-suggested",
+    ] {
         assert!(jury.contains(&format!("<h3>{name}</h3>")), "{name}");
     }
-    // Ten pairs of five judges in the agreement table.
-    assert_eq!(section(&page, "agreement").matches("<tr><td>").count(), 10);
+    let composer = section(&page, "composer");
+    assert!(
+        composer.contains("<b>sim-unbiased, sim-mild-apology, sim-mild-apology-averse</b>"),
+        "{composer}"
+    );
+    // Twenty-one pairs of seven judges in the agreement table.
+    assert_eq!(section(&page, "agreement").matches("<tr><td>").count(), 21);
     // Four charts, each with an accessible title and description.
     assert_eq!(page.matches("<svg ").count(), 4);
     assert_eq!(page.matches("-title\">").count(), 4);
@@ -310,7 +320,8 @@ fn optional_fields_render_when_present() {
     assert_only_own_markup(&page);
     let jury = section(&page, "jury");
     assert!(jury.contains("<h3>jury-majority</h3>"));
-    assert_eq!(jury.matches("<td>juror</td>").count(), 6);
+    // Seven demo jurors and the unknown member.
+    assert_eq!(jury.matches("<td>juror</td>").count(), 8);
     assert!(jury.contains("not-here") && jury.contains("not in this summary"));
     assert!(page.contains("href=\"#jury\""));
     assert!(page.contains("BH q 0.012"));

@@ -11,9 +11,9 @@
 //! [`crate::report::compare`] renders the typed [`Comparison`]; it computes nothing.
 
 use crate::analyze::Estimate;
+use crate::analyze::summary::Summary;
 use crate::design::{ConditionKind, Order, Side};
 use crate::judge::SlotVerdict;
-use crate::report::Summary;
 use crate::run::store::RunStore;
 use crate::run::{CallRecord, read_calls};
 use crate::stats::{mcnemar_exact, wilson};

@@ -739,7 +739,7 @@ fn compose(
         suggestion,
         member_t,
         candidates,
-        note: "selected on the same pairs it is scored on, so its numbers are optimistic: confirm the suggestion on fresh pairs".into(),
+        note: "Selected on the same pairs it is scored on, so its numbers are optimistic: confirm the suggestion on fresh pairs".into(),
     })
 }
 

@@ -29,6 +29,7 @@ mod multiplicity;
 pub mod pointwise;
 pub mod power;
 pub mod simulate;
+pub mod summary;
 pub mod trust;
 
 pub use agreement::{AgreementResult, PairAgreement, RaterAgreement};

@@ -339,6 +339,14 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
         "sim/sim-verbose-fan.toml",
         include_str!("../../judges/sim/sim-verbose-fan.toml"),
     ),
+    (
+        "sim/sim-mild-apology.toml",
+        include_str!("../../judges/sim/sim-mild-apology.toml"),
+    ),
+    (
+        "sim/sim-mild-apology-averse.toml",
+        include_str!("../../judges/sim/sim-mild-apology-averse.toml"),
+    ),
 ];
 
 /// An API key read from the environment. It has no `Display`, and its `Debug` is redacted, so it
@@ -1289,7 +1297,7 @@ mod tests {
         let from_dir = JudgeConfig::load_dir(&root).unwrap();
         assert_eq!(from_dir.len(), 11);
         let sims = JudgeConfig::load_dir(root.join("sim")).unwrap();
-        assert_eq!(sims.len(), 5);
+        assert_eq!(sims.len(), 7);
         assert!(
             sims.iter()
                 .all(|c| c.backend == Backend::Sim && c.sim.is_some())
