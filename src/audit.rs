@@ -978,10 +978,11 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
 }
 
 fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
-    let template_sha256 = config
-        .load_template()
+    let template = config.load_template().ok();
+    let template_sha256 = template
+        .as_ref()
         .map(|t| t.sha256())
-        .unwrap_or_else(|_| "unresolved".into());
+        .unwrap_or_else(|| "unresolved".into());
     JudgeInfo {
         name: config.name.clone(),
         simulated,
@@ -989,6 +990,7 @@ fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
         model: config.model.clone(),
         template: config.template.clone(),
         template_sha256,
+        template_min_max_tokens: template.and_then(|t| t.min_max_tokens),
         config: serde_json::to_value(config).unwrap_or(serde_json::Value::Null),
     }
 }

@@ -431,3 +431,85 @@ fn markdown_prose_reads_as_written_and_cells_stay_cells() {
         .expect("a table row naming the hostile judge");
     assert!(row.contains("\\<img"), "{row}");
 }
+
+/// Issue 11: a template limit and an artifact that changed under half of its answers are
+/// warnings in the summary's data, shown by every format that shows warnings (the first used to
+/// reach only a `tracing` event, the second only the artifact's own line).
+#[test]
+fn template_limits_and_artifacts_that_change_little_are_warnings_in_every_format() {
+    let dir = scratch("template-limit");
+    std::fs::create_dir_all(dir.join("catalog")).unwrap();
+    std::fs::write(
+        dir.join("catalog/noop.toml"),
+        "id = \"apology-noop\"\ntitle = \"t\"\ndescription = \"d\"\nsource = \"s\"\n\
+         expected_effect = \"e\"\n[operation]\nkind = \"regex_replace\"\n\
+         pattern = 'ZZZ-never'\nreplacement = \"sorry \"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sim-short.toml"),
+        "name = \"sim-short\"\nbackend = \"sim\"\nmodel = \"simulated\"\nseed = 1\n\
+         template = \"mtbench-pairwise\"\nmax_tokens = 64\n\n[sim]\naccuracy = 0.8\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("audit.toml"),
+        "seed = 42\njudges = [\"sim-short.toml\", \"sim-unbiased\"]\n\
+         [design]\nartifacts = [\"apology\", \"apology-noop\"]\n\
+         [perturbations]\ndir = \"catalog\"\n",
+    )
+    .unwrap();
+    let out = dir.join("run");
+    let o = bin()
+        .args(["run", "--quiet", "--limit", "3", "--config"])
+        .arg(dir.join("audit.toml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_success(&o);
+    let summary: Summary =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    // mtbench-pairwise declares min_max_tokens = 512.
+    assert_eq!(summary.judge_configs[0].template_min_max_tokens, Some(512));
+    let limits: Vec<_> = summary
+        .warnings
+        .iter()
+        .filter(|w| w.kind == "template_limit")
+        .collect();
+    assert_eq!(limits.len(), 1);
+    assert_eq!(limits[0].judge.as_deref(), Some("sim-short"));
+    let words = "max_tokens = 64 is below the minimum of 512";
+    assert!(limits[0].message.contains(words), "{}", limits[0].message);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(md.contains(words) && html.contains(words));
+    // The no-op artifact changed none of the 6 answers of 3 pairs, for both judges: one
+    // warning naming them; the real apology changed every answer: none.
+    let low: Vec<_> = summary
+        .warnings
+        .iter()
+        .filter(|w| w.kind == "artifact_low_change")
+        .collect();
+    assert_eq!(low.len(), 1, "{low:?}");
+    assert_eq!(low[0].judge, None);
+    let words = "`apology-noop` changed only 0 of 6 answers";
+    assert!(low[0].message.contains(words), "{}", low[0].message);
+    assert!(
+        low[0]
+            .message
+            .ends_with("(judges: sim-short, sim-unbiased)")
+    );
+    // Markdown escapes the backticks of the message; both pages show its words.
+    let words = "apology-noop\\` changed only 0 of 6 answers";
+    assert!(md.contains(words), "{md}");
+    assert!(html.contains("apology-noop` changed only 0 of 6 answers"));
+    // A judge at or above the minimum gets no such warning: the demo's judges use templates
+    // without one.
+    assert!(
+        !demo_summary(42)
+            .warnings
+            .iter()
+            .any(|w| w.kind == "template_limit")
+    );
+}

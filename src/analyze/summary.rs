@@ -73,6 +73,10 @@ pub struct JudgeInfo {
     pub template: String,
     /// sha256 of the template content.
     pub template_sha256: String,
+    /// The template's declared minimum `max_tokens` (a reply cut shorter may lose its verdict);
+    /// absent when the template declares none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_min_max_tokens: Option<u32>,
     /// The full configuration as loaded (API keys are never part of it; only env var names).
     pub config: serde_json::Value,
 }
@@ -148,8 +152,9 @@ pub struct Summary {
 /// A warning about the run, as data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
-    /// What happened: `run_incomplete`, `judge_stopped`, `records_skipped`, `calls_failed`,
-    /// `calls_pending`, `label_mass_low` or `verdicts_unparseable`.
+    /// What happened: `run_incomplete`, `records_skipped`, `template_limit`,
+    /// `artifact_low_change`, `judge_stopped`, `calls_failed`, `calls_pending`, `label_mass_low`
+    /// or `verdicts_unparseable`.
     pub kind: String,
     /// The judge it concerns, if one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

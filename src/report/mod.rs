@@ -56,6 +56,46 @@ impl Summary {
                 ),
             });
         }
+        for info in &self.judge_configs {
+            let max_tokens = info.config.get("max_tokens").and_then(|v| v.as_u64());
+            if let (Some(min), Some(max)) = (info.template_min_max_tokens, max_tokens)
+                && max < u64::from(min)
+            {
+                warnings.push(Warning {
+                    kind: "template_limit".into(),
+                    judge: Some(info.name.clone()),
+                    message: format!(
+                        "max_tokens = {max} is below the minimum of {min} that template `{}` declares: replies may be cut off before the verdict and counted unparseable",
+                        info.template
+                    ),
+                });
+            }
+        }
+        // An artifact that changed under half of its answers: once per distinct count, naming
+        // the judges it concerns (judges audited on the same pairs share one).
+        let mut low_change: Vec<(&str, Vec<&str>)> = Vec::new();
+        for j in &self.judges {
+            for a in &j.artifacts {
+                if let Some(w) = a.perturbation.as_ref().and_then(|c| c.warning.as_deref()) {
+                    match low_change.iter_mut().find(|(m, _)| *m == w) {
+                        Some((_, judges)) => judges.push(&j.name),
+                        None => low_change.push((w, vec![&j.name])),
+                    }
+                }
+            }
+        }
+        for (message, judges) in low_change {
+            let (judge, message) = if judges.len() == 1 {
+                (Some(judges[0].to_string()), message.to_string())
+            } else {
+                (None, format!("{message} (judges: {})", judges.join(", ")))
+            };
+            warnings.push(Warning {
+                kind: "artifact_low_change".into(),
+                judge,
+                message,
+            });
+        }
         for j in &self.judges {
             if let Some(reason) = &j.stopped {
                 warnings.push(Warning {
