@@ -10,6 +10,7 @@ pub mod gh_summary;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod rewrites;
 pub mod svg;
 pub mod text;
 pub mod view;
@@ -158,6 +159,10 @@ pub struct Summary {
     /// verdicts), shown by every exporter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
+    /// LLM-rewritten artifacts: rewriter, meaning-check failures, examples (absent without
+    /// rewrite artifacts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrites: Option<rewrites::RewriteSection>,
 }
 
 /// The words every format shows for a run with pending calls.
