@@ -865,7 +865,7 @@ pub async fn execute(
         &prepared.judges,
         out,
         &run_options,
-        &|call| shard.is_none_or(|s| s.contains(&call.id)),
+        &|call| shard.is_none_or(|s| s.contains(&call.id)) && !awaits_rewrite(&perturbed, call),
     )
     .await?;
     add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;
@@ -875,6 +875,17 @@ pub async fn execute(
         outcome.rewrite_usage = rewrite_usage;
     }
     Ok(outcome)
+}
+
+/// True for a call whose rewrite could not be made yet: it is not sent (it stays pending), so a
+/// resume sends it once the rewrite is stored instead of judging the original text.
+fn awaits_rewrite(perturbed: &PerturbedAnswers, call: &crate::design::CallSpec) -> bool {
+    let (Some(artifact), Some(side)) = (&call.artifact, call.side) else {
+        return false;
+    };
+    perturbed
+        .get(artifact, call.pair_index, side)
+        .is_some_and(|p| p.rejected.as_deref() == Some(crate::perturb::rewrite::NOT_REWRITTEN))
 }
 
 /// The store commits answers only (a failed call is sent again by a resume), so a call with
