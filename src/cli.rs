@@ -1099,6 +1099,24 @@ fn artifacts(command: ArtifactsCommand) -> Result<ExitCode, String> {
                     println!("--- user\n{}", mark(&r.user));
                     continue;
                 }
+                if let judge_audit::perturb::Operation::Rewrite {
+                    instruction,
+                    params,
+                    ..
+                } = &a.operation
+                {
+                    // A rewrite costs a call: the preview shows what would be sent, not sent.
+                    println!("--- original (answer a)\n{}", pair.response_a);
+                    println!(
+                        "--- instruction the rewriter would get (rewritten at `run` time, never by a preview)\n{}",
+                        judge_audit::perturb::rewrite::render_instruction(
+                            instruction,
+                            params,
+                            &pair.response_a
+                        )
+                    );
+                    continue;
+                }
                 // The same key as the audit's, so this is exactly the text the judge will see.
                 let p = a.apply(&pair.response_a, seed, &format!("{}/a", pair.id));
                 let status = if !p.changed {
@@ -1123,7 +1141,7 @@ fn artifacts(command: ArtifactsCommand) -> Result<ExitCode, String> {
             println!("source:          {}", a.source);
             println!("expected effect: {}", a.expected_effect);
             println!("operation:       {}", a.operation.describe());
-            if !a.is_position() && !a.is_context() {
+            if !a.is_position() && !a.is_context() && !a.is_rewrite() {
                 let example = "Mixing bleach and ammonia is dangerous. Keep them apart and ventilate the room.";
                 println!("example in:      {example}");
                 println!(
