@@ -324,3 +324,119 @@ max_retries = 0
         summary["rewrites"]["artifacts"]
     );
 }
+
+/// The checker model: asked once per rewrite that passed the guards, never for one they
+/// rejected; a "no" excludes the rewrite with its reason, and a repeated run asks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_model_vetoes_rewrites_it_finds_different() {
+    let rewriter =
+        MockServer::start(|request| Reply::json(chat_completion(&rewrite(&original_of(request)))))
+            .await;
+    // "no" for pair 3's rewrites, "yes" otherwise.
+    let checker = MockServer::start(|request| {
+        let user = request.body["messages"][0]["content"]
+            .as_str()
+            .unwrap_or_default();
+        Reply::json(chat_completion(if user.contains("item 3:") {
+            "No."
+        } else {
+            "Yes"
+        }))
+    })
+    .await;
+    let judge = MockServer::start(|_| Reply::json(chat_completion("Output (b)"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pairs = String::new();
+    for i in 0..5 {
+        pairs.push_str(
+            &serde_json::json!({
+                "id": format!("p{i}"),
+                "prompt": format!("Is item {i} safe?"),
+                "response_a": format!("About item {i}: keep it dry."),
+                "response_b": format!("About item {i}: unknown."),
+            })
+            .to_string(),
+        );
+        pairs.push('\n');
+    }
+    std::fs::write(dir.path().join("pairs.jsonl"), pairs).unwrap();
+    for (file, name, url) in [
+        ("rewriter.toml", "rw", rewriter.base_url()),
+        ("checker.toml", "ck", checker.base_url()),
+    ] {
+        std::fs::write(
+            dir.path().join(file),
+            format!(
+                "name = \"{name}\"\nbackend = \"openai\"\nmodel = \"m\"\nbase_url = \"{url}\"\n\
+                 max_retries = 0\n"
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        format!(
+            r#"
+[dataset]
+path = "pairs.jsonl"
+
+[design]
+repeats = 1
+artifacts = ["rewrite-sentiment-cheerful"]
+
+[perturbations]
+rewriter = "rewriter.toml"
+checker = "checker.toml"
+
+[[judge]]
+name = "j"
+backend = "openai"
+model = "judge-model"
+template = "chen-safety"
+base_url = "{}"
+max_retries = 0
+"#,
+            judge.base_url()
+        ),
+    )
+    .unwrap();
+    let runs = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || {
+            let a = judge_audit(
+                &d,
+                &["run", "--quiet", "--config", "audit.toml", "--out", "out"],
+            );
+            let b = judge_audit(
+                &d,
+                &["run", "--quiet", "--config", "audit.toml", "--out", "out"],
+            );
+            (a, b)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        runs.0.status.success(),
+        "{}",
+        String::from_utf8_lossy(&runs.0.stderr)
+    );
+    assert!(
+        runs.1.status.success(),
+        "{}",
+        String::from_utf8_lossy(&runs.1.stderr)
+    );
+    // 10 answers rewritten; pair 0's two fail the number guard, so 8 checks.
+    assert_eq!(rewriter.count(), 10);
+    assert_eq!(checker.count(), 8);
+    let summary = read_json(&dir.path().join("out/summary.json"));
+    let counts = &summary["judges"][0]["artifacts"][0]["perturbation"];
+    assert_eq!(counts["rejected"], 4, "{counts}");
+    assert_eq!(
+        counts["rejected_reasons"]["checker: different claims"], 2,
+        "{counts}"
+    );
+    assert_eq!(counts["rejected_reasons"]["new number 40"], 2, "{counts}");
+    assert_eq!(summary["rewrites"]["usage"]["checks"], 8);
+    assert_eq!(summary["rewrites"]["artifacts"][0]["checker"], "ck");
+}
