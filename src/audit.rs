@@ -828,6 +828,7 @@ pub async fn execute(
             &prepared.snapshot.rewriters,
             out,
             options.cache_dir.as_deref(),
+            options.max_cost,
         )
         .await?;
         let stored = RunStore::open(out)?.rewrites()?;
@@ -858,6 +859,11 @@ pub async fn execute(
             Some(run::rewrites::usage(&stored)),
         )
     };
+    // The judges get what the rewrites (of every session) left of the budget.
+    let mut run_options = run_options;
+    if let (Some(max), Some(u)) = (run_options.max_cost, &rewrite_usage) {
+        run_options.max_cost = Some((max - u.cost_usd).max(0.0));
+    }
     let mut outcome = run::execute_subset(
         prepared.plan.clone(),
         prepared.dataset.clone(),

@@ -440,3 +440,105 @@ max_retries = 0
     assert_eq!(summary["rewrites"]["usage"]["checks"], 8);
     assert_eq!(summary["rewrites"]["artifacts"][0]["checker"], "ck");
 }
+
+/// `--max-cost` bounds the rewrites too: calls stop before the budget would be exceeded, what
+/// was spent is stored, and the items left unrewritten keep their judge calls pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_budget_stops_rewrites_before_it_is_exceeded() {
+    let rewriter = MockServer::start(|request| {
+        Reply::json(chat_completion_with_usage(
+            &rewrite(&original_of(request)),
+            100,
+            50,
+        ))
+    })
+    .await;
+    let judge = MockServer::start(|_| Reply::json(chat_completion("Output (a)"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pairs = String::new();
+    for i in 1..5 {
+        pairs.push_str(
+            &serde_json::json!({
+                "id": format!("p{i}"),
+                "prompt": format!("Is item {i} safe?"),
+                "response_a": format!("About item {i}: keep it dry."),
+                "response_b": format!("About item {i}: unknown."),
+            })
+            .to_string(),
+        );
+        pairs.push('\n');
+    }
+    std::fs::write(dir.path().join("pairs.jsonl"), pairs).unwrap();
+    // $1 per thousand tokens: a rewrite costs $0.20 (100 in, 50 out at $2/k).
+    std::fs::write(
+        dir.path().join("rewriter.toml"),
+        format!(
+            "name = \"rw\"\nbackend = \"openai\"\nmodel = \"m\"\nbase_url = \"{}\"\n\
+             max_retries = 0\nmax_tokens = 60\n\n[pricing]\ninput_per_mtok = 1000.0\n\
+             output_per_mtok = 2000.0\n",
+            rewriter.base_url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        format!(
+            r#"
+[dataset]
+path = "pairs.jsonl"
+
+[design]
+repeats = 1
+artifacts = ["rewrite-sentiment-cheerful"]
+
+[perturbations]
+rewriter = "rewriter.toml"
+
+[[judge]]
+name = "j"
+backend = "openai"
+model = "judge-model"
+template = "chen-safety"
+base_url = "{}"
+max_retries = 0
+"#,
+            judge.base_url()
+        ),
+    )
+    .unwrap();
+    let run = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || {
+            judge_audit(
+                &d,
+                &[
+                    "run",
+                    "--quiet",
+                    "--config",
+                    "audit.toml",
+                    "--out",
+                    "out",
+                    "--max-cost",
+                    "0.7",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    let sent = rewriter.count();
+    assert!((1..8).contains(&sent), "{sent} rewrites sent: {stderr}");
+    let store = judge_audit::run::store::RunStore::open(&dir.path().join("out")).unwrap();
+    let stored = store.rewrites().unwrap();
+    assert_eq!(stored.len(), sent);
+    let spent: f64 = stored.values().map(|r| r.cost_usd).sum();
+    assert!(spent <= 0.7 + 1e-9, "spent {spent}");
+    let summary = read_json(&dir.path().join("out/summary.json"));
+    let counts = &summary["judges"][0]["artifacts"][0]["perturbation"];
+    assert_eq!(
+        counts["rejected_reasons"]["no stored rewrite"].as_u64(),
+        Some(8 - sent as u64),
+        "{counts}"
+    );
+}

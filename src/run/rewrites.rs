@@ -331,9 +331,15 @@ pub async fn prepare(
     sets: &BTreeMap<String, RewriterSet>,
     out: &Path,
     cache_dir: Option<&Path>,
+    max_cost: Option<f64>,
 ) -> Result<PrepareStats, StoreError> {
     let store = RunStore::open(out)?;
     let mut stored = store.rewrites()?;
+    // Spend of earlier sessions counts against the budget, as the judges' does.
+    let mut budget = Spend {
+        max: max_cost,
+        spent: usage(&stored).cost_usd,
+    };
     let mut cache = cache_dir.and_then(|d| ResponseCache::open(d).ok());
     let mut stats = PrepareStats::default();
     let mut writers: HashMap<String, Option<Arc<Writer>>> = HashMap::new();
@@ -397,6 +403,7 @@ pub async fn prepare(
             if let Some(r) = ask(
                 &mut cache,
                 &mut stats,
+                &mut budget,
                 &mut writer,
                 &set.rewriter,
                 &call_id,
@@ -439,6 +446,7 @@ pub async fn prepare(
         if let Some(r) = ask(
             &mut cache,
             &mut stats,
+            &mut budget,
             &mut writer,
             checker,
             &call_id,
@@ -454,10 +462,35 @@ pub async fn prepare(
     Ok(stats)
 }
 
-/// Answer `record` from the shared cache or by one call; `None` when the call failed (counted).
+/// The cost budget of the prepare step (`--max-cost`).
+struct Spend {
+    max: Option<f64>,
+    spent: f64,
+}
+
+impl Spend {
+    /// True when a call of at most `estimate` still fits.
+    fn fits(&self, estimate: f64) -> bool {
+        self.max.is_none_or(|max| self.spent + estimate <= max)
+    }
+}
+
+/// The most a call can cost: the prompt at about four characters a token, and `max_tokens` out.
+fn worst_case(config: &JudgeConfig, prompt: &str) -> f64 {
+    let usage = Some(TokenUsage {
+        input_tokens: (prompt.len() / 4 + 1) as u64,
+        output_tokens: config.max_tokens as u64,
+    });
+    cost(config, &usage)
+}
+
+/// Answer `record` from the shared cache or by one call; `None` when the call failed or would
+/// exceed the budget (counted in `stats.failed`; a resume asks again).
+#[allow(clippy::too_many_arguments)]
 async fn ask(
     cache: &mut Option<ResponseCache>,
     stats: &mut PrepareStats,
+    budget: &mut Spend,
     writer: &mut impl FnMut(&JudgeConfig, &mut Vec<String>) -> Option<Arc<Writer>>,
     config: &JudgeConfig,
     call_id: &str,
@@ -477,12 +510,19 @@ async fn ask(
         record.cost_usd = 0.0;
         return Some(record);
     }
+    if !budget.fits(worst_case(config, prompt)) {
+        stats
+            .failed
+            .push(format!("{call_id}: not sent, the cost budget is reached"));
+        return None;
+    }
     let w = writer(config, &mut stats.failed)?;
     stats.sent += 1;
     match generate(&w, call_id, prompt).await {
         Ok((answer, usage)) => {
             record.answer = answer;
             record.cost_usd = cost(config, &usage);
+            budget.spent += record.cost_usd;
             record.usage = usage;
             if let Some(c) = cache.as_mut() {
                 // A cache that cannot be written costs a call later, never a wrong answer.
