@@ -930,12 +930,22 @@ pub fn check_keys(
     prepared: &Prepared,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(), AuditError> {
-    for j in &prepared.judges {
-        let config = &j.config;
+    // Rewriters and checkers are called before any judge: a missing key fails them first.
+    let helpers = prepared
+        .snapshot
+        .rewriters
+        .values()
+        .flat_map(|s| std::iter::once(&s.rewriter).chain(s.checker.as_ref()));
+    for (config, is_judge) in prepared
+        .judges
+        .iter()
+        .map(|j| (&j.config, true))
+        .chain(helpers.map(|c| (c, false)))
+    {
         let Some(var) = config.api_key_env_name() else {
             continue;
         };
-        if !prepared.plan.calls.iter().any(|c| c.judge == config.name) {
+        if is_judge && !prepared.plan.calls.iter().any(|c| c.judge == config.name) {
             continue;
         }
         let Ok(url) = config.resolve_base_url_with(&env) else {

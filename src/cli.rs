@@ -870,6 +870,23 @@ fn print_plan(prepared: &Prepared) {
         prepared.plan.options.repeats,
         prepared.plan.calls.len()
     );
+    // Rewrites are sent before any judge call; stored or cached ones are not sent again.
+    for e in judge_audit::run::rewrites::estimate(
+        &prepared.plan,
+        &prepared.dataset.pairs,
+        &prepared.artifacts,
+        &prepared.snapshot.rewriters,
+    ) {
+        println!(
+            "rewrites for {}: at most {} calls to `{}`{}",
+            e.artifact,
+            e.calls,
+            e.rewriter,
+            e.cost_usd
+                .map(|usd| format!(", at most ${usd:.2}"))
+                .unwrap_or_default()
+        );
+    }
     let estimates = audit::estimate(prepared);
     for (judge, conditions) in &counts {
         let total: usize = conditions.values().sum();

@@ -569,3 +569,51 @@ pub fn usage(stored: &BTreeMap<String, StoredRewrite>) -> RewriteUsage {
     }
     u
 }
+
+/// What the rewrite step of a plan will ask at most (before any store or cache lookup).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RewriteEstimate {
+    /// Artifact id.
+    pub artifact: String,
+    /// Rewriter judge name.
+    pub rewriter: String,
+    /// Answers to rewrite (one call each, plus one check each when a checker is set).
+    pub calls: usize,
+    /// Worst-case cost of the rewrites (prompt/4 tokens in, `max_tokens` out), when priced.
+    pub cost_usd: Option<f64>,
+}
+
+/// The rewrite calls of a plan, per rewrite artifact.
+pub fn estimate(
+    plan: &Plan,
+    pairs: &[Pair],
+    artifacts: &[Artifact],
+    sets: &BTreeMap<String, RewriterSet>,
+) -> Vec<RewriteEstimate> {
+    let mut out: Vec<RewriteEstimate> = Vec::new();
+    for item in items(plan, artifacts) {
+        let Some(set) = sets.get(&item.artifact.id) else {
+            continue;
+        };
+        let s = spec(item.artifact);
+        let original = design::answer(&pairs[item.pair_index], item.side);
+        let prompt = rewrite::render_instruction(s.instruction, s.params, original);
+        let cost = set
+            .rewriter
+            .pricing
+            .map(|_| worst_case(&set.rewriter, &prompt));
+        match out.iter_mut().find(|e| e.artifact == item.artifact.id) {
+            Some(e) => {
+                e.calls += 1;
+                e.cost_usd = e.cost_usd.zip(cost).map(|(a, b)| a + b);
+            }
+            None => out.push(RewriteEstimate {
+                artifact: item.artifact.id.clone(),
+                rewriter: set.rewriter.name.clone(),
+                calls: 1,
+                cost_usd: cost,
+            }),
+        }
+    }
+    out
+}
