@@ -8,7 +8,7 @@
 //! directory. A file has the string fields `id` (`[a-z0-9_-]+`), `title`, `description`,
 //! `source` (citation) and `expected_effect`, and an `[operation]` table whose `kind` is one of
 //! `prepend`, `append`, `wrap`, `regex_replace`, `reorder`, `repeat`, `template`, `verbose`,
-//! `bullets`, `position` (see [`Operation`] for each kind's fields), or instead of the table a
+//! `bullets`, `position`, `context`, `rewrite` (see [`Operation`] for each kind's fields), or instead of the table a
 //! top-level `compose = ["a", "b"]` that stacks other artifacts. Optional: `detector` (a regex
 //! that recognises the artifact in an answer that already carries it in other words) and
 //! `probe = "injection"` (a judge-directed instruction, reported as an attack success rate).
@@ -34,6 +34,13 @@
 //! `injection-system-tag`, `injection-codeblock`) and the stack `apology-authority`. `apology` is a constant prepend rather than
 //! a template so that it reproduces the paper exactly ("the injected part is constant for all
 //! samples"); wording robustness is measured separately with `apology-variants`.
+//!
+//! # LLM rewrites
+//!
+//! `kind = "rewrite"` artifacts are opt-in (never in the default set): a rewriter judge file
+//! rewrites each answer before any judge call, the rewrite is stored in the run store and must
+//! pass [`rewrite::guard`] (and an optional checker model) to count. Their items carry
+//! [`Perturbation::rejected`] until then. See `run::rewrites`.
 //!
 //! # Determinism
 //!

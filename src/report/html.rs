@@ -271,6 +271,7 @@ fn header(view: &ReportView<'_>) -> Markup {
                 a href="#categories" { "Categories" }
                 a href="#details" { "Detailed results" }
                 a href="#examples" { "Flipped examples" }
+                @if view.has(Section::Rewrites) { a href="#rewrites" { "Rewrites" } }
                 a href="#metadata" { "Run metadata" }
             }
         } }
