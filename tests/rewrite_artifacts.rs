@@ -266,6 +266,7 @@ max_retries = 0
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<mark>Well,</mark> About item 1: it is safe &lt;b&gt;if&lt;/b&gt;"));
     assert!(!html.contains("<b>if</b>"));
+    assert!(html.contains("Rejected: <span class=\"mono\">p0/a</span> (new number 40)"));
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert!(
         csv.lines()

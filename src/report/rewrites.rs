@@ -280,6 +280,18 @@ pub fn html(section: &RewriteSection) -> maud::Markup {
                     ". " b { "Failed the meaning check: " (a.rejected) " of " (a.items) " (" (format!("{:.1}", 100.0 * a.rejected_share)) "%)" }
                     @for (r, n) in &a.reasons { " · " (Text(r)) ": " (n) }
                 }
+                @if !a.params.is_empty() {
+                    p { "Parameters: " @for (k, v) in &a.params { span.mono { (Text(k)) " = " (Text(v)) } " " } }
+                }
+                @if !a.rejected_items.is_empty() {
+                    p.note {
+                        "Rejected: "
+                        @for (k, r) in a.rejected_items.iter().enumerate() {
+                            @if k > 0 { ", " }
+                            span.mono { (Text(&r.pair_id)) "/" (r.side) } " (" (Text(&r.reason)) ")"
+                        }
+                    }
+                }
                 @for ex in &a.examples {
                     article.example {
                         div.head { span { "pair " span.mono { (Text(&ex.pair_id)) } } span { "answer " (ex.side) } }
