@@ -366,6 +366,7 @@ const KINDS: &[(&str, &[&str])] = &[
             "checker",
             "min_length_percent",
             "max_length_percent",
+            "skip_guards",
         ],
     ),
 ];
@@ -547,6 +548,7 @@ fn parse_operation(cx: &Cx, op: &Tbl) -> Result<Operation, PerturbError> {
             checker: op.opt_str(cx, "checker")?,
             min_length_percent: op.opt_int::<u32>(cx, "min_length_percent")?.unwrap_or(50),
             max_length_percent: op.opt_int::<u32>(cx, "max_length_percent")?.unwrap_or(300),
+            skip_guards: op.str_list(cx, "skip_guards")?,
         },
         _ => unreachable!("kind validated against KINDS"),
     })

@@ -351,6 +351,10 @@ pub enum Operation {
         /// Longest accepted rewrite, in percent of the original's length.
         #[serde(default = "default_max_percent")]
         max_length_percent: u32,
+        /// Optional guards switched off for this artifact (`refusal`, `names`; see
+        /// [`rewrite::SKIPPABLE_GUARDS`]), e.g. the English refusal keywords for a translation.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        skip_guards: Vec<String>,
     },
     /// A stack of other artifacts applied in order (`compose = ["apology", "authority"]` at the
     /// top level of the file), each exactly as on its own: step k applies artifact k with its own
@@ -1047,6 +1051,7 @@ impl Artifact {
                 checker,
                 min_length_percent,
                 max_length_percent,
+                skip_guards,
                 ..
             } => {
                 if rewriter.trim().is_empty() {
@@ -1060,6 +1065,19 @@ impl Artifact {
                         "operation.instruction",
                         "must contain `{answer}`, where the answer goes",
                     );
+                }
+                if let Some(i) = skip_guards
+                    .iter()
+                    .position(|g| !rewrite::SKIPPABLE_GUARDS.contains(&g.as_str()))
+                {
+                    return Err((
+                        format!("operation.skip_guards[{i}]"),
+                        format!(
+                            "unknown guard `{}`; expected one of: {}",
+                            skip_guards[i],
+                            rewrite::SKIPPABLE_GUARDS.join(", ")
+                        ),
+                    ));
                 }
                 if min_length_percent > max_length_percent
                     || *max_length_percent == 0
@@ -1193,10 +1211,11 @@ impl Operation {
                 checker,
                 min_length_percent,
                 max_length_percent,
+                skip_guards,
                 ..
             } => format!(
                 "rewrite by `{rewriter}`{}{}; guards: length {min_length_percent}-{max_length_percent}%, \
-                 no new numbers, URLs or names, refusal kept",
+                 no new numbers, URLs or names, refusal kept{}",
                 if params.is_empty() {
                     String::new()
                 } else {
@@ -1205,7 +1224,12 @@ impl Operation {
                 checker
                     .as_ref()
                     .map(|c| format!(", checked by `{c}`"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if skip_guards.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (off: {})", skip_guards.join(", "))
+                }
             ),
         }
     }

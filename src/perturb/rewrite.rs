@@ -60,13 +60,22 @@ pub fn rewrite_key(
     hex::encode(h.finalize())
 }
 
-/// Length bounds of the meaning guard, in percent of the original's length (in chars).
+/// Guards an artifact may switch off (`skip_guards`): the English refusal keywords mean nothing
+/// in a translation, and a restyle into another script has no capitalised names to compare.
+pub const SKIPPABLE_GUARDS: &[&str] = &["refusal", "names"];
+
+/// The settings of the meaning guard: length bounds in percent of the original's length (in
+/// chars), and which optional guards apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LengthBounds {
     /// Shortest accepted rewrite.
     pub min_percent: u32,
     /// Longest accepted rewrite.
     pub max_percent: u32,
+    /// Check that a refusal is neither added nor removed (English keywords).
+    pub refusal: bool,
+    /// Check for new capitalised names.
+    pub names: bool,
 }
 
 /// Why a rewrite failed the deterministic guards (the first failing guard). The text is what the
@@ -103,11 +112,11 @@ pub fn guard(original: &str, rewritten: &str, bounds: LengthBounds) -> Option<St
     let lower: BTreeSet<String> = words(original).map(|w| w.to_lowercase()).collect();
     if let Some(name) = entities(rewritten)
         .into_iter()
-        .find(|e| !lower.contains(&e.to_lowercase()))
+        .find(|e| bounds.names && !lower.contains(&e.to_lowercase()))
     {
         return Some(format!("new name {name}"));
     }
-    if refuses(original) != refuses(rewritten) {
+    if bounds.refusal && refuses(original) != refuses(rewritten) {
         return Some(if refuses(rewritten) {
             "refusal added".into()
         } else {
@@ -311,6 +320,8 @@ mod tests {
     const B: LengthBounds = LengthBounds {
         min_percent: 50,
         max_percent: 300,
+        refusal: true,
+        names: true,
     };
 
     #[test]
@@ -384,6 +395,20 @@ mod tests {
             Some("refusal added")
         );
         assert_eq!(guard(o, "   ", B).as_deref(), Some("empty rewrite"));
+        // Switched-off guards do not fire.
+        let lax = LengthBounds {
+            refusal: false,
+            names: false,
+            ..B
+        };
+        assert_eq!(
+            guard(
+                o,
+                "I'm sorry, Paris is the capital of France, said Napoleon.",
+                lax
+            ),
+            None
+        );
     }
 
     #[test]

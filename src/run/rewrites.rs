@@ -136,6 +136,7 @@ fn spec(artifact: &Artifact) -> Spec<'_> {
             params,
             min_length_percent,
             max_length_percent,
+            skip_guards,
             ..
         } => Spec {
             instruction,
@@ -143,6 +144,8 @@ fn spec(artifact: &Artifact) -> Spec<'_> {
             bounds: LengthBounds {
                 min_percent: *min_length_percent,
                 max_percent: *max_length_percent,
+                refusal: !skip_guards.iter().any(|g| g == "refusal"),
+                names: !skip_guards.iter().any(|g| g == "names"),
             },
         },
         _ => unreachable!("only rewrite artifacts have a rewrite spec"),
