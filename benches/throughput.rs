@@ -149,6 +149,7 @@ fn client(spec: &str) {
     judge.timeout_secs = 60.0;
     judge.concurrency = Some(c);
     let snapshot = Snapshot {
+        rewriters: Default::default(),
         seed: 1,
         dataset: std::sync::Arc::new(Dataset {
             name: "bench".into(),

@@ -7,6 +7,7 @@ use crate::design::{DesignOptions, JudgeScope, PerturbedAnswers, Plan, TieTarget
 use crate::judge::{self, JudgeConfig};
 use crate::perturb::{Artifact, Catalog};
 use crate::report::{self, ArtifactInfo, DatasetInfo, JudgeInfo, PlanInfo, Summary, ToolInfo};
+use crate::run::rewrites::RewriterSet;
 use crate::run::store::{RunStore, StoreError};
 use crate::run::{self, JudgeHandle, ProgressMode, RunOptions, RunOutcome};
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,12 @@ impl Default for RunSection {
 pub struct PerturbationsSection {
     /// Folder of extra or overriding `*.toml` artifact files.
     pub dir: Option<PathBuf>,
+    /// Rewriter judge file for every rewrite artifact (overrides each artifact's `rewriter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewriter: Option<PathBuf>,
+    /// Checker judge file for every rewrite artifact (overrides each artifact's `checker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checker: Option<PathBuf>,
 }
 
 /// Why an audit could not run. Every message names the file and field at fault.
@@ -317,6 +324,8 @@ pub struct Prepared {
     pub snapshot: Snapshot,
     /// Jury settings.
     pub jury: JuryOptions,
+    /// Usage of the stored rewrites, once they were read from a run store.
+    pub rewrite_usage: Option<run::rewrites::RewriteUsage>,
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
@@ -376,6 +385,56 @@ pub struct Snapshot {
     /// Jury settings.
     #[serde(default)]
     pub jury: JuryOptions,
+    /// The rewriter (and checker) of each rewrite artifact, by artifact id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rewriters: BTreeMap<String, RewriterSet>,
+}
+
+/// Resolve the rewriter and checker of every rewrite artifact: the audit's
+/// `[perturbations] rewriter`/`checker` when set, else the artifact's own, as judge files
+/// relative to the audit file (or built-in judge names).
+fn resolve_rewriters(
+    config: &AuditConfig,
+    base: &Path,
+    artifacts: &[Artifact],
+) -> Result<BTreeMap<String, RewriterSet>, AuditError> {
+    let mut out = BTreeMap::new();
+    for a in artifacts {
+        let crate::perturb::Operation::Rewrite {
+            rewriter, checker, ..
+        } = &a.operation
+        else {
+            continue;
+        };
+        let path_spec = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let load = |spec: String, what: &str| {
+            resolve_judge(&spec, base).map_err(|e| {
+                AuditError::Config(format!(
+                    "artifact `{}`: {what} `{spec}`: {e} (rewrite artifacts need a {what} judge \
+                     file: set `[perturbations] {what} = \"FILE\"` in the audit)",
+                    a.id
+                ))
+            })
+        };
+        let rewriter = load(
+            path_spec(&config.perturbations.rewriter).unwrap_or_else(|| rewriter.clone()),
+            "rewriter",
+        )?;
+        let checker = match path_spec(&config.perturbations.checker).or_else(|| checker.clone()) {
+            Some(spec) => Some(load(spec, "checker")?),
+            None => None,
+        };
+        out.insert(
+            a.id.clone(),
+            RewriterSet {
+                rewriter_path: rewriter.source_path.clone(),
+                rewriter,
+                checker_path: checker.as_ref().and_then(|c| c.source_path.clone()),
+                checker,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// Load the dataset, artifacts and judge configurations `config` names.
@@ -439,7 +498,9 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
             "judges: no judge configured (name built-in judges or judge files in `judges = [...]`, or add [[judge]] tables)".into(),
         ));
     }
+    let rewriters = resolve_rewriters(config, base, &artifacts)?;
     Ok(Snapshot {
+        rewriters,
         seed: config.seed,
         dataset: Arc::new(dataset),
         artifacts,
@@ -521,8 +582,17 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
     )
     .map_err(AuditError::Config)?;
     let plan = Plan::build_scoped(&scopes, &snapshot.dataset.pairs, &artifact_refs, &options);
-    let perturbed =
+    let mut perturbed =
         PerturbedAnswers::compute(&snapshot.dataset.pairs, &artifact_refs, snapshot.seed);
+    // Until the rewrites are made (or read from a run store), rewrite items measure nothing.
+    run::rewrites::fill(
+        &mut perturbed,
+        &plan,
+        &snapshot.dataset.pairs,
+        &snapshot.artifacts,
+        &snapshot.rewriters,
+        &BTreeMap::new(),
+    );
     Ok(Prepared {
         seed: snapshot.seed,
         concurrency: snapshot.run.concurrency,
@@ -534,6 +604,7 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
         judges,
         plan: Arc::new(plan),
         perturbed: Arc::new(perturbed),
+        rewrite_usage: None,
         snapshot,
     })
 }
@@ -675,7 +746,29 @@ pub fn prepare_stored(run_dir: &Path) -> Result<Prepared, AuditError> {
         }
         Arc::make_mut(&mut snapshot.dataset).pairs = pairs;
     }
-    prepare_snapshot(snapshot)
+    let mut prepared = prepare_snapshot(snapshot)?;
+    fill_stored_rewrites(&mut prepared, &store)?;
+    Ok(prepared)
+}
+
+/// Put a run store's rewrites into the prepared perturbed answers (no call is made).
+fn fill_stored_rewrites(prepared: &mut Prepared, store: &RunStore) -> Result<(), AuditError> {
+    if prepared.snapshot.rewriters.is_empty() {
+        return Ok(());
+    }
+    let stored = store.rewrites()?;
+    let mut perturbed = (*prepared.perturbed).clone();
+    run::rewrites::fill(
+        &mut perturbed,
+        &prepared.plan,
+        &prepared.dataset.pairs,
+        &prepared.artifacts,
+        &prepared.snapshot.rewriters,
+        &stored,
+    );
+    prepared.perturbed = Arc::new(perturbed);
+    prepared.rewrite_usage = Some(run::rewrites::usage(&stored));
+    Ok(())
 }
 
 /// Re-render every output of a finished (or partial) run from its stored calls; no judge is
@@ -724,18 +817,81 @@ pub async fn execute(
         max_cost: options.max_cost,
         cache_dir: options.cache_dir.clone(),
     };
+    // Rewrites first: every judge must see the same stored rewrite.
+    let (perturbed, rewrite_stats, rewrite_usage) = if prepared.snapshot.rewriters.is_empty() {
+        (prepared.perturbed.clone(), Default::default(), None)
+    } else {
+        let stats = run::rewrites::prepare(
+            &prepared.plan,
+            &prepared.dataset.pairs,
+            &prepared.artifacts,
+            &prepared.snapshot.rewriters,
+            out,
+            options.cache_dir.as_deref(),
+            options.max_cost,
+        )
+        .await?;
+        let stored = RunStore::open(out)?.rewrites()?;
+        let mut perturbed = (*prepared.perturbed).clone();
+        run::rewrites::fill(
+            &mut perturbed,
+            &prepared.plan,
+            &prepared.dataset.pairs,
+            &prepared.artifacts,
+            &prepared.snapshot.rewriters,
+            &stored,
+        );
+        if !options.quiet {
+            eprintln!(
+                "judge-audit: rewrites: {} sent, {} from the cache, {} stored, {} failed",
+                stats.sent,
+                stats.cache_hits,
+                stored.len(),
+                stats.failed.len()
+            );
+        }
+        for f in &stats.failed {
+            eprintln!("judge-audit: rewrite failed: {f}");
+        }
+        (
+            Arc::new(perturbed),
+            stats,
+            Some(run::rewrites::usage(&stored)),
+        )
+    };
+    // The judges get what the rewrites (of every session) left of the budget.
+    let mut run_options = run_options;
+    if let (Some(max), Some(u)) = (run_options.max_cost, &rewrite_usage) {
+        run_options.max_cost = Some((max - u.cost_usd).max(0.0));
+    }
     let mut outcome = run::execute_subset(
         prepared.plan.clone(),
         prepared.dataset.clone(),
-        prepared.perturbed.clone(),
+        perturbed.clone(),
         &prepared.judges,
         out,
         &run_options,
-        &|call| shard.is_none_or(|s| s.contains(&call.id)),
+        &|call| shard.is_none_or(|s| s.contains(&call.id)) && !awaits_rewrite(&perturbed, call),
     )
     .await?;
     add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;
+    if rewrite_usage.is_some() {
+        outcome.perturbed = Some(perturbed);
+        outcome.rewrites = rewrite_stats;
+        outcome.rewrite_usage = rewrite_usage;
+    }
     Ok(outcome)
+}
+
+/// True for a call whose rewrite could not be made yet: it is not sent (it stays pending), so a
+/// resume sends it once the rewrite is stored instead of judging the original text.
+fn awaits_rewrite(perturbed: &PerturbedAnswers, call: &crate::design::CallSpec) -> bool {
+    let (Some(artifact), Some(side)) = (&call.artifact, call.side) else {
+        return false;
+    };
+    perturbed
+        .get(artifact, call.pair_index, side)
+        .is_some_and(|p| p.rejected.as_deref() == Some(crate::perturb::rewrite::NOT_REWRITTEN))
 }
 
 /// The store commits answers only (a failed call is sent again by a resume), so a call with
@@ -774,12 +930,22 @@ pub fn check_keys(
     prepared: &Prepared,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(), AuditError> {
-    for j in &prepared.judges {
-        let config = &j.config;
+    // Rewriters and checkers are called before any judge: a missing key fails them first.
+    let helpers = prepared
+        .snapshot
+        .rewriters
+        .values()
+        .flat_map(|s| std::iter::once(&s.rewriter).chain(s.checker.as_ref()));
+    for (config, is_judge) in prepared
+        .judges
+        .iter()
+        .map(|j| (&j.config, true))
+        .chain(helpers.map(|c| (c, false)))
+    {
         let Some(var) = config.api_key_env_name() else {
             continue;
         };
-        if !prepared.plan.calls.iter().any(|c| c.judge == config.name) {
+        if is_judge && !prepared.plan.calls.iter().any(|c| c.judge == config.name) {
             continue;
         }
         let Ok(url) = config.resolve_base_url_with(&env) else {
@@ -909,7 +1075,8 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         simulated: &simulated,
         faults: &outcome.faults,
         stopped: &outcome.stopped,
-        perturbed: &prepared.perturbed,
+        // A run's own rewrites when it made them, else the prepared (stored) ones.
+        perturbed: outcome.perturbed.as_deref().unwrap_or(&prepared.perturbed),
     };
     let options = AnalysisOptions {
         bootstrap_resamples: prepared.bootstrap_resamples,
@@ -973,6 +1140,16 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         completeness: analyze::Completeness::of(&analysis.judges),
         judges: analysis.judges,
         warnings: Vec::new(),
+        rewrites: report::rewrites::RewriteSection::build(
+            &prepared.artifacts,
+            &prepared.dataset.pairs,
+            input.perturbed,
+            &prepared.snapshot.rewriters,
+            outcome
+                .rewrite_usage
+                .as_ref()
+                .or(prepared.rewrite_usage.as_ref()),
+        ),
     }
     .with_warnings()
 }

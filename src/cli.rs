@@ -870,6 +870,23 @@ fn print_plan(prepared: &Prepared) {
         prepared.plan.options.repeats,
         prepared.plan.calls.len()
     );
+    // Rewrites are sent before any judge call; stored or cached ones are not sent again.
+    for e in judge_audit::run::rewrites::estimate(
+        &prepared.plan,
+        &prepared.dataset.pairs,
+        &prepared.artifacts,
+        &prepared.snapshot.rewriters,
+    ) {
+        println!(
+            "rewrites for {}: at most {} calls to `{}`{}",
+            e.artifact,
+            e.calls,
+            e.rewriter,
+            e.cost_usd
+                .map(|usd| format!(", at most ${usd:.2}"))
+                .unwrap_or_default()
+        );
+    }
     let estimates = audit::estimate(prepared);
     for (judge, conditions) in &counts {
         let total: usize = conditions.values().sum();
@@ -1099,6 +1116,24 @@ fn artifacts(command: ArtifactsCommand) -> Result<ExitCode, String> {
                     println!("--- user\n{}", mark(&r.user));
                     continue;
                 }
+                if let judge_audit::perturb::Operation::Rewrite {
+                    instruction,
+                    params,
+                    ..
+                } = &a.operation
+                {
+                    // A rewrite costs a call: the preview shows what would be sent, not sent.
+                    println!("--- original (answer a)\n{}", pair.response_a);
+                    println!(
+                        "--- instruction the rewriter would get (rewritten at `run` time, never by a preview)\n{}",
+                        judge_audit::perturb::rewrite::render_instruction(
+                            instruction,
+                            params,
+                            &pair.response_a
+                        )
+                    );
+                    continue;
+                }
                 // The same key as the audit's, so this is exactly the text the judge will see.
                 let p = a.apply(&pair.response_a, seed, &format!("{}/a", pair.id));
                 let status = if !p.changed {
@@ -1123,7 +1158,7 @@ fn artifacts(command: ArtifactsCommand) -> Result<ExitCode, String> {
             println!("source:          {}", a.source);
             println!("expected effect: {}", a.expected_effect);
             println!("operation:       {}", a.operation.describe());
-            if !a.is_position() && !a.is_context() {
+            if !a.is_position() && !a.is_context() && !a.is_rewrite() {
                 let example = "Mixing bleach and ammonia is dangerous. Keep them apart and ventilate the room.";
                 println!("example in:      {example}");
                 println!(

@@ -1063,3 +1063,62 @@ fn validate_checks_artifacts_built_in_code() {
     a.operation = Operation::Template { variants: vec![] };
     assert!(a.validate("code").is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rewrite artifacts
+
+const REWRITE_HEAD: &str = "id = \"rw\"\ntitle = \"t\"\ndescription = \"d\"\nsource = \"s\"\n\
+                            expected_effect = \"e\"\n\n[operation]\nkind = \"rewrite\"\n\
+                            rewriter = \"rewriter.toml\"\n";
+
+#[test]
+fn rewrite_files_are_checked_field_by_field() {
+    let ok = format!("{REWRITE_HEAD}instruction = \"Say it nicely: {{answer}}\"\n");
+    let a = Artifact::from_toml_str("rw.toml", &ok).unwrap();
+    assert!(a.is_rewrite());
+    assert_eq!(a.group().name(), "rewrite");
+    // Until a rewrite is stored, the item measures nothing and says why.
+    let p = a.apply("An answer.", 1, "p/a");
+    assert_eq!(p.text, "An answer.");
+    assert!(!p.effective());
+    assert_eq!(p.rejected.as_deref(), Some("no stored rewrite"));
+    let cases = [
+        (
+            "instruction = \"no placeholder\"\n",
+            "operation.instruction",
+        ),
+        (
+            "instruction = \"{answer}\"\nskip_guards = [\"numbers\"]\n",
+            "operation.skip_guards[0]",
+        ),
+        (
+            "instruction = \"{answer}\"\nmin_length_percent = 300\nmax_length_percent = 200\n",
+            "operation.max_length_percent",
+        ),
+        (
+            "instruction = \"{answer}\"\ntemperature = 1\n",
+            "operation.temperature",
+        ),
+    ];
+    for (tail, field) in cases {
+        let err = Artifact::from_toml_str("rw.toml", &format!("{REWRITE_HEAD}{tail}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{tail}: {err}");
+    }
+}
+
+#[test]
+fn a_stored_rewrite_marks_its_changed_words_and_a_rejected_one_keeps_the_original() {
+    let p = Artifact::with_rewrite("The cat sat.", "Well, the cat sat.", None);
+    assert!(p.effective());
+    assert_eq!(injected_strs(&p), ["Well, the"]);
+    let r = Artifact::with_rewrite(
+        "The cat sat.",
+        "The 3 cats sat.",
+        Some("new number 3".into()),
+    );
+    assert_eq!(r.text, "The cat sat.");
+    assert!(!r.effective());
+    assert_eq!(r.rejected.as_deref(), Some("new number 3"));
+}

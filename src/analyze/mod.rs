@@ -28,6 +28,7 @@ pub mod jury;
 mod multiplicity;
 pub mod pointwise;
 pub mod power;
+pub mod rewrites;
 pub mod simulate;
 pub mod summary;
 pub mod trust;
@@ -417,7 +418,17 @@ pub struct PerturbationCounts {
     pub unchanged: u64,
     /// Changed, but the original already carried the artifact (its text or its detector).
     pub already_present: u64,
-    /// Counted in the estimates: `targets − unchanged − already_present`.
+    /// LLM rewrites that failed their meaning check (or were never made): excluded, counted
+    /// by reason in `rejected_reasons`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejected: u64,
+    /// `rejected / targets`, shown next to a rewrite artifact's numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_share: Option<f64>,
+    /// Rejections by reason (e.g. `new number 7`), for rewrite artifacts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rejected_reasons: BTreeMap<String, u64>,
+    /// Counted in the estimates: `targets − unchanged − already_present − rejected`.
     pub effective: u64,
     /// `effective / targets` (0 when there are no targets).
     pub effective_share: f64,
@@ -436,7 +447,10 @@ impl PerturbationCounts {
                     continue;
                 };
                 c.targets += 1;
-                if !p.changed {
+                if let Some(reason) = &p.rejected {
+                    c.rejected += 1;
+                    *c.rejected_reasons.entry(reason.clone()).or_insert(0) += 1;
+                } else if !p.changed {
                     c.unchanged += 1;
                 } else if p.already_present {
                     c.already_present += 1;
@@ -449,7 +463,20 @@ impl PerturbationCounts {
             return None;
         }
         c.effective_share = c.effective as f64 / c.targets as f64;
-        if c.effective_share < MIN_EFFECTIVE_SHARE {
+        if c.rejected > 0 {
+            c.rejected_share = Some(c.rejected as f64 / c.targets as f64);
+        }
+        if c.effective_share < MIN_EFFECTIVE_SHARE && c.rejected > 0 {
+            c.warning = Some(format!(
+                "`{artifact}`: only {} of {} rewrites passed the meaning check ({:.0}%; {} \
+                 rejected, {} unchanged): its estimates rest on the passing ones only",
+                c.effective,
+                c.targets,
+                100.0 * c.effective_share,
+                c.rejected,
+                c.unchanged
+            ));
+        } else if c.effective_share < MIN_EFFECTIVE_SHARE {
             c.warning = Some(format!(
                 "`{artifact}` changed only {} of {} answers ({:.0}%; {} unchanged, {} already \
                  carried it): its estimates rest on the changed ones only",

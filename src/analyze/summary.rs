@@ -147,6 +147,10 @@ pub struct Summary {
     /// verdicts), shown by every exporter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
+    /// LLM-rewritten artifacts: rewriter, meaning-check failures, examples (absent without
+    /// rewrite artifacts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrites: Option<crate::analyze::rewrites::RewriteSection>,
 }
 
 /// A warning about the run, as data.

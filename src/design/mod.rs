@@ -501,7 +501,8 @@ impl PerturbedAnswers {
         use rayon::prelude::*;
         let jobs: Vec<(&Artifact, usize, Side)> = artifacts
             .iter()
-            .filter(|a| !a.is_position())
+            // Rewrites come from the run store (`run::rewrites::fill`), for the items the plan uses.
+            .filter(|a| !a.is_position() && !a.is_rewrite())
             .flat_map(|a| (0..pairs.len()).flat_map(move |i| [(*a, i, Side::A), (*a, i, Side::B)]))
             .collect();
         let by_key = jobs
@@ -534,6 +535,12 @@ impl PerturbedAnswers {
                 .map(|a| (a.id.clone(), (*a).clone()))
                 .collect(),
         }
+    }
+
+    /// Set the perturbed answer of one item (rewrite artifacts, filled from the run store).
+    pub fn set(&mut self, artifact: &str, pair_index: usize, side: Side, p: Perturbation) {
+        self.by_key
+            .insert((artifact.to_string(), pair_index, side), p);
     }
 
     /// The perturbed answer, if the artifact changes text.

@@ -61,9 +61,11 @@ pub(crate) fn apply(op: &Operation, text: &str, rng: &mut impl RngCore) -> Pertu
         } => verbose(openers, restatement_leads, closers, text, rng),
         Operation::Bullets => bullets(text),
         // Composition is applied by `Artifact::apply`, which holds the resolved components.
-        Operation::Position | Operation::Compose { .. } | Operation::Context { .. } => {
-            unchanged(text)
-        }
+        // Rewrites come from the run store (`Artifact::with_rewrite`).
+        Operation::Position
+        | Operation::Compose { .. }
+        | Operation::Context { .. }
+        | Operation::Rewrite { .. } => unchanged(text),
     }
 }
 
@@ -93,6 +95,7 @@ pub(crate) fn stack(prev: Perturbation, next: Perturbation) -> Perturbation {
         injected,
         changed: true,
         already_present: false,
+        rejected: None,
     }
 }
 
@@ -119,6 +122,7 @@ fn bullets(text: &str) -> Perturbation {
         injected,
         changed: true,
         already_present: false,
+        rejected: None,
     }
 }
 
@@ -128,6 +132,7 @@ fn unchanged(text: &str) -> Perturbation {
         injected: Vec::new(),
         changed: true,
         already_present: false,
+        rejected: None,
     }
 }
 
@@ -150,6 +155,7 @@ fn wrap(prefix: &str, text: &str, suffix: &str) -> Perturbation {
         injected,
         changed: true,
         already_present: false,
+        rejected: None,
     }
 }
 
@@ -230,6 +236,7 @@ fn regex_replace(pattern: &str, replacement: &str, text: &str) -> Perturbation {
         injected,
         changed: true,
         already_present: false,
+        rejected: None,
     }
 }
 
@@ -287,6 +294,7 @@ fn reorder(unit: ReorderUnit, text: &str, rng: &mut impl RngCore) -> Perturbatio
                 injected: vec![moved],
                 changed: true,
                 already_present: false,
+                rejected: None,
             }
         }
         None => unchanged(text),
@@ -324,6 +332,7 @@ fn repeat(times: usize, text: &str) -> Perturbation {
         text: out,
         changed: true,
         already_present: false,
+        rejected: None,
     }
 }
 

@@ -357,6 +357,18 @@ const KINDS: &[(&str, &[&str])] = &[
     ("position", &[]),
     ("context", &["place", "text", "chosen_name", "other_name"]),
     ("compose", &["artifacts"]),
+    (
+        "rewrite",
+        &[
+            "rewriter",
+            "instruction",
+            "params",
+            "checker",
+            "min_length_percent",
+            "max_length_percent",
+            "skip_guards",
+        ],
+    ),
 ];
 
 /// Parse and validate one artifact file.
@@ -519,6 +531,25 @@ fn parse_operation(cx: &Cx, op: &Tbl) -> Result<Operation, PerturbError> {
                 other_name: op.opt_str(cx, "other_name")?.unwrap_or_default(),
             }
         }
+        "rewrite" => Operation::Rewrite {
+            rewriter: op.req_str(cx, "rewriter")?,
+            instruction: op.req_str(cx, "instruction")?,
+            params: match op.get("params") {
+                None => Default::default(),
+                Some(_) => {
+                    let t = op.table(cx, "params")?;
+                    let mut out = std::collections::BTreeMap::new();
+                    for (k, _) in t.entries {
+                        out.insert(k.get_ref().clone(), t.req_str(cx, k.get_ref())?);
+                    }
+                    out
+                }
+            },
+            checker: op.opt_str(cx, "checker")?,
+            min_length_percent: op.opt_int::<u32>(cx, "min_length_percent")?.unwrap_or(50),
+            max_length_percent: op.opt_int::<u32>(cx, "max_length_percent")?.unwrap_or(300),
+            skip_guards: op.str_list(cx, "skip_guards")?,
+        },
         _ => unreachable!("kind validated against KINDS"),
     })
 }

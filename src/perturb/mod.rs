@@ -8,7 +8,7 @@
 //! directory. A file has the string fields `id` (`[a-z0-9_-]+`), `title`, `description`,
 //! `source` (citation) and `expected_effect`, and an `[operation]` table whose `kind` is one of
 //! `prepend`, `append`, `wrap`, `regex_replace`, `reorder`, `repeat`, `template`, `verbose`,
-//! `bullets`, `position` (see [`Operation`] for each kind's fields), or instead of the table a
+//! `bullets`, `position`, `context`, `rewrite` (see [`Operation`] for each kind's fields), or instead of the table a
 //! top-level `compose = ["a", "b"]` that stacks other artifacts. Optional: `detector` (a regex
 //! that recognises the artifact in an answer that already carries it in other words) and
 //! `probe = "injection"` (a judge-directed instruction, reported as an attack success rate).
@@ -35,6 +35,13 @@
 //! a template so that it reproduces the paper exactly ("the injected part is constant for all
 //! samples"); wording robustness is measured separately with `apology-variants`.
 //!
+//! # LLM rewrites
+//!
+//! `kind = "rewrite"` artifacts are opt-in (never in the default set): a rewriter judge file
+//! rewrites each answer before any judge call, the rewrite is stored in the run store and must
+//! pass [`rewrite::guard`] (and an optional checker model) to count. Their items carry
+//! [`Perturbation::rejected`] until then. See `run::rewrites`.
+//!
 //! # Determinism
 //!
 //! [`Artifact::apply`] draws all randomness from a `ChaCha8Rng` seeded with
@@ -44,13 +51,14 @@
 
 mod apply;
 mod load;
+pub mod rewrite;
 mod text;
 
 use crate::judge::Slot;
 pub use crate::judge::template::ContextEdit;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -155,6 +163,26 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
     (
         "repetition.toml",
         include_str!("../../perturbations/repetition.toml"),
+    ),
+    (
+        "rewrite-bullet-points.toml",
+        include_str!("../../perturbations/rewrite-bullet-points.toml"),
+    ),
+    (
+        "rewrite-fallacy.toml",
+        include_str!("../../perturbations/rewrite-fallacy.toml"),
+    ),
+    (
+        "rewrite-long-sentence.toml",
+        include_str!("../../perturbations/rewrite-long-sentence.toml"),
+    ),
+    (
+        "rewrite-sentiment-cheerful.toml",
+        include_str!("../../perturbations/rewrite-sentiment-cheerful.toml"),
+    ),
+    (
+        "rewrite-translate.toml",
+        include_str!("../../perturbations/rewrite-translate.toml"),
     ),
     (
         "self-identification.toml",
@@ -298,6 +326,36 @@ pub enum Operation {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         other_name: String,
     },
+    /// An LLM rewrite of the answer (CALM's sentiment, fallacy, longSentence; Eiras et al.'s
+    /// restyles; translation). The rewriter is called before any judge (`run::rewrites`); its
+    /// answers are stored in the run store, cached, and pass a meaning check
+    /// ([`rewrite::guard`], plus an optional checker model) before they count. Without a stored
+    /// rewrite the answer is unchanged and the item excluded.
+    Rewrite {
+        /// The rewriter: a judge file (path, or name of a built-in judge) whose backend generates
+        /// the rewrite (`openai`, `anthropic`, `command`). The audit's
+        /// `[perturbations] rewriter` overrides it.
+        rewriter: String,
+        /// The instruction: `{answer}` is the answer, `{name}` a value of `params`.
+        instruction: String,
+        /// Parameters substituted into the instruction (stored with every rewrite).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        params: BTreeMap<String, String>,
+        /// Optional checker model (a judge file) asked whether the two texts make the same
+        /// claims; a rewrite it does not answer `yes` for is excluded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checker: Option<String>,
+        /// Shortest accepted rewrite, in percent of the original's length.
+        #[serde(default = "default_min_percent")]
+        min_length_percent: u32,
+        /// Longest accepted rewrite, in percent of the original's length.
+        #[serde(default = "default_max_percent")]
+        max_length_percent: u32,
+        /// Optional guards switched off for this artifact (`refusal`, `names`; see
+        /// [`rewrite::SKIPPABLE_GUARDS`]), e.g. the English refusal keywords for a translation.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        skip_guards: Vec<String>,
+    },
     /// A stack of other artifacts applied in order (`compose = ["apology", "authority"]` at the
     /// top level of the file), each exactly as on its own: step k applies artifact k with its own
     /// seed derivation to the output of step k − 1.
@@ -386,6 +444,14 @@ fn default_weight() -> u32 {
     1
 }
 
+fn default_min_percent() -> u32 {
+    50
+}
+
+fn default_max_percent() -> u32 {
+    300
+}
+
 /// The result of applying an artifact to one answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Perturbation {
@@ -404,6 +470,10 @@ pub struct Perturbation {
     /// of its `detector`): adding it again is not a treatment, so the item is excluded too.
     #[serde(default)]
     pub already_present: bool,
+    /// Set for an LLM rewrite that failed its meaning check (or was never made): why. Such an
+    /// item is excluded from the artifact's estimates and counted with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 fn yes() -> bool {
@@ -414,7 +484,7 @@ impl Perturbation {
     /// True when the item counts towards the artifact's estimates: the text changed and the
     /// original did not already carry the artifact.
     pub fn effective(&self) -> bool {
-        self.changed && !self.already_present
+        self.changed && !self.already_present && self.rejected.is_none()
     }
 }
 
@@ -520,6 +590,7 @@ impl Catalog {
                             Operation::Compose { .. }
                                 | Operation::Position
                                 | Operation::Context { .. }
+                                | Operation::Rewrite { .. }
                         ) =>
                     {
                         return Err(invalid(format!(
@@ -633,6 +704,8 @@ pub enum ArtifactGroup {
     AnswerSide,
     /// Changes the judge prompt around the answers (the order swap).
     ContextSide,
+    /// An LLM rewrite of one answer (opt-in: needs a rewriter).
+    Rewrite,
     /// A stack of other artifacts.
     Composed,
 }
@@ -643,6 +716,7 @@ impl ArtifactGroup {
         match self {
             ArtifactGroup::AnswerSide => "answer-side",
             ArtifactGroup::ContextSide => "context-side",
+            ArtifactGroup::Rewrite => "rewrite",
             ArtifactGroup::Composed => "composed",
         }
     }
@@ -656,6 +730,7 @@ impl Artifact {
             // A verdict line ends up inside an answer, but only the template can write it.
             Operation::Context { .. } => ArtifactGroup::ContextSide,
             Operation::Compose { .. } => ArtifactGroup::Composed,
+            Operation::Rewrite { .. } => ArtifactGroup::Rewrite,
             _ => ArtifactGroup::AnswerSide,
         }
     }
@@ -691,6 +766,11 @@ impl Artifact {
     /// True for the order-swap artifact, which the design realises without changing any text.
     pub fn is_position(&self) -> bool {
         matches!(self.operation, Operation::Position)
+    }
+
+    /// True for an LLM-rewritten artifact ([`Operation::Rewrite`]).
+    pub fn is_rewrite(&self) -> bool {
+        matches!(self.operation, Operation::Rewrite { .. })
     }
 
     /// True for an artifact that edits the judge prompt ([`Operation::Context`]).
@@ -738,6 +818,18 @@ impl Artifact {
                 injected: Vec::new(),
                 changed: true,
                 already_present: false,
+                rejected: None,
+            };
+        }
+        if self.is_rewrite() {
+            // The text comes from the stored rewrite (`with_rewrite`); until there is one the
+            // item measures nothing.
+            return Perturbation {
+                text: text.to_string(),
+                injected: Vec::new(),
+                changed: false,
+                already_present: false,
+                rejected: Some(rewrite::NOT_REWRITTEN.into()),
             };
         }
         let mut out = match &self.operation {
@@ -747,6 +839,7 @@ impl Artifact {
                     injected: Vec::new(),
                     changed: false,
                     already_present: false,
+                    rejected: None,
                 };
                 for step in resolved.iter() {
                     let next = step.apply(&out.text, seed, key);
@@ -762,6 +855,28 @@ impl Artifact {
         out.changed = out.text != text;
         out.already_present = self.already_in(text);
         out
+    }
+
+    /// The perturbation of a rewrite artifact from its stored rewrite of `original`: the
+    /// rewritten text (marked as changed as a whole), or the original with the rejection
+    /// reason when the rewrite failed its meaning check.
+    pub fn with_rewrite(original: &str, rewritten: &str, rejected: Option<String>) -> Perturbation {
+        match rejected {
+            Some(reason) => Perturbation {
+                text: original.to_string(),
+                injected: Vec::new(),
+                changed: false,
+                already_present: false,
+                rejected: Some(reason),
+            },
+            None => Perturbation {
+                text: rewritten.to_string(),
+                injected: rewrite::changed_ranges(original, rewritten),
+                changed: rewritten != original,
+                already_present: false,
+                rejected: None,
+            },
+        }
     }
 
     /// True when `text` already carries this artifact ([`detect`](Self::detect) says yes).
@@ -930,6 +1045,51 @@ impl Artifact {
                 }
                 Ok(())
             }
+            Operation::Rewrite {
+                rewriter,
+                instruction,
+                checker,
+                min_length_percent,
+                max_length_percent,
+                skip_guards,
+                ..
+            } => {
+                if rewriter.trim().is_empty() {
+                    return bad("operation.rewriter", "must not be empty");
+                }
+                if checker.as_ref().is_some_and(|c| c.trim().is_empty()) {
+                    return bad("operation.checker", "must not be empty");
+                }
+                if !instruction.contains(rewrite::ANSWER) {
+                    return bad(
+                        "operation.instruction",
+                        "must contain `{answer}`, where the answer goes",
+                    );
+                }
+                if let Some(i) = skip_guards
+                    .iter()
+                    .position(|g| !rewrite::SKIPPABLE_GUARDS.contains(&g.as_str()))
+                {
+                    return Err((
+                        format!("operation.skip_guards[{i}]"),
+                        format!(
+                            "unknown guard `{}`; expected one of: {}",
+                            skip_guards[i],
+                            rewrite::SKIPPABLE_GUARDS.join(", ")
+                        ),
+                    ));
+                }
+                if min_length_percent > max_length_percent
+                    || *max_length_percent == 0
+                    || *max_length_percent > rewrite::MAX_LENGTH_PERCENT
+                {
+                    return bad(
+                        "operation.max_length_percent",
+                        "must be at least min_length_percent, and 1 to 1000",
+                    );
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -1044,6 +1204,32 @@ impl Operation {
                 "context ({}): add {text:?} to the judge prompt, {{chosen}} = the favoured \
                  slot's name; answers unchanged",
                 place.name()
+            ),
+            Operation::Rewrite {
+                rewriter,
+                params,
+                checker,
+                min_length_percent,
+                max_length_percent,
+                skip_guards,
+                ..
+            } => format!(
+                "rewrite by `{rewriter}`{}{}; guards: length {min_length_percent}-{max_length_percent}%, \
+                 no new numbers, URLs or names, refusal kept{}",
+                if params.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {params:?}")
+                },
+                checker
+                    .as_ref()
+                    .map(|c| format!(", checked by `{c}`"))
+                    .unwrap_or_default(),
+                if skip_guards.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (off: {})", skip_guards.join(", "))
+                }
             ),
         }
     }

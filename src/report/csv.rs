@@ -260,6 +260,16 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
                     Some(c.targets),
                     Some(c.effective as f64),
                 ));
+                if c.rejected_share.is_some() {
+                    rows.push(Row::value(
+                        j,
+                        id,
+                        "perturbation",
+                        "rewrite_rejected_count",
+                        Some(c.targets),
+                        Some(c.rejected as f64),
+                    ));
+                }
             }
             if let Some(p) = &a.planted {
                 rows.push(Row::value(

@@ -173,12 +173,20 @@ fn judge_section(out: &mut String, judge: &JudgeResult, simulated_members: &[&st
         .filter_map(|a| {
             let c = a.perturbation.as_ref()?;
             Some(format!(
-                "{} {}/{} ({} unchanged, {} already carried it){}",
+                "{} {}/{} ({} unchanged, {} already carried it{}){}",
                 escape(&a.artifact),
                 c.effective,
                 c.targets,
                 c.unchanged,
                 c.already_present,
+                match c.rejected_share {
+                    Some(share) => format!(
+                        ", {} failed the meaning check ({:.1}%)",
+                        c.rejected,
+                        100.0 * share
+                    ),
+                    None => String::new(),
+                },
                 if c.warning.is_some() {
                     " ⚠ under half changed"
                 } else {
@@ -559,6 +567,13 @@ pub fn render_view(view: &super::ReportView<'_>) -> String {
     }
     if let Some(agreement) = &summary.agreement {
         agreement_section(&mut out, agreement);
+    }
+    if let Some(rw) = view
+        .has(super::Section::Rewrites)
+        .then_some(())
+        .and(summary.rewrites.as_ref())
+    {
+        out.push_str(&super::rewrites::markdown(rw));
     }
     if let Some(info) = &summary.analysis {
         let _ = writeln!(

@@ -10,6 +10,7 @@ pub mod gh_summary;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod rewrites;
 pub mod svg;
 pub mod text;
 pub mod view;

@@ -30,6 +30,8 @@ pub enum Section {
     Categories,
     /// Flipped examples (answers shown).
     Examples,
+    /// LLM-rewritten artifacts: meaning-check failures and originals next to rewrites.
+    Rewrites,
     /// Warnings about the run.
     Warnings,
     /// Dataset, plan, judges and method.
@@ -38,7 +40,7 @@ pub enum Section {
 
 impl Section {
     /// Every section, in page order.
-    pub const ALL: [Section; 11] = [
+    pub const ALL: [Section; 12] = [
         Section::Verdicts,
         Section::Effects,
         Section::Flips,
@@ -48,6 +50,7 @@ impl Section {
         Section::Composer,
         Section::Categories,
         Section::Examples,
+        Section::Rewrites,
         Section::Warnings,
         Section::Metadata,
     ];
@@ -59,6 +62,7 @@ impl Section {
             Section::Agreement => summary.agreement.is_some(),
             Section::Composer => summary.jury.as_ref().is_some_and(|j| j.composer.is_some()),
             Section::Examples => !summary.examples.is_empty(),
+            Section::Rewrites => summary.rewrites.is_some(),
             Section::Warnings => !summary.warnings.is_empty(),
             _ => true,
         }
@@ -158,7 +162,13 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
         Section::Metadata,
         "the run's metadata is in summary.json",
     ),
+    (
+        Format::Csv,
+        Section::Rewrites,
+        "rewrites are text; each artifact's rejected count is the row `rewrite_rejected_count`, the rest is in summary.json",
+    ),
     (Format::Arrow, Section::Examples, "as for results.csv"),
+    (Format::Arrow, Section::Rewrites, "as for results.csv"),
     (Format::Arrow, Section::Warnings, "as for results.csv"),
     (Format::Arrow, Section::Metadata, "as for results.csv"),
     (
@@ -177,6 +187,7 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
     (Format::Junit, Section::Composer, "not a pass/fail check"),
     (Format::Junit, Section::Categories, "not a pass/fail check"),
     (Format::Junit, Section::Examples, "not a pass/fail check"),
+    (Format::Junit, Section::Rewrites, "not a pass/fail check"),
     (Format::Junit, Section::Metadata, "not a pass/fail check"),
     (
         Format::GhSummary,
@@ -184,6 +195,7 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
         "sized for $GITHUB_STEP_SUMMARY; the examples are in report.md",
     ),
     (Format::GhSummary, Section::Categories, "as for examples"),
+    (Format::GhSummary, Section::Rewrites, "as for examples"),
 ];
 
 /// True when `format` shows `section` (when the run has it).

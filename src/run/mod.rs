@@ -19,6 +19,7 @@ pub mod cache;
 pub mod limiter;
 pub mod lock;
 pub mod progress;
+pub mod rewrites;
 pub mod store;
 
 use crate::dataset::Dataset;
@@ -268,6 +269,13 @@ pub struct RunOutcome {
     pub cache_hits: usize,
     /// Calls not sent because the cost budget was reached.
     pub over_budget: usize,
+    /// The perturbed answers with this run's stored rewrites filled in, when the audit has
+    /// rewrite artifacts (the analysis uses them instead of the prepared ones).
+    pub perturbed: Option<Arc<PerturbedAnswers>>,
+    /// What the rewrite prepare step did in this session.
+    pub rewrites: rewrites::PrepareStats,
+    /// Usage of every stored rewrite of the run (all sessions).
+    pub rewrite_usage: Option<rewrites::RewriteUsage>,
 }
 
 /// Why a run could not proceed.
@@ -825,6 +833,7 @@ pub async fn execute_subset(
         sent,
         cache_hits,
         over_budget,
+        ..RunOutcome::default()
     })
 }
 

@@ -85,7 +85,8 @@ impl RunStore {
                      call_id TEXT PRIMARY KEY, judge TEXT NOT NULL, record TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS faults (
                      id INTEGER PRIMARY KEY, judge TEXT NOT NULL, call_id TEXT NOT NULL,
-                     kind TEXT NOT NULL, message TEXT NOT NULL);",
+                     kind TEXT NOT NULL, message TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS rewrites (key TEXT PRIMARY KEY, record TEXT NOT NULL);",
             )
             .map_err(store.err())?;
         Ok(store)
@@ -369,6 +370,45 @@ impl RunStore {
             }
         }
         tx.commit().map_err(err)?;
+        Ok(())
+    }
+
+    /// Every stored rewrite (and meaning check) of LLM-rewritten artifacts, by key.
+    pub fn rewrites(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, super::rewrites::StoredRewrite>, StoreError>
+    {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, record FROM rewrites")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.err())?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (key, record) = row.map_err(self.err())?;
+            // An unreadable row is a missing rewrite: a resume asks again.
+            if let Ok(r) = serde_json::from_str(&record) {
+                out.insert(key, r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store one rewrite (or meaning check) as soon as it is answered, so an interrupted run
+    /// never pays for it again.
+    pub fn insert_rewrite(
+        &self,
+        record: &super::rewrites::StoredRewrite,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).expect("rewrites serialize");
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO rewrites (key, record) VALUES (?1, ?2)",
+                rusqlite::params![record.key, json],
+            )
+            .map_err(self.err())?;
         Ok(())
     }
 
