@@ -104,6 +104,59 @@ enum BatchCommand {
         /// The output file (`vllm run-batch -o`, the Batch API's output file).
         results: PathBuf,
     },
+    /// Send RUN_DIR's pending calls of `openai` judges through the provider's Batch API and
+    /// return; each batch id is committed to the run store as soon as it is created.
+    Submit {
+        /// The run directory (with --config, created when it holds no run yet).
+        run_dir: PathBuf,
+        /// Start RUN_DIR from this audit configuration first, when it holds no run yet.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        limits: BatchLimits,
+    },
+    /// Poll RUN_DIR's open batches and print each batch's status and counts.
+    Status {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+    /// Commit the results of RUN_DIR's batches that have ended; when every call is in, the
+    /// reports are complete.
+    Collect {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+}
+
+/// Limits of provider batch submissions.
+#[derive(Debug, Clone, clap::Args)]
+struct BatchLimits {
+    /// Stop creating batches once their estimated cost at batch prices (half of `[pricing]`)
+    /// would exceed this (USD).
+    #[arg(long, value_name = "USD", value_parser = judge_audit::run::parse_max_cost)]
+    max_cost: Option<f64>,
+    /// Requests per batch (at most 50,000, the OpenAI limit).
+    #[arg(long, value_name = "N", default_value_t = judge_audit::batch::provider::OPENAI_MAX_LINES)]
+    batch_max_lines: usize,
+}
+
+impl BatchLimits {
+    fn options(&self) -> judge_audit::batch::provider::SubmitOptions {
+        judge_audit::batch::provider::SubmitOptions {
+            max_cost: self.max_cost,
+            max_lines: self.batch_max_lines,
+            ..Default::default()
+        }
+    }
+}
+
+/// Where calls a provider batch did not answer go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BatchFallback {
+    /// Leave them pending (a later `run --resume` batches them again).
+    None,
+    /// Send them through the normal synchronous client.
+    Sync,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,6 +274,19 @@ struct RunArgs {
     /// records the shard, and `judge-audit merge` joins the shards.
     #[arg(long, value_name = "i/N", conflicts_with = "resume")]
     shard: Option<judge_audit::batch::shard::Shard>,
+    /// Send `openai` judges' calls through the provider's Batch API (half price), wait for the
+    /// batches and collect them; `run --resume` of such a run collects instead of re-sending.
+    #[arg(long)]
+    batch: bool,
+    /// With --batch: where calls the batches did not answer (errored, expired) go at the end.
+    #[arg(long, value_enum, default_value = "none")]
+    batch_fallback: BatchFallback,
+    /// With --batch: requests per batch (at most 50,000).
+    #[arg(long, value_name = "N", default_value_t = judge_audit::batch::provider::OPENAI_MAX_LINES)]
+    batch_max_lines: usize,
+    /// With --batch: seconds between polls of open batches (0..=3600).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    poll_interval: f64,
 }
 
 /// Which report files are written.
@@ -527,6 +593,60 @@ fn batch(command: BatchCommand) -> Result<ExitCode, String> {
                 );
             }
         }
+        BatchCommand::Submit {
+            run_dir,
+            config,
+            limits,
+        } => {
+            if let Some(path) = config {
+                let (config, base) = AuditConfig::from_file(&path).map_err(|e| e.to_string())?;
+                let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+                file::start(&prepared, &run_dir).map_err(|e| e.to_string())?;
+            }
+            let submitted = judge_audit::batch::provider::submit(&run_dir, &limits.options())
+                .map_err(|e| e.to_string())?;
+            for (judge, id, n) in &submitted.created {
+                println!("{judge}: batch {id} created with {n} calls");
+            }
+            for (judge, id, n) in &submitted.recovered {
+                println!("{judge}: batch {id} ({n} calls) found at the provider and recorded");
+            }
+            print_submit_notes(&run_dir, &submitted);
+        }
+        BatchCommand::Status { run_dir } => {
+            let jobs = judge_audit::batch::provider::status(&run_dir).map_err(|e| e.to_string())?;
+            if jobs.is_empty() {
+                println!("no batches in {}", run_dir.display());
+            }
+            for job in &jobs {
+                println!(
+                    "{} {}: {} calls, {}{}{}",
+                    job.judge,
+                    job.batch_id,
+                    job.requests,
+                    job.status,
+                    if job.counts.is_empty() { "" } else { ", " },
+                    job.counts
+                );
+            }
+        }
+        BatchCommand::Collect { run_dir } => {
+            let c = judge_audit::batch::provider::collect(&run_dir).map_err(|e| e.to_string())?;
+            for (id, status) in &c.finished {
+                println!("batch {id}: {status}, collected");
+            }
+            for (judge, message) in &c.stopped {
+                eprintln!("judge-audit: {judge} stopped: {message}");
+            }
+            println!(
+                "{} calls committed, {} failed (pending again); {} batches still open; {} calls pending in {}",
+                c.committed,
+                c.failed,
+                c.open,
+                c.pending,
+                run_dir.display()
+            );
+        }
         BatchCommand::Import { run_dir, results } => {
             let import = file::import(&run_dir, &results).map_err(|e| e.to_string())?;
             println!(
@@ -541,6 +661,95 @@ fn batch(command: BatchCommand) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_submit_notes(run_dir: &Path, submitted: &judge_audit::batch::provider::Submitted) {
+    if submitted.over_budget > 0 {
+        println!(
+            "{} calls not submitted: the --max-cost budget would be exceeded",
+            submitted.over_budget
+        );
+    }
+    if submitted.exhausted > 0 {
+        println!(
+            "{} calls left pending after {} batches without an answer",
+            submitted.exhausted,
+            judge_audit::batch::provider::MAX_ATTEMPTS
+        );
+    }
+    for (judge, n) in &submitted.skipped {
+        println!(
+            "{judge}: {n} pending calls not batched (not an openai judge); send them with judge-audit run --resume {}",
+            run_dir.display()
+        );
+    }
+    for (judge, message) in &submitted.stopped {
+        eprintln!("judge-audit: {judge} stopped: {message}");
+    }
+}
+
+/// `run --batch` and `run --resume` of a batch run: batch rounds until nothing is open, then
+/// the synchronous client for the rest when asked (or when non-batch judges have calls left).
+fn run_batches(
+    prepared: &Prepared,
+    out: &Path,
+    args: &RunArgs,
+    exec: &ExecOptions,
+) -> Result<ExitCode, String> {
+    use judge_audit::batch::provider;
+    if !(0.0..=3600.0).contains(&args.poll_interval) {
+        return Err(format!(
+            "--poll-interval must be 0..=3600 seconds, not {}",
+            args.poll_interval
+        ));
+    }
+    judge_audit::batch::file::start(prepared, out).map_err(|e| e.to_string())?;
+    provider::mark(out).map_err(|e| e.to_string())?;
+    let options = provider::SubmitOptions {
+        max_cost: args.max_cost,
+        max_lines: args.batch_max_lines,
+        ..Default::default()
+    };
+    let poll = std::time::Duration::from_secs_f64(args.poll_interval);
+    let outcome = provider::run(out, &options, poll).map_err(|e| e.to_string())?;
+    if !args.quiet {
+        eprintln!(
+            "judge-audit: {} batches created, {} recovered, {} calls committed from batches; {} calls pending",
+            outcome.created, outcome.recovered, outcome.committed, outcome.pending
+        );
+    }
+    for (judge, message) in &outcome.stopped {
+        eprintln!("judge-audit: {judge} stopped: {message}");
+    }
+    let leftover = outcome.pending > 0;
+    let others = outcome.skipped.iter().any(|(_, n)| *n > 0);
+    if leftover && (args.batch_fallback == BatchFallback::Sync || others) {
+        if args.batch_fallback != BatchFallback::Sync && outcome.exhausted + outcome.over_budget > 0
+        {
+            eprintln!(
+                "judge-audit: sending the pending calls synchronously (judges without a batch route have calls left)"
+            );
+        }
+        return execute(prepared, out, exec, args.fail_on, &args.output);
+    }
+    if leftover {
+        println!(
+            "{} calls pending (not answered by the batches or over the budget); batch them again with judge-audit run --resume {} or send them with --batch-fallback sync",
+            outcome.pending,
+            out.display()
+        );
+    }
+    // Everything in (or left pending): the reports as they stand, with the run's verdict.
+    let summary = audit::summarize_stored(out).map_err(|e| e.to_string())?;
+    let written = write_outputs(&summary, out, &args.output, args.fail_on)?;
+    print_verdicts(&summary);
+    for path in written.iter().filter(|p| {
+        p.extension()
+            .is_some_and(|e| e == "md" || e == "html" || e == "xml")
+    }) {
+        println!("report: {}", path.display());
+    }
+    Ok(gate_exit(&summary, args.fail_on))
 }
 
 fn merge(args: MergeArgs) -> Result<ExitCode, String> {
@@ -643,6 +852,11 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             print_remaining(&prepared, run_dir)?;
             return Ok(ExitCode::SUCCESS);
         }
+        if args.batch
+            || judge_audit::batch::provider::is_batch_run(run_dir).map_err(|e| e.to_string())?
+        {
+            return run_batches(&prepared, run_dir, &args, &exec);
+        }
         return execute(&prepared, run_dir, &exec, args.fail_on, &args.output);
     }
     let (mut config, base) = match &args.config {
@@ -672,6 +886,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     }
     let out = args
         .out
+        .clone()
         .or_else(|| config.out.as_ref().map(|o| base.join(o)))
         .unwrap_or_else(|| PathBuf::from("reports").join(run_id("run")));
     let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
@@ -688,6 +903,9 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     if args.dry_run {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);
+    }
+    if args.batch {
+        return run_batches(&prepared, &out, &args, &exec);
     }
     execute(&prepared, &out, &exec, args.fail_on, &args.output)
 }

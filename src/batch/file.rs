@@ -82,7 +82,9 @@ pub fn start(prepared: &Prepared, dir: &Path) -> Result<(), AuditError> {
 }
 
 /// The `openai` judges of a run, built for rendering and parsing (never for sending).
-fn openai_judges(prepared: &Prepared) -> Result<HashMap<String, OpenAiJudge>, AuditError> {
+pub(crate) fn openai_judges(
+    prepared: &Prepared,
+) -> Result<HashMap<String, OpenAiJudge>, AuditError> {
     let mut judges = HashMap::new();
     for handle in &prepared.judges {
         if handle.config.backend == Backend::Openai {
@@ -96,7 +98,10 @@ fn openai_judges(prepared: &Prepared) -> Result<HashMap<String, OpenAiJudge>, Au
 }
 
 /// The calls of `dir` not committed yet, of this run's shard.
-fn pending<'a>(dir: &Path, prepared: &'a Prepared) -> Result<Vec<&'a CallSpec>, AuditError> {
+pub(crate) fn pending<'a>(
+    dir: &Path,
+    prepared: &'a Prepared,
+) -> Result<Vec<&'a CallSpec>, AuditError> {
     let store = RunStore::open(dir)?;
     audit::check_stored_plan(&store, prepared, dir)?;
     let done = store.completed_ids()?;
@@ -107,6 +112,36 @@ fn pending<'a>(dir: &Path, prepared: &'a Prepared) -> Result<Vec<&'a CallSpec>, 
         .iter()
         .filter(|c| !done.contains(&c.id) && shard.is_none_or(|s| s.contains(&c.id)))
         .collect())
+}
+
+/// The judge request of `spec`, as the runner builds it.
+pub(crate) fn request_of(
+    prepared: &Prepared,
+    spec: &CallSpec,
+) -> Result<crate::judge::JudgeRequest, AuditError> {
+    crate::design::request(spec, &prepared.dataset.pairs, &prepared.perturbed).ok_or_else(|| {
+        AuditError::Config(format!(
+            "call `{}` cannot be built from the dataset and perturbations",
+            spec.id
+        ))
+    })
+}
+
+/// One input-file line: the body the `openai` backend sends for `spec`, under its custom id.
+pub(crate) fn input_line(
+    prepared: &Prepared,
+    judge: &OpenAiJudge,
+    hash: &str,
+    spec: &CallSpec,
+) -> Result<serde_json::Value, AuditError> {
+    let request = request_of(prepared, spec)?;
+    let (messages, params) = judge.call_parts(&request);
+    Ok(serde_json::json!({
+        "custom_id": custom_id(hash, &spec.id),
+        "method": "POST",
+        "url": CHAT_URL,
+        "body": ChatBody::new(&messages, &params),
+    }))
 }
 
 /// One written input file.
@@ -176,21 +211,7 @@ pub fn export(dir: &Path, out_dir: &Path) -> Result<Export, AuditError> {
             };
             let mut writer = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
             for spec in chunk {
-                let request =
-                    crate::design::request(spec, &prepared.dataset.pairs, &prepared.perturbed)
-                        .ok_or_else(|| {
-                            AuditError::Config(format!(
-                                "call `{}` cannot be built from the dataset and perturbations",
-                                spec.id
-                            ))
-                        })?;
-                let (messages, params) = judge.call_parts(&request);
-                let line = serde_json::json!({
-                    "custom_id": custom_id(&hash, &spec.id),
-                    "method": "POST",
-                    "url": CHAT_URL,
-                    "body": ChatBody::new(&messages, &params),
-                });
+                let line = input_line(&prepared, judge, &hash, spec)?;
                 serde_json::to_writer(&mut writer, &line).map_err(|e| io(e.into()))?;
                 writer.write_all(b"\n").map_err(io)?;
             }
@@ -249,6 +270,18 @@ struct OutputResponse {
 /// anything is committed. Then answers are committed as ordinary call records and failed lines
 /// are recorded as faults (the call stays pending); the reports are written again.
 pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
+    let via = format!(
+        "file:{}",
+        results.file_name().map_or_else(
+            || results.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
+    import_as(dir, results, &via)
+}
+
+/// [`import`] with the records' `via` given (`batch:<id>` for a provider batch's output).
+pub(crate) fn import_as(dir: &Path, results: &Path, via: &str) -> Result<Import, AuditError> {
     let prepared = audit::prepare_stored(dir)?;
     let hash = plan_hash(dir, &prepared)?;
     let judges = openai_judges(&prepared)?;
@@ -306,13 +339,7 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
     let _lock = RunLock::acquire(dir).map_err(crate::run::RunError::from)?;
     let mut store = RunStore::open(dir)?;
     let done = store.completed_ids()?;
-    let via = format!(
-        "file:{}",
-        results.file_name().map_or_else(
-            || results.display().to_string(),
-            |n| n.to_string_lossy().into_owned()
-        )
-    );
+    let via = via.to_string();
     let mut outcome = Import::default();
     let mut records = Vec::new();
     let mut faults = Vec::new();

@@ -364,6 +364,12 @@ impl HttpEndpoint {
         &self.base_url
     }
 
+    /// The pooled client, its default headers holding the key: provider batch endpoints
+    /// (`src/batch/provider.rs`) are called through it so the key stays in one sensitive header.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The secrets removed from every text.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor

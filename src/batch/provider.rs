@@ -1,0 +1,796 @@
+//! Provider batches: an `openai` judge's pending calls sent through the OpenAI Batch API
+//! (upload the input file to `/files`, `POST /batches`, poll `GET /batches/{id}`, download the
+//! output and error files), at half price and outside the synchronous rate limits.
+//!
+//! The input lines are the ones `batch export` writes ([`super::file::input_line`], i.e. the body
+//! the synchronous backend sends) and the output files go through `batch import`'s reader, so a
+//! batch result is an ordinary call record with `via = "batch:<id>"`.
+//!
+//! Crash safety: a batch id is committed to the run store the moment its create call returns.
+//! A batch created but not committed (killed in between) carries the SHA-256 of its input in its
+//! metadata; the next submit lists the provider's batches, finds it by that hash and commits it
+//! instead of creating another. Calls in a batch that is not collected are never sent again;
+//! errored, expired and cancelled calls are pending again once their batch is collected.
+
+use super::file::{self, input_line, openai_judges, pending, request_of};
+use crate::audit::{self, AuditError, Prepared};
+use crate::design::CallSpec;
+use crate::judge::http::Redactor;
+use crate::judge::openai::OpenAiJudge;
+use crate::judge::{FaultKind, Judge, TokenUsage};
+use crate::run::cost_usd;
+use crate::run::lock::RunLock;
+use crate::run::store::{BatchJob, FaultRow, RunStore};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The OpenAI Batch API's cap on requests per input file.
+pub const OPENAI_MAX_LINES: usize = 50_000;
+/// 95% of the OpenAI Batch API's 200 MB input-file cap (headroom as Inspect keeps).
+pub const OPENAI_MAX_BYTES: usize = 190_000_000;
+/// Largest output or error file read (bytes); a bigger one is refused, not read.
+pub const MAX_RESULT_BYTES: u64 = 2_000_000_000;
+/// Pages of `GET /batches` read when looking for a batch created but not committed.
+const MAX_LIST_PAGES: usize = 50;
+/// Batches a call may ride in before it is left pending for `--batch-fallback sync` or a later
+/// run (errored and expired calls would otherwise be resubmitted forever).
+pub const MAX_ATTEMPTS: usize = 3;
+/// Metadata keys on every batch this tool creates.
+const META_PLAN: &str = "judge_audit_plan";
+const META_SUBMISSION: &str = "judge_audit_submission";
+/// Fraction of `[pricing]` charged for batch calls.
+pub const BATCH_PRICE_FACTOR: f64 = 0.5;
+
+/// Limits and budget of a submission.
+#[derive(Debug, Clone, Copy)]
+pub struct SubmitOptions {
+    /// Stop creating batches once their estimated cost (at batch prices) would exceed this.
+    pub max_cost: Option<f64>,
+    /// Requests per batch (1..=50,000).
+    pub max_lines: usize,
+    /// Bytes per input file (1..=190 MB).
+    pub max_bytes: usize,
+}
+
+impl Default for SubmitOptions {
+    fn default() -> Self {
+        Self {
+            max_cost: None,
+            max_lines: OPENAI_MAX_LINES,
+            max_bytes: OPENAI_MAX_BYTES,
+        }
+    }
+}
+
+impl SubmitOptions {
+    /// Refuse limits outside the provider's.
+    pub fn check(&self) -> Result<(), AuditError> {
+        if !(1..=OPENAI_MAX_LINES).contains(&self.max_lines) {
+            return Err(AuditError::Config(format!(
+                "--batch-max-lines must be 1..={OPENAI_MAX_LINES}, not {}",
+                self.max_lines
+            )));
+        }
+        if !(1..=OPENAI_MAX_BYTES).contains(&self.max_bytes) {
+            return Err(AuditError::Config(format!(
+                "batch bytes must be 1..={OPENAI_MAX_BYTES}, not {}",
+                self.max_bytes
+            )));
+        }
+        if let Some(max) = self.max_cost {
+            crate::run::check_max_cost(max).map_err(AuditError::Config)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a submission did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Submitted {
+    /// Batches created (judge, batch id, requests).
+    pub created: Vec<(String, String, usize)>,
+    /// Batches found at the provider by their submission hash (created by a process that
+    /// stopped before committing them) and committed now.
+    pub recovered: Vec<(String, String, usize)>,
+    /// Calls not submitted because the cost budget would be exceeded.
+    pub over_budget: usize,
+    /// Calls left pending after [`MAX_ATTEMPTS`] batches.
+    pub exhausted: usize,
+    /// Pending calls of judges that cannot go through a provider batch (per judge).
+    pub skipped: Vec<(String, usize)>,
+    /// Judges stopped by a batch that failed validation (judge, provider message).
+    pub stopped: Vec<(String, String)>,
+}
+
+/// What a collection did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collected {
+    /// Batches collected now (batch id, final status).
+    pub finished: Vec<(String, String)>,
+    /// Calls committed from them.
+    pub committed: usize,
+    /// Result lines that failed (their calls are pending again).
+    pub failed: usize,
+    /// Batches still running.
+    pub open: usize,
+    /// Calls of the plan still pending.
+    pub pending: usize,
+    /// Judges stopped by a batch that failed validation (judge, provider message).
+    pub stopped: Vec<(String, String)>,
+}
+
+/// One batch as the provider describes it.
+#[derive(Debug, Clone, Deserialize)]
+struct RemoteBatch {
+    id: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    output_file_id: Option<String>,
+    #[serde(default)]
+    error_file_id: Option<String>,
+    #[serde(default)]
+    request_counts: Option<Counts>,
+    #[serde(default)]
+    metadata: Option<HashMap<String, String>>,
+    #[serde(default)]
+    errors: Option<BatchErrors>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Counts {
+    #[serde(default)]
+    total: u64,
+    #[serde(default)]
+    completed: u64,
+    #[serde(default)]
+    failed: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct BatchErrors {
+    #[serde(default)]
+    data: Vec<BatchErrorItem>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct BatchErrorItem {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    line: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    data: Vec<RemoteBatch>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    last_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileObject {
+    id: String,
+}
+
+impl RemoteBatch {
+    fn counts(&self) -> String {
+        self.request_counts.as_ref().map_or_else(String::new, |c| {
+            format!(
+                "{} completed, {} failed of {}",
+                c.completed, c.failed, c.total
+            )
+        })
+    }
+
+    /// Ended: nothing more will change.
+    fn terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "completed" | "expired" | "cancelled" | "failed"
+        )
+    }
+
+    fn validation_message(&self) -> String {
+        let items: Vec<String> = self
+            .errors
+            .iter()
+            .flat_map(|e| &e.data)
+            .map(|e| {
+                let line = e.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                format!(
+                    "{}{line}: {}",
+                    e.code.as_deref().unwrap_or("error"),
+                    e.message.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        if items.is_empty() {
+            "the batch failed validation (no message)".into()
+        } else {
+            items.join("; ")
+        }
+    }
+}
+
+/// The OpenAI files + batches endpoints of one judge, through its own client (the key stays in
+/// its sensitive header) and redactor.
+struct OpenAiBatches<'a> {
+    base: String,
+    client: &'a reqwest::Client,
+    redactor: &'a Redactor,
+    judge: String,
+}
+
+fn api_error(judge: &str, what: &str, message: impl std::fmt::Display) -> AuditError {
+    AuditError::Config(format!("{judge}: batch {what}: {message}"))
+}
+
+impl<'a> OpenAiBatches<'a> {
+    fn new(judge: &'a OpenAiJudge, name: &str) -> Self {
+        let http = crate::judge::http::HttpBackend::http(judge.transport());
+        Self {
+            base: http.base_url().trim_end_matches('/').to_string(),
+            client: http.client(),
+            redactor: http.redactor(),
+            judge: name.to_string(),
+        }
+    }
+
+    /// A reply's body within `cap` bytes, secrets removed; a non-success status is an error
+    /// carrying the provider's message.
+    async fn read(
+        &self,
+        what: &str,
+        response: Result<reqwest::Response, reqwest::Error>,
+        cap: u64,
+    ) -> Result<Vec<u8>, AuditError> {
+        let mut response = response.map_err(|e| {
+            api_error(
+                &self.judge,
+                what,
+                self.redactor.redact(&crate::judge::http::error_chain(&e)).0,
+            )
+        })?;
+        let status = response.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| api_error(&self.judge, what, self.redactor.redact(&e.to_string()).0))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > cap {
+                return Err(api_error(
+                    &self.judge,
+                    what,
+                    format!("reply over {cap} bytes, not read"),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        self.redactor.redact_bytes(&mut bytes);
+        if !status.is_success() {
+            return Err(api_error(
+                &self.judge,
+                what,
+                format!("HTTP {status}: {}", crate::judge::http::snippet(&bytes)),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        response: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, AuditError> {
+        // Batch objects and file objects are small; 16 MB bounds a hostile server.
+        let bytes = self.read(what, response, 16 << 20).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            api_error(
+                &self.judge,
+                what,
+                format!(
+                    "unreadable reply ({e}): {}",
+                    crate::judge::http::snippet(&bytes)
+                ),
+            )
+        })
+    }
+
+    async fn upload(&self, jsonl: &[u8], submission: &str) -> Result<String, AuditError> {
+        // Built by hand: one text field and one file part; the boundary cannot occur in JSONL
+        // lines (it has a hash in it and no JSON string holds a raw CR LF).
+        let boundary = format!("judge-audit-{}", &submission[..24]);
+        let mut body = Vec::with_capacity(jsonl.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{submission}.jsonl\"\r\n\
+                 Content-Type: application/jsonl\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(jsonl);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let response = self
+            .client
+            .post(format!("{}/files", self.base))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await;
+        let file: FileObject = self.json("upload", response).await?;
+        Ok(file.id)
+    }
+
+    async fn create(
+        &self,
+        file_id: &str,
+        plan: &str,
+        submission: &str,
+    ) -> Result<RemoteBatch, AuditError> {
+        let body = serde_json::json!({
+            "input_file_id": file_id,
+            "endpoint": file::CHAT_URL,
+            "completion_window": "24h",
+            "metadata": {META_PLAN: plan, META_SUBMISSION: submission},
+        });
+        let response = self
+            .client
+            .post(format!("{}/batches", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        self.json("create", response).await
+    }
+
+    async fn retrieve(&self, id: &str) -> Result<RemoteBatch, AuditError> {
+        let response = self
+            .client
+            .get(format!("{}/batches/{id}", self.base))
+            .send()
+            .await;
+        self.json("retrieve", response).await
+    }
+
+    /// This plan's batches at the provider, by submission hash (first listed wins).
+    async fn list(&self, plan: &str) -> Result<Vec<RemoteBatch>, AuditError> {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut request = self
+                .client
+                .get(format!("{}/batches", self.base))
+                .query(&[("limit", "100")]);
+            if let Some(after) = &after {
+                request = request.query(&[("after", after.as_str())]);
+            }
+            let page: Page = self.json("list", request.send().await).await?;
+            let last = page
+                .last_id
+                .clone()
+                .or_else(|| page.data.last().map(|b| b.id.clone()));
+            found.extend(page.data.into_iter().filter(|b| {
+                b.metadata
+                    .as_ref()
+                    .and_then(|m| m.get(META_PLAN))
+                    .is_some_and(|p| p == plan)
+            }));
+            match (page.has_more, last) {
+                (true, Some(last)) if after.as_deref() != Some(&last) => after = Some(last),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stream file `id`'s content into `path` (through a temporary file, so a kill leaves no
+    /// half file under the final name).
+    async fn download(&self, id: &str, path: &Path) -> Result<(), AuditError> {
+        let response = self
+            .client
+            .get(format!("{}/files/{id}/content", self.base))
+            .send()
+            .await;
+        let bytes = self.read("download", response, MAX_RESULT_BYTES).await?;
+        let partial = path.with_extension("part");
+        let io = |source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::write(&partial, &bytes).map_err(io)?;
+        std::fs::rename(&partial, path).map_err(io)
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn stop_key(judge: &str) -> String {
+    format!("batch_stopped:{judge}")
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, AuditError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AuditError::Config(format!("cannot start the async runtime: {e}")))
+}
+
+/// Estimated cost of `spec` at batch prices (0.5 × `[pricing]`), as the runner estimates a call.
+fn estimated_cost(prepared: &Prepared, judge: &OpenAiJudge, spec: &CallSpec) -> f64 {
+    let Some(handle) = prepared.judges.iter().find(|h| h.config.name == spec.judge) else {
+        return 0.0;
+    };
+    let Some(pricing) = handle.config.pricing else {
+        return 0.0;
+    };
+    let Ok(request) = request_of(prepared, spec) else {
+        return 0.0;
+    };
+    let usage = TokenUsage {
+        input_tokens: judge.estimate_input_tokens(&request),
+        output_tokens: u64::from(handle.config.max_tokens),
+    };
+    cost_usd(&usage, &pricing) * BATCH_PRICE_FACTOR
+}
+
+/// Mark `dir` as a batch run (so `run --resume` collects instead of re-sending).
+pub fn mark(dir: &Path) -> Result<(), AuditError> {
+    RunStore::open(dir)?.set_meta("batch_run", "1")?;
+    Ok(())
+}
+
+/// True when `dir` is a batch run (marked, or holding batches).
+pub fn is_batch_run(dir: &Path) -> Result<bool, AuditError> {
+    let store = RunStore::open(dir)?;
+    Ok(store.meta("batch_run")?.is_some() || !store.batches()?.is_empty())
+}
+
+/// Submit the pending calls of `dir`'s `openai` judges that no open batch carries, in chunks,
+/// committing each batch id as soon as its create call returns.
+pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditError> {
+    options.check()?;
+    let prepared = audit::prepare_stored(dir)?;
+    let plan = file::plan_hash(dir, &prepared)?;
+    let judges = openai_judges(&prepared)?;
+    let _lock = RunLock::acquire(dir).map_err(crate::run::RunError::from)?;
+    let mut store = RunStore::open(dir)?;
+    mark(dir)?;
+    let pending = pending(dir, &prepared)?;
+    let in_flight = store.in_flight_ids()?;
+    let known: HashSet<String> = store.batches()?.into_iter().map(|b| b.batch_id).collect();
+    let mut spent: f64 = store.batches()?.iter().map(|b| b.estimated_cost).sum();
+    let attempts = attempts(&store)?;
+    let mut outcome = Submitted::default();
+    let runtime = runtime()?;
+    for handle in &prepared.judges {
+        let name = &handle.config.name;
+        let calls: Vec<&CallSpec> = pending
+            .iter()
+            .copied()
+            .filter(|c| &c.judge == name && !in_flight.contains(&c.id))
+            .collect();
+        let Some(judge) = judges.get(name) else {
+            if !calls.is_empty() {
+                outcome.skipped.push((name.clone(), calls.len()));
+            }
+            continue;
+        };
+        if let Some(message) = store.meta(&stop_key(name))? {
+            outcome.stopped.push((name.clone(), message));
+            continue;
+        }
+        let (calls, exhausted): (Vec<&CallSpec>, Vec<&CallSpec>) = calls
+            .into_iter()
+            .partition(|c| attempts.get(&c.id).copied().unwrap_or(0) < MAX_ATTEMPTS);
+        outcome.exhausted += exhausted.len();
+        if calls.is_empty() {
+            continue;
+        }
+        let api = OpenAiBatches::new(judge, name);
+        let mut remote: Option<Vec<RemoteBatch>> = None;
+        for chunk in chunks(&prepared, judge, &plan, &calls, options)? {
+            let cost: f64 = chunk
+                .specs
+                .iter()
+                .map(|s| estimated_cost(&prepared, judge, s))
+                .sum();
+            if let Some(max) = options.max_cost
+                && spent + cost > max
+            {
+                outcome.over_budget += chunk.specs.len();
+                continue;
+            }
+            let submission = sha256_hex(&chunk.jsonl);
+            // Listed once per judge, only when something is to be created.
+            if remote.is_none() {
+                remote = Some(runtime.block_on(api.list(&plan))?);
+            }
+            let found = remote.as_ref().into_iter().flatten().find(|b| {
+                !known.contains(&b.id)
+                    && b.metadata
+                        .as_ref()
+                        .and_then(|m| m.get(META_SUBMISSION))
+                        .is_some_and(|s| s == &submission)
+            });
+            let (batch, recovered) = match found {
+                Some(batch) => (batch.clone(), true),
+                None => {
+                    let file_id = runtime.block_on(api.upload(&chunk.jsonl, &submission))?;
+                    (
+                        runtime.block_on(api.create(&file_id, &plan, &submission))?,
+                        false,
+                    )
+                }
+            };
+            let job = BatchJob {
+                batch_id: batch.id.clone(),
+                provider: "openai".into(),
+                judge: name.clone(),
+                submission,
+                requests: chunk.specs.len(),
+                estimated_cost: cost,
+                status: batch.status.clone(),
+                counts: batch.counts(),
+                collected: false,
+            };
+            let ids: Vec<&str> = chunk.specs.iter().map(|s| s.id.as_str()).collect();
+            store.add_batch(&job, &ids)?;
+            spent += cost;
+            let entry = (name.clone(), batch.id.clone(), chunk.specs.len());
+            if recovered {
+                outcome.recovered.push(entry);
+            } else {
+                outcome.created.push(entry);
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Batches each call has been submitted in.
+fn attempts(store: &RunStore) -> Result<HashMap<String, usize>, AuditError> {
+    let mut counts = HashMap::new();
+    for job in store.batches()? {
+        for id in store.batch_call_ids(&job.batch_id)? {
+            *counts.entry(id).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
+struct Chunk<'a> {
+    specs: Vec<&'a CallSpec>,
+    jsonl: Vec<u8>,
+}
+
+/// Split `calls` (plan order) into input files within the line and byte limits. Deterministic,
+/// so a restarted submit rebuilds the same files and finds an uncommitted batch by its hash.
+fn chunks<'a>(
+    prepared: &Prepared,
+    judge: &OpenAiJudge,
+    plan: &str,
+    calls: &[&'a CallSpec],
+    options: &SubmitOptions,
+) -> Result<Vec<Chunk<'a>>, AuditError> {
+    let mut out = Vec::new();
+    let mut current = Chunk {
+        specs: Vec::new(),
+        jsonl: Vec::new(),
+    };
+    for &spec in calls {
+        let mut line =
+            serde_json::to_vec(&input_line(prepared, judge, plan, spec)?).expect("lines serialize");
+        line.push(b'\n');
+        if line.len() > options.max_bytes {
+            return Err(AuditError::Config(format!(
+                "call `{}`: its batch line is {} bytes, over the {} byte limit",
+                spec.id,
+                line.len(),
+                options.max_bytes
+            )));
+        }
+        if !current.specs.is_empty()
+            && (current.specs.len() >= options.max_lines
+                || current.jsonl.len() + line.len() > options.max_bytes)
+        {
+            out.push(std::mem::replace(
+                &mut current,
+                Chunk {
+                    specs: Vec::new(),
+                    jsonl: Vec::new(),
+                },
+            ));
+        }
+        current.specs.push(spec);
+        current.jsonl.extend_from_slice(&line);
+    }
+    if !current.specs.is_empty() {
+        out.push(current);
+    }
+    Ok(out)
+}
+
+/// Poll every open batch of `dir` and record its status and counts; returns every batch.
+pub fn status(dir: &Path) -> Result<Vec<BatchJob>, AuditError> {
+    let prepared = audit::prepare_stored(dir)?;
+    let judges = openai_judges(&prepared)?;
+    let store = RunStore::open(dir)?;
+    let runtime = runtime()?;
+    for job in store.batches()?.iter().filter(|j| !j.collected) {
+        let Some(judge) = judges.get(&job.judge) else {
+            continue;
+        };
+        let remote =
+            runtime.block_on(OpenAiBatches::new(judge, &job.judge).retrieve(&job.batch_id))?;
+        store.update_batch(&job.batch_id, &remote.status, &remote.counts(), false)?;
+    }
+    Ok(store.batches()?)
+}
+
+/// Poll the open batches of `dir`; commit the results of those that ended (output and error
+/// files through `batch import`'s reader) and mark them collected. A batch that failed
+/// validation stops its judge: its calls get the provider's message as a fault. The reports
+/// are written again whenever something was collected.
+pub fn collect(dir: &Path) -> Result<Collected, AuditError> {
+    let prepared = audit::prepare_stored(dir)?;
+    let judges = openai_judges(&prepared)?;
+    let runtime = runtime()?;
+    let mut outcome = Collected::default();
+    let folder: PathBuf = dir.join("batches");
+    let jobs = RunStore::open(dir)?.batches()?;
+    for job in jobs.iter().filter(|j| !j.collected) {
+        let Some(judge) = judges.get(&job.judge) else {
+            continue;
+        };
+        let api = OpenAiBatches::new(judge, &job.judge);
+        let remote = runtime.block_on(api.retrieve(&job.batch_id))?;
+        RunStore::open(dir)?.update_batch(
+            &job.batch_id,
+            &remote.status,
+            &remote.counts(),
+            false,
+        )?;
+        if !remote.terminal() {
+            outcome.open += 1;
+            continue;
+        }
+        if remote.status == "failed" {
+            let message = remote.validation_message();
+            stop_judge(dir, job, &message)?;
+            outcome
+                .stopped
+                .push((job.judge.clone(), format!("{}: {message}", job.batch_id)));
+        }
+        std::fs::create_dir_all(&folder).map_err(|source| AuditError::Io {
+            path: folder.clone(),
+            source,
+        })?;
+        let via = format!("batch:{}", job.batch_id);
+        for (file_id, kind) in [
+            (&remote.output_file_id, "output"),
+            (&remote.error_file_id, "error"),
+        ] {
+            let Some(file_id) = file_id else { continue };
+            let path = folder.join(format!("{}.{kind}.jsonl", file_stem(&job.batch_id)));
+            runtime.block_on(api.download(file_id, &path))?;
+            let import = file::import_as(dir, &path, &via)?;
+            outcome.committed += import.committed;
+            outcome.failed += import.failed;
+        }
+        // Marked only now: a kill before this line collects the batch again next time, and
+        // already committed calls are counted as such, not twice.
+        RunStore::open(dir)?.update_batch(&job.batch_id, &remote.status, &remote.counts(), true)?;
+        outcome
+            .finished
+            .push((job.batch_id.clone(), remote.status.clone()));
+    }
+    outcome.pending = pending(dir, &prepared)?.len();
+    if !outcome.finished.is_empty() {
+        audit::rerender(dir)?;
+    }
+    Ok(outcome)
+}
+
+/// Stop `job`'s judge: later submits skip it, and each call of the batch gets the provider's
+/// validation message as a fault (shown as failed, like a 400 on the synchronous path).
+fn stop_judge(dir: &Path, job: &BatchJob, message: &str) -> Result<(), AuditError> {
+    let _lock = RunLock::acquire(dir).map_err(crate::run::RunError::from)?;
+    let mut store = RunStore::open(dir)?;
+    let text = format!("batch {} failed validation: {message}", job.batch_id);
+    let faults: Vec<FaultRow> = store
+        .batch_call_ids(&job.batch_id)?
+        .into_iter()
+        .map(|call_id| FaultRow {
+            judge: job.judge.clone(),
+            call_id,
+            kind: FaultKind::BadRequest,
+            message: text.clone(),
+        })
+        .collect();
+    store.commit(&[], &faults)?;
+    store.set_meta(&stop_key(&job.judge), &text)?;
+    Ok(())
+}
+
+fn file_stem(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// What `run --batch` did, over all its rounds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchRun {
+    /// Batches created.
+    pub created: usize,
+    /// Batches recovered from the provider's list.
+    pub recovered: usize,
+    /// Calls committed from batches.
+    pub committed: usize,
+    /// Calls not submitted for the cost budget (last round).
+    pub over_budget: usize,
+    /// Calls left pending after [`MAX_ATTEMPTS`] batches (last round).
+    pub exhausted: usize,
+    /// Pending calls of judges a provider batch cannot carry (last round).
+    pub skipped: Vec<(String, usize)>,
+    /// Judges stopped by validation failures.
+    pub stopped: Vec<(String, String)>,
+    /// Calls of the plan still pending at the end.
+    pub pending: usize,
+}
+
+/// Collect, submit what is pending, and poll every `poll` until no batch is open and nothing is
+/// left to submit. Calls the provider did not answer go into the next batch (at most
+/// [`MAX_ATTEMPTS`] batches per call).
+pub fn run(dir: &Path, options: &SubmitOptions, poll: Duration) -> Result<BatchRun, AuditError> {
+    let mut total = BatchRun::default();
+    loop {
+        // Collect first: a resumed run picks up what finished while it was away.
+        let collected = collect(dir)?;
+        total.committed += collected.committed;
+        total.stopped.extend(collected.stopped);
+        total.pending = collected.pending;
+        if collected.open > 0 {
+            std::thread::sleep(poll);
+            continue;
+        }
+        let submitted = submit(dir, options)?;
+        total.created += submitted.created.len();
+        total.recovered += submitted.recovered.len();
+        total.over_budget = submitted.over_budget;
+        total.exhausted = submitted.exhausted;
+        total.skipped = submitted.skipped;
+        if submitted.created.is_empty() && submitted.recovered.is_empty() {
+            break;
+        }
+        std::thread::sleep(poll);
+    }
+    total.stopped.sort();
+    total.stopped.dedup();
+    Ok(total)
+}
