@@ -41,6 +41,8 @@ pub const MAX_ATTEMPTS: usize = 3;
 /// Metadata keys on every batch this tool creates.
 const META_PLAN: &str = "judge_audit_plan";
 const META_SUBMISSION: &str = "judge_audit_submission";
+/// Run metadata key holding the line limit of the run's batches.
+const MAX_LINES_KEY: &str = "batch_max_lines";
 /// Fraction of `[pricing]` charged for batch calls.
 pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 
@@ -474,6 +476,17 @@ pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditErr
     let _lock = RunLock::acquire(dir).map_err(crate::run::RunError::from)?;
     let mut store = RunStore::open(dir)?;
     mark(dir)?;
+    // The run keeps its first submission's line limit: a restarted submit must cut the same
+    // files to find a batch created but not committed by its submission hash.
+    let mut options = *options;
+    match store
+        .meta(MAX_LINES_KEY)?
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(stored) if (1..=OPENAI_MAX_LINES).contains(&stored) => options.max_lines = stored,
+        _ => store.set_meta(MAX_LINES_KEY, &options.max_lines.to_string())?,
+    }
+    let options = &options;
     let pending = pending(dir, &prepared)?;
     let in_flight = store.in_flight_ids()?;
     let known: HashSet<String> = store.batches()?.into_iter().map(|b| b.batch_id).collect();
