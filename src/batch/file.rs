@@ -280,11 +280,57 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
     import_as(dir, results, &via)
 }
 
+/// Reads one answer body of a judge the way its synchronous backend does: secrets out first,
+/// then the backend's own parser and the judge's verdict parser.
+pub(crate) trait ReadAnswer {
+    /// The reply in `body` (a chat completion, an Anthropic message, as the backend sends).
+    fn read_answer(
+        &self,
+        body: String,
+    ) -> Result<crate::judge::JudgeReply, crate::judge::JudgeError>;
+    /// `text` without the judge's secrets.
+    fn redact(&self, text: &str) -> String;
+}
+
+impl<T: HttpBackend + crate::judge::templated::BuildTransport> ReadAnswer
+    for crate::judge::templated::TemplatedJudge<T>
+{
+    fn read_answer(
+        &self,
+        mut body: String,
+    ) -> Result<crate::judge::JudgeReply, crate::judge::JudgeError> {
+        let redacted = self
+            .transport()
+            .http()
+            .redactor()
+            .redact_in_place(&mut body);
+        let mut completion = self.transport().parse_success(body.as_bytes())?;
+        completion.redacted |= redacted;
+        Ok(self.reply(completion))
+    }
+
+    fn redact(&self, text: &str) -> String {
+        self.transport().http().redactor().redact(text).0
+    }
+}
+
 /// [`import`] with the records' `via` given (`batch:<id>` for a provider batch's output).
 pub(crate) fn import_as(dir: &Path, results: &Path, via: &str) -> Result<Import, AuditError> {
     let prepared = audit::prepare_stored(dir)?;
-    let hash = plan_hash(dir, &prepared)?;
     let judges = openai_judges(&prepared)?;
+    import_with(dir, &prepared, results, via, &judges)
+}
+
+/// [`import_as`] for the judges in `judges` (an output file in the OpenAI batch output format
+/// whose bodies each judge's backend reads).
+pub(crate) fn import_with<R: ReadAnswer>(
+    dir: &Path,
+    prepared: &Prepared,
+    results: &Path,
+    via: &str,
+    judges: &HashMap<String, R>,
+) -> Result<Import, AuditError> {
+    let hash = plan_hash(dir, prepared)?;
     let by_custom_id: HashMap<String, &CallSpec> = prepared
         .plan
         .calls
@@ -384,25 +430,21 @@ pub(crate) fn import_as(dir: &Path, results: &Path, via: &str) -> Result<Import,
         let body = line.response.and_then(|r| r.body);
         match (line.error, status, body) {
             (Some(error), _, _) if !error.is_null() => {
-                faults.push(fault(FaultKind::Backend, snippet(&error.to_string())));
+                // Server texts may echo the key: redacted before they are stored.
+                let text = judge.redact(&error.to_string());
+                faults.push(fault(FaultKind::Backend, snippet(&text)));
             }
             (_, Some(status), body) if status != 200 => {
                 let kind = crate::judge::http::classify_status(status).kind;
-                let detail = body.map(|b| snippet(&b.to_string())).unwrap_or_default();
+                let detail = body
+                    .map(|b| snippet(&judge.redact(&b.to_string())))
+                    .unwrap_or_default();
                 faults.push(fault(kind, format!("HTTP {status}: {detail}")));
             }
             (_, _, Some(body)) => {
                 // As on the synchronous path: secrets out of the body before it is read.
-                let mut text = body.to_string();
-                let redacted = judge
-                    .transport()
-                    .http()
-                    .redactor()
-                    .redact_in_place(&mut text);
-                match judge.transport().parse_success(text.as_bytes()) {
-                    Ok(mut completion) => {
-                        completion.redacted |= redacted;
-                        let reply = judge.reply(completion);
+                match judge.read_answer(body.to_string()) {
+                    Ok(reply) => {
                         let record = CallRecord::from_reply(spec, reply, Some(via.clone()));
                         let json = serde_json::to_string(&record).expect("records serialize");
                         records.push((record, json));
@@ -421,7 +463,7 @@ pub(crate) fn import_as(dir: &Path, results: &Path, via: &str) -> Result<Import,
     commit_chunk(&mut store, &log, &mut records, &mut faults)?;
     drop(store);
     drop(_lock);
-    outcome.pending = pending(dir, &prepared)?.len();
+    outcome.pending = pending(dir, prepared)?.len();
     audit::rerender(dir)?;
     Ok(outcome)
 }

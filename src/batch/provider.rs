@@ -1,21 +1,29 @@
 //! Provider batches: an `openai` judge's pending calls sent through the OpenAI Batch API
 //! (upload the input file to `/files`, `POST /batches`, poll `GET /batches/{id}`, download the
-//! output and error files), at half price and outside the synchronous rate limits.
+//! output and error files) and an `anthropic` judge's through Message Batches
+//! (`POST /v1/messages/batches`, poll `processing_status`, read the results), at half price and
+//! outside the synchronous rate limits.
 //!
-//! The input lines are the ones `batch export` writes ([`super::file::input_line`], i.e. the body
-//! the synchronous backend sends) and the output files go through `batch import`'s reader, so a
-//! batch result is an ordinary call record with `via = "batch:<id>"`.
+//! The request bodies are the ones the synchronous backends build (the `openai` lines are the
+//! ones `batch export` writes, [`super::file::input_line`]; an `anthropic` request's `params` is
+//! the transport's own body) and results go through `batch import`'s reader with each backend's
+//! own parser, so a batch result is an ordinary call record with `via = "batch:<id>"`.
 //!
 //! Crash safety: a batch id is committed to the run store the moment its create call returns.
-//! A batch created but not committed (killed in between) carries the SHA-256 of its input in its
-//! metadata; the next submit lists the provider's batches, finds it by that hash and commits it
-//! instead of creating another. Calls in a batch that is not collected are never sent again;
+//! A batch created but not committed (killed in between) is found again: an OpenAI batch carries
+//! the SHA-256 of its input in its metadata, and the next submit lists the provider's batches and
+//! finds it by that hash; Anthropic batches have no metadata, so the submission hash and size are
+//! stored before the create call, and the next submit adopts the newest listed batch of that size
+//! the store does not know. Calls in a batch that is not collected are never sent again;
 //! errored, expired and cancelled calls are pending again once their batch is collected.
 
-use super::file::{self, input_line, openai_judges, pending, request_of};
+use super::file::{self, input_line, pending, request_of};
 use crate::audit::{self, AuditError, Prepared};
 use crate::design::CallSpec;
-use crate::judge::http::Redactor;
+use crate::judge::anthropic::AnthropicJudge;
+use crate::judge::chat::ChatCall;
+use crate::judge::config::Backend;
+use crate::judge::http::{HttpBackend, Redactor};
 use crate::judge::openai::OpenAiJudge;
 use crate::judge::{FaultKind, Judge, TokenUsage};
 use crate::run::cost_usd;
@@ -223,6 +231,408 @@ impl RemoteBatch {
     }
 }
 
+/// A judge whose calls can go through a provider batch, built for rendering and parsing.
+enum BatchJudge {
+    OpenAi(Box<OpenAiJudge>),
+    Anthropic(Box<AnthropicJudge>),
+}
+
+impl file::ReadAnswer for BatchJudge {
+    fn read_answer(
+        &self,
+        body: String,
+    ) -> Result<crate::judge::JudgeReply, crate::judge::JudgeError> {
+        match self {
+            BatchJudge::OpenAi(j) => j.read_answer(body),
+            BatchJudge::Anthropic(j) => j.read_answer(body),
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        match self {
+            BatchJudge::OpenAi(j) => j.redact(text),
+            BatchJudge::Anthropic(j) => j.redact(text),
+        }
+    }
+}
+
+impl BatchJudge {
+    fn provider(&self) -> &'static str {
+        match self {
+            BatchJudge::OpenAi(_) => "openai",
+            BatchJudge::Anthropic(_) => "anthropic",
+        }
+    }
+
+    fn judge(&self) -> &dyn Judge {
+        match self {
+            BatchJudge::OpenAi(j) => j.as_ref(),
+            BatchJudge::Anthropic(j) => j.as_ref(),
+        }
+    }
+
+    /// One request line of `spec`: the body the synchronous backend sends, under its custom id.
+    fn line(
+        &self,
+        prepared: &Prepared,
+        plan: &str,
+        spec: &CallSpec,
+    ) -> Result<Vec<u8>, AuditError> {
+        let value = match self {
+            BatchJudge::OpenAi(j) => input_line(prepared, j, plan, spec)?,
+            BatchJudge::Anthropic(j) => {
+                let request = request_of(prepared, spec)?;
+                let (messages, params) = j.call_parts(&request);
+                let body = j
+                    .transport()
+                    .body(&ChatCall::new(&request, &messages, &params));
+                let params: serde_json::Value =
+                    serde_json::from_slice(&body).expect("bodies are JSON");
+                serde_json::json!({"custom_id": file::custom_id(plan, &spec.id), "params": params})
+            }
+        };
+        Ok(serde_json::to_vec(&value).expect("lines serialize"))
+    }
+
+    fn api(&self, name: &str) -> Api<'_> {
+        match self {
+            BatchJudge::OpenAi(j) => Api::OpenAi(OpenAiBatches::new(j, name)),
+            BatchJudge::Anthropic(j) => {
+                let http = j.transport().http();
+                Api::Anthropic(AnthropicBatches {
+                    base: http.base_url().trim_end_matches('/').to_string(),
+                    client: http.client(),
+                    redactor: http.redactor(),
+                    judge: name.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// The `openai` and `anthropic` judges of a run.
+fn batch_judges(prepared: &Prepared) -> Result<HashMap<String, BatchJudge>, AuditError> {
+    let mut judges = HashMap::new();
+    for handle in &prepared.judges {
+        let judge = match handle.config.backend {
+            Backend::Openai => BatchJudge::OpenAi(Box::new(OpenAiJudge::new(&handle.config)?)),
+            Backend::Anthropic => {
+                BatchJudge::Anthropic(Box::new(AnthropicJudge::new(&handle.config)?))
+            }
+            _ => continue,
+        };
+        judges.insert(handle.config.name.clone(), judge);
+    }
+    Ok(judges)
+}
+
+/// A batch as either provider describes it, reduced to what the run needs.
+#[derive(Debug, Clone, Default)]
+struct Remote {
+    id: String,
+    status: String,
+    terminal: bool,
+    counts: String,
+    /// Requests in the batch, as the provider counts them.
+    total: u64,
+    /// The validation message of a batch that failed as a whole.
+    failed: Option<String>,
+    /// OpenAI: the submission hash from the metadata.
+    submission: Option<String>,
+    /// OpenAI: the output and error files.
+    files: Vec<(String, &'static str)>,
+}
+
+impl From<RemoteBatch> for Remote {
+    fn from(b: RemoteBatch) -> Remote {
+        Remote {
+            counts: b.counts(),
+            terminal: b.terminal(),
+            failed: (b.status == "failed").then(|| b.validation_message()),
+            total: b.request_counts.as_ref().map_or(0, |c| c.total),
+            submission: b
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get(META_SUBMISSION))
+                .cloned(),
+            files: [(b.output_file_id, "output"), (b.error_file_id, "error")]
+                .into_iter()
+                .filter_map(|(id, kind)| id.map(|id| (id, kind)))
+                .collect(),
+            id: b.id,
+            status: b.status,
+        }
+    }
+}
+
+/// A Message Batch as Anthropic describes it.
+#[derive(Debug, Clone, Deserialize)]
+struct MessageBatch {
+    id: String,
+    #[serde(default)]
+    processing_status: String,
+    #[serde(default)]
+    request_counts: Option<MessageCounts>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct MessageCounts {
+    #[serde(default)]
+    processing: u64,
+    #[serde(default)]
+    succeeded: u64,
+    #[serde(default)]
+    errored: u64,
+    #[serde(default)]
+    canceled: u64,
+    #[serde(default)]
+    expired: u64,
+}
+
+impl From<MessageBatch> for Remote {
+    fn from(b: MessageBatch) -> Remote {
+        let c = b.request_counts.unwrap_or_default();
+        Remote {
+            counts: format!(
+                "{} succeeded, {} errored, {} expired, {} canceled, {} processing",
+                c.succeeded, c.errored, c.expired, c.canceled, c.processing
+            ),
+            total: c.processing + c.succeeded + c.errored + c.canceled + c.expired,
+            terminal: b.processing_status == "ended",
+            id: b.id,
+            status: b.processing_status,
+            ..Remote::default()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagePage {
+    #[serde(default)]
+    data: Vec<MessageBatch>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    last_id: Option<String>,
+}
+
+/// One line of a Message Batch's results.
+#[derive(Debug, Deserialize)]
+struct MessageResult {
+    custom_id: String,
+    result: MessageOutcome,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageOutcome {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: Option<serde_json::Value>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// The Message Batches endpoints of one `anthropic` judge, through its own client.
+struct AnthropicBatches<'a> {
+    base: String,
+    client: &'a reqwest::Client,
+    redactor: &'a Redactor,
+    judge: String,
+}
+
+impl AnthropicBatches<'_> {
+    fn reader(&self) -> OpenAiBatches<'_> {
+        // The reading helpers (caps, redaction, provider messages) are the same.
+        OpenAiBatches {
+            base: self.base.clone(),
+            client: self.client,
+            redactor: self.redactor,
+            judge: self.judge.clone(),
+        }
+    }
+
+    async fn create(&self, requests: &[u8]) -> Result<Remote, AuditError> {
+        // `requests` is the JSON lines of the chunk: joined into the request list as is.
+        let mut body = Vec::with_capacity(requests.len() + 16);
+        body.extend_from_slice(b"{\"requests\":[");
+        for (n, line) in requests
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(line);
+        }
+        body.extend_from_slice(b"]}");
+        let response = self
+            .client
+            .post(format!("{}/v1/messages/batches", self.base))
+            .body(body)
+            .send()
+            .await;
+        let batch: MessageBatch = self.reader().json("create", response).await?;
+        Ok(batch.into())
+    }
+
+    async fn retrieve(&self, id: &str) -> Result<Remote, AuditError> {
+        let response = self
+            .client
+            .get(format!("{}/v1/messages/batches/{id}", self.base))
+            .send()
+            .await;
+        let batch: MessageBatch = self.reader().json("retrieve", response).await?;
+        Ok(batch.into())
+    }
+
+    async fn list(&self) -> Result<Vec<Remote>, AuditError> {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut request = self
+                .client
+                .get(format!("{}/v1/messages/batches", self.base))
+                .query(&[("limit", "100")]);
+            if let Some(after) = &after {
+                request = request.query(&[("after_id", after.as_str())]);
+            }
+            let page: MessagePage = self.reader().json("list", request.send().await).await?;
+            let last = page
+                .last_id
+                .clone()
+                .or_else(|| page.data.last().map(|b| b.id.clone()));
+            found.extend(page.data.into_iter().map(Remote::from));
+            match (page.has_more, last) {
+                (true, Some(last)) if after.as_deref() != Some(&last) => after = Some(last),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// The results, rewritten as OpenAI batch output lines (a succeeded message as a 200 body,
+    /// an error as the line's error) for the common reader. Expired and canceled requests get
+    /// no line: their calls are pending again.
+    async fn download(&self, id: &str, path: &Path) -> Result<(), AuditError> {
+        // Always this URL, never the `results_url` a server names: the key rides in every
+        // request's headers and must not go to another host.
+        let response = self
+            .client
+            .get(format!("{}/v1/messages/batches/{id}/results", self.base))
+            .send()
+            .await;
+        let bytes = self
+            .reader()
+            .read("results", response, MAX_RESULT_BYTES)
+            .await?;
+        let mut out = Vec::with_capacity(bytes.len());
+        for (n, line) in bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .enumerate()
+        {
+            let result: MessageResult = serde_json::from_slice(line).map_err(|e| {
+                api_error(
+                    &self.judge,
+                    "results",
+                    format!("line {}: not a batch result ({e})", n + 1),
+                )
+            })?;
+            let converted = match result.result.kind.as_str() {
+                "succeeded" => serde_json::json!({
+                    "custom_id": result.custom_id,
+                    "response": {"status_code": 200, "body": result.result.message},
+                    "error": null,
+                }),
+                "errored" => serde_json::json!({
+                    "custom_id": result.custom_id,
+                    "response": null,
+                    "error": result.result.error.unwrap_or(serde_json::Value::Null),
+                }),
+                _ => continue,
+            };
+            serde_json::to_writer(&mut out, &converted).expect("lines serialize");
+            out.push(b'\n');
+        }
+        write_atomically(path, &out)
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
+    let partial = path.with_extension("part");
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&partial, bytes).map_err(io)?;
+    std::fs::rename(&partial, path).map_err(io)
+}
+
+/// A judge's batch endpoints.
+enum Api<'a> {
+    OpenAi(OpenAiBatches<'a>),
+    Anthropic(AnthropicBatches<'a>),
+}
+
+impl Api<'_> {
+    async fn create(
+        &self,
+        jsonl: &[u8],
+        plan: &str,
+        submission: &str,
+    ) -> Result<Remote, AuditError> {
+        match self {
+            Api::OpenAi(api) => {
+                let file_id = api.upload(jsonl, submission).await?;
+                Ok(api.create(&file_id, plan, submission).await?.into())
+            }
+            Api::Anthropic(api) => api.create(jsonl).await,
+        }
+    }
+
+    async fn retrieve(&self, id: &str) -> Result<Remote, AuditError> {
+        match self {
+            Api::OpenAi(api) => Ok(api.retrieve(id).await?.into()),
+            Api::Anthropic(api) => api.retrieve(id).await,
+        }
+    }
+
+    async fn list(&self, plan: &str) -> Result<Vec<Remote>, AuditError> {
+        match self {
+            Api::OpenAi(api) => Ok(api
+                .list(plan)
+                .await?
+                .into_iter()
+                .map(Remote::from)
+                .collect()),
+            Api::Anthropic(api) => api.list().await,
+        }
+    }
+
+    /// The result files of an ended batch, in the OpenAI output format, written into `folder`.
+    async fn results(&self, remote: &Remote, folder: &Path) -> Result<Vec<PathBuf>, AuditError> {
+        let stem = file_stem(&remote.id);
+        let mut paths = Vec::new();
+        match self {
+            Api::OpenAi(api) => {
+                for (file_id, kind) in &remote.files {
+                    let path = folder.join(format!("{stem}.{kind}.jsonl"));
+                    api.download(file_id, &path).await?;
+                    paths.push(path);
+                }
+            }
+            Api::Anthropic(api) => {
+                let path = folder.join(format!("{stem}.results.jsonl"));
+                api.download(&remote.id, &path).await?;
+                paths.push(path);
+            }
+        }
+        Ok(paths)
+    }
+}
+
 /// The OpenAI files + batches endpoints of one judge, through its own client (the key stays in
 /// its sensitive header) and redactor.
 struct OpenAiBatches<'a> {
@@ -408,13 +818,7 @@ impl<'a> OpenAiBatches<'a> {
             .send()
             .await;
         let bytes = self.read("download", response, MAX_RESULT_BYTES).await?;
-        let partial = path.with_extension("part");
-        let io = |source| AuditError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        std::fs::write(&partial, &bytes).map_err(io)?;
-        std::fs::rename(&partial, path).map_err(io)
+        write_atomically(path, &bytes)
     }
 }
 
@@ -437,7 +841,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, AuditError> {
 }
 
 /// Estimated cost of `spec` at batch prices (0.5 × `[pricing]`), as the runner estimates a call.
-fn estimated_cost(prepared: &Prepared, judge: &OpenAiJudge, spec: &CallSpec) -> f64 {
+fn estimated_cost(prepared: &Prepared, judge: &dyn Judge, spec: &CallSpec) -> f64 {
     let Some(handle) = prepared.judges.iter().find(|h| h.config.name == spec.judge) else {
         return 0.0;
     };
@@ -466,13 +870,13 @@ pub fn is_batch_run(dir: &Path) -> Result<bool, AuditError> {
     Ok(store.meta("batch_run")?.is_some() || !store.batches()?.is_empty())
 }
 
-/// Submit the pending calls of `dir`'s `openai` judges that no open batch carries, in chunks,
-/// committing each batch id as soon as its create call returns.
+/// Submit the pending calls of `dir`'s `openai` and `anthropic` judges that no open batch
+/// carries, in chunks, committing each batch id as soon as its create call returns.
 pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditError> {
     options.check()?;
     let prepared = audit::prepare_stored(dir)?;
     let plan = file::plan_hash(dir, &prepared)?;
-    let judges = openai_judges(&prepared)?;
+    let judges = batch_judges(&prepared)?;
     let _lock = RunLock::acquire(dir).map_err(crate::run::RunError::from)?;
     let mut store = RunStore::open(dir)?;
     mark(dir)?;
@@ -518,13 +922,15 @@ pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditErr
         if calls.is_empty() {
             continue;
         }
-        let api = OpenAiBatches::new(judge, name);
-        let mut remote: Option<Vec<RemoteBatch>> = None;
+        let api = judge.api(name);
+        let intent_key = intent_key(name);
+        let intent = store.meta(&intent_key)?.filter(|v| !v.is_empty());
+        let mut remote: Option<Vec<Remote>> = None;
         for chunk in chunks(&prepared, judge, &plan, &calls, options)? {
             let cost: f64 = chunk
                 .specs
                 .iter()
-                .map(|s| estimated_cost(&prepared, judge, s))
+                .map(|s| estimated_cost(&prepared, judge.judge(), s))
                 .sum();
             if let Some(max) = options.max_cost
                 && spent + cost > max
@@ -533,40 +939,58 @@ pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditErr
                 continue;
             }
             let submission = sha256_hex(&chunk.jsonl);
-            // Listed once per judge, only when something is to be created.
-            if remote.is_none() {
-                remote = Some(runtime.block_on(api.list(&plan))?);
-            }
-            let found = remote.as_ref().into_iter().flatten().find(|b| {
-                !known.contains(&b.id)
-                    && b.metadata
-                        .as_ref()
-                        .and_then(|m| m.get(META_SUBMISSION))
-                        .is_some_and(|s| s == &submission)
-            });
+            let unknown = |b: &&Remote| !known.contains(&b.id);
+            let found = match judge {
+                BatchJudge::OpenAi(_) => {
+                    // Listed once per judge, only when something is to be created.
+                    if remote.is_none() {
+                        remote = Some(runtime.block_on(api.list(&plan))?);
+                    }
+                    remote
+                        .iter()
+                        .flatten()
+                        .filter(unknown)
+                        .find(|b| b.submission.as_deref() == Some(&submission))
+                        .cloned()
+                }
+                // No metadata at Anthropic: a stored intent for this very submission means a
+                // create call may have gone through; the newest unknown batch of its size is it.
+                BatchJudge::Anthropic(_) if intent.as_deref() == Some(&submission) => {
+                    let listed = runtime.block_on(api.list(&plan))?;
+                    listed
+                        .iter()
+                        .filter(unknown)
+                        .find(|b| b.total == chunk.specs.len() as u64)
+                        .cloned()
+                }
+                BatchJudge::Anthropic(_) => None,
+            };
             let (batch, recovered) = match found {
-                Some(batch) => (batch.clone(), true),
+                Some(batch) => (batch, true),
                 None => {
-                    let file_id = runtime.block_on(api.upload(&chunk.jsonl, &submission))?;
+                    if matches!(judge, BatchJudge::Anthropic(_)) {
+                        store.set_meta(&intent_key, &submission)?;
+                    }
                     (
-                        runtime.block_on(api.create(&file_id, &plan, &submission))?,
+                        runtime.block_on(api.create(&chunk.jsonl, &plan, &submission))?,
                         false,
                     )
                 }
             };
             let job = BatchJob {
                 batch_id: batch.id.clone(),
-                provider: "openai".into(),
+                provider: judge.provider().into(),
                 judge: name.clone(),
                 submission,
                 requests: chunk.specs.len(),
                 estimated_cost: cost,
                 status: batch.status.clone(),
-                counts: batch.counts(),
+                counts: batch.counts.clone(),
                 collected: false,
             };
             let ids: Vec<&str> = chunk.specs.iter().map(|s| s.id.as_str()).collect();
             store.add_batch(&job, &ids)?;
+            store.set_meta(&intent_key, "")?;
             spent += cost;
             let entry = (name.clone(), batch.id.clone(), chunk.specs.len());
             if recovered {
@@ -577,6 +1001,10 @@ pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditErr
         }
     }
     Ok(outcome)
+}
+
+fn intent_key(judge: &str) -> String {
+    format!("batch_intent:{judge}")
 }
 
 /// Batches each call has been submitted in.
@@ -599,7 +1027,7 @@ struct Chunk<'a> {
 /// so a restarted submit rebuilds the same files and finds an uncommitted batch by its hash.
 fn chunks<'a>(
     prepared: &Prepared,
-    judge: &OpenAiJudge,
+    judge: &BatchJudge,
     plan: &str,
     calls: &[&'a CallSpec],
     options: &SubmitOptions,
@@ -610,8 +1038,7 @@ fn chunks<'a>(
         jsonl: Vec::new(),
     };
     for &spec in calls {
-        let mut line =
-            serde_json::to_vec(&input_line(prepared, judge, plan, spec)?).expect("lines serialize");
+        let mut line = judge.line(prepared, plan, spec)?;
         line.push(b'\n');
         if line.len() > options.max_bytes {
             return Err(AuditError::Config(format!(
@@ -645,27 +1072,26 @@ fn chunks<'a>(
 /// Poll every open batch of `dir` and record its status and counts; returns every batch.
 pub fn status(dir: &Path) -> Result<Vec<BatchJob>, AuditError> {
     let prepared = audit::prepare_stored(dir)?;
-    let judges = openai_judges(&prepared)?;
+    let judges = batch_judges(&prepared)?;
     let store = RunStore::open(dir)?;
     let runtime = runtime()?;
     for job in store.batches()?.iter().filter(|j| !j.collected) {
         let Some(judge) = judges.get(&job.judge) else {
             continue;
         };
-        let remote =
-            runtime.block_on(OpenAiBatches::new(judge, &job.judge).retrieve(&job.batch_id))?;
-        store.update_batch(&job.batch_id, &remote.status, &remote.counts(), false)?;
+        let remote = runtime.block_on(judge.api(&job.judge).retrieve(&job.batch_id))?;
+        store.update_batch(&job.batch_id, &remote.status, &remote.counts, false)?;
     }
     Ok(store.batches()?)
 }
 
-/// Poll the open batches of `dir`; commit the results of those that ended (output and error
-/// files through `batch import`'s reader) and mark them collected. A batch that failed
-/// validation stops its judge: its calls get the provider's message as a fault. The reports
-/// are written again whenever something was collected.
+/// Poll the open batches of `dir`; commit the results of those that ended (through `batch
+/// import`'s reader, each backend parsing its own bodies) and mark them collected. A batch that
+/// failed validation stops its judge: its calls get the provider's message as a fault. The
+/// reports are written again whenever something was collected.
 pub fn collect(dir: &Path) -> Result<Collected, AuditError> {
     let prepared = audit::prepare_stored(dir)?;
-    let judges = openai_judges(&prepared)?;
+    let judges = batch_judges(&prepared)?;
     let runtime = runtime()?;
     let mut outcome = Collected::default();
     let folder: PathBuf = dir.join("batches");
@@ -674,21 +1100,15 @@ pub fn collect(dir: &Path) -> Result<Collected, AuditError> {
         let Some(judge) = judges.get(&job.judge) else {
             continue;
         };
-        let api = OpenAiBatches::new(judge, &job.judge);
+        let api = judge.api(&job.judge);
         let remote = runtime.block_on(api.retrieve(&job.batch_id))?;
-        RunStore::open(dir)?.update_batch(
-            &job.batch_id,
-            &remote.status,
-            &remote.counts(),
-            false,
-        )?;
-        if !remote.terminal() {
+        RunStore::open(dir)?.update_batch(&job.batch_id, &remote.status, &remote.counts, false)?;
+        if !remote.terminal {
             outcome.open += 1;
             continue;
         }
-        if remote.status == "failed" {
-            let message = remote.validation_message();
-            stop_judge(dir, job, &message)?;
+        if let Some(message) = &remote.failed {
+            stop_judge(dir, job, message)?;
             outcome
                 .stopped
                 .push((job.judge.clone(), format!("{}: {message}", job.batch_id)));
@@ -698,20 +1118,14 @@ pub fn collect(dir: &Path) -> Result<Collected, AuditError> {
             source,
         })?;
         let via = format!("batch:{}", job.batch_id);
-        for (file_id, kind) in [
-            (&remote.output_file_id, "output"),
-            (&remote.error_file_id, "error"),
-        ] {
-            let Some(file_id) = file_id else { continue };
-            let path = folder.join(format!("{}.{kind}.jsonl", file_stem(&job.batch_id)));
-            runtime.block_on(api.download(file_id, &path))?;
-            let import = file::import_as(dir, &path, &via)?;
+        for path in runtime.block_on(api.results(&remote, &folder))? {
+            let import = file::import_with(dir, &prepared, &path, &via, &judges)?;
             outcome.committed += import.committed;
             outcome.failed += import.failed;
         }
         // Marked only now: a kill before this line collects the batch again next time, and
         // already committed calls are counted as such, not twice.
-        RunStore::open(dir)?.update_batch(&job.batch_id, &remote.status, &remote.counts(), true)?;
+        RunStore::open(dir)?.update_batch(&job.batch_id, &remote.status, &remote.counts, true)?;
         outcome
             .finished
             .push((job.batch_id.clone(), remote.status.clone()));
