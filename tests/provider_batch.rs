@@ -48,6 +48,76 @@ fn completion(body: &Value) -> Value {
     })
 }
 
+fn message(body: &Value) -> Value {
+    let user = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    json!({
+        "id": "msg_test", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [{"type": "text", "text": rule(user)}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 2}
+    })
+}
+
+fn message_batch_json(b: &Batch) -> Value {
+    let ended = b.status == "ended";
+    let count = |kind: &str| {
+        b.results.as_deref().map_or(0, |r| {
+            r.lines()
+                .filter(|l| l.contains(&format!(r#""type":"{kind}""#)))
+                .count()
+        })
+    };
+    json!({
+        "id": b.id, "type": "message_batch", "processing_status": b.status,
+        "request_counts": {
+            "processing": if ended { 0 } else { b.lines.len() },
+            "succeeded": count("succeeded"), "errored": count("errored"),
+            "canceled": 0, "expired": count("expired"),
+        },
+        "created_at": "2026-01-01T00:00:00Z",
+        "results_url": if ended {
+            // A hostile server naming another host: the client must not follow it.
+            json!(format!("http://198.51.100.1/results/{}", b.id))
+        } else { Value::Null },
+    })
+}
+
+/// Advance a Message Batch: in_progress for two polls, then ended with its results.
+fn advance_message_batch(inner: &mut Inner, index: usize) {
+    let ending = inner.endings.get(&index).copied();
+    let b = &mut inner.batches[index];
+    b.polls += 1;
+    if b.status != "in_progress" || b.polls < 2 {
+        return;
+    }
+    let keep = if ending == Some("expired") {
+        b.lines.len() / 2
+    } else {
+        b.lines.len()
+    };
+    let mut lines = Vec::new();
+    for (n, line) in b.lines.iter().enumerate() {
+        let custom = line["custom_id"].as_str().unwrap().to_string();
+        let result = if n >= keep {
+            json!({"type": "expired"})
+        } else if ending == Some("errored") && n == 0 {
+            json!({"type": "errored", "error": {"type": "error",
+                   "error": {"type": "overloaded_error", "message": "Overloaded"}}})
+        } else {
+            *inner.answered.entry(custom.clone()).or_insert(0) += 1;
+            json!({"type": "succeeded", "message": message(&line["params"])})
+        };
+        lines.push(json!({"custom_id": custom, "result": result}).to_string());
+    }
+    lines.reverse();
+    b.results = Some(lines.iter().map(|l| format!("{l}\n")).collect());
+    b.status = "ended".into();
+}
+
 /// Where the server parks a request until the test has killed the client.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Park {
@@ -68,6 +138,8 @@ struct Batch {
     status: String,
     output: Option<String>,
     error: Option<String>,
+    /// A Message Batch (Anthropic): its results once ended.
+    results: Option<String>,
 }
 
 #[derive(Default)]
@@ -190,6 +262,68 @@ async fn handle(
         let mut inner = shared.inner.lock().unwrap();
         let park = inner.park;
         match (method.as_str(), path.as_str()) {
+            ("POST", "/v1/messages") => {
+                inner.chat += 1;
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                (reply(message(&body)), false)
+            }
+            ("POST", "/v1/messages/batches") => {
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                let batch = Batch {
+                    id: format!("msgbatch_{}", inner.batches.len()),
+                    lines: request["requests"].as_array().unwrap().clone(),
+                    status: "in_progress".into(),
+                    ..Batch::default()
+                };
+                let json = message_batch_json(&batch);
+                inner.batches.push(batch);
+                (reply(json), park == Some(Park::Create))
+            }
+            ("GET", "/v1/messages/batches") => {
+                // Newest first, one per page.
+                let query = uri.query().unwrap_or_default();
+                let after = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("after_id="))
+                    .map(str::to_string);
+                let newest: Vec<&Batch> = inner.batches.iter().rev().collect();
+                let start = after
+                    .and_then(|a| newest.iter().position(|b| b.id == a))
+                    .map_or(0, |p| p + 1);
+                let page: Vec<Value> = newest
+                    .iter()
+                    .skip(start)
+                    .take(1)
+                    .map(|b| message_batch_json(b))
+                    .collect();
+                let has_more = start + 1 < newest.len();
+                let last = page.last().map(|b| b["id"].clone());
+                (
+                    reply(json!({"data": page, "has_more": has_more, "last_id": last})),
+                    false,
+                )
+            }
+            ("GET", p) if p.starts_with("/v1/messages/batches/") && p.ends_with("/results") => {
+                if park == Some(Park::Download) {
+                    (StatusCode::OK.into_response(), true)
+                } else {
+                    let id = p
+                        .trim_start_matches("/v1/messages/batches/")
+                        .trim_end_matches("/results");
+                    let b = inner.batches.iter().find(|b| b.id == id).unwrap();
+                    (reply_text(b.results.clone().unwrap()), false)
+                }
+            }
+            ("GET", p) if p.starts_with("/v1/messages/batches/") => {
+                if park == Some(Park::Retrieve) {
+                    (StatusCode::OK.into_response(), true)
+                } else {
+                    let id = p.trim_start_matches("/v1/messages/batches/");
+                    let index = inner.batches.iter().position(|b| b.id == id).unwrap();
+                    advance_message_batch(&mut inner, index);
+                    (reply(message_batch_json(&inner.batches[index])), false)
+                }
+            }
             ("POST", "/v1/chat/completions") => {
                 inner.chat += 1;
                 let body: Value = serde_json::from_slice(&body).unwrap();
@@ -306,6 +440,10 @@ impl Server {
 }
 
 fn write_inputs(dir: &Path) {
+    write_inputs_for(dir, "openai");
+}
+
+fn write_inputs_for(dir: &Path, backend: &str) {
     let mut pairs = String::new();
     for i in 0..5 {
         let prompt = if i == 4 {
@@ -326,9 +464,7 @@ fn write_inputs(dir: &Path) {
         pairs.push('\n');
     }
     std::fs::write(dir.join("pairs.jsonl"), pairs).unwrap();
-    std::fs::write(
-        dir.join("audit.toml"),
-        r#"
+    let toml = r#"
 seed = 11
 
 [dataset]
@@ -340,13 +476,12 @@ artifacts = ["apology", "verbosity", "position"]
 
 [[judge]]
 name = "batch-judge"
-backend = "openai"
+backend = "BACKEND"
 model = "test-model"
 template = "chen-safety"
 max_retries = 0
-"#,
-    )
-    .unwrap();
+"#;
+    std::fs::write(dir.join("audit.toml"), toml.replace("BACKEND", backend)).unwrap();
 }
 
 const SECRET: &str = "sk-test-SECRET-never-stored-1234567890";
@@ -358,6 +493,8 @@ fn command(dir: &Path, base_url: &str, args: &[&str]) -> Command {
         .args(args)
         .env("OPENAI_BASE_URL", base_url)
         .env("OPENAI_API_KEY", SECRET)
+        .env("ANTHROPIC_BASE_URL", base_url.trim_end_matches("/v1"))
+        .env("ANTHROPIC_API_KEY", SECRET)
         .env("JUDGE_AUDIT_CACHE", dir.join("cache"));
     command
 }
@@ -565,11 +702,12 @@ async fn a_validation_failure_stops_the_judge_with_the_providers_message() {
 }
 
 /// Kill the client with SIGKILL once the server has parked `park`, then resume.
-async fn kill_then_resume(park: Park, first: &'static [&'static str]) {
+async fn kill_then_resume(park: Park, backend: &str) {
+    let first = BATCH;
     let server = Server::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    write_inputs(&dir);
+    write_inputs_for(&dir, backend);
     let (sync_summary, sent) = sync_run(&server, &dir).await;
     server.with(|s| s.park = Some(park));
     let mut child = command(&dir, &server.base_url(), first)
@@ -616,15 +754,86 @@ async fn kill_then_resume(park: Park, first: &'static [&'static str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_submit_then_resume_recovers_the_uncommitted_batch() {
-    kill_then_resume(Park::Create, BATCH).await;
+    kill_then_resume(Park::Create, "openai").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_poll_then_resume_collects() {
-    kill_then_resume(Park::Retrieve, BATCH).await;
+    kill_then_resume(Park::Retrieve, "openai").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_collect_then_resume_collects_once() {
-    kill_then_resume(Park::Download, BATCH).await;
+    kill_then_resume(Park::Download, "openai").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_kill_during_submit_then_resume_adopts_the_uncommitted_batch() {
+    kill_then_resume(Park::Create, "anthropic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_kill_during_poll_then_resume_collects() {
+    kill_then_resume(Park::Retrieve, "anthropic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_kill_during_collect_then_resume_collects_once() {
+    kill_then_resume(Park::Download, "anthropic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_message_batches_equal_the_synchronous_run() {
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    write_inputs_for(&dir, "anthropic");
+    let (sync_summary, sent) = sync_run(&server, &dir).await;
+    server.with(|s| {
+        s.endings.insert(0, "errored");
+        s.endings.insert(1, "expired");
+    });
+    let (d, base) = (dir.clone(), server.base_url());
+    let stdout = blocking(move || ok(&cli(&d, &base, BATCH))).await;
+    assert!(stdout.contains("report:"), "{stdout}");
+    server.with(|s| {
+        assert_eq!(s.chat, sent, "the batched run sent no synchronous call");
+        assert!(
+            s.batches.len() > sent.div_ceil(25),
+            "unanswered calls batched again"
+        );
+        assert_eq!(s.answered.len(), sent);
+        assert!(
+            s.answered.values().all(|&n| n == 1),
+            "a call was answered twice"
+        );
+        // The requests carry the synchronous backend's body as `params`.
+        let params = &s.batches[0].lines[0]["params"];
+        assert_eq!(params["model"], "test-model");
+        assert!(params["messages"].is_array());
+    });
+    let mut batch_summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("batched/summary.json")).unwrap()).unwrap();
+    let sync_value: Value = serde_json::from_slice(&sync_summary).unwrap();
+    let faults = find_faults(&mut batch_summary).expect("a faults object");
+    let total: u64 = faults
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 1, "{faults}");
+    *faults = json!({});
+    assert!(
+        batch_summary == sync_value,
+        "summary differs beyond its one fault"
+    );
+    let log = std::fs::read_to_string(dir.join("batched/calls.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), sent);
+    assert!(log.lines().all(|l| l.contains(r#""via":"batch:msgbatch_"#)));
+    no_secret_in(&dir.join("batched"));
+    let (d, base) = (dir.clone(), server.base_url());
+    let status = blocking(move || ok(&cli(&d, &base, &["batch", "status", "batched"]))).await;
+    assert!(status.contains("msgbatch_1: 25 calls, ended"), "{status}");
+    assert!(status.contains("expired"), "{status}");
 }
