@@ -127,6 +127,10 @@ pub struct RunSection {
     /// Per-judge concurrency bound.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Send `openai` and `anthropic` judges' calls through their provider's batch API, as
+    /// `run --batch` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 fn default_concurrency() -> usize {
@@ -137,6 +141,7 @@ impl Default for RunSection {
     fn default() -> Self {
         RunSection {
             concurrency: default_concurrency(),
+            batch: false,
         }
     }
 }

@@ -904,7 +904,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);
     }
-    if args.batch {
+    if args.batch || config.run.batch {
         return run_batches(&prepared, &out, &args, &exec);
     }
     execute(&prepared, &out, &exec, args.fail_on, &args.output)
@@ -1092,9 +1092,13 @@ fn print_plan(prepared: &Prepared) {
     for (judge, conditions) in &counts {
         let total: usize = conditions.values().sum();
         let estimate = estimates.iter().find(|e| &e.judge == judge);
-        let cost = match estimate.and_then(|e| e.cost_usd) {
-            Some(usd) => format!(", about ${usd:.2}"),
-            None => String::new(),
+        let batch = batch_cost(prepared, judge, estimate);
+        let cost = match (estimate.and_then(|e| e.cost_usd), batch) {
+            (Some(usd), Some(b)) => {
+                format!(", about ${usd:.2} synchronous, ${b:.2} through a provider batch")
+            }
+            (Some(usd), None) => format!(", about ${usd:.2}"),
+            (None, _) => String::new(),
         };
         match estimate {
             Some(e) => println!(
@@ -1110,7 +1114,39 @@ fn print_plan(prepared: &Prepared) {
     let total_cost: f64 = estimates.iter().filter_map(|e| e.cost_usd).sum();
     if estimates.iter().any(|e| e.cost_usd.is_some()) {
         println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
+        // With --batch, batchable judges at batch prices and the others as they are.
+        let with_batch: f64 = estimates
+            .iter()
+            .filter_map(|e| batch_cost(prepared, &e.judge, Some(e)).or(e.cost_usd))
+            .sum();
+        if estimates
+            .iter()
+            .any(|e| batch_cost(prepared, &e.judge, Some(e)).is_some())
+        {
+            println!("estimated total with --batch: ${with_batch:.2}");
+        }
     }
+}
+
+/// A judge's estimated cost at batch prices, when it has a provider batch route and prices.
+fn batch_cost(
+    prepared: &Prepared,
+    judge: &str,
+    estimate: Option<&audit::PlanEstimate>,
+) -> Option<f64> {
+    let e = estimate?;
+    let handle = prepared.judges.iter().find(|h| h.config.name == judge)?;
+    if !judge_audit::batch::provider::batchable(handle.config.backend) {
+        return None;
+    }
+    let pricing = judge_audit::batch::provider::batch_pricing(&handle.config)?;
+    Some(judge_audit::run::cost_usd(
+        &judge_audit::judge::TokenUsage {
+            input_tokens: e.input_tokens,
+            output_tokens: e.output_tokens,
+        },
+        &pricing,
+    ))
 }
 
 /// The wall-time lines of `plan`: per judge from its measured latency, and the run's total

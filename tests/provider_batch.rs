@@ -155,6 +155,9 @@ struct Inner {
     /// `errored` (its first line gets a 500 in the error file) or `failed` (validation).
     endings: HashMap<usize, &'static str>,
     park: Option<Park>,
+    /// The last credential header seen, echoed in a validation message (as a careless server
+    /// might) to check that it is never stored.
+    credential: String,
 }
 
 struct Shared {
@@ -171,6 +174,10 @@ fn reply(value: Value) -> Response {
 }
 
 fn batch_json(b: &Batch) -> Value {
+    batch_json_echo(b, "")
+}
+
+fn batch_json_echo(b: &Batch, credential: &str) -> Value {
     let completed = if b.status == "completed" || b.status == "expired" {
         b.lines.len()
     } else {
@@ -183,7 +190,7 @@ fn batch_json(b: &Batch) -> Value {
         "request_counts": {"total": b.lines.len(), "completed": completed, "failed": 0},
         "errors": if b.status == "failed" {
             json!({"data": [{"code": "invalid_request", "line": 1,
-                             "message": "model `test-model` is not available for batch"}]})
+                             "message": format!("model `test-model` is not available for batch (request authorized by {credential})")}]})
         } else { Value::Null },
     })
 }
@@ -255,11 +262,19 @@ async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
     uri: Uri,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
     let (response, park) = {
         let mut inner = shared.inner.lock().unwrap();
+        if let Some(v) = headers
+            .get("authorization")
+            .or_else(|| headers.get("x-api-key"))
+        {
+            inner.credential = v.to_str().unwrap_or_default().to_string();
+        }
+        let credential = inner.credential.clone();
         let park = inner.park;
         match (method.as_str(), path.as_str()) {
             ("POST", "/v1/messages") => {
@@ -388,7 +403,10 @@ async fn handle(
                     let id = p.trim_start_matches("/v1/batches/");
                     let index = inner.batches.iter().position(|b| b.id == id).unwrap();
                     advance(&mut inner, index);
-                    (reply(batch_json(&inner.batches[index])), false)
+                    (
+                        reply(batch_json_echo(&inner.batches[index], &credential)),
+                        false,
+                    )
                 }
             }
             ("GET", p) if p.starts_with("/v1/files/") && p.ends_with("/content") => {
@@ -697,8 +715,187 @@ async fn a_validation_failure_stops_the_judge_with_the_providers_message() {
     let (d, base) = (dir.clone(), server.base_url());
     let status = blocking(move || ok(&cli(&d, &base, &["batch", "status", "batched"]))).await;
     assert!(status.contains("batch_0: 25 calls, failed"), "{status}");
-    let faults = std::fs::read_to_string(dir.join("batched/summary.json")).unwrap();
-    assert!(!faults.is_empty());
+    // The server echoed the key in its message: shown and stored redacted, never in clear.
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    assert!(!status.contains(SECRET));
+    no_secret_in(&dir.join("batched"));
+    let faults = std::fs::read_to_string(dir.join("batched/calls.jsonl")).unwrap_or_default();
+    assert!(!faults.contains(SECRET));
+}
+
+fn write_priced_inputs(dir: &Path, extra: &str) {
+    write_inputs(dir);
+    let mut toml = std::fs::read_to_string(dir.join("audit.toml")).unwrap();
+    toml.push_str("\n[judge.pricing]\ninput_per_mtok = 1000.0\noutput_per_mtok = 1000.0\n");
+    toml = format!("{extra}{toml}");
+    std::fs::write(dir.join("audit.toml"), toml).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_submit_status_collect_with_budget_and_sync_fallback() {
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    write_priced_inputs(&dir, "");
+    let base = server.base_url();
+    let run = |args: Vec<&'static str>| {
+        let (d, b) = (dir.clone(), base.clone());
+        blocking(move || cli(&d, &b, &args))
+    };
+
+    // `plan` shows both prices: the batch one is half.
+    let plan = ok(&run(vec!["plan", "--config", "audit.toml"]).await);
+    let line = plan
+        .lines()
+        .find(|l| l.starts_with("batch-judge:"))
+        .unwrap()
+        .to_string();
+    let dollars: Vec<f64> = line
+        .split('$')
+        .skip(1)
+        .map(|t| {
+            t.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(dollars.len(), 2, "{line}");
+    assert!((dollars[1] - dollars[0] / 2.0).abs() <= 0.01, "{line}");
+    assert!(plan.contains("estimated total with --batch: $"), "{plan}");
+
+    // A budget below one batch's estimate creates nothing.
+    let refused = ok(&run(vec![
+        "batch",
+        "submit",
+        "detached",
+        "--config",
+        "audit.toml",
+        "--batch-max-lines",
+        "25",
+        "--max-cost",
+        "0.0001",
+    ])
+    .await);
+    assert!(
+        refused.contains("calls not submitted: the --max-cost budget"),
+        "{refused}"
+    );
+    assert_eq!(server.with(|s| (s.batches.len(), s.uploads)), (0, 0));
+
+    server.with(|s| {
+        s.endings.insert(0, "errored");
+        // The errored call's later batches expire unanswered: after three batches it is left
+        // for the synchronous client.
+        for n in 4..8 {
+            s.endings.insert(n, "expired");
+        }
+    });
+    let submitted = ok(&run(vec![
+        "batch",
+        "submit",
+        "detached",
+        "--batch-max-lines",
+        "25",
+    ])
+    .await);
+    let planned: usize = server.with(|s| s.batches.iter().map(|b| b.lines.len()).sum());
+    assert_eq!(
+        server.with(|s| s.batches.len()),
+        planned.div_ceil(25),
+        "{submitted}"
+    );
+    assert!(
+        submitted.contains("batch batch_0 created with 25 calls"),
+        "{submitted}"
+    );
+    // Submitting again sends nothing: every pending call is in an open batch.
+    ok(&run(vec!["batch", "submit", "detached"]).await);
+    assert_eq!(server.with(|s| s.batches.len()), planned.div_ceil(25));
+
+    let status = ok(&run(vec!["batch", "status", "detached"]).await);
+    assert!(
+        status.contains("batch_0: 25 calls, in_progress"),
+        "{status}"
+    );
+    let mut rounds = 0;
+    loop {
+        let collected = ok(&run(vec!["batch", "collect", "detached"]).await);
+        if collected.contains(" 0 batches still open") {
+            assert!(collected.contains("; 1 calls pending"), "{collected}");
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 10, "{collected}");
+    }
+    assert_eq!(server.with(|s| s.chat), 0);
+
+    // The resume batches the errored call again (twice, both expire), then sends it synchronously.
+    let resumed = ok(&run(vec![
+        "run",
+        "--resume",
+        "detached",
+        "--quiet",
+        "--no-cache",
+        "--poll-interval",
+        "0",
+        "--batch-fallback",
+        "sync",
+    ])
+    .await);
+    assert!(resumed.contains("report:"), "{resumed}");
+    server.with(|s| {
+        assert_eq!(s.batches.len(), planned.div_ceil(25) + 2);
+        assert_eq!(s.chat, 1, "one call through the synchronous client");
+        assert_eq!(s.answered.len(), planned - 1);
+    });
+    let log = std::fs::read_to_string(dir.join("detached/calls.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), planned);
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains(r#""via":"batch:"#))
+            .count(),
+        planned - 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_section_batch_true_batches_without_the_flag() {
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    write_inputs(&dir);
+    let toml = std::fs::read_to_string(dir.join("audit.toml")).unwrap();
+    std::fs::write(
+        dir.join("audit.toml"),
+        format!("{toml}\n[run]\nbatch = true\n"),
+    )
+    .unwrap();
+    let (d, base) = (dir.clone(), server.base_url());
+    ok(&blocking(move || {
+        cli(
+            &d,
+            &base,
+            &[
+                "run",
+                "--config",
+                "audit.toml",
+                "--out",
+                "cfg",
+                "--quiet",
+                "--no-cache",
+                "--poll-interval",
+                "0",
+            ],
+        )
+    })
+    .await);
+    server.with(|s| {
+        assert_eq!(s.chat, 0);
+        assert_eq!(s.batches.len(), 1);
+        assert_eq!(s.answered.len(), s.batches[0].lines.len());
+    });
 }
 
 /// Kill the client with SIGKILL once the server has parked `park`, then resume.

@@ -51,7 +51,7 @@ const META_PLAN: &str = "judge_audit_plan";
 const META_SUBMISSION: &str = "judge_audit_submission";
 /// Run metadata key holding the line limit of the run's batches.
 const MAX_LINES_KEY: &str = "batch_max_lines";
-/// Fraction of `[pricing]` charged for batch calls.
+/// Fraction of `[pricing]` charged for batch calls unless the judge sets `[batch_pricing]`.
 pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 
 /// Limits and budget of a submission.
@@ -840,12 +840,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, AuditError> {
         .map_err(|e| AuditError::Config(format!("cannot start the async runtime: {e}")))
 }
 
-/// Estimated cost of `spec` at batch prices (0.5 × `[pricing]`), as the runner estimates a call.
+/// A judge's batch prices: its `[batch_pricing]`, else half of its `[pricing]`.
+pub fn batch_pricing(config: &crate::judge::JudgeConfig) -> Option<crate::judge::config::Pricing> {
+    config.batch_pricing.or_else(|| {
+        config.pricing.map(|p| crate::judge::config::Pricing {
+            input_per_mtok: p.input_per_mtok * BATCH_PRICE_FACTOR,
+            output_per_mtok: p.output_per_mtok * BATCH_PRICE_FACTOR,
+        })
+    })
+}
+
+/// True when `backend` has a provider batch route here.
+pub fn batchable(backend: Backend) -> bool {
+    matches!(backend, Backend::Openai | Backend::Anthropic)
+}
+
+/// Estimated cost of `spec` at batch prices, as the runner estimates a call.
 fn estimated_cost(prepared: &Prepared, judge: &dyn Judge, spec: &CallSpec) -> f64 {
     let Some(handle) = prepared.judges.iter().find(|h| h.config.name == spec.judge) else {
         return 0.0;
     };
-    let Some(pricing) = handle.config.pricing else {
+    let Some(pricing) = batch_pricing(&handle.config) else {
         return 0.0;
     };
     let Ok(request) = request_of(prepared, spec) else {
@@ -855,7 +870,7 @@ fn estimated_cost(prepared: &Prepared, judge: &dyn Judge, spec: &CallSpec) -> f6
         input_tokens: judge.estimate_input_tokens(&request),
         output_tokens: u64::from(handle.config.max_tokens),
     };
-    cost_usd(&usage, &pricing) * BATCH_PRICE_FACTOR
+    cost_usd(&usage, &pricing)
 }
 
 /// Mark `dir` as a batch run (so `run --resume` collects instead of re-sending).

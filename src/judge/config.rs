@@ -195,6 +195,9 @@ pub struct JudgeConfig {
     /// Token prices for cost accounting.
     #[serde(default)]
     pub pricing: Option<Pricing>,
+    /// Token prices through the provider's batch API (default: half of `pricing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_pricing: Option<Pricing>,
     /// Parameters of a simulated judge (`backend = "sim"` only).
     #[serde(default)]
     pub sim: Option<SimParams>,
@@ -687,6 +690,7 @@ impl JudgeConfig {
             max_retry_after_secs: None,
             max_response_bytes: None,
             pricing: None,
+            batch_pricing: None,
             sim: None,
             logprobs: false,
             top_logprobs: default_top_logprobs(),
@@ -848,11 +852,16 @@ impl JudgeConfig {
         if self.concurrency == Some(0) {
             return bad("concurrency", "must be at least 1".into());
         }
-        if let Some(p) = &self.pricing {
+        for (name, p) in [
+            ("pricing", &self.pricing),
+            ("batch_pricing", &self.batch_pricing),
+        ] {
+            let Some(p) = p else { continue };
             for (field, v) in [
-                ("pricing.input_per_mtok", p.input_per_mtok),
-                ("pricing.output_per_mtok", p.output_per_mtok),
+                (format!("{name}.input_per_mtok"), p.input_per_mtok),
+                (format!("{name}.output_per_mtok"), p.output_per_mtok),
             ] {
+                let field = field.as_str();
                 if !(v.is_finite() && v >= 0.0) {
                     return bad(field, format!("{v} must be a non-negative price"));
                 }
