@@ -714,6 +714,17 @@ pub async fn execute(
     out: &Path,
     options: &ExecOptions,
 ) -> Result<RunOutcome, AuditError> {
+    execute_where(prepared, out, options, &|_| true).await
+}
+
+/// [`execute`] sending only the calls `keep` accepts (`run --batch` sends the calls of judges
+/// without a batch route this way, leaving batch judges' calls to their batches).
+pub async fn execute_where(
+    prepared: &Prepared,
+    out: &Path,
+    options: &ExecOptions,
+    keep: &(dyn Fn(&crate::design::CallSpec) -> bool + Sync),
+) -> Result<RunOutcome, AuditError> {
     check_keys(prepared, |k| std::env::var(k).ok())?;
     drop(open_run(prepared, out)?);
     // A shard run (`run --shard`, or its resume) sends only its own calls.
@@ -736,7 +747,7 @@ pub async fn execute(
         &prepared.judges,
         out,
         &run_options,
-        &|call| shard.is_none_or(|s| s.contains(&call.id)),
+        &|call| keep(call) && shard.is_none_or(|s| s.contains(&call.id)),
     )
     .await?;
     add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;

@@ -721,21 +721,32 @@ fn run_batches(
     for (judge, message) in &outcome.stopped {
         eprintln!("judge-audit: {judge} stopped: {message}");
     }
-    let leftover = outcome.pending > 0;
-    let others = outcome.skipped.iter().any(|(_, n)| *n > 0);
-    if leftover && (args.batch_fallback == BatchFallback::Sync || others) {
-        if args.batch_fallback != BatchFallback::Sync && outcome.exhausted + outcome.over_budget > 0
-        {
-            eprintln!(
-                "judge-audit: sending the pending calls synchronously (judges without a batch route have calls left)"
-            );
-        }
+    if args.batch_fallback == BatchFallback::Sync && outcome.pending > 0 {
         return execute(prepared, out, exec, args.fail_on, &args.output);
     }
-    if leftover {
+    let batchable: std::collections::HashSet<&str> = prepared
+        .judges
+        .iter()
+        .filter(|h| provider::batchable(h.config.backend))
+        .map(|h| h.config.name.as_str())
+        .collect();
+    if outcome.skipped.iter().any(|(_, n)| *n > 0) {
+        // Judges without a batch route go through the normal client; batch judges' calls
+        // stay with their batches.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let keep = |call: &judge_audit::design::CallSpec| !batchable.contains(call.judge.as_str());
+        runtime
+            .block_on(audit::execute_where(prepared, out, exec, &keep))
+            .map_err(|e| e.to_string())?;
+    }
+    let leftover = judge_audit::batch::file::pending_count(out).map_err(|e| e.to_string())?;
+    if leftover > 0 {
         println!(
             "{} calls pending (not answered by the batches or over the budget); batch them again with judge-audit run --resume {} or send them with --batch-fallback sync",
-            outcome.pending,
+            leftover,
             out.display()
         );
     }

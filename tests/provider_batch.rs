@@ -1034,3 +1034,43 @@ async fn anthropic_message_batches_equal_the_synchronous_run() {
     assert!(status.contains("msgbatch_1: 25 calls, ended"), "{status}");
     assert!(status.contains("expired"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judges_without_a_batch_route_run_synchronously_and_batch_leftovers_stay_pending() {
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    write_inputs(&dir);
+    let mut toml = std::fs::read_to_string(dir.join("audit.toml")).unwrap();
+    toml.push_str(
+        "\n[[judge]]\nname = \"sim-judge\"\nbackend = \"sim\"\nmodel = \"simulated\"\n[judge.sim]\naccuracy = 0.8\n",
+    );
+    std::fs::write(dir.join("audit.toml"), toml).unwrap();
+    // The openai judge's first batch fails validation: its calls are left, never sent
+    // synchronously without --batch-fallback sync.
+    server.with(|s| {
+        s.endings.insert(0, "failed");
+    });
+    let (d, base) = (dir.clone(), server.base_url());
+    let output = blocking(move || cli(&d, &base, BATCH)).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stdout.contains("report:"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("calls pending"), "{stdout}");
+    assert_eq!(server.with(|s| s.chat), 0, "no synchronous openai call");
+    let log = std::fs::read_to_string(dir.join("batched/calls.jsonl")).unwrap();
+    let sim = log
+        .lines()
+        .filter(|l| l.contains(r#""judge":"sim-judge""#))
+        .count();
+    let batched = log
+        .lines()
+        .filter(|l| l.contains(r#""via":"batch:"#))
+        .count();
+    assert!(sim > 50, "the sim judge ran synchronously: {sim} calls");
+    assert_eq!(batched, server.with(|s| s.answered.len()));
+    assert!(
+        batched > 0 && batched + 25 == sim,
+        "{batched} batched, {sim} sim"
+    );
+}

@@ -144,6 +144,12 @@ pub(crate) fn input_line(
     }))
 }
 
+/// Calls of run directory `dir` not committed yet (of its shard).
+pub fn pending_count(dir: &Path) -> Result<usize, AuditError> {
+    let prepared = audit::prepare_stored(dir)?;
+    Ok(pending(dir, &prepared)?.len())
+}
+
 /// One written input file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportedFile {
