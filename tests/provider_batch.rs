@@ -1,8 +1,9 @@
 //! Issue 16, provider batches: `run --batch` against a loopback server implementing the OpenAI
-//! files + batches endpoints (status progression, unordered output, errored and expired lines,
-//! a validation failure, batches listed in pages) gives the summary of a synchronous run of the
-//! same plan on the same fixed-rule judge; `kill -9` during submit, poll and collect, then
-//! `run --resume`, re-sends nothing accepted and loses nothing (server-side counts).
+//! files + batches endpoints and Anthropic Message Batches (status progression, unordered
+//! output, errored and expired lines, a validation failure, batches listed in pages, result
+//! files sent in pieces) gives the summary of a synchronous run of the same plan on the same
+//! fixed-rule judge; `kill -9` during submit, poll and collect, then `run --resume`, re-sends
+//! nothing accepted and loses nothing (server-side counts).
 //!
 //! The kills land deterministically: the server parks the chosen endpoint (after doing its
 //! work, for the create call) and tells the test, which then kills the client.
@@ -169,6 +170,27 @@ fn reply_text(text: String) -> Response {
     (StatusCode::OK, text).into_response()
 }
 
+/// A results file sent in pieces of 97 bytes (chunked transfer, no length), as a large file
+/// streams: lines straddle pieces.
+fn reply_in_pieces(text: String) -> Response {
+    struct Pieces(std::collections::VecDeque<Bytes>);
+    impl futures_core::Stream for Pieces {
+        type Item = Result<Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+    let pieces = text
+        .as_bytes()
+        .chunks(97)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    Response::new(axum::body::Body::from_stream(Pieces(pieces)))
+}
+
 fn reply(value: Value) -> Response {
     (StatusCode::OK, value.to_string()).into_response()
 }
@@ -326,7 +348,7 @@ async fn handle(
                         .trim_start_matches("/v1/messages/batches/")
                         .trim_end_matches("/results");
                     let b = inner.batches.iter().find(|b| b.id == id).unwrap();
-                    (reply_text(b.results.clone().unwrap()), false)
+                    (reply_in_pieces(b.results.clone().unwrap()), false)
                 }
             }
             ("GET", p) if p.starts_with("/v1/messages/batches/") => {
@@ -416,7 +438,7 @@ async fn handle(
                     let id = p
                         .trim_start_matches("/v1/files/")
                         .trim_end_matches("/content");
-                    (reply_text(inner.files[id].clone()), false)
+                    (reply_in_pieces(inner.files[id].clone()), false)
                 }
             }
             _ => (StatusCode::NOT_FOUND.into_response(), false),
