@@ -166,10 +166,6 @@ struct Shared {
     parked: Notify,
 }
 
-fn reply_text(text: String) -> Response {
-    (StatusCode::OK, text).into_response()
-}
-
 /// A results file sent in pieces of 97 bytes (chunked transfer, no length), as a large file
 /// streams: lines straddle pieces.
 fn reply_in_pieces(text: String) -> Response {
