@@ -686,6 +686,12 @@ fn print_submit_notes(run_dir: &Path, submitted: &judge_audit::batch::provider::
     for (judge, message) in &submitted.stopped {
         eprintln!("judge-audit: {judge} stopped: {message}");
     }
+    if submitted.deferred > 0 {
+        println!(
+            "{} calls held back by batch_queue_tokens until the open batches end (batch collect, then batch submit again)",
+            submitted.deferred
+        );
+    }
 }
 
 /// `run --batch` and `run --resume` of a batch run: batch rounds until nothing is open, then

@@ -159,6 +159,8 @@ struct Inner {
     /// The last credential header seen, echoed in a validation message (as a careless server
     /// might) to check that it is never stored.
     credential: String,
+    /// Most batches open (not ended) when another was created.
+    max_open_at_create: usize,
 }
 
 struct Shared {
@@ -378,6 +380,12 @@ async fn handle(
                     .lines()
                     .map(|l| serde_json::from_str(l).unwrap())
                     .collect();
+                let open = inner
+                    .batches
+                    .iter()
+                    .filter(|b| !matches!(b.status.as_str(), "completed" | "expired" | "failed"))
+                    .count();
+                inner.max_open_at_create = inner.max_open_at_create.max(open);
                 let batch = Batch {
                     id: format!("batch_{}", inner.batches.len()),
                     metadata: request["metadata"].clone(),
@@ -1091,4 +1099,53 @@ async fn judges_without_a_batch_route_run_synchronously_and_batch_leftovers_stay
         batched > 0 && batched + 25 == sim,
         "{batched} batched, {sim} sim"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_queue_tokens_holds_batches_back_until_the_open_ones_end() {
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    write_inputs(&dir);
+    let toml = std::fs::read_to_string(dir.join("audit.toml")).unwrap();
+    std::fs::write(
+        dir.join("audit.toml"),
+        toml.replace(
+            "max_retries = 0",
+            "max_retries = 0\nbatch_queue_tokens = 2000",
+        ),
+    )
+    .unwrap();
+    let base = server.base_url();
+    let run = |args: Vec<&'static str>| {
+        let (d, b) = (dir.clone(), base.clone());
+        blocking(move || cli(&d, &b, &args))
+    };
+    let first = ok(&run(vec!["batch", "submit", "queued", "--config", "audit.toml"]).await);
+    assert!(first.contains("held back by batch_queue_tokens"), "{first}");
+    assert_eq!(server.with(|s| s.batches.len()), 1, "{first}");
+    // Nothing more while the first is open.
+    ok(&run(vec!["batch", "submit", "queued"]).await);
+    assert_eq!(server.with(|s| s.batches.len()), 1);
+    ok(&run(vec![
+        "run",
+        "--resume",
+        "queued",
+        "--quiet",
+        "--no-cache",
+        "--poll-interval",
+        "0",
+    ])
+    .await);
+    server.with(|s| {
+        assert!(s.batches.len() > 2);
+        assert_eq!(
+            s.max_open_at_create, 0,
+            "a batch was created while another was open"
+        );
+        let lines: usize = s.batches.iter().map(|b| b.lines.len()).sum();
+        assert_eq!(s.answered.len(), lines);
+    });
+    let log = std::fs::read_to_string(dir.join("queued/calls.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), server.with(|s| s.answered.len()));
 }

@@ -113,6 +113,8 @@ pub struct Submitted {
     pub skipped: Vec<(String, usize)>,
     /// Judges stopped by a batch that failed validation (judge, provider message).
     pub stopped: Vec<(String, String)>,
+    /// Calls held back by a judge's `batch_queue_tokens` until its open batches end.
+    pub deferred: usize,
 }
 
 /// What a collection did.
@@ -855,6 +857,16 @@ pub fn batchable(backend: Backend) -> bool {
     matches!(backend, Backend::Openai | Backend::Anthropic)
 }
 
+/// Estimated tokens of `spec`: its input as the runner estimates it plus `max_tokens`.
+fn estimated_tokens(prepared: &Prepared, judge: &dyn Judge, spec: &CallSpec) -> u64 {
+    let max_tokens = prepared
+        .judges
+        .iter()
+        .find(|h| h.config.name == spec.judge)
+        .map_or(0, |h| u64::from(h.config.max_tokens));
+    request_of(prepared, spec).map_or(0, |r| judge.estimate_input_tokens(&r)) + max_tokens
+}
+
 /// Estimated cost of `spec` at batch prices, as the runner estimates a call.
 fn estimated_cost(prepared: &Prepared, judge: &dyn Judge, spec: &CallSpec) -> f64 {
     let Some(handle) = prepared.judges.iter().find(|h| h.config.name == spec.judge) else {
@@ -937,11 +949,26 @@ pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditErr
         if calls.is_empty() {
             continue;
         }
+        let queue_limit = handle.config.batch_queue_tokens;
+        let mut queued: u64 = store
+            .batches()?
+            .iter()
+            .filter(|b| &b.judge == name && !b.collected)
+            .map(|b| b.tokens)
+            .sum();
         let api = judge.api(name);
         let intent_key = intent_key(name);
         let intent = store.meta(&intent_key)?.filter(|v| !v.is_empty());
         let mut remote: Option<Vec<Remote>> = None;
-        for chunk in chunks(&prepared, judge, &plan, &calls, options)? {
+        let mut deferring = false;
+        for chunk in chunks(&prepared, judge, &plan, &calls, options, queue_limit)? {
+            // The provider refuses a batch past the judge's enqueued-token limit: later chunks
+            // wait for the open ones to end (chunks are cut to fit the limit alone).
+            if deferring || queue_limit.is_some_and(|limit| queued + chunk.tokens > limit) {
+                deferring = true;
+                outcome.deferred += chunk.specs.len();
+                continue;
+            }
             let cost: f64 = chunk
                 .specs
                 .iter()
@@ -999,6 +1026,7 @@ pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditErr
                 submission,
                 requests: chunk.specs.len(),
                 estimated_cost: cost,
+                tokens: chunk.tokens,
                 status: batch.status.clone(),
                 counts: batch.counts.clone(),
                 collected: false,
@@ -1007,6 +1035,7 @@ pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditErr
             store.add_batch(&job, &ids)?;
             store.set_meta(&intent_key, "")?;
             spent += cost;
+            queued += chunk.tokens;
             let entry = (name.clone(), batch.id.clone(), chunk.specs.len());
             if recovered {
                 outcome.recovered.push(entry);
@@ -1033,9 +1062,12 @@ fn attempts(store: &RunStore) -> Result<HashMap<String, usize>, AuditError> {
     Ok(counts)
 }
 
+#[derive(Default)]
 struct Chunk<'a> {
     specs: Vec<&'a CallSpec>,
     jsonl: Vec<u8>,
+    /// Estimated tokens (input plus `max_tokens` per call).
+    tokens: u64,
 }
 
 /// Split `calls` (plan order) into input files within the line and byte limits. Deterministic,
@@ -1046,15 +1078,22 @@ fn chunks<'a>(
     plan: &str,
     calls: &[&'a CallSpec],
     options: &SubmitOptions,
+    max_tokens: Option<u64>,
 ) -> Result<Vec<Chunk<'a>>, AuditError> {
     let mut out = Vec::new();
-    let mut current = Chunk {
-        specs: Vec::new(),
-        jsonl: Vec::new(),
-    };
+    let mut current = Chunk::default();
     for &spec in calls {
         let mut line = judge.line(prepared, plan, spec)?;
         line.push(b'\n');
+        let tokens = estimated_tokens(prepared, judge.judge(), spec);
+        if let Some(limit) = max_tokens
+            && tokens > limit
+        {
+            return Err(AuditError::Config(format!(
+                "call `{}`: about {tokens} tokens, over the judge's batch_queue_tokens ({limit})",
+                spec.id
+            )));
+        }
         if line.len() > options.max_bytes {
             return Err(AuditError::Config(format!(
                 "call `{}`: its batch line is {} bytes, over the {} byte limit",
@@ -1065,18 +1104,14 @@ fn chunks<'a>(
         }
         if !current.specs.is_empty()
             && (current.specs.len() >= options.max_lines
-                || current.jsonl.len() + line.len() > options.max_bytes)
+                || current.jsonl.len() + line.len() > options.max_bytes
+                || max_tokens.is_some_and(|limit| current.tokens + tokens > limit))
         {
-            out.push(std::mem::replace(
-                &mut current,
-                Chunk {
-                    specs: Vec::new(),
-                    jsonl: Vec::new(),
-                },
-            ));
+            out.push(std::mem::take(&mut current));
         }
         current.specs.push(spec);
         current.jsonl.extend_from_slice(&line);
+        current.tokens += tokens;
     }
     if !current.specs.is_empty() {
         out.push(current);

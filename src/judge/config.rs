@@ -198,6 +198,10 @@ pub struct JudgeConfig {
     /// Token prices through the provider's batch API (default: half of `pricing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_pricing: Option<Pricing>,
+    /// Most estimated tokens (input plus `max_tokens` per call) this judge may have in open
+    /// provider batches at once: OpenAI's per-model enqueued-token limit. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_queue_tokens: Option<u64>,
     /// Parameters of a simulated judge (`backend = "sim"` only).
     #[serde(default)]
     pub sim: Option<SimParams>,
@@ -691,6 +695,7 @@ impl JudgeConfig {
             max_response_bytes: None,
             pricing: None,
             batch_pricing: None,
+            batch_queue_tokens: None,
             sim: None,
             logprobs: false,
             top_logprobs: default_top_logprobs(),
@@ -851,6 +856,9 @@ impl JudgeConfig {
         }
         if self.concurrency == Some(0) {
             return bad("concurrency", "must be at least 1".into());
+        }
+        if self.batch_queue_tokens == Some(0) {
+            return bad("batch_queue_tokens", "must be at least 1".into());
         }
         for (name, p) in [
             ("pricing", &self.pricing),

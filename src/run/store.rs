@@ -425,6 +425,8 @@ pub struct BatchJob {
     pub requests: usize,
     /// Estimated cost at batch prices (USD), for `--max-cost`.
     pub estimated_cost: f64,
+    /// Estimated tokens (input plus `max_tokens`), for the judge's enqueued-token budget.
+    pub tokens: u64,
     /// Last status the provider reported.
     pub status: String,
     /// Last counts the provider reported (`completed/failed/total` or the provider's own).
@@ -441,8 +443,8 @@ impl RunStore {
                 "CREATE TABLE IF NOT EXISTS batch_jobs (
                      batch_id TEXT PRIMARY KEY, provider TEXT NOT NULL, judge TEXT NOT NULL,
                      submission TEXT NOT NULL, requests INTEGER NOT NULL,
-                     estimated_cost REAL NOT NULL, status TEXT NOT NULL, counts TEXT NOT NULL,
-                     collected INTEGER NOT NULL, position INTEGER NOT NULL);
+                     estimated_cost REAL NOT NULL, tokens INTEGER NOT NULL, status TEXT NOT NULL,
+                     counts TEXT NOT NULL, collected INTEGER NOT NULL, position INTEGER NOT NULL);
                  CREATE TABLE IF NOT EXISTS batch_items (
                      batch_id TEXT NOT NULL, call_id TEXT NOT NULL,
                      PRIMARY KEY (batch_id, call_id));",
@@ -461,8 +463,8 @@ impl RunStore {
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "INSERT OR IGNORE INTO batch_jobs (batch_id, provider, judge, submission, requests,
-                 estimated_cost, status, counts, collected, position)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                 estimated_cost, tokens, status, counts, collected, position)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?10, ?7, ?8, ?9,
                  (SELECT COUNT(*) FROM batch_jobs))",
             params![
                 job.batch_id,
@@ -473,7 +475,8 @@ impl RunStore {
                 job.estimated_cost,
                 job.status,
                 job.counts,
-                job.collected
+                job.collected,
+                job.tokens.min(i64::MAX as u64) as i64
             ],
         )
         .map_err(err)?;
@@ -495,7 +498,7 @@ impl RunStore {
             .conn
             .prepare(
                 "SELECT batch_id, provider, judge, submission, requests, estimated_cost, status,
-                        counts, collected FROM batch_jobs ORDER BY position",
+                        counts, collected, tokens FROM batch_jobs ORDER BY position",
             )
             .map_err(self.err())?;
         let rows = query
@@ -510,6 +513,7 @@ impl RunStore {
                     status: r.get(6)?,
                     counts: r.get(7)?,
                     collected: r.get(8)?,
+                    tokens: r.get::<_, i64>(9)?.max(0) as u64,
                 })
             })
             .map_err(self.err())?;
