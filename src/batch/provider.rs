@@ -525,51 +525,37 @@ impl AnthropicBatches<'_> {
             .get(format!("{}/v1/messages/batches/{id}/results", self.base))
             .send()
             .await;
-        let bytes = self
-            .reader()
-            .read("results", response, MAX_RESULT_BYTES)
-            .await?;
-        let mut out = Vec::with_capacity(bytes.len());
-        for (n, line) in bytes
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .enumerate()
-        {
-            let result: MessageResult = serde_json::from_slice(line).map_err(|e| {
-                api_error(
-                    &self.judge,
-                    "results",
-                    format!("line {}: not a batch result ({e})", n + 1),
-                )
-            })?;
-            let converted = match result.result.kind.as_str() {
-                "succeeded" => serde_json::json!({
-                    "custom_id": result.custom_id,
-                    "response": {"status_code": 200, "body": result.result.message},
-                    "error": null,
-                }),
-                "errored" => serde_json::json!({
-                    "custom_id": result.custom_id,
-                    "response": null,
-                    "error": result.result.error.unwrap_or(serde_json::Value::Null),
-                }),
-                _ => continue,
-            };
-            serde_json::to_writer(&mut out, &converted).expect("lines serialize");
-            out.push(b'\n');
-        }
-        write_atomically(path, &out)
+        let judge = self.judge.clone();
+        let mut n = 0usize;
+        self.reader()
+            .stream_lines("results", response, path, move |line| {
+                n += 1;
+                let result: MessageResult = serde_json::from_slice(line).map_err(|e| {
+                    api_error(
+                        &judge,
+                        "results",
+                        format!("line {n}: not a batch result ({e})"),
+                    )
+                })?;
+                let converted = match result.result.kind.as_str() {
+                    "succeeded" => serde_json::json!({
+                        "custom_id": result.custom_id,
+                        "response": {"status_code": 200, "body": result.result.message},
+                        "error": null,
+                    }),
+                    "errored" => serde_json::json!({
+                        "custom_id": result.custom_id,
+                        "response": null,
+                        "error": result.result.error.unwrap_or(serde_json::Value::Null),
+                    }),
+                    _ => return Ok(None),
+                };
+                Ok(Some(
+                    serde_json::to_vec(&converted).expect("lines serialize"),
+                ))
+            })
+            .await
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
-    let partial = path.with_extension("part");
-    let io = |source| AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&partial, bytes).map_err(io)?;
-    std::fs::rename(&partial, path).map_err(io)
 }
 
 /// A judge's batch endpoints.
@@ -819,8 +805,73 @@ impl<'a> OpenAiBatches<'a> {
             .get(format!("{}/files/{id}/content", self.base))
             .send()
             .await;
-        let bytes = self.read("download", response, MAX_RESULT_BYTES).await?;
-        write_atomically(path, &bytes)
+        self.stream_lines("download", response, path, |line| Ok(Some(line.to_vec())))
+            .await
+    }
+
+    /// Stream a result file into `path` one line at a time (memory: the longest line), each
+    /// line with secrets removed, then through `convert` (`None` drops it); within
+    /// [`MAX_RESULT_BYTES`]. Written to a temporary file and renamed, so a kill leaves no half
+    /// file under the final name.
+    async fn stream_lines(
+        &self,
+        what: &str,
+        response: Result<reqwest::Response, reqwest::Error>,
+        path: &Path,
+        mut convert: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, AuditError>,
+    ) -> Result<(), AuditError> {
+        use std::io::Write;
+        let transport = |e: reqwest::Error| {
+            api_error(&self.judge, what, self.redactor.redact(&e.to_string()).0)
+        };
+        let mut response = response.map_err(transport)?;
+        if !response.status().is_success() {
+            return self.read(what, Ok(response), 16 << 20).await.map(drop);
+        }
+        let partial = path.with_extension("part");
+        let io = |source| AuditError::Io {
+            path: partial.clone(),
+            source,
+        };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).map_err(io)?);
+        let mut emit = |line: &[u8], out: &mut std::io::BufWriter<std::fs::File>| {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
+            }
+            let mut line = line.to_vec();
+            self.redactor.redact_bytes(&mut line);
+            if let Some(converted) = convert(&line)? {
+                out.write_all(&converted).map_err(io)?;
+                out.write_all(b"\n").map_err(io)?;
+            }
+            Ok::<(), AuditError>(())
+        };
+        let (mut carry, mut total) = (Vec::new(), 0u64);
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            total += chunk.len() as u64;
+            if total > MAX_RESULT_BYTES {
+                return Err(api_error(
+                    &self.judge,
+                    what,
+                    format!("file over {MAX_RESULT_BYTES} bytes, not read"),
+                ));
+            }
+            carry.extend_from_slice(&chunk);
+            let Some(last) = carry.iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            for line in carry[..last].split(|&b| b == b'\n') {
+                emit(line, &mut out)?;
+            }
+            carry.drain(..=last);
+        }
+        emit(&carry, &mut out)?;
+        out.flush().map_err(io)?;
+        drop(out);
+        std::fs::rename(&partial, path).map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
