@@ -1149,3 +1149,32 @@ async fn batch_queue_tokens_holds_batches_back_until_the_open_ones_end() {
     let log = std::fs::read_to_string(dir.join("queued/calls.jsonl")).unwrap();
     assert_eq!(log.lines().count(), server.with(|s| s.answered.len()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_judge_files_batch_pricing_replaces_the_half_price() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    write_priced_inputs(&dir, "");
+    let mut toml = std::fs::read_to_string(dir.join("audit.toml")).unwrap();
+    toml.push_str("\n[judge.batch_pricing]\ninput_per_mtok = 1000.0\noutput_per_mtok = 1000.0\n");
+    std::fs::write(dir.join("audit.toml"), toml).unwrap();
+    let plan = ok(&cli(
+        &dir,
+        "http://127.0.0.1:9/v1",
+        &["plan", "--config", "audit.toml"],
+    ));
+    let line = plan
+        .lines()
+        .find(|l| l.starts_with("batch-judge:"))
+        .unwrap();
+    let dollars: Vec<&str> = line
+        .split('$')
+        .skip(1)
+        .map(|t| t.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(dollars.len(), 2, "{line}");
+    assert_eq!(
+        dollars[0], dollars[1],
+        "batch price as the judge file says: {line}"
+    );
+}
