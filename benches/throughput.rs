@@ -166,7 +166,10 @@ fn client(spec: &str) {
             repeats: 1,
             ..DesignSection::default()
         },
-        run: RunSection { concurrency: c },
+        run: RunSection {
+            concurrency: c,
+            ..RunSection::default()
+        },
         trust: Default::default(),
         jury: Default::default(),
     };

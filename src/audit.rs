@@ -128,6 +128,10 @@ pub struct RunSection {
     /// Per-judge concurrency bound.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Send `openai` and `anthropic` judges' calls through their provider's batch API, as
+    /// `run --batch` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 fn default_concurrency() -> usize {
@@ -138,6 +142,7 @@ impl Default for RunSection {
     fn default() -> Self {
         RunSection {
             concurrency: default_concurrency(),
+            batch: false,
         }
     }
 }
@@ -802,6 +807,17 @@ pub async fn execute(
     out: &Path,
     options: &ExecOptions,
 ) -> Result<RunOutcome, AuditError> {
+    execute_where(prepared, out, options, &|_| true).await
+}
+
+/// [`execute`] sending only the calls `keep` accepts (`run --batch` sends the calls of judges
+/// without a batch route this way, leaving batch judges' calls to their batches).
+pub async fn execute_where(
+    prepared: &Prepared,
+    out: &Path,
+    options: &ExecOptions,
+    keep: &(dyn Fn(&crate::design::CallSpec) -> bool + Sync),
+) -> Result<RunOutcome, AuditError> {
     check_keys(prepared, |k| std::env::var(k).ok())?;
     drop(open_run(prepared, out)?);
     // A shard run (`run --shard`, or its resume) sends only its own calls.
@@ -871,7 +887,11 @@ pub async fn execute(
         &prepared.judges,
         out,
         &run_options,
-        &|call| shard.is_none_or(|s| s.contains(&call.id)) && !awaits_rewrite(&perturbed, call),
+        &|call| {
+            keep(call)
+                && shard.is_none_or(|s| s.contains(&call.id))
+                && !awaits_rewrite(&perturbed, call)
+        },
     )
     .await?;
     add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;

@@ -104,6 +104,59 @@ enum BatchCommand {
         /// The output file (`vllm run-batch -o`, the Batch API's output file).
         results: PathBuf,
     },
+    /// Send RUN_DIR's pending calls of `openai` judges through the provider's Batch API and
+    /// return; each batch id is committed to the run store as soon as it is created.
+    Submit {
+        /// The run directory (with --config, created when it holds no run yet).
+        run_dir: PathBuf,
+        /// Start RUN_DIR from this audit configuration first, when it holds no run yet.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        limits: BatchLimits,
+    },
+    /// Poll RUN_DIR's open batches and print each batch's status and counts.
+    Status {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+    /// Commit the results of RUN_DIR's batches that have ended; when every call is in, the
+    /// reports are complete.
+    Collect {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+}
+
+/// Limits of provider batch submissions.
+#[derive(Debug, Clone, clap::Args)]
+struct BatchLimits {
+    /// Stop creating batches once their estimated cost at batch prices (half of `[pricing]`)
+    /// would exceed this (USD).
+    #[arg(long, value_name = "USD", value_parser = judge_audit::run::parse_max_cost)]
+    max_cost: Option<f64>,
+    /// Requests per batch (at most 50,000, the OpenAI limit).
+    #[arg(long, value_name = "N", default_value_t = judge_audit::batch::provider::OPENAI_MAX_LINES)]
+    batch_max_lines: usize,
+}
+
+impl BatchLimits {
+    fn options(&self) -> judge_audit::batch::provider::SubmitOptions {
+        judge_audit::batch::provider::SubmitOptions {
+            max_cost: self.max_cost,
+            max_lines: self.batch_max_lines,
+            ..Default::default()
+        }
+    }
+}
+
+/// Where calls a provider batch did not answer go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BatchFallback {
+    /// Leave them pending (a later `run --resume` batches them again).
+    None,
+    /// Send them through the normal synchronous client.
+    Sync,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,6 +274,19 @@ struct RunArgs {
     /// records the shard, and `judge-audit merge` joins the shards.
     #[arg(long, value_name = "i/N", conflicts_with = "resume")]
     shard: Option<judge_audit::batch::shard::Shard>,
+    /// Send `openai` judges' calls through the provider's Batch API (half price), wait for the
+    /// batches and collect them; `run --resume` of such a run collects instead of re-sending.
+    #[arg(long)]
+    batch: bool,
+    /// With --batch: where calls the batches did not answer (errored, expired) go at the end.
+    #[arg(long, value_enum, default_value = "none")]
+    batch_fallback: BatchFallback,
+    /// With --batch: requests per batch (at most 50,000).
+    #[arg(long, value_name = "N", default_value_t = judge_audit::batch::provider::OPENAI_MAX_LINES)]
+    batch_max_lines: usize,
+    /// With --batch: seconds between polls of open batches (0..=3600).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    poll_interval: f64,
 }
 
 /// Which report files are written.
@@ -527,6 +593,60 @@ fn batch(command: BatchCommand) -> Result<ExitCode, String> {
                 );
             }
         }
+        BatchCommand::Submit {
+            run_dir,
+            config,
+            limits,
+        } => {
+            if let Some(path) = config {
+                let (config, base) = AuditConfig::from_file(&path).map_err(|e| e.to_string())?;
+                let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+                file::start(&prepared, &run_dir).map_err(|e| e.to_string())?;
+            }
+            let submitted = judge_audit::batch::provider::submit(&run_dir, &limits.options())
+                .map_err(|e| e.to_string())?;
+            for (judge, id, n) in &submitted.created {
+                println!("{judge}: batch {id} created with {n} calls");
+            }
+            for (judge, id, n) in &submitted.recovered {
+                println!("{judge}: batch {id} ({n} calls) found at the provider and recorded");
+            }
+            print_submit_notes(&run_dir, &submitted);
+        }
+        BatchCommand::Status { run_dir } => {
+            let jobs = judge_audit::batch::provider::status(&run_dir).map_err(|e| e.to_string())?;
+            if jobs.is_empty() {
+                println!("no batches in {}", run_dir.display());
+            }
+            for job in &jobs {
+                println!(
+                    "{} {}: {} calls, {}{}{}",
+                    job.judge,
+                    job.batch_id,
+                    job.requests,
+                    job.status,
+                    if job.counts.is_empty() { "" } else { ", " },
+                    job.counts
+                );
+            }
+        }
+        BatchCommand::Collect { run_dir } => {
+            let c = judge_audit::batch::provider::collect(&run_dir).map_err(|e| e.to_string())?;
+            for (id, status) in &c.finished {
+                println!("batch {id}: {status}, collected");
+            }
+            for (judge, message) in &c.stopped {
+                eprintln!("judge-audit: {judge} stopped: {message}");
+            }
+            println!(
+                "{} calls committed, {} failed (pending again); {} batches still open; {} calls pending in {}",
+                c.committed,
+                c.failed,
+                c.open,
+                c.pending,
+                run_dir.display()
+            );
+        }
         BatchCommand::Import { run_dir, results } => {
             let import = file::import(&run_dir, &results).map_err(|e| e.to_string())?;
             println!(
@@ -541,6 +661,112 @@ fn batch(command: BatchCommand) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_submit_notes(run_dir: &Path, submitted: &judge_audit::batch::provider::Submitted) {
+    if submitted.over_budget > 0 {
+        println!(
+            "{} calls not submitted: the --max-cost budget would be exceeded",
+            submitted.over_budget
+        );
+    }
+    if submitted.exhausted > 0 {
+        println!(
+            "{} calls left pending after {} batches without an answer",
+            submitted.exhausted,
+            judge_audit::batch::provider::MAX_ATTEMPTS
+        );
+    }
+    for (judge, n) in &submitted.skipped {
+        println!(
+            "{judge}: {n} pending calls not batched (not an openai judge); send them with judge-audit run --resume {}",
+            run_dir.display()
+        );
+    }
+    for (judge, message) in &submitted.stopped {
+        eprintln!("judge-audit: {judge} stopped: {message}");
+    }
+    if submitted.deferred > 0 {
+        println!(
+            "{} calls held back by batch_queue_tokens until the open batches end (batch collect, then batch submit again)",
+            submitted.deferred
+        );
+    }
+}
+
+/// `run --batch` and `run --resume` of a batch run: batch rounds until nothing is open, then
+/// the synchronous client for the rest when asked (or when non-batch judges have calls left).
+fn run_batches(
+    prepared: &Prepared,
+    out: &Path,
+    args: &RunArgs,
+    exec: &ExecOptions,
+) -> Result<ExitCode, String> {
+    use judge_audit::batch::provider;
+    if !(0.0..=3600.0).contains(&args.poll_interval) {
+        return Err(format!(
+            "--poll-interval must be 0..=3600 seconds, not {}",
+            args.poll_interval
+        ));
+    }
+    judge_audit::batch::file::start(prepared, out).map_err(|e| e.to_string())?;
+    provider::mark(out).map_err(|e| e.to_string())?;
+    let options = provider::SubmitOptions {
+        max_cost: args.max_cost,
+        max_lines: args.batch_max_lines,
+        ..Default::default()
+    };
+    let poll = std::time::Duration::from_secs_f64(args.poll_interval);
+    let outcome = provider::run(out, &options, poll).map_err(|e| e.to_string())?;
+    if !args.quiet {
+        eprintln!(
+            "judge-audit: {} batches created, {} recovered, {} calls committed from batches; {} calls pending",
+            outcome.created, outcome.recovered, outcome.committed, outcome.pending
+        );
+    }
+    for (judge, message) in &outcome.stopped {
+        eprintln!("judge-audit: {judge} stopped: {message}");
+    }
+    if args.batch_fallback == BatchFallback::Sync && outcome.pending > 0 {
+        return execute(prepared, out, exec, args.fail_on, &args.output);
+    }
+    let batchable: std::collections::HashSet<&str> = prepared
+        .judges
+        .iter()
+        .filter(|h| provider::batchable(h.config.backend))
+        .map(|h| h.config.name.as_str())
+        .collect();
+    if outcome.skipped.iter().any(|(_, n)| *n > 0) {
+        // Judges without a batch route go through the normal client; batch judges' calls
+        // stay with their batches.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let keep = |call: &judge_audit::design::CallSpec| !batchable.contains(call.judge.as_str());
+        runtime
+            .block_on(audit::execute_where(prepared, out, exec, &keep))
+            .map_err(|e| e.to_string())?;
+    }
+    let leftover = judge_audit::batch::file::pending_count(out).map_err(|e| e.to_string())?;
+    if leftover > 0 {
+        println!(
+            "{} calls pending (not answered by the batches or over the budget); batch them again with judge-audit run --resume {} or send them with --batch-fallback sync",
+            leftover,
+            out.display()
+        );
+    }
+    // Everything in (or left pending): the reports as they stand, with the run's verdict.
+    let summary = audit::summarize_stored(out).map_err(|e| e.to_string())?;
+    let written = write_outputs(&summary, out, &args.output, args.fail_on)?;
+    print_verdicts(&summary);
+    for path in written.iter().filter(|p| {
+        p.extension()
+            .is_some_and(|e| e == "md" || e == "html" || e == "xml")
+    }) {
+        println!("report: {}", path.display());
+    }
+    Ok(gate_exit(&summary, args.fail_on))
 }
 
 fn merge(args: MergeArgs) -> Result<ExitCode, String> {
@@ -643,6 +869,11 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             print_remaining(&prepared, run_dir)?;
             return Ok(ExitCode::SUCCESS);
         }
+        if args.batch
+            || judge_audit::batch::provider::is_batch_run(run_dir).map_err(|e| e.to_string())?
+        {
+            return run_batches(&prepared, run_dir, &args, &exec);
+        }
         return execute(&prepared, run_dir, &exec, args.fail_on, &args.output);
     }
     let (mut config, base) = match &args.config {
@@ -672,6 +903,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     }
     let out = args
         .out
+        .clone()
         .or_else(|| config.out.as_ref().map(|o| base.join(o)))
         .unwrap_or_else(|| PathBuf::from("reports").join(run_id("run")));
     let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
@@ -688,6 +920,9 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     if args.dry_run {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);
+    }
+    if args.batch || config.run.batch {
+        return run_batches(&prepared, &out, &args, &exec);
     }
     execute(&prepared, &out, &exec, args.fail_on, &args.output)
 }
@@ -891,9 +1126,13 @@ fn print_plan(prepared: &Prepared) {
     for (judge, conditions) in &counts {
         let total: usize = conditions.values().sum();
         let estimate = estimates.iter().find(|e| &e.judge == judge);
-        let cost = match estimate.and_then(|e| e.cost_usd) {
-            Some(usd) => format!(", about ${usd:.2}"),
-            None => String::new(),
+        let batch = batch_cost(prepared, judge, estimate);
+        let cost = match (estimate.and_then(|e| e.cost_usd), batch) {
+            (Some(usd), Some(b)) => {
+                format!(", about ${usd:.2} synchronous, ${b:.2} through a provider batch")
+            }
+            (Some(usd), None) => format!(", about ${usd:.2}"),
+            (None, _) => String::new(),
         };
         match estimate {
             Some(e) => println!(
@@ -909,7 +1148,39 @@ fn print_plan(prepared: &Prepared) {
     let total_cost: f64 = estimates.iter().filter_map(|e| e.cost_usd).sum();
     if estimates.iter().any(|e| e.cost_usd.is_some()) {
         println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
+        // With --batch, batchable judges at batch prices and the others as they are.
+        let with_batch: f64 = estimates
+            .iter()
+            .filter_map(|e| batch_cost(prepared, &e.judge, Some(e)).or(e.cost_usd))
+            .sum();
+        if estimates
+            .iter()
+            .any(|e| batch_cost(prepared, &e.judge, Some(e)).is_some())
+        {
+            println!("estimated total with --batch: ${with_batch:.2}");
+        }
     }
+}
+
+/// A judge's estimated cost at batch prices, when it has a provider batch route and prices.
+fn batch_cost(
+    prepared: &Prepared,
+    judge: &str,
+    estimate: Option<&audit::PlanEstimate>,
+) -> Option<f64> {
+    let e = estimate?;
+    let handle = prepared.judges.iter().find(|h| h.config.name == judge)?;
+    if !judge_audit::batch::provider::batchable(handle.config.backend) {
+        return None;
+    }
+    let pricing = judge_audit::batch::provider::batch_pricing(&handle.config)?;
+    Some(judge_audit::run::cost_usd(
+        &judge_audit::judge::TokenUsage {
+            input_tokens: e.input_tokens,
+            output_tokens: e.output_tokens,
+        },
+        &pricing,
+    ))
 }
 
 /// The wall-time lines of `plan`: per judge from its measured latency, and the run's total

@@ -543,3 +543,44 @@ max_retries = 0
         "{counts}"
     );
 }
+
+/// The batch routes make no rewrites, so they refuse rewrite artifacts instead of sending the
+/// original text in the rewrite's place (a rewriter and judge on a closed port: nothing may be
+/// sent, and nothing is).
+#[test]
+fn batch_export_refuses_rewrite_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pairs.jsonl"),
+        "{\"id\":\"p0\",\"prompt\":\"q\",\"response_a\":\"An answer.\",\"response_b\":\"Another answer.\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rewriter.toml"),
+        "name = \"rw\"\nbackend = \"openai\"\nmodel = \"rw-model\"\n\
+         base_url = \"http://127.0.0.1:9/v1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        "seed = 5\n[dataset]\npath = \"pairs.jsonl\"\n[design]\n\
+         artifacts = [\"apology\", \"rewrite-sentiment-cheerful\"]\n\
+         [perturbations]\nrewriter = \"rewriter.toml\"\n[[judge]]\nname = \"j\"\n\
+         backend = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+    )
+    .unwrap();
+    let o = judge_audit(
+        dir.path(),
+        &["batch", "export", "out", "--config", "audit.toml"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rewrite artifacts (rewrite-sentiment-cheerful) need them"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("out/batch").exists(),
+        "no batch file written"
+    );
+}

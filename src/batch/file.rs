@@ -82,7 +82,9 @@ pub fn start(prepared: &Prepared, dir: &Path) -> Result<(), AuditError> {
 }
 
 /// The `openai` judges of a run, built for rendering and parsing (never for sending).
-fn openai_judges(prepared: &Prepared) -> Result<HashMap<String, OpenAiJudge>, AuditError> {
+pub(crate) fn openai_judges(
+    prepared: &Prepared,
+) -> Result<HashMap<String, OpenAiJudge>, AuditError> {
     let mut judges = HashMap::new();
     for handle in &prepared.judges {
         if handle.config.backend == Backend::Openai {
@@ -96,7 +98,27 @@ fn openai_judges(prepared: &Prepared) -> Result<HashMap<String, OpenAiJudge>, Au
 }
 
 /// The calls of `dir` not committed yet, of this run's shard.
-fn pending<'a>(dir: &Path, prepared: &'a Prepared) -> Result<Vec<&'a CallSpec>, AuditError> {
+pub(crate) fn pending<'a>(
+    dir: &Path,
+    prepared: &'a Prepared,
+) -> Result<Vec<&'a CallSpec>, AuditError> {
+    // A rewrite artifact's calls need its rewrites first (`run` makes them before judging); a
+    // batch route would send the original text in their place, so it refuses them.
+    let rewrites: Vec<&str> = prepared
+        .artifacts
+        .iter()
+        .filter(|a| a.is_rewrite())
+        .map(|a| a.id.as_str())
+        .collect();
+    if !rewrites.is_empty() {
+        return Err(AuditError::Config(format!(
+            "{}: the batch routes do not make rewrites, and rewrite artifacts ({}) need them \
+             before any judge call: run this audit with `judge-audit run` (without --batch), or \
+             leave those artifacts out of [design] artifacts",
+            dir.display(),
+            rewrites.join(", ")
+        )));
+    }
     let store = RunStore::open(dir)?;
     audit::check_stored_plan(&store, prepared, dir)?;
     let done = store.completed_ids()?;
@@ -107,6 +129,42 @@ fn pending<'a>(dir: &Path, prepared: &'a Prepared) -> Result<Vec<&'a CallSpec>, 
         .iter()
         .filter(|c| !done.contains(&c.id) && shard.is_none_or(|s| s.contains(&c.id)))
         .collect())
+}
+
+/// The judge request of `spec`, as the runner builds it.
+pub(crate) fn request_of(
+    prepared: &Prepared,
+    spec: &CallSpec,
+) -> Result<crate::judge::JudgeRequest, AuditError> {
+    crate::design::request(spec, &prepared.dataset.pairs, &prepared.perturbed).ok_or_else(|| {
+        AuditError::Config(format!(
+            "call `{}` cannot be built from the dataset and perturbations",
+            spec.id
+        ))
+    })
+}
+
+/// One input-file line: the body the `openai` backend sends for `spec`, under its custom id.
+pub(crate) fn input_line(
+    prepared: &Prepared,
+    judge: &OpenAiJudge,
+    hash: &str,
+    spec: &CallSpec,
+) -> Result<serde_json::Value, AuditError> {
+    let request = request_of(prepared, spec)?;
+    let (messages, params) = judge.call_parts(&request);
+    Ok(serde_json::json!({
+        "custom_id": custom_id(hash, &spec.id),
+        "method": "POST",
+        "url": CHAT_URL,
+        "body": ChatBody::new(&messages, &params),
+    }))
+}
+
+/// Calls of run directory `dir` not committed yet (of its shard).
+pub fn pending_count(dir: &Path) -> Result<usize, AuditError> {
+    let prepared = audit::prepare_stored(dir)?;
+    Ok(pending(dir, &prepared)?.len())
 }
 
 /// One written input file.
@@ -176,21 +234,7 @@ pub fn export(dir: &Path, out_dir: &Path) -> Result<Export, AuditError> {
             };
             let mut writer = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
             for spec in chunk {
-                let request =
-                    crate::design::request(spec, &prepared.dataset.pairs, &prepared.perturbed)
-                        .ok_or_else(|| {
-                            AuditError::Config(format!(
-                                "call `{}` cannot be built from the dataset and perturbations",
-                                spec.id
-                            ))
-                        })?;
-                let (messages, params) = judge.call_parts(&request);
-                let line = serde_json::json!({
-                    "custom_id": custom_id(&hash, &spec.id),
-                    "method": "POST",
-                    "url": CHAT_URL,
-                    "body": ChatBody::new(&messages, &params),
-                });
+                let line = input_line(&prepared, judge, &hash, spec)?;
                 serde_json::to_writer(&mut writer, &line).map_err(|e| io(e.into()))?;
                 writer.write_all(b"\n").map_err(io)?;
             }
@@ -249,9 +293,67 @@ struct OutputResponse {
 /// anything is committed. Then answers are committed as ordinary call records and failed lines
 /// are recorded as faults (the call stays pending); the reports are written again.
 pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
+    let via = format!(
+        "file:{}",
+        results.file_name().map_or_else(
+            || results.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
+    import_as(dir, results, &via)
+}
+
+/// Reads one answer body of a judge the way its synchronous backend does: secrets out first,
+/// then the backend's own parser and the judge's verdict parser.
+pub(crate) trait ReadAnswer {
+    /// The reply in `body` (a chat completion, an Anthropic message, as the backend sends).
+    fn read_answer(
+        &self,
+        body: String,
+    ) -> Result<crate::judge::JudgeReply, crate::judge::JudgeError>;
+    /// `text` without the judge's secrets.
+    fn redact(&self, text: &str) -> String;
+}
+
+impl<T: HttpBackend + crate::judge::templated::BuildTransport> ReadAnswer
+    for crate::judge::templated::TemplatedJudge<T>
+{
+    fn read_answer(
+        &self,
+        mut body: String,
+    ) -> Result<crate::judge::JudgeReply, crate::judge::JudgeError> {
+        let redacted = self
+            .transport()
+            .http()
+            .redactor()
+            .redact_in_place(&mut body);
+        let mut completion = self.transport().parse_success(body.as_bytes())?;
+        completion.redacted |= redacted;
+        Ok(self.reply(completion))
+    }
+
+    fn redact(&self, text: &str) -> String {
+        self.transport().http().redactor().redact(text).0
+    }
+}
+
+/// [`import`] with the records' `via` given (`batch:<id>` for a provider batch's output).
+pub(crate) fn import_as(dir: &Path, results: &Path, via: &str) -> Result<Import, AuditError> {
     let prepared = audit::prepare_stored(dir)?;
-    let hash = plan_hash(dir, &prepared)?;
     let judges = openai_judges(&prepared)?;
+    import_with(dir, &prepared, results, via, &judges)
+}
+
+/// [`import_as`] for the judges in `judges` (an output file in the OpenAI batch output format
+/// whose bodies each judge's backend reads).
+pub(crate) fn import_with<R: ReadAnswer>(
+    dir: &Path,
+    prepared: &Prepared,
+    results: &Path,
+    via: &str,
+    judges: &HashMap<String, R>,
+) -> Result<Import, AuditError> {
+    let hash = plan_hash(dir, prepared)?;
     let by_custom_id: HashMap<String, &CallSpec> = prepared
         .plan
         .calls
@@ -306,13 +408,7 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
     let _lock = RunLock::acquire(dir).map_err(crate::run::RunError::from)?;
     let mut store = RunStore::open(dir)?;
     let done = store.completed_ids()?;
-    let via = format!(
-        "file:{}",
-        results.file_name().map_or_else(
-            || results.display().to_string(),
-            |n| n.to_string_lossy().into_owned()
-        )
-    );
+    let via = via.to_string();
     let mut outcome = Import::default();
     let mut records = Vec::new();
     let mut faults = Vec::new();
@@ -357,25 +453,21 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
         let body = line.response.and_then(|r| r.body);
         match (line.error, status, body) {
             (Some(error), _, _) if !error.is_null() => {
-                faults.push(fault(FaultKind::Backend, snippet(&error.to_string())));
+                // Server texts may echo the key: redacted before they are stored.
+                let text = judge.redact(&error.to_string());
+                faults.push(fault(FaultKind::Backend, snippet(&text)));
             }
             (_, Some(status), body) if status != 200 => {
                 let kind = crate::judge::http::classify_status(status).kind;
-                let detail = body.map(|b| snippet(&b.to_string())).unwrap_or_default();
+                let detail = body
+                    .map(|b| snippet(&judge.redact(&b.to_string())))
+                    .unwrap_or_default();
                 faults.push(fault(kind, format!("HTTP {status}: {detail}")));
             }
             (_, _, Some(body)) => {
                 // As on the synchronous path: secrets out of the body before it is read.
-                let mut text = body.to_string();
-                let redacted = judge
-                    .transport()
-                    .http()
-                    .redactor()
-                    .redact_in_place(&mut text);
-                match judge.transport().parse_success(text.as_bytes()) {
-                    Ok(mut completion) => {
-                        completion.redacted |= redacted;
-                        let reply = judge.reply(completion);
+                match judge.read_answer(body.to_string()) {
+                    Ok(reply) => {
                         let record = CallRecord::from_reply(spec, reply, Some(via.clone()));
                         let json = serde_json::to_string(&record).expect("records serialize");
                         records.push((record, json));
@@ -394,7 +486,7 @@ pub fn import(dir: &Path, results: &Path) -> Result<Import, AuditError> {
     commit_chunk(&mut store, &log, &mut records, &mut faults)?;
     drop(store);
     drop(_lock);
-    outcome.pending = pending(dir, &prepared)?.len();
+    outcome.pending = pending(dir, prepared)?.len();
     audit::rerender(dir)?;
     Ok(outcome)
 }

@@ -6,4 +6,5 @@
 
 pub mod file;
 pub mod merge;
+pub mod provider;
 pub mod shard;

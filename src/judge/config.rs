@@ -157,6 +157,17 @@ pub struct JudgeConfig {
     /// Name of the environment variable holding the base URL.
     #[serde(default)]
     pub base_url_env: Option<String>,
+    /// Several endpoints serving one model (vLLM replicas): calls are spread across them, a
+    /// failing one is taken out for `endpoint_cooldown_secs` and tried again after. The first
+    /// is the judge's identity (cache key, batch endpoints). Replaces `base_url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_urls: Vec<String>,
+    /// Most calls in flight at once per endpoint of `base_urls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_concurrency: Option<usize>,
+    /// Seconds a failing endpoint of `base_urls` is left out (default 30, at most one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_cooldown_secs: Option<f64>,
     /// Maximum concurrent calls for this judge (the run's `--concurrency` applies otherwise).
     #[serde(default)]
     pub concurrency: Option<usize>,
@@ -195,6 +206,13 @@ pub struct JudgeConfig {
     /// Token prices for cost accounting.
     #[serde(default)]
     pub pricing: Option<Pricing>,
+    /// Token prices through the provider's batch API (default: half of `pricing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_pricing: Option<Pricing>,
+    /// Most estimated tokens (input plus `max_tokens` per call) this judge may have in open
+    /// provider batches at once: OpenAI's per-model enqueued-token limit. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_queue_tokens: Option<u64>,
     /// Parameters of a simulated judge (`backend = "sim"` only).
     #[serde(default)]
     pub sim: Option<SimParams>,
@@ -684,6 +702,9 @@ impl JudgeConfig {
             api_key_env: None,
             base_url: None,
             base_url_env: None,
+            base_urls: Vec::new(),
+            endpoint_concurrency: None,
+            endpoint_cooldown_secs: None,
             concurrency: None,
             model_path: None,
             audit_max_pairs: None,
@@ -695,6 +716,8 @@ impl JudgeConfig {
             max_retry_after_secs: None,
             max_response_bytes: None,
             pricing: None,
+            batch_pricing: None,
+            batch_queue_tokens: None,
             sim: None,
             logprobs: false,
             top_logprobs: default_top_logprobs(),
@@ -856,11 +879,19 @@ impl JudgeConfig {
         if self.concurrency == Some(0) {
             return bad("concurrency", "must be at least 1".into());
         }
-        if let Some(p) = &self.pricing {
+        if self.batch_queue_tokens == Some(0) {
+            return bad("batch_queue_tokens", "must be at least 1".into());
+        }
+        for (name, p) in [
+            ("pricing", &self.pricing),
+            ("batch_pricing", &self.batch_pricing),
+        ] {
+            let Some(p) = p else { continue };
             for (field, v) in [
-                ("pricing.input_per_mtok", p.input_per_mtok),
-                ("pricing.output_per_mtok", p.output_per_mtok),
+                (format!("{name}.input_per_mtok"), p.input_per_mtok),
+                (format!("{name}.output_per_mtok"), p.output_per_mtok),
             ] {
+                let field = field.as_str();
                 if !(v.is_finite() && v >= 0.0) {
                     return bad(field, format!("{v} must be a non-negative price"));
                 }
@@ -886,6 +917,28 @@ impl JudgeConfig {
             && let Err(e) = parse_base_url(url)
         {
             return bad("base_url", e);
+        }
+        for (n, url) in self.base_urls.iter().enumerate() {
+            if let Err(e) = parse_base_url(url) {
+                return bad(&format!("base_urls[{n}]"), e);
+            }
+        }
+        if !self.base_urls.is_empty() && self.base_url.is_some() {
+            return bad(
+                "base_urls",
+                "set either base_url or base_urls, not both".into(),
+            );
+        }
+        if self.endpoint_concurrency == Some(0) {
+            return bad("endpoint_concurrency", "must be at least 1".into());
+        }
+        if let Some(secs) = self.endpoint_cooldown_secs
+            && !(secs.is_finite() && (0.0..=86_400.0).contains(&secs))
+        {
+            return bad(
+                "endpoint_cooldown_secs",
+                format!("{secs} must be 0..=86400 seconds"),
+            );
         }
         for (name, value) in &self.headers {
             let field = format!("headers.{name}");
@@ -1059,6 +1112,8 @@ impl JudgeConfig {
         };
         let (text, field) = if let Some(url) = &self.base_url {
             (url.clone(), "base_url".to_string())
+        } else if let Some(url) = self.base_urls.first() {
+            (url.clone(), "base_urls[0]".to_string())
         } else if let Some((var, url)) = self
             .base_url_env_name()
             .and_then(|var| env(var).map(|v| (var, v)))

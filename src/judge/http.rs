@@ -264,6 +264,24 @@ pub struct HttpReply {
     pub redacted: bool,
 }
 
+/// One endpoint of a judge with several (`base_urls`): its URL, its own concurrency bound and
+/// when it may be used again after failing.
+struct Replica {
+    url: reqwest::Url,
+    slots: Option<tokio::sync::Semaphore>,
+    down_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Replica {
+    fn down_until(&self) -> Option<std::time::Instant> {
+        *self.down_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_down_until(&self, until: Option<std::time::Instant>) {
+        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    }
+}
+
 /// One HTTP endpoint of a judge: the pooled client, the URL, the secrets to redact and the
 /// limits (timeout, longest server-requested wait honoured, largest body read).
 pub struct HttpEndpoint {
@@ -272,6 +290,11 @@ pub struct HttpEndpoint {
     /// `endpoint`, parsed once (reqwest would parse the string on every call).
     url: reqwest::Url,
     client: reqwest::Client,
+    /// The endpoints of `base_urls`, when the judge has several (empty: only `url`).
+    replicas: Vec<Replica>,
+    /// Round-robin start of the next call over `replicas`.
+    next: std::sync::atomic::AtomicUsize,
+    cooldown: Duration,
     redactor: Redactor,
     timeout: Duration,
     max_retry_after: Duration,
@@ -341,11 +364,33 @@ impl HttpEndpoint {
         let url = reqwest::Url::parse(&endpoint).map_err(|e| {
             build_error(name, "base_url", format!("`{endpoint}` is not a URL: {e}"))
         })?;
+        let mut replicas = Vec::new();
+        if config.base_urls.len() > 1 || config.endpoint_concurrency.is_some() {
+            for (n, base) in config.base_urls.iter().enumerate() {
+                let full = format!("{}{path}", base.trim().trim_end_matches('/'));
+                let url = reqwest::Url::parse(&full).map_err(|e| {
+                    build_error(name, &format!("base_urls[{n}]"), format!("`{full}`: {e}"))
+                })?;
+                replicas.push(Replica {
+                    url,
+                    slots: config.endpoint_concurrency.map(|n| {
+                        tokio::sync::Semaphore::new(n.min(tokio::sync::Semaphore::MAX_PERMITS))
+                    }),
+                    down_until: std::sync::Mutex::new(None),
+                });
+            }
+        }
         Ok(Self {
             base_url,
             endpoint,
             url,
             client,
+            replicas,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            cooldown: config
+                .endpoint_cooldown_secs
+                .and_then(seconds)
+                .unwrap_or(Duration::from_secs(30)),
             redactor,
             timeout: limits.timeout,
             max_retry_after: limits.max_retry_after,
@@ -364,6 +409,12 @@ impl HttpEndpoint {
         &self.base_url
     }
 
+    /// The pooled client, its default headers holding the key: provider batch endpoints
+    /// (`src/batch/provider.rs`) are called through it so the key stays in one sensitive header.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The secrets removed from every text.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
@@ -373,9 +424,52 @@ impl HttpEndpoint {
     /// an oversize body come back as faults; any status comes back as a reply for the backend to
     /// classify.
     pub async fn post(&self, call_id: &str, body: Vec<u8>) -> Result<HttpReply, JudgeError> {
+        if self.replicas.is_empty() {
+            return self.post_to(&self.url, call_id, body).await;
+        }
+        let replica = self.pick();
+        let _slot = match &replica.slots {
+            Some(slots) => Some(slots.acquire().await.expect("never closed")),
+            None => None,
+        };
+        let reply = self.post_to(&replica.url, call_id, body).await;
+        // A transport failure or a server error takes the endpoint out for the cooldown; the
+        // runner's retry goes to another one. Any other answer shows it is up.
+        let failed = match &reply {
+            Err(JudgeError::Retryable { kind, .. }) => matches!(
+                kind,
+                FaultKind::Connection | FaultKind::Timeout | FaultKind::ServerError
+            ),
+            Ok(reply) => reply.status.is_server_error(),
+            Err(_) => false,
+        };
+        replica.set_down_until(failed.then(|| std::time::Instant::now() + self.cooldown));
+        reply
+    }
+
+    /// The next endpoint in round-robin order that is not cooling down; when all are, the one
+    /// that comes back first (tried again rather than failing the call outright).
+    fn pick(&self) -> &Replica {
+        let n = self.replicas.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        let now = std::time::Instant::now();
+        let order = (0..n).map(|i| &self.replicas[(start + i) % n]);
+        order
+            .clone()
+            .find(|r| r.down_until().is_none_or(|t| t <= now))
+            .or_else(|| order.min_by_key(|r| r.down_until()))
+            .expect("at least one endpoint")
+    }
+
+    async fn post_to(
+        &self,
+        url: &reqwest::Url,
+        call_id: &str,
+        body: Vec<u8>,
+    ) -> Result<HttpReply, JudgeError> {
         let mut request = self
             .client
-            .post(self.url.clone())
+            .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if self.send_call_id {

@@ -447,3 +447,163 @@ impl RunStore {
         Ok(faults)
     }
 }
+
+/// One provider batch, as stored: committed the moment its create call returns, so a restart
+/// polls and collects it instead of sending its calls again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchJob {
+    /// The provider's batch id.
+    pub batch_id: String,
+    /// `openai` or `anthropic`.
+    pub provider: String,
+    /// Judge whose calls it carries.
+    pub judge: String,
+    /// SHA-256 of the submitted input (the JSONL file or request list): a batch created but not
+    /// committed is found again by it.
+    pub submission: String,
+    /// Requests in the batch.
+    pub requests: usize,
+    /// Estimated cost at batch prices (USD), for `--max-cost`.
+    pub estimated_cost: f64,
+    /// Estimated tokens (input plus `max_tokens`), for the judge's enqueued-token budget.
+    pub tokens: u64,
+    /// Last status the provider reported.
+    pub status: String,
+    /// Last counts the provider reported (`completed/failed/total` or the provider's own).
+    pub counts: String,
+    /// True once its results were committed (or it ended with none); its uncommitted calls are
+    /// pending again.
+    pub collected: bool,
+}
+
+impl RunStore {
+    fn batch_tables(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS batch_jobs (
+                     batch_id TEXT PRIMARY KEY, provider TEXT NOT NULL, judge TEXT NOT NULL,
+                     submission TEXT NOT NULL, requests INTEGER NOT NULL,
+                     estimated_cost REAL NOT NULL, tokens INTEGER NOT NULL, status TEXT NOT NULL,
+                     counts TEXT NOT NULL, collected INTEGER NOT NULL, position INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS batch_items (
+                     batch_id TEXT NOT NULL, call_id TEXT NOT NULL,
+                     PRIMARY KEY (batch_id, call_id));",
+            )
+            .map_err(self.err())
+    }
+
+    /// Commit a created batch and the calls it carries in one transaction.
+    pub fn add_batch(&mut self, job: &BatchJob, call_ids: &[&str]) -> Result<(), StoreError> {
+        self.batch_tables()?;
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO batch_jobs (batch_id, provider, judge, submission, requests,
+                 estimated_cost, tokens, status, counts, collected, position)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?10, ?7, ?8, ?9,
+                 (SELECT COUNT(*) FROM batch_jobs))",
+            params![
+                job.batch_id,
+                job.provider,
+                job.judge,
+                job.submission,
+                job.requests as i64,
+                job.estimated_cost,
+                job.status,
+                job.counts,
+                job.collected,
+                job.tokens.min(i64::MAX as u64) as i64
+            ],
+        )
+        .map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare("INSERT OR IGNORE INTO batch_items (batch_id, call_id) VALUES (?1, ?2)")
+                .map_err(err)?;
+            for id in call_ids {
+                insert.execute(params![job.batch_id, id]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Every stored batch, in submission order.
+    pub fn batches(&self) -> Result<Vec<BatchJob>, StoreError> {
+        self.batch_tables()?;
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT batch_id, provider, judge, submission, requests, estimated_cost, status,
+                        counts, collected, tokens FROM batch_jobs ORDER BY position",
+            )
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| {
+                Ok(BatchJob {
+                    batch_id: r.get(0)?,
+                    provider: r.get(1)?,
+                    judge: r.get(2)?,
+                    submission: r.get(3)?,
+                    requests: r.get::<_, i64>(4)?.max(0) as usize,
+                    estimated_cost: r.get(5)?,
+                    status: r.get(6)?,
+                    counts: r.get(7)?,
+                    collected: r.get(8)?,
+                    tokens: r.get::<_, i64>(9)?.max(0) as u64,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Record a batch's latest status and counts, and whether it is collected.
+    pub fn update_batch(
+        &self,
+        batch_id: &str,
+        status: &str,
+        counts: &str,
+        collected: bool,
+    ) -> Result<(), StoreError> {
+        self.batch_tables()?;
+        self.conn
+            .execute(
+                "UPDATE batch_jobs SET status = ?2, counts = ?3, collected = ?4 WHERE batch_id = ?1",
+                params![batch_id, status, counts, collected],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    /// Ids of the calls carried by batches not collected yet: in flight, never sent again.
+    pub fn in_flight_ids(&self) -> Result<HashSet<String>, StoreError> {
+        self.batch_tables()?;
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT call_id FROM batch_items WHERE batch_id IN
+                     (SELECT batch_id FROM batch_jobs WHERE collected = 0)",
+            )
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Ids of the calls a batch carries.
+    pub fn batch_call_ids(&self, batch_id: &str) -> Result<Vec<String>, StoreError> {
+        self.batch_tables()?;
+        let mut query = self
+            .conn
+            .prepare("SELECT call_id FROM batch_items WHERE batch_id = ?1 ORDER BY call_id")
+            .map_err(self.err())?;
+        let rows = query
+            .query_map(params![batch_id], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+}
