@@ -28,6 +28,7 @@ pub mod jury;
 mod multiplicity;
 pub mod pointwise;
 pub mod power;
+pub mod sequential;
 pub mod simulate;
 pub mod summary;
 pub mod trust;

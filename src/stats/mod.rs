@@ -69,7 +69,9 @@ pub use power::{
 pub use regression::{
     LengthControl, LogisticFit, LogisticOptions, length_controlled_preference, logistic_regression,
 };
-pub use sequential::{ConfidenceSequence, bonferroni_alpha};
+pub use sequential::{
+    ConfidenceSequence, bonferroni_alpha, observations_for_half_width, projected_half_width,
+};
 pub use special::{binomial_cdf, binomial_pmf, binomial_sf, normal_cdf, normal_quantile};
 pub use tests::{
     StuartMaxwell, binomial_test, mcnemar_exact, mcnemar_mid_p, sign_test, stuart_maxwell,

@@ -157,6 +157,56 @@ pub fn bonferroni_alpha(alpha: f64, cells: usize) -> f64 {
     alpha / cells.max(1) as f64
 }
 
+/// Projected half-width, on the original scale, of a [`ConfidenceSequence`] at miscoverage
+/// `alpha` after `n` observations of range `range` (hi − lo) and standard deviation `sd` (on the
+/// original scale): the module's formula with every plug-in estimate at its limit (σ̂ = sd,
+/// v_i = 4σ² on the unit scale). A planning figure for budgets, not a bound; infinite for n = 0.
+pub fn projected_half_width(n: u64, sd: f64, range: f64, alpha: f64) -> f64 {
+    if n == 0 || range.is_nan() || range <= 0.0 {
+        return f64::INFINITY;
+    }
+    // Floor the variance so a zero-variance estimate does not promise an instant decision.
+    let var = ((sd / range).powi(2)).max(1e-4);
+    let log_term = (2.0 / alpha.clamp(1e-12, 0.5)).ln();
+    let (mut sum_lambda, mut sum_v_psi) = (0.0, 0.0);
+    for i in 1..=n {
+        let i = i as f64;
+        let lambda = (2.0 * log_term / (var * i * (1.0 + i).ln()))
+            .sqrt()
+            .min(LAMBDA_CAP);
+        sum_lambda += lambda;
+        sum_v_psi += 4.0 * var * (-(1.0 - lambda).ln() - lambda) / 4.0;
+    }
+    range * (log_term + sum_v_psi) / sum_lambda
+}
+
+/// Smallest n ≤ `max_n` whose [`projected_half_width`] is below `target`, `None` if none is.
+pub fn observations_for_half_width(
+    target: f64,
+    sd: f64,
+    range: f64,
+    alpha: f64,
+    max_n: u64,
+) -> Option<u64> {
+    if target.is_nan() || target <= 0.0 {
+        return None;
+    }
+    // The projected width decreases in n: bisect rather than scan (max_n can be large).
+    if projected_half_width(max_n, sd, range, alpha) >= target {
+        return None;
+    }
+    let (mut lo, mut hi) = (0u64, max_n);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if projected_half_width(mid, sd, range, alpha) < target {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +332,30 @@ mod tests {
         assert!(last < 0.2, "width {last}");
         assert!(cs.interval().contains(0.5));
         assert!(cs.interval().low > 0.3);
+    }
+
+    #[test]
+    fn projection_tracks_the_realised_width() {
+        // A constant-variance stream: the realised width after n looks is near the projection.
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut cs = ConfidenceSequence::new(0.05, -1.0, 1.0);
+        for _ in 0..1000 {
+            cs.push(draw(&mut rng, 0.0));
+        }
+        // P(±1) = 0.8 each side of a zero mean: sd = √0.8.
+        let projected = projected_half_width(1000, 0.8f64.sqrt(), 2.0, 0.05);
+        let realised = cs.interval().width() / 2.0;
+        assert!(
+            (projected / realised - 1.0).abs() < 0.15,
+            "{projected} vs {realised}"
+        );
+        let n = observations_for_half_width(realised, 0.8f64.sqrt(), 2.0, 0.05, 100_000).unwrap();
+        assert!((800..=1250).contains(&n), "{n}");
+        assert_eq!(
+            observations_for_half_width(1e-6, 0.5, 2.0, 0.05, 1000),
+            None
+        );
+        assert!(projected_half_width(0, 0.5, 2.0, 0.05).is_infinite());
     }
 
     #[test]
