@@ -240,6 +240,7 @@ pub struct Sequential {
     calls_planned: u64,
     calls_by_judge: BTreeMap<String, u64>,
     budget_exhausted: bool,
+    issued: Vec<usize>,
 }
 
 impl Sequential {
@@ -303,12 +304,18 @@ impl Sequential {
             calls_planned: plan.calls.len() as u64,
             calls_by_judge: plan.judges.iter().map(|j| (j.clone(), 0)).collect(),
             budget_exhausted: false,
+            issued: Vec::new(),
         }
     }
 
     /// The seeded pair order.
     pub fn order(&self) -> &[usize] {
         &self.order
+    }
+
+    /// Plan call indices of every wave folded in so far, in issue order.
+    pub fn issued(&self) -> &[usize] {
+        &self.issued
     }
 
     /// Waves issued so far.
@@ -380,6 +387,7 @@ impl Sequential {
     pub fn observe(&mut self, plan: &Plan, calls: &[usize], records: &HashMap<&str, &CallRecord>) {
         self.waves_run += 1;
         self.calls_used += calls.len() as u64;
+        self.issued.extend_from_slice(calls);
         // Per (cell, pair): the sum and count of valid scores, in the wave's pair order.
         let mut per_pair: BTreeMap<(usize, usize), (f64, u32)> = BTreeMap::new();
         let position: HashMap<usize, usize> = self

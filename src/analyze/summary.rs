@@ -143,6 +143,9 @@ pub struct Summary {
     /// verdicts), shown by every exporter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
+    /// A sequential audit's waves, stopping rule and per-cell decisions; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<crate::analyze::sequential::SequentialSummary>,
 }
 
 /// A warning about the run, as data.
