@@ -513,8 +513,10 @@ impl Sequential {
         SequentialSummary {
             stopping_rule: format!(
                 "after each wave, per judge × artifact: stop when the anytime-valid interval on T \
-                 excludes 0 (effect established; REJECT at |T| ≥ {s}, CAUTION below) or lies inside \
-                 ±{s} (robust at this size); undecided at plan end: the fixed-n rule",
+                 excludes 0 and lies beyond ±{s} (effect established at the rejection size: \
+                 REJECT) or inside it (established below it: CAUTION), or contains 0 and lies \
+                 inside ±{s} (robust at this size); a cell undecided at plan end takes the \
+                 fixed-n rule on all its pairs",
                 s = self.options.reject_size
             ),
             wave_pairs: self.options.wave_pairs,
