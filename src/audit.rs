@@ -1013,7 +1013,19 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         let next = engine.replay(&prepared.plan, &by_id);
         let mut issued: std::collections::HashSet<usize> =
             engine.issued().iter().copied().collect();
-        issued.extend(next.into_iter().flatten());
+        if let Some(next) = next {
+            // The run ended before the engine did (a budget, failures, an interruption): the
+            // undecided cells say what they would still need. A wave with some answers was
+            // under way and stays in the plan (its other calls are pending); one with none
+            // was never started.
+            engine.end_early(&prepared.plan);
+            if next
+                .iter()
+                .any(|&i| by_id.contains_key(prepared.plan.calls[i].id.as_str()))
+            {
+                issued.extend(next);
+            }
+        }
         let mut plan = (*prepared.plan).clone();
         let mut index = 0;
         plan.calls.retain(|_| {

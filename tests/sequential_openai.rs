@@ -278,3 +278,77 @@ async fn killed_sequential_run_resumes_at_the_right_wave_without_resending() {
     assert_eq!(committed(&out), SENT);
     check_summary(&out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_budget_stops_between_waves_and_lists_what_the_cells_still_need() {
+    let server =
+        MockServer::start(|request| Reply::json(chat_completion(rule(&user_text(request))))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let out = dir.path().join("out");
+    let base_url = server.base_url();
+    let output = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        let out = out.clone();
+        move || {
+            command(
+                &dir,
+                &base_url,
+                &[
+                    "run",
+                    "--quiet",
+                    "--config",
+                    "audit.toml",
+                    "--max-calls",
+                    "300",
+                    "--out",
+                ],
+            )
+            .arg(&out)
+            .output()
+            .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Waves of 8 pairs × 15 calls = 120: two fit in 300, a third (360) does not.
+    assert_eq!(server.count(), 240);
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = &summary["sequential"];
+    assert_eq!(s["waves_run"], 2);
+    assert_eq!(s["calls_used"], 240);
+    assert_eq!(s["budget_exhausted"], true);
+    for cell in s["cells"].as_array().unwrap() {
+        assert_eq!(cell["decision"], "undecided", "{cell}");
+        assert_eq!(cell["values"].as_array().unwrap().len(), 16);
+    }
+    // The projection: per-pair spread 0 (floored), so the projected half-width on T is about
+    // 2·L/(t/2) = 19.1/t (L = log 120). Apology and position (T = +1) decide once it is below
+    // 1 − 0.2 = 0.8: t = 24, 8 more pairs, × 6 and × 1 calls per pair; halo (T = 0) once it is
+    // below 0.2: t = 96, 80 more pairs × 6 calls (the real sequence decides at 25 and 96).
+    let needed = |a: &str| {
+        s["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["artifact"] == a)
+            .unwrap()["calls_needed"]
+            .clone()
+    };
+    assert_eq!(needed("apology"), 48);
+    assert_eq!(needed("position"), 8);
+    assert_eq!(needed("halo"), 480);
+    // Nothing of the unsent third wave counts as a missing answer.
+    assert_eq!(summary["judges"][0]["calls"]["planned"], 240);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("**The call budget ended the audit"),
+        "{report}"
+    );
+}

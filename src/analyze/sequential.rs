@@ -213,7 +213,8 @@ pub struct SequentialSummary {
     pub calls_planned: u64,
     /// Calls issued per judge.
     pub calls_by_judge: BTreeMap<String, u64>,
-    /// True when the call budget ended the audit before every cell was decided.
+    /// True when the audit ended before every cell was decided: the call budget (`--max-calls`),
+    /// or a run that stopped early (cost budget, failures, an interruption).
     pub budget_exhausted: bool,
     /// Per cell.
     pub cells: Vec<Cell>,
@@ -449,6 +450,13 @@ impl Sequential {
                 c.decided_after_wave = Some(self.waves_run);
             }
         }
+    }
+
+    /// Marks the audit as ended before every cell was decided (the run stopped: a budget,
+    /// failures, an interruption) and projects the calls each open cell would still need.
+    pub fn end_early(&mut self, plan: &Plan) {
+        self.budget_exhausted = true;
+        self.project_needs(plan);
     }
 
     fn project_needs(&mut self, plan: &Plan) {
