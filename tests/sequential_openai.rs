@@ -127,9 +127,22 @@ fn committed(out: &Path) -> usize {
         .unwrap() as usize
 }
 
+/// summary.json, sequential section included, validates against reports/summary.schema.json.
+fn schema_valid(summary: &Value) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/reports/summary.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(summary)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 fn check_summary(out: &Path) {
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    schema_valid(&summary);
     let s = &summary["sequential"];
     assert_eq!(s["wave_pairs"], 8);
     assert_eq!(s["waves_planned"], 15);
@@ -320,6 +333,7 @@ async fn call_budget_stops_between_waves_and_lists_what_the_cells_still_need() {
     assert_eq!(server.count(), 240);
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    schema_valid(&summary);
     let s = &summary["sequential"];
     assert_eq!(s["waves_run"], 2);
     assert_eq!(s["calls_used"], 240);
