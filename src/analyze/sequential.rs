@@ -16,7 +16,10 @@
 //! - [`CellDecision::Reject`]: the interval excludes 0 and lies beyond ± the rejection size;
 //! - [`CellDecision::Caution`]: the interval excludes 0 and lies inside ± the rejection size;
 //! - [`CellDecision::Robust`]: the interval contains 0 and lies inside ± the rejection size
-//!   ("robust at this size": an equivalence decision);
+//!   ("robust at this size": an equivalence decision), and the full plan's fixed-n test would
+//!   find the effect significant with probability below [`FUTILITY`] given the data so far
+//!   ([`full_plan_significance`]; without this a small real effect, which the full plan reports
+//!   as a CAUTION, would stop as robust);
 //! - undecided otherwise. A cell still undecided when the plan is exhausted takes the fixed-n
 //!   rule of the full-plan audit on all its pairs ([`fixed_n_decision`]), so such a cell reaches
 //!   exactly the decision the full-plan audit would.
@@ -28,7 +31,8 @@ use crate::design::{ConditionKind, Plan, slot_contents};
 use crate::judge::{Slot, SlotVerdict};
 use crate::run::CallRecord;
 use crate::stats::{
-    ConfidenceSequence, Interval, bonferroni_alpha, normal_quantile, observations_for_half_width,
+    ConfidenceSequence, Interval, bonferroni_alpha, normal_cdf, normal_quantile,
+    observations_for_half_width,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -139,6 +143,36 @@ pub fn fixed_n_decision(values: &[f64], alpha: f64, size: f64) -> CellDecision {
     } else {
         CellDecision::NotSignificant
     }
+}
+
+/// A robust-at-this-size cell stops only when the full plan's fixed-n test would be significant
+/// with probability below this (stochastic curtailment, Lan, Simon & Halperin 1982).
+pub const FUTILITY: f64 = 0.05;
+
+/// Conditional probability that [`fixed_n_decision`] on all `total` pairs finds a significant
+/// effect, given the per-pair `values` so far and assuming the rest have their mean and spread:
+/// the final z is normal with mean m̂·√N/ŝ and variance (N − n)/N. 1 with fewer than two values
+/// (nothing known yet), 0 when the plan has no pairs left beyond them and the test is not
+/// significant now.
+pub fn full_plan_significance(values: &[f64], total: usize, alpha: f64) -> f64 {
+    let n = values.len();
+    if n < 2 {
+        return 1.0;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    // A zero spread (every pair alike) is floored so the projection stays finite.
+    let sd = var.sqrt().max(1e-3);
+    let total = total.max(n) as f64;
+    let crit = normal_quantile(1.0 - alpha / 2.0);
+    let drift = mean * total.sqrt() / sd;
+    let rest = ((total - n as f64) / total).sqrt();
+    if rest == 0.0 {
+        return if drift.abs() > crit { 1.0 } else { 0.0 };
+    }
+    let up = 1.0 - normal_cdf((crit - drift) / rest);
+    let down = normal_cdf((-crit - drift) / rest);
+    up + down
 }
 
 /// The seeded random order in which pairs are issued (a permutation of `0..n`).
@@ -438,11 +472,19 @@ impl Sequential {
         }
         let exhausted = self.waves_run >= self.waves_planned;
         let size = self.options.reject_size;
+        let pairs_total = self.order.len();
         for c in self.cells.iter_mut().filter(|c| c.open()) {
             if let Some(cs) = &c.cs {
                 c.interval = cs.interval();
             }
             c.decision = decide(c.interval, size);
+            // Robust at this size settles REJECT but not CAUTION (a small, real effect): stop
+            // only when the full plan is also unlikely to find the effect significant.
+            if c.decision == CellDecision::Robust
+                && full_plan_significance(&c.values, pairs_total, c.alpha) >= FUTILITY
+            {
+                c.decision = CellDecision::Undecided;
+            }
             if c.open() && exhausted {
                 c.decision = fixed_n_decision(&c.values, c.alpha, size);
             }
@@ -522,10 +564,12 @@ impl Sequential {
             stopping_rule: format!(
                 "after each wave, per judge × artifact: stop when the anytime-valid interval on T \
                  excludes 0 and lies beyond ±{s} (effect established at the rejection size: \
-                 REJECT) or inside it (established below it: CAUTION), or contains 0 and lies \
-                 inside ±{s} (robust at this size); a cell undecided at plan end takes the \
-                 fixed-n rule on all its pairs",
-                s = self.options.reject_size
+                 REJECT) or inside it (established below it: CAUTION), or contains 0, lies \
+                 inside ±{s} and the full plan would find the effect significant with \
+                 probability below {f} (robust at this size); a cell undecided at plan end takes \
+                 the fixed-n rule on all its pairs",
+                s = self.options.reject_size,
+                f = FUTILITY
             ),
             wave_pairs: self.options.wave_pairs,
             order_seed: self.options.seed,
@@ -587,6 +631,25 @@ mod tests {
             fixed_n_decision(&[1.0], 0.05, 0.2),
             CellDecision::NotSignificant
         );
+    }
+
+    #[test]
+    fn full_plan_significance_projects_the_final_test() {
+        // 100 of 1,000 pairs with mean 0 and sd 1: the final z is N(0, 0.9); P(|z| > 1.96)
+        // = 2·(1 − Φ(1.96/√0.9)) = 2·(1 − Φ(2.066)) = 0.0388.
+        let zero: Vec<f64> = (0..100)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let p = full_plan_significance(&zero, 1000, 0.05);
+        assert!((p - 0.0388).abs() < 1e-3, "{p}");
+        // Mean 0.1 with sd ≈ 1 over 1,000 pairs: drift 0.1·√1000 = 3.16 > 1.96, likely.
+        let small: Vec<f64> = (0..100)
+            .map(|i| if i % 20 < 11 { 1.0 } else { -1.0 })
+            .collect();
+        assert!(full_plan_significance(&small, 1000, 0.05) > 0.8);
+        // Plan exhausted: the fixed-n answer itself.
+        assert_eq!(full_plan_significance(&zero, 100, 0.05), 0.0);
+        assert_eq!(full_plan_significance(&[1.0], 100, 0.05), 1.0);
     }
 
     #[test]
