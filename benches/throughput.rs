@@ -83,7 +83,7 @@ fn main() {
     let c = 64usize;
     let n = 2_000usize;
     let mut plain_wall = f64::NAN;
-    for mode in ["plain", "seq"] {
+    for mode in ["plain", "seq", "seq32"] {
         let mut walls: Vec<f64> = (0..RUNS)
             .map(|_| {
                 let output = Command::new(&exe)
@@ -111,10 +111,10 @@ fn main() {
         if mode == "plain" {
             plain_wall = wall;
         }
-        let waves = if mode == "seq" {
-            (n / 8).div_ceil(16).to_string()
-        } else {
-            "-".into()
+        let waves = match mode {
+            "seq" => (n / 8).div_ceil(16).to_string(),
+            "seq32" => (n / 8).div_ceil(32).to_string(),
+            _ => "-".into(),
         };
         println!(
             "| {n} | {c} | {LATENCY_MS} ms | {mode} | {waves} | {wall:.3} | {:.3}× |",
@@ -225,7 +225,8 @@ fn client(spec: &str) {
             } else {
                 Vec::new()
             },
-            sequential: mode == Some("seq"),
+            sequential: matches!(mode, Some("seq" | "seq32")),
+            wave_pairs: (mode == Some("seq32")).then_some(32),
             ..DesignSection::default()
         },
         run: RunSection { concurrency: c },
