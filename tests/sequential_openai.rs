@@ -222,6 +222,17 @@ async fn sequential_audit_stops_cells_at_the_hand_derived_waves() {
         "each issued call sent once, nothing else"
     );
     check_summary(&out);
+    // The default formats: markdown and html show the section, csv declares it unsupported.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Sequential audit"));
+    assert!(
+        md.contains("| loopback | halo | robust at this size | 12 | 96 |"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"sequential\">"));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(!csv.contains("robust at this size"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
