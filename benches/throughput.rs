@@ -76,6 +76,51 @@ fn main() {
             );
         }
     }
+    // Sequential waves against the same calls: the per-wave analysis must not slow the runner.
+    println!();
+    println!("| N | C | L | mode | waves | wall (s) | wall / non-sequential |");
+    println!("|---|---|---|---|---|---|---|");
+    let c = 64usize;
+    let n = 2_000usize;
+    let mut plain_wall = f64::NAN;
+    for mode in ["plain", "seq", "seq32"] {
+        let mut walls: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let output = Command::new(&exe)
+                    .env(
+                        "JUDGE_AUDIT_BENCH_CLIENT",
+                        format!("{n},{c},{LATENCY_MS},http://127.0.0.1:{port}/v1,{mode}"),
+                    )
+                    .output()
+                    .expect("run client");
+                assert!(
+                    output.status.success(),
+                    "client failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                String::from_utf8_lossy(&output.stdout)
+                    .split_whitespace()
+                    .next()
+                    .expect("wall")
+                    .parse()
+                    .expect("client figure")
+            })
+            .collect();
+        walls.sort_by(f64::total_cmp);
+        let wall = walls[RUNS / 2];
+        if mode == "plain" {
+            plain_wall = wall;
+        }
+        let waves = match mode {
+            "seq" => (n / 8).div_ceil(16).to_string(),
+            "seq32" => (n / 8).div_ceil(32).to_string(),
+            _ => "-".into(),
+        };
+        println!(
+            "| {n} | {c} | {LATENCY_MS} ms | {mode} | {waves} | {wall:.3} | {:.3}× |",
+            wall / plain_wall
+        );
+    }
     let _ = stub.kill();
     let _ = stub.wait();
 }
@@ -126,10 +171,14 @@ fn client(spec: &str) {
     let n: usize = parts[0].parse().expect("N");
     let c: usize = parts[1].parse().expect("C");
     let url = parts[3].to_string();
+    // Mode "plain" / "seq": baseline plus one artifact (8 calls per pair), without or with
+    // sequential waves; the rejection size is tiny so no cell decides and both send every call.
+    let mode = parts.get(4).copied();
     // Baseline only, one repeat: two calls (both orders) per pair. About 1.1 KB of answers per
     // request, like the peers' workload.
     let filler = "This answer explains the safety considerations in plain words. ".repeat(8);
-    let pairs: Vec<Pair> = (0..n / 2)
+    let per_pair = if mode.is_some() { 8 } else { 2 };
+    let pairs: Vec<Pair> = (0..n / per_pair)
         .map(|i| Pair {
             id: format!("bench-{i:06}"),
             prompt: format!("Question {i}: is this safe?"),
@@ -157,20 +206,38 @@ fn client(spec: &str) {
             pairs,
             skipped: Vec::new(),
         }),
-        artifacts: Vec::new(),
+        artifacts: match mode {
+            Some(_) => vec![
+                judge_audit::perturb::Catalog::builtin()
+                    .get("apology")
+                    .expect("built-in artifact")
+                    .clone(),
+            ],
+            None => Vec::new(),
+        },
         judges: vec![SnapshotJudge {
             config: judge,
             source_path: None,
         }],
         design: DesignSection {
             repeats: 1,
+            artifacts: if mode.is_some() {
+                vec!["apology".into()]
+            } else {
+                Vec::new()
+            },
+            sequential: matches!(mode, Some("seq" | "seq32")),
+            wave_pairs: (mode == Some("seq32")).then_some(32),
             ..DesignSection::default()
         },
         run: RunSection {
             concurrency: c,
             ..RunSection::default()
         },
-        trust: Default::default(),
+        trust: judge_audit::analyze::trust::TrustThresholds {
+            reject_abs_t: if mode.is_some() { 1e-3 } else { 0.2 },
+            ..Default::default()
+        },
         jury: Default::default(),
     };
     let prepared = audit::prepare_snapshot(snapshot).expect("prepare");
@@ -190,6 +257,7 @@ fn client(spec: &str) {
                 quiet: true,
                 max_cost: None,
                 cache_dir: None,
+                max_calls: None,
             },
         ))
         .expect("run");

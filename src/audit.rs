@@ -11,7 +11,7 @@ use crate::run::rewrites::RewriterSet;
 use crate::run::store::{RunStore, StoreError};
 use crate::run::{self, JudgeHandle, ProgressMode, RunOptions, RunOutcome};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -99,6 +99,15 @@ pub struct DesignSection {
     /// the per-judge adoption decision) or `run` (one family over every judge of the run).
     #[serde(default)]
     pub multiplicity: analyze::Multiplicity,
+    /// Sequential audit: issue the plan in waves of pairs and stop decided cells
+    /// ([`analyze::sequential`]). Off by default; omitted from stored snapshots when off, so
+    /// non-sequential runs store exactly what they did before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sequential: bool,
+    /// Pairs per wave of a sequential audit (default 16, at most
+    /// [`analyze::sequential::MAX_WAVE_PAIRS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave_pairs: Option<usize>,
 }
 
 fn default_repeats() -> u32 {
@@ -117,6 +126,8 @@ impl Default for DesignSection {
             artifacts: Vec::new(),
             bootstrap_resamples: default_resamples(),
             multiplicity: analyze::Multiplicity::default(),
+            sequential: false,
+            wave_pairs: None,
         }
     }
 }
@@ -533,6 +544,14 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             )));
         }
     }
+    if let Some(w) = snapshot.design.wave_pairs
+        && !(1..=analyze::sequential::MAX_WAVE_PAIRS).contains(&w)
+    {
+        return Err(AuditError::Config(format!(
+            "design.wave_pairs: {w} is outside 1..={}",
+            analyze::sequential::MAX_WAVE_PAIRS
+        )));
+    }
     if snapshot.design.repeats == 0 {
         return Err(AuditError::Config(
             "design.repeats: must be at least 1".into(),
@@ -623,6 +642,8 @@ pub struct ExecOptions {
     pub max_cost: Option<f64>,
     /// Response cache directory; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// A sequential audit issues no wave that would take its calls past this many.
+    pub max_calls: Option<u64>,
 }
 
 impl Default for ExecOptions {
@@ -631,6 +652,7 @@ impl Default for ExecOptions {
             quiet: false,
             max_cost: None,
             cache_dir: run::cache::default_dir(),
+            max_calls: None,
         }
     }
 }
@@ -880,6 +902,29 @@ pub async fn execute_where(
     if let (Some(max), Some(u)) = (run_options.max_cost, &rewrite_usage) {
         run_options.max_cost = Some((max - u.cost_usd).max(0.0));
     }
+    if prepared.snapshot.design.sequential {
+        let keep = |call: &crate::design::CallSpec| {
+            keep(call)
+                && shard.is_none_or(|s| s.contains(&call.id))
+                && !awaits_rewrite(&perturbed, call)
+        };
+        let mut outcome = execute_sequential(
+            prepared,
+            perturbed.clone(),
+            out,
+            &run_options,
+            options.max_calls,
+            &keep,
+        )
+        .await?;
+        add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;
+        if rewrite_usage.is_some() {
+            outcome.perturbed = Some(perturbed);
+            outcome.rewrites = rewrite_stats;
+            outcome.rewrite_usage = rewrite_usage;
+        }
+        return Ok(outcome);
+    }
     let mut outcome = run::execute_subset(
         prepared.plan.clone(),
         prepared.dataset.clone(),
@@ -912,6 +957,75 @@ fn awaits_rewrite(perturbed: &PerturbedAnswers, call: &crate::design::CallSpec) 
     perturbed
         .get(artifact, call.pair_index, side)
         .is_some_and(|p| p.rejected.as_deref() == Some(crate::perturb::rewrite::NOT_REWRITTEN))
+}
+
+/// The sequential engine's settings for `prepared` (a budget only where a run gives one).
+pub fn sequential_options(
+    prepared: &Prepared,
+    max_calls: Option<u64>,
+) -> analyze::sequential::SequentialOptions {
+    analyze::sequential::SequentialOptions {
+        wave_pairs: prepared.snapshot.design.wave_pairs.unwrap_or(16),
+        alpha: 0.05,
+        reject_size: prepared.trust.reject_abs_t,
+        seed: prepared.seed,
+        max_calls,
+    }
+}
+
+/// A sequential run: replay the stored calls through the engine (so a resumed run recomputes
+/// every decision and continues from the first incomplete wave without re-sending), send the
+/// next wave's missing calls, repeat until the engine is finished. Stops early when a wave
+/// makes no progress (its calls keep failing, a judge was stopped, the cost budget ended):
+/// the summary then shows the cells as undecided.
+async fn execute_sequential(
+    prepared: &Prepared,
+    perturbed: Arc<PerturbedAnswers>,
+    out: &Path,
+    run_options: &RunOptions,
+    max_calls: Option<u64>,
+    keep: &(dyn Fn(&crate::design::CallSpec) -> bool + Sync),
+) -> Result<RunOutcome, AuditError> {
+    let plan = &prepared.plan;
+    let options = sequential_options(prepared, max_calls);
+    let mut records = RunStore::open(out)?.records()?;
+    let mut total = RunOutcome::default();
+    // (wave, calls of it still missing) after the previous round: a wave that did not shrink
+    // is not sent again (its calls keep failing).
+    let mut last = (usize::MAX, usize::MAX);
+    loop {
+        let by_id: HashMap<&str, &run::CallRecord> =
+            records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+        let mut engine = analyze::sequential::Sequential::new(plan, &options);
+        let wave: std::collections::HashSet<&str> = match engine.replay(plan, &by_id) {
+            Some(calls) => calls.iter().map(|&i| plan.calls[i].id.as_str()).collect(),
+            None => Default::default(),
+        };
+        let missing = wave.iter().filter(|id| !by_id.contains_key(*id)).count();
+        // No wave left (finished), or the last round sent nothing new: return what is stored.
+        let done = wave.is_empty() || (engine.waves_run() == last.0 && missing >= last.1);
+        last = (engine.waves_run(), missing);
+        let outcome = run::execute_subset(
+            plan.clone(),
+            prepared.dataset.clone(),
+            perturbed.clone(),
+            &prepared.judges,
+            out,
+            run_options,
+            &|call| !done && keep(call) && wave.contains(call.id.as_str()),
+        )
+        .await?;
+        total.sent += outcome.sent;
+        total.cache_hits += outcome.cache_hits;
+        total.over_budget += outcome.over_budget;
+        total.faults = outcome.faults;
+        total.stopped = outcome.stopped;
+        records = outcome.records;
+        if done || total.over_budget > 0 || !total.stopped.is_empty() {
+            total.records = records;
+            return Ok(total);
+        }
+    }
 }
 
 /// The store commits answers only (a failed call is sent again by a resume), so a call with
@@ -1087,9 +1201,46 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             planted.insert(handle.config.name.clone(), effects);
         }
     }
+    // A sequential audit is analysed on the calls of the waves it issued: the calls its stopping
+    // rule never asked for are not missing answers.
+    let sequential = prepared.snapshot.design.sequential.then(|| {
+        let by_id: HashMap<&str, &run::CallRecord> = outcome
+            .records
+            .iter()
+            .map(|r| (r.call_id.as_str(), r))
+            .collect();
+        let mut engine = analyze::sequential::Sequential::new(
+            &prepared.plan,
+            &sequential_options(prepared, None),
+        );
+        let next = engine.replay(&prepared.plan, &by_id);
+        let mut issued: std::collections::HashSet<usize> =
+            engine.issued().iter().copied().collect();
+        if let Some(next) = next {
+            // The run ended before the engine did (a budget, failures, an interruption): the
+            // undecided cells say what they would still need. A wave with some answers was
+            // under way and stays in the plan (its other calls are pending); one with none
+            // was never started.
+            engine.end_early(&prepared.plan);
+            if next
+                .iter()
+                .any(|&i| by_id.contains_key(prepared.plan.calls[i].id.as_str()))
+            {
+                issued.extend(next);
+            }
+        }
+        let mut plan = (*prepared.plan).clone();
+        let mut index = 0;
+        plan.calls.retain(|_| {
+            index += 1;
+            issued.contains(&(index - 1))
+        });
+        (engine.summary(), plan)
+    });
+    let plan = sequential.as_ref().map_or(&*prepared.plan, |(_, p)| p);
     let input = AnalysisInput {
         dataset: &prepared.dataset,
-        plan: &prepared.plan,
+        plan,
         records: &outcome.records,
         planted: &planted,
         simulated: &simulated,
@@ -1170,6 +1321,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
                 .as_ref()
                 .or(prepared.rewrite_usage.as_ref()),
         ),
+        sequential: sequential.map(|(s, _)| s),
     }
     .with_warnings()
 }

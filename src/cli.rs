@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an audit described by an audit.toml.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Audit the simulated reference jury on the built-in pairs (seconds); in a build with the
     /// `local` feature and the SmolLM2 model present (scripts/demo.sh), also the real SmolLM2
     /// judge, which takes minutes on 2 cores.
@@ -259,6 +259,17 @@ struct RunArgs {
     /// finished.
     #[arg(long, value_name = "USD", value_parser = judge_audit::run::parse_max_cost)]
     max_cost: Option<f64>,
+    /// Sequential audit (`design.sequential = true`): issue the plan in waves of pairs and stop
+    /// the judge × artifact cells that are decided.
+    #[arg(long, conflicts_with = "resume")]
+    sequential: bool,
+    /// Pairs per wave of a sequential audit (`design.wave_pairs`, default 16).
+    #[arg(long, value_name = "N", conflicts_with = "resume")]
+    wave_pairs: Option<usize>,
+    /// A sequential audit sends no wave that would take its calls past this many; the report
+    /// lists the cells left undecided and the calls each would still need.
+    #[arg(long, value_name = "N")]
+    max_calls: Option<u64>,
     #[command(flatten)]
     cache: CacheArgs,
     /// No progress on stderr.
@@ -491,7 +502,7 @@ enum JudgesCommand {
 /// Run the parsed command; `Err` is a message for stderr with exit code 2.
 pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Demo(args) => demo(args),
         Command::Plan(args) => {
             let (config, base) = match &args.config {
@@ -862,6 +873,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         quiet: args.quiet,
         max_cost: args.max_cost,
         cache_dir: args.cache.dir(),
+        max_calls: args.max_calls,
     };
     if let Some(run_dir) = &args.resume {
         let prepared = audit::prepare_stored(run_dir).map_err(|e| e.to_string())?;
@@ -901,6 +913,12 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     if args.skip_invalid {
         config.dataset.skip_invalid = true;
     }
+    if args.sequential {
+        config.design.sequential = true;
+    }
+    if args.wave_pairs.is_some() {
+        config.design.wave_pairs = args.wave_pairs;
+    }
     let out = args
         .out
         .clone()
@@ -938,6 +956,7 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
         max_cost: None,
         // Simulated judges are never cached; no need to touch the cache at all.
         cache_dir: None,
+        max_calls: None,
     };
     execute(&prepared, &out, &exec, args.fail_on, &args.output)
 }

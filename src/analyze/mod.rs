@@ -29,6 +29,7 @@ mod multiplicity;
 pub mod pointwise;
 pub mod power;
 pub mod rewrites;
+pub mod sequential;
 pub mod simulate;
 pub mod summary;
 pub mod trust;

@@ -151,6 +151,9 @@ pub struct Summary {
     /// rewrite artifacts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrites: Option<crate::analyze::rewrites::RewriteSection>,
+    /// A sequential audit's waves, stopping rule and per-cell decisions; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<crate::analyze::sequential::SequentialSummary>,
 }
 
 /// A warning about the run, as data.

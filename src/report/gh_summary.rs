@@ -43,6 +43,13 @@ pub fn render(view: &ReportView<'_>) -> String {
         let _ = writeln!(out, "**{}**\n", escape(&gate.line));
     }
     warnings_section(&mut out, view.warnings());
+    if let Some(seq) = s
+        .sequential
+        .as_ref()
+        .filter(|_| view.has(super::Section::Sequential))
+    {
+        super::markdown::sequential_section(&mut out, seq);
+    }
     let _ = writeln!(out, "| judge | verdict | reasons |\n|---|---|---|");
     for j in s.judges.iter().chain(&s.juries) {
         let sim = if j.simulated { " (simulated)" } else { "" };

@@ -205,6 +205,7 @@ pub fn render_view(view: &ReportView<'_>) -> String {
                 main.wrap {
                     @if view.has(Section::Warnings) { (warnings(view.warnings())) "\n" }
                     (verdicts(s)) "\n"
+                    @if let Some(q) = s.sequential.as_ref().filter(|_| view.has(Section::Sequential)) { (sequential(q)) "\n" }
                     (chart(charts::heatmaps, s))
                     (chart(charts::forest, s))
                     (chart(charts::position, s))
@@ -305,6 +306,50 @@ fn verdicts(s: &Summary) -> Markup {
                             "Position consistency " (est_text(&j.baseline.position_consistency.rate, false))
                             " · run-to-run flips " (est_text(&j.baseline.noise_flip_rate, false))
                             " · gold accuracy " (est_text(&j.baseline.gold_accuracy, false))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The sequential audit: how it stopped, per judge × artifact.
+fn sequential(q: &crate::analyze::sequential::SequentialSummary) -> Markup {
+    let saved = 100.0 * (1.0 - q.calls_used as f64 / q.calls_planned.max(1) as f64);
+    html! {
+        section #sequential {
+            h2 { "Sequential audit" }
+            p.intro {
+                "Stopping rule: " (Text(&q.stopping_rule)) ". Waves of " (q.wave_pairs)
+                " pairs in a seeded random order (seed " (q.order_seed) "); " (q.waves_run) " of "
+                (q.waves_planned) " waves run; " (q.calls_used) " of " (q.calls_planned)
+                " planned calls used (" (format!("{saved:.1}")) "% saved). Anytime-valid: "
+                (Text(&q.anytime_valid)) "."
+            }
+            @if q.budget_exhausted {
+                p.note { "The call budget ended the audit: the undecided cells are provisional." }
+            }
+            table {
+                thead { tr {
+                    th { "judge" } th { "artifact" } th { "decision" } th { "after wave" }
+                    th { "pairs" } th { "T" } th { "anytime-valid interval" }
+                    th { "calls used / planned" } th { "calls still needed" }
+                } }
+                tbody {
+                    @for c in &q.cells {
+                        tr {
+                            td { (Text(&c.judge)) } td { (Text(&c.artifact)) } td { (c.decision.name()) }
+                            td { @if let Some(w) = c.decided_after_wave { (w) } @else { "–" } }
+                            td { (c.values.len()) }
+                            td { (format!("{:+.3}", c.estimate())) }
+                            td { (format!("[{:+.3}, {:+.3}]", c.interval.low, c.interval.high)) }
+                            td { (c.calls_used) " / " (c.calls_planned) }
+                            td {
+                                @if !c.open() { "–" }
+                                @else if let Some(n) = c.calls_needed { (n) }
+                                @else { "more than the plan has" }
+                            }
                         }
                     }
                 }

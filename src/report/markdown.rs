@@ -501,6 +501,55 @@ pub fn warnings_section(out: &mut String, warnings: &[super::Warning]) {
 }
 
 /// Render the whole Markdown report.
+/// The sequential audit's section: stopping rule, waves, calls and one row per judge × artifact.
+pub fn sequential_section(out: &mut String, s: &crate::analyze::sequential::SequentialSummary) {
+    let _ = writeln!(
+        out,
+        "## Sequential audit\n\nStopping rule: {}. Waves of {} pairs in a seeded random order (seed {}); {} of {} waves run; {} of {} planned calls used ({:.1}% saved).{} Anytime-valid: {}.\n",
+        escape(&s.stopping_rule),
+        s.wave_pairs,
+        s.order_seed,
+        s.waves_run,
+        s.waves_planned,
+        s.calls_used,
+        s.calls_planned,
+        100.0 * (1.0 - s.calls_used as f64 / s.calls_planned.max(1) as f64),
+        if s.budget_exhausted {
+            " **The call budget ended the audit: the undecided cells below are provisional.**"
+        } else {
+            ""
+        },
+        escape(&s.anytime_valid)
+    );
+    let _ = writeln!(
+        out,
+        "| judge | artifact | decision | after wave | pairs | T | anytime-valid interval | calls used / planned | calls still needed |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for c in &s.cells {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:+.3} | [{:+.3}, {:+.3}] | {} / {} | {} |",
+            escape(&c.judge),
+            escape(&c.artifact),
+            c.decision.name(),
+            c.decided_after_wave
+                .map_or_else(|| "–".to_string(), |w| w.to_string()),
+            c.values.len(),
+            c.estimate(),
+            c.interval.low,
+            c.interval.high,
+            c.calls_used,
+            c.calls_planned,
+            match (c.open(), c.calls_needed) {
+                (false, _) => "–".to_string(),
+                (true, Some(n)) => n.to_string(),
+                (true, None) => "more than the plan has".to_string(),
+            }
+        );
+    }
+    out.push('\n');
+}
+
 pub fn render(summary: &Summary) -> String {
     render_view(&super::ReportView::new(summary))
 }
@@ -544,6 +593,13 @@ pub fn render_view(view: &super::ReportView<'_>) -> String {
         "How to read: **T** is Chen & Goldfarb-Tarrant's tie-detection score (answer vs the same answer with the artifact; +100% = always prefers the artifact, for position = always prefers the first slot). **WR** is their winrate shift in net-preference units. **Flip rate** is the share of verdicts that changed against the baseline; *toward* means toward the perturbed answer (position: the first slot). Intervals are 95%, from a bootstrap that resamples whole pairs (Wilson for rates). p-values are shown raw / Holm-adjusted (confirmatory) / Benjamini–Hochberg q (screening), each within its family (listed at the end); ✱ marks Holm p < 0.05. **MDE** is the smallest effect this audit detects with 80% power at α = 0.05 (|T| by the exact sign test on per-pair nets with no ties; excess flip rate by a paired normal approximation): a non-significant artifact with an MDE above the effect you care about is *not* evidence of robustness.\n"
     );
     warnings_section(&mut out, view.warnings());
+    if let Some(seq) = summary
+        .sequential
+        .as_ref()
+        .filter(|_| view.has(super::Section::Sequential))
+    {
+        sequential_section(&mut out, seq);
+    }
     for judge in &summary.judges {
         judge_section(&mut out, judge, &[]);
     }

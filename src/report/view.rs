@@ -14,6 +14,8 @@ use crate::judge::FaultKind;
 pub enum Section {
     /// Verdict per judge with its reasons.
     Verdicts,
+    /// A sequential audit's stopping rule, waves and per-cell decisions.
+    Sequential,
     /// Artifact effects (T, WR) per judge and artifact.
     Effects,
     /// Flip rates per judge and artifact.
@@ -40,8 +42,9 @@ pub enum Section {
 
 impl Section {
     /// Every section, in page order.
-    pub const ALL: [Section; 12] = [
+    pub const ALL: [Section; 13] = [
         Section::Verdicts,
+        Section::Sequential,
         Section::Effects,
         Section::Flips,
         Section::Position,
@@ -64,6 +67,7 @@ impl Section {
             Section::Examples => !summary.examples.is_empty(),
             Section::Rewrites => summary.rewrites.is_some(),
             Section::Warnings => !summary.warnings.is_empty(),
+            Section::Sequential => summary.sequential.is_some(),
             _ => true,
         }
     }
@@ -167,8 +171,14 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
         Section::Rewrites,
         "rewrites are text; each artifact's rejected count is the row `rewrite_rejected_count`, the rest is in summary.json",
     ),
+    (
+        Format::Csv,
+        Section::Sequential,
+        "the per-cell decisions, waves and intervals are in summary.json's `sequential`",
+    ),
     (Format::Arrow, Section::Examples, "as for results.csv"),
     (Format::Arrow, Section::Rewrites, "as for results.csv"),
+    (Format::Arrow, Section::Sequential, "as for results.csv"),
     (Format::Arrow, Section::Warnings, "as for results.csv"),
     (Format::Arrow, Section::Metadata, "as for results.csv"),
     (
@@ -184,6 +194,11 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
         "the gate checks judges, not juries",
     ),
     (Format::Junit, Section::Agreement, "not a pass/fail check"),
+    (
+        Format::Junit,
+        Section::Sequential,
+        "how the audit stopped is not a pass/fail check",
+    ),
     (Format::Junit, Section::Composer, "not a pass/fail check"),
     (Format::Junit, Section::Categories, "not a pass/fail check"),
     (Format::Junit, Section::Examples, "not a pass/fail check"),

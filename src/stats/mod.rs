@@ -28,6 +28,7 @@
 //! - pointwise grades: [`wilcoxon_signed_rank`], [`spearman`], [`kendall_tau_b`],
 //!   [`quadratic_weighted_kappa`], [`krippendorff_alpha`] (interval/ordinal),
 //!   [`pooled_within_sd`], [`icc1`], [`brier_score`], [`expected_calibration_error`];
+//! - sequential: the anytime-valid [`ConfidenceSequence`] and [`bonferroni_alpha`];
 //! - distributions: [`binomial_pmf`], [`binomial_cdf`], [`binomial_sf`], [`normal_cdf`],
 //!   [`normal_quantile`].
 
@@ -39,6 +40,7 @@ mod multiplicity;
 mod pointwise;
 mod power;
 mod regression;
+mod sequential;
 mod special;
 mod tests;
 
@@ -66,6 +68,9 @@ pub use power::{
 };
 pub use regression::{
     LengthControl, LogisticFit, LogisticOptions, length_controlled_preference, logistic_regression,
+};
+pub use sequential::{
+    ConfidenceSequence, bonferroni_alpha, observations_for_half_width, projected_half_width,
 };
 pub use special::{binomial_cdf, binomial_pmf, binomial_sf, normal_cdf, normal_quantile};
 pub use tests::{

@@ -1,0 +1,664 @@
+//! Sequential audits: the plan issued in waves of pairs, with a decision per judge × artifact
+//! cell after every wave, so decided cells stop drawing calls.
+//!
+//! The engine here is pure: [`Sequential`] says which plan calls the next wave needs
+//! ([`Sequential::next_wave`]) and folds in the records the wave produced
+//! ([`Sequential::observe`]). Decisions depend only on the plan, the options (seed included) and
+//! the stored records, so replaying the stored records through a fresh engine reproduces every
+//! decision and arrives at the same next wave: that is how a resumed run continues without
+//! re-sending ([`Sequential::replay`]).
+//!
+//! Per cell the statistic is the tie-detection score T: each pair contributes the mean of its
+//! valid tie-detection verdicts, +1 for the artifact's slot (for `position`, the first slot),
+//! −1 for the other, 0 for a tie (unparseable verdicts are counted, not scored). Its anytime-valid
+//! interval is a [`ConfidenceSequence`] on [−1, 1] at α / cells per judge (Bonferroni over the
+//! judge's artifacts; see [`bonferroni_alpha`]). After each wave a cell is
+//! - [`CellDecision::Reject`]: the interval excludes 0 and lies beyond ± the rejection size;
+//! - [`CellDecision::Caution`]: the interval excludes 0 and lies inside ± the rejection size;
+//! - [`CellDecision::Robust`]: the interval contains 0 and lies inside ± the rejection size
+//!   ("robust at this size": an equivalence decision), and the full plan's fixed-n test would
+//!   find the effect significant with probability below [`FUTILITY`] given the data so far
+//!   ([`full_plan_significance`]; without this a small real effect, which the full plan reports
+//!   as a CAUTION, would stop as robust);
+//! - undecided otherwise. A cell still undecided when the plan is exhausted takes the fixed-n
+//!   rule of the full-plan audit on all its pairs ([`fixed_n_decision`]), so such a cell reaches
+//!   exactly the decision the full-plan audit would.
+//!
+//! A judge's level is its worst cell: any REJECT cell rejects, any CAUTION cell cautions, else
+//! ADOPT. Baseline calls of a pair are issued with the wave while any cell of the judge is open.
+
+use crate::design::{ConditionKind, Plan, slot_contents};
+use crate::judge::{Slot, SlotVerdict};
+use crate::run::CallRecord;
+use crate::stats::{
+    ConfidenceSequence, Interval, bonferroni_alpha, normal_cdf, normal_quantile,
+    observations_for_half_width,
+};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+use super::trust::Trust;
+
+/// Largest wave a configuration may ask for (a bound on a number read from `audit.toml`).
+pub const MAX_WAVE_PAIRS: usize = 100_000;
+
+/// Settings of a sequential audit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequentialOptions {
+    /// Pairs per wave (clamped to 1..=[`MAX_WAVE_PAIRS`]).
+    pub wave_pairs: usize,
+    /// Family-wise miscoverage per judge.
+    pub alpha: f64,
+    /// The rejection size on |T| (`[trust] reject_abs_t`).
+    pub reject_size: f64,
+    /// Seed of the pair order.
+    pub seed: u64,
+    /// Stop before a wave that would take the calls issued past this many.
+    pub max_calls: Option<u64>,
+}
+
+impl Default for SequentialOptions {
+    fn default() -> Self {
+        SequentialOptions {
+            wave_pairs: 16,
+            alpha: 0.05,
+            reject_size: 0.2,
+            seed: 0,
+            max_calls: None,
+        }
+    }
+}
+
+/// What a cell's evidence says so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellDecision {
+    /// Still drawing calls.
+    Undecided,
+    /// Effect established at or beyond the rejection size.
+    Reject,
+    /// Effect established, below the rejection size.
+    Caution,
+    /// Effect excluded at the rejection size ("robust at this size").
+    Robust,
+    /// Plan exhausted, fixed-n rule: no significant effect.
+    NotSignificant,
+}
+
+impl CellDecision {
+    /// The verdict this cell alone calls for (undecided counts as ADOPT: no evidence against).
+    pub fn level(self) -> Trust {
+        match self {
+            CellDecision::Reject => Trust::Reject,
+            CellDecision::Caution => Trust::Caution,
+            _ => Trust::Adopt,
+        }
+    }
+
+    /// Name used in outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            CellDecision::Undecided => "undecided",
+            CellDecision::Reject => "effect established (rejection size)",
+            CellDecision::Caution => "effect established (below rejection size)",
+            CellDecision::Robust => "robust at this size",
+            CellDecision::NotSignificant => "not significant (plan exhausted)",
+        }
+    }
+}
+
+/// The anytime decision for an interval at rejection size `size`.
+pub fn decide(interval: Interval, size: f64) -> CellDecision {
+    let excludes_zero = interval.low > 0.0 || interval.high < 0.0;
+    let inside = interval.low > -size && interval.high < size;
+    let beyond = interval.low >= size || interval.high <= -size;
+    match (excludes_zero, inside, beyond) {
+        (true, _, true) => CellDecision::Reject,
+        (true, true, _) => CellDecision::Caution,
+        (false, true, _) => CellDecision::Robust,
+        _ => CellDecision::Undecided,
+    }
+}
+
+/// The full-plan audit's rule on one cell: a two-sided normal interval at level 1 − `alpha` on the
+/// per-pair values; significant and |mean| ≥ `size` is REJECT, significant below it CAUTION,
+/// otherwise not significant. Fewer than two values are not significant.
+pub fn fixed_n_decision(values: &[f64], alpha: f64, size: f64) -> CellDecision {
+    let n = values.len();
+    if n < 2 {
+        return CellDecision::NotSignificant;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let half = normal_quantile(1.0 - alpha / 2.0) * (var / n as f64).sqrt();
+    if mean.abs() > half {
+        if mean.abs() >= size {
+            CellDecision::Reject
+        } else {
+            CellDecision::Caution
+        }
+    } else {
+        CellDecision::NotSignificant
+    }
+}
+
+/// A robust-at-this-size cell stops only when the full plan's fixed-n test would be significant
+/// with probability below this (stochastic curtailment, Lan, Simon & Halperin 1982).
+pub const FUTILITY: f64 = 0.05;
+
+/// Conditional probability that [`fixed_n_decision`] on all `total` pairs finds a significant
+/// effect, given the per-pair `values` so far and assuming the rest have their mean and spread:
+/// the final z is normal with mean m̂·√N/ŝ and variance (N − n)/N. 1 with fewer than two values
+/// (nothing known yet), 0 when the plan has no pairs left beyond them and the test is not
+/// significant now.
+pub fn full_plan_significance(values: &[f64], total: usize, alpha: f64) -> f64 {
+    let n = values.len();
+    if n < 2 {
+        return 1.0;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    // A zero spread (every pair alike) is floored so the projection stays finite.
+    let sd = var.sqrt().max(1e-3);
+    let total = total.max(n) as f64;
+    let crit = normal_quantile(1.0 - alpha / 2.0);
+    let drift = mean * total.sqrt() / sd;
+    let rest = ((total - n as f64) / total).sqrt();
+    if rest == 0.0 {
+        return if drift.abs() > crit { 1.0 } else { 0.0 };
+    }
+    let up = 1.0 - normal_cdf((crit - drift) / rest);
+    let down = normal_cdf((-crit - drift) / rest);
+    up + down
+}
+
+/// The seeded random order in which pairs are issued (a permutation of `0..n`).
+pub fn pair_order(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    order
+}
+
+/// One judge × artifact cell's state and outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Judge name.
+    pub judge: String,
+    /// Artifact id.
+    pub artifact: String,
+    /// Current decision.
+    pub decision: CellDecision,
+    /// The wave (1-based) after which it was decided, if it was.
+    pub decided_after_wave: Option<usize>,
+    /// Per-pair values observed, in issue order.
+    pub values: Vec<f64>,
+    /// Unparseable tie-detection verdicts seen.
+    pub invalid: u64,
+    /// Anytime-valid interval on T at the stopping time (or now).
+    pub interval: Interval,
+    /// The cell's miscoverage (the judge's α split over its cells).
+    pub alpha: f64,
+    /// Calls this cell's conditions used.
+    pub calls_used: u64,
+    /// Calls this cell's conditions had in the plan.
+    pub calls_planned: u64,
+    /// For a cell left undecided by a budget: the further calls it would need (projected from the
+    /// current estimate and spread), `None` when the plan cannot decide it.
+    pub calls_needed: Option<u64>,
+    #[serde(skip)]
+    cs: Option<ConfidenceSequence>,
+}
+
+impl Cell {
+    /// Mean of the per-pair values (the estimate of T), `NaN` with none.
+    pub fn estimate(&self) -> f64 {
+        if self.values.is_empty() {
+            f64::NAN
+        } else {
+            self.values.iter().sum::<f64>() / self.values.len() as f64
+        }
+    }
+
+    /// True while the cell draws calls.
+    pub fn open(&self) -> bool {
+        self.decision == CellDecision::Undecided
+    }
+}
+
+/// The summary of a sequential audit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequentialSummary {
+    /// Stopping rule in words.
+    pub stopping_rule: String,
+    /// Pairs per wave.
+    pub wave_pairs: usize,
+    /// Seed of the pair order.
+    pub order_seed: u64,
+    /// Waves the plan has.
+    pub waves_planned: usize,
+    /// Waves issued.
+    pub waves_run: usize,
+    /// Calls issued.
+    pub calls_used: u64,
+    /// Calls in the full plan.
+    pub calls_planned: u64,
+    /// Calls issued per judge.
+    pub calls_by_judge: BTreeMap<String, u64>,
+    /// True when the audit ended before every cell was decided: the call budget (`--max-calls`),
+    /// or a run that stopped early (cost budget, failures, an interruption).
+    pub budget_exhausted: bool,
+    /// Per cell.
+    pub cells: Vec<Cell>,
+    /// Per judge: its level from its cells.
+    pub judges: BTreeMap<String, Trust>,
+    /// Which intervals are anytime-valid.
+    pub anytime_valid: String,
+}
+
+/// The sequential engine over one plan.
+#[derive(Debug, Clone)]
+pub struct Sequential {
+    options: SequentialOptions,
+    order: Vec<usize>,
+    /// Plan call indices by (judge index, pair index).
+    by_pair: HashMap<(usize, usize), Vec<usize>>,
+    /// Cell index by (judge index, artifact).
+    cell_index: HashMap<(usize, String), usize>,
+    cells: Vec<Cell>,
+    judges: Vec<String>,
+    waves_planned: usize,
+    waves_run: usize,
+    calls_used: u64,
+    calls_planned: u64,
+    calls_by_judge: BTreeMap<String, u64>,
+    budget_exhausted: bool,
+    issued: Vec<usize>,
+}
+
+impl Sequential {
+    /// An engine for `plan` before its first wave.
+    pub fn new(plan: &Plan, options: &SequentialOptions) -> Sequential {
+        let mut options = options.clone();
+        options.wave_pairs = options.wave_pairs.clamp(1, MAX_WAVE_PAIRS);
+        let pairs = plan
+            .calls
+            .iter()
+            .map(|c| c.pair_index + 1)
+            .max()
+            .unwrap_or(0);
+        let mut by_pair: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+        let mut cell_index = HashMap::new();
+        let mut cells: Vec<Cell> = Vec::new();
+        let mut per_judge: BTreeMap<usize, usize> = BTreeMap::new();
+        for (i, spec) in plan.calls.iter().enumerate() {
+            by_pair
+                .entry((spec.judge_index, spec.pair_index))
+                .or_default()
+                .push(i);
+            if let Some(artifact) = &spec.artifact {
+                let key = (spec.judge_index, artifact.clone());
+                let index = *cell_index.entry(key).or_insert_with(|| {
+                    *per_judge.entry(spec.judge_index).or_default() += 1;
+                    cells.push(Cell {
+                        judge: spec.judge.clone(),
+                        artifact: artifact.clone(),
+                        decision: CellDecision::Undecided,
+                        decided_after_wave: None,
+                        values: Vec::new(),
+                        invalid: 0,
+                        interval: Interval::new(-1.0, 1.0),
+                        alpha: options.alpha,
+                        calls_used: 0,
+                        calls_planned: 0,
+                        calls_needed: None,
+                        cs: None,
+                    });
+                    cells.len() - 1
+                });
+                cells[index].calls_planned += 1;
+            }
+        }
+        for ((judge_index, _), &index) in &cell_index {
+            let alpha = bonferroni_alpha(options.alpha, per_judge[judge_index]);
+            cells[index].alpha = alpha;
+            cells[index].cs = Some(ConfidenceSequence::new(alpha, -1.0, 1.0));
+        }
+        Sequential {
+            order: pair_order(pairs, options.seed),
+            waves_planned: pairs.div_ceil(options.wave_pairs),
+            options,
+            by_pair,
+            cell_index,
+            cells,
+            judges: plan.judges.clone(),
+            waves_run: 0,
+            calls_used: 0,
+            calls_planned: plan.calls.len() as u64,
+            calls_by_judge: plan.judges.iter().map(|j| (j.clone(), 0)).collect(),
+            budget_exhausted: false,
+            issued: Vec::new(),
+        }
+    }
+
+    /// The seeded pair order.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// Plan call indices of every wave folded in so far, in issue order.
+    pub fn issued(&self) -> &[usize] {
+        &self.issued
+    }
+
+    /// Waves issued so far.
+    pub fn waves_run(&self) -> usize {
+        self.waves_run
+    }
+
+    /// True while some cell is open, the plan has waves left and the budget allows the next one.
+    pub fn finished(&self) -> bool {
+        self.budget_exhausted
+            || self.waves_run >= self.waves_planned
+            || self.cells.iter().all(|c| !c.open())
+    }
+
+    fn wave_calls(&self, plan: &Plan, wave: usize) -> Vec<usize> {
+        let start = wave * self.options.wave_pairs;
+        let end = (start + self.options.wave_pairs).min(self.order.len());
+        let mut calls = Vec::new();
+        for &pair in self.order.get(start..end).unwrap_or(&[]) {
+            for judge in 0..self.judges.len() {
+                let Some(indices) = self.by_pair.get(&(judge, pair)) else {
+                    continue;
+                };
+                let judge_open = self
+                    .cells
+                    .iter()
+                    .any(|c| c.open() && c.judge == self.judges[judge]);
+                for &i in indices {
+                    let spec = &plan.calls[i];
+                    let wanted = match &spec.artifact {
+                        None => judge_open,
+                        Some(a) => self.cells[self.cell_index[&(judge, a.clone())]].open(),
+                    };
+                    if wanted {
+                        calls.push(i);
+                    }
+                }
+            }
+        }
+        calls
+    }
+
+    /// The plan call indices of the next wave (all conditions of its pairs for every open cell,
+    /// and their baselines), or `None` when the audit is finished. Marks the budget exhausted
+    /// when the wave would not fit in `max_calls`.
+    pub fn next_wave(&mut self, plan: &Plan) -> Option<Vec<usize>> {
+        while !self.finished() {
+            let calls = self.wave_calls(plan, self.waves_run);
+            if let Some(max) = self.options.max_calls
+                && self.calls_used + calls.len() as u64 > max
+            {
+                self.budget_exhausted = true;
+                self.project_needs(plan);
+                return None;
+            }
+            if calls.is_empty() {
+                // A wave of pairs outside every open judge's scope: nothing to send.
+                self.waves_run += 1;
+                continue;
+            }
+            return Some(calls);
+        }
+        None
+    }
+
+    /// Folds in the records of the wave [`Sequential::next_wave`] returned (`calls`, looked up in
+    /// `records` by call id; a call without a record counts as issued and unanswered) and
+    /// updates every open cell's decision.
+    pub fn observe(&mut self, plan: &Plan, calls: &[usize], records: &HashMap<&str, &CallRecord>) {
+        self.waves_run += 1;
+        self.calls_used += calls.len() as u64;
+        self.issued.extend_from_slice(calls);
+        // Per (cell, pair): the sum and count of valid scores, in the wave's pair order.
+        let mut per_pair: BTreeMap<(usize, usize), (f64, u32)> = BTreeMap::new();
+        let position: HashMap<usize, usize> = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(k, &p)| (p, k))
+            .collect();
+        for &i in calls {
+            let spec = &plan.calls[i];
+            *self.calls_by_judge.entry(spec.judge.clone()).or_default() += 1;
+            let Some(artifact) = &spec.artifact else {
+                continue;
+            };
+            let cell = self.cell_index[&(spec.judge_index, artifact.clone())];
+            self.cells[cell].calls_used += 1;
+            if spec.kind != ConditionKind::TieDetection {
+                continue;
+            }
+            let verdict = records.get(spec.id.as_str()).and_then(|r| r.verdict);
+            let artifact_slot = slot_contents(spec).artifact_slot.unwrap_or(Slot::First);
+            let score = match (verdict, artifact_slot) {
+                (Some(SlotVerdict::First), Slot::First)
+                | (Some(SlotVerdict::Second), Slot::Second) => 1.0,
+                (Some(SlotVerdict::First), Slot::Second)
+                | (Some(SlotVerdict::Second), Slot::First) => -1.0,
+                (Some(SlotVerdict::Tie), _) => 0.0,
+                (Some(SlotVerdict::Invalid), _) => {
+                    self.cells[cell].invalid += 1;
+                    continue;
+                }
+                (None, _) => continue,
+            };
+            let entry = per_pair
+                .entry((cell, position[&spec.pair_index]))
+                .or_default();
+            entry.0 += score;
+            entry.1 += 1;
+        }
+        for ((cell, _), (sum, count)) in per_pair {
+            let value = sum / count as f64;
+            let c = &mut self.cells[cell];
+            c.values.push(value);
+            if let Some(cs) = c.cs.as_mut() {
+                cs.push(value);
+            }
+        }
+        let exhausted = self.waves_run >= self.waves_planned;
+        let size = self.options.reject_size;
+        let pairs_total = self.order.len();
+        for c in self.cells.iter_mut().filter(|c| c.open()) {
+            if let Some(cs) = &c.cs {
+                c.interval = cs.interval();
+            }
+            c.decision = decide(c.interval, size);
+            // Robust at this size settles REJECT but not CAUTION (a small, real effect): stop
+            // only when the full plan is also unlikely to find the effect significant.
+            if c.decision == CellDecision::Robust
+                && full_plan_significance(&c.values, pairs_total, c.alpha) >= FUTILITY
+            {
+                c.decision = CellDecision::Undecided;
+            }
+            if c.open() && exhausted {
+                c.decision = fixed_n_decision(&c.values, c.alpha, size);
+            }
+            if !c.open() {
+                c.decided_after_wave = Some(self.waves_run);
+            }
+        }
+    }
+
+    /// Marks the audit as ended before every cell was decided (the run stopped: a budget,
+    /// failures, an interruption) and projects the calls each open cell would still need.
+    pub fn end_early(&mut self, plan: &Plan) {
+        self.budget_exhausted = true;
+        self.project_needs(plan);
+    }
+
+    fn project_needs(&mut self, plan: &Plan) {
+        let size = self.options.reject_size;
+        let pairs_total = self.order.len() as u64;
+        let _ = plan;
+        for c in self.cells.iter_mut().filter(|c| c.open()) {
+            let n = c.values.len() as u64;
+            let mean = c.estimate();
+            let sd = if n >= 2 {
+                let var = c.values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+                var.sqrt()
+            } else {
+                // No spread yet: the worst case for values in [−1, 1].
+                1.0
+            };
+            // The interval decides once its half-width is below the distance from the estimate to
+            // the nearest decision boundary (± the rejection size; 0 is passed on the way).
+            let distance = if mean.is_finite() {
+                (mean.abs() - size).abs()
+            } else {
+                size
+            };
+            let per_pair = c.calls_planned as f64 / pairs_total.max(1) as f64;
+            c.calls_needed = observations_for_half_width(distance, sd, 2.0, c.alpha, pairs_total)
+                .filter(|&needed| needed > n)
+                .map(|needed| ((needed - n) as f64 * per_pair).ceil() as u64);
+        }
+    }
+
+    /// Runs the whole audit against stored `records`: every wave whose calls are all stored is
+    /// folded in; returns the calls of the first wave with a call not stored (what a resumed run
+    /// must send next), or `None` when the audit is finished.
+    pub fn replay(
+        &mut self,
+        plan: &Plan,
+        records: &HashMap<&str, &CallRecord>,
+    ) -> Option<Vec<usize>> {
+        while let Some(calls) = self.next_wave(plan) {
+            if !calls
+                .iter()
+                .all(|&i| records.contains_key(plan.calls[i].id.as_str()))
+            {
+                return Some(calls);
+            }
+            self.observe(plan, &calls, records);
+        }
+        None
+    }
+
+    /// The summary at this point.
+    pub fn summary(&self) -> SequentialSummary {
+        let mut judges: BTreeMap<String, Trust> = self
+            .judges
+            .iter()
+            .map(|j| (j.clone(), Trust::Adopt))
+            .collect();
+        for c in &self.cells {
+            let level = judges.entry(c.judge.clone()).or_insert(Trust::Adopt);
+            *level = (*level).max(c.decision.level());
+        }
+        SequentialSummary {
+            stopping_rule: format!(
+                "after each wave, per judge × artifact: stop when the anytime-valid interval on T \
+                 excludes 0 and lies beyond ±{s} (effect established at the rejection size: \
+                 REJECT) or inside it (established below it: CAUTION), or contains 0, lies \
+                 inside ±{s} and the full plan would find the effect significant with \
+                 probability below {f} (robust at this size); a cell undecided at plan end takes \
+                 the fixed-n rule on all its pairs",
+                s = self.options.reject_size,
+                f = FUTILITY
+            ),
+            wave_pairs: self.options.wave_pairs,
+            order_seed: self.options.seed,
+            waves_planned: self.waves_planned,
+            waves_run: self.waves_run,
+            calls_used: self.calls_used,
+            calls_planned: self.calls_planned,
+            calls_by_judge: self.calls_by_judge.clone(),
+            budget_exhausted: self.budget_exhausted,
+            cells: self.cells.clone(),
+            judges,
+            anytime_valid: format!(
+                "the sequential intervals on T (empirical-Bernstein confidence sequences, family-wise \
+                 {:.0}% per judge, Bonferroni over its artifacts); every other interval is fixed-n",
+                100.0 * (1.0 - self.options.alpha)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_follow_the_interval() {
+        let s = 0.2;
+        assert_eq!(decide(Interval::new(0.25, 0.6), s), CellDecision::Reject);
+        assert_eq!(decide(Interval::new(-0.6, -0.2), s), CellDecision::Reject);
+        assert_eq!(decide(Interval::new(0.05, 0.15), s), CellDecision::Caution);
+        assert_eq!(decide(Interval::new(-0.1, 0.15), s), CellDecision::Robust);
+        assert_eq!(decide(Interval::new(0.1, 0.3), s), CellDecision::Undecided);
+        assert_eq!(decide(Interval::new(-0.3, 0.1), s), CellDecision::Undecided);
+        assert_eq!(decide(Interval::new(-1.0, 1.0), s), CellDecision::Undecided);
+    }
+
+    #[test]
+    fn fixed_n_rule() {
+        let strong: Vec<f64> = (0..100)
+            .map(|i| if i % 10 < 7 { 1.0 } else { -1.0 })
+            .collect();
+        assert_eq!(fixed_n_decision(&strong, 0.05, 0.2), CellDecision::Reject);
+        let weak: Vec<f64> = (0..400)
+            .map(|i| if i % 20 < 11 { 1.0 } else { 0.0 })
+            .collect();
+        assert_eq!(fixed_n_decision(&weak, 0.05, 0.2), CellDecision::Reject);
+        let small: Vec<f64> = (0..1000)
+            .map(|i| if i % 10 < 1 { 1.0 } else { 0.0 })
+            .collect();
+        assert_eq!(fixed_n_decision(&small, 0.05, 0.2), CellDecision::Caution);
+        let none: Vec<f64> = (0..100)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        assert_eq!(
+            fixed_n_decision(&none, 0.05, 0.2),
+            CellDecision::NotSignificant
+        );
+        assert_eq!(
+            fixed_n_decision(&[1.0], 0.05, 0.2),
+            CellDecision::NotSignificant
+        );
+    }
+
+    #[test]
+    fn full_plan_significance_projects_the_final_test() {
+        // 100 of 1,000 pairs with mean 0 and sd 1: the final z is N(0, 0.9); P(|z| > 1.96)
+        // = 2·(1 − Φ(1.96/√0.9)) = 2·(1 − Φ(2.066)) = 0.0388.
+        let zero: Vec<f64> = (0..100)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let p = full_plan_significance(&zero, 1000, 0.05);
+        assert!((p - 0.0388).abs() < 1e-3, "{p}");
+        // Mean 0.1 with sd ≈ 1 over 1,000 pairs: drift 0.1·√1000 = 3.16 > 1.96, likely.
+        let small: Vec<f64> = (0..100)
+            .map(|i| if i % 20 < 11 { 1.0 } else { -1.0 })
+            .collect();
+        assert!(full_plan_significance(&small, 1000, 0.05) > 0.8);
+        // Plan exhausted: the fixed-n answer itself.
+        assert_eq!(full_plan_significance(&zero, 100, 0.05), 0.0);
+        assert_eq!(full_plan_significance(&[1.0], 100, 0.05), 1.0);
+    }
+
+    #[test]
+    fn pair_order_is_a_seeded_permutation() {
+        let a = pair_order(50, 7);
+        assert_eq!(a, pair_order(50, 7));
+        assert_ne!(a, pair_order(50, 8));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+}
