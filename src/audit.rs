@@ -784,6 +784,16 @@ fn fill_stored_rewrites(prepared: &mut Prepared, store: &RunStore) -> Result<(),
         return Ok(());
     }
     let stored = store.rewrites()?;
+    prepared.perturbed = Arc::new(with_rewrites(prepared, &stored));
+    prepared.rewrite_usage = Some(run::rewrites::usage(&stored));
+    Ok(())
+}
+
+/// The prepared perturbed answers with `stored` rewrites filled in (no call is made).
+fn with_rewrites(
+    prepared: &Prepared,
+    stored: &BTreeMap<String, run::rewrites::StoredRewrite>,
+) -> PerturbedAnswers {
     let mut perturbed = (*prepared.perturbed).clone();
     run::rewrites::fill(
         &mut perturbed,
@@ -791,11 +801,9 @@ fn fill_stored_rewrites(prepared: &mut Prepared, store: &RunStore) -> Result<(),
         &prepared.dataset.pairs,
         &prepared.artifacts,
         &prepared.snapshot.rewriters,
-        &stored,
+        stored,
     );
-    prepared.perturbed = Arc::new(perturbed);
-    prepared.rewrite_usage = Some(run::rewrites::usage(&stored));
-    Ok(())
+    perturbed
 }
 
 /// Re-render every output of a finished (or partial) run from its stored calls; no judge is
@@ -870,15 +878,7 @@ pub async fn execute_where(
         )
         .await?;
         let stored = RunStore::open(out)?.rewrites()?;
-        let mut perturbed = (*prepared.perturbed).clone();
-        run::rewrites::fill(
-            &mut perturbed,
-            &prepared.plan,
-            &prepared.dataset.pairs,
-            &prepared.artifacts,
-            &prepared.snapshot.rewriters,
-            &stored,
-        );
+        let perturbed = with_rewrites(prepared, &stored);
         if !options.quiet {
             eprintln!(
                 "judge-audit: rewrites: {} sent, {} from the cache, {} stored, {} failed",
@@ -902,43 +902,33 @@ pub async fn execute_where(
     if let (Some(max), Some(u)) = (run_options.max_cost, &rewrite_usage) {
         run_options.max_cost = Some((max - u.cost_usd).max(0.0));
     }
-    if prepared.snapshot.design.sequential {
-        let keep = |call: &crate::design::CallSpec| {
-            keep(call)
-                && shard.is_none_or(|s| s.contains(&call.id))
-                && !awaits_rewrite(&perturbed, call)
-        };
-        let mut outcome = execute_sequential(
+    let sends = |call: &crate::design::CallSpec| {
+        keep(call)
+            && shard.is_none_or(|s| s.contains(&call.id))
+            && !awaits_rewrite(&perturbed, call)
+    };
+    let mut outcome = if prepared.snapshot.design.sequential {
+        execute_sequential(
             prepared,
             perturbed.clone(),
             out,
             &run_options,
             options.max_calls,
-            &keep,
+            &sends,
         )
-        .await?;
-        add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;
-        if rewrite_usage.is_some() {
-            outcome.perturbed = Some(perturbed);
-            outcome.rewrites = rewrite_stats;
-            outcome.rewrite_usage = rewrite_usage;
-        }
-        return Ok(outcome);
-    }
-    let mut outcome = run::execute_subset(
-        prepared.plan.clone(),
-        prepared.dataset.clone(),
-        perturbed.clone(),
-        &prepared.judges,
-        out,
-        &run_options,
-        &|call| {
-            keep(call)
-                && shard.is_none_or(|s| s.contains(&call.id))
-                && !awaits_rewrite(&perturbed, call)
-        },
-    )
-    .await?;
+        .await?
+    } else {
+        run::execute_subset(
+            prepared.plan.clone(),
+            prepared.dataset.clone(),
+            perturbed.clone(),
+            &prepared.judges,
+            out,
+            &run_options,
+            &sends,
+        )
+        .await?
+    };
     add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;
     if rewrite_usage.is_some() {
         outcome.perturbed = Some(perturbed);
