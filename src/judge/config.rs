@@ -338,6 +338,10 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
         include_str!("../../judges/smollm2-local.toml"),
     ),
     (
+        "qwen2.5-coder-1.5b-local.toml",
+        include_str!("../../judges/qwen2.5-coder-1.5b-local.toml"),
+    ),
+    (
         "sim/sim-unbiased.toml",
         include_str!("../../judges/sim/sim-unbiased.toml"),
     ),
@@ -765,7 +769,11 @@ impl JudgeConfig {
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
-            if path.is_file() && path.extension().is_some_and(|e| e == "toml") {
+            // The model registry lives beside the judge files but is not one.
+            let registry = path
+                .file_name()
+                .is_some_and(|f| f == super::models::REGISTRY_FILE);
+            if path.is_file() && path.extension().is_some_and(|e| e == "toml") && !registry {
                 paths.push(path);
             }
         }
@@ -1331,8 +1339,10 @@ mod tests {
         for sub in ["", "sim"] {
             for e in std::fs::read_dir(root.join(sub)).unwrap() {
                 let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "toml") {
-                    let f = p.file_name().unwrap().to_string_lossy().into_owned();
+                let f = p.file_name().unwrap().to_string_lossy().into_owned();
+                if p.extension().is_some_and(|x| x == "toml")
+                    && f != crate::judge::models::REGISTRY_FILE
+                {
                     on_disk.push(if sub.is_empty() {
                         f
                     } else {
@@ -1350,7 +1360,7 @@ mod tests {
         assert_eq!(on_disk, embedded);
         // The same files load from disk with identical content.
         let from_dir = JudgeConfig::load_dir(&root).unwrap();
-        assert_eq!(from_dir.len(), 11);
+        assert_eq!(from_dir.len(), 12);
         let sims = JudgeConfig::load_dir(root.join("sim")).unwrap();
         assert_eq!(sims.len(), 7);
         assert!(

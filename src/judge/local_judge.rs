@@ -12,15 +12,39 @@ use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The default model file: where `scripts/fetch-model.sh` puts SmolLM2-135M-Instruct.
+/// The default model file: where `scripts/fetch-model.sh` puts the registry's default model
+/// (SmolLM2-135M-Instruct).
 pub fn default_model_path() -> Option<PathBuf> {
-    let home = std::env::var_os("JUDGE_AUDIT_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("judge-audit"))
-        })?;
-    Some(home.join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+    let (_, model) = super::models::lookup("")?;
+    Some(super::models::cache_dir()?.join(model.file))
+}
+
+/// The file a judge without `model_path` loads: the registered model its `model` names
+/// (`judges/models.toml`; an empty `model` is the default, SmolLM2) in the model cache. A name
+/// the registry does not know is an error rather than a silent SmolLM2, so the model recorded
+/// in the report is the model that judged.
+fn registered_model_path(
+    config: &JudgeConfig,
+) -> Result<(PathBuf, Option<String>), JudgeBuildError> {
+    let (name, model) = super::models::lookup(&config.model).ok_or_else(|| {
+        build_error(
+            &config.name,
+            "model",
+            format!(
+                "`{}` is not a registered local model (known: {}); set `model_path` to use another GGUF file",
+                config.model,
+                super::models::names().join(", ")
+            ),
+        )
+    })?;
+    let dir = super::models::cache_dir().ok_or_else(|| {
+        build_error(
+            &config.name,
+            "model_path",
+            "no model file given and no HOME",
+        )
+    })?;
+    Ok((dir.join(model.file), Some(name)))
 }
 
 /// A judge backed by an in-process GGUF model.
@@ -51,25 +75,19 @@ impl BuildTransport for LocalTransport {
         prepared: &Prepared,
         _env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, JudgeBuildError> {
-        let path = config
-            .model_path
-            .clone()
-            .or_else(default_model_path)
-            .ok_or_else(|| {
-                build_error(
-                    &config.name,
-                    "model_path",
-                    "no model file given and no HOME",
-                )
-            })?;
+        let (path, registered) = match &config.model_path {
+            Some(path) => (path.clone(), None),
+            None => registered_model_path(config)?,
+        };
         if !path.is_file() {
+            let fetch = match &registered {
+                Some(name) => format!("run scripts/fetch-model.sh {name}"),
+                None => "check `model_path`".to_string(),
+            };
             return Err(build_error(
                 &config.name,
                 "model_path",
-                format!(
-                    "{} does not exist (run scripts/fetch-model.sh for SmolLM2)",
-                    path.display()
-                ),
+                format!("{} does not exist ({fetch})", path.display()),
             ));
         }
         let mut settings = LocalSettings::new(path.clone());

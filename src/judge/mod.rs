@@ -16,6 +16,7 @@ pub mod http;
 pub mod local;
 #[cfg(feature = "local")]
 pub mod local_judge;
+pub mod models;
 pub mod openai;
 pub mod parser;
 pub mod sim;
