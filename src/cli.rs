@@ -70,6 +70,11 @@ enum Command {
     },
     /// Merge shard run directories of one audit into one run directory and write its reports.
     Merge(MergeArgs),
+    /// Rerun a published judge-bias study on your judge (`chen2025`, `calm2024`,
+    /// `mtbench-position`): the paper's template, artifacts, orders and repeats, the usual
+    /// reports, and reproduction.md / reproduction.json setting the paper's values beside this
+    /// judge's, in the paper's units.
+    Reproduce(ReproduceArgs),
     /// OpenAI batch files: export a run's pending calls for `vllm run-batch` or any
     /// OpenAI-batch executor, and import the output file back into the run.
     Batch {
@@ -407,6 +412,42 @@ struct DemoArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ReproduceArgs {
+    /// The study (`--list` shows them).
+    #[arg(required_unless_present = "list")]
+    study: Option<String>,
+    /// List the studies with their design and findings, then stop.
+    #[arg(long)]
+    list: bool,
+    /// The pairs (JSONL, CSV or a public schema the loaders know; default: the built-in pairs).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The judge: a built-in name or a judge file.
+    #[arg(long, required_unless_present_any = ["list", "from"])]
+    judge: Option<String>,
+    /// Re-render the table from this finished reproduction's run directory (no judge is called).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["data", "judge", "limit"])]
+    from: Option<PathBuf>,
+    /// Use at most this many pairs.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Keep the judge's own template instead of the paper's (the table says so).
+    #[arg(long)]
+    keep_template: bool,
+    /// Output directory (default reports/reproduce-<study>-<run-id>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Debug, clap::Args)]
 struct PlanArgs {
     /// The audit configuration (default: the demo's).
     #[arg(long)]
@@ -504,6 +545,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Demo(args) => demo(args),
+        Command::Reproduce(args) => reproduce(args),
         Command::Plan(args) => {
             let (config, base) = match &args.config {
                 Some(path) => AuditConfig::from_file(path).map_err(|e| e.to_string())?,
@@ -943,6 +985,81 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         return run_batches(&prepared, &out, &args, &exec);
     }
     execute(&prepared, &out, &exec, args.fail_on, &args.output)
+}
+
+fn reproduce(args: ReproduceArgs) -> Result<ExitCode, String> {
+    use judge_audit::reproduce;
+    if args.list {
+        for study in reproduce::studies() {
+            println!("{}: {}", study.id, study.title);
+            println!(
+                "  template {}, artifacts {}, {} repeat(s) per order",
+                study.template,
+                study.artifacts.join(", "),
+                study.repeats
+            );
+            for f in &study.findings {
+                println!("  - {}: {} [{}]", f.id, f.claim, f.source);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let study_id = args.study.as_deref().unwrap_or_default();
+    let study = reproduce::study(study_id)?;
+    let (summary, out) = if let Some(run_dir) = &args.from {
+        let summary = audit::summarize_stored(run_dir).map_err(|e| e.to_string())?;
+        (summary, args.out.clone().unwrap_or_else(|| run_dir.clone()))
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
+        let spec = args.judge.as_deref().unwrap_or_default();
+        let judge = audit::resolve_judge(spec, &cwd).map_err(|e| e.to_string())?;
+        let options = reproduce::ReproduceOptions {
+            data: args.data.as_ref().map(|d| cwd.join(d)),
+            limit: args.limit,
+            seed: args.seed,
+            keep_template: args.keep_template,
+        };
+        let config = reproduce::study_config(&study, judge, &options);
+        let out = args.out.clone().unwrap_or_else(|| {
+            PathBuf::from("reports").join(run_id(&format!("reproduce-{}", study.id)))
+        });
+        let prepared = audit::prepare(&config, &cwd).map_err(|e| e.to_string())?;
+        let exec = ExecOptions {
+            quiet: args.quiet,
+            max_cost: None,
+            cache_dir: args.cache.dir(),
+            max_calls: None,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let outcome = runtime
+            .block_on(audit::execute(&prepared, &out, &exec))
+            .map_err(|e| e.to_string())?;
+        let summary = audit::summarize(&prepared, &outcome);
+        write_outputs(
+            &summary,
+            &out,
+            &OutputArgs {
+                formats: Vec::new(),
+            },
+            None,
+        )?;
+        (summary, out)
+    };
+    let [judge] = summary.judge_configs.as_slice() else {
+        return Err(format!(
+            "a reproduction audits one judge; {} has {}",
+            out.display(),
+            summary.judge_configs.len()
+        ));
+    };
+    let table = reproduce::reproduction(&study, &summary, &judge.name, &judge.template)?;
+    reproduce::write(&table, &out).map_err(|e| format!("{}: {e}", out.display()))?;
+    print!("{}", reproduce::render_markdown(&table));
+    println!("reproduction: {}", out.join("reproduction.md").display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn demo(args: DemoArgs) -> Result<ExitCode, String> {

@@ -15,5 +15,6 @@ pub mod design;
 pub mod judge;
 pub mod perturb;
 pub mod report;
+pub mod reproduce;
 pub mod run;
 pub mod stats;
