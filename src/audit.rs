@@ -1312,6 +1312,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
                 .or(prepared.rewrite_usage.as_ref()),
         ),
         sequential: sequential.map(|(s, _)| s),
+        pointwise: None,
     }
     .with_warnings()
 }
