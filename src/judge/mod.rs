@@ -20,6 +20,7 @@ pub mod models;
 pub mod openai;
 pub mod parser;
 pub mod sim;
+pub mod sim_pointwise;
 pub mod template;
 pub mod templated;
 
@@ -132,6 +133,10 @@ pub struct JudgeReply {
     /// backend returned and replaced by `<redacted>` before anything was stored or printed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
+    /// A pointwise judge's grades, one per criterion (`None` for pairwise verdicts, whose
+    /// replies serialize as before). The pairwise `verdict` of a pointwise reply is `Invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grades: Option<Vec<grade::CriterionGrade>>,
 }
 
 /// Kinds of fault, counted per judge in the report.
@@ -242,6 +247,9 @@ pub enum JudgeBuildError {
 /// way; a new backend is its transport file plus one line here.
 pub fn build(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
     match config.backend {
+        config::Backend::Sim if config.is_pointwise() => {
+            Ok(Arc::new(sim_pointwise::SimGrader::new(config)?))
+        }
         config::Backend::Sim => Ok(Arc::new(sim::SimJudge::new(config)?)),
         config::Backend::Openai => Ok(Arc::new(openai::OpenAiJudge::new(config)?)),
         config::Backend::Anthropic => Ok(Arc::new(anthropic::AnthropicJudge::new(config)?)),
