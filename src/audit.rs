@@ -590,6 +590,7 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             name: j.config.name.clone(),
             max_pairs: j.config.audit_max_pairs,
             artifacts: j.config.audit_artifacts.clone(),
+            pointwise: j.config.is_pointwise(),
         })
         .collect();
     let options = DesignOptions {

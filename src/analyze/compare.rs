@@ -260,6 +260,8 @@ fn outcomes(kind: ConditionKind, artifact: Option<&str>) -> Vec<&'static str> {
             "the verdict differs from the run's own baseline (a flip)",
             "the perturbed answer wins",
         ],
+        // Pointwise grades are not pairwise outcomes.
+        ConditionKind::Grade => vec![],
     }
 }
 
@@ -293,6 +295,7 @@ fn outcome_value(
                 v == SlotVerdict::Second
             })
         }
+        (ConditionKind::Grade, _) => None,
     }
 }
 

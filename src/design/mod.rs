@@ -79,6 +79,9 @@ pub enum ConditionKind {
     TieDetection,
     /// The artifact on one answer of the original pair.
     Shift,
+    /// A pointwise judge's grade of one answer (`artifact: None`: the answer as it is, repeated
+    /// `repeats` times; else artifact(answer), once).
+    Grade,
 }
 
 impl ConditionKind {
@@ -88,6 +91,7 @@ impl ConditionKind {
             ConditionKind::Baseline => "baseline",
             ConditionKind::TieDetection => "tie_detection",
             ConditionKind::Shift => "shift",
+            ConditionKind::Grade => "grade",
         }
     }
 }
@@ -155,6 +159,9 @@ pub struct JudgeScope {
     pub max_pairs: Option<usize>,
     /// Only these artifact ids (all when `None`).
     pub artifacts: Option<Vec<String>>,
+    /// A pointwise judge: it grades each answer alone ([`ConditionKind::Grade`] calls).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pointwise: bool,
 }
 
 impl JudgeScope {
@@ -164,6 +171,7 @@ impl JudgeScope {
             name: name.to_string(),
             max_pairs: None,
             artifacts: None,
+            pointwise: false,
         }
     }
 }
@@ -253,6 +261,26 @@ impl Plan {
                         repeat,
                     });
                 };
+                if scope.pointwise {
+                    // Each answer alone: its baseline grade `repeats` times (run-to-run noise),
+                    // then once per answer-side artifact. Position and context-side artifacts
+                    // need two answers in one prompt and are not planned.
+                    for side in [Side::A, Side::B] {
+                        for repeat in 0..repeats {
+                            push(ConditionKind::Grade, None, Some(side), Order::Ab, repeat);
+                        }
+                        for artifact in judge_artifacts.iter().filter(|a| grades_one_answer(a)) {
+                            push(
+                                ConditionKind::Grade,
+                                Some(&artifact.id),
+                                Some(side),
+                                Order::Ab,
+                                0,
+                            );
+                        }
+                    }
+                    continue;
+                }
                 for order in Order::BOTH {
                     for repeat in 0..repeats {
                         push(ConditionKind::Baseline, None, None, order, repeat);
@@ -408,6 +436,11 @@ pub fn planned_calls(
                     .is_none_or(|only| only.contains(&a.id))
             })
             .collect();
+        if scope.pointwise {
+            let graded = chosen.iter().filter(|a| grades_one_answer(a)).count() as u128;
+            total += limit as u128 * 2 * (repeats + graded);
+            continue;
+        }
         for pair in &pairs[..limit] {
             let targets = tie_targets(pair, options.tie_targets).len() as u128;
             total += 2 * repeats;
@@ -557,6 +590,13 @@ pub fn answer(pair: &Pair, side: Side) -> &str {
     }
 }
 
+/// True for an artifact a pointwise judge can be audited on: one that changes a single answer
+/// (not `position`, which needs two slots, nor a context-side artifact, which edits a pairwise
+/// prompt).
+pub fn grades_one_answer(artifact: &Artifact) -> bool {
+    !artifact.is_position() && !artifact.is_context()
+}
+
 /// What sits in each slot of a call, by identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotContents {
@@ -571,6 +611,15 @@ pub struct SlotContents {
 /// Where each answer goes for `spec`.
 pub fn slot_contents(spec: &CallSpec) -> SlotContents {
     match spec.kind {
+        // One answer, shown in the first (only) slot.
+        ConditionKind::Grade => {
+            let side = spec.side.unwrap_or(Side::A);
+            SlotContents {
+                first: side,
+                second: side,
+                artifact_slot: spec.artifact.as_ref().map(|_| Slot::First),
+            }
+        }
         ConditionKind::Baseline => match spec.order {
             Order::Ab => SlotContents {
                 first: Side::A,
@@ -644,6 +693,35 @@ pub fn request(
 ) -> Option<JudgeRequest> {
     let pair = pairs.get(spec.pair_index)?;
     let slots = slot_contents(spec);
+    if spec.kind == ConditionKind::Grade {
+        let side = slots.first;
+        let first = match spec.artifact.as_deref() {
+            Some(artifact) => perturbed.get(artifact, spec.pair_index, side)?.text.clone(),
+            None => answer(pair, side).to_string(),
+        };
+        return Some(JudgeRequest {
+            call_id: spec.id.clone(),
+            prompt: pair.prompt.clone(),
+            first,
+            // A pointwise prompt shows one answer.
+            second: String::new(),
+            repeat: spec.repeat,
+            sim: SimContext {
+                artifact: spec.artifact.clone(),
+                artifact_slot: slots.artifact_slot,
+                gold_slot: None,
+                same_answer: false,
+                substance_key: format!("{}/{}", pair.id, side.letter()),
+                artifact_key: format!(
+                    "{}/{}/{}",
+                    pair.id,
+                    spec.artifact.as_deref().unwrap_or("-"),
+                    side.letter()
+                ),
+            },
+            context: Vec::new(),
+        });
+    }
     let text_for = |slot: Slot, side: Side| -> Option<String> {
         if slots.artifact_slot == Some(slot) {
             let artifact = spec.artifact.as_deref()?;
@@ -764,6 +842,13 @@ mod tests {
                 name: "b".into(),
                 max_pairs: Some(3),
                 artifacts: Some(vec![artifacts[0].id.clone(), "position".into()]),
+                pointwise: false,
+            },
+            JudgeScope {
+                name: "g".into(),
+                max_pairs: Some(4),
+                artifacts: None,
+                pointwise: true,
             },
         ];
         for (repeats, tie_targets) in [
@@ -781,6 +866,49 @@ mod tests {
                 plan.calls.len() as u128
             );
         }
+    }
+
+    #[test]
+    fn a_pointwise_judge_grades_each_answer_alone() {
+        let pairs = crate::dataset::builtin().pairs;
+        let catalog = Catalog::builtin();
+        let ids = ["apology", "position", "verbosity"];
+        let artifacts: Vec<&Artifact> = ids.iter().map(|id| catalog.get(id).unwrap()).collect();
+        let scope = JudgeScope {
+            pointwise: true,
+            max_pairs: Some(2),
+            ..JudgeScope::all("g")
+        };
+        let options = DesignOptions {
+            repeats: 3,
+            tie_targets: TieTargets::Preferred,
+        };
+        let plan = Plan::build_scoped(&[scope], &pairs, &artifacts, &options);
+        // Per answer: 3 baseline grades + apology + verbosity (position needs two answers).
+        assert_eq!(plan.calls.len(), 2 * 2 * (3 + 2));
+        assert!(plan.calls.iter().all(|c| c.kind == ConditionKind::Grade));
+        assert!(
+            plan.calls
+                .iter()
+                .all(|c| c.artifact.as_deref() != Some("position"))
+        );
+        let first = &plan.calls[0];
+        assert_eq!(first.id, format!("g/{}/grade/a/ab/r0", pairs[0].id));
+        let perturbed = PerturbedAnswers::compute(&pairs, &artifacts, 7);
+        let base = request(first, &pairs, &perturbed).unwrap();
+        assert_eq!(base.first, pairs[0].response_a);
+        assert!(base.second.is_empty());
+        let shifted = plan
+            .calls
+            .iter()
+            .find(|c| c.artifact.as_deref() == Some("apology") && c.side == Some(Side::B))
+            .unwrap();
+        let r = request(shifted, &pairs, &perturbed).unwrap();
+        assert_eq!(
+            r.first,
+            perturbed.get("apology", 0, Side::B).unwrap().text
+        );
+        assert_ne!(r.first, pairs[0].response_b);
     }
 
     #[test]

@@ -463,6 +463,18 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
         "sim/sim-mild-apology-averse.toml",
         include_str!("../../judges/sim/sim-mild-apology-averse.toml"),
     ),
+    (
+        "sim-pointwise/sim-grader-unbiased.toml",
+        include_str!("../../judges/sim-pointwise/sim-grader-unbiased.toml"),
+    ),
+    (
+        "sim-pointwise/sim-grader-apology.toml",
+        include_str!("../../judges/sim-pointwise/sim-grader-apology.toml"),
+    ),
+    (
+        "sim-pointwise/sim-safety-apology.toml",
+        include_str!("../../judges/sim-pointwise/sim-safety-apology.toml"),
+    ),
 ];
 
 /// An API key read from the environment. It has no `Display`, and its `Debug` is redacted, so it
@@ -1621,7 +1633,8 @@ fn validate_sim(sim: &SimParams, text: &str, origin: &str) -> Result<(), ConfigE
     Ok(())
 }
 
-/// Every built-in preset judge (`judges/*.toml` and `judges/sim/*.toml`), parsed.
+/// Every built-in preset judge (`judges/*.toml`, `judges/sim/*.toml` and
+/// `judges/sim-pointwise/*.toml`), parsed.
 pub fn builtin_judges() -> Vec<JudgeConfig> {
     static BUILTINS: std::sync::OnceLock<Vec<JudgeConfig>> = std::sync::OnceLock::new();
     BUILTINS
@@ -1689,7 +1702,7 @@ mod tests {
         // Every file on disk is embedded (nobody adds a preset and forgets include_str!).
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("judges");
         let mut on_disk = Vec::new();
-        for sub in ["", "sim"] {
+        for sub in ["", "sim", "sim-pointwise"] {
             for e in std::fs::read_dir(root.join(sub)).unwrap() {
                 let p = e.unwrap().path();
                 let f = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -1720,7 +1733,10 @@ mod tests {
             sims.iter()
                 .all(|c| c.backend == Backend::Sim && c.sim.is_some())
         );
-        for c in from_dir.iter().chain(&sims) {
+        let pointwise = JudgeConfig::load_dir(root.join("sim-pointwise")).unwrap();
+        assert_eq!(pointwise.len(), 3);
+        assert!(pointwise.iter().all(|c| c.is_pointwise() && c.sim.is_some()));
+        for c in from_dir.iter().chain(&sims).chain(&pointwise) {
             let builtin = builtin_judge(&c.name).unwrap();
             assert_eq!(
                 JudgeConfig {
