@@ -4,6 +4,12 @@
 use crate::analyze::{self, AnalysisInput, AnalysisOptions, JuryOptions, TrustThresholds};
 use crate::dataset::{self, Dataset, LoadOptions};
 use crate::design::{DesignOptions, JudgeScope, PerturbedAnswers, Plan, TieTargets};
+use crate::analyze::pointwise::GradeRecord;
+use crate::analyze::pointwise_summary::{
+    ConsistencyInput, CriterionInput, GradeScale, PointwiseInputs, PointwiseJudgeInput,
+    PointwiseKind, PointwiseOptions, PointwiseSection, analyze_pointwise,
+};
+use crate::judge::config::JudgeKind;
 use crate::judge::{self, JudgeConfig};
 use crate::perturb::{Artifact, Catalog};
 use crate::report::{self, ArtifactInfo, DatasetInfo, JudgeInfo, PlanInfo, Summary, ToolInfo};
@@ -569,6 +575,25 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             config,
             judge: backend,
         });
+    }
+    for j in judges.iter().filter(|j| j.config.is_pointwise()) {
+        if snapshot.design.sequential {
+            return Err(AuditError::Config(format!(
+                "judge `{}`: design.sequential: the sequential audit stops pairwise cells; pointwise judges (kind = \"{}\") are audited on the full plan, so turn sequential off or audit them separately",
+                j.config.name,
+                j.config.kind.name()
+            )));
+        }
+        if let Some(other) = &j.config.pairwise_judge
+            && !judges
+                .iter()
+                .any(|p| &p.config.name == other && !p.config.is_pointwise())
+        {
+            return Err(AuditError::Config(format!(
+                "judge `{}`: pairwise_judge: `{other}` is not a pairwise judge of this audit",
+                j.config.name
+            )));
+        }
     }
     // A typo in `audit_artifacts` would silently audit the judge on nothing (and pass a gate).
     for j in &judges {
@@ -1229,10 +1254,18 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         (engine.summary(), plan)
     });
     let plan = sequential.as_ref().map_or(&*prepared.plan, |(_, p)| p);
+    // Pointwise judges are analysed on their own (below); the pairwise analysis sees only the
+    // pairwise judges, exactly as an audit without pointwise judges would.
+    let has_pointwise = prepared.judges.iter().any(|h| h.config.is_pointwise());
+    let pairwise_parts = has_pointwise.then(|| pairwise_only(prepared, plan, &outcome.records));
+    let (plan, records) = match &pairwise_parts {
+        Some((plan, records)) => (plan, records.as_slice()),
+        None => (plan, outcome.records.as_slice()),
+    };
     let input = AnalysisInput {
         dataset: &prepared.dataset,
         plan,
-        records: &outcome.records,
+        records,
         planted: &planted,
         simulated: &simulated,
         faults: &outcome.faults,
@@ -1257,7 +1290,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             .entry(pair.category.clone().unwrap_or_else(|| "(none)".into()))
             .or_insert(0) += 1;
     }
-    Summary {
+    let mut summary = Summary {
         schema_version: report::SCHEMA_VERSION,
         tool: ToolInfo::default(),
         seed: prepared.seed,
@@ -1313,9 +1346,266 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
                 .or(prepared.rewrite_usage.as_ref()),
         ),
         sequential: sequential.map(|(s, _)| s),
-        pointwise: None,
+        pointwise: has_pointwise.then(|| pointwise_section(prepared, &outcome.records)),
     }
-    .with_warnings()
+    .with_warnings();
+    if has_pointwise {
+        summary.warnings.extend(pointwise_notes(prepared));
+    }
+    summary
+}
+
+/// The plan and records of the pairwise judges only (judge indices renumbered).
+fn pairwise_only(
+    prepared: &Prepared,
+    plan: &Plan,
+    records: &[run::CallRecord],
+) -> (Plan, Vec<run::CallRecord>) {
+    let pairwise: Vec<String> = prepared
+        .judges
+        .iter()
+        .filter(|h| !h.config.is_pointwise())
+        .map(|h| h.config.name.clone())
+        .collect();
+    let index: HashMap<&str, usize> = pairwise
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let calls = plan
+        .calls
+        .iter()
+        .filter_map(|c| {
+            let &judge_index = index.get(c.judge.as_str())?;
+            Some(crate::design::CallSpec {
+                judge_index,
+                ..c.clone()
+            })
+        })
+        .collect();
+    let records = records
+        .iter()
+        .filter(|r| index.contains_key(r.judge.as_str()))
+        .cloned()
+        .collect();
+    (
+        Plan {
+            judges: pairwise,
+            artifacts: plan.artifacts.clone(),
+            options: plan.options.clone(),
+            calls,
+        },
+        records,
+    )
+}
+
+/// The scale of each criterion a pointwise judge file declares, in declaration order.
+pub fn pointwise_criteria(config: &JudgeConfig) -> Vec<(String, GradeScale)> {
+    let label = |labels: &[String], positive: &Option<String>| GradeScale::Label {
+        labels: labels.iter().map(|l| l.trim().to_string()).collect(),
+        positive: positive.as_deref().unwrap_or_default().trim().to_string(),
+    };
+    let score = |s: &judge::config::ScaleConfig| GradeScale::Score {
+        min: s.min,
+        max: s.max,
+    };
+    match config.kind {
+        JudgeKind::Pairwise => Vec::new(),
+        JudgeKind::Score => config
+            .scale
+            .iter()
+            .map(|s| ("score".to_string(), score(s)))
+            .collect(),
+        JudgeKind::Label => vec![("label".into(), label(&config.labels, &config.positive))],
+        JudgeKind::Rubric => config
+            .criteria
+            .iter()
+            .map(|c| {
+                let scale = match &c.scale {
+                    Some(s) => score(s),
+                    None => label(&c.labels, &c.positive),
+                };
+                (c.name.clone(), scale)
+            })
+            .collect(),
+    }
+}
+
+/// Build the pointwise analysis' inputs from the stored records and run it: one entry per
+/// pointwise judge, grades per criterion, gold from the pairs' preferences, and the
+/// score–comparison consistency against a named pairwise judge.
+fn pointwise_section(prepared: &Prepared, records: &[run::CallRecord]) -> PointwiseSection {
+    let items = dataset::single::items_from_pairs(&prepared.dataset.pairs);
+    let mut gold = BTreeMap::new();
+    let mut pair_of = BTreeMap::new();
+    for item in items {
+        if let Some(pair) = &item.pair_id {
+            pair_of.insert(item.id.clone(), pair.clone());
+        }
+        if let Some(g) = item.gold {
+            gold.insert(item.id, g);
+        }
+    }
+    let mut judges = Vec::new();
+    for handle in prepared.judges.iter().filter(|h| h.config.is_pointwise()) {
+        let config = &handle.config;
+        let kind = match config.kind {
+            JudgeKind::Score => PointwiseKind::Score,
+            JudgeKind::Label => PointwiseKind::Label,
+            _ => PointwiseKind::Rubric,
+        };
+        let mut criteria: Vec<CriterionInput> = pointwise_criteria(config)
+            .into_iter()
+            .map(|(name, scale)| CriterionInput {
+                name,
+                scale,
+                records: Vec::new(),
+            })
+            .collect();
+        let mine = records.iter().filter(|r| {
+            r.judge == config.name && r.kind == crate::design::ConditionKind::Grade
+        });
+        for record in mine {
+            let (Some(grades), Some(side)) = (&record.grades, record.side) else {
+                continue;
+            };
+            let item_id = format!("{}/{}", record.pair_id, side.letter());
+            for c in &mut criteria {
+                if let Some(g) = grades.iter().find(|g| g.name == c.name) {
+                    c.records.push(GradeRecord {
+                        item_id: item_id.clone(),
+                        cluster: record.pair_id.clone(),
+                        artifact: record.artifact.clone(),
+                        repeat: record.repeat,
+                        grade: g.grade.clone(),
+                        probability: g.probability,
+                    });
+                }
+            }
+        }
+        let artifacts = prepared
+            .artifacts
+            .iter()
+            .filter(|a| crate::design::grades_one_answer(a))
+            .filter(|a| {
+                config
+                    .audit_artifacts
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&a.id))
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        let consistency = config.pairwise_judge.as_ref().and_then(|other| {
+            (kind == PointwiseKind::Score)
+                .then(|| consistency_input(other, &criteria[0], records))
+        });
+        judges.push(PointwiseJudgeInput {
+            judge: config.name.clone(),
+            kind,
+            simulated: handle.judge.simulated(),
+            artifacts,
+            criteria,
+            consistency,
+        });
+    }
+    let inputs = PointwiseInputs {
+        judges,
+        gold,
+        pair_of,
+        juries: Vec::new(),
+    };
+    let options = PointwiseOptions {
+        bootstrap_resamples: prepared.bootstrap_resamples,
+        seed: prepared.seed,
+        ..PointwiseOptions::default()
+    };
+    analyze_pointwise(&inputs, &options)
+}
+
+/// Per pair: the mean baseline score of answer a and of answer b, and the pairwise judge's
+/// baseline verdict (first repeat, both orders): a or b when both orders pick the same answer,
+/// `None` for a tie, an invalid verdict or an order-dependent pick. Pairs missing a score or
+/// a verdict are left out.
+fn consistency_input(
+    pairwise_judge: &str,
+    scores: &CriterionInput,
+    records: &[run::CallRecord],
+) -> ConsistencyInput {
+    use crate::design::{ConditionKind, Order};
+    use crate::judge::SlotVerdict;
+    let mut sums: BTreeMap<(String, char), (f64, u32)> = BTreeMap::new();
+    for r in scores.records.iter().filter(|r| r.artifact.is_none()) {
+        if let judge::grade::Grade::Score(v) = r.grade {
+            let (pair, side) = r.item_id.rsplit_once('/').unwrap_or((&r.item_id, "a"));
+            let e = sums
+                .entry((pair.to_string(), side.chars().next().unwrap_or('a')))
+                .or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    let mut verdicts: BTreeMap<&str, [Option<SlotVerdict>; 2]> = BTreeMap::new();
+    for r in records.iter().filter(|r| {
+        r.judge == pairwise_judge && r.kind == ConditionKind::Baseline && r.repeat == 0
+    }) {
+        let slot = usize::from(r.order == Order::Ba);
+        verdicts.entry(r.pair_id.as_str()).or_default()[slot] = r.verdict;
+    }
+    let mut pairs = Vec::new();
+    for (pair, [ab, ba]) in verdicts {
+        let mean = |side| {
+            sums.get(&(pair.to_string(), side))
+                .map(|(s, n)| s / f64::from(*n))
+        };
+        let (Some(a), Some(b), Some(ab), Some(ba)) = (mean('a'), mean('b'), ab, ba) else {
+            continue;
+        };
+        // `Ab` shows a first; `Ba` shows b first.
+        let won = match (ab, ba) {
+            (SlotVerdict::First, SlotVerdict::Second) => Some(true),
+            (SlotVerdict::Second, SlotVerdict::First) => Some(false),
+            _ => None,
+        };
+        pairs.push((a, b, won));
+    }
+    ConsistencyInput {
+        pairwise_judge: pairwise_judge.to_string(),
+        pairs,
+    }
+}
+
+/// Notes on what a pointwise judge is not audited on: artifacts that need two answers.
+fn pointwise_notes(prepared: &Prepared) -> Vec<report::Warning> {
+    let mut notes = Vec::new();
+    for handle in prepared.judges.iter().filter(|h| h.config.is_pointwise()) {
+        let skipped: Vec<&str> = prepared
+            .artifacts
+            .iter()
+            .filter(|a| !crate::design::grades_one_answer(a))
+            .filter(|a| {
+                handle
+                    .config
+                    .audit_artifacts
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&a.id))
+            })
+            .map(|a| a.id.as_str())
+            .collect();
+        if !skipped.is_empty() {
+            notes.push(report::Warning {
+                kind: "pointwise_artifact_skipped".into(),
+                judge: Some(handle.config.name.clone()),
+                message: format!(
+                    "{} grades one answer at a time, so {} {} not tested for it: {} two answers in one prompt",
+                    handle.config.name,
+                    skipped.join(", "),
+                    if skipped.len() == 1 { "is" } else { "are" },
+                    if skipped.len() == 1 { "it needs" } else { "they need" }
+                ),
+            });
+        }
+    }
+    notes
 }
 
 fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
@@ -1329,7 +1619,7 @@ fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
         simulated,
         backend: config.backend.name(),
         model: config.model.clone(),
-        template: config.template.clone(),
+        template: config.template_spec().to_string(),
         template_sha256,
         template_min_max_tokens: template.and_then(|t| t.min_max_tokens),
         config: serde_json::to_value(config).unwrap_or(serde_json::Value::Null),
