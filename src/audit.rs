@@ -1,14 +1,14 @@
 //! The main job, end to end: `audit.toml` → dataset → perturbations → plan → run → analysis →
 //! reports. This is the public entry point the CLI, tests and benches use.
 
-use crate::analyze::{self, AnalysisInput, AnalysisOptions, JuryOptions, TrustThresholds};
-use crate::dataset::{self, Dataset, LoadOptions};
-use crate::design::{DesignOptions, JudgeScope, PerturbedAnswers, Plan, TieTargets};
 use crate::analyze::pointwise::GradeRecord;
 use crate::analyze::pointwise_summary::{
     ConsistencyInput, CriterionInput, GradeScale, PointwiseInputs, PointwiseJudgeInput,
     PointwiseKind, PointwiseOptions, PointwiseSection, analyze_pointwise,
 };
+use crate::analyze::{self, AnalysisInput, AnalysisOptions, JuryOptions, TrustThresholds};
+use crate::dataset::{self, Dataset, LoadOptions};
+use crate::design::{DesignOptions, JudgeScope, PerturbedAnswers, Plan, TieTargets};
 use crate::judge::config::JudgeKind;
 use crate::judge::{self, JudgeConfig};
 use crate::perturb::{Artifact, Catalog};
@@ -410,6 +410,11 @@ pub struct Snapshot {
     /// The rewriter (and checker) of each rewrite artifact, by artifact id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rewriters: BTreeMap<String, RewriterSet>,
+    /// A dataset of single answers: the items with their gold (the dataset's pairs then hold
+    /// one answer each, [`dataset::single::items_as_pairs`]). Empty for pair datasets, and then
+    /// omitted, so their snapshots are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<dataset::single::Item>,
 }
 
 /// Resolve the rewriter and checker of every rewrite artifact: the audit's
@@ -461,7 +466,25 @@ fn resolve_rewriters(
 
 /// Load the dataset, artifacts and judge configurations `config` names.
 pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, AuditError> {
+    let mut items = Vec::new();
     let mut dataset = match &config.dataset.path {
+        Some(path) if dataset::single::looks_single(&resolve(base, path)) => {
+            let path = resolve(base, path);
+            items = dataset::single::load_items(&path)?;
+            if let Some(limit) = config.dataset.limit {
+                items.truncate(limit);
+            }
+            let pairs = dataset::single::items_as_pairs(&items);
+            Dataset {
+                name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| path.display().to_string()),
+                hash: dataset::hash_pairs(&pairs),
+                pairs,
+                skipped: Vec::new(),
+            }
+        }
         Some(path) => dataset::load(
             &resolve(base, path),
             &LoadOptions {
@@ -531,6 +554,7 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
         run: config.run.clone(),
         trust: config.trust,
         jury: config.jury.clone(),
+        items,
     })
 }
 
@@ -576,6 +600,14 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             judge: backend,
         });
     }
+    if !snapshot.items.is_empty()
+        && let Some(j) = judges.iter().find(|j| !j.config.is_pointwise())
+    {
+        return Err(AuditError::Config(format!(
+            "judge `{}`: the dataset holds single answers (`response`, no `response_a`/`response_b`), which a pairwise judge cannot compare; give it a pair dataset or audit a score, label or rubric judge",
+            j.config.name
+        )));
+    }
     for j in judges.iter().filter(|j| j.config.is_pointwise()) {
         if snapshot.design.sequential {
             return Err(AuditError::Config(format!(
@@ -616,6 +648,7 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             max_pairs: j.config.audit_max_pairs,
             artifacts: j.config.audit_artifacts.clone(),
             pointwise: j.config.is_pointwise(),
+            single: !snapshot.items.is_empty(),
         })
         .collect();
     let options = DesignOptions {
@@ -1435,7 +1468,12 @@ pub fn pointwise_criteria(config: &JudgeConfig) -> Vec<(String, GradeScale)> {
 /// pointwise judge, grades per criterion, gold from the pairs' preferences, and the
 /// score–comparison consistency against a named pairwise judge.
 fn pointwise_section(prepared: &Prepared, records: &[run::CallRecord]) -> PointwiseSection {
-    let items = dataset::single::items_from_pairs(&prepared.dataset.pairs);
+    let single = !prepared.snapshot.items.is_empty();
+    let items = if single {
+        prepared.snapshot.items.clone()
+    } else {
+        dataset::single::items_from_pairs(&prepared.dataset.pairs)
+    };
     let mut gold = BTreeMap::new();
     let mut pair_of = BTreeMap::new();
     for item in items {
@@ -1462,14 +1500,19 @@ fn pointwise_section(prepared: &Prepared, records: &[run::CallRecord]) -> Pointw
                 records: Vec::new(),
             })
             .collect();
-        let mine = records.iter().filter(|r| {
-            r.judge == config.name && r.kind == crate::design::ConditionKind::Grade
-        });
+        let mine = records
+            .iter()
+            .filter(|r| r.judge == config.name && r.kind == crate::design::ConditionKind::Grade);
         for record in mine {
             let (Some(grades), Some(side)) = (&record.grades, record.side) else {
                 continue;
             };
-            let item_id = format!("{}/{}", record.pair_id, side.letter());
+            // A single answer is its own item; a pair's answers are `<pair>/a` and `<pair>/b`.
+            let item_id = if single {
+                record.pair_id.clone()
+            } else {
+                format!("{}/{}", record.pair_id, side.letter())
+            };
             for c in &mut criteria {
                 if let Some(g) = grades.iter().find(|g| g.name == c.name) {
                     c.records.push(GradeRecord {
@@ -1496,7 +1539,8 @@ fn pointwise_section(prepared: &Prepared, records: &[run::CallRecord]) -> Pointw
             .map(|a| a.id.clone())
             .collect();
         let consistency = config.pairwise_judge.as_ref().and_then(|other| {
-            (kind == PointwiseKind::Score)
+            // Pairs only: single answers have no pairwise verdict to compare with.
+            (kind == PointwiseKind::Score && !single)
                 .then(|| consistency_input(other, &criteria[0], records))
         });
         judges.push(PointwiseJudgeInput {
@@ -1545,9 +1589,10 @@ fn consistency_input(
         }
     }
     let mut verdicts: BTreeMap<&str, [Option<SlotVerdict>; 2]> = BTreeMap::new();
-    for r in records.iter().filter(|r| {
-        r.judge == pairwise_judge && r.kind == ConditionKind::Baseline && r.repeat == 0
-    }) {
+    for r in records
+        .iter()
+        .filter(|r| r.judge == pairwise_judge && r.kind == ConditionKind::Baseline && r.repeat == 0)
+    {
         let slot = usize::from(r.order == Order::Ba);
         verdicts.entry(r.pair_id.as_str()).or_default()[slot] = r.verdict;
     }

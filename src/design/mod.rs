@@ -162,6 +162,10 @@ pub struct JudgeScope {
     /// A pointwise judge: it grades each answer alone ([`ConditionKind::Grade`] calls).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pointwise: bool,
+    /// The pairs are single answers (both slots the same text): a pointwise judge grades only
+    /// answer a.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single: bool,
 }
 
 impl JudgeScope {
@@ -172,6 +176,7 @@ impl JudgeScope {
             max_pairs: None,
             artifacts: None,
             pointwise: false,
+            single: false,
         }
     }
 }
@@ -265,7 +270,12 @@ impl Plan {
                     // Each answer alone: its baseline grade `repeats` times (run-to-run noise),
                     // then once per answer-side artifact. Position and context-side artifacts
                     // need two answers in one prompt and are not planned.
-                    for side in [Side::A, Side::B] {
+                    let sides: &[Side] = if scope.single {
+                        &[Side::A]
+                    } else {
+                        &[Side::A, Side::B]
+                    };
+                    for &side in sides {
                         for repeat in 0..repeats {
                             push(ConditionKind::Grade, None, Some(side), Order::Ab, repeat);
                         }
@@ -438,7 +448,8 @@ pub fn planned_calls(
             .collect();
         if scope.pointwise {
             let graded = chosen.iter().filter(|a| grades_one_answer(a)).count() as u128;
-            total += limit as u128 * 2 * (repeats + graded);
+            let sides = if scope.single { 1 } else { 2 };
+            total += limit as u128 * sides * (repeats + graded);
             continue;
         }
         for pair in &pairs[..limit] {
@@ -843,12 +854,21 @@ mod tests {
                 max_pairs: Some(3),
                 artifacts: Some(vec![artifacts[0].id.clone(), "position".into()]),
                 pointwise: false,
+                single: false,
             },
             JudgeScope {
                 name: "g".into(),
                 max_pairs: Some(4),
                 artifacts: None,
                 pointwise: true,
+                single: false,
+            },
+            JudgeScope {
+                name: "s".into(),
+                max_pairs: None,
+                artifacts: None,
+                pointwise: true,
+                single: true,
             },
         ];
         for (repeats, tie_targets) in [
@@ -904,10 +924,7 @@ mod tests {
             .find(|c| c.artifact.as_deref() == Some("apology") && c.side == Some(Side::B))
             .unwrap();
         let r = request(shifted, &pairs, &perturbed).unwrap();
-        assert_eq!(
-            r.first,
-            perturbed.get("apology", 0, Side::B).unwrap().text
-        );
+        assert_eq!(r.first, perturbed.get("apology", 0, Side::B).unwrap().text);
         assert_ne!(r.first, pairs[0].response_b);
     }
 

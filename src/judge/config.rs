@@ -1420,10 +1420,16 @@ fn check_labels(labels: &[String], positive: Option<&str>) -> Result<(), (&'stat
                 .into(),
         ));
     };
-    super::grade::LabelParser::new(labels, positive).map(|_| ()).map_err(|e| {
-        let field = if e.contains("positive") { "positive" } else { "labels" };
-        (field, e)
-    })
+    super::grade::LabelParser::new(labels, positive)
+        .map(|_| ())
+        .map_err(|e| {
+            let field = if e.contains("positive") {
+                "positive"
+            } else {
+                "labels"
+            };
+            (field, e)
+        })
 }
 
 /// The checks of a `score`, `label` or `rubric` judge: its scale, labels or criteria, its
@@ -1541,8 +1547,7 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
             if config.logprobs {
                 return bad(
                     "logprobs",
-                    "log-probabilities are read for score and label judges, not for rubrics"
-                        .into(),
+                    "log-probabilities are read for score and label judges, not for rubrics".into(),
                 );
             }
         }
@@ -1562,17 +1567,35 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
                     .into(),
             );
         }
-        only("sim.label_flip", config.kind == JudgeKind::Score && !sim.label_flip.is_empty(), "label judges")?;
-        only("sim.positive_rate", config.kind == JudgeKind::Score && sim.positive_rate.is_some(), "label judges")?;
-        only("sim.score_shift", config.kind == JudgeKind::Label && !sim.score_shift.is_empty(), "score judges")?;
+        only(
+            "sim.label_flip",
+            config.kind == JudgeKind::Score && !sim.label_flip.is_empty(),
+            "label judges",
+        )?;
+        only(
+            "sim.positive_rate",
+            config.kind == JudgeKind::Score && sim.positive_rate.is_some(),
+            "label judges",
+        )?;
+        only(
+            "sim.score_shift",
+            config.kind == JudgeKind::Label && !sim.score_shift.is_empty(),
+            "score judges",
+        )?;
         for (artifact, v) in &sim.score_shift {
             if !v.is_finite() {
-                return bad(&format!("sim.score_shift.{artifact}"), format!("{v} is not finite"));
+                return bad(
+                    &format!("sim.score_shift.{artifact}"),
+                    format!("{v} is not finite"),
+                );
             }
         }
         for (artifact, v) in &sim.label_flip {
             if !(v.is_finite() && (0.0..=1.0).contains(v)) {
-                return bad(&format!("sim.label_flip.{artifact}"), format!("{v} is outside [0, 1]"));
+                return bad(
+                    &format!("sim.label_flip.{artifact}"),
+                    format!("{v} is outside [0, 1]"),
+                );
             }
         }
         if let Some(v) = sim.positive_rate
@@ -1735,7 +1758,11 @@ mod tests {
         );
         let pointwise = JudgeConfig::load_dir(root.join("sim-pointwise")).unwrap();
         assert_eq!(pointwise.len(), 3);
-        assert!(pointwise.iter().all(|c| c.is_pointwise() && c.sim.is_some()));
+        assert!(
+            pointwise
+                .iter()
+                .all(|c| c.is_pointwise() && c.sim.is_some())
+        );
         for c in from_dir.iter().chain(&sims).chain(&pointwise) {
             let builtin = builtin_judge(&c.name).unwrap();
             assert_eq!(

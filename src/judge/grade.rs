@@ -323,7 +323,11 @@ pub struct Grader {
     rating_after: Option<String>,
 }
 
-fn reader(scale: Option<&ScaleConfig>, labels: &[String], positive: Option<&str>) -> Result<Reader, String> {
+fn reader(
+    scale: Option<&ScaleConfig>,
+    labels: &[String],
+    positive: Option<&str>,
+) -> Result<Reader, String> {
     match scale {
         Some(s) => Ok(Reader::Score {
             parser: ScoreParser::new(s.min as f64, s.max as f64)?,
@@ -447,7 +451,8 @@ impl Grader {
         let text = strip_reasoning(text);
         let object = match (text.find('{'), text.rfind('}')) {
             (Some(a), Some(b)) if a < b => {
-                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text[a..=b]).ok()
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text[a..=b])
+                    .ok()
             }
             _ => None,
         };

@@ -148,8 +148,16 @@ impl SimGrader {
             .filter(|(a, _)| a.detect(answer) == Some(true))
             .collect();
         if let Some((min, max)) = self.grader.scale() {
-            let up: i64 = self.planted.iter().map(|(_, v)| v.max(0.0).ceil() as i64).sum();
-            let down: i64 = self.planted.iter().map(|(_, v)| (-v).max(0.0).ceil() as i64).sum();
+            let up: i64 = self
+                .planted
+                .iter()
+                .map(|(_, v)| v.max(0.0).ceil() as i64)
+                .sum();
+            let down: i64 = self
+                .planted
+                .iter()
+                .map(|(_, v)| (-v).max(0.0).ceil() as i64)
+                .sum();
             let (lo, hi) = (min + down, max - up);
             let mid = lo + (hi - lo + 1) / 2;
             let quality = self
@@ -159,7 +167,11 @@ impl SimGrader {
                 .unwrap_or(if s % 2 == 0 { 1 } else { -1 });
             let correct = draw("accuracy", &key) < self.params.accuracy;
             let upper = (quality >= 0) == correct;
-            let (from, to) = if upper { (mid, hi) } else { (lo, (mid - 1).max(lo)) };
+            let (from, to) = if upper {
+                (mid, hi)
+            } else {
+                (lo, (mid - 1).max(lo))
+            };
             let u = draw("base", &key);
             let mut score = from + ((u * (to - from + 1) as f64) as i64).min(to - from);
             for (artifact, shift) in shown {

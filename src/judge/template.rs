@@ -615,7 +615,11 @@ impl Template {
                     "the template never shows the answer: add {{answer}}".into(),
                 ));
             }
-            if self.rating_after.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            if self
+                .rating_after
+                .as_deref()
+                .is_some_and(|a| a.trim().is_empty())
+            {
                 return Err((
                     "rating_after",
                     "must not be blank (omit it to use the first token)".into(),

@@ -11,9 +11,9 @@ use super::chat::{
     TokenLogprob, VerdictSource,
 };
 use super::config::{Backend, ConfigError};
+use super::grade::Grader;
 use super::http::build_error;
 use super::parser::{Pick, VerdictParser};
-use super::grade::Grader;
 use super::template::{LabelTokens, Template};
 use super::{
     Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest, LabelProbs,
