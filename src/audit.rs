@@ -1500,9 +1500,7 @@ fn pointwise_section(prepared: &Prepared, records: &[run::CallRecord]) -> Pointw
                 records: Vec::new(),
             })
             .collect();
-        let mine = records
-            .iter()
-            .filter(|r| r.judge == config.name && r.kind == crate::design::ConditionKind::Grade);
+        let mine = records.iter().filter(|r| r.judge == config.name);
         for record in mine {
             let (Some(grades), Some(side)) = (&record.grades, record.side) else {
                 continue;

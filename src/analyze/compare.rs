@@ -260,8 +260,6 @@ fn outcomes(kind: ConditionKind, artifact: Option<&str>) -> Vec<&'static str> {
             "the verdict differs from the run's own baseline (a flip)",
             "the perturbed answer wins",
         ],
-        // Pointwise grades are not pairwise outcomes.
-        ConditionKind::Grade => vec![],
     }
 }
 
@@ -295,7 +293,6 @@ fn outcome_value(
                 v == SlotVerdict::Second
             })
         }
-        (ConditionKind::Grade, _) => None,
     }
 }
 

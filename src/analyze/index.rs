@@ -148,8 +148,6 @@ impl Layout {
             ConditionKind::TieDetection => Some(self.tie(artifact?, side?, order, repeat)),
             ConditionKind::Shift if repeat == 0 => Some(self.shift(artifact?, side?, order)),
             ConditionKind::Shift => None,
-            // Pointwise grades are analysed by `analyze::pointwise_summary`, not here.
-            ConditionKind::Grade => None,
         }
     }
 

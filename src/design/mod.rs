@@ -79,9 +79,6 @@ pub enum ConditionKind {
     TieDetection,
     /// The artifact on one answer of the original pair.
     Shift,
-    /// A pointwise judge's grade of one answer (`artifact: None`: the answer as it is, repeated
-    /// `repeats` times; else artifact(answer), once).
-    Grade,
 }
 
 impl ConditionKind {
@@ -91,7 +88,6 @@ impl ConditionKind {
             ConditionKind::Baseline => "baseline",
             ConditionKind::TieDetection => "tie_detection",
             ConditionKind::Shift => "shift",
-            ConditionKind::Grade => "grade",
         }
     }
 }
@@ -148,6 +144,11 @@ pub struct CallSpec {
     pub order: Order,
     /// Repeat index.
     pub repeat: u32,
+    /// A pointwise judge's grade of one answer (`side`): `Baseline` for the answer as it is
+    /// (repeated `repeats` times), `Shift` for artifact(answer) (once). Omitted when false, so
+    /// pairwise specs serialize as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pointwise: bool,
 }
 
 /// Which part of the design one judge is audited on.
@@ -159,7 +160,7 @@ pub struct JudgeScope {
     pub max_pairs: Option<usize>,
     /// Only these artifact ids (all when `None`).
     pub artifacts: Option<Vec<String>>,
-    /// A pointwise judge: it grades each answer alone ([`ConditionKind::Grade`] calls).
+    /// A pointwise judge: it grades each answer alone ([`CallSpec::pointwise`] calls).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pointwise: bool,
     /// The pairs are single answers (both slots the same text): a pointwise judge grades only
@@ -238,11 +239,16 @@ impl Plan {
                                 side: Option<Side>,
                                 order: Order,
                                 repeat: u32| {
+                    // Pointwise calls are named `grade` whatever their condition.
+                    let condition = if scope.pointwise {
+                        "grade"
+                    } else {
+                        kind.name()
+                    };
                     let mut id = format!(
-                        "{}/{}/{}",
+                        "{}/{}/{condition}",
                         escape_id_part(judge),
                         escape_id_part(&pair.id),
-                        kind.name()
                     );
                     if let Some(artifact) = artifact {
                         id.push('/');
@@ -264,6 +270,7 @@ impl Plan {
                         side,
                         order,
                         repeat,
+                        pointwise: scope.pointwise,
                     });
                 };
                 if scope.pointwise {
@@ -277,11 +284,11 @@ impl Plan {
                     };
                     for &side in sides {
                         for repeat in 0..repeats {
-                            push(ConditionKind::Grade, None, Some(side), Order::Ab, repeat);
+                            push(ConditionKind::Baseline, None, Some(side), Order::Ab, repeat);
                         }
                         for artifact in judge_artifacts.iter().filter(|a| grades_one_answer(a)) {
                             push(
-                                ConditionKind::Grade,
+                                ConditionKind::Shift,
                                 Some(&artifact.id),
                                 Some(side),
                                 Order::Ab,
@@ -349,9 +356,14 @@ impl Plan {
     pub fn counts(&self) -> PlanCounts {
         let mut counts: PlanCounts = BTreeMap::new();
         for call in &self.calls {
+            let kind = if call.pointwise {
+                "grade"
+            } else {
+                call.kind.name()
+            };
             let label = match &call.artifact {
-                Some(artifact) => format!("{}/{artifact}", call.kind.name()),
-                None => call.kind.name().to_string(),
+                Some(artifact) => format!("{kind}/{artifact}"),
+                None => kind.to_string(),
             };
             *counts
                 .entry(call.judge.clone())
@@ -621,16 +633,16 @@ pub struct SlotContents {
 
 /// Where each answer goes for `spec`.
 pub fn slot_contents(spec: &CallSpec) -> SlotContents {
-    match spec.kind {
+    if spec.pointwise {
         // One answer, shown in the first (only) slot.
-        ConditionKind::Grade => {
-            let side = spec.side.unwrap_or(Side::A);
-            SlotContents {
-                first: side,
-                second: side,
-                artifact_slot: spec.artifact.as_ref().map(|_| Slot::First),
-            }
-        }
+        let side = spec.side.unwrap_or(Side::A);
+        return SlotContents {
+            first: side,
+            second: side,
+            artifact_slot: spec.artifact.as_ref().map(|_| Slot::First),
+        };
+    }
+    match spec.kind {
         ConditionKind::Baseline => match spec.order {
             Order::Ab => SlotContents {
                 first: Side::A,
@@ -704,7 +716,7 @@ pub fn request(
 ) -> Option<JudgeRequest> {
     let pair = pairs.get(spec.pair_index)?;
     let slots = slot_contents(spec);
-    if spec.kind == ConditionKind::Grade {
+    if spec.pointwise {
         let side = slots.first;
         let first = match spec.artifact.as_deref() {
             Some(artifact) => perturbed.get(artifact, spec.pair_index, side)?.text.clone(),
@@ -906,7 +918,12 @@ mod tests {
         let plan = Plan::build_scoped(&[scope], &pairs, &artifacts, &options);
         // Per answer: 3 baseline grades + apology + verbosity (position needs two answers).
         assert_eq!(plan.calls.len(), 2 * 2 * (3 + 2));
-        assert!(plan.calls.iter().all(|c| c.kind == ConditionKind::Grade));
+        assert!(plan.calls.iter().all(|c| c.pointwise && c.side.is_some()));
+        assert!(
+            plan.calls
+                .iter()
+                .all(|c| (c.kind == ConditionKind::Baseline) == c.artifact.is_none())
+        );
         assert!(
             plan.calls
                 .iter()

@@ -73,16 +73,22 @@ pub struct SimParams {
     /// Net preference for the artifact-carrying answer, per artifact id, in [-1, 1].
     #[serde(default)]
     pub artifact_preference: BTreeMap<String, f64>,
-    /// Pointwise score judges: the planted mean score shift per artifact id (scale units).
-    /// Omitted when empty, so pairwise sim judges serialize as before.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+}
+
+/// Planted effects of a simulated pointwise judge (`[sim_grades]`, beside its `[sim]` table,
+/// whose `accuracy`, `noise` and `invalid_rate` it also uses).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimGrades {
+    /// Score judges: the planted mean score shift per artifact id (scale units).
+    #[serde(default)]
     pub score_shift: BTreeMap<String, f64>,
-    /// Pointwise label judges: the planted probability, per artifact id, that a positive label
-    /// (e.g. `unsafe`) flips to the first other label when the answer carries the artifact.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Label judges: the planted probability, per artifact id, that a positive label (e.g.
+    /// `unsafe`) flips to the first other label when the answer carries the artifact.
+    #[serde(default)]
     pub label_flip: BTreeMap<String, f64>,
-    /// Pointwise label judges: the share of answers labelled positive at baseline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Label judges: the share of answers labelled positive at baseline (default 0.5).
+    #[serde(default)]
     pub positive_rate: Option<f64>,
 }
 
@@ -96,9 +102,6 @@ impl Default for SimParams {
             tie_rate: 0.0,
             invalid_rate: 0.0,
             artifact_preference: BTreeMap::new(),
-            score_shift: BTreeMap::new(),
-            label_flip: BTreeMap::new(),
-            positive_rate: None,
         }
     }
 }
@@ -310,6 +313,9 @@ pub struct JudgeConfig {
     /// consistency (TrustJudge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairwise_judge: Option<String>,
+    /// Planted effects of a simulated pointwise judge (`backend = "sim"` with a pointwise kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_grades: Option<SimGrades>,
     /// Request log-probabilities and compute label probabilities from them (`openai` only; the
     /// template must declare `[labels.tokens]`).
     #[serde(default)]
@@ -835,6 +841,7 @@ impl JudgeConfig {
             positive: None,
             criteria: Vec::new(),
             pairwise_judge: None,
+            sim_grades: None,
             logprobs: false,
             top_logprobs: default_top_logprobs(),
             headers: BTreeMap::new(),
@@ -1172,16 +1179,11 @@ impl JudgeConfig {
                 );
             }
         }
-        if let Some(sim) = &self.sim {
-            for (field, set) in [
-                ("sim.score_shift", !sim.score_shift.is_empty()),
-                ("sim.label_flip", !sim.label_flip.is_empty()),
-                ("sim.positive_rate", sim.positive_rate.is_some()),
-            ] {
-                if set {
-                    return bad(field, "is only allowed for a pointwise kind".into());
-                }
-            }
+        if self.sim_grades.is_some() {
+            return bad(
+                "sim_grades",
+                "is only allowed for a simulated score or label judge".into(),
+            );
         }
         let template = Template::resolve(&self.template, self.base_dir().as_deref())
             .map_err(|e| invalid_field(origin, text, "template", e.to_string()))?;
@@ -1567,25 +1569,33 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
                     .into(),
             );
         }
+    }
+    if config.sim_grades.is_some() && config.backend != Backend::Sim {
+        return bad(
+            "sim_grades",
+            "is only allowed with backend = \"sim\"".into(),
+        );
+    }
+    if let Some(sim) = &config.sim_grades {
         only(
-            "sim.label_flip",
+            "sim_grades.label_flip",
             config.kind == JudgeKind::Score && !sim.label_flip.is_empty(),
             "label judges",
         )?;
         only(
-            "sim.positive_rate",
+            "sim_grades.positive_rate",
             config.kind == JudgeKind::Score && sim.positive_rate.is_some(),
             "label judges",
         )?;
         only(
-            "sim.score_shift",
+            "sim_grades.score_shift",
             config.kind == JudgeKind::Label && !sim.score_shift.is_empty(),
             "score judges",
         )?;
         for (artifact, v) in &sim.score_shift {
             if !v.is_finite() {
                 return bad(
-                    &format!("sim.score_shift.{artifact}"),
+                    &format!("sim_grades.score_shift.{artifact}"),
                     format!("{v} is not finite"),
                 );
             }
@@ -1593,7 +1603,7 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
         for (artifact, v) in &sim.label_flip {
             if !(v.is_finite() && (0.0..=1.0).contains(v)) {
                 return bad(
-                    &format!("sim.label_flip.{artifact}"),
+                    &format!("sim_grades.label_flip.{artifact}"),
                     format!("{v} is outside [0, 1]"),
                 );
             }
@@ -1601,7 +1611,7 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
         if let Some(v) = sim.positive_rate
             && !(v.is_finite() && (0.0..=1.0).contains(&v))
         {
-            return bad("sim.positive_rate", format!("{v} is outside [0, 1]"));
+            return bad("sim_grades.positive_rate", format!("{v} is outside [0, 1]"));
         }
     }
     let template = Template::resolve(config.template_spec(), config.base_dir().as_deref())

@@ -5,7 +5,7 @@
 //! words once every catalog artifact's inserted text is removed, [`super::sim::substance`]), so
 //! an answer and its artifact copy share it: the better answer of a labelled pair lands in the
 //! upper half of the scale with probability `accuracy`, else the lower half. When the answer
-//! shows an artifact with a planted `score_shift` Δ ([`Artifact::detect`]), the score moves by
+//! shows an artifact with a planted `[sim_grades] score_shift` Δ ([`Artifact::detect`]), the score moves by
 //! ⌊Δ⌋ plus one with probability frac(Δ), so the expected shift is exactly Δ; the baseline range
 //! leaves room for the largest shifts, so no score is clipped.
 //!
@@ -39,6 +39,8 @@ pub struct SimGrader {
     name: String,
     seed: u64,
     params: SimParams,
+    /// Label judges: the share of answers labelled positive at baseline.
+    positive_rate: f64,
     grader: Grader,
     /// Planted effects (score shift, or flip probability) per artifact, in id order.
     planted: Vec<(Artifact, f64)>,
@@ -71,9 +73,10 @@ impl SimGrader {
             .load_template()
             .map_err(|e| invalid("template", e.to_string()))?;
         let grader = Grader::for_config(config, &template).map_err(|e| invalid("kind", e))?;
+        let grades = config.sim_grades.clone().unwrap_or_default();
         let (effects, field) = match config.kind {
-            JudgeKind::Score => (&params.score_shift, "sim.score_shift"),
-            _ => (&params.label_flip, "sim.label_flip"),
+            JudgeKind::Score => (&grades.score_shift, "sim_grades.score_shift"),
+            _ => (&grades.label_flip, "sim_grades.label_flip"),
         };
         let catalog = Catalog::builtin();
         let mut planted = Vec::new();
@@ -108,6 +111,7 @@ impl SimGrader {
             name: config.name.clone(),
             seed: config.seed,
             params,
+            positive_rate: grades.positive_rate.unwrap_or(0.5),
             grader,
             planted,
             knowledge: OnceLock::new(),
@@ -188,7 +192,7 @@ impl SimGrader {
                 .find(|l| **l != positive)
                 .cloned()
                 .unwrap_or_default();
-            let mut label = if draw("base", &key) < self.params.positive_rate.unwrap_or(0.5) {
+            let mut label = if draw("base", &key) < self.positive_rate {
                 positive.clone()
             } else {
                 other.clone()
