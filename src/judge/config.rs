@@ -1227,7 +1227,8 @@ impl JudgeConfig {
 
     /// The template this judge renders: `template`, except that a pointwise judge left at the
     /// pairwise default gets its kind's built-in (`mtbench-single`, `safety-classifier`,
-    /// `json-rubric`).
+    /// `json-rubric`). The default cannot be told from `template = "chen-safety"` written out;
+    /// either way a pointwise judge could not use that pairwise template.
     pub fn template_spec(&self) -> &str {
         let default = self.template == default_template();
         match self.kind {
@@ -2155,5 +2156,83 @@ mod tests {
         );
         assert_eq!(locate_field("a = 1\n[sim]\nb = 2\n", "b"), None);
         assert_eq!(locate_field("a = 1\n[sim]\nb = 2\n", "sim"), Some((2, 1)));
+    }
+
+    #[test]
+    fn pointwise_kinds_validate_once_naming_file_and_field() {
+        let parse = |body: &str| {
+            JudgeConfig::from_toml_str(
+                &format!("name = \"j\"\nbackend = \"openai\"\nmodel = \"m\"\n{body}"),
+                "j.toml",
+            )
+        };
+        let err = |body: &str| parse(body).unwrap_err().to_string();
+        // A label judge without positive, or with one that is not a label.
+        let e = err("kind = \"label\"\nlabels = [\"safe\", \"unsafe\"]");
+        assert!(e.starts_with("j.toml") && e.contains("`positive`"), "{e}");
+        let e = err("kind = \"label\"\nlabels = [\"safe\", \"unsafe\"]\npositive = \"bad\"");
+        assert!(
+            e.starts_with("j.toml:6:") && e.contains("field `positive`"),
+            "{e}"
+        );
+        // A score judge needs a non-empty scale.
+        assert!(err("kind = \"score\"").contains("field `scale`"));
+        let e = err("kind = \"score\"\nscale = { min = 5, max = 5 }");
+        assert!(
+            e.contains("field `scale`") && e.contains("below max"),
+            "{e}"
+        );
+        // Fields of another kind are refused.
+        assert!(
+            err("kind = \"score\"\nscale = { min = 1, max = 5 }\nlabels = [\"a\", \"b\"]")
+                .contains("field `labels`")
+        );
+        assert!(err("scale = { min = 1, max = 5 }").contains("field `scale`"));
+        assert!(err("pairwise_judge = \"x\"").contains("field `pairwise_judge`"));
+        // A pointwise judge needs a pointwise template, and a pairwise one a pairwise template.
+        let e =
+            err("kind = \"score\"\nscale = { min = 1, max = 10 }\ntemplate = \"mtbench-pairwise\"");
+        assert!(
+            e.contains("field `template`") && e.contains("mtbench-single"),
+            "{e}"
+        );
+        assert!(err("template = \"mtbench-single\"").contains("grades one answer"));
+        // Rubric criteria: a scale or labels with positive, names unique.
+        assert!(err("kind = \"rubric\"").contains("field `criteria`"));
+        let e = err("kind = \"rubric\"\n[[criteria]]\nname = \"c\"");
+        assert!(e.contains("criteria[0].scale"), "{e}");
+        let e = err("kind = \"rubric\"\n[[criteria]]\nname = \"c\"\nlabels = [\"y\", \"n\"]");
+        assert!(e.contains("criteria[0].positive"), "{e}");
+        let e = err(
+            "kind = \"rubric\"\n[[criteria]]\nname = \"c\"\nscale = { min = 1, max = 3 }\n[[criteria]]\nname = \"c\"\nscale = { min = 1, max = 3 }",
+        );
+        assert!(e.contains("criteria[1].name") && e.contains("twice"), "{e}");
+        assert!(
+            err("kind = \"score\"\nscale = { min = 1, max = 10 }\n[parser]\npick = \"last\"")
+                .contains("field `parser`")
+        );
+        // Planted pointwise effects belong to sim judges.
+        assert!(err("kind = \"score\"\nscale = { min = 1, max = 10 }\n[sim_grades]\nscore_shift = { apology = 1.0 }").contains("sim_grades"));
+        // Valid kinds, with the kind's default template when none is named.
+        let score = parse("kind = \"score\"\nscale = { min = 1, max = 10 }").unwrap();
+        assert_eq!(score.template_spec(), "mtbench-single");
+        let label =
+            parse("kind = \"label\"\nlabels = [\"Safe\", \"unsafe\"]\npositive = \"UNSAFE\"")
+                .unwrap();
+        assert_eq!(label.template_spec(), "safety-classifier");
+        // A pairwise config serializes without any of the new keys.
+        let pairwise = parse("").unwrap();
+        let json = serde_json::to_value(&pairwise).unwrap();
+        for key in [
+            "kind",
+            "scale",
+            "labels",
+            "positive",
+            "criteria",
+            "pairwise_judge",
+            "sim_grades",
+        ] {
+            assert!(json.get(key).is_none(), "{key}");
+        }
     }
 }

@@ -657,4 +657,98 @@ mod tests {
         );
         assert_eq!(label_probability(&content, &labels, "maybe"), None);
     }
+
+    fn config(body: &str) -> JudgeConfig {
+        JudgeConfig::from_toml_str(
+            &format!("name = \"j\"\nbackend = \"openai\"\nmodel = \"m\"\n{body}"),
+            "j.toml",
+        )
+        .unwrap()
+    }
+
+    fn grader(body: &str) -> Grader {
+        let c = config(body);
+        Grader::for_config(&c, &c.load_template().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rubric_replies_are_read_from_their_json_object() {
+        let g = grader(
+            "kind = \"rubric\"\n[[criteria]]\nname = \"helpfulness\"\nscale = { min = 1, max = 5 }\n[[criteria]]\nname = \"harmless\"\nlabels = [\"yes\", \"no\"]\npositive = \"yes\"",
+        );
+        assert_eq!(
+            g.criteria_text(),
+            "- \"helpfulness\": an integer from 1 to 5\n- \"harmless\": one of \"yes\", \"no\""
+        );
+        let grades =
+            |t: &str| -> Vec<Grade> { g.grade(t, None).into_iter().map(|c| c.grade).collect() };
+        // Fenced, keys in any case, numbers as numbers or strings.
+        assert_eq!(
+            grades(
+                "Here:\n```json\n{\"Helpfulness\": \"4\", \"harmless\": \"Yes\", \"reasons\": \"ok\"}\n```"
+            ),
+            [Grade::Score(4.0), Grade::Label("yes".into())]
+        );
+        // Off the scale, a missing criterion, a wrong type.
+        assert_eq!(
+            grades("{\"helpfulness\": 9, \"harmless\": 3}"),
+            [Grade::OutOfRange(9.0), Grade::Unparseable]
+        );
+        assert_eq!(
+            grades("{\"harmless\": \"no\"}"),
+            [Grade::Unparseable, Grade::Label("no".into())]
+        );
+        // No JSON object at all: every criterion unparseable.
+        assert_eq!(
+            grades("Looks fine."),
+            [Grade::Unparseable, Grade::Unparseable]
+        );
+        assert_eq!(
+            grades("{not json}"),
+            [Grade::Unparseable, Grade::Unparseable]
+        );
+        // A simulated reply reads back as what it says.
+        let back = g.reply_for(&[Grade::Score(2.0), Grade::Label("no".into())]);
+        assert_eq!(
+            grades(&back),
+            [Grade::Score(2.0), Grade::Label("no".into())]
+        );
+    }
+
+    #[test]
+    fn score_and_label_graders_read_grades_and_probabilities() {
+        let g = grader("kind = \"score\"\nscale = { min = 1, max = 10 }");
+        assert_eq!(g.names(), ["score"]);
+        assert_eq!(g.criteria_text(), "");
+        // MT-Bench: the rating token follows "[["; G-Eval weights 7 (0.5) and 8 (0.5).
+        let content = [
+            tok("Rating: [[", 0.99, &[]),
+            tok("7", 0.5, &[("7", 0.5), ("8", 0.5)]),
+            tok("]]", 1.0, &[]),
+        ];
+        let out = g.grade("Fine.\nRating: [[7]]", Some(&content));
+        assert_eq!(out[0].grade, Grade::Score(7.0));
+        assert!((out[0].probability.unwrap() - 7.5).abs() < 1e-12);
+        assert_eq!(
+            g.grade("Rating: [[0]]", None)[0].grade,
+            Grade::OutOfRange(0.0)
+        );
+        for s in [1.0, 10.0] {
+            assert_eq!(
+                g.grade(&g.reply_for(&[Grade::Score(s)]), None)[0].grade,
+                Grade::Score(s)
+            );
+        }
+        let l = grader(
+            "kind = \"label\"\nlabels = [\"safe\", \"unsafe\"]\npositive = \"unsafe\"\ntemplate = \"llama-guard\"",
+        );
+        let content = [tok("unsafe", 0.8, &[("unsafe", 0.8), ("safe", 0.2)])];
+        let out = l.grade("unsafe\nS1", Some(&content));
+        assert_eq!(out[0].name, "label");
+        assert_eq!(out[0].grade, Grade::Label("unsafe".into()));
+        assert!((out[0].probability.unwrap() - 0.8).abs() < 1e-12);
+        let back = l.reply_for(&[Grade::Label("safe".into())]);
+        assert_eq!(l.grade(&back, None)[0].grade, Grade::Label("safe".into()));
+        assert_eq!(l.unparseable()[0].grade, Grade::Unparseable);
+    }
 }

@@ -253,3 +253,142 @@ impl Judge for SimGrader {
         ((request.prompt.len() + request.first.len()) / 4) as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::{SimContext, Slot};
+
+    fn judge(body: &str) -> SimGrader {
+        let config = JudgeConfig::from_toml_str(
+            &format!("name = \"g\"\nbackend = \"sim\"\nseed = 9\n{body}"),
+            "g.toml",
+        )
+        .unwrap();
+        SimGrader::new(&config).unwrap()
+    }
+
+    fn request(id: &str, answer: &str) -> JudgeRequest {
+        JudgeRequest {
+            call_id: id.into(),
+            prompt: "q".into(),
+            first: answer.into(),
+            second: String::new(),
+            repeat: 0,
+            sim: SimContext::default(),
+            context: Vec::new(),
+        }
+    }
+
+    fn answer(i: usize) -> String {
+        format!("Answer {i} explains topic {} in plain words.", i * 31)
+    }
+
+    fn apology(text: &str) -> String {
+        let catalog = Catalog::builtin();
+        let a = catalog.get("apology").unwrap();
+        a.apply(text, 1, "k").text
+    }
+
+    const SCORE: &str = "kind = \"score\"\nscale = { min = 1, max = 10 }\n[sim]\naccuracy = 0.8\n";
+
+    #[test]
+    fn the_planted_score_shift_is_the_expected_shift() {
+        let shifted = judge(&format!("{SCORE}[sim_grades.score_shift]\napology = 1.5\n"));
+        let plain = judge(SCORE);
+        let n = 2000;
+        let (mut total, mut unbiased) = (0.0, 0.0);
+        for i in 0..n {
+            let (a, b) = (answer(i), apology(&answer(i)));
+            let score = |j: &SimGrader, t: &str| match j.decide(&request(&format!("c{i}"), t)) {
+                Grade::Score(s) => s,
+                other => panic!("{other:?}"),
+            };
+            let d = score(&shifted, &b) - score(&shifted, &a);
+            // ⌊1.5⌋ or ⌈1.5⌉, never clipped.
+            assert!(d == 1.0 || d == 2.0, "{d}");
+            total += d;
+            unbiased += score(&plain, &b) - score(&plain, &a);
+        }
+        // Mean of n fair draws of 1 or 2: 1.5 ± 3·0.5/√n.
+        let mean = total / n as f64;
+        assert!((mean - 1.5).abs() < 3.0 * 0.5 / (n as f64).sqrt(), "{mean}");
+        // An artifact the judge ignores changes nothing: the apology copy has the same substance.
+        assert_eq!(unbiased, 0.0);
+    }
+
+    #[test]
+    fn the_planted_flip_turns_positives_only() {
+        let j = judge(
+            "kind = \"label\"\nlabels = [\"safe\", \"unsafe\"]\npositive = \"unsafe\"\n[sim]\n[sim_grades]\npositive_rate = 0.5\n[sim_grades.label_flip]\napology = 0.5\n",
+        );
+        let (mut positives, mut flipped) = (0, 0);
+        for i in 0..2000 {
+            let before = j.decide(&request("x", &answer(i)));
+            let after = j.decide(&request("y", &apology(&answer(i))));
+            match (before, after) {
+                (Grade::Label(b), Grade::Label(a)) if b == "unsafe" => {
+                    positives += 1;
+                    flipped += usize::from(a == "safe");
+                }
+                (Grade::Label(b), Grade::Label(a)) => assert_eq!(b, a, "a negative never flips"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let rate = flipped as f64 / positives as f64;
+        let se = (0.25 / positives as f64).sqrt();
+        assert!((rate - 0.5).abs() < 3.0 * se, "{rate}");
+        assert!((positives as f64 / 2000.0 - 0.5).abs() < 3.0 * (0.25f64 / 2000.0).sqrt());
+    }
+
+    #[tokio::test]
+    async fn replies_are_marked_simulated_and_ignore_the_ground_truth() {
+        let j = judge(SCORE);
+        assert!(j.simulated());
+        let plain = request("c", &answer(3));
+        let mut told = plain.clone();
+        told.sim = SimContext {
+            artifact: Some("apology".into()),
+            artifact_slot: Some(Slot::First),
+            gold_slot: Some(Slot::Second),
+            same_answer: true,
+            substance_key: "k".into(),
+            artifact_key: "z".into(),
+        };
+        let (a, b) = (
+            j.judge(&plain).await.unwrap(),
+            j.judge(&told).await.unwrap(),
+        );
+        assert_eq!(a, b);
+        assert!(a.raw.contains("[simulated]"), "{}", a.raw);
+        assert_eq!(a.verdict, SlotVerdict::Invalid);
+        let grades = a.grades.unwrap();
+        assert_eq!(grades[0].name, "score");
+        assert!(matches!(grades[0].grade, Grade::Score(_)));
+    }
+
+    #[test]
+    fn planted_effects_must_be_readable_and_fit_the_scale() {
+        let build = |body: &str| {
+            let c = JudgeConfig::from_toml_str(
+                &format!("name = \"g\"\nbackend = \"sim\"\n{body}"),
+                "g.toml",
+            )
+            .unwrap();
+            SimGrader::new(&c).map(|_| ()).unwrap_err().to_string()
+        };
+        assert!(
+            build(&format!(
+                "{SCORE}[sim_grades.score_shift]\nposition = 1.0\n"
+            ))
+            .contains("no sign")
+        );
+        assert!(
+            build(&format!("{SCORE}[sim_grades.score_shift]\nnope = 1.0\n"))
+                .contains("not a built-in")
+        );
+        assert!(
+            build(&format!("{SCORE}[sim_grades.score_shift]\napology = 9.0\n")).contains("no room")
+        );
+    }
+}

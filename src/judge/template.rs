@@ -1046,4 +1046,52 @@ mod tests {
         let err = Template::resolve("tpl/missing.toml", Some(dir.path())).unwrap_err();
         assert!(matches!(err, ConfigError::Io { .. }));
     }
+
+    #[test]
+    fn pointwise_templates_show_one_answer() {
+        for name in Template::builtin_pointwise_names() {
+            let t = Template::builtin(name).unwrap();
+            assert!(t.pointwise, "{name}");
+            let r = t.render("PROMPT-X", "ANSWER-ONE", "CRITERIA-Z");
+            assert_eq!(r.user.matches("ANSWER-ONE").count(), 1, "{name}");
+            assert!(r.user.contains("PROMPT-X"), "{name}");
+            assert_eq!(
+                r.user.contains("CRITERIA-Z"),
+                name == "json-rubric",
+                "{name}"
+            );
+        }
+        assert_eq!(
+            Template::builtin_pointwise_names(),
+            [
+                "mtbench-single",
+                "safety-classifier",
+                "llama-guard",
+                "pass-fail-rubric",
+                "json-rubric"
+            ]
+        );
+        let t = Template::builtin("mtbench-single").unwrap();
+        assert_eq!(t.rating_after.as_deref(), Some("[["));
+        assert_ne!(
+            t.sha256(),
+            Template::builtin("chen-safety").unwrap().sha256()
+        );
+        let bad = |text: &str| {
+            Template::from_toml_str(text, "t.toml", "t")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            bad("kind = \"pointwise\"\nuser = \"{{prompt}} {{first}}\"").contains("{{answer}}")
+        );
+        assert!(bad("kind = \"pointwise\"\nuser = \"{{prompt}}\"").contains("add {{answer}}"));
+        assert!(
+            bad("user = \"{{answer}}\"\n[labels]\nfirst = \"A\"\nsecond = \"B\"\ntie = \"C\"")
+                .contains("pointwise")
+        );
+        assert!(bad("user = \"{{first}} {{second}}\"").contains("[labels]"));
+        assert!(bad("kind = \"pointwise\"\nuser = \"{{answer}}\"\n[labels]\nfirst = \"A\"\nsecond = \"B\"\ntie = \"C\"").contains("labels"));
+        assert!(bad("kind = \"single\"\nuser = \"{{answer}}\"").contains("field `kind`"));
+    }
 }
