@@ -4,7 +4,7 @@
 use crate::analyze::pointwise::GradeRecord;
 use crate::analyze::pointwise_summary::{
     ConsistencyInput, CriterionInput, GradeScale, PointwiseInputs, PointwiseJudgeInput,
-    PointwiseKind, PointwiseOptions, PointwiseSection, analyze_pointwise,
+    PointwiseJuryInput, PointwiseKind, PointwiseOptions, PointwiseSection, analyze_pointwise,
 };
 use crate::analyze::{self, AnalysisInput, AnalysisOptions, JuryOptions, TrustThresholds};
 use crate::dataset::{self, Dataset, LoadOptions};
@@ -1311,7 +1311,11 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         seed: prepared.seed,
         confidence: 0.95,
         trust: prepared.trust,
-        jury: prepared.jury.clone(),
+        jury: if has_pointwise {
+            pairwise_jury(prepared)
+        } else {
+            prepared.jury.clone()
+        },
         multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
@@ -1430,6 +1434,49 @@ fn pairwise_only(
         },
         records,
     )
+}
+
+/// The `[jury]` settings for the pairwise analysis: pointwise members left out (they form
+/// their own jury, [`pointwise_jury`]); a member list naming only pointwise judges forms no
+/// pairwise jury.
+fn pairwise_jury(prepared: &Prepared) -> JuryOptions {
+    let mut jury = prepared.jury.clone();
+    if jury.members.is_empty() {
+        return jury;
+    }
+    let pointwise = |name: &String| {
+        prepared
+            .judges
+            .iter()
+            .any(|h| &h.config.name == name && h.config.is_pointwise())
+    };
+    jury.members.retain(|m| !pointwise(m));
+    if jury.members.is_empty() {
+        jury.enabled = false;
+    }
+    jury
+}
+
+/// The jury of pointwise judges: the `[jury]` members that are pointwise (every pointwise
+/// judge when no members are named), when there are two or more. Members of different kinds
+/// or scales are refused by the analysis, with the reason.
+fn pointwise_jury(prepared: &Prepared) -> Option<PointwiseJuryInput> {
+    if !prepared.jury.enabled {
+        return None;
+    }
+    let members: Vec<String> = prepared
+        .judges
+        .iter()
+        .filter(|h| h.config.is_pointwise())
+        .filter(|h| {
+            prepared.jury.members.is_empty() || prepared.jury.members.contains(&h.config.name)
+        })
+        .map(|h| h.config.name.clone())
+        .collect();
+    (members.len() >= 2).then(|| PointwiseJuryInput {
+        name: "pointwise-jury".into(),
+        members,
+    })
 }
 
 /// The scale of each criterion a pointwise judge file declares, in declaration order.
@@ -1554,7 +1601,7 @@ fn pointwise_section(prepared: &Prepared, records: &[run::CallRecord]) -> Pointw
         judges,
         gold,
         pair_of,
-        juries: Vec::new(),
+        juries: pointwise_jury(prepared).into_iter().collect(),
     };
     let options = PointwiseOptions {
         bootstrap_resamples: prepared.bootstrap_resamples,
