@@ -1369,7 +1369,11 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         agreement: analysis.agreement,
         jury: analysis.jury,
         analysis: Some(analysis.info),
-        completeness: analyze::Completeness::of(&analysis.judges),
+        completeness: if has_pointwise {
+            completeness_with_pointwise(prepared, &analysis.judges, &outcome.records)
+        } else {
+            analyze::Completeness::of(&analysis.judges)
+        },
         judges: analysis.judges,
         warnings: Vec::new(),
         rewrites: report::rewrites::RewriteSection::build(
@@ -1434,6 +1438,47 @@ fn pairwise_only(
         },
         records,
     )
+}
+
+/// The run's completeness over every judge, pointwise ones included (their calls are not in
+/// the pairwise analysis): `None` when nothing is pending, as for pairwise runs.
+fn completeness_with_pointwise(
+    prepared: &Prepared,
+    pairwise: &[analyze::JudgeResult],
+    records: &[run::CallRecord],
+) -> Option<analyze::Completeness> {
+    let mut c = analyze::Completeness::default();
+    for j in pairwise
+        .iter()
+        .filter(|j| j.kind == analyze::JudgeKind::Judge)
+    {
+        c.planned += j.calls.planned;
+        c.pending += j.calls.pending;
+        c.failed += j.calls.failed;
+    }
+    let pointwise: std::collections::HashSet<&str> = prepared
+        .judges
+        .iter()
+        .filter(|h| h.config.is_pointwise())
+        .map(|h| h.config.name.as_str())
+        .collect();
+    let by_id: HashMap<&str, &run::CallRecord> =
+        records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+    for call in prepared
+        .plan
+        .calls
+        .iter()
+        .filter(|c| pointwise.contains(c.judge.as_str()))
+    {
+        c.planned += 1;
+        match by_id.get(call.id.as_str()) {
+            None => c.pending += 1,
+            Some(r) if !r.succeeded() => c.failed += 1,
+            Some(_) => {}
+        }
+    }
+    c.committed = c.planned - c.pending;
+    (c.pending > 0).then_some(c)
 }
 
 /// The `[jury]` settings for the pairwise analysis: pointwise members left out (they form

@@ -89,7 +89,13 @@ fn a_cut_short_pointwise_run_resumes_to_the_uninterrupted_summary() {
     let partial = summary(d, "cut");
     let calls = |s: &Value, i: usize| s["pointwise"]["judges"][i]["criteria"][0]["calls"].as_u64();
     // The plan lists the pairwise judge first, so the cut falls on the pointwise ones.
-    assert!(calls(&partial, 0).unwrap() + calls(&partial, 1).unwrap() < 72);
+    let graded = calls(&partial, 0).unwrap() + calls(&partial, 1).unwrap();
+    assert!(graded < 72);
+    // The missing grades are pending, and the summary says the run is incomplete.
+    let c = &partial["completeness"];
+    assert_eq!(c["planned"].as_u64().unwrap(), total as u64);
+    assert_eq!(c["pending"].as_u64().unwrap(), (total - total / 2) as u64);
+    assert!(whole.get("completeness").is_none_or(Value::is_null));
     judge_audit(d, &["run", "--quiet", "--no-cache", "--resume", "cut"]);
     assert_eq!(grades_stored(d, "cut"), 72);
     assert_eq!(summary(d, "cut")["pointwise"], whole["pointwise"]);
