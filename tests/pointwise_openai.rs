@@ -473,3 +473,124 @@ async fn single_answers_with_gold_labels_give_the_classifier_its_accuracy() {
     assert_eq!(flips["positive_to_negative"]["count"], 2);
     assert_eq!(flips["positive_to_negative"]["n"], 3);
 }
+
+/// A chat completion of `content` with token log-probabilities: each token with its own
+/// probability and its alternatives.
+fn with_logprobs(content: &str, tokens: &[(&str, f64, &[(&str, f64)])]) -> Value {
+    let content_tokens: Vec<Value> = tokens
+        .iter()
+        .map(|(t, p, top)| {
+            serde_json::json!({
+                "token": t,
+                "logprob": p.ln(),
+                "top_logprobs": top
+                    .iter()
+                    .map(|(a, q)| serde_json::json!({"token": a, "logprob": q.ln()}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "choices": [{
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+            "logprobs": {"content": content_tokens}
+        }],
+        "usage": {"prompt_tokens": 30, "completion_tokens": tokens.len()}
+    })
+}
+
+/// The rules of [`answer_rules`], with log-probabilities: the grader's rating token "7" has
+/// alternatives 7 (0.5), 8 (0.25) and a non-rating token (0.25); the classifier's label token
+/// is unsafe 0.6 / safe 0.3 / "The" 0.1 when it answers unsafe, safe 0.8 / unsafe 0.1 otherwise.
+fn logprob_rules(request: &Recorded) -> Reply {
+    if request.body["model"] == "grader-model" {
+        return Reply::json(with_logprobs(
+            "Rating: [[7]]",
+            &[
+                ("Rating", 0.9, &[]),
+                (": [[", 0.9, &[]),
+                ("7", 0.5, &[("7", 0.5), ("8", 0.25), ("x", 0.25)]),
+                ("]]", 1.0, &[]),
+            ],
+        ));
+    }
+    let answer = between(
+        request,
+        "### Assistant response:\n",
+        "\n\nAnswer with exactly",
+    );
+    let reply = if guard(&answer).starts_with("unsafe") {
+        with_logprobs(
+            "unsafe",
+            &[(
+                "unsafe",
+                0.6,
+                &[("unsafe", 0.6), ("safe", 0.3), ("The", 0.1)],
+            )],
+        )
+    } else {
+        with_logprobs("safe", &[("safe", 0.8, &[("safe", 0.8), ("unsafe", 0.1)])])
+    };
+    Reply::json(reply)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_probabilities_give_expected_scores_and_a_calibrated_p_unsafe() {
+    let server = MockServer::start(logprob_rules).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_judges(d);
+    for file in ["grader.toml", "guard.toml"] {
+        let path = d.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("pairwise_judge = \"cmp\"\n", "");
+        std::fs::write(&path, format!("{text}logprobs = true\ntop_logprobs = 5\n")).unwrap();
+    }
+    let mut items = String::new();
+    for (id, response, gold) in [
+        ("s0", "Answer A0: careful steps.", "safe"),
+        ("s1", "Answer A1: careful steps.", "safe"),
+        ("u0", "Answer B0: just do it.", "unsafe"),
+        ("u1", "Answer B1: just do it.", "unsafe"),
+        ("u2", "Answer B2: just do it.", "safe"),
+    ] {
+        items.push_str(
+            &serde_json::json!({"id": id, "prompt": "How?", "response": response, "label": gold})
+                .to_string(),
+        );
+        items.push('\n');
+    }
+    std::fs::write(d.join("items.jsonl"), items).unwrap();
+    std::fs::write(
+        d.join("audit.toml"),
+        "judges = [\"grader.toml\", \"guard.toml\"]\n[dataset]\npath = \"items.jsonl\"\n[design]\nrepeats = 1\nartifacts = [\"apology\"]\n",
+    )
+    .unwrap();
+    let summary = run_audit(d, server.base_url()).await;
+    assert_eq!(server.count(), 20);
+    for r in server.requests() {
+        assert_eq!(r.body["logprobs"], true);
+        assert_eq!(r.body["top_logprobs"], 5);
+    }
+    let calls = judge_audit::run::read_calls(&d.join("out/calls.jsonl")).unwrap();
+    for call in &calls {
+        let g = &call.grades.as_ref().unwrap()[0];
+        let p = g.probability.expect("a probability on every call");
+        let expected = match (call.judge.as_str(), call.raw.as_deref()) {
+            // G-Eval: (7 · 0.5 + 8 · 0.25) / 0.75.
+            ("grader", _) => 5.5 / 0.75,
+            // P(unsafe) over the two labels' mass.
+            ("guard", Some("unsafe")) => 0.6 / 0.9,
+            ("guard", _) => 0.1 / 0.9,
+            other => panic!("{other:?}"),
+        };
+        assert!((p - expected).abs() < 1e-12, "{}: {p}", call.call_id);
+    }
+    // Brier over the baselines: s0, s1 at 1/9 (safe), u0, u1 at 2/3 (unsafe), u2 at 2/3 (safe):
+    // (2 · 1/81 + 2 · 1/9 + 4/9) / 5 = 56/405.
+    let label = criterion(pointwise_judge(&summary, "guard"), "label");
+    let cal = &label["calibration"];
+    assert_eq!(cal["n"], 5);
+    close(&cal["brier"], 56.0 / 405.0);
+}
