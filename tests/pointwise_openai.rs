@@ -476,7 +476,10 @@ async fn single_answers_with_gold_labels_give_the_classifier_its_accuracy() {
 
 /// A chat completion of `content` with token log-probabilities: each token with its own
 /// probability and its alternatives.
-fn with_logprobs(content: &str, tokens: &[(&str, f64, &[(&str, f64)])]) -> Value {
+/// A generated token: text, probability, top alternatives with their probabilities.
+type Token<'a> = (&'a str, f64, &'a [(&'a str, f64)]);
+
+fn with_logprobs(content: &str, tokens: &[Token<'_>]) -> Value {
     let content_tokens: Vec<Value> = tokens
         .iter()
         .map(|(t, p, top)| {
