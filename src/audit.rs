@@ -470,6 +470,12 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
     let mut dataset = match &config.dataset.path {
         Some(path) if dataset::single::looks_single(&resolve(base, path)) => {
             let path = resolve(base, path);
+            if config.dataset.skip_invalid {
+                return Err(AuditError::Config(format!(
+                    "dataset.skip_invalid: {} holds single answers, which are loaded whole or not at all; fix the record the error names",
+                    path.display()
+                )));
+            }
             items = dataset::single::load_items(&path)?;
             if let Some(limit) = config.dataset.limit {
                 items.truncate(limit);
