@@ -1,5 +1,7 @@
 //! Judges: one trait, many backends (`openai`, `anthropic`, `command`, `sim`, and more),
-//! configured by `judges/*.toml`.
+//! configured by `judges/*.toml`. A judge is pairwise (a verdict between two answers) or
+//! pointwise (`kind = "score" | "label" | "rubric"`: a grade of one answer, carried in
+//! [`JudgeReply::grades`]; see [`grade`] and [`sim_pointwise`]).
 //!
 //! Backends see only the text they are asked to judge. They never know which artifact is in play.
 //! The simulated judge too decides from the shown text alone ([`sim`]); [`SimContext`] carries

@@ -1,4 +1,11 @@
-//! Prompt templates for pairwise judging (Chen's safety template, MT-Bench pairwise, user files).
+//! Prompt templates for pairwise judging (Chen's safety template, MT-Bench pairwise, user files)
+//! and for pointwise judging (one answer: MT-Bench single-answer grading, a safety classifier, a
+//! Llama-Guard-style prompt, a pass/fail rubric, a JSON rubric).
+//!
+//! A pointwise template says `kind = "pointwise"`, shows `{{prompt}}` and `{{answer}}` (and a
+//! rubric's `{{criteria}}`), has no `[labels]` (the judge file's `kind`, scale or labels say how
+//! its reply is read, [`super::grade::Grader`]) and may name `rating_after`, the text after which
+//! the rating token is generated (`[[` for MT-Bench), for the expected score.
 //!
 //! A template file is TOML:
 //!
