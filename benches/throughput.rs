@@ -199,6 +199,7 @@ fn client(spec: &str) {
     judge.concurrency = Some(c);
     let snapshot = Snapshot {
         rewriters: Default::default(),
+        items: Vec::new(),
         seed: 1,
         dataset: std::sync::Arc::new(Dataset {
             name: "bench".into(),

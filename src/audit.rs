@@ -1,9 +1,15 @@
 //! The main job, end to end: `audit.toml` → dataset → perturbations → plan → run → analysis →
 //! reports. This is the public entry point the CLI, tests and benches use.
 
+use crate::analyze::pointwise::GradeRecord;
+use crate::analyze::pointwise_summary::{
+    ConsistencyInput, CriterionInput, GradeScale, PointwiseInputs, PointwiseJudgeInput,
+    PointwiseJuryInput, PointwiseKind, PointwiseOptions, PointwiseSection, analyze_pointwise,
+};
 use crate::analyze::{self, AnalysisInput, AnalysisOptions, JuryOptions, TrustThresholds};
 use crate::dataset::{self, Dataset, LoadOptions};
 use crate::design::{DesignOptions, JudgeScope, PerturbedAnswers, Plan, TieTargets};
+use crate::judge::config::JudgeKind;
 use crate::judge::{self, JudgeConfig};
 use crate::perturb::{Artifact, Catalog};
 use crate::report::{self, ArtifactInfo, DatasetInfo, JudgeInfo, PlanInfo, Summary, ToolInfo};
@@ -404,6 +410,11 @@ pub struct Snapshot {
     /// The rewriter (and checker) of each rewrite artifact, by artifact id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rewriters: BTreeMap<String, RewriterSet>,
+    /// A dataset of single answers: the items with their gold (the dataset's pairs then hold
+    /// one answer each, [`dataset::single::items_as_pairs`]). Empty for pair datasets, and then
+    /// omitted, so their snapshots are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<dataset::single::Item>,
 }
 
 /// Resolve the rewriter and checker of every rewrite artifact: the audit's
@@ -455,7 +466,31 @@ fn resolve_rewriters(
 
 /// Load the dataset, artifacts and judge configurations `config` names.
 pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, AuditError> {
+    let mut items = Vec::new();
     let mut dataset = match &config.dataset.path {
+        Some(path) if dataset::single::looks_single(&resolve(base, path)) => {
+            let path = resolve(base, path);
+            if config.dataset.skip_invalid {
+                return Err(AuditError::Config(format!(
+                    "dataset.skip_invalid: {} holds single answers, which are loaded whole or not at all; fix the record the error names",
+                    path.display()
+                )));
+            }
+            items = dataset::single::load_items(&path)?;
+            if let Some(limit) = config.dataset.limit {
+                items.truncate(limit);
+            }
+            let pairs = dataset::single::items_as_pairs(&items);
+            Dataset {
+                name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| path.display().to_string()),
+                hash: dataset::hash_pairs(&pairs),
+                pairs,
+                skipped: Vec::new(),
+            }
+        }
         Some(path) => dataset::load(
             &resolve(base, path),
             &LoadOptions {
@@ -525,6 +560,7 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
         run: config.run.clone(),
         trust: config.trust,
         jury: config.jury.clone(),
+        items,
     })
 }
 
@@ -570,6 +606,33 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             judge: backend,
         });
     }
+    if !snapshot.items.is_empty()
+        && let Some(j) = judges.iter().find(|j| !j.config.is_pointwise())
+    {
+        return Err(AuditError::Config(format!(
+            "judge `{}`: the dataset holds single answers (`response`, no `response_a`/`response_b`), which a pairwise judge cannot compare; give it a pair dataset or audit a score, label or rubric judge",
+            j.config.name
+        )));
+    }
+    for j in judges.iter().filter(|j| j.config.is_pointwise()) {
+        if snapshot.design.sequential {
+            return Err(AuditError::Config(format!(
+                "judge `{}`: design.sequential: the sequential audit stops pairwise cells; pointwise judges (kind = \"{}\") are audited on the full plan, so turn sequential off or audit them separately",
+                j.config.name,
+                j.config.kind.name()
+            )));
+        }
+        if let Some(other) = &j.config.pairwise_judge
+            && !judges
+                .iter()
+                .any(|p| &p.config.name == other && !p.config.is_pointwise())
+        {
+            return Err(AuditError::Config(format!(
+                "judge `{}`: pairwise_judge: `{other}` is not a pairwise judge of this audit",
+                j.config.name
+            )));
+        }
+    }
     // A typo in `audit_artifacts` would silently audit the judge on nothing (and pass a gate).
     for j in &judges {
         for id in j.config.audit_artifacts.iter().flatten() {
@@ -590,6 +653,8 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
             name: j.config.name.clone(),
             max_pairs: j.config.audit_max_pairs,
             artifacts: j.config.audit_artifacts.clone(),
+            pointwise: j.config.is_pointwise(),
+            single: !snapshot.items.is_empty(),
         })
         .collect();
     let options = DesignOptions {
@@ -1228,10 +1293,18 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         (engine.summary(), plan)
     });
     let plan = sequential.as_ref().map_or(&*prepared.plan, |(_, p)| p);
+    // Pointwise judges are analysed on their own (below); the pairwise analysis sees only the
+    // pairwise judges, exactly as an audit without pointwise judges would.
+    let has_pointwise = prepared.judges.iter().any(|h| h.config.is_pointwise());
+    let pairwise_parts = has_pointwise.then(|| pairwise_only(prepared, plan, &outcome.records));
+    let (plan, records) = match &pairwise_parts {
+        Some((plan, records)) => (plan, records.as_slice()),
+        None => (plan, outcome.records.as_slice()),
+    };
     let input = AnalysisInput {
         dataset: &prepared.dataset,
         plan,
-        records: &outcome.records,
+        records,
         planted: &planted,
         simulated: &simulated,
         faults: &outcome.faults,
@@ -1244,7 +1317,11 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         seed: prepared.seed,
         confidence: 0.95,
         trust: prepared.trust,
-        jury: prepared.jury.clone(),
+        jury: if has_pointwise {
+            pairwise_jury(prepared)
+        } else {
+            prepared.jury.clone()
+        },
         multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
@@ -1256,7 +1333,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             .entry(pair.category.clone().unwrap_or_else(|| "(none)".into()))
             .or_insert(0) += 1;
     }
-    Summary {
+    let mut summary = Summary {
         schema_version: report::SCHEMA_VERSION,
         tool: ToolInfo::default(),
         seed: prepared.seed,
@@ -1298,7 +1375,11 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         agreement: analysis.agreement,
         jury: analysis.jury,
         analysis: Some(analysis.info),
-        completeness: analyze::Completeness::of(&analysis.judges),
+        completeness: if has_pointwise {
+            completeness_with_pointwise(prepared, &analysis.judges, &outcome.records)
+        } else {
+            analyze::Completeness::of(&analysis.judges)
+        },
         judges: analysis.judges,
         warnings: Vec::new(),
         rewrites: report::rewrites::RewriteSection::build(
@@ -1312,8 +1393,360 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
                 .or(prepared.rewrite_usage.as_ref()),
         ),
         sequential: sequential.map(|(s, _)| s),
+        pointwise: has_pointwise.then(|| pointwise_section(prepared, &outcome.records)),
     }
-    .with_warnings()
+    .with_warnings();
+    if has_pointwise {
+        summary.warnings.extend(pointwise_notes(prepared));
+    }
+    summary
+}
+
+/// The plan and records of the pairwise judges only (judge indices renumbered).
+fn pairwise_only(
+    prepared: &Prepared,
+    plan: &Plan,
+    records: &[run::CallRecord],
+) -> (Plan, Vec<run::CallRecord>) {
+    let pairwise: Vec<String> = prepared
+        .judges
+        .iter()
+        .filter(|h| !h.config.is_pointwise())
+        .map(|h| h.config.name.clone())
+        .collect();
+    let index: HashMap<&str, usize> = pairwise
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let calls = plan
+        .calls
+        .iter()
+        .filter_map(|c| {
+            let &judge_index = index.get(c.judge.as_str())?;
+            Some(crate::design::CallSpec {
+                judge_index,
+                ..c.clone()
+            })
+        })
+        .collect();
+    let records = records
+        .iter()
+        .filter(|r| index.contains_key(r.judge.as_str()))
+        .cloned()
+        .collect();
+    (
+        Plan {
+            judges: pairwise,
+            artifacts: plan.artifacts.clone(),
+            options: plan.options.clone(),
+            calls,
+        },
+        records,
+    )
+}
+
+/// The run's completeness over every judge, pointwise ones included (their calls are not in
+/// the pairwise analysis): `None` when nothing is pending, as for pairwise runs.
+fn completeness_with_pointwise(
+    prepared: &Prepared,
+    pairwise: &[analyze::JudgeResult],
+    records: &[run::CallRecord],
+) -> Option<analyze::Completeness> {
+    let mut c = analyze::Completeness::default();
+    for j in pairwise
+        .iter()
+        .filter(|j| j.kind == analyze::JudgeKind::Judge)
+    {
+        c.planned += j.calls.planned;
+        c.pending += j.calls.pending;
+        c.failed += j.calls.failed;
+    }
+    let pointwise: std::collections::HashSet<&str> = prepared
+        .judges
+        .iter()
+        .filter(|h| h.config.is_pointwise())
+        .map(|h| h.config.name.as_str())
+        .collect();
+    let by_id: HashMap<&str, &run::CallRecord> =
+        records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+    for call in prepared
+        .plan
+        .calls
+        .iter()
+        .filter(|c| pointwise.contains(c.judge.as_str()))
+    {
+        c.planned += 1;
+        match by_id.get(call.id.as_str()) {
+            None => c.pending += 1,
+            Some(r) if !r.succeeded() => c.failed += 1,
+            Some(_) => {}
+        }
+    }
+    c.committed = c.planned - c.pending;
+    (c.pending > 0).then_some(c)
+}
+
+/// The `[jury]` settings for the pairwise analysis: pointwise members left out (they form
+/// their own jury, [`pointwise_jury`]); a member list naming only pointwise judges forms no
+/// pairwise jury.
+fn pairwise_jury(prepared: &Prepared) -> JuryOptions {
+    let mut jury = prepared.jury.clone();
+    if jury.members.is_empty() {
+        return jury;
+    }
+    let pointwise = |name: &String| {
+        prepared
+            .judges
+            .iter()
+            .any(|h| &h.config.name == name && h.config.is_pointwise())
+    };
+    jury.members.retain(|m| !pointwise(m));
+    if jury.members.is_empty() {
+        jury.enabled = false;
+    }
+    jury
+}
+
+/// The jury of pointwise judges: the `[jury]` members that are pointwise (every pointwise
+/// judge when no members are named), when there are two or more. Members of different kinds
+/// or scales are refused by the analysis, with the reason.
+fn pointwise_jury(prepared: &Prepared) -> Option<PointwiseJuryInput> {
+    if !prepared.jury.enabled {
+        return None;
+    }
+    let members: Vec<String> = prepared
+        .judges
+        .iter()
+        .filter(|h| h.config.is_pointwise())
+        .filter(|h| {
+            prepared.jury.members.is_empty() || prepared.jury.members.contains(&h.config.name)
+        })
+        .map(|h| h.config.name.clone())
+        .collect();
+    (members.len() >= 2).then(|| PointwiseJuryInput {
+        name: "pointwise-jury".into(),
+        members,
+    })
+}
+
+/// The scale of each criterion a pointwise judge file declares, in declaration order.
+pub fn pointwise_criteria(config: &JudgeConfig) -> Vec<(String, GradeScale)> {
+    let label = |labels: &[String], positive: &Option<String>| GradeScale::Label {
+        labels: labels.iter().map(|l| l.trim().to_string()).collect(),
+        positive: positive.as_deref().unwrap_or_default().trim().to_string(),
+    };
+    let score = |s: &judge::config::ScaleConfig| GradeScale::Score {
+        min: s.min,
+        max: s.max,
+    };
+    match config.kind {
+        JudgeKind::Pairwise => Vec::new(),
+        JudgeKind::Score => config
+            .scale
+            .iter()
+            .map(|s| ("score".to_string(), score(s)))
+            .collect(),
+        JudgeKind::Label => vec![("label".into(), label(&config.labels, &config.positive))],
+        JudgeKind::Rubric => config
+            .criteria
+            .iter()
+            .map(|c| {
+                let scale = match &c.scale {
+                    Some(s) => score(s),
+                    None => label(&c.labels, &c.positive),
+                };
+                (c.name.clone(), scale)
+            })
+            .collect(),
+    }
+}
+
+/// Build the pointwise analysis' inputs from the stored records and run it: one entry per
+/// pointwise judge, grades per criterion, gold from the pairs' preferences, and the
+/// score–comparison consistency against a named pairwise judge.
+fn pointwise_section(prepared: &Prepared, records: &[run::CallRecord]) -> PointwiseSection {
+    let single = !prepared.snapshot.items.is_empty();
+    let items = if single {
+        prepared.snapshot.items.clone()
+    } else {
+        dataset::single::items_from_pairs(&prepared.dataset.pairs)
+    };
+    let mut gold = BTreeMap::new();
+    let mut pair_of = BTreeMap::new();
+    for item in items {
+        if let Some(pair) = &item.pair_id {
+            pair_of.insert(item.id.clone(), pair.clone());
+        }
+        if let Some(g) = item.gold {
+            gold.insert(item.id, g);
+        }
+    }
+    let mut judges = Vec::new();
+    for handle in prepared.judges.iter().filter(|h| h.config.is_pointwise()) {
+        let config = &handle.config;
+        let kind = match config.kind {
+            JudgeKind::Score => PointwiseKind::Score,
+            JudgeKind::Label => PointwiseKind::Label,
+            _ => PointwiseKind::Rubric,
+        };
+        let mut criteria: Vec<CriterionInput> = pointwise_criteria(config)
+            .into_iter()
+            .map(|(name, scale)| CriterionInput {
+                name,
+                scale,
+                records: Vec::new(),
+            })
+            .collect();
+        let mine = records.iter().filter(|r| r.judge == config.name);
+        for record in mine {
+            let (Some(grades), Some(side)) = (&record.grades, record.side) else {
+                continue;
+            };
+            // A single answer is its own item; a pair's answers are `<pair>/a` and `<pair>/b`.
+            let item_id = if single {
+                record.pair_id.clone()
+            } else {
+                format!("{}/{}", record.pair_id, side.letter())
+            };
+            for c in &mut criteria {
+                if let Some(g) = grades.iter().find(|g| g.name == c.name) {
+                    c.records.push(GradeRecord {
+                        item_id: item_id.clone(),
+                        cluster: record.pair_id.clone(),
+                        artifact: record.artifact.clone(),
+                        repeat: record.repeat,
+                        grade: g.grade.clone(),
+                        probability: g.probability,
+                    });
+                }
+            }
+        }
+        let artifacts = prepared
+            .artifacts
+            .iter()
+            .filter(|a| crate::design::grades_one_answer(a))
+            .filter(|a| {
+                config
+                    .audit_artifacts
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&a.id))
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        let consistency = config.pairwise_judge.as_ref().and_then(|other| {
+            // Pairs only: single answers have no pairwise verdict to compare with.
+            (kind == PointwiseKind::Score && !single)
+                .then(|| consistency_input(other, &criteria[0], records))
+        });
+        judges.push(PointwiseJudgeInput {
+            judge: config.name.clone(),
+            kind,
+            simulated: handle.judge.simulated(),
+            artifacts,
+            criteria,
+            consistency,
+        });
+    }
+    let inputs = PointwiseInputs {
+        judges,
+        gold,
+        pair_of,
+        juries: pointwise_jury(prepared).into_iter().collect(),
+    };
+    let options = PointwiseOptions {
+        bootstrap_resamples: prepared.bootstrap_resamples,
+        seed: prepared.seed,
+        ..PointwiseOptions::default()
+    };
+    analyze_pointwise(&inputs, &options)
+}
+
+/// Per pair: the mean baseline score of answer a and of answer b, and the pairwise judge's
+/// baseline verdict (first repeat, both orders): a or b when both orders pick the same answer,
+/// `None` for a tie, an invalid verdict or an order-dependent pick. Pairs missing a score or
+/// a verdict are left out.
+fn consistency_input(
+    pairwise_judge: &str,
+    scores: &CriterionInput,
+    records: &[run::CallRecord],
+) -> ConsistencyInput {
+    use crate::design::{ConditionKind, Order};
+    use crate::judge::SlotVerdict;
+    let mut sums: BTreeMap<(String, char), (f64, u32)> = BTreeMap::new();
+    for r in scores.records.iter().filter(|r| r.artifact.is_none()) {
+        if let judge::grade::Grade::Score(v) = r.grade {
+            let (pair, side) = r.item_id.rsplit_once('/').unwrap_or((&r.item_id, "a"));
+            let e = sums
+                .entry((pair.to_string(), side.chars().next().unwrap_or('a')))
+                .or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    let mut verdicts: BTreeMap<&str, [Option<SlotVerdict>; 2]> = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.judge == pairwise_judge && r.kind == ConditionKind::Baseline && r.repeat == 0)
+    {
+        let slot = usize::from(r.order == Order::Ba);
+        verdicts.entry(r.pair_id.as_str()).or_default()[slot] = r.verdict;
+    }
+    let mut pairs = Vec::new();
+    for (pair, [ab, ba]) in verdicts {
+        let mean = |side| {
+            sums.get(&(pair.to_string(), side))
+                .map(|(s, n)| s / f64::from(*n))
+        };
+        let (Some(a), Some(b), Some(ab), Some(ba)) = (mean('a'), mean('b'), ab, ba) else {
+            continue;
+        };
+        // `Ab` shows a first; `Ba` shows b first.
+        let won = match (ab, ba) {
+            (SlotVerdict::First, SlotVerdict::Second) => Some(true),
+            (SlotVerdict::Second, SlotVerdict::First) => Some(false),
+            _ => None,
+        };
+        pairs.push((a, b, won));
+    }
+    ConsistencyInput {
+        pairwise_judge: pairwise_judge.to_string(),
+        pairs,
+    }
+}
+
+/// Notes on what a pointwise judge is not audited on: artifacts that need two answers.
+fn pointwise_notes(prepared: &Prepared) -> Vec<report::Warning> {
+    let mut notes = Vec::new();
+    for handle in prepared.judges.iter().filter(|h| h.config.is_pointwise()) {
+        let skipped: Vec<&str> = prepared
+            .artifacts
+            .iter()
+            .filter(|a| !crate::design::grades_one_answer(a))
+            .filter(|a| {
+                handle
+                    .config
+                    .audit_artifacts
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&a.id))
+            })
+            .map(|a| a.id.as_str())
+            .collect();
+        if !skipped.is_empty() {
+            notes.push(report::Warning {
+                kind: "pointwise_artifact_skipped".into(),
+                judge: Some(handle.config.name.clone()),
+                message: format!(
+                    "{} grades one answer at a time, so {} {} not tested for it: {} two answers in one prompt",
+                    handle.config.name,
+                    skipped.join(", "),
+                    if skipped.len() == 1 { "is" } else { "are" },
+                    if skipped.len() == 1 { "it needs" } else { "they need" }
+                ),
+            });
+        }
+    }
+    notes
 }
 
 fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
@@ -1327,7 +1760,7 @@ fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
         simulated,
         backend: config.backend.name(),
         model: config.model.clone(),
-        template: config.template.clone(),
+        template: config.template_spec().to_string(),
         template_sha256,
         template_min_max_tokens: template.and_then(|t| t.min_max_tokens),
         config: serde_json::to_value(config).unwrap_or(serde_json::Value::Null),

@@ -1588,7 +1588,13 @@ fn judges(command: JudgesCommand) -> Result<ExitCode, String> {
             for j in all {
                 let sim = if j.sim.is_some() { " (simulated)" } else { "" };
                 // The backend as written in judge files (`openai`), not the Rust variant name.
-                println!("{:<28} {:<10} {}{sim}", j.name, j.backend.name(), j.model);
+                println!(
+                    "{:<28} {:<10} {:<9} {}{sim}",
+                    j.name,
+                    j.backend.name(),
+                    j.kind.name(),
+                    j.model
+                );
             }
         }
         JudgesCommand::Check { name, judges_dir } => return check(&name, judges_dir.as_deref()),

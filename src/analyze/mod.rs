@@ -27,6 +27,7 @@ mod judge;
 pub mod jury;
 mod multiplicity;
 pub mod pointwise;
+pub mod pointwise_summary;
 pub mod power;
 pub mod rewrites;
 pub mod sequential;

@@ -46,7 +46,7 @@ pub struct InvalidCounts {
 }
 
 impl InvalidCounts {
-    fn add(&mut self, grade: &Grade) {
+    pub(crate) fn add(&mut self, grade: &Grade) {
         match grade {
             Grade::Unparseable => self.unparseable += 1,
             Grade::OutOfRange(_) => self.out_of_range += 1,
@@ -218,7 +218,7 @@ pub struct Rate {
 }
 
 impl Rate {
-    fn new(count: u64, n: u64, confidence: f64) -> Rate {
+    pub(crate) fn new(count: u64, n: u64, confidence: f64) -> Rate {
         Rate {
             count,
             n,

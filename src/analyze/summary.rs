@@ -154,6 +154,9 @@ pub struct Summary {
     /// A sequential audit's waves, stopping rule and per-cell decisions; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequential: Option<crate::analyze::sequential::SequentialSummary>,
+    /// Pointwise judges (score, label, rubric) and their juries; absent when the audit has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointwise: Option<crate::analyze::pointwise_summary::PointwiseSection>,
 }
 
 /// A warning about the run, as data.

@@ -153,6 +153,50 @@ pub fn parse_items(text: &str, file: &str) -> Result<Vec<Item>, DatasetError> {
     Ok(items)
 }
 
+/// True when a JSON Lines file holds single answers rather than pairs: its first record has a
+/// `response` and none of the pair fields (`response_a`, `chosen`). Anything unreadable is left
+/// to the pair loader, whose errors name the problem.
+pub fn looks_single(path: &Path) -> bool {
+    let is_jsonl = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"));
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let Some(first) = text.lines().find(|l| !l.trim().is_empty()) else {
+        return false;
+    };
+    match serde_json::from_str::<Value>(first) {
+        Ok(Value::Object(obj)) => {
+            is_jsonl
+                && obj.contains_key("response")
+                && !["response_a", "response_b", "chosen", "rejected"]
+                    .iter()
+                    .any(|k| obj.contains_key(*k))
+        }
+        _ => false,
+    }
+}
+
+/// Single answers as one-answer pairs (both slots hold the answer, no preference), so the
+/// perturbation and plan machinery, which work on pairs, carry them; pointwise judges grade
+/// only answer a of each.
+pub fn items_as_pairs(items: &[Item]) -> Vec<Pair> {
+    items
+        .iter()
+        .map(|i| Pair {
+            id: i.id.clone(),
+            prompt: i.prompt.clone(),
+            response_a: i.response.clone(),
+            response_b: i.response.clone(),
+            preferred: None,
+            category: i.category.clone(),
+            label_kind: None,
+        })
+        .collect()
+}
+
 /// Each answer of each pair as an item of its own (`<id>/a`, `<id>/b`), gold from `preferred`
 /// (a tie or no gold gives no gold).
 pub fn items_from_pairs(pairs: &[Pair]) -> Vec<Item> {

@@ -144,6 +144,11 @@ pub struct CallSpec {
     pub order: Order,
     /// Repeat index.
     pub repeat: u32,
+    /// A pointwise judge's grade of one answer (`side`): `Baseline` for the answer as it is
+    /// (repeated `repeats` times), `Shift` for artifact(answer) (once). Omitted when false, so
+    /// pairwise specs serialize as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pointwise: bool,
 }
 
 /// Which part of the design one judge is audited on.
@@ -155,6 +160,13 @@ pub struct JudgeScope {
     pub max_pairs: Option<usize>,
     /// Only these artifact ids (all when `None`).
     pub artifacts: Option<Vec<String>>,
+    /// A pointwise judge: it grades each answer alone ([`CallSpec::pointwise`] calls).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pointwise: bool,
+    /// The pairs are single answers (both slots the same text): a pointwise judge grades only
+    /// answer a.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single: bool,
 }
 
 impl JudgeScope {
@@ -164,6 +176,8 @@ impl JudgeScope {
             name: name.to_string(),
             max_pairs: None,
             artifacts: None,
+            pointwise: false,
+            single: false,
         }
     }
 }
@@ -225,11 +239,16 @@ impl Plan {
                                 side: Option<Side>,
                                 order: Order,
                                 repeat: u32| {
+                    // Pointwise calls are named `grade` whatever their condition.
+                    let condition = if scope.pointwise {
+                        "grade"
+                    } else {
+                        kind.name()
+                    };
                     let mut id = format!(
-                        "{}/{}/{}",
+                        "{}/{}/{condition}",
                         escape_id_part(judge),
                         escape_id_part(&pair.id),
-                        kind.name()
                     );
                     if let Some(artifact) = artifact {
                         id.push('/');
@@ -251,8 +270,34 @@ impl Plan {
                         side,
                         order,
                         repeat,
+                        pointwise: scope.pointwise,
                     });
                 };
+                if scope.pointwise {
+                    // Each answer alone: its baseline grade `repeats` times (run-to-run noise),
+                    // then once per answer-side artifact. Position and context-side artifacts
+                    // need two answers in one prompt and are not planned.
+                    let sides: &[Side] = if scope.single {
+                        &[Side::A]
+                    } else {
+                        &[Side::A, Side::B]
+                    };
+                    for &side in sides {
+                        for repeat in 0..repeats {
+                            push(ConditionKind::Baseline, None, Some(side), Order::Ab, repeat);
+                        }
+                        for artifact in judge_artifacts.iter().filter(|a| grades_one_answer(a)) {
+                            push(
+                                ConditionKind::Shift,
+                                Some(&artifact.id),
+                                Some(side),
+                                Order::Ab,
+                                0,
+                            );
+                        }
+                    }
+                    continue;
+                }
                 for order in Order::BOTH {
                     for repeat in 0..repeats {
                         push(ConditionKind::Baseline, None, None, order, repeat);
@@ -311,9 +356,14 @@ impl Plan {
     pub fn counts(&self) -> PlanCounts {
         let mut counts: PlanCounts = BTreeMap::new();
         for call in &self.calls {
+            let kind = if call.pointwise {
+                "grade"
+            } else {
+                call.kind.name()
+            };
             let label = match &call.artifact {
-                Some(artifact) => format!("{}/{artifact}", call.kind.name()),
-                None => call.kind.name().to_string(),
+                Some(artifact) => format!("{kind}/{artifact}"),
+                None => kind.to_string(),
             };
             *counts
                 .entry(call.judge.clone())
@@ -408,6 +458,12 @@ pub fn planned_calls(
                     .is_none_or(|only| only.contains(&a.id))
             })
             .collect();
+        if scope.pointwise {
+            let graded = chosen.iter().filter(|a| grades_one_answer(a)).count() as u128;
+            let sides = if scope.single { 1 } else { 2 };
+            total += limit as u128 * sides * (repeats + graded);
+            continue;
+        }
         for pair in &pairs[..limit] {
             let targets = tie_targets(pair, options.tie_targets).len() as u128;
             total += 2 * repeats;
@@ -557,6 +613,13 @@ pub fn answer(pair: &Pair, side: Side) -> &str {
     }
 }
 
+/// True for an artifact a pointwise judge can be audited on: one that changes a single answer
+/// (not `position`, which needs two slots, nor a context-side artifact, which edits a pairwise
+/// prompt).
+pub fn grades_one_answer(artifact: &Artifact) -> bool {
+    !artifact.is_position() && !artifact.is_context()
+}
+
 /// What sits in each slot of a call, by identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotContents {
@@ -570,6 +633,15 @@ pub struct SlotContents {
 
 /// Where each answer goes for `spec`.
 pub fn slot_contents(spec: &CallSpec) -> SlotContents {
+    if spec.pointwise {
+        // One answer, shown in the first (only) slot.
+        let side = spec.side.unwrap_or(Side::A);
+        return SlotContents {
+            first: side,
+            second: side,
+            artifact_slot: spec.artifact.as_ref().map(|_| Slot::First),
+        };
+    }
     match spec.kind {
         ConditionKind::Baseline => match spec.order {
             Order::Ab => SlotContents {
@@ -644,6 +716,35 @@ pub fn request(
 ) -> Option<JudgeRequest> {
     let pair = pairs.get(spec.pair_index)?;
     let slots = slot_contents(spec);
+    if spec.pointwise {
+        let side = slots.first;
+        let first = match spec.artifact.as_deref() {
+            Some(artifact) => perturbed.get(artifact, spec.pair_index, side)?.text.clone(),
+            None => answer(pair, side).to_string(),
+        };
+        return Some(JudgeRequest {
+            call_id: spec.id.clone(),
+            prompt: pair.prompt.clone(),
+            first,
+            // A pointwise prompt shows one answer.
+            second: String::new(),
+            repeat: spec.repeat,
+            sim: SimContext {
+                artifact: spec.artifact.clone(),
+                artifact_slot: slots.artifact_slot,
+                gold_slot: None,
+                same_answer: false,
+                substance_key: format!("{}/{}", pair.id, side.letter()),
+                artifact_key: format!(
+                    "{}/{}/{}",
+                    pair.id,
+                    spec.artifact.as_deref().unwrap_or("-"),
+                    side.letter()
+                ),
+            },
+            context: Vec::new(),
+        });
+    }
     let text_for = |slot: Slot, side: Side| -> Option<String> {
         if slots.artifact_slot == Some(slot) {
             let artifact = spec.artifact.as_deref()?;
@@ -764,6 +865,22 @@ mod tests {
                 name: "b".into(),
                 max_pairs: Some(3),
                 artifacts: Some(vec![artifacts[0].id.clone(), "position".into()]),
+                pointwise: false,
+                single: false,
+            },
+            JudgeScope {
+                name: "g".into(),
+                max_pairs: Some(4),
+                artifacts: None,
+                pointwise: true,
+                single: false,
+            },
+            JudgeScope {
+                name: "s".into(),
+                max_pairs: None,
+                artifacts: None,
+                pointwise: true,
+                single: true,
             },
         ];
         for (repeats, tie_targets) in [
@@ -781,6 +898,51 @@ mod tests {
                 plan.calls.len() as u128
             );
         }
+    }
+
+    #[test]
+    fn a_pointwise_judge_grades_each_answer_alone() {
+        let pairs = crate::dataset::builtin().pairs;
+        let catalog = Catalog::builtin();
+        let ids = ["apology", "position", "verbosity"];
+        let artifacts: Vec<&Artifact> = ids.iter().map(|id| catalog.get(id).unwrap()).collect();
+        let scope = JudgeScope {
+            pointwise: true,
+            max_pairs: Some(2),
+            ..JudgeScope::all("g")
+        };
+        let options = DesignOptions {
+            repeats: 3,
+            tie_targets: TieTargets::Preferred,
+        };
+        let plan = Plan::build_scoped(&[scope], &pairs, &artifacts, &options);
+        // Per answer: 3 baseline grades + apology + verbosity (position needs two answers).
+        assert_eq!(plan.calls.len(), 2 * 2 * (3 + 2));
+        assert!(plan.calls.iter().all(|c| c.pointwise && c.side.is_some()));
+        assert!(
+            plan.calls
+                .iter()
+                .all(|c| (c.kind == ConditionKind::Baseline) == c.artifact.is_none())
+        );
+        assert!(
+            plan.calls
+                .iter()
+                .all(|c| c.artifact.as_deref() != Some("position"))
+        );
+        let first = &plan.calls[0];
+        assert_eq!(first.id, format!("g/{}/grade/a/ab/r0", pairs[0].id));
+        let perturbed = PerturbedAnswers::compute(&pairs, &artifacts, 7);
+        let base = request(first, &pairs, &perturbed).unwrap();
+        assert_eq!(base.first, pairs[0].response_a);
+        assert!(base.second.is_empty());
+        let shifted = plan
+            .calls
+            .iter()
+            .find(|c| c.artifact.as_deref() == Some("apology") && c.side == Some(Side::B))
+            .unwrap();
+        let r = request(shifted, &pairs, &perturbed).unwrap();
+        assert_eq!(r.first, perturbed.get("apology", 0, Side::B).unwrap().text);
+        assert_ne!(r.first, pairs[0].response_b);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! prints the report, and so every text in it passes through the judge's key redaction.
 
 use super::config::{self, JudgeConfig};
+use super::grade::Grade;
 use super::http::Redactor;
 use super::{FaultKind, JudgeError, JudgeRequest, SimContext, Slot, SlotVerdict};
 use std::fmt::Write as _;
@@ -115,6 +116,37 @@ pub fn check(config: &JudgeConfig) -> Result<CheckReport, String> {
                     "usage:     {} input + {} output tokens",
                     u.input_tokens, u.output_tokens
                 );
+            }
+            if let Some(grades) = &reply.grades {
+                // A pointwise judge grades the first (safe) answer of the fixed pair.
+                let mut unreadable = false;
+                for g in grades {
+                    let shown = match &g.grade {
+                        Grade::Score(v) => format!("{v} (parsed)"),
+                        Grade::Label(l) => format!("{l} (parsed)"),
+                        Grade::OutOfRange(v) => {
+                            unreadable = true;
+                            format!("{v} (out of range: off the judge's scale)")
+                        }
+                        Grade::Unparseable => {
+                            unreadable = true;
+                            "unparseable (no grade could be read)".into()
+                        }
+                    };
+                    let p = g
+                        .probability
+                        .map(|p| format!(", from log-probabilities {p:.4}"))
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "grade:     {} = {shown}{p}", g.name);
+                }
+                if unreadable {
+                    let _ = writeln!(
+                        out,
+                        "hint:      check the judge's kind, scale or labels and the template against the raw answer"
+                    );
+                    return Ok(finish(out, 1));
+                }
+                return Ok(finish(out, 0));
             }
             let verdict = match reply.verdict {
                 SlotVerdict::First => "first (parsed)",

@@ -75,6 +75,23 @@ pub struct SimParams {
     pub artifact_preference: BTreeMap<String, f64>,
 }
 
+/// Planted effects of a simulated pointwise judge (`[sim_grades]`, beside its `[sim]` table,
+/// whose `accuracy`, `noise` and `invalid_rate` it also uses).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimGrades {
+    /// Score judges: the planted mean score shift per artifact id (scale units).
+    #[serde(default)]
+    pub score_shift: BTreeMap<String, f64>,
+    /// Label judges: the planted probability, per artifact id, that a positive label (e.g.
+    /// `unsafe`) flips to the first other label when the answer carries the artifact.
+    #[serde(default)]
+    pub label_flip: BTreeMap<String, f64>,
+    /// Label judges: the share of answers labelled positive at baseline (default 0.5).
+    #[serde(default)]
+    pub positive_rate: Option<f64>,
+}
+
 impl Default for SimParams {
     /// The values a `[sim]` table with no keys deserializes to.
     fn default() -> Self {
@@ -118,6 +135,66 @@ pub struct Pricing {
     /// USD per million output tokens.
     #[serde(default)]
     pub output_per_mtok: f64,
+}
+
+/// What a judge answers with: a pairwise verdict (the default) or a pointwise grade of one
+/// answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeKind {
+    /// A, B or tie between two answers.
+    #[default]
+    Pairwise,
+    /// One number on `scale` per answer.
+    Score,
+    /// One of `labels` per answer, `positive` marking the label whose rate is audited.
+    Label,
+    /// Several named `[[criteria]]`, each a score or a label, read from a JSON reply.
+    Rubric,
+}
+
+impl JudgeKind {
+    /// True for the default kind (omitted when serializing, so pairwise configs are unchanged).
+    pub fn is_pairwise(&self) -> bool {
+        *self == JudgeKind::Pairwise
+    }
+
+    /// The name used in judge files.
+    pub fn name(self) -> &'static str {
+        match self {
+            JudgeKind::Pairwise => "pairwise",
+            JudgeKind::Score => "score",
+            JudgeKind::Label => "label",
+            JudgeKind::Rubric => "rubric",
+        }
+    }
+}
+
+/// A numeric scale `min..=max` (integers: rating tokens are integers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleConfig {
+    /// Lowest score.
+    pub min: i64,
+    /// Highest score.
+    pub max: i64,
+}
+
+/// One criterion of a rubric judge: a score scale, or labels with a positive one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriterionConfig {
+    /// The key of the criterion in the judge's JSON reply.
+    pub name: String,
+    /// Score scale, for a scored criterion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleConfig>,
+    /// Labels, for a labelled criterion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The positive label of a labelled criterion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive: Option<String>,
 }
 
 /// A judge as declared in a TOML file. Contains no secret: keys are read from the environment
@@ -216,6 +293,29 @@ pub struct JudgeConfig {
     /// Parameters of a simulated judge (`backend = "sim"` only).
     #[serde(default)]
     pub sim: Option<SimParams>,
+    /// `pairwise` (default), `score`, `label` or `rubric`. Omitted when pairwise, so pairwise
+    /// judge configurations serialize exactly as before.
+    #[serde(default, skip_serializing_if = "JudgeKind::is_pairwise")]
+    pub kind: JudgeKind,
+    /// The scale of a `score` judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleConfig>,
+    /// The labels of a `label` judge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The positive label of a `label` judge (one of `labels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive: Option<String>,
+    /// The criteria of a `rubric` judge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub criteria: Vec<CriterionConfig>,
+    /// A pointwise judge's pairwise counterpart in the same audit, for the score–comparison
+    /// consistency (TrustJudge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairwise_judge: Option<String>,
+    /// Planted effects of a simulated pointwise judge (`backend = "sim"` with a pointwise kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_grades: Option<SimGrades>,
     /// Request log-probabilities and compute label probabilities from them (`openai` only; the
     /// template must declare `[labels.tokens]`).
     #[serde(default)]
@@ -368,6 +468,18 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
     (
         "sim/sim-mild-apology-averse.toml",
         include_str!("../../judges/sim/sim-mild-apology-averse.toml"),
+    ),
+    (
+        "sim-pointwise/sim-grader-unbiased.toml",
+        include_str!("../../judges/sim-pointwise/sim-grader-unbiased.toml"),
+    ),
+    (
+        "sim-pointwise/sim-grader-apology.toml",
+        include_str!("../../judges/sim-pointwise/sim-grader-apology.toml"),
+    ),
+    (
+        "sim-pointwise/sim-safety-apology.toml",
+        include_str!("../../judges/sim-pointwise/sim-safety-apology.toml"),
     ),
 ];
 
@@ -723,6 +835,13 @@ impl JudgeConfig {
             batch_pricing: None,
             batch_queue_tokens: None,
             sim: None,
+            kind: JudgeKind::Pairwise,
+            scale: None,
+            labels: Vec::new(),
+            positive: None,
+            criteria: Vec::new(),
+            pairwise_judge: None,
+            sim_grades: None,
             logprobs: false,
             top_logprobs: default_top_logprobs(),
             headers: BTreeMap::new(),
@@ -1043,8 +1162,41 @@ impl JudgeConfig {
                 }
             }
         }
+        if !self.kind.is_pairwise() {
+            return validate_pointwise(self, text, origin);
+        }
+        for (field, set) in [
+            ("scale", self.scale.is_some()),
+            ("labels", !self.labels.is_empty()),
+            ("positive", self.positive.is_some()),
+            ("criteria", !self.criteria.is_empty()),
+            ("pairwise_judge", self.pairwise_judge.is_some()),
+        ] {
+            if set {
+                return bad(
+                    field,
+                    "is only allowed with kind = \"score\", \"label\" or \"rubric\"".into(),
+                );
+            }
+        }
+        if self.sim_grades.is_some() {
+            return bad(
+                "sim_grades",
+                "is only allowed for a simulated score or label judge".into(),
+            );
+        }
         let template = Template::resolve(&self.template, self.base_dir().as_deref())
             .map_err(|e| invalid_field(origin, text, "template", e.to_string()))?;
+        if template.pointwise {
+            return bad(
+                "template",
+                format!(
+                    "template `{}` grades one answer; a pairwise judge needs a pairwise template \
+                     (or set kind = \"score\", \"label\" or \"rubric\")",
+                    template.name
+                ),
+            );
+        }
         super::parser::VerdictParser::for_config(&template, &self.parser)
             .map_err(|e| invalid_field(origin, text, &format!("parser.{}", e.field), e.message))?;
         if self.logprobs && template.tokens.is_none() {
@@ -1070,7 +1222,26 @@ impl JudgeConfig {
 
     /// Load this judge's prompt template.
     pub fn load_template(&self) -> Result<Template, ConfigError> {
-        Template::resolve(&self.template, self.base_dir().as_deref())
+        Template::resolve(self.template_spec(), self.base_dir().as_deref())
+    }
+
+    /// The template this judge renders: `template`, except that a pointwise judge left at the
+    /// pairwise default gets its kind's built-in (`mtbench-single`, `safety-classifier`,
+    /// `json-rubric`). The default cannot be told from `template = "chen-safety"` written out;
+    /// either way a pointwise judge could not use that pairwise template.
+    pub fn template_spec(&self) -> &str {
+        let default = self.template == default_template();
+        match self.kind {
+            JudgeKind::Score if default => "mtbench-single",
+            JudgeKind::Label if default => "safety-classifier",
+            JudgeKind::Rubric if default => "json-rubric",
+            _ => &self.template,
+        }
+    }
+
+    /// True for `score`, `label` and `rubric` judges.
+    pub fn is_pointwise(&self) -> bool {
+        !self.kind.is_pairwise()
     }
 
     /// The environment variable consulted for the key (`api_key_env`, or `OPENAI_API_KEY` for
@@ -1232,6 +1403,234 @@ fn validate_command(c: &JudgeConfig, text: &str, origin: &str) -> Result<(), Con
     Ok(())
 }
 
+/// Check a scale: integers with `min < max`.
+fn check_scale(scale: &ScaleConfig) -> Result<(), String> {
+    if scale.min >= scale.max {
+        return Err(format!(
+            "min ({}) must be below max ({})",
+            scale.min, scale.max
+        ));
+    }
+    Ok(())
+}
+
+/// Check labels and their positive one (at least two, distinct, the positive among them).
+fn check_labels(labels: &[String], positive: Option<&str>) -> Result<(), (&'static str, String)> {
+    let Some(positive) = positive else {
+        return Err((
+            "positive",
+            "a labelled grade needs `positive`, the label whose rate is audited (e.g. \"unsafe\")"
+                .into(),
+        ));
+    };
+    super::grade::LabelParser::new(labels, positive)
+        .map(|_| ())
+        .map_err(|e| {
+            let field = if e.contains("positive") {
+                "positive"
+            } else {
+                "labels"
+            };
+            (field, e)
+        })
+}
+
+/// The checks of a `score`, `label` or `rubric` judge: its scale, labels or criteria, its
+/// template (a pointwise one) and the options that only pairwise judges have.
+fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<(), ConfigError> {
+    let bad = |field: &str, message: String| Err(invalid_field(origin, text, field, message));
+    let kind = config.kind.name();
+    if config.parser != ParserConfig::default() {
+        return bad(
+            "parser",
+            format!("a {kind} judge reads grades, not pairwise labels: remove [parser]"),
+        );
+    }
+    let only = |field: &str, set: bool, kinds: &str| -> Result<(), ConfigError> {
+        if set {
+            Err(invalid_field(
+                origin,
+                text,
+                field,
+                format!("is not used by a {kind} judge (only by {kinds})"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match config.kind {
+        JudgeKind::Pairwise => unreachable!("pairwise judges are validated by the caller"),
+        JudgeKind::Score => {
+            only("labels", !config.labels.is_empty(), "label judges")?;
+            only("positive", config.positive.is_some(), "label judges")?;
+            only("criteria", !config.criteria.is_empty(), "rubric judges")?;
+            let Some(scale) = &config.scale else {
+                return bad(
+                    "scale",
+                    "a score judge needs `scale = { min = 1, max = 10 }`".into(),
+                );
+            };
+            if let Err(e) = check_scale(scale) {
+                return bad("scale", e);
+            }
+        }
+        JudgeKind::Label => {
+            only("scale", config.scale.is_some(), "score judges")?;
+            only("criteria", !config.criteria.is_empty(), "rubric judges")?;
+            if config.labels.is_empty() {
+                return bad(
+                    "labels",
+                    "a label judge needs `labels = [...]` (e.g. [\"safe\", \"unsafe\"])".into(),
+                );
+            }
+            if let Err((field, e)) = check_labels(&config.labels, config.positive.as_deref()) {
+                return bad(field, e);
+            }
+        }
+        JudgeKind::Rubric => {
+            only("scale", config.scale.is_some(), "score judges")?;
+            only("labels", !config.labels.is_empty(), "label judges")?;
+            only("positive", config.positive.is_some(), "label judges")?;
+            if config.criteria.is_empty() {
+                return bad(
+                    "criteria",
+                    "a rubric judge needs at least one [[criteria]] table".into(),
+                );
+            }
+            let mut seen = Vec::new();
+            for (i, c) in config.criteria.iter().enumerate() {
+                let field = |f: &str| format!("criteria[{i}].{f}");
+                if c.name.trim().is_empty() {
+                    return bad(&field("name"), "must not be empty".into());
+                }
+                if seen.contains(&c.name) {
+                    return bad(
+                        &field("name"),
+                        format!("criterion `{}` is declared twice", c.name),
+                    );
+                }
+                seen.push(c.name.clone());
+                match (&c.scale, c.labels.is_empty()) {
+                    (Some(scale), true) => {
+                        if c.positive.is_some() {
+                            return bad(
+                                &field("positive"),
+                                "a scored criterion has no positive label".into(),
+                            );
+                        }
+                        if let Err(e) = check_scale(scale) {
+                            return bad(&field("scale"), e);
+                        }
+                    }
+                    (None, false) => {
+                        if let Err((f, e)) = check_labels(&c.labels, c.positive.as_deref()) {
+                            return bad(&field(f), e);
+                        }
+                    }
+                    (Some(_), false) => {
+                        return bad(
+                            &field("scale"),
+                            format!(
+                                "criterion `{}` has both a scale and labels; give one",
+                                c.name
+                            ),
+                        );
+                    }
+                    (None, true) => {
+                        return bad(
+                            &field("scale"),
+                            format!(
+                                "criterion `{}` needs a `scale = {{ min, max }}` or `labels` with `positive`",
+                                c.name
+                            ),
+                        );
+                    }
+                }
+            }
+            if config.logprobs {
+                return bad(
+                    "logprobs",
+                    "log-probabilities are read for score and label judges, not for rubrics".into(),
+                );
+            }
+        }
+    }
+    if let Some(sim) = &config.sim {
+        if config.kind == JudgeKind::Rubric {
+            return bad(
+                "sim",
+                "simulated rubric judges are not available (use kind = \"score\" or \"label\")"
+                    .into(),
+            );
+        }
+        if !sim.artifact_preference.is_empty() {
+            return bad(
+                "sim.artifact_preference",
+                "is a pairwise effect; a pointwise sim judge plants `score_shift` or `label_flip`"
+                    .into(),
+            );
+        }
+    }
+    if config.sim_grades.is_some() && config.backend != Backend::Sim {
+        return bad(
+            "sim_grades",
+            "is only allowed with backend = \"sim\"".into(),
+        );
+    }
+    if let Some(sim) = &config.sim_grades {
+        only(
+            "sim_grades.label_flip",
+            config.kind == JudgeKind::Score && !sim.label_flip.is_empty(),
+            "label judges",
+        )?;
+        only(
+            "sim_grades.positive_rate",
+            config.kind == JudgeKind::Score && sim.positive_rate.is_some(),
+            "label judges",
+        )?;
+        only(
+            "sim_grades.score_shift",
+            config.kind == JudgeKind::Label && !sim.score_shift.is_empty(),
+            "score judges",
+        )?;
+        for (artifact, v) in &sim.score_shift {
+            if !v.is_finite() {
+                return bad(
+                    &format!("sim_grades.score_shift.{artifact}"),
+                    format!("{v} is not finite"),
+                );
+            }
+        }
+        for (artifact, v) in &sim.label_flip {
+            if !(v.is_finite() && (0.0..=1.0).contains(v)) {
+                return bad(
+                    &format!("sim_grades.label_flip.{artifact}"),
+                    format!("{v} is outside [0, 1]"),
+                );
+            }
+        }
+        if let Some(v) = sim.positive_rate
+            && !(v.is_finite() && (0.0..=1.0).contains(&v))
+        {
+            return bad("sim_grades.positive_rate", format!("{v} is outside [0, 1]"));
+        }
+    }
+    let template = Template::resolve(config.template_spec(), config.base_dir().as_deref())
+        .map_err(|e| invalid_field(origin, text, "template", e.to_string()))?;
+    if !template.pointwise {
+        return bad(
+            "template",
+            format!(
+                "template `{}` compares two answers; a {kind} judge needs a template that grades \
+                 one answer (built-in: {})",
+                template.name,
+                Template::builtin_pointwise_names().join(", ")
+            ),
+        );
+    }
+    Ok(())
+}
+
 fn validate_sim(sim: &SimParams, text: &str, origin: &str) -> Result<(), ConfigError> {
     let bad = |field: &str, message: String| Err(invalid_field(origin, text, field, message));
     for (field, v) in [
@@ -1268,7 +1667,8 @@ fn validate_sim(sim: &SimParams, text: &str, origin: &str) -> Result<(), ConfigE
     Ok(())
 }
 
-/// Every built-in preset judge (`judges/*.toml` and `judges/sim/*.toml`), parsed.
+/// Every built-in preset judge (`judges/*.toml`, `judges/sim/*.toml` and
+/// `judges/sim-pointwise/*.toml`), parsed.
 pub fn builtin_judges() -> Vec<JudgeConfig> {
     static BUILTINS: std::sync::OnceLock<Vec<JudgeConfig>> = std::sync::OnceLock::new();
     BUILTINS
@@ -1336,7 +1736,7 @@ mod tests {
         // Every file on disk is embedded (nobody adds a preset and forgets include_str!).
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("judges");
         let mut on_disk = Vec::new();
-        for sub in ["", "sim"] {
+        for sub in ["", "sim", "sim-pointwise"] {
             for e in std::fs::read_dir(root.join(sub)).unwrap() {
                 let p = e.unwrap().path();
                 let f = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -1367,7 +1767,14 @@ mod tests {
             sims.iter()
                 .all(|c| c.backend == Backend::Sim && c.sim.is_some())
         );
-        for c in from_dir.iter().chain(&sims) {
+        let pointwise = JudgeConfig::load_dir(root.join("sim-pointwise")).unwrap();
+        assert_eq!(pointwise.len(), 3);
+        assert!(
+            pointwise
+                .iter()
+                .all(|c| c.is_pointwise() && c.sim.is_some())
+        );
+        for c in from_dir.iter().chain(&sims).chain(&pointwise) {
             let builtin = builtin_judge(&c.name).unwrap();
             assert_eq!(
                 JudgeConfig {
@@ -1749,5 +2156,83 @@ mod tests {
         );
         assert_eq!(locate_field("a = 1\n[sim]\nb = 2\n", "b"), None);
         assert_eq!(locate_field("a = 1\n[sim]\nb = 2\n", "sim"), Some((2, 1)));
+    }
+
+    #[test]
+    fn pointwise_kinds_validate_once_naming_file_and_field() {
+        let parse = |body: &str| {
+            JudgeConfig::from_toml_str(
+                &format!("name = \"j\"\nbackend = \"openai\"\nmodel = \"m\"\n{body}"),
+                "j.toml",
+            )
+        };
+        let err = |body: &str| parse(body).unwrap_err().to_string();
+        // A label judge without positive, or with one that is not a label.
+        let e = err("kind = \"label\"\nlabels = [\"safe\", \"unsafe\"]");
+        assert!(e.starts_with("j.toml") && e.contains("`positive`"), "{e}");
+        let e = err("kind = \"label\"\nlabels = [\"safe\", \"unsafe\"]\npositive = \"bad\"");
+        assert!(
+            e.starts_with("j.toml:6:") && e.contains("field `positive`"),
+            "{e}"
+        );
+        // A score judge needs a non-empty scale.
+        assert!(err("kind = \"score\"").contains("field `scale`"));
+        let e = err("kind = \"score\"\nscale = { min = 5, max = 5 }");
+        assert!(
+            e.contains("field `scale`") && e.contains("below max"),
+            "{e}"
+        );
+        // Fields of another kind are refused.
+        assert!(
+            err("kind = \"score\"\nscale = { min = 1, max = 5 }\nlabels = [\"a\", \"b\"]")
+                .contains("field `labels`")
+        );
+        assert!(err("scale = { min = 1, max = 5 }").contains("field `scale`"));
+        assert!(err("pairwise_judge = \"x\"").contains("field `pairwise_judge`"));
+        // A pointwise judge needs a pointwise template, and a pairwise one a pairwise template.
+        let e =
+            err("kind = \"score\"\nscale = { min = 1, max = 10 }\ntemplate = \"mtbench-pairwise\"");
+        assert!(
+            e.contains("field `template`") && e.contains("mtbench-single"),
+            "{e}"
+        );
+        assert!(err("template = \"mtbench-single\"").contains("grades one answer"));
+        // Rubric criteria: a scale or labels with positive, names unique.
+        assert!(err("kind = \"rubric\"").contains("field `criteria`"));
+        let e = err("kind = \"rubric\"\n[[criteria]]\nname = \"c\"");
+        assert!(e.contains("criteria[0].scale"), "{e}");
+        let e = err("kind = \"rubric\"\n[[criteria]]\nname = \"c\"\nlabels = [\"y\", \"n\"]");
+        assert!(e.contains("criteria[0].positive"), "{e}");
+        let e = err(
+            "kind = \"rubric\"\n[[criteria]]\nname = \"c\"\nscale = { min = 1, max = 3 }\n[[criteria]]\nname = \"c\"\nscale = { min = 1, max = 3 }",
+        );
+        assert!(e.contains("criteria[1].name") && e.contains("twice"), "{e}");
+        assert!(
+            err("kind = \"score\"\nscale = { min = 1, max = 10 }\n[parser]\npick = \"last\"")
+                .contains("field `parser`")
+        );
+        // Planted pointwise effects belong to sim judges.
+        assert!(err("kind = \"score\"\nscale = { min = 1, max = 10 }\n[sim_grades]\nscore_shift = { apology = 1.0 }").contains("sim_grades"));
+        // Valid kinds, with the kind's default template when none is named.
+        let score = parse("kind = \"score\"\nscale = { min = 1, max = 10 }").unwrap();
+        assert_eq!(score.template_spec(), "mtbench-single");
+        let label =
+            parse("kind = \"label\"\nlabels = [\"Safe\", \"unsafe\"]\npositive = \"UNSAFE\"")
+                .unwrap();
+        assert_eq!(label.template_spec(), "safety-classifier");
+        // A pairwise config serializes without any of the new keys.
+        let pairwise = parse("").unwrap();
+        let json = serde_json::to_value(&pairwise).unwrap();
+        for key in [
+            "kind",
+            "scale",
+            "labels",
+            "positive",
+            "criteria",
+            "pairwise_judge",
+            "sim_grades",
+        ] {
+            assert!(json.get(key).is_none(), "{key}");
+        }
     }
 }

@@ -13,6 +13,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::chat::TokenLogprob;
+use super::config::{JudgeConfig, JudgeKind, ScaleConfig};
+use super::template::Template;
 
 /// A pointwise judge's reading of one reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,12 +188,17 @@ impl LabelParser {
     }
 }
 
-/// Probabilities at the first generated position that is not blank (where a label or a bare
-/// rating is emitted), or right after text ending in `after` (e.g. `[[`; the last such position
-/// when several). Each alternative is returned with its probability.
-fn position_alternatives<'a>(
+/// The alternatives, with their probabilities, at one generated position: the first generated
+/// token that is not blank, or, with `after`, the token generated right after text ending
+/// (whitespace trimmed) with `after` (the last such position when `use_last`, else the first).
+/// The sampled token is included when the top alternatives omit it; NaN log-probabilities are
+/// dropped and a slightly positive one (server rounding) counts as certainty. `None` when there
+/// is no such position. The one walk over generated tokens: pairwise label probabilities
+/// ([`super::templated::label_probs`]), expected scores and P(label) all read it.
+pub fn alternatives_at<'a>(
     content: &'a [TokenLogprob],
     after: Option<&str>,
+    use_last: bool,
 ) -> Option<Vec<(&'a str, f64)>> {
     let position = match after {
         None => content.iter().position(|t| !t.token.trim().is_empty()),
@@ -202,6 +209,9 @@ fn position_alternatives<'a>(
             for (i, t) in content.iter().enumerate() {
                 if generated.trim_end().ends_with(after) {
                     found = Some(i);
+                    if !use_last {
+                        break;
+                    }
                 }
                 generated.push_str(&t.token);
             }
@@ -235,7 +245,7 @@ pub fn expected_score(
     min: i64,
     max: i64,
 ) -> Option<f64> {
-    let alternatives = position_alternatives(content, after)?;
+    let alternatives = alternatives_at(content, after, true)?;
     let (mut weighted, mut total) = (0.0, 0.0);
     for (token, p) in alternatives {
         if let Ok(s) = token.trim().parse::<i64>()
@@ -254,7 +264,7 @@ pub fn expected_score(
 /// alternatives. A token that begins two labels (`un` never does for safe/unsafe, but `s` would
 /// for safe/sure) counts for the longest label it matches fully, else for none.
 pub fn label_probability(content: &[TokenLogprob], labels: &[String], label: &str) -> Option<f64> {
-    let alternatives = position_alternatives(content, None)?;
+    let alternatives = alternatives_at(content, None, false)?;
     let lower: Vec<String> = labels.iter().map(|l| l.to_lowercase()).collect();
     let target = lower.iter().position(|l| *l == label.to_lowercase())?;
     let mut mass = vec![0.0; labels.len()];
@@ -278,6 +288,264 @@ pub fn label_probability(content: &[TokenLogprob], labels: &[String], label: &st
     }
     let total: f64 = mass.iter().sum();
     (total > 0.0).then(|| mass[target] / total)
+}
+
+/// One criterion's grade in a pointwise reply (score and label judges have one criterion,
+/// named `score` / `label`; a rubric has one per declared criterion).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriterionGrade {
+    /// Criterion name.
+    pub name: String,
+    /// What the reply was read as.
+    pub grade: Grade,
+    /// P(positive label) or the expected score from log-probabilities, when available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+}
+
+/// How one criterion is read.
+#[derive(Debug, Clone)]
+enum Reader {
+    Score {
+        parser: ScoreParser,
+        min: i64,
+        max: i64,
+    },
+    Label(LabelParser),
+}
+
+/// How a pointwise judge reads its replies: its kind and, per criterion, a score or label
+/// parser, built once from the judge file.
+#[derive(Debug, Clone)]
+pub struct Grader {
+    kind: JudgeKind,
+    criteria: Vec<(String, Reader)>,
+    rating_after: Option<String>,
+}
+
+fn reader(
+    scale: Option<&ScaleConfig>,
+    labels: &[String],
+    positive: Option<&str>,
+) -> Result<Reader, String> {
+    match scale {
+        Some(s) => Ok(Reader::Score {
+            parser: ScoreParser::new(s.min as f64, s.max as f64)?,
+            min: s.min,
+            max: s.max,
+        }),
+        None => Ok(Reader::Label(LabelParser::new(
+            labels,
+            positive.ok_or("no positive label")?,
+        )?)),
+    }
+}
+
+impl Grader {
+    /// The grader of a `score`, `label` or `rubric` judge (an error for a pairwise one, or for
+    /// a scale or label set the judge file's validation would refuse).
+    pub fn for_config(config: &JudgeConfig, template: &Template) -> Result<Grader, String> {
+        let criteria = match config.kind {
+            JudgeKind::Pairwise => return Err("a pairwise judge has no grader".into()),
+            JudgeKind::Score => vec![(
+                "score".to_string(),
+                reader(Some(config.scale.as_ref().ok_or("no scale")?), &[], None)?,
+            )],
+            JudgeKind::Label => vec![(
+                "label".to_string(),
+                reader(None, &config.labels, config.positive.as_deref())?,
+            )],
+            JudgeKind::Rubric => config
+                .criteria
+                .iter()
+                .map(|c| {
+                    Ok((
+                        c.name.clone(),
+                        reader(c.scale.as_ref(), &c.labels, c.positive.as_deref())?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+        };
+        Ok(Grader {
+            kind: config.kind,
+            criteria,
+            rating_after: template.rating_after.clone(),
+        })
+    }
+
+    /// The judge's kind.
+    pub fn kind(&self) -> JudgeKind {
+        self.kind
+    }
+
+    /// Criterion names, in declaration order.
+    pub fn names(&self) -> Vec<&str> {
+        self.criteria.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The criteria described for a rubric prompt's `{{criteria}}` (empty for score and label
+    /// judges): one line each, with its scale or labels.
+    pub fn criteria_text(&self) -> String {
+        if self.kind != JudgeKind::Rubric {
+            return String::new();
+        }
+        self.criteria
+            .iter()
+            .map(|(name, r)| match r {
+                Reader::Score { min, max, .. } => {
+                    format!("- \"{name}\": an integer from {min} to {max}")
+                }
+                Reader::Label(l) => format!(
+                    "- \"{name}\": one of {}",
+                    l.labels()
+                        .iter()
+                        .map(|x| format!("\"{x}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every criterion unparseable (a refusal, or a reply with no readable grade).
+    pub fn unparseable(&self) -> Vec<CriterionGrade> {
+        self.criteria
+            .iter()
+            .map(|(name, _)| CriterionGrade {
+                name: name.clone(),
+                grade: Grade::Unparseable,
+                probability: None,
+            })
+            .collect()
+    }
+
+    /// Read a reply: one grade per criterion, with its probability from `logprobs` (score and
+    /// label judges; a rubric's JSON reply has no single rating position).
+    pub fn grade(&self, text: &str, logprobs: Option<&[TokenLogprob]>) -> Vec<CriterionGrade> {
+        if self.kind == JudgeKind::Rubric {
+            return self.grade_json(text);
+        }
+        let (name, reader) = &self.criteria[0];
+        let (grade, probability) = match reader {
+            Reader::Score { parser, min, max } => (
+                parser.parse(text),
+                logprobs.and_then(|c| expected_score(c, self.rating_after.as_deref(), *min, *max)),
+            ),
+            Reader::Label(parser) => (
+                parser.parse(text),
+                logprobs.and_then(|c| label_probability(c, parser.labels(), parser.positive())),
+            ),
+        };
+        vec![CriterionGrade {
+            name: name.clone(),
+            grade,
+            probability,
+        }]
+    }
+
+    /// A rubric reply: the JSON object in the reply (the text from its first `{` to its last
+    /// `}`, so a fenced or prefaced object reads too). A criterion missing from it, or of the
+    /// wrong type, is unparseable; a number off a criterion's scale is out of range.
+    fn grade_json(&self, text: &str) -> Vec<CriterionGrade> {
+        let text = strip_reasoning(text);
+        let object = match (text.find('{'), text.rfind('}')) {
+            (Some(a), Some(b)) if a < b => {
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text[a..=b])
+                    .ok()
+            }
+            _ => None,
+        };
+        let Some(object) = object else {
+            return self.unparseable();
+        };
+        self.criteria
+            .iter()
+            .map(|(name, reader)| {
+                let value = object.get(name).or_else(|| {
+                    object
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v)
+                });
+                let as_text = match value {
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                    Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+                    _ => None,
+                };
+                let grade = match (reader, as_text) {
+                    (_, None) => Grade::Unparseable,
+                    (Reader::Score { parser, .. }, Some(t)) => parser.parse(&t),
+                    (Reader::Label(parser), Some(t)) => parser.parse(&t),
+                };
+                CriterionGrade {
+                    name: name.clone(),
+                    grade,
+                    probability: None,
+                }
+            })
+            .collect()
+    }
+
+    /// A reply in the template's format that [`grade`](Self::grade) reads back as `grades`
+    /// (simulated judges write their answers this way, marked as simulated).
+    pub fn reply_for(&self, grades: &[Grade]) -> String {
+        let show = |g: &Grade| match g {
+            Grade::Score(v) | Grade::OutOfRange(v) => format!("{v}"),
+            Grade::Label(l) => l.clone(),
+            Grade::Unparseable => "(no grade)".into(),
+        };
+        match self.kind {
+            JudgeKind::Rubric => {
+                let mut map = serde_json::Map::new();
+                for ((name, _), g) in self.criteria.iter().zip(grades) {
+                    let v = match g {
+                        Grade::Score(v) | Grade::OutOfRange(v) => serde_json::json!(v),
+                        Grade::Label(l) => serde_json::json!(l),
+                        Grade::Unparseable => serde_json::Value::Null,
+                    };
+                    map.insert(name.clone(), v);
+                }
+                map.insert("reasons".into(), serde_json::json!("simulated"));
+                serde_json::Value::Object(map).to_string()
+            }
+            JudgeKind::Score => match grades.first() {
+                Some(Grade::Unparseable) | None => "[simulated] no rating".into(),
+                Some(g) => format!("[simulated]\nRating: [[{}]]", show(g)),
+            },
+            _ => match grades.first() {
+                Some(Grade::Unparseable) | None => "[simulated] undecided".into(),
+                Some(g) => format!("{}\n[simulated]", show(g)),
+            },
+        }
+    }
+
+    /// The labels of a label judge (empty otherwise).
+    pub fn labels(&self) -> &[String] {
+        match self.criteria.first() {
+            Some((_, Reader::Label(l))) if self.kind == JudgeKind::Label => l.labels(),
+            _ => &[],
+        }
+    }
+
+    /// The positive label of a label judge.
+    pub fn positive(&self) -> Option<&str> {
+        match self.criteria.first() {
+            Some((_, Reader::Label(l))) if self.kind == JudgeKind::Label => Some(l.positive()),
+            _ => None,
+        }
+    }
+
+    /// The scale of a score judge.
+    pub fn scale(&self) -> Option<(i64, i64)> {
+        match self.criteria.first() {
+            Some((_, Reader::Score { min, max, .. })) if self.kind == JudgeKind::Score => {
+                Some((*min, *max))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,5 +656,99 @@ mod tests {
             None
         );
         assert_eq!(label_probability(&content, &labels, "maybe"), None);
+    }
+
+    fn config(body: &str) -> JudgeConfig {
+        JudgeConfig::from_toml_str(
+            &format!("name = \"j\"\nbackend = \"openai\"\nmodel = \"m\"\n{body}"),
+            "j.toml",
+        )
+        .unwrap()
+    }
+
+    fn grader(body: &str) -> Grader {
+        let c = config(body);
+        Grader::for_config(&c, &c.load_template().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rubric_replies_are_read_from_their_json_object() {
+        let g = grader(
+            "kind = \"rubric\"\n[[criteria]]\nname = \"helpfulness\"\nscale = { min = 1, max = 5 }\n[[criteria]]\nname = \"harmless\"\nlabels = [\"yes\", \"no\"]\npositive = \"yes\"",
+        );
+        assert_eq!(
+            g.criteria_text(),
+            "- \"helpfulness\": an integer from 1 to 5\n- \"harmless\": one of \"yes\", \"no\""
+        );
+        let grades =
+            |t: &str| -> Vec<Grade> { g.grade(t, None).into_iter().map(|c| c.grade).collect() };
+        // Fenced, keys in any case, numbers as numbers or strings.
+        assert_eq!(
+            grades(
+                "Here:\n```json\n{\"Helpfulness\": \"4\", \"harmless\": \"Yes\", \"reasons\": \"ok\"}\n```"
+            ),
+            [Grade::Score(4.0), Grade::Label("yes".into())]
+        );
+        // Off the scale, a missing criterion, a wrong type.
+        assert_eq!(
+            grades("{\"helpfulness\": 9, \"harmless\": 3}"),
+            [Grade::OutOfRange(9.0), Grade::Unparseable]
+        );
+        assert_eq!(
+            grades("{\"harmless\": \"no\"}"),
+            [Grade::Unparseable, Grade::Label("no".into())]
+        );
+        // No JSON object at all: every criterion unparseable.
+        assert_eq!(
+            grades("Looks fine."),
+            [Grade::Unparseable, Grade::Unparseable]
+        );
+        assert_eq!(
+            grades("{not json}"),
+            [Grade::Unparseable, Grade::Unparseable]
+        );
+        // A simulated reply reads back as what it says.
+        let back = g.reply_for(&[Grade::Score(2.0), Grade::Label("no".into())]);
+        assert_eq!(
+            grades(&back),
+            [Grade::Score(2.0), Grade::Label("no".into())]
+        );
+    }
+
+    #[test]
+    fn score_and_label_graders_read_grades_and_probabilities() {
+        let g = grader("kind = \"score\"\nscale = { min = 1, max = 10 }");
+        assert_eq!(g.names(), ["score"]);
+        assert_eq!(g.criteria_text(), "");
+        // MT-Bench: the rating token follows "[["; G-Eval weights 7 (0.5) and 8 (0.5).
+        let content = [
+            tok("Rating: [[", 0.99, &[]),
+            tok("7", 0.5, &[("7", 0.5), ("8", 0.5)]),
+            tok("]]", 1.0, &[]),
+        ];
+        let out = g.grade("Fine.\nRating: [[7]]", Some(&content));
+        assert_eq!(out[0].grade, Grade::Score(7.0));
+        assert!((out[0].probability.unwrap() - 7.5).abs() < 1e-12);
+        assert_eq!(
+            g.grade("Rating: [[0]]", None)[0].grade,
+            Grade::OutOfRange(0.0)
+        );
+        for s in [1.0, 10.0] {
+            assert_eq!(
+                g.grade(&g.reply_for(&[Grade::Score(s)]), None)[0].grade,
+                Grade::Score(s)
+            );
+        }
+        let l = grader(
+            "kind = \"label\"\nlabels = [\"safe\", \"unsafe\"]\npositive = \"unsafe\"\ntemplate = \"llama-guard\"",
+        );
+        let content = [tok("unsafe", 0.8, &[("unsafe", 0.8), ("safe", 0.2)])];
+        let out = l.grade("unsafe\nS1", Some(&content));
+        assert_eq!(out[0].name, "label");
+        assert_eq!(out[0].grade, Grade::Label("unsafe".into()));
+        assert!((out[0].probability.unwrap() - 0.8).abs() < 1e-12);
+        let back = l.reply_for(&[Grade::Label("safe".into())]);
+        assert_eq!(l.grade(&back, None)[0].grade, Grade::Label("safe".into()));
+        assert_eq!(l.unparseable()[0].grade, Grade::Unparseable);
     }
 }

@@ -266,6 +266,7 @@ impl From<LocalOutput> for JudgeReply {
             }),
             label_probs: Some(o.probs),
             redacted: false,
+            grades: None,
         }
     }
 }

@@ -92,6 +92,11 @@ impl BuildTransport for LocalTransport {
         }
         let mut settings = LocalSettings::new(path.clone());
         settings.max_tokens = config.max_tokens;
+        if config.is_pointwise() {
+            // A grade is read from generated text (a rating, a label, a JSON rubric), not from
+            // the logits of pairwise label tokens.
+            settings.mode = super::local::LocalMode::Generate;
+        }
         if let Some(tokens) = &prepared.template.tokens {
             settings.labels.first = tokens.first.clone();
             settings.labels.second = tokens.second.clone();

@@ -1,5 +1,7 @@
 //! Judges: one trait, many backends (`openai`, `anthropic`, `command`, `sim`, and more),
-//! configured by `judges/*.toml`.
+//! configured by `judges/*.toml`. A judge is pairwise (a verdict between two answers) or
+//! pointwise (`kind = "score" | "label" | "rubric"`: a grade of one answer, carried in
+//! [`JudgeReply::grades`]; see [`grade`] and [`sim_pointwise`]).
 //!
 //! Backends see only the text they are asked to judge. They never know which artifact is in play.
 //! The simulated judge too decides from the shown text alone ([`sim`]); [`SimContext`] carries
@@ -20,6 +22,7 @@ pub mod models;
 pub mod openai;
 pub mod parser;
 pub mod sim;
+pub mod sim_pointwise;
 pub mod template;
 pub mod templated;
 
@@ -132,6 +135,10 @@ pub struct JudgeReply {
     /// backend returned and replaced by `<redacted>` before anything was stored or printed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
+    /// A pointwise judge's grades, one per criterion (`None` for pairwise verdicts, whose
+    /// replies serialize as before). The pairwise `verdict` of a pointwise reply is `Invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grades: Option<Vec<grade::CriterionGrade>>,
 }
 
 /// Kinds of fault, counted per judge in the report.
@@ -242,6 +249,9 @@ pub enum JudgeBuildError {
 /// way; a new backend is its transport file plus one line here.
 pub fn build(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
     match config.backend {
+        config::Backend::Sim if config.is_pointwise() => {
+            Ok(Arc::new(sim_pointwise::SimGrader::new(config)?))
+        }
         config::Backend::Sim => Ok(Arc::new(sim::SimJudge::new(config)?)),
         config::Backend::Openai => Ok(Arc::new(openai::OpenAiJudge::new(config)?)),
         config::Backend::Anthropic => Ok(Arc::new(anthropic::AnthropicJudge::new(config)?)),

@@ -455,6 +455,7 @@ impl Judge for SimJudge {
             }),
             label_probs: None,
             redacted: false,
+            grades: None,
         })
     }
 }

@@ -1,4 +1,11 @@
-//! Prompt templates for pairwise judging (Chen's safety template, MT-Bench pairwise, user files).
+//! Prompt templates for pairwise judging (Chen's safety template, MT-Bench pairwise, user files)
+//! and for pointwise judging (one answer: MT-Bench single-answer grading, a safety classifier, a
+//! Llama-Guard-style prompt, a pass/fail rubric, a JSON rubric).
+//!
+//! A pointwise template says `kind = "pointwise"`, shows `{{prompt}}` and `{{answer}}` (and a
+//! rubric's `{{criteria}}`), has no `[labels]` (the judge file's `kind`, scale or labels say how
+//! its reply is read, [`super::grade::Grader`]) and may name `rating_after`, the text after which
+//! the rating token is generated (`[[` for MT-Bench), for the expected score.
 //!
 //! A template file is TOML:
 //!
@@ -68,6 +75,26 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "letter-safety",
         include_str!("../../judges/templates/letter-safety.toml"),
     ),
+    (
+        "mtbench-single",
+        include_str!("../../judges/templates/mtbench-single.toml"),
+    ),
+    (
+        "safety-classifier",
+        include_str!("../../judges/templates/safety-classifier.toml"),
+    ),
+    (
+        "llama-guard",
+        include_str!("../../judges/templates/llama-guard.toml"),
+    ),
+    (
+        "pass-fail-rubric",
+        include_str!("../../judges/templates/pass-fail-rubric.toml"),
+    ),
+    (
+        "json-rubric",
+        include_str!("../../judges/templates/json-rubric.toml"),
+    ),
 ];
 
 /// Label tokens for log-probability verdicts: the probability of each label is the summed
@@ -112,6 +139,12 @@ pub struct Template {
     pub min_max_tokens: Option<u32>,
     /// How the template names its slots, for context edits (`None`: the defaults).
     pub slots: Option<SlotNames>,
+    /// A pointwise template (`kind = "pointwise"`): it shows one answer, `{{answer}}`, and has
+    /// no pairwise labels (the judge file's kind says how its reply is read).
+    pub pointwise: bool,
+    /// Pointwise score templates: the rating token follows generated text ending with this
+    /// (e.g. `[[`), for the expected score from log-probabilities; `None`: the first token.
+    pub rating_after: Option<String>,
 }
 
 /// How a template names its two slots, for context edits (see the module docs).
@@ -254,11 +287,14 @@ pub struct RenderedPrompt {
 #[serde(deny_unknown_fields)]
 struct TemplateFile {
     name: Option<String>,
+    /// `pairwise` (default) or `pointwise`.
+    kind: Option<String>,
     system: Option<String>,
     user: String,
     min_max_tokens: Option<u32>,
-    labels: LabelsFile,
+    labels: Option<LabelsFile>,
     slots: Option<SlotNames>,
+    rating_after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +318,11 @@ enum Var {
     Prompt,
     First,
     Second,
+    /// The one answer of a pointwise template (rendered from the request's first answer).
+    Answer,
+    /// A pointwise rubric's criteria, described (rendered from the `second` text, which a
+    /// pointwise template never shows otherwise).
+    Criteria,
 }
 
 /// One piece of a template: literal text or a (possibly unknown) placeholder.
@@ -320,6 +361,8 @@ fn pieces(template: &str) -> Vec<Piece<'_>> {
             "prompt" => Piece::Var(Var::Prompt),
             "first" => Piece::Var(Var::First),
             "second" => Piece::Var(Var::Second),
+            "answer" => Piece::Var(Var::Answer),
+            "criteria" => Piece::Var(Var::Criteria),
             other => Piece::Unknown(other),
         });
         rest = &after[close + 2..];
@@ -370,8 +413,8 @@ fn render_mapped(
         match piece {
             Piece::Text(t) => out.push_str(&rename(renames, t)),
             Piece::Var(Var::Prompt) => out.push_str(prompt),
-            Piece::Var(Var::First) => out.push_str(first),
-            Piece::Var(Var::Second) => out.push_str(second),
+            Piece::Var(Var::First) | Piece::Var(Var::Answer) => out.push_str(first),
+            Piece::Var(Var::Second) | Piece::Var(Var::Criteria) => out.push_str(second),
             // Validation rejects unknown placeholders; a hand-built template keeps them literal.
             Piece::Unknown(name) => {
                 out.push_str("{{");
@@ -417,6 +460,14 @@ impl Template {
         BUILTIN_TEMPLATES.iter().map(|(n, _)| *n).collect()
     }
 
+    /// Names of the built-in pointwise templates (they grade one answer).
+    pub fn builtin_pointwise_names() -> Vec<&'static str> {
+        Self::builtin_names()
+            .into_iter()
+            .filter(|n| Self::builtin(n).is_ok_and(|t| t.pointwise))
+            .collect()
+    }
+
     /// Read and validate a template file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Template, ConfigError> {
         let path = path.as_ref();
@@ -440,17 +491,66 @@ impl Template {
     ) -> Result<Template, ConfigError> {
         let file: TemplateFile =
             toml::from_str(text).map_err(|e| from_toml_error(origin, text, &e))?;
+        let pointwise = match file.kind.as_deref() {
+            None | Some("pairwise") => false,
+            Some("pointwise") => true,
+            Some(other) => {
+                return Err(invalid_field(
+                    origin,
+                    text,
+                    "kind",
+                    format!("`{other}` is not a template kind (pairwise, pointwise)"),
+                ));
+            }
+        };
+        let labels = match (file.labels, pointwise) {
+            (Some(labels), false) => labels,
+            (None, false) => {
+                return Err(invalid_field(
+                    origin,
+                    text,
+                    "labels",
+                    "a pairwise template needs a [labels] table",
+                ));
+            }
+            (Some(_), true) => {
+                return Err(invalid_field(
+                    origin,
+                    text,
+                    "labels",
+                    "a pointwise template has no pairwise [labels]: the judge file's `kind` \
+                     says how the reply is read",
+                ));
+            }
+            (None, true) => LabelsFile {
+                first: String::new(),
+                second: String::new(),
+                tie: String::new(),
+                pick: default_pick(),
+                tokens: None,
+            },
+        };
+        if file.rating_after.is_some() && !pointwise {
+            return Err(invalid_field(
+                origin,
+                text,
+                "rating_after",
+                "is only used by pointwise templates",
+            ));
+        }
         let template = Template {
             name: file.name.unwrap_or_else(|| default_name.to_string()),
             system: file.system,
             user: file.user,
-            first_label: file.labels.first,
-            second_label: file.labels.second,
-            tie_label: file.labels.tie,
-            pick: file.labels.pick,
-            tokens: file.labels.tokens,
+            first_label: labels.first,
+            second_label: labels.second,
+            tie_label: labels.tie,
+            pick: labels.pick,
+            tokens: labels.tokens,
             min_max_tokens: file.min_max_tokens,
             slots: file.slots,
+            pointwise,
+            rating_after: file.rating_after,
         };
         template
             .check()
@@ -494,17 +594,55 @@ impl Template {
                 match piece {
                     Piece::Var(v) => seen.push(v),
                     Piece::Unknown(name) => {
+                        let known = if self.pointwise {
+                            "{{prompt}}, {{answer}}, {{criteria}}"
+                        } else {
+                            "{{prompt}}, {{first}}, {{second}}"
+                        };
                         return Err((
                             field,
-                            format!(
-                                "unknown placeholder `{{{{{name}}}}}` (known: {{{{prompt}}}}, \
-                                 {{{{first}}}}, {{{{second}}}})"
-                            ),
+                            format!("unknown placeholder `{{{{{name}}}}}` (known: {known})"),
                         ));
                     }
                     Piece::Text(_) => {}
                 }
             }
+        }
+        if self.pointwise {
+            if seen.contains(&Var::First) || seen.contains(&Var::Second) {
+                return Err((
+                    "user",
+                    "a pointwise template shows one answer: use {{answer}}, not {{first}} or {{second}}"
+                        .into(),
+                ));
+            }
+            if !seen.contains(&Var::Answer) {
+                return Err((
+                    "user",
+                    "the template never shows the answer: add {{answer}}".into(),
+                ));
+            }
+            if self
+                .rating_after
+                .as_deref()
+                .is_some_and(|a| a.trim().is_empty())
+            {
+                return Err((
+                    "rating_after",
+                    "must not be blank (omit it to use the first token)".into(),
+                ));
+            }
+            if self.min_max_tokens == Some(0) {
+                return Err(("min_max_tokens", "must be greater than 0".into()));
+            }
+            return Ok(());
+        }
+        if seen.contains(&Var::Answer) || seen.contains(&Var::Criteria) {
+            return Err((
+                "user",
+                "{{answer}} and {{criteria}} belong to pointwise templates (kind = \"pointwise\"); a pairwise template shows {{first}} and {{second}}"
+                    .into(),
+            ));
         }
         for (var, name) in [(Var::First, "first"), (Var::Second, "second")] {
             if !seen.contains(&var) {
@@ -698,6 +836,11 @@ impl Template {
                 "tokens": tokens,
             },
         });
+        // Only for pointwise templates: pairwise templates keep the hash they always had.
+        if self.pointwise {
+            value["kind"] = serde_json::json!("pointwise");
+            value["rating_after"] = serde_json::json!(self.rating_after);
+        }
         // Only declared: templates without a [slots] table keep the hash they always had.
         if let Some(slots) = &self.slots {
             value["slots"] = serde_json::json!({
@@ -734,6 +877,8 @@ mod tests {
             tokens: None,
             min_max_tokens: None,
             slots: None,
+            pointwise: false,
+            rating_after: None,
         }
     }
 
@@ -907,5 +1052,53 @@ mod tests {
         assert_eq!(t.pick, "unique");
         let err = Template::resolve("tpl/missing.toml", Some(dir.path())).unwrap_err();
         assert!(matches!(err, ConfigError::Io { .. }));
+    }
+
+    #[test]
+    fn pointwise_templates_show_one_answer() {
+        for name in Template::builtin_pointwise_names() {
+            let t = Template::builtin(name).unwrap();
+            assert!(t.pointwise, "{name}");
+            let r = t.render("PROMPT-X", "ANSWER-ONE", "CRITERIA-Z");
+            assert_eq!(r.user.matches("ANSWER-ONE").count(), 1, "{name}");
+            assert!(r.user.contains("PROMPT-X"), "{name}");
+            assert_eq!(
+                r.user.contains("CRITERIA-Z"),
+                name == "json-rubric",
+                "{name}"
+            );
+        }
+        assert_eq!(
+            Template::builtin_pointwise_names(),
+            [
+                "mtbench-single",
+                "safety-classifier",
+                "llama-guard",
+                "pass-fail-rubric",
+                "json-rubric"
+            ]
+        );
+        let t = Template::builtin("mtbench-single").unwrap();
+        assert_eq!(t.rating_after.as_deref(), Some("[["));
+        assert_ne!(
+            t.sha256(),
+            Template::builtin("chen-safety").unwrap().sha256()
+        );
+        let bad = |text: &str| {
+            Template::from_toml_str(text, "t.toml", "t")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            bad("kind = \"pointwise\"\nuser = \"{{prompt}} {{first}}\"").contains("{{answer}}")
+        );
+        assert!(bad("kind = \"pointwise\"\nuser = \"{{prompt}}\"").contains("add {{answer}}"));
+        assert!(
+            bad("user = \"{{answer}}\"\n[labels]\nfirst = \"A\"\nsecond = \"B\"\ntie = \"C\"")
+                .contains("pointwise")
+        );
+        assert!(bad("user = \"{{first}} {{second}}\"").contains("[labels]"));
+        assert!(bad("kind = \"pointwise\"\nuser = \"{{answer}}\"\n[labels]\nfirst = \"A\"\nsecond = \"B\"\ntie = \"C\"").contains("labels"));
+        assert!(bad("kind = \"single\"\nuser = \"{{answer}}\"").contains("field `kind`"));
     }
 }

@@ -11,6 +11,7 @@ use super::chat::{
     TokenLogprob, VerdictSource,
 };
 use super::config::{Backend, ConfigError};
+use super::grade::Grader;
 use super::http::build_error;
 use super::parser::{Pick, VerdictParser};
 use super::template::{LabelTokens, Template};
@@ -42,6 +43,8 @@ pub struct TemplatedJudge<T> {
     params: GenerationParams,
     /// The label tokens, when label probabilities come from token log-probabilities.
     label_tokens: Option<LabelTokens>,
+    /// How a pointwise judge reads its replies (`None` for pairwise judges).
+    grader: Option<Grader>,
     transport: T,
 }
 
@@ -73,6 +76,7 @@ pub struct Prepared {
     /// The template the judge renders.
     pub template: Template,
     parser: VerdictParser,
+    grader: Option<Grader>,
 }
 
 /// Validate `config` once for every templated backend and load its template and parser. Backend
@@ -83,8 +87,15 @@ pub fn prepare(config: &JudgeConfig) -> Result<Prepared, JudgeBuildError> {
     let template = config
         .load_template()
         .map_err(|e| config_build_error(name, e))?;
+    // A pointwise template has no pairwise labels: its parser is never asked (the grader reads
+    // the reply), and its empty regexes compile.
     let parser = VerdictParser::for_config(&template, &config.parser)
         .map_err(|e| build_error(name, &format!("parser.{}", e.field), e.message))?;
+    let grader = if config.is_pointwise() {
+        Some(Grader::for_config(config, &template).map_err(|e| build_error(name, "kind", e))?)
+    } else {
+        None
+    };
     if let Some(min) = template.min_max_tokens
         && config.max_tokens < min
     {
@@ -95,7 +106,11 @@ pub fn prepare(config: &JudgeConfig) -> Result<Prepared, JudgeBuildError> {
             "max_tokens is below the template's minimum of {min}: verdicts may be cut off and counted invalid"
         );
     }
-    Ok(Prepared { template, parser })
+    Ok(Prepared {
+        template,
+        parser,
+        grader,
+    })
 }
 
 /// A transport built from a judge file: what makes `TemplatedJudge::<T>::new` work for it.
@@ -143,7 +158,7 @@ impl<T: ChatTransport> TemplatedJudge<T> {
         prepared: Prepared,
         transport: T,
     ) -> Result<Self, JudgeBuildError> {
-        let label_tokens = if config.logprobs {
+        let label_tokens = if config.logprobs && prepared.grader.is_none() {
             Some(prepared.template.tokens.clone().ok_or_else(|| {
                 build_error(
                     &config.name,
@@ -166,6 +181,7 @@ impl<T: ChatTransport> TemplatedJudge<T> {
                 top_logprobs: config.logprobs.then_some(config.top_logprobs),
             },
             label_tokens,
+            grader: prepared.grader,
             transport,
         })
     }
@@ -198,12 +214,20 @@ impl<T: ChatTransport> TemplatedJudge<T> {
     /// The messages sent for `request`: the one place a request is rendered, so everything the
     /// request carries (answers, context) reaches the template through it.
     pub fn messages(&self, request: &JudgeRequest) -> Vec<ChatMessage> {
-        let rendered = self.template.render_with(
-            &request.prompt,
-            &request.first,
-            &request.second,
-            &request.context,
-        );
+        let rendered = match &self.grader {
+            // One answer; `{{criteria}}` shows a rubric's criteria. No context edit applies to
+            // a single answer (the plan never asks for one).
+            Some(grader) => {
+                self.template
+                    .render(&request.prompt, &request.first, &grader.criteria_text())
+            }
+            None => self.template.render_with(
+                &request.prompt,
+                &request.first,
+                &request.second,
+                &request.context,
+            ),
+        };
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = rendered.system {
             messages.push(ChatMessage {
@@ -234,6 +258,31 @@ impl<T: ChatTransport> TemplatedJudge<T> {
         // decoded texts are checked again.
         let mut redacted = completion.redacted;
         redacted |= redactor.redact_in_place(&mut completion.text);
+        if let Some(grader) = &self.grader {
+            let grades = if completion.refused {
+                grader.unparseable()
+            } else {
+                let text = match &mut completion.stated_verdict {
+                    None => None,
+                    Some(VerdictSource::Text(t)) | Some(VerdictSource::Stated(t)) => {
+                        redacted |= redactor.redact_in_place(t);
+                        Some(t.clone())
+                    }
+                };
+                grader.grade(
+                    text.as_deref().unwrap_or(&completion.text),
+                    completion.logprobs.as_deref(),
+                )
+            };
+            return JudgeReply {
+                raw: completion.text,
+                verdict: SlotVerdict::Invalid,
+                usage: completion.usage,
+                label_probs: None,
+                redacted,
+                grades: Some(grades),
+            };
+        }
         let verdict = self.verdict(&mut completion, &mut redacted);
         let label_probs = match (&self.label_tokens, &completion.logprobs) {
             (Some(tokens), Some(content)) => {
@@ -247,6 +296,7 @@ impl<T: ChatTransport> TemplatedJudge<T> {
             usage: completion.usage,
             label_probs,
             redacted,
+            grades: None,
         }
     }
 
@@ -326,43 +376,10 @@ pub fn label_probs(
     tokens: &LabelTokens,
     use_last: bool,
 ) -> Option<LabelProbs> {
-    let position = match &tokens.after {
-        None => content.iter().position(|t| !t.token.trim().is_empty()),
-        Some(after) => {
-            let after = after.trim();
-            let mut generated = String::new();
-            let mut found = None;
-            for (i, t) in content.iter().enumerate() {
-                if generated.trim_end().ends_with(after) {
-                    found = Some(i);
-                    if !use_last {
-                        break;
-                    }
-                }
-                generated.push_str(&t.token);
-            }
-            found
-        }
-    }?;
-    let at = &content[position];
-    let mut alternatives: Vec<(&str, f64)> = at
-        .top_logprobs
-        .iter()
-        .filter_map(|t| t.logprob.map(|lp| (t.token.as_str(), lp)))
-        .collect();
-    if let Some(lp) = at.logprob
-        && !alternatives.iter().any(|(t, _)| *t == at.token)
-    {
-        alternatives.push((at.token.as_str(), lp));
-    }
+    let alternatives = super::grade::alternatives_at(content, tokens.after.as_deref(), use_last)?;
     let (mut first, mut second, mut tie) = (0.0_f64, 0.0_f64, 0.0_f64);
     let mut matched = false;
-    for (token, lp) in alternatives {
-        if lp.is_nan() {
-            continue;
-        }
-        // exp(-inf) = 0; a slightly positive log-probability (rounding) counts as certainty.
-        let p = lp.min(0.0).exp();
+    for (token, p) in alternatives {
         let target = if tokens.first.iter().any(|t| t == token) {
             &mut first
         } else if tokens.second.iter().any(|t| t == token) {

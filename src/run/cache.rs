@@ -187,6 +187,7 @@ mod tests {
             usage: None,
             label_probs: None,
             redacted: false,
+            grades: None,
         };
         cache.store(&[("k".into(), reply)]).unwrap();
         drop(cache);

@@ -166,6 +166,10 @@ pub struct CallRecord {
     /// imported batch output file (absent for ordinary calls, so their records are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// A pointwise judge's grades, one per criterion (absent for pairwise calls, so their
+    /// records are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grades: Option<Vec<crate::judge::grade::CriterionGrade>>,
 }
 
 impl CallRecord {
@@ -196,6 +200,7 @@ impl CallRecord {
             error: None,
             error_kind: None,
             via: None,
+            grades: None,
         }
     }
 
@@ -215,6 +220,7 @@ impl CallRecord {
         self.usage = reply.usage;
         self.label_probs = reply.label_probs;
         self.redacted = reply.redacted;
+        self.grades = reply.grades;
         self.error = None;
         self.error_kind = None;
     }
@@ -1129,6 +1135,7 @@ impl Batch {
                             usage: record.usage,
                             label_probs: record.label_probs,
                             redacted: record.redacted,
+                            grades: record.grades.clone(),
                         },
                     ));
                 }

@@ -320,6 +320,7 @@ fn cache_reply(r: &StoredRewrite) -> JudgeReply {
         usage: r.usage,
         label_probs: None,
         redacted: false,
+        grades: None,
     }
 }
 
