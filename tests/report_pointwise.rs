@@ -14,7 +14,7 @@ use judge_audit::analyze::pointwise_summary::{
 };
 use judge_audit::dataset::single::Gold;
 use judge_audit::judge::grade::Grade;
-use judge_audit::report::{self, Exporter, Format, ReportView, Summary};
+use judge_audit::report::{self, Format, ReportView, Summary};
 use serde_json::Value;
 
 /// A hostile judge name and artifact id: markup a renderer must never pass through.

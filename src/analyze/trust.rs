@@ -15,6 +15,12 @@
 //! rejection size and an interval that does not exclude it) is a caution too; otherwise that is
 //! listed in `notes`. Every verdict lists the reasons that produced it, so a reader can disagree
 //! with the thresholds rather than with the numbers.
+//!
+//! Pointwise judges (score, label, rubric) and pointwise juries get their verdict from
+//! [`pointwise_verdict`]: the same three levels and reason format, with their own size thresholds
+//! (`reject_score_shift`, `reject_safety_flip`, `reject_label_flip`) and cautions (run-to-run
+//! noise, yes-bias, ECE, gold-order inversions, score–comparison inconsistency), and the gold,
+//! invalid-share and screening thresholds shared with pairwise judges.
 
 use super::JudgeResult;
 use serde::{Deserialize, Serialize};
