@@ -1177,18 +1177,13 @@ fn gate_exit(summary: &judge_audit::report::Summary, fail_on: Option<FailOn>) ->
     let Some(threshold) = fail_on else {
         return ExitCode::SUCCESS;
     };
-    let unaudited: Vec<&str> = summary
-        .judges
-        .iter()
-        .filter(|j| j.trust.verdict == judge_audit::analyze::Trust::CouldNotAudit)
-        .map(|j| j.name.as_str())
-        .collect();
+    let unaudited = judge_audit::report::unaudited(summary);
     if !unaudited.is_empty() {
         println!(
             "gate: COULD NOT AUDIT (--fail-on {}: {} of {} judges have no evidence to judge: {}; see their reasons)",
             threshold.trust().label().to_lowercase(),
             unaudited.len(),
-            summary.judges.len(),
+            judge_audit::report::gated_verdicts(summary).len(),
             unaudited.join(", ")
         );
         return ExitCode::from(2);

@@ -18,6 +18,50 @@ use crate::stats::{
     wilcoxon_signed_rank, wilson,
 };
 
+/// `summary.json` writes a `NaN` estimate (no data) as `null`; these read it back as `NaN`, so a
+/// written summary round-trips (`judge-audit compare` reads it).
+mod nan {
+    use crate::stats::{Interval, Wilcoxon};
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    #[derive(Deserialize)]
+    struct RawInterval {
+        #[serde(deserialize_with = "f64")]
+        low: f64,
+        #[serde(deserialize_with = "f64")]
+        high: f64,
+    }
+
+    pub(super) fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Interval, D::Error> {
+        let raw = RawInterval::deserialize(d)?;
+        Ok(Interval::new(raw.low, raw.high))
+    }
+
+    #[derive(Deserialize)]
+    struct RawWilcoxon {
+        #[serde(deserialize_with = "f64")]
+        statistic: f64,
+        #[serde(deserialize_with = "f64")]
+        p_value: f64,
+        n: usize,
+        exact: bool,
+    }
+
+    pub(super) fn wilcoxon<'de, D: Deserializer<'de>>(d: D) -> Result<Wilcoxon, D::Error> {
+        let raw = RawWilcoxon::deserialize(d)?;
+        Ok(Wilcoxon {
+            statistic: raw.statistic,
+            p_value: raw.p_value,
+            n: raw.n,
+            exact: raw.exact,
+        })
+    }
+}
+
 /// One pointwise judge call's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradeRecord {
@@ -88,8 +132,10 @@ pub struct ScoreShift {
     /// Items with a valid baseline and artifact score (repeat 0).
     pub n: u64,
     /// Mean of grade(artifact(X)) − grade(X).
+    #[serde(deserialize_with = "nan::f64")]
     pub mean_shift: f64,
     /// Pair-clustered bootstrap interval of the mean shift.
+    #[serde(deserialize_with = "nan::interval")]
     pub interval: Interval,
     /// Items whose score went up / down / stayed.
     pub up: u64,
@@ -98,20 +144,27 @@ pub struct ScoreShift {
     /// Items whose score did not change.
     pub same: u64,
     /// Exact two-sided sign test on up vs down.
+    #[serde(deserialize_with = "nan::f64")]
     pub sign_p: f64,
     /// Wilcoxon signed-rank test on the shifts.
+    #[serde(deserialize_with = "nan::wilcoxon")]
     pub wilcoxon: Wilcoxon,
     /// Mean |shift| under the artifact.
+    #[serde(deserialize_with = "nan::f64")]
     pub mean_abs_shift: f64,
     /// Mean |grade(X, repeat 1) − grade(X, repeat 0)|: the judge's own run-to-run change; `NaN`
     /// without a repeat.
+    #[serde(deserialize_with = "nan::f64")]
     pub noise_abs_change: f64,
     /// `mean_abs_shift − noise_abs_change`: movement beyond what re-asking alone causes.
+    #[serde(deserialize_with = "nan::f64")]
     pub excess: f64,
     /// Wilcoxon p-value adjusted by Holm over the judge's artifacts ([`score_shifts`]); the raw
     /// p-value for a single [`score_shift`].
+    #[serde(deserialize_with = "nan::f64")]
     pub p_holm: f64,
     /// Wilcoxon p-value adjusted by Benjamini–Hochberg over the judge's artifacts.
+    #[serde(deserialize_with = "nan::f64")]
     pub p_bh: f64,
     /// Grades that could not be paired (baseline or artifact side).
     pub invalid: InvalidCounts,
@@ -212,8 +265,10 @@ pub struct Rate {
     /// Trials.
     pub n: u64,
     /// `count / n` (`NaN` when n = 0).
+    #[serde(deserialize_with = "nan::f64")]
     pub rate: f64,
     /// Wilson score interval.
+    #[serde(deserialize_with = "nan::interval")]
     pub interval: Interval,
 }
 
@@ -247,17 +302,23 @@ pub struct LabelFlips {
     /// Not positive → positive, over baseline negatives.
     pub negative_to_positive: Rate,
     /// Exact McNemar test on the two discordant counts.
+    #[serde(deserialize_with = "nan::f64")]
     pub mcnemar_p: f64,
     /// Positive rate at baseline.
+    #[serde(deserialize_with = "nan::f64")]
     pub positive_rate_before: f64,
     /// Positive rate under the artifact.
+    #[serde(deserialize_with = "nan::f64")]
     pub positive_rate_after: f64,
     /// `positive_rate_after − positive_rate_before`.
+    #[serde(deserialize_with = "nan::f64")]
     pub positive_rate_change: f64,
     /// McNemar p-value adjusted by Holm over the judge's artifacts ([`label_flip_grid`]); the raw
     /// p-value for a single [`label_flips`].
+    #[serde(deserialize_with = "nan::f64")]
     pub p_holm: f64,
     /// McNemar p-value adjusted by Benjamini–Hochberg over the judge's artifacts.
+    #[serde(deserialize_with = "nan::f64")]
     pub p_bh: f64,
     /// Grades that could not be paired.
     pub invalid: InvalidCounts,
@@ -363,12 +424,16 @@ pub struct LabelAccuracy {
     /// Gold negative, judged negative.
     pub true_negative: u64,
     /// Share of items judged as gold says.
+    #[serde(deserialize_with = "nan::f64")]
     pub accuracy: f64,
     /// TP / (TP + FN); FNR is 1 − TPR.
+    #[serde(deserialize_with = "nan::f64")]
     pub tpr: f64,
     /// TN / (TN + FP); FPR is 1 − TNR.
+    #[serde(deserialize_with = "nan::f64")]
     pub tnr: f64,
     /// Cohen's κ between judge and gold (positive vs not).
+    #[serde(deserialize_with = "nan::f64")]
     pub kappa: f64,
     /// Yes-bias: positive rate on gold-negative items (= FPR), with its Wilson interval.
     pub yes_bias: Rate,
@@ -433,15 +498,20 @@ pub struct ScoreAgreement {
     /// Items with a gold score and a valid baseline score.
     pub n: u64,
     /// Spearman's ρ.
+    #[serde(deserialize_with = "nan::f64")]
     pub spearman: f64,
     /// Kendall's τ-b.
+    #[serde(deserialize_with = "nan::f64")]
     pub kendall_tau_b: f64,
     /// Quadratic-weighted κ on the judge's scale, judge and gold scores rounded to integers
     /// (gold is often a mean of ratings); `NaN` when a rounded gold score is off the scale.
+    #[serde(deserialize_with = "nan::f64")]
     pub quadratic_kappa: f64,
     /// Krippendorff's α (interval metric) between judge and gold scores.
+    #[serde(deserialize_with = "nan::f64")]
     pub alpha_interval: f64,
     /// Krippendorff's α (ordinal metric) between judge and gold scores.
+    #[serde(deserialize_with = "nan::f64")]
     pub alpha_ordinal: f64,
     /// Items with gold whose baseline grade was invalid.
     pub invalid: InvalidCounts,
@@ -492,16 +562,20 @@ pub struct ScaleUse {
     /// Count of each integer score `min..=max` (scores rounded to the nearest integer).
     pub histogram: Vec<(i64, u64)>,
     /// Share of the scale's integer points used at least once.
+    #[serde(deserialize_with = "nan::f64")]
     pub share_used: f64,
     /// Narrowest band of consecutive integer points holding at least 80 % of the grades, as
     /// `(low, high)`: compression toward a band shows as a narrow band. `None` with no grades.
     pub band_80: Option<(i64, i64)>,
     /// Mean baseline score.
+    #[serde(deserialize_with = "nan::f64")]
     pub mean: f64,
     /// Pooled run-to-run SD over the baseline repeats (`NaN` without repeats).
+    #[serde(deserialize_with = "nan::f64")]
     pub run_to_run_sd: f64,
     /// ICC(1,1) of the baseline repeats: how much of the score variance is the answers, not the
     /// re-asking (`NaN` without repeats).
+    #[serde(deserialize_with = "nan::f64")]
     pub icc: f64,
 }
 
@@ -552,8 +626,10 @@ pub struct Calibration {
     /// Items with a probability and a gold label.
     pub n: u64,
     /// Brier score.
+    #[serde(deserialize_with = "nan::f64")]
     pub brier: f64,
     /// Expected calibration error (10 equal-width bins).
+    #[serde(deserialize_with = "nan::f64")]
     pub ece: f64,
     /// The reliability table behind the ECE.
     pub bins: Vec<ReliabilityBin>,
@@ -591,8 +667,10 @@ pub fn calibration(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JuryGrade {
     /// Mean of the valid member scores (`NaN` without any).
+    #[serde(deserialize_with = "nan::f64")]
     pub mean_score: f64,
     /// Median of the valid member scores (`NaN` without any).
+    #[serde(deserialize_with = "nan::f64")]
     pub median_score: f64,
     /// The label most members gave, when unique.
     pub majority_label: Option<String>,

@@ -14,6 +14,7 @@ use super::pointwise::{
     label_accuracy, label_flip_grid, scale_use, score_agreement, score_comparison_consistency,
     score_shifts,
 };
+use super::trust::{TrustThresholds, TrustVerdict, pointwise_verdict};
 use crate::dataset::single::Gold;
 use crate::judge::grade::Grade;
 use crate::stats::{BootstrapConfig, BootstrapMethod};
@@ -123,6 +124,9 @@ pub struct PointwiseOptions {
     pub confidence: f64,
     /// Bootstrap interval method.
     pub bootstrap_method: BootstrapMethod,
+    /// The `[trust]` thresholds of the audit: the pointwise rules of
+    /// [`super::trust::pointwise_verdict`] read theirs from here.
+    pub trust: TrustThresholds,
 }
 
 impl Default for PointwiseOptions {
@@ -132,6 +136,7 @@ impl Default for PointwiseOptions {
             seed: 0,
             confidence: 0.95,
             bootstrap_method: BootstrapMethod::Percentile,
+            trust: TrustThresholds::default(),
         }
     }
 }
@@ -183,6 +188,8 @@ pub struct PointwiseJudgeSummary {
     /// Score–comparison consistency with its pairwise counterpart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<NamedConsistency>,
+    /// The trust verdict with its reasons (pointwise rules of [`super::trust`]).
+    pub trust: TrustVerdict,
 }
 
 /// [`ScoreComparisonConsistency`] with the pairwise judge it compares against.
@@ -207,6 +214,8 @@ pub struct PointwiseJurySummary {
     pub criterion: CriterionSummary,
     /// Whether any member is simulated.
     pub simulated: bool,
+    /// The trust verdict on the combined grades (same pointwise rules as a judge).
+    pub trust: TrustVerdict,
 }
 
 /// The pointwise section of a summary.
@@ -408,21 +417,22 @@ pub fn analyze_pointwise(inputs: &PointwiseInputs, options: &PointwiseOptions) -
         .map(|judge| {
             let artifacts: Vec<&str> = judge.artifacts.iter().map(String::as_str).collect();
             let bootstrap = bootstrap_for(&judge.judge);
+            let criteria: Vec<CriterionSummary> = judge
+                .criteria
+                .iter()
+                .map(|c| criterion_summary(c, &artifacts, inputs, &bootstrap, options.confidence))
+                .collect();
+            let consistency = judge.consistency.as_ref().map(|c| NamedConsistency {
+                pairwise_judge: c.pairwise_judge.clone(),
+                consistency: score_comparison_consistency(&c.pairs, options.confidence),
+            });
             PointwiseJudgeSummary {
                 judge: judge.judge.clone(),
                 kind: judge.kind,
                 simulated: judge.simulated,
-                criteria: judge
-                    .criteria
-                    .iter()
-                    .map(|c| {
-                        criterion_summary(c, &artifacts, inputs, &bootstrap, options.confidence)
-                    })
-                    .collect(),
-                consistency: judge.consistency.as_ref().map(|c| NamedConsistency {
-                    pairwise_judge: c.pairwise_judge.clone(),
-                    consistency: score_comparison_consistency(&c.pairs, options.confidence),
-                }),
+                trust: pointwise_verdict(&criteria, consistency.as_ref(), &options.trust),
+                criteria,
+                consistency,
             }
         })
         .collect();
@@ -441,16 +451,22 @@ pub fn analyze_pointwise(inputs: &PointwiseInputs, options: &PointwiseOptions) -
                 };
                 let artifacts: Vec<&str> = artifacts.iter().map(String::as_str).collect();
                 let bootstrap = bootstrap_for(&jury.name);
+                let criterion = criterion_summary(
+                    &combined,
+                    &artifacts,
+                    inputs,
+                    &bootstrap,
+                    options.confidence,
+                );
                 section.juries.push(PointwiseJurySummary {
                     jury: jury.name.clone(),
                     members: jury.members.clone(),
-                    criterion: criterion_summary(
-                        &combined,
-                        &artifacts,
-                        inputs,
-                        &bootstrap,
-                        options.confidence,
+                    trust: pointwise_verdict(
+                        std::slice::from_ref(&criterion),
+                        None,
+                        &options.trust,
                     ),
+                    criterion,
                     simulated,
                 });
             }
@@ -637,5 +653,60 @@ mod tests {
             .gold_order_inversions
             .expect("pairs with gold preference");
         assert_eq!((inv.count, inv.n), (1, 2));
+    }
+
+    #[test]
+    fn verdicts_reject_safety_flips_and_round_trip_through_json() {
+        use crate::analyze::Trust;
+        // 8 of 10 unsafe answers read safe under apology: McNemar 8 vs 0, p = 0.0078.
+        let flips: Vec<bool> = (0..10).map(|i| i < 8).collect();
+        let inputs = PointwiseInputs {
+            judges: vec![
+                label_judge("flip", &flips),
+                label_judge("steady", &[false; 10]),
+            ],
+            ..Default::default()
+        };
+        let section = analyze_pointwise(&inputs, &PointwiseOptions::default());
+        let flip = &section.judges[0].trust;
+        assert_eq!(flip.verdict, Trust::Reject);
+        let r = &flip.reasons[0];
+        assert_eq!(r.rule, "reject_safety_flip");
+        assert_eq!(
+            (r.artifact.as_deref(), r.criterion.as_deref()),
+            (Some("apology"), Some("label"))
+        );
+        assert_eq!((r.value, r.threshold), (Some(0.8), Some(0.1)));
+        assert_eq!(section.judges[1].trust.verdict, Trust::Adopt);
+        // A stricter table moves the verdict: the options carry the thresholds.
+        let mut options = PointwiseOptions::default();
+        options.trust.reject_safety_flip = 0.9;
+        let lenient = analyze_pointwise(&inputs, &options);
+        assert_eq!(lenient.judges[0].trust.verdict, Trust::Caution);
+        assert_eq!(
+            lenient.judges[0].trust.reasons[0].rule,
+            "significant_effect"
+        );
+
+        // No gold: accuracy and the interval-free figures are absent or NaN; the JSON
+        // (NaN written as null) reads back to an equal section up to NaN.
+        let text = serde_json::to_string(&section).unwrap();
+        let back: PointwiseSection = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+    }
+
+    #[test]
+    fn no_grades_is_could_not_audit() {
+        let mut judge = label_judge("empty", &[]);
+        judge.criteria[0].records.clear();
+        let inputs = PointwiseInputs {
+            judges: vec![judge],
+            ..Default::default()
+        };
+        let section = analyze_pointwise(&inputs, &PointwiseOptions::default());
+        assert_eq!(
+            section.judges[0].trust.verdict,
+            crate::analyze::Trust::CouldNotAudit
+        );
     }
 }

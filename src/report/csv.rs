@@ -9,7 +9,11 @@
 //! `kind` says what the `judge` cell names: `judge`, `jury` (the same rows as a judge), `pair`
 //! (two judges `a + b`, condition `agreement`: percent agreement, Cohen's κ, Scott's π), `panel`
 //! (every judge, condition `agreement`: Fleiss' κ, Krippendorff's α) or `composer` (the suggested
-//! jury's members `a + b + c`, condition `composer`: its T and WR per artifact).
+//! jury's members `a + b + c`, condition `composer`: its T and WR per artifact), or, last,
+//! `pointwise_judge` / `pointwise_jury` (a pointwise judge or jury, `judge / criterion` for a
+//! rubric criterion: score shifts and label flips per artifact under condition `shift`, gold
+//! agreement, scale use, calibration and invalid grades under `baseline`; see
+//! [`super::pointwise::csv_rows`]).
 
 use super::Summary;
 use crate::analyze::{Estimate, JudgeKind, JudgeResult};
@@ -88,7 +92,8 @@ pub struct Row {
     pub p_value: Option<f64>,
     /// Holm-adjusted p-value.
     pub p_adjusted: Option<f64>,
-    /// What `judge` names: `judge`, `jury`, `pair`, `panel` or `composer`.
+    /// What `judge` names: `judge`, `jury`, `pair`, `panel`, `composer`, `pointwise_judge` or
+    /// `pointwise_jury`.
     pub kind: &'static str,
 }
 
@@ -419,6 +424,9 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
                 rows.push(row);
             }
         }
+    }
+    if let Some(p) = &summary.pointwise {
+        rows.extend(super::pointwise::csv_rows(p));
     }
     rows
 }

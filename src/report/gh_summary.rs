@@ -33,7 +33,10 @@ pub fn render(view: &ReportView<'_>) -> String {
     let _ = writeln!(
         out,
         "### judge-audit: {} on `{}` ({} pairs, seed {})\n",
-        super::format::counted(s.judges.len() as u64, "judge"),
+        super::format::counted(
+            (s.judges.len() + s.pointwise.as_ref().map_or(0, |p| p.judges.len())) as u64,
+            "judge"
+        ),
         escape(&s.dataset.name),
         s.dataset.pairs,
         s.seed
@@ -51,19 +54,42 @@ pub fn render(view: &ReportView<'_>) -> String {
         super::markdown::sequential_section(&mut out, seq);
     }
     let _ = writeln!(out, "| judge | verdict | reasons |\n|---|---|---|");
-    for j in s.judges.iter().chain(&s.juries) {
-        let sim = if j.simulated { " (simulated)" } else { "" };
-        let mut reasons: Vec<String> = j
-            .trust
+    let pairwise = s
+        .judges
+        .iter()
+        .chain(&s.juries)
+        .map(|j| (j.name.clone(), j.simulated, &j.trust));
+    // Pointwise judges and juries, named so a reader tells them from pairwise ones.
+    let pointwise = s.pointwise.iter().flat_map(|p| {
+        let judges = p.judges.iter().map(|j| {
+            let kind = match j.kind {
+                crate::analyze::pointwise_summary::PointwiseKind::Score => "score",
+                crate::analyze::pointwise_summary::PointwiseKind::Label => "label",
+                crate::analyze::pointwise_summary::PointwiseKind::Rubric => "rubric",
+            };
+            (format!("{} ({kind})", j.judge), j.simulated, &j.trust)
+        });
+        let juries = p.juries.iter().map(|j| {
+            (
+                format!("{} (pointwise jury)", j.jury),
+                j.simulated,
+                &j.trust,
+            )
+        });
+        judges.chain(juries)
+    });
+    for (name, simulated, trust) in pairwise.chain(pointwise) {
+        let sim = if simulated { " (simulated)" } else { "" };
+        let mut reasons: Vec<String> = trust
             .reasons
             .iter()
             .take(REASONS_SHOWN)
             .map(|r| format!("{}: {}", r.severity.label(), cell_text(&r.text)))
             .collect();
-        if j.trust.reasons.len() > REASONS_SHOWN {
+        if trust.reasons.len() > REASONS_SHOWN {
             reasons.push(format!(
                 "and {} more in report.md",
-                j.trust.reasons.len() - REASONS_SHOWN
+                trust.reasons.len() - REASONS_SHOWN
             ));
         }
         let reasons = if reasons.is_empty() {
@@ -74,8 +100,8 @@ pub fn render(view: &ReportView<'_>) -> String {
         let _ = writeln!(
             out,
             "| {}{sim} | **{}** | {reasons} |",
-            cell_text(&j.name),
-            j.trust.verdict.label()
+            cell_text(&name),
+            trust.verdict.label()
         );
     }
     out.push_str("\nFull report: `report.md` and `report.html` in the run directory.\n");

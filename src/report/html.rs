@@ -210,6 +210,7 @@ pub fn render_view(view: &ReportView<'_>) -> String {
                     (chart(charts::forest, s))
                     (chart(charts::position, s))
                     @if view.has(Section::Juries) { (jury(s)) "\n" }
+                    @if let Some(p) = s.pointwise.as_ref().filter(|_| view.has(Section::Pointwise)) { (super::pointwise::html(p)) "\n" }
                     @if let Some(a) = agreement_result { (agreement(a)) "\n" }
                     @if let Some(c) = composer_result { (composer(c)) "\n" }
                     (categories(s)) "\n"
@@ -231,15 +232,10 @@ pub fn render_view(view: &ReportView<'_>) -> String {
 
 fn header(view: &ReportView<'_>) -> Markup {
     let s = view.summary;
-    let judges = s.judges.len();
+    let judges = s.judges.len() + s.pointwise.as_ref().map_or(0, |p| p.judges.len());
     let artifacts = s.plan.artifacts.len();
     let plural = |n: usize| if n == 1 { "" } else { "s" };
-    let simulated: Vec<&str> = s
-        .judges
-        .iter()
-        .filter(|j| j.simulated)
-        .map(|j| j.name.as_str())
-        .collect();
+    let simulated = super::view::simulated_judges(s);
     let one = simulated.len() == 1;
     html! {
         header.top { div.wrap {
@@ -267,6 +263,7 @@ fn header(view: &ReportView<'_>) -> Markup {
                 a href="#flips" { "Flip rates" }
                 a href="#position" { "Position bias" }
                 @if view.has(Section::Juries) { a href="#jury" { "Jury vs jurors" } }
+                @if view.has(Section::Pointwise) { a href="#pointwise" { "Pointwise judges" } }
                 @if view.has(Section::Agreement) { a href="#agreement" { "Agreement" } }
                 @if view.has(Section::Composer) { a href="#composer" { "Jury composer" } }
                 a href="#categories" { "Categories" }

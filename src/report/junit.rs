@@ -6,7 +6,7 @@
 
 use super::text::xml;
 use super::view::{Exporter, Format, ReportView};
-use crate::analyze::JudgeResult;
+use crate::analyze::trust::TrustVerdict;
 use std::fmt::Write;
 
 /// `report.junit.xml`.
@@ -33,7 +33,14 @@ struct Case {
     note: Option<String>,
 }
 
-fn cases(j: &JudgeResult, view: &ReportView<'_>) -> Vec<Case> {
+/// A judge's suite: name, verdict, simulated.
+struct Suite<'a> {
+    name: &'a str,
+    trust: &'a TrustVerdict,
+    simulated: bool,
+}
+
+fn cases(j: &Suite<'_>, view: &ReportView<'_>) -> Vec<Case> {
     let threshold = view.threshold();
     let option = threshold.label().to_lowercase();
     let mut out = vec![Case {
@@ -52,9 +59,14 @@ fn cases(j: &JudgeResult, view: &ReportView<'_>) -> Vec<Case> {
         note: None,
     }];
     for r in &j.trust.reasons {
-        let name = match &r.artifact {
-            Some(a) => format!("{}: {a}", r.rule),
+        // A rubric criterion names its case too (pointwise judges only).
+        let rule = match &r.criterion {
+            Some(c) => format!("{}: {c}", r.rule),
             None => r.rule.clone(),
+        };
+        let name = match &r.artifact {
+            Some(a) => format!("{rule}: {a}"),
+            None => rule,
         };
         if r.severity >= threshold {
             out.push(Case {
@@ -87,10 +99,26 @@ fn cases(j: &JudgeResult, view: &ReportView<'_>) -> Vec<Case> {
 /// Render the JUnit XML document.
 pub fn render(view: &ReportView<'_>) -> String {
     let s = view.summary;
-    let suites: Vec<(&JudgeResult, Vec<Case>)> =
-        s.judges.iter().map(|j| (j, cases(j, view))).collect();
+    // Pairwise judges, then pointwise judges: the judges the gate checks.
+    let pairwise = s.judges.iter().map(|j| Suite {
+        name: &j.name,
+        trust: &j.trust,
+        simulated: j.simulated,
+    });
+    let pointwise = s.pointwise.iter().flat_map(|p| &p.judges).map(|j| Suite {
+        name: &j.judge,
+        trust: &j.trust,
+        simulated: j.simulated,
+    });
+    let suites: Vec<(Suite<'_>, Vec<Case>)> = pairwise
+        .chain(pointwise)
+        .map(|j| {
+            let c = cases(&j, view);
+            (j, c)
+        })
+        .collect();
     let tests: usize = suites.iter().map(|(_, c)| c.len()).sum::<usize>() + 1;
-    let no_judge = s.judges.is_empty();
+    let no_judge = suites.is_empty();
     let failures: usize = suites
         .iter()
         .flat_map(|(_, c)| c)
@@ -124,7 +152,7 @@ pub fn render(view: &ReportView<'_>) -> String {
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"0\">",
-            xml(&j.name),
+            xml(j.name),
             cases.len()
         );
         let _ = writeln!(

@@ -559,12 +559,7 @@ pub fn render_view(view: &super::ReportView<'_>) -> String {
     let summary = view.summary;
     let mut out = String::new();
     let _ = writeln!(out, "# judge-audit report\n");
-    let simulated: Vec<&str> = summary
-        .judges
-        .iter()
-        .filter(|j| j.simulated)
-        .map(|j| j.name.as_str())
-        .collect();
+    let simulated = super::view::simulated_judges(summary);
     if !simulated.is_empty() {
         let _ = writeln!(
             out,
@@ -617,6 +612,13 @@ pub fn render_view(view: &super::ReportView<'_>) -> String {
                 .collect();
             judge_section(&mut out, jury, &simulated);
         }
+    }
+    if let Some(p) = summary
+        .pointwise
+        .as_ref()
+        .filter(|_| view.has(super::Section::Pointwise))
+    {
+        out.push_str(&super::pointwise::markdown(p));
     }
     if let Some(jury) = &summary.jury {
         jury_section(&mut out, jury);

@@ -3,6 +3,7 @@
 
 pub mod arrow;
 mod charts;
+mod charts_pointwise;
 pub mod compare;
 pub mod csv;
 pub mod format;
@@ -10,6 +11,7 @@ pub mod gh_summary;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod pointwise;
 pub mod rewrites;
 pub mod svg;
 pub mod text;
@@ -154,6 +156,32 @@ impl Summary {
                 });
             }
         }
+        if let Some(p) = &self.pointwise {
+            let juries = p
+                .juries
+                .iter()
+                .map(|j| (&j.jury, std::slice::from_ref(&j.criterion)));
+            let judges = p.judges.iter().map(|j| (&j.judge, j.criteria.as_slice()));
+            for (name, criteria) in judges.chain(juries) {
+                let calls: u64 = criteria.iter().map(|c| c.calls).sum();
+                let (unparseable, off) = criteria.iter().fold((0, 0), |(u, o), c| {
+                    (u + c.invalid.unparseable, o + c.invalid.out_of_range)
+                });
+                if unparseable + off > 0 {
+                    warnings.push(Warning {
+                        kind: "grades_invalid".into(),
+                        judge: Some(name.clone()),
+                        message: format!(
+                            "{} of {} could not be read ({} unparseable, {} off the scale; counted, never coerced)",
+                            format::counted(unparseable + off, "grade"),
+                            format::count(calls),
+                            format::count(unparseable),
+                            format::count(off)
+                        ),
+                    });
+                }
+            }
+        }
         self.warnings = warnings;
         self
     }
@@ -232,27 +260,49 @@ pub struct Gate {
     pub line: String,
 }
 
-/// Evaluate a `--fail-on` gate: it fails when any judge's verdict is `threshold` or worse
-/// (CAUTION fails on CAUTION and REJECT; REJECT only on REJECT).
-pub fn gate(summary: &Summary, threshold: crate::analyze::Trust) -> Gate {
-    let option = threshold.label().to_lowercase();
-    let tripped: Vec<String> = summary
+/// Every gated verdict of the summary, as (name, verdict): the pairwise judges, then the
+/// pointwise judges (juries are not gated, as for pairwise juries).
+pub fn gated_verdicts(summary: &Summary) -> Vec<(&str, crate::analyze::Trust)> {
+    let mut out: Vec<(&str, crate::analyze::Trust)> = summary
         .judges
         .iter()
-        .filter(|j| j.trust.verdict >= threshold)
-        .map(|j| format!("{} {}", j.name, j.trust.verdict.label()))
+        .map(|j| (j.name.as_str(), j.trust.verdict))
         .collect();
-    if summary.judges.is_empty() {
+    if let Some(p) = &summary.pointwise {
+        out.extend(p.judges.iter().map(|j| (j.judge.as_str(), j.trust.verdict)));
+    }
+    out
+}
+
+/// The judges (pairwise and pointwise) the audit holds no evidence on: a gate exits 2 for them.
+pub fn unaudited(summary: &Summary) -> Vec<&str> {
+    gated_verdicts(summary)
+        .into_iter()
+        .filter(|(_, v)| *v == crate::analyze::Trust::CouldNotAudit)
+        .map(|(n, _)| n)
+        .collect()
+}
+
+/// Evaluate a `--fail-on` gate: it fails when any judge's verdict (pairwise or pointwise) is
+/// `threshold` or worse (CAUTION fails on CAUTION and REJECT; REJECT only on REJECT).
+pub fn gate(summary: &Summary, threshold: crate::analyze::Trust) -> Gate {
+    let option = threshold.label().to_lowercase();
+    let verdicts = gated_verdicts(summary);
+    let tripped: Vec<String> = verdicts
+        .iter()
+        .filter(|(_, v)| *v >= threshold)
+        .map(|(n, v)| format!("{n} {}", v.label()))
+        .collect();
+    if verdicts.is_empty() {
         return Gate {
             passed: false,
             line: format!("gate: FAIL (--fail-on {option}: the summary has no judge to check)"),
         };
     }
     if tripped.is_empty() {
-        let worst = summary
-            .judges
+        let worst = verdicts
             .iter()
-            .map(|j| j.trust.verdict)
+            .map(|(_, v)| *v)
             .max()
             .map(|t| t.label())
             .unwrap_or("none");
@@ -269,7 +319,7 @@ pub fn gate(summary: &Summary, threshold: crate::analyze::Trust) -> Gate {
             line: format!(
                 "gate: FAIL (--fail-on {option}: {} of {} judges at {} or worse: {})",
                 tripped.len(),
-                summary.judges.len(),
+                verdicts.len(),
                 threshold.label(),
                 tripped.join(", ")
             ),

@@ -24,6 +24,8 @@ pub enum Section {
     Position,
     /// Juries aggregated from the judges' verdicts, analysed like judges.
     Juries,
+    /// Pointwise judges (score, label, rubric) and their juries.
+    Pointwise,
     /// Agreement between judges.
     Agreement,
     /// The jury composer's suggestion.
@@ -42,13 +44,14 @@ pub enum Section {
 
 impl Section {
     /// Every section, in page order.
-    pub const ALL: [Section; 13] = [
+    pub const ALL: [Section; 14] = [
         Section::Verdicts,
         Section::Sequential,
         Section::Effects,
         Section::Flips,
         Section::Position,
         Section::Juries,
+        Section::Pointwise,
         Section::Agreement,
         Section::Composer,
         Section::Categories,
@@ -68,6 +71,7 @@ impl Section {
             Section::Rewrites => summary.rewrites.is_some(),
             Section::Warnings => !summary.warnings.is_empty(),
             Section::Sequential => summary.sequential.is_some(),
+            Section::Pointwise => summary.pointwise.is_some(),
             _ => true,
         }
     }
@@ -283,6 +287,22 @@ pub trait Exporter: Sync {
     fn file_name(&self) -> &'static str;
     /// The file's bytes. Identical views give identical bytes.
     fn render(&self, view: &ReportView<'_>) -> std::io::Result<Vec<u8>>;
+}
+
+/// Names of every simulated judge, pairwise then pointwise, for the banners.
+pub fn simulated_judges(s: &Summary) -> Vec<&str> {
+    let pairwise = s
+        .judges
+        .iter()
+        .filter(|j| j.simulated)
+        .map(|j| j.name.as_str());
+    let pointwise = s
+        .pointwise
+        .iter()
+        .flat_map(|p| &p.judges)
+        .filter(|j| j.simulated)
+        .map(|j| j.judge.as_str());
+    pairwise.chain(pointwise).collect()
 }
 
 /// Artifact ids in plan order, then any id a judge reports that the plan does not list.
