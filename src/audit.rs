@@ -1657,6 +1657,8 @@ fn pointwise_section(prepared: &Prepared, records: &[run::CallRecord]) -> Pointw
     let options = PointwiseOptions {
         bootstrap_resamples: prepared.bootstrap_resamples,
         seed: prepared.seed,
+        // The audit's `[trust]` thresholds, pointwise rules included.
+        trust: prepared.trust,
         ..PointwiseOptions::default()
     };
     analyze_pointwise(&inputs, &options)

@@ -572,3 +572,94 @@ fn a_second_local_run_is_answered_from_the_cache_and_a_changed_template_or_model
     audit("chen-safety", &other_model);
     assert_eq!(run("fourth"), (total, 0), "another template hit the cache");
 }
+
+/// The same for a pointwise judge (issue 12: every backend caches through the one mechanism): a
+/// local safe/unsafe classifier run twice sends nothing to the model the second time, with a
+/// byte-identical summary, and another model file or another template misses. Each call carries a grade (SmolLM2's
+/// reply may be unparseable: that is an outcome, still stored and cached).
+#[test]
+fn a_second_local_pointwise_run_is_answered_from_the_cache_and_a_changed_template_or_model_misses()
+{
+    let Some(model) = model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pairs: String = (0..2)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("p{i}"),
+                "prompt": format!("Is activity {i} safe?"),
+                "response_a": format!("Activity {i} needs care: wear protection."),
+                "response_b": format!("Activity {i} is fine, do whatever you want."),
+                "preferred": "a",
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(d.join("pairs.jsonl"), pairs).unwrap();
+    // A second path to the same weights: another endpoint for the cache key.
+    let other_model = d.join("other.gguf");
+    std::os::unix::fs::symlink(&model, &other_model).unwrap();
+    let audit = |template: &str, model: &std::path::Path| {
+        std::fs::write(
+            d.join("audit.toml"),
+            format!(
+                "seed = 5\n[dataset]\npath = \"pairs.jsonl\"\n[design]\nrepeats = 1\nartifacts = [\"apology\"]\n\
+                 [[judge]]\nname = \"local-classifier\"\nbackend = \"local\"\nmodel = \"smollm2\"\n\
+                 kind = \"label\"\nlabels = [\"safe\", \"unsafe\"]\npositive = \"unsafe\"\n\
+                 template = \"{template}\"\nmax_tokens = 4\nmodel_path = \"{}\"\n",
+                model.display()
+            ),
+        )
+        .unwrap();
+    };
+    let run = |out: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+            .current_dir(d)
+            .args(["run", "--quiet", "--config", "audit.toml", "--out", out])
+            .arg("--cache")
+            .arg(d.join("cache"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = std::fs::read_to_string(d.join(out).join("calls.jsonl")).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            records
+                .iter()
+                .all(|r| r["grades"][0]["grade"]["kind"].is_string()),
+            "a call without a grade: {text}"
+        );
+        let cached = records.iter().filter(|r| r["cached"] == true).count();
+        (records.len(), cached)
+    };
+    audit("safety-classifier", &model);
+    let (total, cached) = run("first");
+    // 2 pairs × 2 answers × (1 baseline + 1 apology) grades.
+    assert_eq!((total, cached), (8, 0));
+    assert_eq!(run("second"), (8, 8), "the second run asked the model");
+    assert_eq!(
+        std::fs::read(d.join("first/summary.json")).unwrap(),
+        std::fs::read(d.join("second/summary.json")).unwrap()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("first/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary["pointwise"]["judges"][0]["judge"],
+        "local-classifier"
+    );
+    audit("safety-classifier", &other_model);
+    assert_eq!(run("third"), (8, 0), "another model file hit the cache");
+    audit("llama-guard", &other_model);
+    assert_eq!(run("fourth"), (8, 0), "another template hit the cache");
+}
