@@ -963,10 +963,12 @@ pub fn sequential_options(
     }
 }
 
-/// A sequential run: replay the stored calls through the engine (so a resumed run recomputes
-/// every decision and continues from the first incomplete wave without re-sending), send the
-/// next wave's missing calls, repeat until the engine is finished. Stops early when a wave
-/// makes no progress (its calls keep failing, a judge was stopped, the cost budget ended):
+/// A sequential run in one [`run::RunSession`]: the stored calls are folded through the engine
+/// (so a resumed run recomputes every decision and continues from the first incomplete wave
+/// without re-sending), then each wave's missing calls are sent and its answers folded in,
+/// until the engine is finished. The store, cache, limiters and judges stay open across waves,
+/// and a wave is analysed incrementally, so a wave costs its own calls only. Stops early when a
+/// wave makes no progress (its calls keep failing, a judge was stopped, the cost budget ended):
 /// the summary then shows the cells as undecided.
 async fn execute_sequential(
     prepared: &Prepared,
@@ -978,44 +980,62 @@ async fn execute_sequential(
 ) -> Result<RunOutcome, AuditError> {
     let plan = &prepared.plan;
     let options = sequential_options(prepared, max_calls);
-    let mut records = RunStore::open(out)?.records()?;
-    let mut total = RunOutcome::default();
+    let mut session = run::RunSession::open(
+        plan.clone(),
+        prepared.dataset.clone(),
+        perturbed,
+        &prepared.judges,
+        out,
+        run_options,
+        keep,
+    )?;
+    session.collect_answers();
+    let mut records: HashMap<String, run::CallRecord> = session
+        .committed_before()
+        .iter()
+        .map(|r| (r.call_id.clone(), r.clone()))
+        .collect();
+    let mut engine = analyze::sequential::Sequential::new(plan, &options);
     // (wave, calls of it still missing) after the previous round: a wave that did not shrink
     // is not sent again (its calls keep failing).
     let mut last = (usize::MAX, usize::MAX);
-    loop {
-        let by_id: HashMap<&str, &run::CallRecord> =
-            records.iter().map(|r| (r.call_id.as_str(), r)).collect();
-        let mut engine = analyze::sequential::Sequential::new(plan, &options);
-        let wave: std::collections::HashSet<&str> = match engine.replay(plan, &by_id) {
-            Some(calls) => calls.iter().map(|&i| plan.calls[i].id.as_str()).collect(),
-            None => Default::default(),
+    while let Some(calls) = engine.next_wave(plan) {
+        let missing: Vec<usize> = calls
+            .iter()
+            .copied()
+            .filter(|&i| !records.contains_key(&plan.calls[i].id))
+            .collect();
+        if missing.is_empty() {
+            let by_id: HashMap<&str, &run::CallRecord> = calls
+                .iter()
+                .filter_map(|&i| {
+                    let id = plan.calls[i].id.as_str();
+                    records.get(id).map(|r| (id, r))
+                })
+                .collect();
+            engine.observe(plan, &calls, &by_id);
+            continue;
+        }
+        if engine.waves_run() == last.0 && missing.len() >= last.1 {
+            break;
+        }
+        last = (engine.waves_run(), missing.len());
+        let send: Vec<usize> = missing
+            .into_iter()
+            .filter(|&i| keep(&plan.calls[i]))
+            .collect();
+        let running = session.send(&send).await;
+        let Some(answers) = session.flush().await else {
+            break;
         };
-        let missing = wave.iter().filter(|id| !by_id.contains_key(*id)).count();
-        // No wave left (finished), or the last round sent nothing new: return what is stored.
-        let done = wave.is_empty() || (engine.waves_run() == last.0 && missing >= last.1);
-        last = (engine.waves_run(), missing);
-        let outcome = run::execute_subset(
-            plan.clone(),
-            prepared.dataset.clone(),
-            perturbed.clone(),
-            &prepared.judges,
-            out,
-            run_options,
-            &|call| !done && keep(call) && wave.contains(call.id.as_str()),
-        )
-        .await?;
-        total.sent += outcome.sent;
-        total.cache_hits += outcome.cache_hits;
-        total.over_budget += outcome.over_budget;
-        total.faults = outcome.faults;
-        total.stopped = outcome.stopped;
-        records = outcome.records;
-        if done || total.over_budget > 0 || !total.stopped.is_empty() {
-            total.records = records;
-            return Ok(total);
+        for record in answers {
+            records.insert(record.call_id.clone(), record);
+        }
+        if !running || session.over_budget() > 0 || session.any_stopped() {
+            break;
         }
     }
+    Ok(session.finish()?)
 }
 
 /// The store commits answers only (a failed call is sent again by a resume), so a call with
