@@ -958,9 +958,47 @@ pub fn sequential_options(
         wave_pairs: prepared.snapshot.design.wave_pairs.unwrap_or(16),
         alpha: 0.05,
         reject_size: prepared.trust.reject_abs_t,
+        reject_wr: prepared.trust.reject_abs_wr,
+        reject_excess_flip: prepared.trust.reject_excess_flip,
         seed: prepared.seed,
         max_calls,
     }
+}
+
+/// Why batch submission refuses a sequential audit: a batch holds a fixed set of calls for up
+/// to a day, while a sequential audit decides each wave's calls from the previous wave's
+/// answers. Batching one wave per batch would turn a run of minutes into one batch turnaround
+/// per wave; batching the whole plan would spend every call the stopping rule saves.
+pub const SEQUENTIAL_BATCH_REFUSAL: &str = "a sequential audit (design.sequential / --sequential) cannot be sent as batches: each wave's calls depend on the previous wave's answers, so it would need one batch turnaround (up to 24 h) per wave, and batching the whole plan would spend the calls the stopping rule saves; run it without --batch (and without run.batch), or turn sequential off to batch the full plan";
+
+/// Refuse batch submission (`run --batch`, `batch export`, `batch submit`) of a sequential
+/// audit, with [`SEQUENTIAL_BATCH_REFUSAL`] as the reason.
+pub fn refuse_sequential_batch(prepared: &Prepared) -> Result<(), AuditError> {
+    if prepared.snapshot.design.sequential {
+        return Err(AuditError::Config(SEQUENTIAL_BATCH_REFUSAL.into()));
+    }
+    Ok(())
+}
+
+/// The configured juries as (name, members) for the sequential section: one per rule over the
+/// configured members (every judge when none are named). The composer's suggested jury is
+/// chosen after the analysis, so it has no sequential state.
+fn sequential_juries(prepared: &Prepared) -> Vec<(String, Vec<String>)> {
+    let jury = &prepared.jury;
+    if !jury.enabled {
+        return Vec::new();
+    }
+    let members = if jury.members.is_empty() {
+        prepared.plan.judges.clone()
+    } else {
+        jury.members.clone()
+    };
+    let mut rules = jury.rules.clone();
+    rules.dedup();
+    rules
+        .into_iter()
+        .map(|rule| (format!("jury-{}", rule.name()), members.clone()))
+        .collect()
 }
 
 /// A sequential run in one [`run::RunSession`]: the stored calls are folded through the engine
@@ -1245,7 +1283,9 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             index += 1;
             issued.contains(&(index - 1))
         });
-        (engine.summary(), plan)
+        let mut summary = engine.summary();
+        summary.add_juries(&sequential_juries(prepared));
+        (summary, plan)
     });
     let plan = sequential.as_ref().map_or(&*prepared.plan, |(_, p)| p);
     let input = AnalysisInput {
