@@ -421,3 +421,97 @@ async fn call_budget_stops_between_waves_and_lists_what_the_cells_still_need() {
         "{report}"
     );
 }
+
+/// A second sequential run of the same audit with a warm response cache sends nothing, stops
+/// at the same waves and writes a byte-identical summary.json: the cache answers each wave's
+/// calls exactly as the judge did, so every decision replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_cache_replays_the_same_waves_without_requests() {
+    let server =
+        MockServer::start(|request| Reply::json(chat_completion(rule(&user_text(request))))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let base_url = server.base_url();
+    let root = dir.path().to_path_buf();
+    let run = move |name: &str| {
+        let out = root.join(name);
+        let output = command(
+            &root,
+            &base_url,
+            &["run", "--quiet", "--config", "audit.toml", "--out"],
+        )
+        .arg(&out)
+        .output()
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "run failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    };
+    let first = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run("cold")
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.count(), SENT);
+    let second = tokio::task::spawn_blocking(move || run("warm")).await.unwrap();
+    assert_eq!(server.count(), SENT, "the warm run sent no request");
+    check_summary(&second);
+    let a = std::fs::read(first.join("summary.json")).unwrap();
+    let b = std::fs::read(second.join("summary.json")).unwrap();
+    assert!(a == b, "summary.json differs between the cold and the warm run");
+    // Every call of the warm run came from the cache.
+    let conn = rusqlite::Connection::open(second.join("run.sqlite")).unwrap();
+    let cached: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM calls WHERE json_extract(record, '$.cached') = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cached as usize, SENT);
+}
+
+/// `run --batch` (and `batch export`) refuse a sequential audit with the reason, before any
+/// call or any batch file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_submission_of_a_sequential_audit_is_refused() {
+    let server =
+        MockServer::start(|request| Reply::json(chat_completion(rule(&user_text(request))))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let base_url = server.base_url();
+    let root = dir.path().to_path_buf();
+    let (batch, export) = tokio::task::spawn_blocking(move || {
+        let out = root.join("out");
+        let batch = command(
+            &root,
+            &base_url,
+            &["run", "--quiet", "--batch", "--config", "audit.toml", "--out"],
+        )
+        .arg(&out)
+        .output()
+        .unwrap();
+        let export = command(&root, &base_url, &["batch", "export", "--config", "audit.toml"])
+            .arg(root.join("exported"))
+            .output()
+            .unwrap();
+        (batch, export)
+    })
+    .await
+    .unwrap();
+    for output in [&batch, &export] {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("a sequential audit (design.sequential / --sequential) cannot be sent as batches")
+                && stderr.contains("one batch turnaround"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(server.count(), 0);
+    assert!(!dir.path().join("exported").join("batch").exists());
+}
