@@ -225,7 +225,11 @@ fn check_summary(out: &Path) {
     assert_eq!(noise["pairs"], 0);
     close(&noise["interval"]["low"], 0.0);
     close(&noise["interval"]["high"], 1.0);
-    assert_eq!(s["juries"].as_array().unwrap().len(), 0, "one judge: no jury");
+    assert_eq!(
+        s["juries"].as_array().unwrap().len(),
+        0,
+        "one judge: no jury"
+    );
     // The fixed-n analysis sees only the calls issued: none of them counts as missing.
     assert_eq!(summary["judges"][0]["calls"]["planned"], SENT);
     assert_eq!(summary["judges"][0]["calls"]["completed"], SENT);
@@ -457,12 +461,17 @@ async fn warm_cache_replays_the_same_waves_without_requests() {
     .await
     .unwrap();
     assert_eq!(server.count(), SENT);
-    let second = tokio::task::spawn_blocking(move || run("warm")).await.unwrap();
+    let second = tokio::task::spawn_blocking(move || run("warm"))
+        .await
+        .unwrap();
     assert_eq!(server.count(), SENT, "the warm run sent no request");
     check_summary(&second);
     let a = std::fs::read(first.join("summary.json")).unwrap();
     let b = std::fs::read(second.join("summary.json")).unwrap();
-    assert!(a == b, "summary.json differs between the cold and the warm run");
+    assert!(
+        a == b,
+        "summary.json differs between the cold and the warm run"
+    );
     // Every call of the warm run came from the cache.
     let conn = rusqlite::Connection::open(second.join("run.sqlite")).unwrap();
     let cached: i64 = conn
@@ -490,15 +499,26 @@ async fn batch_submission_of_a_sequential_audit_is_refused() {
         let batch = command(
             &root,
             &base_url,
-            &["run", "--quiet", "--batch", "--config", "audit.toml", "--out"],
+            &[
+                "run",
+                "--quiet",
+                "--batch",
+                "--config",
+                "audit.toml",
+                "--out",
+            ],
         )
         .arg(&out)
         .output()
         .unwrap();
-        let export = command(&root, &base_url, &["batch", "export", "--config", "audit.toml"])
-            .arg(root.join("exported"))
-            .output()
-            .unwrap();
+        let export = command(
+            &root,
+            &base_url,
+            &["batch", "export", "--config", "audit.toml"],
+        )
+        .arg(root.join("exported"))
+        .output()
+        .unwrap();
         (batch, export)
     })
     .await
@@ -507,8 +527,9 @@ async fn batch_submission_of_a_sequential_audit_is_refused() {
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            stderr.contains("a sequential audit (design.sequential / --sequential) cannot be sent as batches")
-                && stderr.contains("one batch turnaround"),
+            stderr.contains(
+                "a sequential audit (design.sequential / --sequential) cannot be sent as batches"
+            ) && stderr.contains("one batch turnaround"),
             "{stderr}"
         );
     }

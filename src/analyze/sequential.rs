@@ -655,8 +655,8 @@ impl Sequential {
             let t_significant = c.interval.low > 0.0 || c.interval.high < 0.0;
             if t_significant && c.decision != CellDecision::Reject {
                 let wr = c.wr_interval;
-                let wr_beyond = (wr.low > 0.0 && wr.low >= wr_size)
-                    || (wr.high < 0.0 && wr.high <= -wr_size);
+                let wr_beyond =
+                    (wr.low > 0.0 && wr.low >= wr_size) || (wr.high < 0.0 && wr.high <= -wr_size);
                 if wr_beyond {
                     c.decision = CellDecision::Reject;
                     c.decided_on = Some("WR".into());
@@ -692,10 +692,13 @@ impl Sequential {
         records: &HashMap<&str, &CallRecord>,
         position: &HashMap<usize, usize>,
     ) {
-        let verdict = |i: usize| records.get(plan.calls[i].id.as_str()).and_then(|r| r.verdict);
+        let verdict = |i: usize| {
+            records
+                .get(plan.calls[i].id.as_str())
+                .and_then(|r| r.verdict)
+        };
         // First baseline of each (judge, pair, order) in this wave.
-        let mut first_baseline: HashMap<(usize, usize, bool), Option<SlotVerdict>> =
-            HashMap::new();
+        let mut first_baseline: HashMap<(usize, usize, bool), Option<SlotVerdict>> = HashMap::new();
         for &i in calls {
             let spec = &plan.calls[i];
             if spec.kind == ConditionKind::Baseline && spec.repeat == 0 {
@@ -745,9 +748,10 @@ impl Sequential {
                             .get(&(j, spec.pair_index, false))
                             .copied()
                             .flatten();
-                        if let (Some(x), Some(y)) =
-                            (score_for(verdict(i), Slot::First), score_for(ba, Slot::Second))
-                        {
+                        if let (Some(x), Some(y)) = (
+                            score_for(verdict(i), Slot::First),
+                            score_for(ba, Slot::Second),
+                        ) {
                             add(&mut flip, (cell, pos), f64::from(u8::from(x != y)));
                         }
                     }
@@ -1004,5 +1008,185 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+}
+
+#[cfg(test)]
+mod secondary_tests {
+    use super::*;
+    use crate::analyze::simulate::{SimulatedDesign, synthetic_pairs};
+    use crate::design::{DesignOptions, Side};
+    use crate::judge::JudgeConfig;
+    use crate::judge::config::{Backend, SimParams};
+    use crate::judge::sim::SimJudge;
+    use crate::perturb::Catalog;
+
+    fn sim(name: &str, seed: u64) -> SimJudge {
+        let mut config = JudgeConfig::new(name, Backend::Sim);
+        config.seed = seed;
+        config.sim = Some(SimParams {
+            accuracy: 0.8,
+            position_bias: 0.1,
+            noise: 0.2,
+            tie_rate: 0.1,
+            invalid_rate: 0.05,
+            artifact_preference: [("apology".to_string(), 0.3)].into_iter().collect(),
+        });
+        SimJudge::new(&config).expect("valid simulated judge")
+    }
+
+    fn slot_score(v: Option<SlotVerdict>, first: bool) -> Option<f64> {
+        match v? {
+            SlotVerdict::First => Some(if first { 1.0 } else { -1.0 }),
+            SlotVerdict::Second => Some(if first { -1.0 } else { 1.0 }),
+            SlotVerdict::Tie => Some(0.0),
+            SlotVerdict::Invalid => None,
+        }
+    }
+
+    /// The engine's WR, flip and noise sequences equal sequences fed with per-pair values
+    /// recomputed here straight from the records (a separate transcription of the definitions
+    /// in `observe_secondary`'s docs), in the engine's pair order; and a jury is decided only
+    /// when all its members' cells are.
+    #[test]
+    fn second_family_matches_a_direct_transcription() {
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&crate::perturb::Artifact> = ["apology", "position"]
+            .iter()
+            .map(|id| catalog.get(id).expect("built-in"))
+            .collect();
+        let pairs = synthetic_pairs(60, 5);
+        let names = vec!["a".to_string(), "b".to_string()];
+        let options = DesignOptions {
+            repeats: 2,
+            ..DesignOptions::default()
+        };
+        let design = SimulatedDesign::new(&pairs, &artifacts, &names, &options, 5);
+        let records = design.records(&[sim("a", 1), sim("b", 2)], false);
+        let by_id: HashMap<&str, &CallRecord> =
+            records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+        let seq_options = SequentialOptions {
+            wave_pairs: 60,
+            ..SequentialOptions::default()
+        };
+        let mut engine = Sequential::new(&design.plan, &seq_options);
+        assert!(engine.replay(&design.plan, &by_id).is_none());
+        let order = engine.order().to_vec();
+        let verdict =
+            |spec: &crate::design::CallSpec| by_id.get(spec.id.as_str()).and_then(|r| r.verdict);
+        let find = |j: usize,
+                    p: usize,
+                    kind: ConditionKind,
+                    artifact: Option<&str>,
+                    side: Option<Side>,
+                    order: Order,
+                    repeat: u32| {
+            design.plan.calls.iter().find(|c| {
+                c.judge_index == j
+                    && c.pair_index == p
+                    && c.kind == kind
+                    && c.artifact.as_deref() == artifact
+                    && c.side == side
+                    && c.order == order
+                    && c.repeat == repeat
+            })
+        };
+        let alpha2 = secondary_alpha(0.05, 2);
+        let summary = engine.summary();
+        for (j, name) in names.iter().enumerate() {
+            let (mut wr, mut flip, mut noise) = (
+                ConfidenceSequence::new(alpha2, -1.0, 1.0),
+                ConfidenceSequence::new(alpha2, 0.0, 1.0),
+                ConfidenceSequence::new(alpha2, 0.0, 1.0),
+            );
+            for &p in &order {
+                // Noise: repeat 1 against repeat 0, per order.
+                let mut n = Vec::new();
+                for o in [Order::Ab, Order::Ba] {
+                    let first =
+                        find(j, p, ConditionKind::Baseline, None, None, o, 0).and_then(verdict);
+                    let again =
+                        find(j, p, ConditionKind::Baseline, None, None, o, 1).and_then(verdict);
+                    if let (Some(x), Some(y)) = (first, again)
+                        && x != SlotVerdict::Invalid
+                        && y != SlotVerdict::Invalid
+                    {
+                        n.push(f64::from(u8::from(x != y)));
+                    }
+                }
+                if !n.is_empty() {
+                    noise.push(n.iter().sum::<f64>() / n.len() as f64);
+                }
+                // Apology: the shifted side's score; flips against the first baseline.
+                let (mut w, mut f) = (Vec::new(), Vec::new());
+                for side in [Side::A, Side::B] {
+                    for o in [Order::Ab, Order::Ba] {
+                        let first = (side == Side::A) == (o == Order::Ab);
+                        let Some(shift) = find(
+                            j,
+                            p,
+                            ConditionKind::Shift,
+                            Some("apology"),
+                            Some(side),
+                            o,
+                            0,
+                        ) else {
+                            continue;
+                        };
+                        let after = slot_score(verdict(shift), first);
+                        let before = find(j, p, ConditionKind::Baseline, None, None, o, 0)
+                            .and_then(|b| slot_score(verdict(b), first));
+                        if let Some(x) = after {
+                            w.push(x);
+                        }
+                        if let (Some(x), Some(y)) = (after, before) {
+                            f.push(f64::from(u8::from(x != y)));
+                        }
+                    }
+                }
+                if !w.is_empty() {
+                    wr.push(w.iter().sum::<f64>() / w.len() as f64);
+                }
+                if !f.is_empty() {
+                    flip.push(f.iter().sum::<f64>() / f.len() as f64);
+                }
+            }
+            let cell = summary
+                .cells
+                .iter()
+                .find(|c| c.judge == *name && c.artifact == "apology")
+                .unwrap();
+            // The engine's interval is the one at the cell's stopping time; the cell ran the one
+            // wave there is, so both saw every pair.
+            assert_eq!(cell.wr_pairs, wr.len());
+            assert_eq!(cell.flip_pairs, flip.len());
+            assert_eq!(cell.wr_interval, wr.interval());
+            assert_eq!(cell.flip_interval, flip.interval());
+            let n = &summary.noise_flip[name];
+            assert_eq!(n.pairs, noise.len());
+            assert!(n.pairs > 50, "{}", n.pairs);
+            assert_eq!(n.interval, noise.interval());
+            let excess = cell.excess_flip_interval;
+            assert!(
+                (excess.low - (flip.interval().low - noise.interval().high).max(-1.0)).abs()
+                    < 1e-12
+            );
+            assert!((excess.high - (flip.interval().high - noise.interval().low)).abs() < 1e-12);
+            assert_eq!(cell.secondary_alpha, alpha2);
+        }
+        // Juries: decided exactly when every member's cells are.
+        let mut s = summary.clone();
+        s.add_juries(&[
+            ("jury-majority".into(), names.clone()),
+            ("solo".into(), vec!["a".into(), "nobody".into()]),
+        ]);
+        assert_eq!(s.juries.len(), 1, "a jury needs two known members");
+        let all_decided = s.cells.iter().all(|c| !c.open());
+        assert_eq!(s.juries[0].decided, all_decided);
+        let mut open = summary.clone();
+        open.cells[0].decision = CellDecision::Undecided;
+        open.add_juries(&[("jury-majority".into(), names.clone())]);
+        assert!(!open.juries[0].decided);
+        assert_eq!(open.juries[0].decided_after_wave, None);
     }
 }

@@ -532,7 +532,9 @@ pub fn sequential_section(out: &mut String, s: &crate::analyze::sequential::Sequ
             escape(&c.judge),
             escape(&c.artifact),
             c.decision.name(),
-            c.decided_on.as_deref().map_or_else(|| "–".to_string(), escape),
+            c.decided_on
+                .as_deref()
+                .map_or_else(|| "–".to_string(), escape),
             c.decided_after_wave
                 .map_or_else(|| "–".to_string(), |w| w.to_string()),
             c.values.len(),

@@ -750,9 +750,7 @@ impl RunSession {
             let threshold = BREAKER_MIN_FAILURES.max(u32::try_from(2 * max).unwrap_or(u32::MAX));
             let breaker = breakers
                 .entry(endpoint_key(&handle.config))
-                .or_insert_with_key(|endpoint| {
-                    Arc::new(Breaker::new(endpoint.clone(), threshold))
-                })
+                .or_insert_with_key(|endpoint| Arc::new(Breaker::new(endpoint.clone(), threshold)))
                 .clone();
             runtime_of.insert(name.clone(), runtimes.len());
             runtimes.push(Arc::new(JudgeRuntime {
