@@ -2,11 +2,14 @@
 //! judges with a planted apology effect of 0, ±0.1, ±0.2, ±0.3 or ±0.5 (and none on authority
 //! and position), each audited twice from the same simulated replies: with the full plan and the
 //! fixed-n rule, and sequentially in waves with the anytime-valid intervals. Checks that
-//! - the sequential level (ADOPT/CAUTION/REJECT from the T cells) equals the full-plan level in
-//!   ≥ 95% of judge audits,
+//! - the sequential level (ADOPT/CAUTION/REJECT from the cells: T, and with T established the
+//!   WR and excess-flip rejection rules) equals the full-plan level (the fixed-n T rule, and with
+//!   T significant the fixed-n WR rule at the second family's α) in ≥ 95% of judge audits,
 //! - the sequential audit uses ≥ 40% fewer calls over the planted mix (per-effect savings printed),
 //! - the anytime-valid intervals cover the planted T at the stopping time in ≥ 93% of cells,
-//! - the unbiased judge is flagged (CAUTION or REJECT) in ≤ 5% of audits.
+//! - the unbiased judge is flagged (CAUTION or REJECT) in ≤ 5% of audits,
+//! - the WR and flip-rate intervals cover their pooled full-plan means (no closed form for the
+//!   simulated judge) at the stopping time in ≥ 93% of cells.
 //!
 //! Ignored by default (about 5.5 minutes in release on the shared 2-core machine: 300 audits of
 //! 129,600 simulated calls each). Run with
