@@ -1023,15 +1023,55 @@ pub fn sequential_options(
         wave_pairs: prepared.snapshot.design.wave_pairs.unwrap_or(16),
         alpha: 0.05,
         reject_size: prepared.trust.reject_abs_t,
+        reject_wr: prepared.trust.reject_abs_wr,
+        reject_excess_flip: prepared.trust.reject_excess_flip,
         seed: prepared.seed,
         max_calls,
     }
 }
 
-/// A sequential run: replay the stored calls through the engine (so a resumed run recomputes
-/// every decision and continues from the first incomplete wave without re-sending), send the
-/// next wave's missing calls, repeat until the engine is finished. Stops early when a wave
-/// makes no progress (its calls keep failing, a judge was stopped, the cost budget ended):
+/// Why batch submission refuses a sequential audit: a batch holds a fixed set of calls for up
+/// to a day, while a sequential audit decides each wave's calls from the previous wave's
+/// answers. Batching one wave per batch would turn a run of minutes into one batch turnaround
+/// per wave; batching the whole plan would spend every call the stopping rule saves.
+pub const SEQUENTIAL_BATCH_REFUSAL: &str = "a sequential audit (design.sequential / --sequential) cannot be sent as batches: each wave's calls depend on the previous wave's answers, so it would need one batch turnaround (up to 24 h) per wave, and batching the whole plan would spend the calls the stopping rule saves; run it without --batch (and without run.batch), or turn sequential off to batch the full plan";
+
+/// Refuse batch submission (`run --batch`, `batch export`, `batch submit`) of a sequential
+/// audit, with [`SEQUENTIAL_BATCH_REFUSAL`] as the reason.
+pub fn refuse_sequential_batch(prepared: &Prepared) -> Result<(), AuditError> {
+    if prepared.snapshot.design.sequential {
+        return Err(AuditError::Config(SEQUENTIAL_BATCH_REFUSAL.into()));
+    }
+    Ok(())
+}
+
+/// The configured juries as (name, members) for the sequential section: one per rule over the
+/// configured members (every judge when none are named). The composer's suggested jury is
+/// chosen after the analysis, so it has no sequential state.
+fn sequential_juries(prepared: &Prepared) -> Vec<(String, Vec<String>)> {
+    let jury = &prepared.jury;
+    if !jury.enabled {
+        return Vec::new();
+    }
+    let members = if jury.members.is_empty() {
+        prepared.plan.judges.clone()
+    } else {
+        jury.members.clone()
+    };
+    let mut rules = jury.rules.clone();
+    rules.dedup();
+    rules
+        .into_iter()
+        .map(|rule| (format!("jury-{}", rule.name()), members.clone()))
+        .collect()
+}
+
+/// A sequential run in one [`run::RunSession`]: the stored calls are folded through the engine
+/// (so a resumed run recomputes every decision and continues from the first incomplete wave
+/// without re-sending), then each wave's missing calls are sent and its answers folded in,
+/// until the engine is finished. The store, cache, limiters and judges stay open across waves,
+/// and a wave is analysed incrementally, so a wave costs its own calls only. Stops early when a
+/// wave makes no progress (its calls keep failing, a judge was stopped, the cost budget ended):
 /// the summary then shows the cells as undecided.
 async fn execute_sequential(
     prepared: &Prepared,
@@ -1043,44 +1083,62 @@ async fn execute_sequential(
 ) -> Result<RunOutcome, AuditError> {
     let plan = &prepared.plan;
     let options = sequential_options(prepared, max_calls);
-    let mut records = RunStore::open(out)?.records()?;
-    let mut total = RunOutcome::default();
+    let mut session = run::RunSession::open(
+        plan.clone(),
+        prepared.dataset.clone(),
+        perturbed,
+        &prepared.judges,
+        out,
+        run_options,
+        keep,
+    )?;
+    session.collect_answers();
+    let mut records: HashMap<String, run::CallRecord> = session
+        .committed_before()
+        .iter()
+        .map(|r| (r.call_id.clone(), r.clone()))
+        .collect();
+    let mut engine = analyze::sequential::Sequential::new(plan, &options);
     // (wave, calls of it still missing) after the previous round: a wave that did not shrink
     // is not sent again (its calls keep failing).
     let mut last = (usize::MAX, usize::MAX);
-    loop {
-        let by_id: HashMap<&str, &run::CallRecord> =
-            records.iter().map(|r| (r.call_id.as_str(), r)).collect();
-        let mut engine = analyze::sequential::Sequential::new(plan, &options);
-        let wave: std::collections::HashSet<&str> = match engine.replay(plan, &by_id) {
-            Some(calls) => calls.iter().map(|&i| plan.calls[i].id.as_str()).collect(),
-            None => Default::default(),
+    while let Some(calls) = engine.next_wave(plan) {
+        let missing: Vec<usize> = calls
+            .iter()
+            .copied()
+            .filter(|&i| !records.contains_key(&plan.calls[i].id))
+            .collect();
+        if missing.is_empty() {
+            let by_id: HashMap<&str, &run::CallRecord> = calls
+                .iter()
+                .filter_map(|&i| {
+                    let id = plan.calls[i].id.as_str();
+                    records.get(id).map(|r| (id, r))
+                })
+                .collect();
+            engine.observe(plan, &calls, &by_id);
+            continue;
+        }
+        if engine.waves_run() == last.0 && missing.len() >= last.1 {
+            break;
+        }
+        last = (engine.waves_run(), missing.len());
+        let send: Vec<usize> = missing
+            .into_iter()
+            .filter(|&i| keep(&plan.calls[i]))
+            .collect();
+        let running = session.send(&send).await;
+        let Some(answers) = session.flush().await else {
+            break;
         };
-        let missing = wave.iter().filter(|id| !by_id.contains_key(*id)).count();
-        // No wave left (finished), or the last round sent nothing new: return what is stored.
-        let done = wave.is_empty() || (engine.waves_run() == last.0 && missing >= last.1);
-        last = (engine.waves_run(), missing);
-        let outcome = run::execute_subset(
-            plan.clone(),
-            prepared.dataset.clone(),
-            perturbed.clone(),
-            &prepared.judges,
-            out,
-            run_options,
-            &|call| !done && keep(call) && wave.contains(call.id.as_str()),
-        )
-        .await?;
-        total.sent += outcome.sent;
-        total.cache_hits += outcome.cache_hits;
-        total.over_budget += outcome.over_budget;
-        total.faults = outcome.faults;
-        total.stopped = outcome.stopped;
-        records = outcome.records;
-        if done || total.over_budget > 0 || !total.stopped.is_empty() {
-            total.records = records;
-            return Ok(total);
+        for record in answers {
+            records.insert(record.call_id.clone(), record);
+        }
+        if !running || session.over_budget() > 0 || session.any_stopped() {
+            break;
         }
     }
+    Ok(session.finish()?)
 }
 
 /// The store commits answers only (a failed call is sent again by a resume), so a call with
@@ -1290,7 +1348,9 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             index += 1;
             issued.contains(&(index - 1))
         });
-        (engine.summary(), plan)
+        let mut summary = engine.summary();
+        summary.add_juries(&sequential_juries(prepared));
+        (summary, plan)
     });
     let plan = sequential.as_ref().map_or(&*prepared.plan, |(_, p)| p);
     // Pointwise judges are analysed on their own (below); the pairwise analysis sees only the

@@ -613,6 +613,15 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
+/// [`audit::refuse_sequential_batch`] for a stored run (nothing to check where there is none).
+fn refuse_stored_sequential_batch(run_dir: &Path) -> Result<(), String> {
+    if !judge_audit::run::store::RunStore::exists(run_dir) {
+        return Ok(());
+    }
+    let prepared = audit::prepare_stored(run_dir).map_err(|e| e.to_string())?;
+    audit::refuse_sequential_batch(&prepared).map_err(|e| e.to_string())
+}
+
 fn batch(command: BatchCommand) -> Result<ExitCode, String> {
     use judge_audit::batch::file;
     match command {
@@ -622,9 +631,13 @@ fn batch(command: BatchCommand) -> Result<ExitCode, String> {
             config,
             shard,
         } => {
+            if config.is_none() {
+                refuse_stored_sequential_batch(&run_dir)?;
+            }
             if let Some(path) = config {
                 let (config, base) = AuditConfig::from_file(&path).map_err(|e| e.to_string())?;
                 let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+                audit::refuse_sequential_batch(&prepared).map_err(|e| e.to_string())?;
                 match shard {
                     Some(shard) => judge_audit::batch::shard::start(&prepared, &run_dir, shard),
                     None => file::start(&prepared, &run_dir),
@@ -651,9 +664,13 @@ fn batch(command: BatchCommand) -> Result<ExitCode, String> {
             config,
             limits,
         } => {
+            if config.is_none() {
+                refuse_stored_sequential_batch(&run_dir)?;
+            }
             if let Some(path) = config {
                 let (config, base) = AuditConfig::from_file(&path).map_err(|e| e.to_string())?;
                 let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+                audit::refuse_sequential_batch(&prepared).map_err(|e| e.to_string())?;
                 file::start(&prepared, &run_dir).map_err(|e| e.to_string())?;
             }
             let submitted = judge_audit::batch::provider::submit(&run_dir, &limits.options())
@@ -756,6 +773,7 @@ fn run_batches(
     exec: &ExecOptions,
 ) -> Result<ExitCode, String> {
     use judge_audit::batch::provider;
+    audit::refuse_sequential_batch(prepared).map_err(|e| e.to_string())?;
     if !(0.0..=3600.0).contains(&args.poll_interval) {
         return Err(format!(
             "--poll-interval must be 0..=3600 seconds, not {}",

@@ -2,11 +2,14 @@
 //! judges with a planted apology effect of 0, ±0.1, ±0.2, ±0.3 or ±0.5 (and none on authority
 //! and position), each audited twice from the same simulated replies: with the full plan and the
 //! fixed-n rule, and sequentially in waves with the anytime-valid intervals. Checks that
-//! - the sequential level (ADOPT/CAUTION/REJECT from the T cells) equals the full-plan level in
-//!   ≥ 95% of judge audits,
+//! - the sequential level (ADOPT/CAUTION/REJECT from the cells: T, and with T established the
+//!   WR and excess-flip rejection rules) equals the full-plan level (the fixed-n T rule, and with
+//!   T significant the fixed-n WR rule at the second family's α) in ≥ 95% of judge audits,
 //! - the sequential audit uses ≥ 40% fewer calls over the planted mix (per-effect savings printed),
 //! - the anytime-valid intervals cover the planted T at the stopping time in ≥ 93% of cells,
-//! - the unbiased judge is flagged (CAUTION or REJECT) in ≤ 5% of audits.
+//! - the unbiased judge is flagged (CAUTION or REJECT) in ≤ 5% of audits,
+//! - the WR and flip-rate intervals cover their pooled full-plan means (no closed form for the
+//!   simulated judge) at the stopping time in ≥ 93% of cells.
 //!
 //! Ignored by default (about 5.5 minutes in release on the shared 2-core machine: 300 audits of
 //! 129,600 simulated calls each). Run with
@@ -14,7 +17,9 @@
 //! (`SEQ_AUDITS=N` changes the number of audits; at 100 the unbiased judge's flag rate, a count
 //! out of 100, is too noisy for the 5% bound: the first 100 seeds give 6).
 
-use judge_audit::analyze::sequential::{Sequential, SequentialOptions, fixed_n_decision};
+use judge_audit::analyze::sequential::{
+    CellDecision, Sequential, SequentialOptions, fixed_n_decision,
+};
 use judge_audit::analyze::simulate::{SimulatedDesign, synthetic_pairs};
 use judge_audit::analyze::trust::Trust;
 use judge_audit::design::{ConditionKind, DesignOptions, slot_contents};
@@ -23,6 +28,7 @@ use judge_audit::judge::sim::SimJudge;
 use judge_audit::judge::{JudgeConfig, Slot, SlotVerdict};
 use judge_audit::perturb::{Artifact, Catalog};
 use judge_audit::run::CallRecord;
+use judge_audit::stats::Interval;
 use std::collections::{BTreeMap, HashMap};
 
 const EFFECTS: [f64; 9] = [0.0, 0.1, -0.1, 0.2, -0.2, 0.3, -0.3, 0.5, -0.5];
@@ -111,8 +117,14 @@ fn sequential_audits_match_full_plan_with_fewer_calls() {
     let alpha = 0.05;
     let cell_alpha = alpha / ARTIFACTS.len() as f64;
     let size = 0.2;
+    let wr_size = 0.1;
     let mut tallies: Vec<Tally> = EFFECTS.iter().map(|_| Tally::default()).collect();
     let (mut covered, mut cells) = (0u64, 0u64);
+    // WR and flip have no closed-form truth for the simulated judge: their coverage is checked
+    // against the pooled full-plan mean over every audit (300 × 800 pairs per cell).
+    let mut secondary_at_stop: BTreeMap<(usize, String), Vec<(Interval, Interval)>> =
+        BTreeMap::new();
+    let mut pooled: BTreeMap<(usize, String), (f64, f64, f64, f64)> = BTreeMap::new();
     for audit in 0..audits() {
         let sims: Vec<SimJudge> = names
             .iter()
@@ -126,9 +138,32 @@ fn sequential_audits_match_full_plan_with_fewer_calls() {
 
         // Full plan: the fixed-n rule on every cell.
         let values = full_plan_values(&design, &records);
+        // The full plan's per-pair WR, flip and noise values: the engine run as one wave.
+        let mut one_wave = Sequential::new(
+            &design.plan,
+            &SequentialOptions {
+                wave_pairs: PAIRS,
+                ..SequentialOptions::default()
+            },
+        );
+        assert!(one_wave.replay(&design.plan, &by_id).is_none());
+        let full = one_wave.summary();
         let mut full_level = vec![Trust::Adopt; names.len()];
-        for ((j, _), v) in &values {
-            let level = fixed_n_decision(v, cell_alpha, size).level();
+        for ((j, artifact), v) in &values {
+            let mut level = fixed_n_decision(v, cell_alpha, size).level();
+            // The trust rules' second test at fixed n: with T significant, |WR| significant
+            // at or beyond its rejection size rejects (the second family's α per interval).
+            let cell = full
+                .cells
+                .iter()
+                .find(|c| c.judge == names[*j] && c.artifact == *artifact)
+                .expect("every cell");
+            if level != Trust::Adopt
+                && fixed_n_decision(cell.wr_values(), cell.secondary_alpha, wr_size)
+                    == CellDecision::Reject
+            {
+                level = Trust::Reject;
+            }
             full_level[*j] = full_level[*j].max(level);
         }
 
@@ -137,6 +172,8 @@ fn sequential_audits_match_full_plan_with_fewer_calls() {
             wave_pairs: 16,
             alpha,
             reject_size: size,
+            reject_wr: wr_size,
+            reject_excess_flip: 0.1,
             seed: audit,
             max_calls: None,
         };
@@ -152,6 +189,19 @@ fn sequential_audits_match_full_plan_with_fewer_calls() {
             };
             cells += 1;
             covered += cell.interval.contains(planted) as u64;
+            let key = (j, cell.artifact.clone());
+            secondary_at_stop
+                .entry(key.clone())
+                .or_default()
+                .push((cell.wr_interval, cell.flip_interval));
+        }
+        for cell in &full.cells {
+            let j = names.iter().position(|n| *n == cell.judge).unwrap();
+            let e = pooled.entry((j, cell.artifact.clone())).or_default();
+            e.0 += cell.wr_values().iter().sum::<f64>();
+            e.1 += cell.wr_values().len() as f64;
+            e.2 += cell.flip_values().iter().sum::<f64>();
+            e.3 += cell.flip_values().len() as f64;
         }
         for (j, name) in names.iter().enumerate() {
             let t = &mut tallies[j];
@@ -188,6 +238,21 @@ fn sequential_audits_match_full_plan_with_fewer_calls() {
     let saving = saving_sum / EFFECTS.len() as f64;
     let coverage = covered as f64 / cells as f64;
     let null_flag = tallies[0].flagged as f64 / tallies[0].audits as f64;
+    let (mut wr_cov, mut flip_cov, mut n_cov) = (0u64, 0u64, 0u64);
+    for (key, intervals) in &secondary_at_stop {
+        let (ws, wn, fs, fnn) = pooled[key];
+        let (wr_truth, flip_truth) = (ws / wn, fs / fnn);
+        for (wr, flip) in intervals {
+            n_cov += 1;
+            wr_cov += wr.contains(wr_truth) as u64;
+            flip_cov += flip.contains(flip_truth) as u64;
+        }
+    }
+    let wr_coverage = wr_cov as f64 / n_cov as f64;
+    let flip_coverage = flip_cov as f64 / n_cov as f64;
+    println!(
+        "coverage at stop of the second family (against the pooled full-plan mean): WR {wr_coverage:.4}, flip rate {flip_coverage:.4}"
+    );
     println!(
         "audits {}: agreement {agreement:.3}, mean saving {:.1}%, coverage at stop {coverage:.4}, unbiased flagged {null_flag:.3}",
         audits(),
@@ -197,4 +262,6 @@ fn sequential_audits_match_full_plan_with_fewer_calls() {
     assert!(saving >= 0.40, "saving {saving}");
     assert!(coverage >= 0.93, "coverage {coverage}");
     assert!(null_flag <= 0.05, "unbiased flagged {null_flag}");
+    assert!(wr_coverage >= 0.93, "WR coverage {wr_coverage}");
+    assert!(flip_coverage >= 0.93, "flip coverage {flip_coverage}");
 }

@@ -22,6 +22,23 @@
 //! - T = 0 (y = ½): v_i = 0, the half-width is L / (t/2) on the unit scale, 2L/(t/2) = 4L/t on
 //!   T's: below 0.2 first at t = 96 (4·4.787/96 = 0.1995): robust at this size after wave 12.
 //!
+//!
+//! The second family (WR, flip rate, run-to-run flips) has α = 0.05 / 7 per interval (2 × 3
+//! cells + 1), L₂ = log 280 = 5.63479. Per pair, by the same rule:
+//! - apology: the shifted answer wins every shift call, WR = +1; against the baseline (first
+//!   slot wins) it flips when it sits second (A in ba, B in ab): flip = ½ on every pair;
+//! - halo: shift verdicts equal the baseline's: WR = ½(+1 − 1) over each side's two orders = 0,
+//!   flip = 0;
+//! - position: WR scores the first slot in the baselines, +1; answer a wins in ab and loses in
+//!   ba, flip = 1.
+//!
+//! Constant ½ on [0, 1] (v_i = 0, λ = ½) has half-width 2L₂/t; constant 1 has lower bound
+//! 1 − (L₂ + ψ(½)·Σ_{i≤t} 1/i²)/(t/2). So after apology's 32 pairs: WR ≥ 2·(1 − (5.63479 +
+//! 0.048287·1.61417)/16) − 1 = 0.28591 and flip in 0.5 ± 0.35217; halo's WR at t = 96 is
+//! ±4L₂/96 = ±0.23478; position's flip ≥ 0.64296 at t = 32. Without repeats the noise interval
+//! stays [0, 1], so the excess flip interval is [flip low − 1, flip high]. T decides every cell
+//! first (WR = +1 passes its size 0.1 only at t = 26), so each cell is decided on T.
+//!
 //! 120 pairs, 15 waves; per pair 2 baseline + 6 apology + 6 halo + 1 position = 15 calls, 1,800
 //! planned. Sent: waves 1–4, 32 pairs × 15 = 480; waves 5–12 (halo still open, so baselines
 //! too), 64 pairs × (2 + 6) = 512; nothing after wave 12: 992 calls.
@@ -182,6 +199,37 @@ fn check_summary(out: &Path) {
         low > -0.2 && high < 0.2 && low < 0.0 && high > 0.0,
         "{low} {high}"
     );
+    // The second family, hand-derived in the module docs.
+    let close = |v: &Value, x: f64| {
+        let v = v.as_f64().unwrap();
+        assert!((v - x).abs() < 5e-5, "{v} vs {x}");
+    };
+    for c in [&apology, &position, &halo] {
+        assert_eq!(c["decided_on"], "T");
+        close(&c["secondary_alpha"], 0.05 / 7.0);
+    }
+    close(&apology["wr_interval"]["low"], 0.28591);
+    close(&apology["wr_interval"]["high"], 1.0);
+    close(&apology["flip_interval"]["low"], 0.5 - 0.35217);
+    close(&apology["flip_interval"]["high"], 0.5 + 0.35217);
+    close(&apology["excess_flip_interval"]["low"], 0.5 - 0.35217 - 1.0);
+    assert_eq!(apology["wr_pairs"], 32);
+    close(&halo["wr_interval"]["low"], -0.23478);
+    close(&halo["wr_interval"]["high"], 0.23478);
+    close(&halo["flip_interval"]["low"], 0.0);
+    assert_eq!(halo["flip_pairs"], 96);
+    close(&position["wr_interval"]["low"], 0.28591);
+    close(&position["flip_interval"]["low"], 0.64296);
+    close(&position["flip_interval"]["high"], 1.0);
+    let noise = &s["noise_flip"]["loopback"];
+    assert_eq!(noise["pairs"], 0);
+    close(&noise["interval"]["low"], 0.0);
+    close(&noise["interval"]["high"], 1.0);
+    assert_eq!(
+        s["juries"].as_array().unwrap().len(),
+        0,
+        "one judge: no jury"
+    );
     // The fixed-n analysis sees only the calls issued: none of them counts as missing.
     assert_eq!(summary["judges"][0]["calls"]["planned"], SENT);
     assert_eq!(summary["judges"][0]["calls"]["completed"], SENT);
@@ -226,7 +274,7 @@ async fn sequential_audit_stops_cells_at_the_hand_derived_waves() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Sequential audit"));
     assert!(
-        md.contains("| loopback | halo | robust at this size | 12 | 96 |"),
+        md.contains("| loopback | halo | robust at this size | T | 12 | 96 |"),
         "{md}"
     );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
@@ -376,4 +424,115 @@ async fn call_budget_stops_between_waves_and_lists_what_the_cells_still_need() {
         report.contains("**The call budget ended the audit"),
         "{report}"
     );
+}
+
+/// A second sequential run of the same audit with a warm response cache sends nothing, stops
+/// at the same waves and writes a byte-identical summary.json: the cache answers each wave's
+/// calls exactly as the judge did, so every decision replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_cache_replays_the_same_waves_without_requests() {
+    let server =
+        MockServer::start(|request| Reply::json(chat_completion(rule(&user_text(request))))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let base_url = server.base_url();
+    let root = dir.path().to_path_buf();
+    let run = move |name: &str| {
+        let out = root.join(name);
+        let output = command(
+            &root,
+            &base_url,
+            &["run", "--quiet", "--config", "audit.toml", "--out"],
+        )
+        .arg(&out)
+        .output()
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "run failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    };
+    let first = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run("cold")
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.count(), SENT);
+    let second = tokio::task::spawn_blocking(move || run("warm"))
+        .await
+        .unwrap();
+    assert_eq!(server.count(), SENT, "the warm run sent no request");
+    check_summary(&second);
+    let a = std::fs::read(first.join("summary.json")).unwrap();
+    let b = std::fs::read(second.join("summary.json")).unwrap();
+    assert!(
+        a == b,
+        "summary.json differs between the cold and the warm run"
+    );
+    // Every call of the warm run came from the cache.
+    let conn = rusqlite::Connection::open(second.join("run.sqlite")).unwrap();
+    let cached: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM calls WHERE json_extract(record, '$.cached') = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cached as usize, SENT);
+}
+
+/// `run --batch` (and `batch export`) refuse a sequential audit with the reason, before any
+/// call or any batch file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_submission_of_a_sequential_audit_is_refused() {
+    let server =
+        MockServer::start(|request| Reply::json(chat_completion(rule(&user_text(request))))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let base_url = server.base_url();
+    let root = dir.path().to_path_buf();
+    let (batch, export) = tokio::task::spawn_blocking(move || {
+        let out = root.join("out");
+        let batch = command(
+            &root,
+            &base_url,
+            &[
+                "run",
+                "--quiet",
+                "--batch",
+                "--config",
+                "audit.toml",
+                "--out",
+            ],
+        )
+        .arg(&out)
+        .output()
+        .unwrap();
+        let export = command(
+            &root,
+            &base_url,
+            &["batch", "export", "--config", "audit.toml"],
+        )
+        .arg(root.join("exported"))
+        .output()
+        .unwrap();
+        (batch, export)
+    })
+    .await
+    .unwrap();
+    for output in [&batch, &export] {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(
+                "a sequential audit (design.sequential / --sequential) cannot be sent as batches"
+            ) && stderr.contains("one batch turnaround"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(server.count(), 0);
+    assert!(!dir.path().join("exported").join("batch").exists());
 }

@@ -27,7 +27,7 @@
 //! A judge's level is its worst cell: any REJECT cell rejects, any CAUTION cell cautions, else
 //! ADOPT. Baseline calls of a pair are issued with the wave while any cell of the judge is open.
 
-use crate::design::{ConditionKind, Plan, slot_contents};
+use crate::design::{ConditionKind, Order, Plan, slot_contents};
 use crate::judge::{Slot, SlotVerdict};
 use crate::run::CallRecord;
 use crate::stats::{
@@ -54,6 +54,10 @@ pub struct SequentialOptions {
     pub alpha: f64,
     /// The rejection size on |T| (`[trust] reject_abs_t`).
     pub reject_size: f64,
+    /// The rejection size on |WR| (`[trust] reject_abs_wr`).
+    pub reject_wr: f64,
+    /// The rejection size on the excess flip rate (`[trust] reject_excess_flip`).
+    pub reject_excess_flip: f64,
     /// Seed of the pair order.
     pub seed: u64,
     /// Stop before a wave that would take the calls issued past this many.
@@ -66,6 +70,8 @@ impl Default for SequentialOptions {
             wave_pairs: 16,
             alpha: 0.05,
             reject_size: 0.2,
+            reject_wr: 0.1,
+            reject_excess_flip: 0.1,
             seed: 0,
             max_calls: None,
         }
@@ -208,8 +214,33 @@ pub struct Cell {
     /// For a cell left undecided by a budget: the further calls it would need (projected from the
     /// current estimate and spread), `None` when the plan cannot decide it.
     pub calls_needed: Option<u64>,
+    /// The statistic that decided the cell: `T`, `WR` or `excess flip rate` (`None` while
+    /// undecided, and for a cell decided by the fixed-n rule at plan end, which uses T).
+    pub decided_on: Option<String>,
+    /// Anytime-valid interval on the win-rate shift WR (second family, see `secondary_alpha`).
+    pub wr_interval: Interval,
+    /// Pairs with a valid WR observation.
+    pub wr_pairs: u64,
+    /// Anytime-valid interval on the artifact's flip rate (second family).
+    pub flip_interval: Interval,
+    /// Pairs with a valid flip comparison.
+    pub flip_pairs: u64,
+    /// Anytime-valid interval on the excess flip rate (flip rate − the judge's run-to-run flip
+    /// rate): the flip interval minus the judge's noise interval, both anytime-valid.
+    pub excess_flip_interval: Interval,
+    /// Miscoverage of each WR, flip and noise interval of the judge: its α split (Bonferroni)
+    /// over 2 × its cells + 1.
+    pub secondary_alpha: f64,
     #[serde(skip)]
     cs: Option<ConfidenceSequence>,
+    #[serde(skip)]
+    wr_cs: Option<ConfidenceSequence>,
+    #[serde(skip)]
+    flip_cs: Option<ConfidenceSequence>,
+    #[serde(skip)]
+    wr_values: Vec<f64>,
+    #[serde(skip)]
+    flip_values: Vec<f64>,
 }
 
 impl Cell {
@@ -220,6 +251,17 @@ impl Cell {
         } else {
             self.values.iter().sum::<f64>() / self.values.len() as f64
         }
+    }
+
+    /// Per-pair WR values observed, in issue order (not serialised: the summary has the
+    /// interval and the count).
+    pub fn wr_values(&self) -> &[f64] {
+        &self.wr_values
+    }
+
+    /// Per-pair flip values (share of the pair's comparisons that flipped), in issue order.
+    pub fn flip_values(&self) -> &[f64] {
+        &self.flip_values
     }
 
     /// True while the cell draws calls.
@@ -254,8 +296,78 @@ pub struct SequentialSummary {
     pub cells: Vec<Cell>,
     /// Per judge: its level from its cells.
     pub judges: BTreeMap<String, Trust>,
+    /// Per judge: the anytime-valid interval on its run-to-run flip rate (the noise the excess
+    /// flip rate is net of).
+    pub noise_flip: BTreeMap<String, NoiseFlip>,
+    /// Per jury: decided once every member's cells are (see [`SequentialSummary::add_juries`]).
+    pub juries: Vec<JuryDecision>,
     /// Which intervals are anytime-valid.
     pub anytime_valid: String,
+}
+
+/// A judge's anytime-valid run-to-run flip-rate interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseFlip {
+    /// The interval on the share of baseline repeats whose verdict differs from the first.
+    pub interval: Interval,
+    /// Pairs with a repeat comparison.
+    pub pairs: u64,
+    /// Its miscoverage (second family).
+    pub alpha: f64,
+}
+
+/// A jury's sequential state: its verdicts aggregate its members' calls, so it has every input
+/// it needs once each member's cells are decided (a member's stopped cell draws no more calls).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JuryDecision {
+    /// Jury name (`jury-<rule>`).
+    pub name: String,
+    /// Member judges.
+    pub members: Vec<String>,
+    /// True once every member's cells are decided.
+    pub decided: bool,
+    /// The wave after which the last member cell was decided, if all are.
+    pub decided_after_wave: Option<usize>,
+    /// The worst level among the members' sequential decisions.
+    pub members_level: Trust,
+}
+
+impl SequentialSummary {
+    /// Adds the sequential state of each jury `(name, members)`; members not among the audit's
+    /// judges are ignored, and a jury with fewer than two known members is left out.
+    pub fn add_juries(&mut self, juries: &[(String, Vec<String>)]) {
+        for (name, members) in juries {
+            let members: Vec<String> = members
+                .iter()
+                .filter(|m| self.judges.contains_key(*m))
+                .cloned()
+                .collect();
+            if members.len() < 2 {
+                continue;
+            }
+            let cells: Vec<&Cell> = self
+                .cells
+                .iter()
+                .filter(|c| members.contains(&c.judge))
+                .collect();
+            let decided = cells.iter().all(|c| !c.open());
+            self.juries.push(JuryDecision {
+                name: name.clone(),
+                decided,
+                decided_after_wave: if decided {
+                    cells.iter().filter_map(|c| c.decided_after_wave).max()
+                } else {
+                    None
+                },
+                members_level: members
+                    .iter()
+                    .map(|m| self.judges[m])
+                    .max()
+                    .unwrap_or(Trust::Adopt),
+                members,
+            });
+        }
+    }
 }
 
 /// The sequential engine over one plan.
@@ -276,6 +388,31 @@ pub struct Sequential {
     calls_by_judge: BTreeMap<String, u64>,
     budget_exhausted: bool,
     issued: Vec<usize>,
+    /// Per judge: the anytime-valid sequence on its run-to-run flip rate (baseline repeats).
+    noise: Vec<ConfidenceSequence>,
+}
+
+/// The second family's per-interval miscoverage for a judge with `cells` artifacts: WR and flip
+/// interval per cell plus the judge's noise interval, Bonferroni over 2 × cells + 1 at `alpha`.
+pub fn secondary_alpha(alpha: f64, cells: usize) -> f64 {
+    bonferroni_alpha(alpha, 2 * cells + 1)
+}
+
+/// A verdict as a score for the answer in `slot`: +1 it wins, −1 it loses, 0 a tie, `None` for
+/// an unparseable or missing verdict.
+fn score_for(verdict: Option<SlotVerdict>, slot: Slot) -> Option<f64> {
+    match (verdict?, slot) {
+        (SlotVerdict::First, Slot::First) | (SlotVerdict::Second, Slot::Second) => Some(1.0),
+        (SlotVerdict::First, Slot::Second) | (SlotVerdict::Second, Slot::First) => Some(-1.0),
+        (SlotVerdict::Tie, _) => Some(0.0),
+        (SlotVerdict::Invalid, _) => None,
+    }
+}
+
+/// The interval on a difference of two means from intervals on each (both hold at once with
+/// the two miscoverages' sum), clipped to [−1, 1].
+fn difference(a: Interval, b: Interval) -> Interval {
+    Interval::new((a.low - b.high).max(-1.0), (a.high - b.low).min(1.0))
 }
 
 impl Sequential {
@@ -314,7 +451,18 @@ impl Sequential {
                         calls_used: 0,
                         calls_planned: 0,
                         calls_needed: None,
+                        decided_on: None,
+                        wr_interval: Interval::new(-1.0, 1.0),
+                        wr_pairs: 0,
+                        flip_interval: Interval::new(0.0, 1.0),
+                        flip_pairs: 0,
+                        excess_flip_interval: Interval::new(-1.0, 1.0),
+                        secondary_alpha: options.alpha,
                         cs: None,
+                        wr_cs: None,
+                        flip_cs: None,
+                        wr_values: Vec::new(),
+                        flip_values: Vec::new(),
                     });
                     cells.len() - 1
                 });
@@ -323,9 +471,20 @@ impl Sequential {
         }
         for ((judge_index, _), &index) in &cell_index {
             let alpha = bonferroni_alpha(options.alpha, per_judge[judge_index]);
-            cells[index].alpha = alpha;
-            cells[index].cs = Some(ConfidenceSequence::new(alpha, -1.0, 1.0));
+            let secondary = secondary_alpha(options.alpha, per_judge[judge_index]);
+            let c = &mut cells[index];
+            c.alpha = alpha;
+            c.cs = Some(ConfidenceSequence::new(alpha, -1.0, 1.0));
+            c.secondary_alpha = secondary;
+            c.wr_cs = Some(ConfidenceSequence::new(secondary, -1.0, 1.0));
+            c.flip_cs = Some(ConfidenceSequence::new(secondary, 0.0, 1.0));
         }
+        let noise = (0..plan.judges.len())
+            .map(|j| {
+                let k = per_judge.get(&j).copied().unwrap_or(0);
+                ConfidenceSequence::new(secondary_alpha(options.alpha, k), 0.0, 1.0)
+            })
+            .collect();
         Sequential {
             order: pair_order(pairs, options.seed),
             waves_planned: pairs.div_ceil(options.wave_pairs),
@@ -340,6 +499,7 @@ impl Sequential {
             calls_by_judge: plan.judges.iter().map(|j| (j.clone(), 0)).collect(),
             budget_exhausted: false,
             issued: Vec::new(),
+            noise,
         }
     }
 
@@ -470,14 +630,17 @@ impl Sequential {
                 cs.push(value);
             }
         }
+        self.observe_secondary(plan, calls, records, &position);
         let exhausted = self.waves_run >= self.waves_planned;
         let size = self.options.reject_size;
+        let (wr_size, flip_size) = (self.options.reject_wr, self.options.reject_excess_flip);
         let pairs_total = self.order.len();
         for c in self.cells.iter_mut().filter(|c| c.open()) {
             if let Some(cs) = &c.cs {
                 c.interval = cs.interval();
             }
             c.decision = decide(c.interval, size);
+            c.decided_on = Some("T".into());
             // Robust at this size settles REJECT but not CAUTION (a small, real effect): stop
             // only when the full plan is also unlikely to find the effect significant.
             if c.decision == CellDecision::Robust
@@ -485,13 +648,189 @@ impl Sequential {
             {
                 c.decision = CellDecision::Undecided;
             }
+            // The trust rules also reject a significant artifact on |WR| or on the excess flip
+            // rate: with T established (its interval excludes 0), an anytime-valid WR interval
+            // beyond ± its rejection size, or an excess-flip lower bound at or above its size,
+            // rejects the cell now.
+            let t_significant = c.interval.low > 0.0 || c.interval.high < 0.0;
+            if t_significant && c.decision != CellDecision::Reject {
+                let wr = c.wr_interval;
+                let wr_beyond =
+                    (wr.low > 0.0 && wr.low >= wr_size) || (wr.high < 0.0 && wr.high <= -wr_size);
+                if wr_beyond {
+                    c.decision = CellDecision::Reject;
+                    c.decided_on = Some("WR".into());
+                } else if c.excess_flip_interval.low >= flip_size {
+                    c.decision = CellDecision::Reject;
+                    c.decided_on = Some("excess flip rate".into());
+                }
+            }
             if c.open() && exhausted {
                 c.decision = fixed_n_decision(&c.values, c.alpha, size);
+                c.decided_on = Some("T (fixed-n, plan exhausted)".into());
             }
-            if !c.open() {
+            if c.open() {
+                c.decided_on = None;
+            } else {
                 c.decided_after_wave = Some(self.waves_run);
             }
         }
+    }
+
+    /// Folds a wave's shift and baseline verdicts into the second family: per open cell one WR
+    /// value and one flip value per pair (the means of its valid comparisons), per judge one
+    /// run-to-run flip value per pair, then refreshes each open cell's WR, flip and excess-flip
+    /// intervals. Per pair, as in the fixed-n analysis: WR scores the shifted answer (+1 it wins,
+    /// −1 it loses, 0 tie) in each shift call; a flip compares a shift call's verdict with the
+    /// first baseline of the same order; noise compares each baseline repeat with the first of
+    /// its order. For `position`, WR scores the first slot in every baseline and a flip is answer
+    /// a's outcome changing between the two orders.
+    fn observe_secondary(
+        &mut self,
+        plan: &Plan,
+        calls: &[usize],
+        records: &HashMap<&str, &CallRecord>,
+        position: &HashMap<usize, usize>,
+    ) {
+        let verdict = |i: usize| {
+            records
+                .get(plan.calls[i].id.as_str())
+                .and_then(|r| r.verdict)
+        };
+        // First baseline of each (judge, pair, order) in this wave.
+        let mut first_baseline: HashMap<(usize, usize, bool), Option<SlotVerdict>> = HashMap::new();
+        for &i in calls {
+            let spec = &plan.calls[i];
+            if spec.kind == ConditionKind::Baseline && spec.repeat == 0 {
+                first_baseline.insert(
+                    (spec.judge_index, spec.pair_index, spec.order == Order::Ab),
+                    verdict(i),
+                );
+            }
+        }
+        let valid = |v: Option<SlotVerdict>| v.filter(|v| *v != SlotVerdict::Invalid);
+        let mut wr: BTreeMap<(usize, usize), (f64, u32)> = BTreeMap::new();
+        let mut flip: BTreeMap<(usize, usize), (f64, u32)> = BTreeMap::new();
+        let mut noise: BTreeMap<(usize, usize), (f64, u32)> = BTreeMap::new();
+        let add = |map: &mut BTreeMap<(usize, usize), (f64, u32)>, key, x: f64| {
+            let e = map.entry(key).or_insert((0.0, 0));
+            e.0 += x;
+            e.1 += 1;
+        };
+        for &i in calls {
+            let spec = &plan.calls[i];
+            let (j, pos) = (spec.judge_index, position[&spec.pair_index]);
+            let ab = spec.order == Order::Ab;
+            let base = first_baseline
+                .get(&(j, spec.pair_index, ab))
+                .copied()
+                .flatten();
+            match spec.kind {
+                ConditionKind::Baseline => {
+                    if spec.repeat > 0
+                        && let (Some(now), Some(first)) = (valid(verdict(i)), valid(base))
+                    {
+                        add(&mut noise, (j, pos), f64::from(u8::from(now != first)));
+                    }
+                    let Some(&cell) = self.cell_index.get(&(j, "position".to_string())) else {
+                        continue;
+                    };
+                    if !self.cells[cell].open() {
+                        continue;
+                    }
+                    if let Some(x) = score_for(verdict(i), Slot::First) {
+                        add(&mut wr, (cell, pos), x);
+                    }
+                    // One position comparison per pair: answer a in ab (first slot) against
+                    // answer a in ba (second slot), first repeats.
+                    if spec.repeat == 0 && ab {
+                        let ba = first_baseline
+                            .get(&(j, spec.pair_index, false))
+                            .copied()
+                            .flatten();
+                        if let (Some(x), Some(y)) = (
+                            score_for(verdict(i), Slot::First),
+                            score_for(ba, Slot::Second),
+                        ) {
+                            add(&mut flip, (cell, pos), f64::from(u8::from(x != y)));
+                        }
+                    }
+                }
+                ConditionKind::Shift => {
+                    let Some(artifact) = &spec.artifact else {
+                        continue;
+                    };
+                    let Some(&cell) = self.cell_index.get(&(j, artifact.clone())) else {
+                        continue;
+                    };
+                    let Some(slot) = slot_contents(spec).artifact_slot else {
+                        continue;
+                    };
+                    let after = score_for(verdict(i), slot);
+                    if let Some(x) = after {
+                        add(&mut wr, (cell, pos), x);
+                    }
+                    if let (Some(x), Some(y)) = (after, score_for(base, slot)) {
+                        add(&mut flip, (cell, pos), f64::from(u8::from(x != y)));
+                    }
+                }
+                ConditionKind::TieDetection => {}
+            }
+        }
+        for ((cell, _), (sum, count)) in wr {
+            let c = &mut self.cells[cell];
+            c.wr_pairs += 1;
+            c.wr_values.push(sum / f64::from(count));
+            if let Some(cs) = c.wr_cs.as_mut() {
+                cs.push(sum / f64::from(count));
+            }
+        }
+        for ((cell, _), (sum, count)) in flip {
+            let c = &mut self.cells[cell];
+            c.flip_pairs += 1;
+            c.flip_values.push(sum / f64::from(count));
+            if let Some(cs) = c.flip_cs.as_mut() {
+                cs.push(sum / f64::from(count));
+            }
+        }
+        for ((j, _), (sum, count)) in noise {
+            self.noise[j].push(sum / f64::from(count));
+        }
+        let judges: HashMap<&str, usize> = self
+            .judges
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n.as_str(), k))
+            .collect();
+        for c in self.cells.iter_mut().filter(|c| c.open()) {
+            if let Some(cs) = &c.wr_cs {
+                c.wr_interval = cs.interval();
+            }
+            if let Some(cs) = &c.flip_cs {
+                c.flip_interval = cs.interval();
+            }
+            let noise = self.noise[judges[c.judge.as_str()]].interval();
+            c.excess_flip_interval = difference(c.flip_interval, noise);
+        }
+    }
+
+    /// Per judge: the anytime-valid interval on its run-to-run flip rate and the pairs behind
+    /// it (`[0, 1]` without baseline repeats).
+    pub fn noise_flip(&self) -> BTreeMap<String, NoiseFlip> {
+        self.judges
+            .iter()
+            .zip(&self.noise)
+            .map(|(name, cs)| {
+                (
+                    name.clone(),
+                    NoiseFlip {
+                        interval: cs.interval(),
+                        pairs: cs.len(),
+                        alpha: cs.alpha(),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Marks the audit as ended before every cell was decided (the run stopped: a budget,
@@ -567,9 +906,13 @@ impl Sequential {
                  REJECT) or inside it (established below it: CAUTION), or contains 0, lies \
                  inside ±{s} and the full plan would find the effect significant with \
                  probability below {f} (robust at this size); a cell undecided at plan end takes \
-                 the fixed-n rule on all its pairs",
+                 the fixed-n rule on all its pairs. A cell whose T interval excludes 0 is also \
+                 rejected (REJECT) when its anytime-valid WR interval lies beyond ±{w} or its \
+                 excess-flip interval lies at or above {x}",
                 s = self.options.reject_size,
-                f = FUTILITY
+                f = FUTILITY,
+                w = self.options.reject_wr,
+                x = self.options.reject_excess_flip,
             ),
             wave_pairs: self.options.wave_pairs,
             order_seed: self.options.seed,
@@ -581,10 +924,15 @@ impl Sequential {
             budget_exhausted: self.budget_exhausted,
             cells: self.cells.clone(),
             judges,
+            noise_flip: self.noise_flip(),
+            juries: Vec::new(),
             anytime_valid: format!(
-                "the sequential intervals on T (empirical-Bernstein confidence sequences, family-wise \
-                 {:.0}% per judge, Bonferroni over its artifacts); every other interval is fixed-n",
-                100.0 * (1.0 - self.options.alpha)
+                "anytime-valid (empirical-Bernstein confidence sequences): the sequential \
+                 intervals on T (family-wise {p:.0}% per judge, Bonferroni over its artifacts) and, \
+                 as a second family at family-wise {p:.0}% per judge (Bonferroni over 2 × its \
+                 artifacts + 1), on WR, the flip rate, the run-to-run flip rate and hence the \
+                 excess flip rate; every other interval in the report is fixed-n",
+                p = 100.0 * (1.0 - self.options.alpha)
             ),
         }
     }
@@ -660,5 +1008,185 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+}
+
+#[cfg(test)]
+mod secondary_tests {
+    use super::*;
+    use crate::analyze::simulate::{SimulatedDesign, synthetic_pairs};
+    use crate::design::{DesignOptions, Side};
+    use crate::judge::JudgeConfig;
+    use crate::judge::config::{Backend, SimParams};
+    use crate::judge::sim::SimJudge;
+    use crate::perturb::Catalog;
+
+    fn sim(name: &str, seed: u64) -> SimJudge {
+        let mut config = JudgeConfig::new(name, Backend::Sim);
+        config.seed = seed;
+        config.sim = Some(SimParams {
+            accuracy: 0.8,
+            position_bias: 0.1,
+            noise: 0.2,
+            tie_rate: 0.1,
+            invalid_rate: 0.05,
+            artifact_preference: [("apology".to_string(), 0.3)].into_iter().collect(),
+        });
+        SimJudge::new(&config).expect("valid simulated judge")
+    }
+
+    fn slot_score(v: Option<SlotVerdict>, first: bool) -> Option<f64> {
+        match v? {
+            SlotVerdict::First => Some(if first { 1.0 } else { -1.0 }),
+            SlotVerdict::Second => Some(if first { -1.0 } else { 1.0 }),
+            SlotVerdict::Tie => Some(0.0),
+            SlotVerdict::Invalid => None,
+        }
+    }
+
+    /// The engine's WR, flip and noise sequences equal sequences fed with per-pair values
+    /// recomputed here straight from the records (a separate transcription of the definitions
+    /// in `observe_secondary`'s docs), in the engine's pair order; and a jury is decided only
+    /// when all its members' cells are.
+    #[test]
+    fn second_family_matches_a_direct_transcription() {
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&crate::perturb::Artifact> = ["apology", "position"]
+            .iter()
+            .map(|id| catalog.get(id).expect("built-in"))
+            .collect();
+        let pairs = synthetic_pairs(60, 5);
+        let names = vec!["a".to_string(), "b".to_string()];
+        let options = DesignOptions {
+            repeats: 2,
+            ..DesignOptions::default()
+        };
+        let design = SimulatedDesign::new(&pairs, &artifacts, &names, &options, 5);
+        let records = design.records(&[sim("a", 1), sim("b", 2)], false);
+        let by_id: HashMap<&str, &CallRecord> =
+            records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+        let seq_options = SequentialOptions {
+            wave_pairs: 60,
+            ..SequentialOptions::default()
+        };
+        let mut engine = Sequential::new(&design.plan, &seq_options);
+        assert!(engine.replay(&design.plan, &by_id).is_none());
+        let order = engine.order().to_vec();
+        let verdict =
+            |spec: &crate::design::CallSpec| by_id.get(spec.id.as_str()).and_then(|r| r.verdict);
+        let find = |j: usize,
+                    p: usize,
+                    kind: ConditionKind,
+                    artifact: Option<&str>,
+                    side: Option<Side>,
+                    order: Order,
+                    repeat: u32| {
+            design.plan.calls.iter().find(|c| {
+                c.judge_index == j
+                    && c.pair_index == p
+                    && c.kind == kind
+                    && c.artifact.as_deref() == artifact
+                    && c.side == side
+                    && c.order == order
+                    && c.repeat == repeat
+            })
+        };
+        let alpha2 = secondary_alpha(0.05, 2);
+        let summary = engine.summary();
+        for (j, name) in names.iter().enumerate() {
+            let (mut wr, mut flip, mut noise) = (
+                ConfidenceSequence::new(alpha2, -1.0, 1.0),
+                ConfidenceSequence::new(alpha2, 0.0, 1.0),
+                ConfidenceSequence::new(alpha2, 0.0, 1.0),
+            );
+            for &p in &order {
+                // Noise: repeat 1 against repeat 0, per order.
+                let mut n = Vec::new();
+                for o in [Order::Ab, Order::Ba] {
+                    let first =
+                        find(j, p, ConditionKind::Baseline, None, None, o, 0).and_then(verdict);
+                    let again =
+                        find(j, p, ConditionKind::Baseline, None, None, o, 1).and_then(verdict);
+                    if let (Some(x), Some(y)) = (first, again)
+                        && x != SlotVerdict::Invalid
+                        && y != SlotVerdict::Invalid
+                    {
+                        n.push(f64::from(u8::from(x != y)));
+                    }
+                }
+                if !n.is_empty() {
+                    noise.push(n.iter().sum::<f64>() / n.len() as f64);
+                }
+                // Apology: the shifted side's score; flips against the first baseline.
+                let (mut w, mut f) = (Vec::new(), Vec::new());
+                for side in [Side::A, Side::B] {
+                    for o in [Order::Ab, Order::Ba] {
+                        let first = (side == Side::A) == (o == Order::Ab);
+                        let Some(shift) = find(
+                            j,
+                            p,
+                            ConditionKind::Shift,
+                            Some("apology"),
+                            Some(side),
+                            o,
+                            0,
+                        ) else {
+                            continue;
+                        };
+                        let after = slot_score(verdict(shift), first);
+                        let before = find(j, p, ConditionKind::Baseline, None, None, o, 0)
+                            .and_then(|b| slot_score(verdict(b), first));
+                        if let Some(x) = after {
+                            w.push(x);
+                        }
+                        if let (Some(x), Some(y)) = (after, before) {
+                            f.push(f64::from(u8::from(x != y)));
+                        }
+                    }
+                }
+                if !w.is_empty() {
+                    wr.push(w.iter().sum::<f64>() / w.len() as f64);
+                }
+                if !f.is_empty() {
+                    flip.push(f.iter().sum::<f64>() / f.len() as f64);
+                }
+            }
+            let cell = summary
+                .cells
+                .iter()
+                .find(|c| c.judge == *name && c.artifact == "apology")
+                .unwrap();
+            // The engine's interval is the one at the cell's stopping time; the cell ran the one
+            // wave there is, so both saw every pair.
+            assert_eq!(cell.wr_pairs, wr.len());
+            assert_eq!(cell.flip_pairs, flip.len());
+            assert_eq!(cell.wr_interval, wr.interval());
+            assert_eq!(cell.flip_interval, flip.interval());
+            let n = &summary.noise_flip[name];
+            assert_eq!(n.pairs, noise.len());
+            assert!(n.pairs > 50, "{}", n.pairs);
+            assert_eq!(n.interval, noise.interval());
+            let excess = cell.excess_flip_interval;
+            assert!(
+                (excess.low - (flip.interval().low - noise.interval().high).max(-1.0)).abs()
+                    < 1e-12
+            );
+            assert!((excess.high - (flip.interval().high - noise.interval().low)).abs() < 1e-12);
+            assert_eq!(cell.secondary_alpha, alpha2);
+        }
+        // Juries: decided exactly when every member's cells are.
+        let mut s = summary.clone();
+        s.add_juries(&[
+            ("jury-majority".into(), names.clone()),
+            ("solo".into(), vec!["a".into(), "nobody".into()]),
+        ]);
+        assert_eq!(s.juries.len(), 1, "a jury needs two known members");
+        let all_decided = s.cells.iter().all(|c| !c.open());
+        assert_eq!(s.juries[0].decided, all_decided);
+        let mut open = summary.clone();
+        open.cells[0].decision = CellDecision::Undecided;
+        open.add_juries(&[("jury-majority".into(), names.clone())]);
+        assert!(!open.juries[0].decided);
+        assert_eq!(open.juries[0].decided_after_wave, None);
     }
 }

@@ -329,23 +329,59 @@ fn sequential(q: &crate::analyze::sequential::SequentialSummary) -> Markup {
             }
             table {
                 thead { tr {
-                    th { "judge" } th { "artifact" } th { "decision" } th { "after wave" }
-                    th { "pairs" } th { "T" } th { "anytime-valid interval" }
+                    th { "judge" } th { "artifact" } th { "decision" } th { "decided on" }
+                    th { "after wave" } th { "pairs" } th { "T" } th { "T anytime-valid" }
+                    th { "WR anytime-valid" } th { "flip rate anytime-valid" }
+                    th { "excess flip anytime-valid" }
                     th { "calls used / planned" } th { "calls still needed" }
                 } }
                 tbody {
                     @for c in &q.cells {
                         tr {
                             td { (Text(&c.judge)) } td { (Text(&c.artifact)) } td { (c.decision.name()) }
+                            td { @if let Some(r) = &c.decided_on { (Text(r)) } @else { "–" } }
                             td { @if let Some(w) = c.decided_after_wave { (w) } @else { "–" } }
                             td { (c.values.len()) }
                             td { (format!("{:+.3}", c.estimate())) }
                             td { (format!("[{:+.3}, {:+.3}]", c.interval.low, c.interval.high)) }
+                            td { (format!("[{:+.3}, {:+.3}]", c.wr_interval.low, c.wr_interval.high)) }
+                            td { (format!("[{:.3}, {:.3}]", c.flip_interval.low, c.flip_interval.high)) }
+                            td { (format!("[{:+.3}, {:+.3}]", c.excess_flip_interval.low, c.excess_flip_interval.high)) }
                             td { (c.calls_used) " / " (c.calls_planned) }
                             td {
                                 @if !c.open() { "–" }
                                 @else if let Some(n) = c.calls_needed { (n) }
                                 @else { "more than the plan has" }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !q.noise_flip.is_empty() {
+                p.meta-line {
+                    "Run-to-run flip rate, anytime-valid (the noise the excess flip rate is net of): "
+                    @for (k, (judge, n)) in q.noise_flip.iter().enumerate() {
+                        @if k > 0 { "; " }
+                        (Text(judge)) " " (format!("[{:.3}, {:.3}]", n.interval.low, n.interval.high))
+                        " (" (n.pairs) " pairs)"
+                    }
+                    "."
+                }
+            }
+            @if !q.juries.is_empty() {
+                table.sequential-juries {
+                    thead { tr {
+                        th { "jury" } th { "members" } th { "decided" } th { "after wave" }
+                        th { "members' worst level" }
+                    } }
+                    tbody {
+                        @for j in &q.juries {
+                            tr {
+                                td { (Text(&j.name)) }
+                                td { (Text(&j.members.join(", "))) }
+                                td { @if j.decided { "yes (every member's cells decided)" } @else { "no" } }
+                                td { @if let Some(w) = j.decided_after_wave { (w) } @else { "–" } }
+                                td { (j.members_level.label()) }
                             }
                         }
                     }

@@ -523,21 +523,30 @@ pub fn sequential_section(out: &mut String, s: &crate::analyze::sequential::Sequ
     );
     let _ = writeln!(
         out,
-        "| judge | artifact | decision | after wave | pairs | T | anytime-valid interval | calls used / planned | calls still needed |\n|---|---|---|---|---|---|---|---|---|"
+        "| judge | artifact | decision | decided on | after wave | pairs | T | T anytime-valid | WR anytime-valid | flip rate anytime-valid | excess flip anytime-valid | calls used / planned | calls still needed |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for c in &s.cells {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:+.3} | [{:+.3}, {:+.3}] | {} / {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:+.3} | [{:+.3}, {:+.3}] | [{:+.3}, {:+.3}] | [{:.3}, {:.3}] | [{:+.3}, {:+.3}] | {} / {} | {} |",
             escape(&c.judge),
             escape(&c.artifact),
             c.decision.name(),
+            c.decided_on
+                .as_deref()
+                .map_or_else(|| "–".to_string(), escape),
             c.decided_after_wave
                 .map_or_else(|| "–".to_string(), |w| w.to_string()),
             c.values.len(),
             c.estimate(),
             c.interval.low,
             c.interval.high,
+            c.wr_interval.low,
+            c.wr_interval.high,
+            c.flip_interval.low,
+            c.flip_interval.high,
+            c.excess_flip_interval.low,
+            c.excess_flip_interval.high,
             c.calls_used,
             c.calls_planned,
             match (c.open(), c.calls_needed) {
@@ -548,6 +557,53 @@ pub fn sequential_section(out: &mut String, s: &crate::analyze::sequential::Sequ
         );
     }
     out.push('\n');
+    let noise: Vec<String> = s
+        .noise_flip
+        .iter()
+        .map(|(judge, n)| {
+            format!(
+                "{} [{:.3}, {:.3}] ({} pairs)",
+                escape(judge),
+                n.interval.low,
+                n.interval.high,
+                n.pairs
+            )
+        })
+        .collect();
+    if !noise.is_empty() {
+        let _ = writeln!(
+            out,
+            "Run-to-run flip rate, anytime-valid (the noise the excess flip rate is net of): {}.\n",
+            noise.join("; ")
+        );
+    }
+    if !s.juries.is_empty() {
+        let _ = writeln!(
+            out,
+            "| jury | members | decided | after wave | members' worst level |\n|---|---|---|---|---|"
+        );
+        for j in &s.juries {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                escape(&j.name),
+                j.members
+                    .iter()
+                    .map(|m| escape(m))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if j.decided {
+                    "yes (every member's cells decided)"
+                } else {
+                    "no"
+                },
+                j.decided_after_wave
+                    .map_or_else(|| "–".to_string(), |w| w.to_string()),
+                j.members_level.label()
+            );
+        }
+        out.push('\n');
+    }
 }
 
 pub fn render(summary: &Summary) -> String {

@@ -456,12 +456,6 @@ fn endpoint_key(config: &JudgeConfig) -> String {
     }
 }
 
-/// Messages to the writer thread.
-enum Written {
-    Record(Box<CallRecord>, Option<String>),
-    Fault(FaultRow),
-}
-
 /// Per-judge runtime state.
 struct JudgeRuntime {
     handle: JudgeHandle,
@@ -472,8 +466,6 @@ struct JudgeRuntime {
     tpm: Option<TokenBucket>,
     stop: StopFlag,
     counters: Arc<JudgeCounters>,
-    queue: Vec<usize>,
-    next: AtomicUsize,
 }
 
 /// The whole run's cost budget: actual spend plus reservations for calls in flight.
@@ -564,283 +556,470 @@ pub async fn execute_subset(
     options: &RunOptions,
     keep: &(dyn Fn(&CallSpec) -> bool + Sync),
 ) -> Result<RunOutcome, RunError> {
-    if let Some(max) = options.max_cost {
-        check_max_cost(max).map_err(RunError::Invalid)?;
-    }
-    let configs: Vec<JudgeConfig> = judges.iter().map(|h| h.config.clone()).collect();
-    check_concurrency(options.concurrency, &configs).map_err(RunError::Invalid)?;
-    let by_name: HashMap<&str, &JudgeHandle> =
-        judges.iter().map(|h| (h.config.name.as_str(), h)).collect();
-    for name in &plan.judges {
-        if !by_name.contains_key(name.as_str()) {
-            return Err(RunError::UnknownJudge(name.clone()));
+    let mut session = RunSession::open(plan, dataset, perturbed, judges, out_dir, options, keep)?;
+    let pending = session.pending().to_vec();
+    session.send(&pending).await;
+    session.finish()
+}
+
+/// Messages to the writer thread.
+enum Written {
+    Record(Box<CallRecord>, Option<String>),
+    Fault(FaultRow),
+    /// Commit what is pending now and hand back every answer committed since the last flush.
+    Flush(tokio::sync::oneshot::Sender<Vec<CallRecord>>),
+}
+
+/// One open run: the lock, the store (owned by the writer thread), the cache lookups, the
+/// judges' limiters, breakers and buckets, the budget and the progress display, kept across any
+/// number of [`RunSession::send`] rounds. A sequential audit sends one wave per round, so a wave
+/// costs only its own calls: nothing is reopened or re-read between waves, and a judge's
+/// adaptive limiter and breaker carry their state from wave to wave.
+pub struct RunSession {
+    plan: Arc<Plan>,
+    dataset: Arc<Dataset>,
+    perturbed: Arc<PerturbedAnswers>,
+    out_dir: PathBuf,
+    concurrency: usize,
+    seed: u64,
+    _lock: lock::RunLock,
+    completed_before: usize,
+    earlier: Vec<CallRecord>,
+    pending: Vec<usize>,
+    hits: HashMap<usize, JudgeReply>,
+    keys: Arc<HashMap<usize, String>>,
+    halt: Arc<Halt>,
+    committed_now: Arc<AtomicUsize>,
+    collect: Arc<AtomicBool>,
+    sender: Option<mpsc::Sender<Written>>,
+    writer: Option<std::thread::JoinHandle<Result<RunStore, RunError>>>,
+    signals: Option<tokio::task::JoinHandle<()>>,
+    budget: Arc<Budget>,
+    runtimes: Vec<Arc<JudgeRuntime>>,
+    runtime_of: HashMap<String, usize>,
+    progress: Option<Progress>,
+    sent: usize,
+    cache_hits: usize,
+    over_budget: usize,
+}
+
+/// The calls one round gives one judge's workers.
+struct Queue {
+    calls: Vec<usize>,
+    next: AtomicUsize,
+}
+
+impl RunSession {
+    /// Open a run on `out_dir` (whose store must hold this plan, as for [`execute`]): checks the
+    /// plan, takes the lock, reads the committed calls and the cache once, starts the writer
+    /// thread, the signal watcher and the progress display. The calls `keep` accepts that are not
+    /// committed yet are [`RunSession::pending`]; nothing is sent until [`RunSession::send`].
+    pub fn open(
+        plan: Arc<Plan>,
+        dataset: Arc<Dataset>,
+        perturbed: Arc<PerturbedAnswers>,
+        judges: &[JudgeHandle],
+        out_dir: &Path,
+        options: &RunOptions,
+        keep: &(dyn Fn(&CallSpec) -> bool + Sync),
+    ) -> Result<RunSession, RunError> {
+        if let Some(max) = options.max_cost {
+            check_max_cost(max).map_err(RunError::Invalid)?;
         }
-    }
-    // Every request must be buildable before the first call, so an inconsistent plan costs nothing.
-    if let Some(spec) = plan
-        .calls
-        .iter()
-        .find(|spec| !design::buildable(spec, &dataset.pairs, &perturbed))
-    {
-        return Err(RunError::Unbuildable(spec.id.clone()));
-    }
-
-    // Taken before the store is read: a second process must not even compute what is pending.
-    let _lock = lock::RunLock::acquire(out_dir)?;
-    let store = RunStore::open(out_dir)?;
-    let completed = store.completed_ids()?;
-    let earlier = store.records()?;
-    let pending: Vec<usize> = (0..plan.calls.len())
-        .filter(|&i| !completed.contains(&plan.calls[i].id) && keep(&plan.calls[i]))
-        .collect();
-
-    // The cache is read once, up front, so no worker ever touches SQLite.
-    let mut cache = match &options.cache_dir {
-        Some(dir) => Some(ResponseCache::open(dir).map_err(RunError::Cache)?),
-        None => None,
-    };
-    let mut keys: HashMap<usize, String> = HashMap::new();
-    let mut hits: HashMap<usize, JudgeReply> = HashMap::new();
-    if let Some(cache) = &cache {
-        for &index in &pending {
-            let spec = &plan.calls[index];
-            let handle = by_name[spec.judge.as_str()];
-            let request = design::request(spec, &dataset.pairs, &perturbed).expect("checked above");
-            if let Some(key) = handle.judge.cache_key(&request) {
-                keys.insert(index, key);
+        let configs: Vec<JudgeConfig> = judges.iter().map(|h| h.config.clone()).collect();
+        check_concurrency(options.concurrency, &configs).map_err(RunError::Invalid)?;
+        let by_name: HashMap<&str, &JudgeHandle> =
+            judges.iter().map(|h| (h.config.name.as_str(), h)).collect();
+        for name in &plan.judges {
+            if !by_name.contains_key(name.as_str()) {
+                return Err(RunError::UnknownJudge(name.clone()));
             }
         }
-        let key_list: Vec<&str> = keys.values().map(String::as_str).collect();
-        let found = cache.lookup(&key_list).map_err(RunError::Cache)?;
-        for (index, key) in &keys {
-            if let Some(reply) = found.get(key) {
-                hits.insert(*index, reply.clone());
-            }
-        }
-    }
-
-    let calls_path = out_dir.join("calls.jsonl");
-    let jsonl = repair_log(&calls_path, &earlier).map_err(|source| RunError::Io {
-        path: calls_path.clone(),
-        source,
-    })?;
-    let halt = Arc::new(Halt::default());
-    let committed_now = Arc::new(AtomicUsize::new(0));
-    let (sender, receiver) = mpsc::channel::<Written>();
-    let writer_cache = cache.take();
-    let writer = {
-        let (halt, committed_now) = (halt.clone(), committed_now.clone());
-        std::thread::spawn(move || {
-            let result = write_loop(
-                receiver,
-                store,
-                writer_cache,
-                jsonl,
-                calls_path,
-                &committed_now,
-            );
-            if result.is_err() {
-                halt.set(HaltCause::WriteFailed);
-            }
-            result
-        })
-    };
-    let signals = watch_signals(halt.clone());
-
-    // Spend already committed in earlier sessions counts against the budget.
-    let pricing: HashMap<&str, Pricing> = judges
-        .iter()
-        .filter_map(|h| h.config.pricing.map(|p| (h.config.name.as_str(), p)))
-        .collect();
-    let spent_before: f64 = earlier
-        .iter()
-        .filter_map(|r| Some(cost_usd(r.usage.as_ref()?, pricing.get(r.judge.as_str())?)))
-        .sum();
-    let budget = Arc::new(Budget {
-        max: options.max_cost,
-        committed: Mutex::new(spent_before),
-        exhausted: AtomicBool::new(false),
-    });
-
-    let mut runtimes: Vec<Arc<JudgeRuntime>> = Vec::new();
-    let mut queues: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut cache_hits = 0usize;
-    for &index in &pending {
-        let spec = &plan.calls[index];
-        if let Some(reply) = hits.remove(&index) {
-            let mut record = CallRecord::new(spec);
-            record.fill(reply);
-            record.cached = true;
-            cache_hits += 1;
-            // The writer only goes away on an I/O error, which joining it reports.
-            let _ = sender.send(Written::Record(Box::new(record), None));
-        } else {
-            queues.entry(spec.judge.as_str()).or_default().push(index);
-        }
-    }
-    let mut breakers: HashMap<String, Arc<Breaker>> = HashMap::new();
-    for name in &plan.judges {
-        let handle = by_name[name.as_str()].clone();
-        let max = handle.config.concurrency.unwrap_or(options.concurrency);
-        let queue = queues.remove(name.as_str()).unwrap_or_default();
-        // Progress counts this process's share of the plan (all of it unless a shard).
-        let share = plan
+        // Every request must be buildable before the first call, so an inconsistent plan costs nothing.
+        if let Some(spec) = plan
             .calls
             .iter()
-            .filter(|c| &c.judge == name && keep(c))
-            .count();
-        let counters = Arc::new(
-            JudgeCounters::new(
-                name.clone(),
-                share as u64,
-                share.saturating_sub(queue.len()) as u64,
-            )
-            // The in-process model serves one call at a time; the rest only wait for it.
-            .serial(handle.config.backend == crate::judge::config::Backend::Local),
-        );
-        let threshold = BREAKER_MIN_FAILURES.max(u32::try_from(2 * max).unwrap_or(u32::MAX));
-        let breaker = breakers
-            .entry(endpoint_key(&handle.config))
-            .or_insert_with_key(|endpoint| Arc::new(Breaker::new(endpoint.clone(), threshold)))
-            .clone();
-        runtimes.push(Arc::new(JudgeRuntime {
-            limiter: AdaptiveLimiter::new(max),
-            rpm: handle.config.rpm.map(TokenBucket::per_minute),
-            tpm: handle.config.tpm.map(TokenBucket::per_minute),
-            stop: StopFlag::default(),
-            counters,
-            queue,
-            next: AtomicUsize::new(0),
-            breaker,
-            halt: halt.clone(),
-            handle,
-        }));
-    }
-
-    let progress = Progress::start(
-        options.progress,
-        runtimes.iter().map(|r| r.counters.clone()).collect(),
-    );
-    let keys = Arc::new(keys);
-    let mut workers = tokio::task::JoinSet::new();
-    for runtime in &runtimes {
-        let max = runtime
-            .handle
-            .config
-            .concurrency
-            .unwrap_or(options.concurrency);
-        for _ in 0..max.min(runtime.queue.len()) {
-            let (runtime, plan, dataset, perturbed) = (
-                runtime.clone(),
-                plan.clone(),
-                dataset.clone(),
-                perturbed.clone(),
-            );
-            let (sender, budget, keys, seed) =
-                (sender.clone(), budget.clone(), keys.clone(), options.seed);
-            workers.spawn(async move {
-                worker(
-                    runtime, plan, dataset, perturbed, sender, budget, keys, seed,
-                )
-                .await
-            });
-        }
-    }
-    drop(sender);
-    let mut sent = 0usize;
-    let mut over_budget = 0usize;
-    let mut tally = |result: Result<(usize, usize), tokio::task::JoinError>| {
-        // A worker cancelled after the stop grace sent calls whose answers are lost; they
-        // were never committed, so a resume sends them again.
-        if let Ok((worker_sent, worker_over)) = result {
-            sent += worker_sent;
-            over_budget += worker_over;
-        } else if let Err(error) = result
-            && error.is_panic()
+            .find(|spec| !design::buildable(spec, &dataset.pairs, &perturbed))
         {
-            std::panic::resume_unwind(error.into_panic());
+            return Err(RunError::Unbuildable(spec.id.clone()));
         }
-    };
-    let halted = loop {
-        tokio::select! {
-            next = workers.join_next() => match next {
-                Some(result) => tally(result),
-                None => break false,
-            },
-            () = halt.notify.notified() => break true,
-        }
-    };
-    if halted {
-        // No new call starts; calls in flight get a bounded wait to answer and be committed.
-        let drained = tokio::time::timeout(STOP_GRACE, async {
-            let mut results = Vec::new();
-            while let Some(result) = workers.join_next().await {
-                results.push(result);
+
+        // Taken before the store is read: a second process must not even compute what is pending.
+        let lock = lock::RunLock::acquire(out_dir)?;
+        let store = RunStore::open(out_dir)?;
+        let completed = store.completed_ids()?;
+        let earlier = store.records()?;
+        let pending: Vec<usize> = (0..plan.calls.len())
+            .filter(|&i| !completed.contains(&plan.calls[i].id) && keep(&plan.calls[i]))
+            .collect();
+
+        // The cache is read once, up front, so no worker ever touches SQLite.
+        let mut cache = match &options.cache_dir {
+            Some(dir) => Some(ResponseCache::open(dir).map_err(RunError::Cache)?),
+            None => None,
+        };
+        let mut keys: HashMap<usize, String> = HashMap::new();
+        let mut hits: HashMap<usize, JudgeReply> = HashMap::new();
+        if let Some(cache) = &cache {
+            for &index in &pending {
+                let spec = &plan.calls[index];
+                let handle = by_name[spec.judge.as_str()];
+                let request =
+                    design::request(spec, &dataset.pairs, &perturbed).expect("checked above");
+                if let Some(key) = handle.judge.cache_key(&request) {
+                    keys.insert(index, key);
+                }
             }
-            results
-        })
-        .await;
-        match drained {
-            Ok(results) => results.into_iter().for_each(&mut tally),
-            Err(_) => {
-                workers.abort_all();
-                while let Some(result) = workers.join_next().await {
-                    tally(result);
+            let key_list: Vec<&str> = keys.values().map(String::as_str).collect();
+            let found = cache.lookup(&key_list).map_err(RunError::Cache)?;
+            for (index, key) in &keys {
+                if let Some(reply) = found.get(key) {
+                    hits.insert(*index, reply.clone());
                 }
             }
         }
-    }
-    if let Some(signals) = signals {
-        signals.abort();
-    }
-    progress.finish();
-    let written = writer.join().expect("writer thread");
-    let planned = plan.calls.len();
-    let store = match written {
-        Ok(store) => store,
-        Err(cause) => {
-            let hint = if matches!(cause, RunError::CacheWrite(_)) {
-                " (add --no-cache to resume without the response cache)".to_string()
-            } else {
-                String::new()
-            };
-            return Err(RunError::WriteFailed {
-                cause: Box::new(cause),
-                committed: completed.len() + committed_now.load(AtomicOrdering::SeqCst),
-                planned,
-                dir: out_dir.to_path_buf(),
-                hint,
-            });
-        }
-    };
-    if let Some(HaltCause::Signal(signal)) = halt.cause() {
-        return Err(RunError::Interrupted {
-            signal,
-            committed: store.completed_ids()?.len(),
-            planned,
-            dir: out_dir.to_path_buf(),
+
+        let calls_path = out_dir.join("calls.jsonl");
+        let jsonl = repair_log(&calls_path, &earlier).map_err(|source| RunError::Io {
+            path: calls_path.clone(),
+            source,
+        })?;
+        let halt = Arc::new(Halt::default());
+        let committed_now = Arc::new(AtomicUsize::new(0));
+        let (sender, receiver) = mpsc::channel::<Written>();
+        let writer_cache = cache.take();
+        let collect = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (halt, committed_now, collect) =
+                (halt.clone(), committed_now.clone(), collect.clone());
+            std::thread::spawn(move || {
+                let result = write_loop(
+                    receiver,
+                    store,
+                    writer_cache,
+                    jsonl,
+                    calls_path,
+                    &committed_now,
+                    &collect,
+                );
+                if result.is_err() {
+                    halt.set(HaltCause::WriteFailed);
+                }
+                result
+            })
+        };
+        let signals = watch_signals(halt.clone());
+
+        // Spend already committed in earlier sessions counts against the budget.
+        let pricing: HashMap<&str, Pricing> = judges
+            .iter()
+            .filter_map(|h| h.config.pricing.map(|p| (h.config.name.as_str(), p)))
+            .collect();
+        let spent_before: f64 = earlier
+            .iter()
+            .filter_map(|r| Some(cost_usd(r.usage.as_ref()?, pricing.get(r.judge.as_str())?)))
+            .sum();
+        let budget = Arc::new(Budget {
+            max: options.max_cost,
+            committed: Mutex::new(spent_before),
+            exhausted: AtomicBool::new(false),
         });
+
+        // Calls each judge would still send (pending, not answered by the cache): the progress
+        // display counts the rest of its share as done.
+        let mut to_send: HashMap<&str, usize> = HashMap::new();
+        for &index in pending.iter().filter(|i| !hits.contains_key(i)) {
+            *to_send.entry(plan.calls[index].judge.as_str()).or_default() += 1;
+        }
+        let mut runtimes: Vec<Arc<JudgeRuntime>> = Vec::new();
+        let mut runtime_of = HashMap::new();
+        let mut breakers: HashMap<String, Arc<Breaker>> = HashMap::new();
+        for name in &plan.judges {
+            let handle = by_name[name.as_str()].clone();
+            let max = handle.config.concurrency.unwrap_or(options.concurrency);
+            let queued = to_send.get(name.as_str()).copied().unwrap_or(0);
+            // Progress counts this process's share of the plan (all of it unless a shard).
+            let share = plan
+                .calls
+                .iter()
+                .filter(|c| &c.judge == name && keep(c))
+                .count();
+            let counters = Arc::new(
+                JudgeCounters::new(
+                    name.clone(),
+                    share as u64,
+                    share.saturating_sub(queued) as u64,
+                )
+                // The in-process model serves one call at a time; the rest only wait for it.
+                .serial(handle.config.backend == crate::judge::config::Backend::Local),
+            );
+            let threshold = BREAKER_MIN_FAILURES.max(u32::try_from(2 * max).unwrap_or(u32::MAX));
+            let breaker = breakers
+                .entry(endpoint_key(&handle.config))
+                .or_insert_with_key(|endpoint| Arc::new(Breaker::new(endpoint.clone(), threshold)))
+                .clone();
+            runtime_of.insert(name.clone(), runtimes.len());
+            runtimes.push(Arc::new(JudgeRuntime {
+                limiter: AdaptiveLimiter::new(max),
+                rpm: handle.config.rpm.map(TokenBucket::per_minute),
+                tpm: handle.config.tpm.map(TokenBucket::per_minute),
+                stop: StopFlag::default(),
+                counters,
+                breaker,
+                halt: halt.clone(),
+                handle,
+            }));
+        }
+        let progress = Progress::start(
+            options.progress,
+            runtimes.iter().map(|r| r.counters.clone()).collect(),
+        );
+        Ok(RunSession {
+            plan,
+            dataset,
+            perturbed,
+            out_dir: out_dir.to_path_buf(),
+            concurrency: options.concurrency,
+            seed: options.seed,
+            _lock: lock,
+            completed_before: completed.len(),
+            earlier,
+            pending,
+            hits,
+            keys: Arc::new(keys),
+            halt,
+            committed_now,
+            collect,
+            sender: Some(sender),
+            writer: Some(writer),
+            signals,
+            budget,
+            runtimes,
+            runtime_of,
+            progress: Some(progress),
+            sent: 0,
+            cache_hits: 0,
+            over_budget: 0,
+        })
     }
 
-    // The caller checked that the stored plan is `plan`, so the store's order is the plan's.
-    let records = store.records_in_plan_order()?;
-    let stopped = runtimes
-        .iter()
-        .filter_map(|r| {
-            r.stop
-                .reason()
-                .map(|reason| (r.handle.config.name.clone(), reason))
+    /// Plan indices of the calls this session may send: not committed when it opened, and
+    /// accepted by its `keep` filter, in plan order.
+    pub fn pending(&self) -> &[usize] {
+        &self.pending
+    }
+
+    /// Every call committed before this session opened.
+    pub fn committed_before(&self) -> &[CallRecord] {
+        &self.earlier
+    }
+
+    /// Send the calls `indices` (plan indices; the caller passes pending calls, each at most
+    /// once per session) and wait for every one to end: answered from the cache, answered by its
+    /// judge, failed, or left pending by a stopped judge, the budget or a halt. Returns false
+    /// when the run is halting (a signal or a failed write): send nothing more, call
+    /// [`RunSession::finish`].
+    pub async fn send(&mut self, indices: &[usize]) -> bool {
+        if self.halt.is_set() {
+            return false;
+        }
+        let Some(sender) = self.sender.clone() else {
+            return false;
+        };
+        let mut queues: Vec<Vec<usize>> = vec![Vec::new(); self.runtimes.len()];
+        for &index in indices {
+            let spec = &self.plan.calls[index];
+            if let Some(reply) = self.hits.remove(&index) {
+                let mut record = CallRecord::new(spec);
+                record.fill(reply);
+                record.cached = true;
+                self.cache_hits += 1;
+                // The writer only goes away on an I/O error, which joining it reports.
+                let _ = sender.send(Written::Record(Box::new(record), None));
+            } else {
+                queues[self.runtime_of[&spec.judge]].push(index);
+            }
+        }
+        let mut workers = tokio::task::JoinSet::new();
+        for (runtime, calls) in self.runtimes.iter().zip(queues) {
+            let max = runtime
+                .handle
+                .config
+                .concurrency
+                .unwrap_or(self.concurrency);
+            let workers_wanted = max.min(calls.len());
+            let queue = Arc::new(Queue {
+                calls,
+                next: AtomicUsize::new(0),
+            });
+            for _ in 0..workers_wanted {
+                let (runtime, queue, plan, dataset, perturbed) = (
+                    runtime.clone(),
+                    queue.clone(),
+                    self.plan.clone(),
+                    self.dataset.clone(),
+                    self.perturbed.clone(),
+                );
+                let (sender, budget, keys, seed) = (
+                    sender.clone(),
+                    self.budget.clone(),
+                    self.keys.clone(),
+                    self.seed,
+                );
+                workers.spawn(async move {
+                    worker(
+                        runtime, queue, plan, dataset, perturbed, sender, budget, keys, seed,
+                    )
+                    .await
+                });
+            }
+        }
+        drop(sender);
+        let (mut sent, mut over_budget) = (0usize, 0usize);
+        let mut tally = |result: Result<(usize, usize), tokio::task::JoinError>| {
+            // A worker cancelled after the stop grace sent calls whose answers are lost; they
+            // were never committed, so a resume sends them again.
+            if let Ok((worker_sent, worker_over)) = result {
+                sent += worker_sent;
+                over_budget += worker_over;
+            } else if let Err(error) = result
+                && error.is_panic()
+            {
+                std::panic::resume_unwind(error.into_panic());
+            }
+        };
+        let halted = loop {
+            tokio::select! {
+                next = workers.join_next() => match next {
+                    Some(result) => tally(result),
+                    None => break false,
+                },
+                () = self.halt.notify.notified() => break true,
+            }
+        };
+        if halted {
+            // No new call starts; calls in flight get a bounded wait to answer and be committed.
+            let drained = tokio::time::timeout(STOP_GRACE, async {
+                let mut results = Vec::new();
+                while let Some(result) = workers.join_next().await {
+                    results.push(result);
+                }
+                results
+            })
+            .await;
+            match drained {
+                Ok(results) => results.into_iter().for_each(&mut tally),
+                Err(_) => {
+                    workers.abort_all();
+                    while let Some(result) = workers.join_next().await {
+                        tally(result);
+                    }
+                }
+            }
+        }
+        self.sent += sent;
+        self.over_budget += over_budget;
+        !halted && !self.halt.is_set()
+    }
+
+    /// Have the writer keep a copy of every answer it commits from now on, for
+    /// [`RunSession::flush`] to hand back. Call before the first [`RunSession::send`].
+    pub fn collect_answers(&mut self) {
+        self.collect.store(true, AtomicOrdering::SeqCst);
+    }
+
+    /// Commit every answer handed to the writer so far and return the answers committed since
+    /// the previous flush (since [`RunSession::collect_answers`] at first), exactly as the store
+    /// now holds them. `None` when the writer has stopped (a failed write:
+    /// [`RunSession::finish`] reports it).
+    pub async fn flush(&mut self) -> Option<Vec<CallRecord>> {
+        let sender = self.sender.as_ref()?;
+        let (ack, answer) = tokio::sync::oneshot::channel();
+        sender.send(Written::Flush(ack)).ok()?;
+        answer.await.ok()
+    }
+
+    /// Calls sent to a backend so far in this session.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// Calls not sent so far because the cost budget was reached.
+    pub fn over_budget(&self) -> usize {
+        self.over_budget
+    }
+
+    /// True once any judge was stopped by a permanent error or its endpoint's breaker.
+    pub fn any_stopped(&self) -> bool {
+        self.runtimes.iter().any(|r| r.stop.is_stopped())
+    }
+
+    /// End the session: wait for the writer to commit everything, then read back every committed
+    /// call in plan order. A halt by a signal is [`RunError::Interrupted`], a failed write
+    /// [`RunError::WriteFailed`].
+    pub fn finish(mut self) -> Result<RunOutcome, RunError> {
+        drop(self.sender.take());
+        if let Some(signals) = self.signals.take() {
+            signals.abort();
+        }
+        if let Some(progress) = self.progress.take() {
+            progress.finish();
+        }
+        let written = self
+            .writer
+            .take()
+            .expect("the writer runs until finish")
+            .join()
+            .expect("writer thread");
+        let planned = self.plan.calls.len();
+        let store = match written {
+            Ok(store) => store,
+            Err(cause) => {
+                let hint = if matches!(cause, RunError::CacheWrite(_)) {
+                    " (add --no-cache to resume without the response cache)".to_string()
+                } else {
+                    String::new()
+                };
+                return Err(RunError::WriteFailed {
+                    cause: Box::new(cause),
+                    committed: self.completed_before
+                        + self.committed_now.load(AtomicOrdering::SeqCst),
+                    planned,
+                    dir: self.out_dir.clone(),
+                    hint,
+                });
+            }
+        };
+        if let Some(HaltCause::Signal(signal)) = self.halt.cause() {
+            return Err(RunError::Interrupted {
+                signal,
+                committed: store.completed_ids()?.len(),
+                planned,
+                dir: self.out_dir.clone(),
+            });
+        }
+
+        // The caller checked that the stored plan is `plan`, so the store's order is the plan's.
+        let records = store.records_in_plan_order()?;
+        let stopped = self
+            .runtimes
+            .iter()
+            .filter_map(|r| {
+                r.stop
+                    .reason()
+                    .map(|reason| (r.handle.config.name.clone(), reason))
+            })
+            .collect();
+        Ok(RunOutcome {
+            records,
+            faults: store.fault_counts()?,
+            stopped,
+            sent: self.sent,
+            cache_hits: self.cache_hits,
+            over_budget: self.over_budget,
+            ..RunOutcome::default()
         })
-        .collect();
-    Ok(RunOutcome {
-        records,
-        faults: store.fault_counts()?,
-        stopped,
-        sent,
-        cache_hits,
-        over_budget,
-        ..RunOutcome::default()
-    })
+    }
 }
 
 /// Listen for SIGINT and SIGTERM while calls are sent: the first halts the run (it then commits
@@ -926,6 +1105,7 @@ fn repair_log(path: &Path, committed: &[CallRecord]) -> std::io::Result<std::fs:
 #[allow(clippy::too_many_arguments)]
 async fn worker(
     runtime: Arc<JudgeRuntime>,
+    queue: Arc<Queue>,
     plan: Arc<Plan>,
     dataset: Arc<Dataset>,
     perturbed: Arc<PerturbedAnswers>,
@@ -948,8 +1128,8 @@ async fn worker(
                 runtime.breaker.reason()
             ));
         }
-        let position = runtime.next.fetch_add(1, AtomicOrdering::SeqCst);
-        let Some(&index) = runtime.queue.get(position) else {
+        let position = queue.next.fetch_add(1, AtomicOrdering::SeqCst);
+        let Some(&index) = queue.calls.get(position) else {
             return (sent, over_budget);
         };
         let spec = &plan.calls[index];
@@ -1116,6 +1296,8 @@ struct Batch {
     faults: Vec<FaultRow>,
     cached: Vec<(String, JudgeReply)>,
     since: Option<Instant>,
+    /// Flush requests waiting for the next commit.
+    flushes: Vec<tokio::sync::oneshot::Sender<Vec<CallRecord>>>,
 }
 
 impl Batch {
@@ -1143,6 +1325,7 @@ impl Batch {
                 self.records.push((*record, json));
             }
             Written::Fault(row) => self.faults.push(row),
+            Written::Flush(ack) => self.flushes.push(ack),
         }
         self.since.get_or_insert_with(Instant::now);
     }
@@ -1158,6 +1341,7 @@ fn write_loop(
     jsonl: std::fs::File,
     calls_path: PathBuf,
     committed: &AtomicUsize,
+    collect: &AtomicBool,
 ) -> Result<RunStore, RunError> {
     const MAX_BATCH: usize = 1024;
     const MAX_DELAY: Duration = Duration::from_millis(100);
@@ -1171,7 +1355,11 @@ fn write_loop(
         faults: Vec::new(),
         cached: Vec::new(),
         since: None,
+        flushes: Vec::new(),
     };
+    // Answers committed since the last flush request, handed back to it (kept only for a
+    // session that asked for them: a plain run does not, so it holds no copy).
+    let mut since_flush: Vec<CallRecord> = Vec::new();
     let mut flush = |batch: &mut Batch| -> Result<(), RunError> {
         let io = |source| RunError::Io {
             path: calls_path.clone(),
@@ -1184,6 +1372,7 @@ fn write_loop(
             batch.records.iter().filter(|(r, _)| r.succeeded()).count(),
             AtomicOrdering::SeqCst,
         );
+        let wants_records = collect.load(AtomicOrdering::SeqCst);
         for (_, json) in &batch.records {
             out.write_all(json.as_bytes()).map_err(io)?;
             out.write_all(b"\n").map_err(io)?;
@@ -1193,6 +1382,19 @@ fn write_loop(
             && !batch.cached.is_empty()
         {
             cache.store(&batch.cached).map_err(RunError::CacheWrite)?;
+        }
+        if wants_records {
+            since_flush.extend(
+                batch
+                    .records
+                    .drain(..)
+                    .map(|(r, _)| r)
+                    .filter(CallRecord::succeeded),
+            );
+        }
+        for ack in batch.flushes.drain(..) {
+            // A session that stopped waiting needs nothing back.
+            let _ = ack.send(std::mem::take(&mut since_flush));
         }
         batch.records.clear();
         batch.faults.clear();
@@ -1227,9 +1429,11 @@ fn write_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
         }
-        let due = batch
-            .since
-            .is_some_and(|t| t.elapsed() >= MAX_DELAY || batch.len() >= MAX_BATCH);
+        // A flush request is answered at once, not after the batching delay.
+        let due = !batch.flushes.is_empty()
+            || batch
+                .since
+                .is_some_and(|t| t.elapsed() >= MAX_DELAY || batch.len() >= MAX_BATCH);
         if disconnected || due {
             flush(&mut batch)?;
         }
