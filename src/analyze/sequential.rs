@@ -665,9 +665,30 @@ impl Sequential {
                     c.decided_on = Some("excess flip rate".into());
                 }
             }
+            // CAUTION is a stop only once the second family cannot turn it into a REJECT: the
+            // WR interval inside ± its rejection size and the excess-flip upper bound below
+            // its size. Otherwise the cell keeps drawing: the full plan's WR rule may still
+            // reject a small T effect whose WR is near its size.
+            if c.decision == CellDecision::Caution {
+                let wr = c.wr_interval;
+                let wr_settled = wr.low > -wr_size && wr.high < wr_size;
+                let flip_settled = c.excess_flip_interval.high < flip_size;
+                if !(wr_settled && flip_settled) {
+                    c.decision = CellDecision::Undecided;
+                }
+            }
             if c.open() && exhausted {
                 c.decision = fixed_n_decision(&c.values, c.alpha, size);
                 c.decided_on = Some("T (fixed-n, plan exhausted)".into());
+                // The full plan's second rule: with T significant, a significant |WR| at or
+                // beyond its size rejects.
+                if c.decision == CellDecision::Caution
+                    && fixed_n_decision(&c.wr_values, c.secondary_alpha, wr_size)
+                        == CellDecision::Reject
+                {
+                    c.decision = CellDecision::Reject;
+                    c.decided_on = Some("WR (fixed-n, plan exhausted)".into());
+                }
             }
             if c.open() {
                 c.decided_on = None;
