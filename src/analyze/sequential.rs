@@ -14,7 +14,9 @@
 //! interval is a [`ConfidenceSequence`] on [−1, 1] at α / cells per judge (Bonferroni over the
 //! judge's artifacts; see [`bonferroni_alpha`]). After each wave a cell is
 //! - [`CellDecision::Reject`]: the interval excludes 0 and lies beyond ± the rejection size;
-//! - [`CellDecision::Caution`]: the interval excludes 0 and lies inside ± the rejection size;
+//! - [`CellDecision::Caution`]: the interval excludes 0 and lies inside ± the rejection size,
+//!   and the second family can no longer turn it into a REJECT (the WR interval inside ± its
+//!   rejection size, the excess-flip upper bound below its size);
 //! - [`CellDecision::Robust`]: the interval contains 0 and lies inside ± the rejection size
 //!   ("robust at this size": an equivalence decision), and the full plan's fixed-n test would
 //!   find the effect significant with probability below [`FUTILITY`] given the data so far
@@ -214,8 +216,8 @@ pub struct Cell {
     /// For a cell left undecided by a budget: the further calls it would need (projected from the
     /// current estimate and spread), `None` when the plan cannot decide it.
     pub calls_needed: Option<u64>,
-    /// The statistic that decided the cell: `T`, `WR` or `excess flip rate` (`None` while
-    /// undecided, and for a cell decided by the fixed-n rule at plan end, which uses T).
+    /// The statistic that decided the cell: `T`, `WR`, `excess flip rate`, or at plan end the
+    /// fixed-n rule that decided it (`None` while undecided).
     pub decided_on: Option<String>,
     /// Anytime-valid interval on the win-rate shift WR (second family, see `secondary_alpha`).
     pub wr_interval: Interval,
@@ -924,10 +926,11 @@ impl Sequential {
             stopping_rule: format!(
                 "after each wave, per judge × artifact: stop when the anytime-valid interval on T \
                  excludes 0 and lies beyond ±{s} (effect established at the rejection size: \
-                 REJECT) or inside it (established below it: CAUTION), or contains 0, lies \
+                 REJECT) or inside it with the WR interval inside ±{w} and the excess-flip \
+                 upper bound below {x} (established below it: CAUTION), or contains 0, lies \
                  inside ±{s} and the full plan would find the effect significant with \
                  probability below {f} (robust at this size); a cell undecided at plan end takes \
-                 the fixed-n rule on all its pairs. A cell whose T interval excludes 0 is also \
+                 the fixed-n rules on all its pairs (T, then WR). A cell whose T interval excludes 0 is also \
                  rejected (REJECT) when its anytime-valid WR interval lies beyond ±{w} or its \
                  excess-flip interval lies at or above {x}",
                 s = self.options.reject_size,
