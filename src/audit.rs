@@ -1844,6 +1844,7 @@ pub fn demo_config(seed: u64) -> AuditConfig {
     let mut judges: Vec<String> = DEMO_JUDGES.iter().map(|s| s.to_string()).collect();
     if local_demo_judge_available() {
         judges.push(LOCAL_DEMO_JUDGE.to_string());
+        judges.push(LOCAL_DEMO_CLASSIFIER.to_string());
     }
     AuditConfig {
         seed,
@@ -1862,6 +1863,10 @@ pub fn demo_config(seed: u64) -> AuditConfig {
 /// The real language-model judge the demo adds when it can.
 pub const LOCAL_DEMO_JUDGE: &str = "smollm2-local";
 
+/// The same real model audited as a safe/unsafe classifier (one answer at a time), added with
+/// [`LOCAL_DEMO_JUDGE`].
+pub const LOCAL_DEMO_CLASSIFIER: &str = "smollm2-local-safety";
+
 /// True when this binary can run the local SmolLM2 judge (feature `local`, model file present).
 pub fn local_demo_judge_available() -> bool {
     #[cfg(feature = "local")]
@@ -1875,8 +1880,10 @@ pub fn local_demo_judge_available() -> bool {
 }
 
 /// The simulated reference jury of the demo: distinct planted biases, one of them unbiased.
-/// The two mild jurors of opposite sign give the composer an eligible jury to suggest.
-pub const DEMO_JUDGES: [&str; 7] = [
+/// The two mild jurors of opposite sign give the composer an eligible jury to suggest. The last
+/// three grade one answer at a time (a 1–10 grader, unbiased and apology-loving, and a
+/// safe/unsafe classifier that an apology fools), so the demo shows the pointwise audit too.
+pub const DEMO_JUDGES: [&str; 10] = [
     "sim-unbiased",
     "sim-apology-lover",
     "sim-first-slot",
@@ -1884,6 +1891,9 @@ pub const DEMO_JUDGES: [&str; 7] = [
     "sim-verbose-fan",
     "sim-mild-apology",
     "sim-mild-apology-averse",
+    "sim-grader-unbiased",
+    "sim-grader-apology",
+    "sim-safety-apology",
 ];
 
 #[cfg(test)]

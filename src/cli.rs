@@ -1162,13 +1162,13 @@ fn execute(
 }
 
 fn print_verdicts(summary: &judge_audit::report::Summary) {
+    // Names, reasons and findings may quote untrusted text: controls are shown escaped.
+    let text = judge_audit::report::text::terminal;
     if let Some(w) = summary.warnings.iter().find(|w| w.kind == "run_incomplete") {
         println!("{}", w.message);
     }
     for judge in &summary.judges {
         let label = if judge.simulated { " [simulated]" } else { "" };
-        // Names, reasons and findings may quote untrusted text: controls are shown escaped.
-        let text = judge_audit::report::text::terminal;
         println!(
             "{}{label}: {}",
             text(&judge.name),
@@ -1183,6 +1183,23 @@ fn print_verdicts(summary: &judge_audit::report::Summary) {
         }
         for line in judge.findings.iter().take(3) {
             println!("  - {}", text(line));
+        }
+    }
+    // Pointwise judges have no findings list: their reasons say what moved the grades.
+    for judge in summary.pointwise.iter().flat_map(|p| &p.judges) {
+        let label = if judge.simulated { " [simulated]" } else { "" };
+        println!(
+            "{}{label} ({} judge): {}",
+            text(&judge.judge),
+            judge.kind.label(),
+            judge.trust.verdict.label()
+        );
+        for reason in &judge.trust.reasons {
+            println!(
+                "  {} because {}",
+                reason.severity.label(),
+                text(&reason.text)
+            );
         }
     }
 }
