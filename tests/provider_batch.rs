@@ -61,10 +61,6 @@ max_retries = 0
     std::fs::write(dir.join("audit.toml"), toml.replace("BACKEND", backend)).unwrap();
 }
 
-
-
-
-
 const BATCH: &[&str] = &[
     "run",
     "--config",
@@ -89,7 +85,6 @@ const RESUME: &[&str] = &[
     "0",
 ];
 
-
 /// The synchronous run's summary and call count.
 async fn sync_run(server: &Server, dir: &Path) -> (Vec<u8>, usize) {
     let (d, base) = (dir.to_path_buf(), server.base_url());
@@ -113,8 +108,6 @@ async fn sync_run(server: &Server, dir: &Path) -> (Vec<u8>, usize) {
     assert!(sent > 50, "{sent} calls");
     (std::fs::read(dir.join("sync/summary.json")).unwrap(), sent)
 }
-
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_run_equals_the_synchronous_run() {

@@ -135,7 +135,12 @@ fn call_ids(dir: &Path, out: &str) -> Vec<String> {
     let log = std::fs::read_to_string(dir.join(out).join("calls.jsonl")).unwrap();
     let mut ids: Vec<String> = log
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["call_id"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["call_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let n = ids.len();
     ids.sort();
@@ -152,7 +157,11 @@ fn stop_waves(summary: &Value) -> BTreeMap<String, Value> {
         .iter()
         .map(|c| {
             (
-                format!("{}/{}", c["judge"].as_str().unwrap(), c["artifact"].as_str().unwrap()),
+                format!(
+                    "{}/{}",
+                    c["judge"].as_str().unwrap(),
+                    c["artifact"].as_str().unwrap()
+                ),
                 c["decided_after_wave"].clone(),
             )
         })
@@ -193,7 +202,10 @@ async fn batched_sequential_run_equals_the_synchronous_one() {
     let dir = tmp.path();
     write_inputs(dir, "openai", "");
     let (rule, sent) = compare(&server, dir, &[]).await;
-    assert!(rule.contains("5 waves went through provider batches"), "{rule}");
+    assert!(
+        rule.contains("5 waves went through provider batches"),
+        "{rule}"
+    );
     let sync = summary(dir, "sync");
     let waves = stop_waves(&sync);
     assert_eq!(waves["batch-judge/apology"], json!(4), "{waves:?}");
@@ -214,7 +226,14 @@ async fn batched_sequential_run_equals_the_synchronous_one() {
     ok(&run(
         &server,
         dir,
-        vec!["run", "--resume", "batched", "--no-cache", "--poll-interval", "0"],
+        vec![
+            "run",
+            "--resume",
+            "batched",
+            "--no-cache",
+            "--poll-interval",
+            "0",
+        ],
     )
     .await);
     assert_eq!(server.with(|s| s.batches.len()), batches);
@@ -229,7 +248,10 @@ async fn max_calls_is_respected_wave_by_wave() {
     write_inputs(dir, "openai", "");
     // A wave of 8 pairs is 120 calls: two fit in 300, the third does not.
     let (rule, _) = compare(&server, dir, &["--max-calls", "300"]).await;
-    assert!(rule.contains("2 waves went through provider batches"), "{rule}");
+    assert!(
+        rule.contains("2 waves went through provider batches"),
+        "{rule}"
+    );
     let batched = summary(dir, "batched");
     assert_eq!(batched["sequential"]["calls_used"], json!(240));
     assert_eq!(batched["sequential"]["budget_exhausted"], json!(true));
@@ -253,8 +275,14 @@ async fn openai_and_sim_judges_mix() {
         .filter(|l| l.contains(r#""judge":"sim-judge""#))
         .collect();
     assert!(!sim.is_empty());
-    assert!(sim.iter().all(|l| !l.contains(r#""via""#)), "sim calls ran synchronously");
-    let batched = log.lines().filter(|l| l.contains(r#""via":"batch:"#)).count();
+    assert!(
+        sim.iter().all(|l| !l.contains(r#""via""#)),
+        "sim calls ran synchronously"
+    );
+    let batched = log
+        .lines()
+        .filter(|l| l.contains(r#""via":"batch:"#))
+        .count();
     assert_eq!(batched, server.with(|s| s.answered.len()));
 }
 
@@ -282,7 +310,10 @@ async fn an_errored_batch_line_is_counted_and_sent_again() {
     let faults = find_faults(&mut batched).expect("the errored line is counted");
     assert_eq!(*faults, json!({"server_error": 1}));
     *faults = json!({});
-    assert!(sync == batched, "summaries differ beyond the stopping rule and faults");
+    assert!(
+        sync == batched,
+        "summaries differ beyond the stopping rule and faults"
+    );
     server.with(|s| {
         assert_eq!(s.batches.len(), 6);
         assert_eq!(s.batches[1].lines.len(), 1);
@@ -298,7 +329,10 @@ async fn anthropic_message_batches_run_a_sequential_audit() {
     let dir = tmp.path();
     write_inputs(dir, "anthropic", "");
     let (rule, sent) = compare(&server, dir, &[]).await;
-    assert!(rule.contains("5 waves went through provider batches"), "{rule}");
+    assert!(
+        rule.contains("5 waves went through provider batches"),
+        "{rule}"
+    );
     server.with(|s| {
         assert_eq!(s.chat, sent);
         assert_eq!(s.batches.len(), 5);
@@ -331,7 +365,14 @@ async fn kill_then_resume(park: Park, backend: &str, after: usize) {
     let resumed = run(
         &server,
         &dir,
-        vec!["run", "--resume", "batched", "--no-cache", "--poll-interval", "0"],
+        vec![
+            "run",
+            "--resume",
+            "batched",
+            "--no-cache",
+            "--poll-interval",
+            "0",
+        ],
     )
     .await;
     ok(&resumed);
@@ -347,7 +388,10 @@ async fn kill_then_resume(park: Park, backend: &str, after: usize) {
         let lines: usize = s.batches.iter().map(|b| b.lines.len()).sum();
         assert_eq!(lines, sent, "no call submitted twice");
         assert_eq!(s.answered.len(), sent);
-        assert!(s.answered.values().all(|&n| n == 1), "a call answered twice");
+        assert!(
+            s.answered.values().all(|&n| n == 1),
+            "a call answered twice"
+        );
     });
     assert_eq!(call_ids(&dir, "sync"), call_ids(&dir, "batched"));
     let (mut sync, mut batched) = (summary(&dir, "sync"), summary(&dir, "batched"));
