@@ -1099,6 +1099,43 @@ mod secondary_tests {
     /// recomputed here straight from the records (a separate transcription of the definitions
     /// in `observe_secondary`'s docs), in the engine's pair order; and a jury is decided only
     /// when all its members' cells are.
+    /// `issued_waves` cuts `issued` at each observed wave, and the batch note is added to the
+    /// stopping rule only when some wave went through batches (non-batch text unchanged).
+    #[test]
+    fn issued_waves_and_the_batch_note() {
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&crate::perturb::Artifact> =
+            vec![catalog.get("apology").expect("built-in")];
+        let pairs = synthetic_pairs(30, 3);
+        let names = vec!["a".to_string()];
+        let design = SimulatedDesign::new(&pairs, &artifacts, &names, &DesignOptions::default(), 3);
+        let records = design.records(&[sim("a", 1)], false);
+        let by_id: HashMap<&str, &CallRecord> =
+            records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+        let options = SequentialOptions {
+            wave_pairs: 7,
+            ..SequentialOptions::default()
+        };
+        let mut engine = Sequential::new(&design.plan, &options);
+        assert!(engine.replay(&design.plan, &by_id).is_none());
+        let waves: Vec<&[usize]> = engine.issued_waves().collect();
+        assert!(!waves.is_empty());
+        assert_eq!(waves.concat(), engine.issued());
+        let plain = engine.summary();
+        let mut noted = plain.clone();
+        noted.note_batch_waves(0);
+        assert_eq!(noted, plain);
+        noted.note_batch_waves(2);
+        assert!(noted.stopping_rule.starts_with(&plain.stopping_rule));
+        assert!(
+            noted
+                .stopping_rule
+                .ends_with("2 waves went through provider batches (run --batch: each wave's calls submitted as batches, and the wave decided once they ended; the decisions are those of the synchronous run)"),
+            "{}",
+            noted.stopping_rule
+        );
+    }
+
     #[test]
     fn second_family_matches_a_direct_transcription() {
         let catalog = Catalog::builtin();
