@@ -415,3 +415,75 @@ async fn kill_during_polling_then_resume_collects() {
 async fn anthropic_kill_during_batch_create_then_resume_adopts_the_batch() {
     kill_then_resume(Park::Create, "anthropic", 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_fallback_sync_sends_a_call_the_batches_never_answered() {
+    let server = server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_inputs(dir, "openai", "");
+    ok(&run(&server, dir, run_args("sync", false, &[])).await);
+    let sent = server.with(|s| s.chat);
+    // The same call errors in its first three batches: then it is left to the fallback.
+    server.with(|s| {
+        for n in 0..3 {
+            s.endings.insert(n, "errored");
+        }
+    });
+    ok(&run(
+        &server,
+        dir,
+        run_args("batched", true, &["--batch-fallback", "sync"]),
+    )
+    .await);
+    assert_eq!(call_ids(dir, "sync"), call_ids(dir, "batched"));
+    let (mut sync, mut batched) = (summary(dir, "sync"), summary(dir, "batched"));
+    take_rule(&mut sync);
+    take_rule(&mut batched);
+    let faults = find_faults(&mut batched).expect("the errored lines are counted");
+    assert_eq!(*faults, json!({"server_error": 3}));
+    *faults = json!({});
+    assert!(
+        sync == batched,
+        "summaries differ beyond the rule and faults"
+    );
+    server.with(|s| {
+        assert_eq!(s.chat, sent + 1, "one call through the synchronous client");
+        assert_eq!(s.batches.len(), 3 + 4);
+        assert_eq!(s.answered.len(), sent - 1);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validation_failure_stops_the_audit_clearly() {
+    let server = server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_inputs(dir, "openai", "");
+    server.with(|s| {
+        s.endings.insert(0, "failed");
+    });
+    let output = run(&server, dir, run_args("batched", true, &[])).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("batch-judge stopped") && stderr.contains("not available for batch"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("120 calls of the last wave pending"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains(SECRET) && !stdout.contains(SECRET));
+    let batched = summary(dir, "batched");
+    assert_eq!(batched["sequential"]["budget_exhausted"], json!(true));
+    // The failed wave is in the report with its calls failed (the provider's message as the
+    // fault), and no later wave was issued.
+    assert_eq!(batched["sequential"]["waves_run"], json!(1));
+    assert_eq!(batched["sequential"]["calls_used"], json!(120));
+    server.with(|s| {
+        assert_eq!(s.chat, 0);
+        assert_eq!(s.batches.len(), 1, "nothing after the failed wave");
+    });
+    no_secret_in(&dir.join("batched"));
+}
