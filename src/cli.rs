@@ -292,6 +292,7 @@ struct RunArgs {
     shard: Option<judge_audit::batch::shard::Shard>,
     /// Send `openai` judges' calls through the provider's Batch API (half price), wait for the
     /// batches and collect them; `run --resume` of such a run collects instead of re-sending.
+    /// A sequential audit goes one wave per batch round (the same calls and decisions).
     #[arg(long)]
     batch: bool,
     /// With --batch: where calls the batches did not answer (errored, expired) go at the end.

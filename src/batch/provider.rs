@@ -16,6 +16,10 @@
 //! stored before the create call, and the next submit adopts the newest listed batch of that size
 //! the store does not know. Calls in a batch that is not collected are never sent again;
 //! errored, expired and cancelled calls are pending again once their batch is collected.
+//!
+//! A sequential audit goes one wave per batch round ([`run_sequential`]): its waves are chosen
+//! from the answers of the previous ones, so each round replays the stored records through a
+//! fresh engine and submits only that wave's missing calls; the recovery above holds per wave.
 
 use super::file::{self, input_line, pending, request_of};
 use crate::audit::{self, AuditError, Prepared};
