@@ -1460,6 +1460,8 @@ pub fn run_sequential(
         if missing.is_empty() || (engine.waves_run() == last.0 && missing.len() >= last.1) {
             break;
         }
+        // A wave sent again (it shrank but is not complete) is still one wave.
+        let new_wave = engine.waves_run() != last.0;
         last = (engine.waves_run(), missing.len());
         let wave: HashSet<String> = missing.iter().map(|&i| plan.calls[i].id.clone()).collect();
         let (batched, direct): (Vec<usize>, Vec<usize>) = missing
@@ -1468,7 +1470,7 @@ pub fn run_sequential(
         let mut stop = false;
         // Batches first, so the provider works on them while the other judges answer.
         if !batched.is_empty() {
-            total.waves += 1;
+            total.waves += usize::from(new_wave);
             let submitted = submit_where(dir, options, Some(&wave))?;
             stop |= submitted.over_budget > 0 || !submitted.stopped.is_empty();
             tally(&mut total, submitted);
