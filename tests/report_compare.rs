@@ -272,9 +272,15 @@ fn demo_runs_with_different_seeds() {
         }
     }
 
-    // A run compared with itself: nothing changed, every p-value is 1, no warning.
+    // A run compared with itself: nothing changed, every p-value is 1, and the one warning
+    // says the demo's pointwise judges are not compared.
     let same = compare::compare(&ra, &ra);
-    assert!(same.warnings.is_empty(), "{:?}", same.warnings);
+    assert_eq!(
+        same.warnings,
+        [
+            "Pointwise judges are not compared (sim-grader-apology, sim-grader-unbiased, sim-safety-apology): `compare` pairs pairwise verdicts only; read each run's pointwise section for their score shifts and label flips."
+        ],
+    );
     for j in &same.judges {
         for cond in &j.conditions {
             assert_eq!(cond.changed, 0);
@@ -341,8 +347,9 @@ fn hand_edited_calls_give_the_exact_mcnemar_p_value() {
     assert!(
         c.warnings
             .iter()
-            // 7 judges × 2016 calls, less the 3 dropped above.
-            .any(|w| w.contains("14109 call ids are in both runs"))
+            // 7 pairwise judges × 2016 calls and 3 pointwise judges × 768 grades, less the 3
+            // dropped above.
+            .any(|w| w.contains("16413 call ids are in both runs"))
     );
     check_changed_counts(&c, &source, &b);
     let unbiased = c.judges.iter().find(|j| j.name == "sim-unbiased").unwrap();

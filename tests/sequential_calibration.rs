@@ -104,7 +104,7 @@ struct Tally {
 }
 
 #[test]
-#[ignore = "Monte Carlo, about 5.5 min in release: cargo test --release --test sequential_calibration -- --ignored --nocapture"]
+#[ignore = "Monte Carlo, 10 to 40 min in release on 2 cores: cargo test --release --test sequential_calibration -- --ignored --nocapture"]
 fn sequential_audits_match_full_plan_with_fewer_calls() {
     let catalog = Catalog::builtin();
     let artifacts: Vec<&Artifact> = ARTIFACTS
