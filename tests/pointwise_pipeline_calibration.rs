@@ -173,7 +173,7 @@ impl Cell {
 #[ignore = "Monte Carlo through the pipeline, about 3 min in release: cargo test --release --test pointwise_pipeline_calibration -- --ignored --nocapture"]
 fn pointwise_pipeline_calibration() {
     let audits = env_or("PW_AUDITS", 500);
-    let pairs = env_or("PW_PAIRS", 100) as usize;
+    let pairs = env_or("PW_PAIRS", 200) as usize;
     // Run stores are small SQLite files written call by call: keep them in memory when possible.
     let shm = Path::new("/dev/shm");
     let scratch = if shm.is_dir() {
@@ -223,6 +223,8 @@ fn pointwise_pipeline_calibration() {
     let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
     let mut verdicts: BTreeMap<String, BTreeMap<Trust, u64>> = BTreeMap::new();
     let mut holm_any: BTreeMap<String, u64> = BTreeMap::new();
+    // Why judges were not ADOPTed: audits per (judge, rule).
+    let mut rules: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for section in &sections {
         for judge in &section.judges {
             *verdicts
@@ -230,6 +232,13 @@ fn pointwise_pipeline_calibration() {
                 .or_default()
                 .entry(judge.trust.verdict)
                 .or_default() += 1;
+            for reason in &judge.trust.reasons {
+                *rules
+                    .entry(judge.judge.clone())
+                    .or_default()
+                    .entry(format!("{} ({:?})", reason.rule, reason.severity))
+                    .or_default() += 1;
+            }
             let criterion = &judge.criteria[0];
             let mut any = false;
             for s in &criterion.score_shifts {
@@ -288,9 +297,17 @@ fn pointwise_pipeline_calibration() {
         println!(
             "| {judge} | {artifact} | {value:.4} | {mean:.4} ± {se:.4} | {:.1}% | {} | {} | {} | {} |",
             100.0 * coverage,
-            if label { "—".into() } else { pct(cell.wilcoxon) },
+            if label {
+                "—".into()
+            } else {
+                pct(cell.wilcoxon)
+            },
             if label { "—".into() } else { pct(cell.sign) },
-            if label { pct(cell.mcnemar) } else { "—".into() },
+            if label {
+                pct(cell.mcnemar)
+            } else {
+                "—".into()
+            },
             pct(cell.holm),
         );
         assert_eq!(cell.n, audits, "{judge}/{artifact}: one estimate per audit");
@@ -326,12 +343,12 @@ fn pointwise_pipeline_calibration() {
             ));
         }
     }
-    println!("| judge | Holm-significant (any artifact) | ADOPT | CAUTION | REJECT | COULD NOT AUDIT |");
+    println!(
+        "| judge | Holm-significant (any artifact) | ADOPT | CAUTION | REJECT | COULD NOT AUDIT |"
+    );
     println!("|---|---|---|---|---|---|");
     for (judge, counts) in &verdicts {
-        let share = |t: Trust| {
-            100.0 * counts.get(&t).copied().unwrap_or(0) as f64 / audits as f64
-        };
+        let share = |t: Trust| 100.0 * counts.get(&t).copied().unwrap_or(0) as f64 / audits as f64;
         let any = holm_any[judge] as f64 / audits as f64;
         println!(
             "| {judge} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% |",
@@ -352,6 +369,13 @@ fn pointwise_pipeline_calibration() {
                 ));
             }
         }
+    }
+    for (judge, counts) in &rules {
+        let list: Vec<String> = counts
+            .iter()
+            .map(|(rule, k)| format!("{rule} in {:.1}%", 100.0 * *k as f64 / audits as f64))
+            .collect();
+        println!("{judge}: reasons: {}", list.join(", "));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
