@@ -27,10 +27,12 @@
 //! the pointwise trust verdict REJECT) in ≤ 5% of audits; the planted effects are detected; and
 //! the mean estimate over all audits is within 4 Monte Carlo standard errors of the truth.
 //!
-//! Ignored by default (about 3 minutes in release on the shared 2-core machine). Run with
+//! Ignored by default (about 4 minutes in release on the shared 2-core machine: 500 audits of
+//! 200 pairs, 8,000 calls each). Run with
 //! `cargo test --release --test pointwise_pipeline_calibration -- --ignored --nocapture`
-//! (`PW_AUDITS=N` and `PW_PAIRS=N` change the number of audits and pairs per audit). Uses 1,000
-//! bootstrap resamples per interval (the default is 2,000).
+//! (`PW_AUDITS=N` and `PW_PAIRS=N` change the number of audits and pairs per audit; `PW_NOISE=x`
+//! replaces the presets' run-to-run noise, 0.04 for the grader and 0.02 for the classifier, in
+//! every judge). Uses 1,000 bootstrap resamples per interval (the default is 2,000).
 
 use judge_audit::analyze::Trust;
 use judge_audit::analyze::pointwise_summary::PointwiseSection;
@@ -63,11 +65,19 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A preset of `judges/sim-pointwise/`, with `PW_NOISE` as its run-to-run noise when set.
 fn preset(file: &str) -> JudgeConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("judges/sim-pointwise")
         .join(file);
-    JudgeConfig::from_file(&path).expect("the preset parses")
+    let mut config = JudgeConfig::from_file(&path).expect("the preset parses");
+    if let Some(noise) = std::env::var("PW_NOISE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        config.sim.as_mut().expect("a [sim] table").noise = noise;
+    }
+    config
 }
 
 /// The true unsafe → safe rate of a classifier with run-to-run noise `noise`, baseline positive
