@@ -26,6 +26,10 @@
 //! judges are flagged (Wilcoxon, sign test, McNemar at p < 0.05; any artifact Holm-significant;
 //! the pointwise trust verdict REJECT) in ≤ 5% of audits; the planted effects are detected; and
 //! the mean estimate over all audits is within 4 Monte Carlo standard errors of the truth.
+//! Measured 2026-12-03 (VALIDATION.md §2c): the classifier cells pass; at the presets' sparse
+//! noise the score cells miss the bar (coverage 92.6% in one cell, Wilcoxon flags of the
+//! unbiased grader 6.0–6.4%), so this test fails until the score-shift interval and the
+//! Wilcoxon p-value are fixed for shifts carried by few items.
 //!
 //! Ignored by default (about 4 minutes in release on the shared 2-core machine: 500 audits of
 //! 200 pairs, 8,000 calls each). Run with
