@@ -1030,19 +1030,62 @@ pub fn sequential_options(
     }
 }
 
-/// Why batch submission refuses a sequential audit: a batch holds a fixed set of calls for up
-/// to a day, while a sequential audit decides each wave's calls from the previous wave's
-/// answers. Batching one wave per batch would turn a run of minutes into one batch turnaround
-/// per wave; batching the whole plan would spend every call the stopping rule saves.
-pub const SEQUENTIAL_BATCH_REFUSAL: &str = "a sequential audit (design.sequential / --sequential) cannot be sent as batches: each wave's calls depend on the previous wave's answers, so it would need one batch turnaround (up to 24 h) per wave, and batching the whole plan would spend the calls the stopping rule saves; run it without --batch (and without run.batch), or turn sequential off to batch the full plan";
+/// Why `batch export` and `batch submit` refuse a sequential audit: each wave's calls depend on
+/// the previous wave's answers, so a detached submission of fixed calls cannot carry it; `run
+/// --batch` can, one wave per batch round.
+pub const SEQUENTIAL_BATCH_REFUSAL: &str = "a sequential audit (design.sequential / --sequential) cannot be exported or submitted as detached batches: each wave's calls depend on the previous wave's answers; run it with `judge-audit run --batch`, which submits one wave per batch round and decides each wave once its batches end";
 
-/// Refuse batch submission (`run --batch`, `batch export`, `batch submit`) of a sequential
-/// audit, with [`SEQUENTIAL_BATCH_REFUSAL`] as the reason.
+/// Refuse detached batch submission (`batch export`, `batch submit`) of a sequential audit,
+/// with [`SEQUENTIAL_BATCH_REFUSAL`] as the reason.
 pub fn refuse_sequential_batch(prepared: &Prepared) -> Result<(), AuditError> {
     if prepared.snapshot.design.sequential {
         return Err(AuditError::Config(SEQUENTIAL_BATCH_REFUSAL.into()));
     }
     Ok(())
+}
+
+/// Send the plan calls `indices` of run `out` (recorded already) through the synchronous
+/// executor in one [`run::RunSession`] and wait for them; calls already committed are skipped.
+/// `run --batch` of a sequential audit sends each wave's calls of judges without a batch route
+/// this way (and, with `--batch-fallback sync`, the calls the wave's batches left).
+pub async fn execute_calls(
+    prepared: &Prepared,
+    out: &Path,
+    options: &ExecOptions,
+    indices: &[usize],
+) -> Result<RunOutcome, AuditError> {
+    check_keys(prepared, |k| std::env::var(k).ok())?;
+    let wanted: std::collections::HashSet<&str> = indices
+        .iter()
+        .map(|&i| prepared.plan.calls[i].id.as_str())
+        .collect();
+    let perturbed = prepared.perturbed.clone();
+    let keep = |c: &crate::design::CallSpec| {
+        wanted.contains(c.id.as_str()) && !awaits_rewrite(&perturbed, c)
+    };
+    let run_options = RunOptions {
+        concurrency: prepared.concurrency,
+        seed: prepared.seed,
+        progress: if options.quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::Auto
+        },
+        max_cost: options.max_cost,
+        cache_dir: options.cache_dir.clone(),
+    };
+    let mut session = run::RunSession::open(
+        prepared.plan.clone(),
+        prepared.dataset.clone(),
+        perturbed.clone(),
+        &prepared.judges,
+        out,
+        &run_options,
+        &keep,
+    )?;
+    let send = session.pending().to_vec();
+    session.send(&send).await;
+    Ok(session.finish()?)
 }
 
 /// The configured juries as (name, members) for the sequential section: one per rule over the
@@ -1329,6 +1372,21 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         let next = engine.replay(&prepared.plan, &by_id);
         let mut issued: std::collections::HashSet<usize> =
             engine.issued().iter().copied().collect();
+        // A wave went through batches when one of its answers came from a provider batch.
+        let batched = |wave: &[usize]| {
+            wave.iter().any(|&i| {
+                by_id
+                    .get(prepared.plan.calls[i].id.as_str())
+                    .and_then(|r| r.via.as_deref())
+                    .is_some_and(|via| via.starts_with(crate::batch::provider::VIA_PREFIX))
+            })
+        };
+        let mut batch_waves = engine.issued_waves().filter(|w| batched(w)).count();
+        if let Some(next) = &next
+            && batched(next)
+        {
+            batch_waves += 1;
+        }
         if let Some(next) = next {
             // The run ended before the engine did (a budget, failures, an interruption): the
             // undecided cells say what they would still need. A wave with some answers was
@@ -1349,6 +1407,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             issued.contains(&(index - 1))
         });
         let mut summary = engine.summary();
+        summary.note_batch_waves(batch_waves);
         summary.add_juries(&sequential_juries(prepared));
         (summary, plan)
     });
@@ -1844,6 +1903,7 @@ pub fn demo_config(seed: u64) -> AuditConfig {
     let mut judges: Vec<String> = DEMO_JUDGES.iter().map(|s| s.to_string()).collect();
     if local_demo_judge_available() {
         judges.push(LOCAL_DEMO_JUDGE.to_string());
+        judges.push(LOCAL_DEMO_CLASSIFIER.to_string());
     }
     AuditConfig {
         seed,
@@ -1862,6 +1922,10 @@ pub fn demo_config(seed: u64) -> AuditConfig {
 /// The real language-model judge the demo adds when it can.
 pub const LOCAL_DEMO_JUDGE: &str = "smollm2-local";
 
+/// The same real model audited as a safe/unsafe classifier (one answer at a time), added with
+/// [`LOCAL_DEMO_JUDGE`].
+pub const LOCAL_DEMO_CLASSIFIER: &str = "smollm2-local-safety";
+
 /// True when this binary can run the local SmolLM2 judge (feature `local`, model file present).
 pub fn local_demo_judge_available() -> bool {
     #[cfg(feature = "local")]
@@ -1875,8 +1939,10 @@ pub fn local_demo_judge_available() -> bool {
 }
 
 /// The simulated reference jury of the demo: distinct planted biases, one of them unbiased.
-/// The two mild jurors of opposite sign give the composer an eligible jury to suggest.
-pub const DEMO_JUDGES: [&str; 7] = [
+/// The two mild jurors of opposite sign give the composer an eligible jury to suggest. The last
+/// three grade one answer at a time (a 1–10 grader, unbiased and apology-loving, and a
+/// safe/unsafe classifier that an apology fools), so the demo shows the pointwise audit too.
+pub const DEMO_JUDGES: [&str; 10] = [
     "sim-unbiased",
     "sim-apology-lover",
     "sim-first-slot",
@@ -1884,6 +1950,9 @@ pub const DEMO_JUDGES: [&str; 7] = [
     "sim-verbose-fan",
     "sim-mild-apology",
     "sim-mild-apology-averse",
+    "sim-grader-unbiased",
+    "sim-grader-apology",
+    "sim-safety-apology",
 ];
 
 #[cfg(test)]

@@ -292,6 +292,7 @@ struct RunArgs {
     shard: Option<judge_audit::batch::shard::Shard>,
     /// Send `openai` judges' calls through the provider's Batch API (half price), wait for the
     /// batches and collect them; `run --resume` of such a run collects instead of re-sending.
+    /// A sequential audit goes one wave per batch round (the same calls and decisions).
     #[arg(long)]
     batch: bool,
     /// With --batch: where calls the batches did not answer (errored, expired) go at the end.
@@ -773,7 +774,6 @@ fn run_batches(
     exec: &ExecOptions,
 ) -> Result<ExitCode, String> {
     use judge_audit::batch::provider;
-    audit::refuse_sequential_batch(prepared).map_err(|e| e.to_string())?;
     if !(0.0..=3600.0).contains(&args.poll_interval) {
         return Err(format!(
             "--poll-interval must be 0..=3600 seconds, not {}",
@@ -788,6 +788,9 @@ fn run_batches(
         ..Default::default()
     };
     let poll = std::time::Duration::from_secs_f64(args.poll_interval);
+    if prepared.snapshot.design.sequential {
+        return run_sequential_batches(prepared, out, args, exec, &options, poll);
+    }
     let outcome = provider::run(out, &options, poll).map_err(|e| e.to_string())?;
     if !args.quiet {
         eprintln!(
@@ -827,6 +830,50 @@ fn run_batches(
             out.display()
         );
     }
+    finish_batches(out, args)
+}
+
+/// `run --batch` of a sequential audit: one wave per batch round
+/// ([`judge_audit::batch::provider::run_sequential`]), then the reports.
+fn run_sequential_batches(
+    prepared: &Prepared,
+    out: &Path,
+    args: &RunArgs,
+    exec: &ExecOptions,
+    options: &judge_audit::batch::provider::SubmitOptions,
+    poll: std::time::Duration,
+) -> Result<ExitCode, String> {
+    let fallback = args.batch_fallback == BatchFallback::Sync;
+    let outcome =
+        judge_audit::batch::provider::run_sequential(prepared, out, options, poll, exec, fallback)
+            .map_err(|e| e.to_string())?;
+    if !args.quiet {
+        eprintln!(
+            "judge-audit: sequential: {} waves through batches; {} batches created, {} recovered, {} calls committed from batches, {} sent synchronously",
+            outcome.waves, outcome.created, outcome.recovered, outcome.committed, outcome.sync_sent
+        );
+    }
+    for (judge, message) in &outcome.stopped {
+        eprintln!("judge-audit: {judge} stopped: {message}");
+    }
+    if outcome.over_budget > 0 {
+        println!(
+            "{} calls of the wave not submitted: the --max-cost budget would be exceeded",
+            outcome.over_budget
+        );
+    }
+    if outcome.pending > 0 {
+        println!(
+            "{} calls of the last wave pending (not answered by the batches or over the budget); continue with judge-audit run --resume {} or send them with --batch-fallback sync",
+            outcome.pending,
+            out.display()
+        );
+    }
+    finish_batches(out, args)
+}
+
+/// The reports of a batch run as they stand, with the run's verdict.
+fn finish_batches(out: &Path, args: &RunArgs) -> Result<ExitCode, String> {
     // Everything in (or left pending): the reports as they stand, with the run's verdict.
     let summary = audit::summarize_stored(out).map_err(|e| e.to_string())?;
     let written = write_outputs(&summary, out, &args.output, args.fail_on)?;
@@ -1162,13 +1209,13 @@ fn execute(
 }
 
 fn print_verdicts(summary: &judge_audit::report::Summary) {
+    // Names, reasons and findings may quote untrusted text: controls are shown escaped.
+    let text = judge_audit::report::text::terminal;
     if let Some(w) = summary.warnings.iter().find(|w| w.kind == "run_incomplete") {
         println!("{}", w.message);
     }
     for judge in &summary.judges {
         let label = if judge.simulated { " [simulated]" } else { "" };
-        // Names, reasons and findings may quote untrusted text: controls are shown escaped.
-        let text = judge_audit::report::text::terminal;
         println!(
             "{}{label}: {}",
             text(&judge.name),
@@ -1183,6 +1230,23 @@ fn print_verdicts(summary: &judge_audit::report::Summary) {
         }
         for line in judge.findings.iter().take(3) {
             println!("  - {}", text(line));
+        }
+    }
+    // Pointwise judges have no findings list: their reasons say what moved the grades.
+    for judge in summary.pointwise.iter().flat_map(|p| &p.judges) {
+        let label = if judge.simulated { " [simulated]" } else { "" };
+        println!(
+            "{}{label} ({} judge): {}",
+            text(&judge.judge),
+            judge.kind.label(),
+            judge.trust.verdict.label()
+        );
+        for reason in &judge.trust.reasons {
+            println!(
+                "  {} because {}",
+                reason.severity.label(),
+                text(&reason.text)
+            );
         }
     }
 }

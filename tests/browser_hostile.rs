@@ -212,7 +212,9 @@ fn demo_report_renders_in_a_real_browser() {
     let page = report_common::demo(42).join("report.html");
     let dom = run_chromium(&browser, &work, &page, &["--dump-dom".to_string()]);
     let tags = tags(&dom);
-    assert_eq!(tags.iter().filter(|(t, _)| t == "svg").count(), 4);
+    // Four pairwise charts and the pointwise score-shift forest plot (the demo's simulated
+    // graders; no pointwise judge has probabilities, so there is no reliability diagram).
+    assert_eq!(tags.iter().filter(|(t, _)| t == "svg").count(), 5);
     assert!(!tags.iter().any(|(t, _)| t == "script"));
     screenshot(&browser, &work, &page, "demo-report.png");
 }

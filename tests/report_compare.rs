@@ -63,6 +63,10 @@ fn changed_by_condition(a: &Path, b: &Path) -> BTreeMap<(String, String), BTreeS
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for (id, (record, x)) in &va {
         let Some((_, y)) = vb.get(id) else { continue };
+        // Pointwise grades have no verdict and are not compared (the comparison warns).
+        if record.get("grades").is_some() {
+            continue;
+        }
         let key = match record["artifact"].as_str() {
             Some(artifact) => format!("{}/{artifact}", record["kind"].as_str().unwrap()),
             None => record["kind"].as_str().unwrap().to_string(),

@@ -66,10 +66,21 @@ fn demo_csv_has_the_documented_columns_and_rows() {
     // pairs × 3 agreement metrics = 63, and Fleiss' κ + Krippendorff's α = 2; the composer's T
     // and WR on 7 artifacts = 14. The composer suggests only ADOPT/CAUTION jurors (issue 20 §7):
     // the demo's two mild, opposite-sign jurors and the unbiased one.
-    // 623 + 42 + 352 + 63 + 2 + 14 = 1096.
+    // 623 + 42 + 352 + 63 + 2 + 14 = 1096 pairwise rows. The demo's pointwise judges grade one
+    // answer at a time, so position does not apply: 6 artifacts each. The two 1–10 graders
+    // have 6 shift metrics per artifact (score_shift, _scaled, excess_abs_shift, up, down,
+    // invalid) and 7 baseline rows (mean, run-to-run SD, ICC, share of the scale used,
+    // gold-order inversions, unparseable, out of range): 2 × (36 + 7) = 86; the safe/unsafe
+    // classifier 4 flip metrics per artifact (each way, positive-rate change, invalid) and 2
+    // baseline rows (unparseable, out of range; the demo pairs have no safety gold): 24 + 2 = 26.
+    // 1096 + 86 + 26 = 1208.
     assert_eq!(ARTIFACT_METRICS.len(), 10);
     assert_eq!(BASELINE_METRICS.len(), 12);
-    assert_eq!(rows.len(), 1096);
+    assert_eq!(rows.len(), 1208);
+    assert_eq!(
+        rows.iter().filter(|r| r[11] == "pointwise_judge").count(),
+        86 + 26
+    );
     assert!(rows.iter().all(|r| r.len() == 12));
     assert!(
         rows.iter().all(|r| r[1] == "true"),
@@ -250,7 +261,7 @@ fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
     e.n = 0;
     let bytes = judge_audit::report::csv::render(&summary).unwrap();
     let (_, rows) = records(&bytes);
-    assert_eq!(rows.len(), 1096, "a hostile name does not break rows");
+    assert_eq!(rows.len(), 1208, "a hostile name does not break rows");
     let t = find(
         &rows,
         "judge, \"quoted\"\nname",

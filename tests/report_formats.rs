@@ -185,11 +185,19 @@ fn junit_validates_and_agrees_with_the_fail_on_gate() {
         validate(&path);
         let gate = report::gate(&summary, threshold);
         let (tests, failures, failed_verdicts) = junit_counts(&xml);
+        // Pairwise judges, then pointwise ones: JUnit and the gate count both.
+        let pointwise = summary.pointwise.iter().flat_map(|p| &p.judges);
         let tripped: Vec<String> = summary
             .judges
             .iter()
             .filter(|j| j.trust.verdict >= threshold)
             .map(|j| j.name.clone())
+            .chain(
+                pointwise
+                    .clone()
+                    .filter(|j| j.trust.verdict >= threshold)
+                    .map(|j| j.judge.clone()),
+            )
             .collect();
         assert_eq!(failed_verdicts, tripped, "{threshold:?}");
         assert_eq!(gate.passed, failures == 0, "{threshold:?}");
@@ -199,13 +207,16 @@ fn junit_validates_and_agrees_with_the_fail_on_gate() {
             .judges
             .iter()
             .flat_map(|j| &j.trust.reasons)
+            .chain(pointwise.clone().flat_map(|j| &j.trust.reasons))
             .filter(|r| r.severity >= threshold)
             .count();
         assert_eq!(failures, tripped.len() + reasons_failing);
         let cases = summary
             .judges
             .iter()
-            .map(|j| 1 + j.trust.reasons.len() + j.trust.passed.len())
+            .map(|j| &j.trust)
+            .chain(pointwise.map(|j| &j.trust))
+            .map(|t| 1 + t.reasons.len() + t.passed.len())
             .sum::<usize>()
             + 1;
         assert_eq!(tests, cases);
@@ -213,12 +224,14 @@ fn junit_validates_and_agrees_with_the_fail_on_gate() {
     // A judge-free summary fails the gate, and JUnit says so.
     let mut empty = summary.clone();
     empty.judges.clear();
+    empty.pointwise = None;
     let xml = report::junit::render(&ReportView::new(&empty).with_fail_on(Some(Trust::Reject)));
     assert!(!report::gate(&empty, Trust::Reject).passed);
     assert_eq!(junit_counts(&xml).1, 1);
     // The unbiased judge alone passes both.
     let mut unbiased = summary.clone();
     unbiased.judges.truncate(1);
+    unbiased.pointwise = None;
     assert_eq!(unbiased.judges[0].trust.verdict, Trust::Adopt);
     let xml = report::junit::render(&ReportView::new(&unbiased).with_fail_on(Some(Trust::Caution)));
     assert_eq!(junit_counts(&xml).1, 0);

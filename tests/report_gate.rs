@@ -25,10 +25,13 @@ fn gate_lines(o: &Output) -> Vec<String> {
 fn verdicts(out: &Path) -> Vec<String> {
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    // Pairwise judges, then pointwise ones: the gate counts both, in that order.
+    let pointwise = summary["pointwise"]["judges"].as_array().cloned();
     summary["judges"]
         .as_array()
         .unwrap()
         .iter()
+        .chain(pointwise.iter().flatten())
         .map(|j| j["trust"]["verdict"].as_str().unwrap().to_string())
         .collect()
 }
@@ -77,7 +80,8 @@ fn demo_fail_on_reject_exits_1() {
             stdout(&o)
                 .lines()
                 .filter(|l| l.ends_with(": REJECT"))
-                .map(|l| format!("{} REJECT", l.trim_end_matches(" [simulated]: REJECT")))
+                // "name [simulated]: REJECT" or "name [simulated] (score judge): REJECT".
+                .map(|l| format!("{} REJECT", l.split(" [simulated]").next().unwrap()))
                 .collect::<Vec<_>>()
                 .join(", ")
         )]
@@ -178,6 +182,10 @@ fn gate_thresholds() {
         for (j, v) in s.judges.iter_mut().zip(verdicts) {
             j.trust.verdict = *v;
         }
+        // The demo's pointwise judges pass here, so the pairwise verdicts decide the gate.
+        for j in s.pointwise.iter_mut().flat_map(|p| &mut p.judges) {
+            j.trust.verdict = Adopt;
+        }
     };
     use Trust::*;
     set(
@@ -189,11 +197,12 @@ fn gate_thresholds() {
     assert!(!g.passed);
     assert_eq!(
         g.line,
-        "gate: FAIL (--fail-on caution: 1 of 7 judges at CAUTION or worse: sim-first-slot CAUTION)"
+        "gate: FAIL (--fail-on caution: 1 of 10 judges at CAUTION or worse: sim-first-slot CAUTION)"
     );
     set(&mut summary, &[Adopt; 7]);
     assert!(gate(&summary, Caution).passed);
     summary.judges.clear();
+    summary.pointwise = None;
     let g = gate(&summary, Reject);
     assert!(!g.passed, "nothing checked is not a pass");
     assert!(g.line.starts_with("gate: FAIL"));

@@ -152,13 +152,14 @@ fn demo_report_is_self_contained_and_complete() {
     );
     // Twenty-one pairs of seven judges in the agreement table.
     assert_eq!(section(&page, "agreement").matches("<tr><td>").count(), 21);
-    // Four charts, each with an accessible title and description.
-    assert_eq!(page.matches("<svg ").count(), 4);
-    assert_eq!(page.matches("-title\">").count(), 4);
-    assert_eq!(page.matches("<desc id=").count(), 4);
+    // Four pairwise charts and the pointwise score-shift forest plot, each with an accessible
+    // title and description.
+    assert_eq!(page.matches("<svg ").count(), 5);
+    assert_eq!(page.matches("-title\">").count(), 5);
+    assert_eq!(page.matches("<desc id=").count(), 5);
     assert_eq!(
         page.matches("<table class=\"sr-only\">").count(),
-        4,
+        5,
         "a text alternative per chart"
     );
 
@@ -431,7 +432,8 @@ fn degenerate_summaries_render() {
     assert!(section(&page, "categories").contains("No category information"));
     assert_eq!(
         page.matches("<svg ").count(),
-        4,
+        // The four pairwise charts, empty, and the pointwise forest plot.
+        5,
         "charts still render, empty"
     );
 }

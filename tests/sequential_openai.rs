@@ -484,33 +484,23 @@ async fn warm_cache_replays_the_same_waves_without_requests() {
     assert_eq!(cached as usize, SENT);
 }
 
-/// `run --batch` (and `batch export`) refuse a sequential audit with the reason, before any
-/// call or any batch file.
+/// `batch export` and `batch submit` (detached batches of fixed calls) refuse a sequential
+/// audit, pointing at `run --batch` (one wave per batch round, tests/sequential_batch.rs),
+/// before any call or any batch file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_submission_of_a_sequential_audit_is_refused() {
+async fn detached_batch_submission_of_a_sequential_audit_is_refused() {
     let server =
         MockServer::start(|request| Reply::json(chat_completion(rule(&user_text(request))))).await;
     let dir = tempfile::tempdir().unwrap();
     write_inputs(dir.path());
     let base_url = server.base_url();
     let root = dir.path().to_path_buf();
-    let (batch, export) = tokio::task::spawn_blocking(move || {
-        let out = root.join("out");
-        let batch = command(
-            &root,
-            &base_url,
-            &[
-                "run",
-                "--quiet",
-                "--batch",
-                "--config",
-                "audit.toml",
-                "--out",
-            ],
-        )
-        .arg(&out)
-        .output()
-        .unwrap();
+    let (submit, export) = tokio::task::spawn_blocking(move || {
+        let submit = command(&root, &base_url, &["batch", "submit"])
+            .arg(root.join("submitted"))
+            .args(["--config", "audit.toml"])
+            .output()
+            .unwrap();
         let export = command(
             &root,
             &base_url,
@@ -519,20 +509,21 @@ async fn batch_submission_of_a_sequential_audit_is_refused() {
         .arg(root.join("exported"))
         .output()
         .unwrap();
-        (batch, export)
+        (submit, export)
     })
     .await
     .unwrap();
-    for output in [&batch, &export] {
+    for output in [&submit, &export] {
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains(
-                "a sequential audit (design.sequential / --sequential) cannot be sent as batches"
-            ) && stderr.contains("one batch turnaround"),
+                "a sequential audit (design.sequential / --sequential) cannot be exported or submitted as detached batches"
+            ) && stderr.contains("judge-audit run --batch"),
             "{stderr}"
         );
     }
     assert_eq!(server.count(), 0);
     assert!(!dir.path().join("exported").join("batch").exists());
+    assert!(!dir.path().join("submitted").join("run.sqlite").exists());
 }

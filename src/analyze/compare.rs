@@ -346,6 +346,19 @@ pub fn compare(a: &RunData, b: &RunData) -> Comparison {
             sa.seed, sb.seed
         ));
     }
+    // Pointwise grades are not verdicts: saying so beats a comparison that silently leaves
+    // those judges out.
+    let pointwise: std::collections::BTreeSet<&str> = [sa, sb]
+        .into_iter()
+        .flat_map(|s| s.pointwise.iter().flat_map(|p| &p.judges))
+        .map(|j| j.judge.as_str())
+        .collect();
+    if !pointwise.is_empty() {
+        warnings.push(format!(
+            "Pointwise judges are not compared ({}): `compare` pairs pairwise verdicts only; read each run's pointwise section for their score shifts and label flips.",
+            pointwise.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
     if sa.plan.artifacts != sb.plan.artifacts {
         warnings.push(
             "The runs audit different artifact lists; only shared artifacts are compared.".into(),

@@ -51,6 +51,17 @@ pub enum PointwiseKind {
     Rubric,
 }
 
+impl PointwiseKind {
+    /// The kind as a judge file spells it (`score`, `label`, `rubric`).
+    pub fn label(self) -> &'static str {
+        match self {
+            PointwiseKind::Score => "score",
+            PointwiseKind::Label => "label",
+            PointwiseKind::Rubric => "rubric",
+        }
+    }
+}
+
 /// The grades one criterion received. Score and label judges have exactly one criterion, named
 /// after their kind (`score` / `label`); a rubric judge has one per declared criterion.
 #[derive(Debug, Clone, PartialEq)]

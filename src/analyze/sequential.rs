@@ -335,6 +335,21 @@ pub struct JuryDecision {
 }
 
 impl SequentialSummary {
+    /// Says in the stopping rule that `waves` of the waves went through provider batches
+    /// (`run --batch`: one batch round per wave, decided once its batches ended). Nothing is
+    /// added for 0, so a run without batches reads as before.
+    pub fn note_batch_waves(&mut self, waves: usize) {
+        if waves == 0 {
+            return;
+        }
+        let noun = if waves == 1 { "wave" } else { "waves" };
+        self.stopping_rule.push_str(&format!(
+            ". {waves} {noun} went through provider batches (run --batch: each wave's calls \
+             submitted as batches, and the wave decided once they ended; the decisions are \
+             those of the synchronous run)"
+        ));
+    }
+
     /// Adds the sequential state of each jury `(name, members)`; members not among the audit's
     /// judges are ignored, and a jury with fewer than two known members is left out.
     pub fn add_juries(&mut self, juries: &[(String, Vec<String>)]) {
@@ -390,6 +405,8 @@ pub struct Sequential {
     calls_by_judge: BTreeMap<String, u64>,
     budget_exhausted: bool,
     issued: Vec<usize>,
+    /// Where each observed wave ends in `issued` (one entry per [`Sequential::observe`]).
+    wave_ends: Vec<usize>,
     /// Per judge: the anytime-valid sequence on its run-to-run flip rate (baseline repeats).
     noise: Vec<ConfidenceSequence>,
 }
@@ -501,6 +518,7 @@ impl Sequential {
             calls_by_judge: plan.judges.iter().map(|j| (j.clone(), 0)).collect(),
             budget_exhausted: false,
             issued: Vec::new(),
+            wave_ends: Vec::new(),
             noise,
         }
     }
@@ -513,6 +531,14 @@ impl Sequential {
     /// Plan call indices of every wave folded in so far, in issue order.
     pub fn issued(&self) -> &[usize] {
         &self.issued
+    }
+
+    /// The plan call indices of each wave folded in so far, one slice per wave, in issue order.
+    pub fn issued_waves(&self) -> impl Iterator<Item = &[usize]> + '_ {
+        let starts = std::iter::once(0).chain(self.wave_ends.iter().copied());
+        starts
+            .zip(self.wave_ends.iter().copied())
+            .map(|(start, end)| &self.issued[start..end])
     }
 
     /// Waves issued so far.
@@ -585,6 +611,7 @@ impl Sequential {
         self.waves_run += 1;
         self.calls_used += calls.len() as u64;
         self.issued.extend_from_slice(calls);
+        self.wave_ends.push(self.issued.len());
         // Per (cell, pair): the sum and count of valid scores, in the wave's pair order.
         let mut per_pair: BTreeMap<(usize, usize), (f64, u32)> = BTreeMap::new();
         let position: HashMap<usize, usize> = self
@@ -1072,6 +1099,43 @@ mod secondary_tests {
     /// recomputed here straight from the records (a separate transcription of the definitions
     /// in `observe_secondary`'s docs), in the engine's pair order; and a jury is decided only
     /// when all its members' cells are.
+    /// `issued_waves` cuts `issued` at each observed wave, and the batch note is added to the
+    /// stopping rule only when some wave went through batches (non-batch text unchanged).
+    #[test]
+    fn issued_waves_and_the_batch_note() {
+        let catalog = Catalog::builtin();
+        let artifacts: Vec<&crate::perturb::Artifact> =
+            vec![catalog.get("apology").expect("built-in")];
+        let pairs = synthetic_pairs(30, 3);
+        let names = vec!["a".to_string()];
+        let design = SimulatedDesign::new(&pairs, &artifacts, &names, &DesignOptions::default(), 3);
+        let records = design.records(&[sim("a", 1)], false);
+        let by_id: HashMap<&str, &CallRecord> =
+            records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+        let options = SequentialOptions {
+            wave_pairs: 7,
+            ..SequentialOptions::default()
+        };
+        let mut engine = Sequential::new(&design.plan, &options);
+        assert!(engine.replay(&design.plan, &by_id).is_none());
+        let waves: Vec<&[usize]> = engine.issued_waves().collect();
+        assert!(!waves.is_empty());
+        assert_eq!(waves.concat(), engine.issued());
+        let plain = engine.summary();
+        let mut noted = plain.clone();
+        noted.note_batch_waves(0);
+        assert_eq!(noted, plain);
+        noted.note_batch_waves(2);
+        assert!(noted.stopping_rule.starts_with(&plain.stopping_rule));
+        assert!(
+            noted
+                .stopping_rule
+                .ends_with("2 waves went through provider batches (run --batch: each wave's calls submitted as batches, and the wave decided once they ended; the decisions are those of the synchronous run)"),
+            "{}",
+            noted.stopping_rule
+        );
+    }
+
     #[test]
     fn second_family_matches_a_direct_transcription() {
         let catalog = Catalog::builtin();

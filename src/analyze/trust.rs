@@ -662,6 +662,18 @@ struct Gathered<'t> {
     notes: Vec<String>,
 }
 
+/// "`value` `op` `limit`" without repeating the words both phrases open with, so a rule reads
+/// "run-to-run SD 6.9% of the scale > 5.0% of the scale", not the label twice.
+fn versus(value: &str, op: &str, limit: &str) -> String {
+    let shared = value
+        .split_inclusive(' ')
+        .zip(limit.split_inclusive(' '))
+        .take_while(|(a, b)| a == b && !a.chars().any(|c| c.is_ascii_digit()))
+        .map(|(a, _)| a.len())
+        .sum::<usize>();
+    format!("{value} {op} {}", &limit[shared..])
+}
+
 impl Gathered<'_> {
     /// A value checked against an optional REJECT floor and a CAUTION floor ("below is bad").
     fn floor(
@@ -681,7 +693,10 @@ impl Gathered<'_> {
                 TrustReason::new(
                     reject_rule,
                     Trust::Reject,
-                    format!("{tag}{} < {}", describe(value), describe(reject_at)),
+                    format!(
+                        "{tag}{}",
+                        versus(&describe(value), "<", &describe(reject_at))
+                    ),
                 )
                 .compare(value, reject_at)
                 .in_criterion(criterion),
@@ -691,7 +706,10 @@ impl Gathered<'_> {
                 TrustReason::new(
                     caution_rule,
                     Trust::Caution,
-                    format!("{tag}{} < {}", describe(value), describe(caution_at)),
+                    format!(
+                        "{tag}{}",
+                        versus(&describe(value), "<", &describe(caution_at))
+                    ),
                 )
                 .compare(value, caution_at)
                 .in_criterion(criterion),
@@ -718,7 +736,7 @@ impl Gathered<'_> {
                 TrustReason::new(
                     rule,
                     Trust::Caution,
-                    format!("{tag}{} > {}", describe(value), describe(at)),
+                    format!("{tag}{}", versus(&describe(value), ">", &describe(at))),
                 )
                 .compare(value, at)
                 .in_criterion(criterion),
@@ -834,7 +852,7 @@ pub fn pointwise_verdict(
                             "reject_score_shift",
                             Trust::Reject,
                             format!(
-                                "{tag}{}: mean score shift {:+.2} points = {} of the scale ≥ {} (Holm p = {:.3})",
+                                "{tag}{}: mean score shift {:+.2} points = {} of the scale ≥ {} (Holm p = {:.2e})",
                                 s.artifact,
                                 s.mean_shift,
                                 pct(size),
@@ -866,7 +884,7 @@ pub fn pointwise_verdict(
                             "reject_safety_flip",
                             Trust::Reject,
                             format!(
-                                "{tag}{}: {} → not {} on {} of {} baseline-{} answers ({}) ≥ {} (Holm p = {:.3})",
+                                "{tag}{}: {} → not {} on {} of {} baseline-{} answers ({}) ≥ {} (Holm p = {:.2e})",
                                 f.artifact,
                                 f.positive,
                                 f.positive,
@@ -890,7 +908,7 @@ pub fn pointwise_verdict(
                             "reject_label_flip",
                             Trust::Reject,
                             format!(
-                                "{tag}{}: not {} → {} on {} of {} baseline answers not {} ({}) ≥ {} (Holm p = {:.3})",
+                                "{tag}{}: not {} → {} on {} of {} baseline answers not {} ({}) ≥ {} (Holm p = {:.2e})",
                                 f.artifact,
                                 f.positive,
                                 f.positive,
@@ -1032,4 +1050,35 @@ pub fn pointwise_verdict(
         ));
     }
     settle(g.reject, g.caution, g.passed, g.notes)
+}
+
+#[cfg(test)]
+mod versus_tests {
+    use super::versus;
+
+    #[test]
+    fn a_rule_names_its_measure_once() {
+        assert_eq!(
+            versus(
+                "run-to-run SD 6.9% of the scale",
+                ">",
+                "run-to-run SD 5.0% of the scale"
+            ),
+            "run-to-run SD 6.9% of the scale > 5.0% of the scale"
+        );
+        assert_eq!(
+            versus("gold accuracy 58.3%", "<", "gold accuracy 60.0%"),
+            "gold accuracy 58.3% < 60.0%"
+        );
+        assert_eq!(
+            versus(
+                "dispreferred answer scored higher in 25.0% of gold pairs",
+                ">",
+                "dispreferred answer scored higher in 20.0% of gold pairs"
+            ),
+            "dispreferred answer scored higher in 25.0% of gold pairs > 20.0% of gold pairs"
+        );
+        // Nothing shared: both phrases in full.
+        assert_eq!(versus("κ 0.10", "<", "kappa 0.40"), "κ 0.10 < kappa 0.40");
+    }
 }

@@ -16,6 +16,10 @@
 //! stored before the create call, and the next submit adopts the newest listed batch of that size
 //! the store does not know. Calls in a batch that is not collected are never sent again;
 //! errored, expired and cancelled calls are pending again once their batch is collected.
+//!
+//! A sequential audit goes one wave per batch round ([`run_sequential`]): its waves are chosen
+//! from the answers of the previous ones, so each round replays the stored records through a
+//! fresh engine and submits only that wave's missing calls; the recovery above holds per wave.
 
 use super::file::{self, input_line, pending, request_of};
 use crate::audit::{self, AuditError, Prepared};
@@ -51,6 +55,8 @@ const META_PLAN: &str = "judge_audit_plan";
 const META_SUBMISSION: &str = "judge_audit_submission";
 /// Run metadata key holding the line limit of the run's batches.
 const MAX_LINES_KEY: &str = "batch_max_lines";
+/// How a call record answered by a provider batch names its route (`batch:<batch id>`).
+pub const VIA_PREFIX: &str = "batch:";
 /// Fraction of `[pricing]` charged for batch calls unless the judge sets `[batch_pricing]`.
 pub const BATCH_PRICE_FACTOR: f64 = 0.5;
 
@@ -951,6 +957,17 @@ pub fn is_batch_run(dir: &Path) -> Result<bool, AuditError> {
 /// Submit the pending calls of `dir`'s `openai` and `anthropic` judges that no open batch
 /// carries, in chunks, committing each batch id as soon as its create call returns.
 pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditError> {
+    submit_where(dir, options, None)
+}
+
+/// [`submit`] restricted to the pending calls whose ids are in `only` (all pending calls when
+/// `None`): a sequential audit submits one wave at a time. The chunks of a given set of calls
+/// are always cut the same way, so a restarted wave finds its uncommitted batch by its hash.
+fn submit_where(
+    dir: &Path,
+    options: &SubmitOptions,
+    only: Option<&HashSet<String>>,
+) -> Result<Submitted, AuditError> {
     options.check()?;
     let prepared = audit::prepare_stored(dir)?;
     let plan = file::plan_hash(dir, &prepared)?;
@@ -981,7 +998,11 @@ pub fn submit(dir: &Path, options: &SubmitOptions) -> Result<Submitted, AuditErr
         let calls: Vec<&CallSpec> = pending
             .iter()
             .copied()
-            .filter(|c| &c.judge == name && !in_flight.contains(&c.id))
+            .filter(|c| {
+                &c.judge == name
+                    && !in_flight.contains(&c.id)
+                    && only.is_none_or(|ids| ids.contains(&c.id))
+            })
             .collect();
         let Some(judge) = judges.get(name) else {
             if !calls.is_empty() {
@@ -1218,7 +1239,7 @@ pub fn collect(dir: &Path) -> Result<Collected, AuditError> {
             path: folder.clone(),
             source,
         })?;
-        let via = format!("batch:{}", job.batch_id);
+        let via = format!("{VIA_PREFIX}{}", job.batch_id);
         for path in runtime.block_on(api.results(&remote, &folder))? {
             let import = file::import_with(dir, &prepared, &path, &via, &judges)?;
             outcome.committed += import.committed;
@@ -1288,8 +1309,14 @@ pub struct BatchRun {
     pub skipped: Vec<(String, usize)>,
     /// Judges stopped by validation failures.
     pub stopped: Vec<(String, String)>,
-    /// Calls of the plan still pending at the end.
+    /// Calls of the plan still pending at the end (a sequential audit: calls of the wave it
+    /// stopped in that have no answer).
     pub pending: usize,
+    /// A sequential audit: waves whose calls went through provider batches in this process.
+    pub waves: usize,
+    /// A sequential audit: calls sent through the synchronous executor (judges without a batch
+    /// route, and `--batch-fallback sync`).
+    pub sync_sent: usize,
 }
 
 /// Collect, submit what is pending, and poll every `poll` until no batch is open and nothing is
@@ -1317,6 +1344,175 @@ pub fn run(dir: &Path, options: &SubmitOptions, poll: Duration) -> Result<BatchR
             break;
         }
         std::thread::sleep(poll);
+    }
+    total.stopped.sort();
+    total.stopped.dedup();
+    Ok(total)
+}
+
+/// Collect until no batch of `dir` is open, polling every `poll`; what was collected is added
+/// to `total`. A signal (see [`crate::run::watch_interrupts`]) ends the wait with
+/// [`crate::run::RunError::Interrupted`]: the batches keep running and a resume collects them.
+fn drain(
+    dir: &Path,
+    poll: Duration,
+    total: &mut BatchRun,
+    interrupted: &std::sync::atomic::AtomicI32,
+) -> Result<(), AuditError> {
+    loop {
+        let collected = collect(dir)?;
+        total.committed += collected.committed;
+        total.stopped.extend(collected.stopped);
+        if collected.open == 0 {
+            return Ok(());
+        }
+        // In short steps, so a signal is noticed while a long poll interval runs.
+        let until = std::time::Instant::now() + poll;
+        loop {
+            let signal = interrupted.load(std::sync::atomic::Ordering::SeqCst);
+            if signal != 0 {
+                let store = RunStore::open(dir)?;
+                return Err(crate::run::RunError::Interrupted {
+                    signal,
+                    committed: store.completed_ids()?.len(),
+                    planned: store.plan_ids()?.len(),
+                    dir: dir.to_path_buf(),
+                }
+                .into());
+            }
+            let now = std::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(100)));
+        }
+    }
+}
+
+fn tally(total: &mut BatchRun, submitted: Submitted) -> bool {
+    total.created += submitted.created.len();
+    total.recovered += submitted.recovered.len();
+    total.over_budget = submitted.over_budget;
+    total.exhausted = submitted.exhausted;
+    total.stopped.extend(submitted.stopped);
+    !submitted.created.is_empty() || !submitted.recovered.is_empty()
+}
+
+/// `run --batch` of a sequential audit: one wave per round. Each round collects every open
+/// batch, replays the stored records through a fresh sequential engine (so a resumed run
+/// continues at the wave it stopped in, with the same decisions), submits that wave's missing
+/// calls of `openai` and `anthropic` judges as provider batches (the limits, budget and
+/// submission-hash recovery of [`submit`]), sends the other judges' calls of the wave through
+/// the synchronous executor meanwhile, and waits for the wave's batches, resubmitting errored
+/// and expired calls (at most [`MAX_ATTEMPTS`] batches each). The waves and decisions are
+/// those of the synchronous sequential run of the same audit. The run stops early, as the
+/// synchronous one does, when a wave makes no progress, a judge was stopped or the cost budget
+/// ran out; with `fallback_sync` the calls a wave's batches left go through the synchronous
+/// executor before the wave is decided.
+pub fn run_sequential(
+    prepared: &Prepared,
+    dir: &Path,
+    options: &SubmitOptions,
+    poll: Duration,
+    exec: &audit::ExecOptions,
+    fallback_sync: bool,
+) -> Result<BatchRun, AuditError> {
+    use crate::analyze::sequential::Sequential;
+    options.check()?;
+    let plan = &prepared.plan;
+    let engine_options = audit::sequential_options(prepared, exec.max_calls);
+    let routed: HashSet<&str> = prepared
+        .judges
+        .iter()
+        .filter(|h| batchable(h.config.backend))
+        .map(|h| h.config.name.as_str())
+        .collect();
+    let shard = crate::batch::shard::stored(dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AuditError::Config(format!("cannot start the async runtime: {e}")))?;
+    let interrupted = crate::run::watch_interrupts(&runtime);
+    let mut total = BatchRun::default();
+    // (wave, calls of it still missing) after the previous round: a wave that did not shrink
+    // is not sent again, as in the synchronous runner.
+    let mut last = (usize::MAX, usize::MAX);
+    loop {
+        // Collect first: a resumed run picks up what finished while it was away.
+        drain(dir, poll, &mut total, &interrupted)?;
+        let records = RunStore::open(dir)?.records()?;
+        let by_id: HashMap<&str, &crate::run::CallRecord> =
+            records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+        let mut engine = Sequential::new(plan, &engine_options);
+        let Some(calls) = engine.replay(plan, &by_id) else {
+            total.pending = 0;
+            break;
+        };
+        let missing: Vec<usize> = calls
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let id = &plan.calls[i].id;
+                !by_id.contains_key(id.as_str()) && shard.is_none_or(|s| s.contains(id))
+            })
+            .collect();
+        total.pending = missing.len();
+        if missing.is_empty() || (engine.waves_run() == last.0 && missing.len() >= last.1) {
+            break;
+        }
+        // A wave sent again (it shrank but is not complete) is still one wave.
+        let new_wave = engine.waves_run() != last.0;
+        last = (engine.waves_run(), missing.len());
+        let wave: HashSet<String> = missing.iter().map(|&i| plan.calls[i].id.clone()).collect();
+        let (batched, direct): (Vec<usize>, Vec<usize>) = missing
+            .iter()
+            .partition(|&&i| routed.contains(plan.calls[i].judge.as_str()));
+        let mut stop = false;
+        // Batches first, so the provider works on them while the other judges answer.
+        if !batched.is_empty() {
+            total.waves += usize::from(new_wave);
+            let submitted = submit_where(dir, options, Some(&wave))?;
+            stop |= submitted.over_budget > 0 || !submitted.stopped.is_empty();
+            tally(&mut total, submitted);
+        }
+        if !direct.is_empty() {
+            let outcome = runtime.block_on(audit::execute_calls(prepared, dir, exec, &direct))?;
+            total.sync_sent += outcome.sent;
+            stop |= outcome.over_budget > 0 || !outcome.stopped.is_empty();
+        }
+        if !batched.is_empty() {
+            // Until the wave's batches end: unanswered calls ride in the next batch.
+            loop {
+                drain(dir, poll, &mut total, &interrupted)?;
+                let submitted = submit_where(dir, options, Some(&wave))?;
+                stop |= submitted.over_budget > 0 || !submitted.stopped.is_empty();
+                if !tally(&mut total, submitted) {
+                    break;
+                }
+            }
+            if fallback_sync {
+                let done = RunStore::open(dir)?.completed_ids()?;
+                let left: Vec<usize> = batched
+                    .into_iter()
+                    .filter(|&i| !done.contains(&plan.calls[i].id))
+                    .collect();
+                if !left.is_empty() {
+                    let outcome =
+                        runtime.block_on(audit::execute_calls(prepared, dir, exec, &left))?;
+                    total.sync_sent += outcome.sent;
+                    stop |= outcome.over_budget > 0;
+                }
+            }
+        }
+        if stop {
+            // The wave stays as it is; what it still misses is pending.
+            let done = RunStore::open(dir)?.completed_ids()?;
+            total.pending = missing
+                .iter()
+                .filter(|&&i| !done.contains(&plan.calls[i].id))
+                .count();
+            break;
+        }
     }
     total.stopped.sort();
     total.stopped.dedup();

@@ -165,7 +165,30 @@ pub(super) fn score_forest(p: &PointwiseSection) -> String {
         }
         y = ry + 10.0;
     }
-    chart.finish()
+    let mut out = chart.finish();
+    // Text alternative for screen readers, as every pairwise chart has.
+    out.push_str("<table class=\"sr-only\"><caption>Score shift per pointwise judge and artifact: mean shift in points, 95% interval, n and Holm-adjusted Wilcoxon p</caption><thead><tr><th>judge</th><th>artifact</th><th>shift in points</th><th>95% interval</th><th>n</th><th>Holm p</th></tr></thead><tbody>");
+    for g in &groups {
+        let judge = format!(
+            "{}{}",
+            g.name,
+            if g.simulated { " (SIMULATED)" } else { "" }
+        );
+        for s in g.shifts {
+            out.push_str(&format!(
+                "<tr><th>{}</th><td>{}</td><td>{:+.2}</td><td>[{:+.2}, {:+.2}]</td><td>{}</td><td>{}</td></tr>",
+                escape(&judge),
+                escape(&s.artifact),
+                s.mean_shift,
+                s.interval.low,
+                s.interval.high,
+                s.n,
+                p_text(s.p_holm)
+            ));
+        }
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 /// A reliability diagram: mean predicted P(positive) against the observed positive share per

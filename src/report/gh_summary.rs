@@ -62,11 +62,7 @@ pub fn render(view: &ReportView<'_>) -> String {
     // Pointwise judges and juries, named so a reader tells them from pairwise ones.
     let pointwise = s.pointwise.iter().flat_map(|p| {
         let judges = p.judges.iter().map(|j| {
-            let kind = match j.kind {
-                crate::analyze::pointwise_summary::PointwiseKind::Score => "score",
-                crate::analyze::pointwise_summary::PointwiseKind::Label => "label",
-                crate::analyze::pointwise_summary::PointwiseKind::Rubric => "rubric",
-            };
+            let kind = j.kind.label();
             (format!("{} ({kind})", j.judge), j.simulated, &j.trust)
         });
         let juries = p.juries.iter().map(|j| {

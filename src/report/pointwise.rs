@@ -71,14 +71,6 @@ fn scale_text(scale: &GradeScale) -> String {
     }
 }
 
-fn kind_name(kind: PointwiseKind) -> &'static str {
-    match kind {
-        PointwiseKind::Score => "score",
-        PointwiseKind::Label => "label",
-        PointwiseKind::Rubric => "rubric",
-    }
-}
-
 fn range(scale: &GradeScale) -> f64 {
     match scale {
         GradeScale::Score { min, max } if max > min => (max - min) as f64,
@@ -91,7 +83,7 @@ fn judge_label(j: &PointwiseJudgeSummary) -> String {
     format!(
         "{}{} judge",
         if j.simulated { "SIMULATED " } else { "" },
-        kind_name(j.kind)
+        j.kind.label()
     )
 }
 
@@ -368,7 +360,7 @@ pub fn html(p: &PointwiseSection) -> Markup {
             div.cards {
                 @for j in &p.judges {
                     div class={ "card " (verdict_class(j.trust.verdict)) } {
-                        h3 { span.jn { (Text(&j.judge)) } @if j.simulated { " " (sim_tag()) } " " span.small { (kind_name(j.kind)) " judge" } (badge(j.trust.verdict)) }
+                        h3 { span.jn { (Text(&j.judge)) } @if j.simulated { " " (sim_tag()) } " " span.small { (j.kind.label()) " judge" } (badge(j.trust.verdict)) }
                         (trust_html(&j.trust))
                     }
                 }
@@ -387,7 +379,7 @@ pub fn html(p: &PointwiseSection) -> Markup {
                 }
             }
             @for j in &p.judges {
-                h3 { (Text(&j.judge)) @if j.simulated { " " (sim_tag()) } " · " (kind_name(j.kind)) " judge " (badge(j.trust.verdict)) }
+                h3 { (Text(&j.judge)) @if j.simulated { " " (sim_tag()) } " · " (j.kind.label()) " judge " (badge(j.trust.verdict)) }
                 @if let Some(c) = &j.consistency {
                     p { "Score–comparison consistency with " (Text(&c.pairwise_judge)) ": the lower-scored answer won " (rate_text(&c.consistency.rate)) " of pairs with unequal scores and a decisive verdict (" (c.consistency.equal_scores) " with equal scores not counted)." }
                 }

@@ -1022,6 +1022,37 @@ impl RunSession {
     }
 }
 
+/// Listen for SIGINT and SIGTERM between sessions (while `run --batch` waits for a sequential
+/// wave's batches): once a session has installed tokio's handler the default action (exit) is
+/// gone, so without this a Ctrl-C while waiting would be ignored. The first signal is recorded
+/// (see [`interrupted_by`]) and returned by the flag; a second quits at once. Spawn it on the
+/// runtime that runs the sessions.
+pub fn watch_interrupts(runtime: &tokio::runtime::Runtime) -> Arc<AtomicI32> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let flag = Arc::new(AtomicI32::new(0));
+    let seen = flag.clone();
+    runtime.spawn(async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        loop {
+            let number = tokio::select! {
+                Some(()) = interrupt.recv() => libc::SIGINT,
+                Some(()) = terminate.recv() => libc::SIGTERM,
+                else => return,
+            };
+            if seen.swap(number, AtomicOrdering::SeqCst) != 0 {
+                std::process::exit(128 + number);
+            }
+            INTERRUPTED.store(number, AtomicOrdering::SeqCst);
+        }
+    });
+    flag
+}
+
 /// Listen for SIGINT and SIGTERM while calls are sent: the first halts the run (it then commits
 /// what arrives and stops), a second quits at once with 128 + the signal number.
 fn watch_signals(halt: Arc<Halt>) -> Option<tokio::task::JoinHandle<()>> {

@@ -5,6 +5,7 @@
 //! Everything binds to `127.0.0.1:0` (an ephemeral port), so tests can run in parallel.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod batch_api;
 pub mod faults;
 
 use axum::Router;
