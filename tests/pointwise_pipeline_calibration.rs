@@ -35,7 +35,7 @@
 //! 200 pairs, 8,000 calls each). Run with
 //! `cargo test --release --test pointwise_pipeline_calibration -- --ignored --nocapture`
 //! (`PW_AUDITS=N` and `PW_PAIRS=N` change the number of audits and pairs per audit; `PW_NOISE=x`
-//! replaces the presets' run-to-run noise, 0.04 for the grader and 0.02 for the classifier, in
+//! replaces this test's run-to-run noise, 0.04 for the graders and 0.02 for the classifiers, in
 //! every judge). Uses 1,000 bootstrap resamples per interval (the default is 2,000).
 
 use judge_audit::analyze::Trust;
@@ -43,7 +43,7 @@ use judge_audit::analyze::pointwise_summary::PointwiseSection;
 use judge_audit::analyze::simulate::synthetic_pairs;
 use judge_audit::audit::{self, AuditConfig, ExecOptions};
 use judge_audit::judge::JudgeConfig;
-use judge_audit::judge::config::SimGrades;
+use judge_audit::judge::config::{JudgeKind, SimGrades};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -69,18 +69,24 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A preset of `judges/sim-pointwise/`, with `PW_NOISE` as its run-to-run noise when set.
+/// A preset of `judges/sim-pointwise/` with this test's run-to-run noise: `PW_NOISE` when set,
+/// else 0.04 for graders and 0.02 for classifiers, fixed here so that tuning a preset for the
+/// demo does not silently change the measured setup.
 fn preset(file: &str) -> JudgeConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("judges/sim-pointwise")
         .join(file);
     let mut config = JudgeConfig::from_file(&path).expect("the preset parses");
-    if let Some(noise) = std::env::var("PW_NOISE")
+    let default = if config.kind == JudgeKind::Label {
+        0.02
+    } else {
+        0.04
+    };
+    let noise = std::env::var("PW_NOISE")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
-    {
-        config.sim.as_mut().expect("a [sim] table").noise = noise;
-    }
+        .unwrap_or(default);
+    config.sim.as_mut().expect("a [sim] table").noise = noise;
     config
 }
 
