@@ -11,6 +11,8 @@
 //! matter; judge noise of ±1 on each call; the artifact adds +1 with probability `q`, so the
 //! planted mean shift is exactly `q`: scores stay inside 2..=9 on a 1..=10 scale and never clip).
 //! Ignored by default: `cargo test --test pointwise_calibration -- --ignored --nocapture`.
+//! `tests/pointwise_pipeline_calibration.rs` runs the same checks through the audit pipeline
+//! with the simulated pointwise judges; this one keeps the statistics layer alone, BCa included.
 
 use judge_audit::analyze::pointwise::{GradeRecord, label_flips, score_shift};
 use judge_audit::judge::grade::Grade;
