@@ -1903,7 +1903,6 @@ pub fn demo_config(seed: u64) -> AuditConfig {
     let mut judges: Vec<String> = DEMO_JUDGES.iter().map(|s| s.to_string()).collect();
     if local_demo_judge_available() {
         judges.push(LOCAL_DEMO_JUDGE.to_string());
-        judges.push(LOCAL_DEMO_CLASSIFIER.to_string());
     }
     AuditConfig {
         seed,
@@ -1921,10 +1920,6 @@ pub fn demo_config(seed: u64) -> AuditConfig {
 
 /// The real language-model judge the demo adds when it can.
 pub const LOCAL_DEMO_JUDGE: &str = "smollm2-local";
-
-/// The same real model audited as a safe/unsafe classifier (one answer at a time), added with
-/// [`LOCAL_DEMO_JUDGE`].
-pub const LOCAL_DEMO_CLASSIFIER: &str = "smollm2-local-safety";
 
 /// True when this binary can run the local SmolLM2 judge (feature `local`, model file present).
 pub fn local_demo_judge_available() -> bool {

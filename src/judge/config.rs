@@ -438,10 +438,6 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
         include_str!("../../judges/smollm2-local.toml"),
     ),
     (
-        "smollm2-local-safety.toml",
-        include_str!("../../judges/smollm2-local-safety.toml"),
-    ),
-    (
         "qwen2.5-coder-1.5b-local.toml",
         include_str!("../../judges/qwen2.5-coder-1.5b-local.toml"),
     ),
@@ -1764,7 +1760,7 @@ mod tests {
         assert_eq!(on_disk, embedded);
         // The same files load from disk with identical content.
         let from_dir = JudgeConfig::load_dir(&root).unwrap();
-        assert_eq!(from_dir.len(), 13);
+        assert_eq!(from_dir.len(), 12);
         let sims = JudgeConfig::load_dir(root.join("sim")).unwrap();
         assert_eq!(sims.len(), 7);
         assert!(
