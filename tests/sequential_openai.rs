@@ -527,3 +527,69 @@ async fn detached_batch_submission_of_a_sequential_audit_is_refused() {
     assert!(!dir.path().join("exported").join("batch").exists());
     assert!(!dir.path().join("submitted").join("run.sqlite").exists());
 }
+
+/// `--max-cost` caps a sequential audit: the budget reserves each call's worst case (its
+/// prompt's token estimate plus `max_tokens`) until the answer settles it, and once a call does
+/// not fit no further call is sent. What was answered is kept and analysed, the wave under way
+/// stays in the plan with its unsent calls pending (a resume with a larger budget sends them),
+/// and the sequential section says the budget ended the audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_budget_ends_a_sequential_audit_with_what_it_could_pay_for() {
+    let server =
+        MockServer::start(|request| Reply::json(chat_completion(rule(&user_text(request))))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    // $10,000 per million tokens: each reply's 10 + 2 tokens cost $0.12; a call's worst case
+    // is several dollars.
+    let config = std::fs::read_to_string(dir.path().join("audit.toml")).unwrap()
+        + "[judge.pricing]\ninput_per_mtok = 10000.0\noutput_per_mtok = 10000.0\n";
+    std::fs::write(dir.path().join("audit.toml"), config).unwrap();
+    let out = dir.path().join("out");
+    let base_url = server.base_url();
+    let output = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        let out = out.clone();
+        move || {
+            command(
+                &dir,
+                &base_url,
+                &["run", "--config", "audit.toml", "--max-cost", "30", "--out"],
+            )
+            .arg(&out)
+            .output()
+            .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "run failed: {stderr}");
+    let sent = server.count();
+    // Some calls fit; the first wave's 120 do not.
+    assert!(sent > 0 && sent < 120, "sent {sent}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    schema_valid(&summary);
+    let calls = &summary["judges"][0]["calls"];
+    assert_eq!(calls["completed"], sent, "every answer is kept");
+    assert_eq!(calls["failed"], 0);
+    assert_eq!(
+        calls["planned"], 120,
+        "the wave under way stays in the plan"
+    );
+    assert_eq!(calls["pending"], 120 - sent as u64);
+    let spent =
+        (calls["input_tokens"].as_f64().unwrap() + calls["output_tokens"].as_f64().unwrap()) * 0.01;
+    assert!(spent <= 30.0, "spent ${spent}");
+    let s = &summary["sequential"];
+    assert_eq!(s["budget_exhausted"], true);
+    assert_eq!(s["waves_run"], 0, "no wave was completed");
+    for cell in s["cells"].as_array().unwrap() {
+        assert_eq!(cell["decision"], "undecided", "{cell}");
+    }
+    assert!(
+        stderr.contains(&format!("{sent} calls sent"))
+            && stderr.contains("not sent for the cost budget"),
+        "{stderr}"
+    );
+}
