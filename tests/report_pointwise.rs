@@ -375,7 +375,12 @@ fn csv_rows_carry_the_estimates() {
         ]
     );
     assert_eq!(r[11], "pointwise_judge");
-    assert!(r[9].parse::<f64>().unwrap() < 1e-5, "Wilcoxon p");
+    // Exact Wilcoxon on the 15 pairs' mean shifts, all +2: 2 · 0.5¹⁵.
+    assert_eq!(
+        r[9].parse::<f64>().unwrap(),
+        2.0 * 0.5f64.powi(15),
+        "Wilcoxon p"
+    );
     let flips = find(EVIL_JUDGE, "apology", "positive_to_negative_rate");
     assert_eq!((&flips[5][..], &flips[6][..]), ("10", "0.8"));
     assert!((flips[9].parse::<f64>().unwrap() - 0.0078125).abs() < 1e-12);

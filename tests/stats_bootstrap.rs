@@ -350,3 +350,44 @@ fn default_config_is_documented_values() {
         (2000, 0, 0.95, BootstrapMethod::Bca)
     );
 }
+
+#[test]
+fn variance_df_and_expanded_confidence_match_numpy_and_scipy() {
+    use judge_audit::stats::expanded_confidence;
+    // Ten pairs of two answers, three of them moved: r̂ = 2/20 = 0.1, residuals e = s − 0.1·2.
+    // numpy: k·Σe⁴/(Σe²)² = 4.612456747404845, df = 2k/(κ − 1) = 5.536398467432949.
+    let sums = ClusterSums::new(
+        vec![0.0, 0.0, 3.0, 0.0, -2.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+        vec![2.0; 10],
+    )
+    .unwrap();
+    close(sums.variance_df(), 5.536398467432949, 1e-12);
+    // 1 − 2·scipy.stats.norm.cdf(−scipy.stats.t.ppf(0.975, df)·√(k/(k−1))):
+    // df 5.5364, k 10 -> 0.9915251370668575; df 199, k 200 -> 0.9519476304587592 (Hesterberg's
+    // expanded percentile exactly); df 14, k 200 -> 0.9684581385392894.
+    close(
+        expanded_confidence(0.95, 5.536398467432949, 10),
+        0.9915251370668575,
+        1e-9,
+    );
+    close(
+        expanded_confidence(0.95, 199.0, 200),
+        0.9519476304587592,
+        1e-9,
+    );
+    close(
+        expanded_confidence(0.95, 14.0, 200),
+        0.9684581385392894,
+        1e-9,
+    );
+    // Normal-looking spread keeps nearly every cluster (clamped at k − 1); equal |e| has κ = 1.
+    let equal = ClusterSums::new(vec![1.0, -1.0, 1.0, -1.0], vec![1.0; 4]).unwrap();
+    assert_eq!(equal.variance_df(), 3.0);
+    // Degenerate: no spread, one cluster: NaN, and the level is left alone.
+    let flat = ClusterSums::new(vec![2.0, 2.0, 2.0], vec![2.0; 3]).unwrap();
+    assert!(flat.variance_df().is_nan());
+    let one = ClusterSums::new(vec![1.0], vec![1.0]).unwrap();
+    assert!(one.variance_df().is_nan());
+    assert_eq!(expanded_confidence(0.95, f64::NAN, 200), 0.95);
+    assert_eq!(expanded_confidence(0.95, 5.0, 1), 0.95);
+}

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use crate::judge::grade::Grade;
 use crate::stats::{
     self, BootstrapConfig, ClusterSums, Interval, ReliabilityBin, Wilcoxon, benjamini_hochberg,
-    cohen_kappa, holm, kendall_tau_b, mcnemar_exact, quadratic_weighted_kappa, sign_test, spearman,
-    wilcoxon_signed_rank, wilson,
+    cohen_kappa, expanded_confidence, holm, kendall_tau_b, mcnemar_exact, quadratic_weighted_kappa,
+    sign_test, spearman, wilcoxon_signed_rank, wilson,
 };
 
 /// `summary.json` writes a `NaN` estimate (no data) as `null`; these read it back as `NaN`, so a
@@ -26,6 +26,11 @@ mod nan {
 
     pub(super) fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    /// A field that summaries written before it existed do not have.
+    pub(super) fn missing() -> f64 {
+        f64::NAN
     }
 
     #[derive(Deserialize)]
@@ -134,9 +139,15 @@ pub struct ScoreShift {
     /// Mean of grade(artifact(X)) − grade(X).
     #[serde(deserialize_with = "nan::f64")]
     pub mean_shift: f64,
-    /// Pair-clustered bootstrap interval of the mean shift.
+    /// Pair-clustered bootstrap interval of the mean shift, read as Hesterberg's expanded
+    /// percentile interval on [`Self::interval_df`] degrees of freedom
+    /// ([`crate::stats::expanded_confidence`]).
     #[serde(deserialize_with = "nan::interval")]
     pub interval: Interval,
+    /// Effective degrees of freedom of the shift's variance over pairs
+    /// ([`ClusterSums::variance_df`]); `NaN` when no pair's shift differs from the mean.
+    #[serde(default = "nan::missing", deserialize_with = "nan::f64")]
+    pub interval_df: f64,
     /// Items whose score went up / down / stayed.
     pub up: u64,
     /// Items whose score went down.
@@ -146,7 +157,8 @@ pub struct ScoreShift {
     /// Exact two-sided sign test on up vs down.
     #[serde(deserialize_with = "nan::f64")]
     pub sign_p: f64,
-    /// Wilcoxon signed-rank test on the shifts.
+    /// Wilcoxon signed-rank test on the pairs' mean shifts (the pair is the unit, as for the
+    /// interval; `wilcoxon.n` counts pairs whose mean shift is not 0).
     #[serde(deserialize_with = "nan::wilcoxon")]
     pub wilcoxon: Wilcoxon,
     /// Mean |shift| under the artifact.
@@ -211,19 +223,40 @@ pub fn score_shift(
         shifts.iter().filter(|d| **d > 0.0).count() as u64,
         shifts.iter().filter(|d| **d < 0.0).count() as u64,
     );
-    let interval = ClusterSums::from_values(&clusters, &shifts)
-        .ok()
-        .and_then(|sums| sums.bootstrap(bootstrap))
+    let sums = ClusterSums::from_values(&clusters, &shifts).ok();
+    let interval_df = sums.as_ref().map_or(f64::NAN, ClusterSums::variance_df);
+    // The test, like the interval, takes the pair as its unit: the two answers of a pair share a
+    // prompt (and a judge's mood on it), so their shifts are not independent draws, and ranking
+    // them one by one would overstate the evidence. One mean shift per pair.
+    let pair_means: Vec<f64> = sums.as_ref().map_or_else(Vec::new, |s| {
+        s.sums.iter().zip(&s.counts).map(|(x, c)| x / c).collect()
+    });
+    let wilcoxon = wilcoxon_signed_rank(&pair_means);
+    let interval = sums
+        .and_then(|sums| {
+            // Integer grades move rarely, so a mean shift is often carried by a few pairs and
+            // the plain percentile interval undercovers (VALIDATION.md §2c): read it at the
+            // level of a t interval on the variance's effective degrees of freedom.
+            let expanded = BootstrapConfig {
+                confidence: expanded_confidence(
+                    bootstrap.confidence,
+                    interval_df,
+                    sums.n_clusters(),
+                ),
+                ..*bootstrap
+            };
+            sums.bootstrap(&expanded)
+        })
         .map_or(Interval::NAN, |b| b.interval);
     let abs: Vec<f64> = shifts.iter().map(|d| d.abs()).collect();
     let mean_abs_shift = stats::mean(&abs);
     let noise = noise_abs_change(records, &cells);
-    let wilcoxon = wilcoxon_signed_rank(&shifts);
     Some(ScoreShift {
         artifact: artifact.to_string(),
         n: shifts.len() as u64,
         mean_shift: stats::mean(&shifts),
         interval,
+        interval_df,
         up,
         down,
         same: shifts.len() as u64 - up - down,
@@ -799,9 +832,14 @@ mod tests {
         assert_eq!((s.n, s.up, s.down, s.same), (4, 3, 0, 1));
         assert_eq!(s.invalid.unparseable, 1);
         assert!((s.mean_shift - 1.25).abs() < 1e-12);
-        // Sign test 3 vs 0: 2 · 0.5³ = 0.25. Wilcoxon on [2, 1, 2] (ties): normal approximation.
+        // Sign test 3 vs 0: 2 · 0.5³ = 0.25. Wilcoxon on [2, 1, 2] (ties, exact conditional):
+        // W+ = 6 is the largest of the 8 sign assignments, so p = 2 · 1/8 = 0.25.
         assert!((s.sign_p - 0.25).abs() < 1e-12);
-        assert_eq!((s.wilcoxon.n, s.wilcoxon.exact), (3, false));
+        assert_eq!((s.wilcoxon.n, s.wilcoxon.exact), (3, true));
+        assert!((s.wilcoxon.p_value - 0.25).abs() < 1e-12);
+        // Residuals 0.75, −0.25, −1.25, 0.75: κ̂ = 4·Σe⁴/(Σe²)² = 1.628, 2k/(κ̂ − 1) = 12.7,
+        // clamped to k − 1 = 3.
+        assert_eq!(s.interval_df, 3.0);
         // Noise: one of five items changed by 1 between repeats.
         assert!((s.noise_abs_change - 0.2).abs() < 1e-12);
         assert!((s.excess - (1.25 - 0.2)).abs() < 1e-12);

@@ -92,7 +92,7 @@ pub fn markdown(p: &PointwiseSection) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# Pointwise judges\n\nPointwise judges grade one answer at a time (a score, a label, or rubric criteria). **Score shift** is grade(artifact(X)) − grade(X) in points, with a pair-clustered bootstrap 95% interval, the exact sign test and the Wilcoxon signed-rank test (p raw / Holm / BH over the judge's artifacts); *share of scale* divides it by max − min. **Label flips** count baseline-positive answers that lost the positive label under the artifact (for a safety classifier: unsafe → safe, the safety-critical direction) and the reverse, with Wilson intervals and exact McNemar. Invalid grades (unparseable, off the scale) are counted and never coerced.\n"
+        "# Pointwise judges\n\nPointwise judges grade one answer at a time (a score, a label, or rubric criteria). **Score shift** is grade(artifact(X)) − grade(X) in points, with a pair-clustered bootstrap 95% interval (expanded percentile: as wide as a t interval on the effective pairs when a few pairs carry the shift), the exact sign test and the exact Wilcoxon signed-rank test (ties kept; p raw / Holm / BH over the judge's artifacts); *share of scale* divides it by max − min. **Label flips** count baseline-positive answers that lost the positive label under the artifact (for a safety classifier: unsafe → safe, the safety-critical direction) and the reverse, with Wilson intervals and exact McNemar. Invalid grades (unparseable, off the scale) are counted and never coerced.\n"
     );
     for j in &p.judges {
         let _ = writeln!(
@@ -356,7 +356,7 @@ pub fn html(p: &PointwiseSection) -> Markup {
     html! {
         section #pointwise {
             h2 { "Pointwise judges" }
-            p.intro { "Judges that grade one answer at a time. Score shift = grade(artifact(X)) − grade(X) in points (pair-clustered bootstrap 95% interval; Wilcoxon signed-rank p, Holm over the judge's artifacts, ✱ when below 0.05). Label flips count baseline-positive answers that lost the positive label under the artifact (safety classifiers: unsafe → safe) and the reverse (Wilson intervals, exact McNemar). Invalid grades are counted, never coerced." }
+            p.intro { "Judges that grade one answer at a time. Score shift = grade(artifact(X)) − grade(X) in points (pair-clustered bootstrap 95% interval, expanded percentile; exact Wilcoxon signed-rank p, Holm over the judge's artifacts, ✱ when below 0.05). Label flips count baseline-positive answers that lost the positive label under the artifact (safety classifiers: unsafe → safe) and the reverse (Wilson intervals, exact McNemar). Invalid grades are counted, never coerced." }
             div.cards {
                 @for j in &p.judges {
                     div class={ "card " (verdict_class(j.trust.verdict)) } {

@@ -523,6 +523,57 @@ impl ClusterSums {
     pub fn bootstrap(&self, config: &BootstrapConfig) -> Option<BootstrapResult> {
         cluster_bootstrap_ratio(&self.sums, &self.counts, config)
     }
+
+    /// Effective degrees of freedom of the cluster variance of [`Self::ratio`]: how many
+    /// independent clusters its spread is really estimated from.
+    ///
+    /// With residuals `eᵢ = sumsᵢ − r̂·countsᵢ` over k clusters, the variance is estimated from
+    /// Σ eᵢ²; matching it to a scaled χ²_ν by its first two moments (Satterthwaite) gives
+    /// `ν = 2 / Var(s²)/σ⁴ ≈ 2k / (κ − 1)` with κ the kurtosis of the residuals, estimated as
+    /// `κ̂ = k·Σeᵢ⁴ / (Σeᵢ²)²`. Normal residuals give κ ≈ 3 and ν ≈ k; a mean carried by a few
+    /// clusters (most residuals near 0, a few large: integer grades that rarely move) has a large
+    /// κ̂ and a small ν, which is when a bootstrap interval is too narrow. Clamped to [1, k − 1];
+    /// `NaN` with fewer than 2 clusters or no spread (nothing to estimate).
+    pub fn variance_df(&self) -> f64 {
+        let k = self.sums.len();
+        let r = self.ratio();
+        if k < 2 || !r.is_finite() {
+            return f64::NAN;
+        }
+        let (mut s2, mut s4) = (0.0, 0.0);
+        for (s, c) in self.sums.iter().zip(&self.counts) {
+            let e2 = (s - r * c).powi(2);
+            s2 += e2;
+            s4 += e2 * e2;
+        }
+        if s2 <= 0.0 || !s2.is_finite() {
+            return f64::NAN;
+        }
+        let k = k as f64;
+        let kurtosis = k * s4 / (s2 * s2);
+        let df = if kurtosis > 1.0 {
+            2.0 * k / (kurtosis - 1.0)
+        } else {
+            f64::INFINITY
+        };
+        df.clamp(1.0, k - 1.0)
+    }
+}
+
+/// The level at which to read a percentile bootstrap so that its interval is as wide as a
+/// Student-t interval on `df` degrees of freedom: Hesterberg's expanded percentile interval
+/// (Hesterberg 2015, "What teachers should know about the bootstrap", §4.5), read at
+/// `1 − 2Φ(−√(k/(k−1))·t_{df})` instead of `confidence`. The √(k/(k−1)) undoes the bootstrap's
+/// plug-in variance (divisor k); with `df = k − 1` this is Hesterberg's interval exactly, and a
+/// smaller `df` (from [`ClusterSums::variance_df`]) widens it further. `confidence` unchanged for
+/// a non-finite `df` or fewer than 2 clusters.
+pub fn expanded_confidence(confidence: f64, df: f64, clusters: usize) -> f64 {
+    if !df.is_finite() || clusters < 2 || !(confidence > 0.0 && confidence < 1.0) {
+        return confidence;
+    }
+    let k = clusters as f64;
+    let t = super::interval::t_two_sided(df, confidence) * (k / (k - 1.0)).sqrt();
+    1.0 - 2.0 * normal_cdf(-t)
 }
 
 /// Σ wᵢ·vᵢ with four independent accumulators (a fixed order, so still deterministic): a

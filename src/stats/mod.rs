@@ -50,7 +50,8 @@ pub use agreement::{
 pub use bootstrap::{
     BootstrapConfig, BootstrapMethod, BootstrapResult, ClusterSums, bca_interval,
     bootstrap_replicates, cluster_bootstrap, cluster_bootstrap_ratio, cluster_bootstrap_ratio_diff,
-    cluster_bootstrap_ratios, cluster_bootstrap_result, percentile_interval, quantile_linear,
+    cluster_bootstrap_ratios, cluster_bootstrap_result, expanded_confidence, percentile_interval,
+    quantile_linear,
 };
 pub use interval::{
     EffectiveInterval, Interval, clopper_pearson, clopper_pearson_fractional,
