@@ -11,6 +11,8 @@
 //! - `boot`: one clustered bootstrap pass (resampling pairs) for every statistic of a judge;
 //! - `judge`: the per-judge metrics;
 //! - [`jury`]: aggregation rules, juror error correlation, the jury composer;
+//! - [`mitigation`]: post-hoc mitigations (swap-and-confirm, order-averaged probabilities,
+//!   majority over repeats, juries) measured on the same calls;
 //! - `agreement`: κ / π / Fleiss / Krippendorff between judges;
 //! - `multiplicity`: Holm and Benjamini–Hochberg families;
 //! - [`power`]: minimum detectable effects and the `plan --power` table;
@@ -25,6 +27,7 @@ mod findings;
 mod index;
 mod judge;
 pub mod jury;
+pub mod mitigation;
 mod multiplicity;
 pub mod pointwise;
 pub mod pointwise_summary;
@@ -807,6 +810,9 @@ pub struct Analysis {
     pub jury: Option<JuryAnalysis>,
     /// How the analysis was run.
     pub info: AnalysisInfo,
+    /// Post-hoc mitigations per judge, measured on the same calls.
+    #[serde(default)]
+    pub mitigations: mitigation::MitigationSection,
 }
 
 /// Analyse every judge of the plan (the judges part of [`analyze_full`]).
@@ -932,7 +938,10 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
         result.small_audit = power::small_audit(result, &options.trust, options.power);
         result.findings = findings::findings(result);
     }
+    let mitigations =
+        mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size);
     Analysis {
+        mitigations,
         judges,
         juries,
         agreement,
