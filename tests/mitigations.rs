@@ -6,6 +6,8 @@
 //! and a small audit answered by a fixed rule whose every mitigated count is worked out by hand
 //! below, with the exact sign test's p-values from scipy 1.17.1.
 
+mod report_common;
+
 use judge_audit::analyze::mitigation::{
     GOLD_MARGIN, JudgeMitigations, Mitigation, MitigationSection,
 };
@@ -32,7 +34,10 @@ fn sim(name: &str, seed: u64, position_bias: f64, apology: f64) -> (SimJudge, Si
     let mut config = JudgeConfig::new(name, Backend::Sim);
     config.seed = seed;
     config.sim = Some(params.clone());
-    (SimJudge::new(&config).expect("valid simulated judge"), params)
+    (
+        SimJudge::new(&config).expect("valid simulated judge"),
+        params,
+    )
 }
 
 fn options() -> AnalysisOptions {
@@ -117,7 +122,11 @@ fn swap_and_confirm_removes_a_planted_position_bias_and_nothing_is_recommended_f
 
     let position = judge(&s, "sim-position");
     assert!(position.simulated);
-    assert_eq!(position.targets, ["position"], "the audit finds the planted bias");
+    assert_eq!(
+        position.targets,
+        ["position"],
+        "the audit finds the planted bias"
+    );
     let swap = mitigation(position, "swap-and-confirm");
     assert!(swap.post_hoc && swap.available);
     assert_eq!(swap.cost_calls, 2.0);
@@ -130,7 +139,10 @@ fn swap_and_confirm_removes_a_planted_position_bias_and_nothing_is_recommended_f
     assert_eq!(flips.flip_rate.estimate, Some(0.0));
     let test = flips.flip_test.as_ref().unwrap();
     assert_eq!(test.more, 0);
-    assert!(test.p_value < 0.05, "fewer conflicts, exact sign test: {test:?}");
+    assert!(
+        test.p_value < 0.05,
+        "fewer conflicts, exact sign test: {test:?}"
+    );
     assert!(swap.removes_targets);
     // ... at a price: a pair the judge got right in one order only becomes a tie, and a tie
     // counts as wrong against gold, so gold accuracy falls by more than the margin.
@@ -379,14 +391,19 @@ fn hand_counted_rule_audit() {
 
     let averaged = mitigation(j, "order-averaged-probabilities");
     assert!(!averaged.available);
-    assert!(averaged.note.as_deref().unwrap().contains("label probabilities"));
+    assert!(
+        averaged
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("label probabilities")
+    );
 
     // Ranking: swap removes 0.5 per extra call, majority 0.
     assert_eq!(swap.rank, Some(1));
     assert_eq!(majority.rank, Some(2));
     assert_eq!(averaged.rank, None);
 }
-
 
 /// A judge right in both orders on every pair whose only bias is the first slot when both slots
 /// hold the same answer; the apology changes nothing.
@@ -422,8 +439,88 @@ fn the_cheapest_mitigation_that_removes_the_bias_and_keeps_gold_is_recommended()
     assert_eq!(swap.gold_accuracy.estimate, Some(1.0));
     assert_eq!(swap.gold_accuracy_change, Some(0.0));
     let majority = mitigation(j, "majority-of-repeats");
-    assert!(!majority.removes_targets, "same order, same slot: the bias stays");
+    assert!(
+        !majority.removes_targets,
+        "same order, same slot: the bias stays"
+    );
     assert_eq!(j.recommended.as_deref(), Some("swap-and-confirm"));
     assert!(j.recommendation.contains("post hoc"));
     assert!(j.recommendation.contains("held-out pairs"));
+}
+
+/// The section in every format the demo writes, marked post hoc, with the simulated judges
+/// labelled; JUnit and the step summary say they do not show it.
+#[test]
+fn every_report_format_has_the_post_hoc_section() {
+    let dir = report_common::demo(42);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let (md, html, json, csv) = (
+        read("report.md"),
+        read("report.html"),
+        read("summary.json"),
+        read("results.csv"),
+    );
+    assert!(md.contains("# Mitigations (post hoc)\n"));
+    assert!(md.contains("## sim-first-slot (simulated) · mitigations (post hoc)"));
+    assert!(md.contains("confirm the chosen mitigation on held-out pairs"));
+    assert!(html.contains("<section id=\"mitigations\">"));
+    assert!(html.contains("<a href=\"#mitigations\">Mitigations</a>"));
+    assert!(html.contains("held-out pairs"));
+    assert!(html.contains("<caption>Mitigations of sim-first-slot"));
+    assert!(json.contains("\"mitigations\": {"));
+    assert!(json.contains("\"post_hoc\": true"));
+    assert!(csv.contains("sim-first-slot / swap-and-confirm,true,position,mitigation,T,"));
+    use judge_audit::report::{Format, Section, view::supports};
+    for f in [
+        Format::Markdown,
+        Format::Html,
+        Format::Json,
+        Format::Csv,
+        Format::Arrow,
+    ] {
+        assert!(supports(f, Section::Mitigations), "{f:?}");
+    }
+    assert!(!supports(Format::Junit, Section::Mitigations));
+    assert!(!supports(Format::GhSummary, Section::Mitigations));
+    // The demo's verdicts: the first-slot judge's position bias is the one swap-and-confirm
+    // removes; the unbiased judge gets nothing.
+    let summary = report_common::demo_summary(42);
+    let m = summary.mitigations.as_ref().unwrap();
+    let unbiased = m.judges.iter().find(|j| j.judge == "sim-unbiased").unwrap();
+    assert_eq!(unbiased.recommended, None);
+    let first = m
+        .judges
+        .iter()
+        .find(|j| j.judge == "sim-first-slot")
+        .unwrap();
+    let swap = mitigation(first, "swap-and-confirm");
+    assert!(artifact(swap, "position").t.covers(0.0));
+}
+
+/// A hostile judge name reaches the section escaped in HTML and Markdown.
+#[test]
+fn hostile_names_are_escaped_in_the_section() {
+    let mut summary = report_common::demo_summary(42);
+    let m = summary.mitigations.as_mut().unwrap();
+    for (k, j) in m.judges.iter_mut().enumerate() {
+        j.judge = report_common::HOSTILE[k % report_common::HOSTILE.len()].to_string();
+        j.recommendation =
+            report_common::HOSTILE[(k + 1) % report_common::HOSTILE.len()].to_string();
+    }
+    let html = judge_audit::report::html::render(&summary);
+    let section = &html[html.find("<section id=\"mitigations\">").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    for bad in ["<script", "<img", "<svg", "\u{202E}"] {
+        assert!(!section.contains(bad), "{bad} in the HTML section");
+    }
+    assert!(section.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let md = judge_audit::report::markdown::render(&summary);
+    let section = &md[md.find("# Mitigations (post hoc)").unwrap()..];
+    // Markdown escapes a tag's `<` with a backslash, so no unescaped tag is left.
+    assert!(section.contains("\\<script>alert(1)\\</script>"));
+    assert!(
+        !section.replace("\\<", "").contains("<script"),
+        "Markdown escapes markup"
+    );
+    assert!(!section.contains('\u{202E}'));
 }

@@ -243,7 +243,11 @@ fn groups(l: &Layout, position: Option<usize>, rule: Rule) -> Vec<Group> {
             }
             if let Some(a) = position {
                 for side in [Side::A, Side::B] {
-                    out.push((0..r).map(|k| (l.tie(a, side, Order::Ab, k), true)).collect());
+                    out.push(
+                        (0..r)
+                            .map(|k| (l.tie(a, side, Order::Ab, k), true))
+                            .collect(),
+                    );
                 }
             }
         }
@@ -267,11 +271,7 @@ fn code_for(v: i8, role_first: bool) -> u8 {
 
 /// P(role 1 wins), P(role 2 wins), P(tie) from a cell's slot probabilities.
 fn role_probs(p: [f64; 3], role_first: bool) -> [f64; 3] {
-    if role_first {
-        p
-    } else {
-        [p[1], p[0], p[2]]
-    }
+    if role_first { p } else { [p[1], p[0], p[2]] }
 }
 
 /// The same probabilities in slot terms.
@@ -335,7 +335,14 @@ fn decide(v: &Verdicts, l: &Layout, pair: usize, g: &Group, rule: Rule) -> (u8, 
             }
             let valid: usize = votes.iter().sum();
             if valid == 0 {
-                return (if codes.contains(&INVALID) { INVALID } else { FAILED }, None);
+                return (
+                    if codes.contains(&INVALID) {
+                        INVALID
+                    } else {
+                        FAILED
+                    },
+                    None,
+                );
             }
             let winner = (0..3).find(|&k| 2 * votes[k] > valid);
             let code = match winner {
@@ -476,9 +483,18 @@ fn summarize(m: &mut Mitigation, base: &JudgeResult, targets: &[String]) {
         .iter()
         .filter(|a| a.t.estimate.is_some() && a.unmitigated_t.is_some())
         .collect();
-    m.residual_bias = mean_abs(&measured.iter().filter_map(|a| a.t.estimate).collect::<Vec<_>>());
-    m.unmitigated_bias =
-        mean_abs(&measured.iter().filter_map(|a| a.unmitigated_t).collect::<Vec<_>>());
+    m.residual_bias = mean_abs(
+        &measured
+            .iter()
+            .filter_map(|a| a.t.estimate)
+            .collect::<Vec<_>>(),
+    );
+    m.unmitigated_bias = mean_abs(
+        &measured
+            .iter()
+            .filter_map(|a| a.unmitigated_t)
+            .collect::<Vec<_>>(),
+    );
     if let (Some(r), Some(u)) = (m.residual_bias, m.unmitigated_bias)
         && m.cost_calls > 1.0
     {
@@ -490,7 +506,9 @@ fn summarize(m: &mut Mitigation, base: &JudgeResult, targets: &[String]) {
         .zip(base.baseline.gold_accuracy.estimate)
         .map(|(x, y)| x - y);
     // A small tolerance: a change of exactly the margin passes despite rounding.
-    m.keeps_gold = m.gold_accuracy_change.is_none_or(|d| d >= -GOLD_MARGIN - 1e-12);
+    m.keeps_gold = m
+        .gold_accuracy_change
+        .is_none_or(|d| d >= -GOLD_MARGIN - 1e-12);
     m.removes_targets = m.available
         && !targets.is_empty()
         && targets.iter().all(|t| {
@@ -512,7 +530,12 @@ fn own(
     let l = ctx.layout;
     let conf = ctx.options.confidence;
     let (id, label, calls, dup) = match rule {
-        Rule::Swap => (SWAP, "swap-and-confirm (both orders must agree, else tie)", 2.0, 2),
+        Rule::Swap => (
+            SWAP,
+            "swap-and-confirm (both orders must agree, else tie)",
+            2.0,
+            2,
+        ),
         Rule::Averaged => (
             AVERAGED,
             "order-averaged label probabilities (P(win) averaged over both orders)",

@@ -938,8 +938,7 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
         result.small_audit = power::small_audit(result, &options.trust, options.power);
         result.findings = findings::findings(result);
     }
-    let mitigations =
-        mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size);
+    let mitigations = mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size);
     Analysis {
         mitigations,
         judges,

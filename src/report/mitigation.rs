@@ -9,7 +9,9 @@ use super::format::{interval, opt, p as p_text, rate, signed, value};
 use super::markdown::{cell_text, escape};
 use super::text::Text;
 use crate::analyze::Estimate;
-use crate::analyze::mitigation::{JudgeMitigations, MitigatedArtifact, Mitigation, MitigationSection};
+use crate::analyze::mitigation::{
+    JudgeMitigations, MitigatedArtifact, Mitigation, MitigationSection,
+};
 use maud::{Markup, html};
 use std::fmt::Write;
 
@@ -17,7 +19,11 @@ use std::fmt::Write;
 fn before_after(before: Option<f64>, after: &Estimate, is_signed: bool) -> String {
     let b = before.map_or("–".to_string(), |x| value(x, is_signed));
     match after.estimate {
-        Some(v) => format!("{b} → {} {}", value(v, is_signed), interval(after, is_signed)),
+        Some(v) => format!(
+            "{b} → {} {}",
+            value(v, is_signed),
+            interval(after, is_signed)
+        ),
         None => format!("{b} → not measured"),
     }
 }
@@ -25,7 +31,12 @@ fn before_after(before: Option<f64>, after: &Estimate, is_signed: bool) -> Strin
 /// The paired flip test as a short cell: `fewer 3 / more 0, p 0.250`.
 fn test_text(a: &MitigatedArtifact) -> String {
     match &a.flip_test {
-        Some(t) => format!("fewer {} / more {}, p {}", t.fewer, t.more, p_text(t.p_value)),
+        Some(t) => format!(
+            "fewer {} / more {}, p {}",
+            t.fewer,
+            t.more,
+            p_text(t.p_value)
+        ),
         None => "–".into(),
     }
 }
@@ -321,7 +332,14 @@ pub fn csv_rows(s: &MitigationSection) -> Vec<Row> {
                 let id = a.artifact.as_str();
                 rows.push(row(j, m, id, "T", Some(a.t.n), &a.t));
                 rows.push(row(j, m, id, "WR", Some(a.wr.n), &a.wr));
-                rows.push(row(j, m, id, "flip_rate", Some(a.flip_rate.n), &a.flip_rate));
+                rows.push(row(
+                    j,
+                    m,
+                    id,
+                    "flip_rate",
+                    Some(a.flip_rate.n),
+                    &a.flip_rate,
+                ));
                 let test = a.flip_test.as_ref();
                 let e = Estimate {
                     estimate: test.and_then(|t| t.mean_reduction),
