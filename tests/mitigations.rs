@@ -469,7 +469,7 @@ fn every_report_format_has_the_post_hoc_section() {
     assert!(html.contains("<caption>Mitigations of sim-first-slot"));
     assert!(json.contains("\"mitigations\": {"));
     assert!(json.contains("\"post_hoc\": true"));
-    assert!(csv.contains("sim-first-slot / swap-and-confirm,true,position,mitigation,T,"));
+    assert!(csv.contains("sim-first-slot / swap-and-confirm,true,position,post_hoc_mitigation,T,"));
     use judge_audit::report::{Format, Section, view::supports};
     for f in [
         Format::Markdown,

@@ -120,7 +120,7 @@ fn demo_csv_has_the_documented_columns_and_rows() {
     assert!(
         rows.iter()
             .filter(|r| r[2].is_empty())
-            .all(|r| r[3] == "baseline" || r[3] == "agreement" || r[3] == "mitigation")
+            .all(|r| r[3] == "baseline" || r[3] == "agreement" || r[3] == "post_hoc_mitigation")
     );
     // Bytes are LF-terminated and end with a newline.
     assert!(!bytes.contains(&b'\r'));
@@ -311,7 +311,7 @@ fn mitigation_rows_match_the_summary() {
         .find(|a| a.artifact == "position")
         .unwrap();
     let t = find(&rows, who, "position", "T");
-    assert_eq!(t[3], "mitigation");
+    assert_eq!(t[3], "post_hoc_mitigation");
     assert_eq!(t[11], "mitigation");
     assert_eq!(t[5], pos.t.n.to_string());
     assert_eq!(t[6].parse::<f64>().unwrap(), pos.t.estimate.unwrap());

@@ -79,10 +79,10 @@ fn intro(s: &MitigationSection) -> String {
          exact sign test on per-pair flip shares (unmitigated − mitigated; McNemar's exact test \
          when a pair has one comparison), raw p. A mitigation is recommended only for a judge with \
          a Holm-significant artifact, when every such artifact's residual T interval covers 0 and \
-         gold accuracy drops by at most {:.0} points; the cheapest one wins. {} {}",
+         gold accuracy drops by at most {:.0} points; the cheapest one wins. {} The juries' \
+         residual effects are their own rows in the juries' section.",
         100.0 * s.gold_margin,
-        s.cost_rule,
-        s.note
+        s.cost_rule
     )
 }
 
@@ -90,7 +90,7 @@ fn intro(s: &MitigationSection) -> String {
 pub fn markdown(s: &MitigationSection) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Mitigations (post hoc)\n");
-    let _ = writeln!(out, "> **Post hoc.** {}\n", escape(&s.note));
+    let _ = writeln!(out, "> **{}**\n", escape(&s.note));
     let _ = writeln!(out, "{}\n", escape(&intro(s)));
     for j in &s.judges {
         judge_markdown(&mut out, j);
@@ -147,7 +147,11 @@ fn judge_markdown(out: &mut String, j: &JudgeMitigations) {
         );
     }
     out.push('\n');
-    let measured: Vec<&Mitigation> = j.mitigations.iter().filter(|m| m.available).collect();
+    let measured: Vec<&Mitigation> = j
+        .mitigations
+        .iter()
+        .filter(|m| m.available && !is_jury(m))
+        .collect();
     if measured.is_empty() {
         return;
     }
@@ -187,7 +191,7 @@ pub fn html(s: &MitigationSection) -> Markup {
     html! {
         section #mitigations {
             h2 { "Mitigations (post hoc)" }
-            p.note { b { "Post hoc. " } (Text(&s.note)) }
+            p.note { b { (Text(&s.note)) } }
             p.intro { (Text(&intro(s))) }
             @for j in &s.judges {
                 h3 { span.jn { (Text(&j.judge)) } @if j.simulated { " " (sim_tag()) } " · mitigations (post hoc)" }
@@ -229,7 +233,7 @@ pub fn html(s: &MitigationSection) -> Markup {
                         th scope="col" { "WR before → after" } th scope="col" { "flip rate before → after" } th scope="col" { "paired flip test" }
                     } }
                     tbody {
-                        @for m in j.mitigations.iter().filter(|m| m.available) {
+                        @for m in j.mitigations.iter().filter(|m| m.available && !is_jury(m)) {
                             @for a in &m.artifacts {
                                 tr {
                                     th scope="row" { (Text(&m.id)) }
@@ -252,8 +256,8 @@ pub fn html(s: &MitigationSection) -> Markup {
     }
 }
 
-/// A row of the section: `judge` is `judge / mitigation`, condition `mitigation`, kind
-/// `mitigation`.
+/// A row of the section: `judge` is `judge / mitigation`, condition `post_hoc_mitigation`,
+/// kind `mitigation`.
 fn row(
     j: &JudgeMitigations,
     m: &Mitigation,
@@ -266,7 +270,7 @@ fn row(
         judge: format!("{} / {}", j.judge, m.id),
         simulated: j.simulated,
         artifact: artifact.to_string(),
-        condition: "mitigation",
+        condition: "post_hoc_mitigation",
         metric,
         n,
         estimate: e.estimate,
