@@ -17,7 +17,7 @@ use judge_audit::dataset::{Dataset, Pair, Preference};
 use judge_audit::design::{CallSpec, ConditionKind, DesignOptions, Order, Plan, Side};
 use judge_audit::judge::config::{Backend, SimParams};
 use judge_audit::judge::sim::SimJudge;
-use judge_audit::judge::{JudgeConfig, SlotVerdict};
+use judge_audit::judge::{JudgeConfig, LabelProbs, SlotVerdict};
 use judge_audit::perturb::{Artifact, Catalog};
 use judge_audit::run::CallRecord;
 use std::collections::BTreeMap;
@@ -226,10 +226,22 @@ fn hand_section() -> (MitigationSection, analyze::Analysis) {
     rule_audit(6, &rule)
 }
 
+/// Label probabilities of a call, by rule.
+type ProbRule<'a> = &'a dyn Fn(&CallSpec) -> LabelProbs;
+
 /// `n` pairs (gold A), apology and position, one judge answering every call by `rule`.
 fn rule_audit(
     n: usize,
     rule: &dyn Fn(&CallSpec) -> SlotVerdict,
+) -> (MitigationSection, analyze::Analysis) {
+    rule_audit_with(n, rule, None)
+}
+
+/// [`rule_audit`] with label probabilities on every record.
+fn rule_audit_with(
+    n: usize,
+    rule: &dyn Fn(&CallSpec) -> SlotVerdict,
+    probs: Option<ProbRule<'_>>,
 ) -> (MitigationSection, analyze::Analysis) {
     let pairs: Vec<Pair> = (0..n)
         .map(|i| Pair {
@@ -271,6 +283,7 @@ fn rule_audit(
             r.order = spec.order;
             r.repeat = spec.repeat;
             r.verdict = Some(rule(spec));
+            r.label_probs = probs.map(|f| f(spec));
             r
         })
         .collect();
@@ -523,4 +536,51 @@ fn hostile_names_are_escaped_in_the_section() {
         "Markdown escapes markup"
     );
     assert!(!section.contains('\u{202E}'));
+}
+
+/// Always the first slot, but with probabilities that lean toward the answer shown first in
+/// ab: P(first, second, tie) = (0.6, 0.3, 0.1) in ab and (0.55, 0.4, 0.05) in ba.
+fn leaning_probs(spec: &CallSpec) -> LabelProbs {
+    let (first, second, tie) = if spec.order == Order::Ab {
+        (0.6, 0.3, 0.1)
+    } else {
+        (0.55, 0.4, 0.05)
+    };
+    LabelProbs { first, second, tie }
+}
+
+#[test]
+fn order_averaged_probabilities_by_hand() {
+    let (s, analysis) =
+        rule_audit_with(6, &|_: &CallSpec| SlotVerdict::First, Some(&leaning_probs));
+    let j = judge(&s, "rule");
+    // Unmitigated: a wins in ab, b in ba: gold 12 of 24.
+    assert_eq!(analysis.judges[0].baseline.gold_accuracy.estimate, Some(0.5));
+    let avg = mitigation(j, "order-averaged-probabilities");
+    assert!(avg.available && avg.post_hoc);
+    assert_eq!(avg.cost_calls, 2.0);
+    // Two orders: the answer shown first in ab gets (0.6 + 0.4) / 2 = 0.5, the other
+    // (0.3 + 0.55) / 2 = 0.425, the tie (0.1 + 0.05) / 2 = 0.075: a wins every decision.
+    assert_eq!(avg.gold_accuracy.n, 12);
+    assert_eq!(avg.gold_accuracy.estimate, Some(1.0));
+    assert_eq!(avg.gold_accuracy_change, Some(0.5));
+    // Swap-and-confirm sees two different winners and ties every decision.
+    let swap = mitigation(j, "swap-and-confirm");
+    assert_eq!(swap.gold_accuracy.estimate, Some(0.0));
+    // Position: the same request twice (0.6, 0.3) → both copies 0.45: a tie, T = 0.
+    let pos = artifact(avg, "position");
+    assert_eq!((pos.t.estimate, pos.t.n), (Some(0.0), 6));
+    // The baseline's orders conflicted on every pair; averaged, never.
+    assert_eq!(pos.unmitigated_flip_rate, Some(1.0));
+    assert_eq!(pos.flip_rate.estimate, Some(0.0));
+    let test = pos.flip_test.as_ref().unwrap();
+    assert_eq!((test.pairs, test.fewer, test.more), (6, 6, 0));
+    // scipy.stats.binomtest(6, 6, 0.5).pvalue == 0.03125
+    assert!((test.p_value - 0.03125).abs() < 1e-15);
+    // Apology: the artifact copy is the one shown first in ab, so it wins every average
+    // (T = +1), where swap-and-confirm ties it (T = 0) and the unmitigated T is 0.
+    let apo = artifact(avg, "apology");
+    assert_eq!(apo.unmitigated_t, Some(0.0));
+    assert_eq!((apo.t.estimate, apo.t.n), (Some(1.0), 6));
+    assert_eq!(artifact(swap, "apology").t.estimate, Some(0.0));
 }
