@@ -96,7 +96,9 @@ fn simulated_section() -> MitigationSection {
         stopped: &stopped,
         perturbed: &design.perturbed,
     };
-    analyze::analyze_full(&input, &options()).mitigations
+    analyze::analyze_full(&input, &options())
+        .mitigations
+        .unwrap()
 }
 
 fn judge<'a>(s: &'a MitigationSection, name: &str) -> &'a JudgeMitigations {
@@ -234,7 +236,8 @@ fn rule_audit(
     n: usize,
     rule: &dyn Fn(&CallSpec) -> SlotVerdict,
 ) -> (MitigationSection, analyze::Analysis) {
-    rule_audit_with(n, rule, None)
+    let analysis = rule_audit_with(n, rule, None, true);
+    (analysis.mitigations.clone().unwrap(), analysis)
 }
 
 /// [`rule_audit`] with label probabilities on every record.
@@ -242,7 +245,8 @@ fn rule_audit_with(
     n: usize,
     rule: &dyn Fn(&CallSpec) -> SlotVerdict,
     probs: Option<ProbRule<'_>>,
-) -> (MitigationSection, analyze::Analysis) {
+    mitigations: bool,
+) -> analyze::Analysis {
     let pairs: Vec<Pair> = (0..n)
         .map(|i| Pair {
             id: format!("p{i}"),
@@ -314,10 +318,10 @@ fn rule_audit_with(
             enabled: false,
             ..JuryOptions::default()
         },
+        mitigations,
         ..options()
     };
-    let analysis = analyze::analyze_full(&input, &options);
-    (analysis.mitigations.clone(), analysis)
+    analyze::analyze_full(&input, &options)
 }
 
 #[test]
@@ -551,11 +555,19 @@ fn leaning_probs(spec: &CallSpec) -> LabelProbs {
 
 #[test]
 fn order_averaged_probabilities_by_hand() {
-    let (s, analysis) =
-        rule_audit_with(6, &|_: &CallSpec| SlotVerdict::First, Some(&leaning_probs));
+    let analysis = rule_audit_with(
+        6,
+        &|_: &CallSpec| SlotVerdict::First,
+        Some(&leaning_probs),
+        true,
+    );
+    let s = analysis.mitigations.clone().unwrap();
     let j = judge(&s, "rule");
     // Unmitigated: a wins in ab, b in ba: gold 12 of 24.
-    assert_eq!(analysis.judges[0].baseline.gold_accuracy.estimate, Some(0.5));
+    assert_eq!(
+        analysis.judges[0].baseline.gold_accuracy.estimate,
+        Some(0.5)
+    );
     let avg = mitigation(j, "order-averaged-probabilities");
     assert!(avg.available && avg.post_hoc);
     assert_eq!(avg.cost_calls, 2.0);
@@ -583,4 +595,15 @@ fn order_averaged_probabilities_by_hand() {
     assert_eq!(apo.unmitigated_t, Some(0.0));
     assert_eq!((apo.t.estimate, apo.t.n), (Some(1.0), 6));
     assert_eq!(artifact(swap, "apology").t.estimate, Some(0.0));
+}
+
+#[test]
+fn the_section_can_be_turned_off_and_the_judges_are_unchanged() {
+    let on = rule_audit_with(6, &rule, None, true);
+    let off = rule_audit_with(6, &rule, None, false);
+    assert!(on.mitigations.is_some());
+    assert!(off.mitigations.is_none());
+    // Measuring mitigations never changes a judge's own results.
+    assert_eq!(on.judges, off.judges);
+    assert_eq!(on.juries, off.juries);
 }

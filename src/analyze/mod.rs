@@ -93,6 +93,14 @@ pub struct AnalysisOptions {
     /// Multiplicity families: per judge (default) or over the whole run.
     #[serde(default)]
     pub multiplicity: Multiplicity,
+    /// Measure the post-hoc mitigations (default true). Each costs one more analysis of the
+    /// judge, so Monte Carlo studies of the unmitigated statistics may turn it off.
+    #[serde(default = "default_true")]
+    pub mitigations: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for AnalysisOptions {
@@ -106,6 +114,7 @@ impl Default for AnalysisOptions {
             power: default_power(),
             jury: JuryOptions::default(),
             multiplicity: Multiplicity::default(),
+            mitigations: true,
         }
     }
 }
@@ -810,9 +819,10 @@ pub struct Analysis {
     pub jury: Option<JuryAnalysis>,
     /// How the analysis was run.
     pub info: AnalysisInfo,
-    /// Post-hoc mitigations per judge, measured on the same calls.
-    #[serde(default)]
-    pub mitigations: mitigation::MitigationSection,
+    /// Post-hoc mitigations per judge, measured on the same calls (`None` when
+    /// [`AnalysisOptions::mitigations`] is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitigations: Option<mitigation::MitigationSection>,
 }
 
 /// Analyse every judge of the plan (the judges part of [`analyze_full`]).
@@ -938,7 +948,9 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
         result.small_audit = power::small_audit(result, &options.trust, options.power);
         result.findings = findings::findings(result);
     }
-    let mitigations = mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size);
+    let mitigations = options
+        .mitigations
+        .then(|| mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size));
     Analysis {
         mitigations,
         judges,
