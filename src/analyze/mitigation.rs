@@ -25,7 +25,7 @@
 
 use super::index::{FAILED, FIRST, INVALID, Layout, NOT_PLANNED, Obs, SECOND, TIE, Verdicts, obs};
 use super::judge::{Ctx, Subject, rate_estimate};
-use super::{ALPHA, ArtifactResult, Estimate, JudgeKind, JudgeResult};
+use super::{ArtifactResult, Estimate, JudgeKind, JudgeResult};
 use crate::design::{Order, Side};
 use crate::stats;
 use rayon::prelude::*;
@@ -857,11 +857,6 @@ pub(crate) fn analyze(
         gold_margin: GOLD_MARGIN,
         judges: per_judge,
     }
-}
-
-/// True when `p` is below the significance level.
-pub fn significant(p: f64) -> bool {
-    p < ALPHA
 }
 
 #[cfg(test)]
