@@ -1500,6 +1500,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
             analyze::Completeness::of(&analysis.judges)
         },
         judges: analysis.judges,
+        mitigations: analysis.mitigations,
         warnings: Vec::new(),
         rewrites: report::rewrites::RewriteSection::build(
             &prepared.artifacts,

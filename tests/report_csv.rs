@@ -4,6 +4,7 @@
 mod report_common;
 
 use judge_audit::report::csv::{ARTIFACT_METRICS, BASELINE_METRICS, COLUMNS};
+use judge_audit::report::mitigation::{MITIGATED_ARTIFACT_METRICS, MITIGATION_METRICS};
 use serde_json::Value;
 
 fn records(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
@@ -73,10 +74,22 @@ fn demo_csv_has_the_documented_columns_and_rows() {
     // gold-order inversions, unparseable, out of range): 2 × (36 + 7) = 86; the safe/unsafe
     // classifier 4 flip metrics per artifact (each way, positive-rate change, invalid) and 2
     // baseline rows (unparseable, out of range; the demo pairs have no safety gold): 24 + 2 = 26.
-    // 1096 + 86 + 26 = 1208.
+    // 1096 + 86 + 26 = 1208. Then the post-hoc mitigations (issue 14), rows of kind
+    // `mitigation`: per pairwise judge, its own measurable mitigations (swap-and-confirm and
+    // majority over the 2 repeats; the demo's records carry no label probabilities, so order
+    // averaging is not available and has no rows) × (8 mitigation metrics + 7 artifacts × 4) =
+    // 2 × 36 = 72, and the juries it sits on, referenced with the 8 mitigation metrics only:
+    // majority, unanimity and weighted hold all 7 judges (3 × 8 = 24), the composer's
+    // suggestion 3 of them (8 each): 7 × (72 + 24) + 3 × 8 = 696. 1208 + 696 = 1904.
     assert_eq!(ARTIFACT_METRICS.len(), 10);
     assert_eq!(BASELINE_METRICS.len(), 12);
-    assert_eq!(rows.len(), 1208);
+    assert_eq!(MITIGATION_METRICS.len(), 8);
+    assert_eq!(MITIGATED_ARTIFACT_METRICS.len(), 4);
+    assert_eq!(rows.len(), 1904);
+    assert_eq!(
+        rows.iter().filter(|r| r[11] == "mitigation").count(),
+        7 * (72 + 24) + 3 * 8
+    );
     assert_eq!(
         rows.iter().filter(|r| r[11] == "pointwise_judge").count(),
         86 + 26
@@ -107,7 +120,7 @@ fn demo_csv_has_the_documented_columns_and_rows() {
     assert!(
         rows.iter()
             .filter(|r| r[2].is_empty())
-            .all(|r| r[3] == "baseline" || r[3] == "agreement")
+            .all(|r| r[3] == "baseline" || r[3] == "agreement" || r[3] == "post_hoc_mitigation")
     );
     // Bytes are LF-terminated and end with a newline.
     assert!(!bytes.contains(&b'\r'));
@@ -263,7 +276,7 @@ fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
     e.n = 0;
     let bytes = judge_audit::report::csv::render(&summary).unwrap();
     let (_, rows) = records(&bytes);
-    assert_eq!(rows.len(), 1208, "a hostile name does not break rows");
+    assert_eq!(rows.len(), 1904, "a hostile name does not break rows");
     let t = find(
         &rows,
         "judge, \"quoted\"\nname",
@@ -273,4 +286,56 @@ fn empty_estimates_give_empty_cells_and_quoting_is_correct() {
     assert_eq!(t[5], "0");
     assert!(t[6..11].iter().all(String::is_empty), "{t:?}");
     assert_eq!(t[11], "judge");
+}
+
+#[test]
+fn mitigation_rows_match_the_summary() {
+    let dir = report_common::demo(42);
+    let (_, rows) = records(&std::fs::read(dir.join("results.csv")).unwrap());
+    let summary = report_common::demo_summary(42);
+    let section = summary.mitigations.as_ref().unwrap();
+    let j = section
+        .judges
+        .iter()
+        .find(|j| j.judge == "sim-first-slot")
+        .unwrap();
+    let swap = j
+        .mitigations
+        .iter()
+        .find(|m| m.id == "swap-and-confirm")
+        .unwrap();
+    let who = "sim-first-slot / swap-and-confirm";
+    let pos = swap
+        .artifacts
+        .iter()
+        .find(|a| a.artifact == "position")
+        .unwrap();
+    let t = find(&rows, who, "position", "T");
+    assert_eq!(t[3], "post_hoc_mitigation");
+    assert_eq!(t[11], "mitigation");
+    assert_eq!(t[5], pos.t.n.to_string());
+    assert_eq!(t[6].parse::<f64>().unwrap(), pos.t.estimate.unwrap());
+    assert_eq!(t[7].parse::<f64>().unwrap(), pos.t.ci_low.unwrap());
+    let test = find(&rows, who, "position", "flip_test");
+    let ft = pos.flip_test.as_ref().unwrap();
+    assert_eq!(test[5], ft.pairs.to_string());
+    assert_eq!(test[9].parse::<f64>().unwrap(), ft.p_value);
+    let cost = find(&rows, who, "", "cost_calls");
+    assert_eq!(cost[6], "2");
+    // `recommended` is 1 on exactly the recommended mitigation of each judge, 0 on the others.
+    for j in &section.judges {
+        let ones: Vec<&Vec<String>> = rows
+            .iter()
+            .filter(|r| {
+                r[0].starts_with(&format!("{} / ", j.judge)) && r[4] == "recommended" && r[6] == "1"
+            })
+            .collect();
+        match &j.recommended {
+            Some(id) => {
+                assert_eq!(ones.len(), 1, "{}", j.judge);
+                assert_eq!(ones[0][0], format!("{} / {id}", j.judge));
+            }
+            None => assert!(ones.is_empty(), "{}", j.judge),
+        }
+    }
 }

@@ -11,6 +11,8 @@
 //! - `boot`: one clustered bootstrap pass (resampling pairs) for every statistic of a judge;
 //! - `judge`: the per-judge metrics;
 //! - [`jury`]: aggregation rules, juror error correlation, the jury composer;
+//! - [`mitigation`]: post-hoc mitigations (swap-and-confirm, order-averaged probabilities,
+//!   majority over repeats, juries) measured on the same calls;
 //! - `agreement`: κ / π / Fleiss / Krippendorff between judges;
 //! - `multiplicity`: Holm and Benjamini–Hochberg families;
 //! - [`power`]: minimum detectable effects and the `plan --power` table;
@@ -25,6 +27,7 @@ mod findings;
 mod index;
 mod judge;
 pub mod jury;
+pub mod mitigation;
 mod multiplicity;
 pub mod pointwise;
 pub mod pointwise_summary;
@@ -90,6 +93,14 @@ pub struct AnalysisOptions {
     /// Multiplicity families: per judge (default) or over the whole run.
     #[serde(default)]
     pub multiplicity: Multiplicity,
+    /// Measure the post-hoc mitigations (default true). Each costs one more analysis of the
+    /// judge, so Monte Carlo studies of the unmitigated statistics may turn it off.
+    #[serde(default = "default_true")]
+    pub mitigations: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for AnalysisOptions {
@@ -103,6 +114,7 @@ impl Default for AnalysisOptions {
             power: default_power(),
             jury: JuryOptions::default(),
             multiplicity: Multiplicity::default(),
+            mitigations: true,
         }
     }
 }
@@ -807,6 +819,10 @@ pub struct Analysis {
     pub jury: Option<JuryAnalysis>,
     /// How the analysis was run.
     pub info: AnalysisInfo,
+    /// Post-hoc mitigations per judge, measured on the same calls (`None` when
+    /// [`AnalysisOptions::mitigations`] is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitigations: Option<mitigation::MitigationSection>,
 }
 
 /// Analyse every judge of the plan (the judges part of [`analyze_full`]).
@@ -932,7 +948,11 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
         result.small_audit = power::small_audit(result, &options.trust, options.power);
         result.findings = findings::findings(result);
     }
+    let mitigations = options
+        .mitigations
+        .then(|| mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size));
     Analysis {
+        mitigations,
         judges,
         juries,
         agreement,

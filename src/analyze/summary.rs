@@ -157,6 +157,11 @@ pub struct Summary {
     /// Pointwise judges (score, label, rubric) and their juries; absent when the audit has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pointwise: Option<crate::analyze::pointwise_summary::PointwiseSection>,
+    /// Post-hoc mitigations per pairwise judge (swap-and-confirm, order-averaged label
+    /// probabilities, majority over repeats, juries), measured on the calls already made;
+    /// absent in summaries written before they existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitigations: Option<crate::analyze::mitigation::MitigationSection>,
 }
 
 /// A warning about the run, as data.

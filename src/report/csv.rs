@@ -13,7 +13,10 @@
 //! `pointwise_judge` / `pointwise_jury` (a pointwise judge or jury, `judge / criterion` for a
 //! rubric criterion: score shifts and label flips per artifact under condition `shift`, gold
 //! agreement, scale use, calibration and invalid grades under `baseline`; see
-//! [`super::pointwise::csv_rows`]).
+//! [`super::pointwise::csv_rows`]), then `mitigation` (post hoc: `judge / mitigation`, condition
+//! `post_hoc_mitigation`: cost multipliers, gold accuracy and its change, residual bias, rank and
+//! whether it is recommended, and for the judge's own mitigations the residual T, WR, flip rate
+//! and the paired flip test per artifact; see [`super::mitigation::csv_rows`]).
 
 use super::Summary;
 use crate::analyze::{Estimate, JudgeKind, JudgeResult};
@@ -92,8 +95,8 @@ pub struct Row {
     pub p_value: Option<f64>,
     /// Holm-adjusted p-value.
     pub p_adjusted: Option<f64>,
-    /// What `judge` names: `judge`, `jury`, `pair`, `panel`, `composer`, `pointwise_judge` or
-    /// `pointwise_jury`.
+    /// What `judge` names: `judge`, `jury`, `pair`, `panel`, `composer`, `pointwise_judge`,
+    /// `pointwise_jury` or `mitigation`.
     pub kind: &'static str,
 }
 
@@ -427,6 +430,9 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
     }
     if let Some(p) = &summary.pointwise {
         rows.extend(super::pointwise::csv_rows(p));
+    }
+    if let Some(m) = &summary.mitigations {
+        rows.extend(super::mitigation::csv_rows(m));
     }
     rows
 }

@@ -213,6 +213,7 @@ pub fn render_view(view: &ReportView<'_>) -> String {
                     @if let Some(p) = s.pointwise.as_ref().filter(|_| view.has(Section::Pointwise)) { (super::pointwise::html(p)) "\n" }
                     @if let Some(a) = agreement_result { (agreement(a)) "\n" }
                     @if let Some(c) = composer_result { (composer(c)) "\n" }
+                    @if let Some(m) = s.mitigations.as_ref().filter(|_| view.has(Section::Mitigations)) { (super::mitigation::html(m)) "\n" }
                     (categories(s)) "\n"
                     (details(s)) "\n"
                     (examples(s)) "\n"
@@ -266,6 +267,7 @@ fn header(view: &ReportView<'_>) -> Markup {
                 @if view.has(Section::Pointwise) { a href="#pointwise" { "Pointwise judges" } }
                 @if view.has(Section::Agreement) { a href="#agreement" { "Agreement" } }
                 @if view.has(Section::Composer) { a href="#composer" { "Jury composer" } }
+                @if view.has(Section::Mitigations) { a href="#mitigations" { "Mitigations" } }
                 a href="#categories" { "Categories" }
                 a href="#details" { "Detailed results" }
                 a href="#examples" { "Flipped examples" }

@@ -679,6 +679,13 @@ pub fn render_view(view: &super::ReportView<'_>) -> String {
     if let Some(jury) = &summary.jury {
         jury_section(&mut out, jury);
     }
+    if let Some(m) = summary
+        .mitigations
+        .as_ref()
+        .filter(|_| view.has(super::Section::Mitigations))
+    {
+        out.push_str(&super::mitigation::markdown(m));
+    }
     if let Some(agreement) = &summary.agreement {
         agreement_section(&mut out, agreement);
     }

@@ -11,6 +11,7 @@ pub mod gh_summary;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod mitigation;
 pub mod pointwise;
 pub mod rewrites;
 pub mod svg;

@@ -26,6 +26,8 @@ pub enum Section {
     Juries,
     /// Pointwise judges (score, label, rubric) and their juries.
     Pointwise,
+    /// Post-hoc mitigations per judge (swap-and-confirm, order averaging, majority, juries).
+    Mitigations,
     /// Agreement between judges.
     Agreement,
     /// The jury composer's suggestion.
@@ -44,7 +46,7 @@ pub enum Section {
 
 impl Section {
     /// Every section, in page order.
-    pub const ALL: [Section; 14] = [
+    pub const ALL: [Section; 15] = [
         Section::Verdicts,
         Section::Sequential,
         Section::Effects,
@@ -52,6 +54,7 @@ impl Section {
         Section::Position,
         Section::Juries,
         Section::Pointwise,
+        Section::Mitigations,
         Section::Agreement,
         Section::Composer,
         Section::Categories,
@@ -72,6 +75,10 @@ impl Section {
             Section::Warnings => !summary.warnings.is_empty(),
             Section::Sequential => summary.sequential.is_some(),
             Section::Pointwise => summary.pointwise.is_some(),
+            Section::Mitigations => summary
+                .mitigations
+                .as_ref()
+                .is_some_and(|m| !m.judges.is_empty()),
             _ => true,
         }
     }
@@ -204,6 +211,11 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
         "how the audit stopped is not a pass/fail check",
     ),
     (Format::Junit, Section::Composer, "not a pass/fail check"),
+    (
+        Format::Junit,
+        Section::Mitigations,
+        "post-hoc what-ifs, not a pass/fail check",
+    ),
     (Format::Junit, Section::Categories, "not a pass/fail check"),
     (Format::Junit, Section::Examples, "not a pass/fail check"),
     (Format::Junit, Section::Rewrites, "not a pass/fail check"),
@@ -215,6 +227,7 @@ pub const UNSUPPORTED: &[(Format, Section, &str)] = &[
     ),
     (Format::GhSummary, Section::Categories, "as for examples"),
     (Format::GhSummary, Section::Rewrites, "as for examples"),
+    (Format::GhSummary, Section::Mitigations, "as for examples"),
 ];
 
 /// True when `format` shows `section` (when the run has it).
