@@ -469,33 +469,114 @@ struct JudgeRuntime {
 }
 
 /// The whole run's cost budget: actual spend plus reservations for calls in flight.
+///
+/// A call reserves its worst case (prompt estimate plus `max_tokens`) before it is sent and
+/// settles to its actual cost when it ends, so the reserved total never exceeds the budget. A
+/// call whose worst case does not fit waits while other reservations are outstanding: they
+/// usually settle far below their worst case and free room. The budget is exhausted only when a
+/// call does not fit with nothing in flight (then nothing can free room any more).
 struct Budget {
     max: Option<f64>,
-    committed: Mutex<f64>,
+    state: Mutex<BudgetState>,
     exhausted: AtomicBool,
+    /// Woken on every settlement and when the budget becomes exhausted.
+    settled: tokio::sync::Notify,
+}
+
+/// What the budget holds: spend so far plus outstanding reservations, and how many there are.
+struct BudgetState {
+    committed: f64,
+    in_flight: usize,
+}
+
+/// One call's outstanding reservation. Settle it with [`Reservation::settle`]; dropped unsettled
+/// (a worker cancelled after the stop grace) it settles at its worst case, which never
+/// under-counts spend and never leaves a waiter waiting on a call that is gone.
+struct Reservation<'a> {
+    budget: &'a Budget,
+    estimate: f64,
+    open: bool,
+}
+
+impl Reservation<'_> {
+    /// Replace the worst case by the call's actual cost.
+    fn settle(mut self, actual: f64) {
+        self.open = false;
+        self.budget.release(self.estimate, actual);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.budget.release(self.estimate, self.estimate);
+        }
+    }
 }
 
 impl Budget {
-    fn reserve(&self, estimate: f64) -> bool {
-        let Some(max) = self.max else {
-            return true;
-        };
-        if self.exhausted.load(AtomicOrdering::SeqCst) {
-            return false;
+    fn new(max: Option<f64>, spent_before: f64) -> Budget {
+        Budget {
+            max,
+            state: Mutex::new(BudgetState {
+                committed: spent_before,
+                in_flight: 0,
+            }),
+            exhausted: AtomicBool::new(false),
+            settled: tokio::sync::Notify::new(),
         }
-        let mut committed = self.committed.lock().expect("budget");
-        if *committed + estimate > max {
-            self.exhausted.store(true, AtomicOrdering::SeqCst);
-            return false;
-        }
-        *committed += estimate;
-        true
     }
 
-    fn settle(&self, estimate: f64, actual: f64) {
-        if self.max.is_some() {
-            *self.committed.lock().expect("budget") += actual - estimate;
+    /// Reserve `estimate` USD for one call, waiting (without polling) while it does not fit but
+    /// calls in flight may still settle below their reservations. `None`: the budget is
+    /// exhausted and the call must not be sent.
+    async fn reserve(&self, estimate: f64) -> Option<Reservation<'_>> {
+        let reservation = |open| Reservation {
+            budget: self,
+            estimate,
+            open,
+        };
+        let Some(max) = self.max else {
+            // No budget: nothing to count (the guard releases nothing either).
+            return Some(reservation(false));
+        };
+        loop {
+            // Registered before the check, so a settlement between the check and the wait
+            // still wakes this call.
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                if self.exhausted.load(AtomicOrdering::SeqCst) {
+                    return None;
+                }
+                let mut state = self.state.lock().expect("budget");
+                if state.committed + estimate <= max {
+                    state.committed += estimate;
+                    state.in_flight += 1;
+                    return Some(reservation(true));
+                }
+                if state.in_flight == 0 {
+                    self.exhausted.store(true, AtomicOrdering::SeqCst);
+                    drop(state);
+                    self.settled.notify_waiters();
+                    return None;
+                }
+            }
+            notified.await;
         }
+    }
+
+    fn release(&self, estimate: f64, actual: f64) {
+        if self.max.is_none() {
+            return;
+        }
+        {
+            let mut state = self.state.lock().expect("budget");
+            state.committed += actual - estimate;
+            state.in_flight -= 1;
+        }
+        self.settled.notify_waiters();
     }
 }
 
@@ -719,11 +800,7 @@ impl RunSession {
             .iter()
             .filter_map(|r| Some(cost_usd(r.usage.as_ref()?, pricing.get(r.judge.as_str())?)))
             .sum();
-        let budget = Arc::new(Budget {
-            max: options.max_cost,
-            committed: Mutex::new(spent_before),
-            exhausted: AtomicBool::new(false),
-        });
+        let budget = Arc::new(Budget::new(options.max_cost, spent_before));
 
         // Calls each judge would still send (pending, not answered by the cache): the progress
         // display counts the rest of its share as done.
@@ -1194,13 +1271,13 @@ async fn worker(
                 &p,
             )
         });
-        if !budget.reserve(cost_estimate) {
+        let Some(reservation) = budget.reserve(cost_estimate).await else {
             record.error = Some("not sent: the --max-cost budget would be exceeded".into());
             over_budget += 1;
             runtime.counters.failed();
             let _ = sender.send(Written::Record(Box::new(record), None));
             continue;
-        }
+        };
         if let Some(bucket) = &runtime.rpm {
             bucket.take(1.0).await;
         }
@@ -1209,7 +1286,7 @@ async fn worker(
             bucket.take(token_estimate).await;
         }
         if runtime.halt.is_set() {
-            budget.settle(cost_estimate, 0.0);
+            reservation.settle(0.0);
             return (sent, over_budget);
         }
         sent += 1;
@@ -1221,7 +1298,7 @@ async fn worker(
             (Some(usage), Some(pricing)) => cost_usd(usage, &pricing),
             _ => cost_estimate,
         };
-        budget.settle(cost_estimate, actual_cost);
+        reservation.settle(actual_cost);
         if let (Some(bucket), Some(usage)) = (&runtime.tpm, &record.usage) {
             bucket
                 .adjust((usage.input_tokens + usage.output_tokens) as f64 - token_estimate)
