@@ -263,7 +263,9 @@ pub type FaultCounts = BTreeMap<String, BTreeMap<FaultKind, u64>>;
 /// The result of executing a plan.
 #[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
-    /// Every committed call of the run (this session and earlier ones), in plan order.
+    /// Every committed call of the run (this session and earlier ones), in plan order, without
+    /// the judges' raw texts (`raw` is `None`: the analysis never reads them; the store and
+    /// `calls.jsonl` keep them).
     pub records: Vec<CallRecord>,
     /// Faults per judge and kind, over every session of the run.
     pub faults: FaultCounts,
@@ -728,10 +730,15 @@ impl RunSession {
         // Taken before the store is read: a second process must not even compute what is pending.
         let lock = lock::RunLock::acquire(out_dir)?;
         let store = RunStore::open(out_dir)?;
-        let completed = store.completed_ids()?;
-        let earlier = store.records()?;
-        let pending: Vec<usize> = (0..plan.calls.len())
-            .filter(|&i| !completed.contains(&plan.calls[i].id) && keep(&plan.calls[i]))
+        // Raw texts are not needed to resume (spend, the log repair and a sequential audit's
+        // engine read ids, verdicts and usage), so the earlier calls are held without them.
+        let earlier = store.records_without_texts()?;
+        // The store holds this plan (see above), so its uncommitted positions are the pending
+        // calls: no set of committed ids is built.
+        let pending: Vec<usize> = store
+            .pending_positions()?
+            .into_iter()
+            .filter(|&i| plan.calls.get(i).is_some_and(keep))
             .collect();
 
         // The cache is read once, up front, so no worker ever touches SQLite.
@@ -760,11 +767,9 @@ impl RunSession {
             }
         }
 
+        let store_count = store.committed_count()?;
         let calls_path = out_dir.join("calls.jsonl");
-        let jsonl = repair_log(&calls_path, &earlier).map_err(|source| RunError::Io {
-            path: calls_path.clone(),
-            source,
-        })?;
+        let jsonl = repair_log(&calls_path, &store, !earlier.is_empty())?;
         let halt = Arc::new(Halt::default());
         let committed_now = Arc::new(AtomicUsize::new(0));
         let (sender, receiver) = mpsc::channel::<Written>();
@@ -859,7 +864,7 @@ impl RunSession {
             concurrency: options.concurrency,
             seed: options.seed,
             _lock: lock,
-            completed_before: completed.len(),
+            completed_before: store_count,
             earlier,
             pending,
             hits,
@@ -886,7 +891,7 @@ impl RunSession {
         &self.pending
     }
 
-    /// Every call committed before this session opened.
+    /// Every call committed before this session opened, without raw texts (`raw` is `None`).
     pub fn committed_before(&self) -> &[CallRecord] {
         &self.earlier
     }
@@ -1070,14 +1075,14 @@ impl RunSession {
         if let Some(HaltCause::Signal(signal)) = self.halt.cause() {
             return Err(RunError::Interrupted {
                 signal,
-                committed: store.completed_ids()?.len(),
+                committed: store.committed_count()?,
                 planned,
                 dir: self.out_dir.clone(),
             });
         }
 
         // The caller checked that the stored plan is `plan`, so the store's order is the plan's.
-        let records = store.records_in_plan_order()?;
+        let records = store.records_for_analysis()?;
         let stopped = self
             .runtimes
             .iter()
@@ -1165,25 +1170,34 @@ fn watch_signals(halt: Arc<Halt>) -> Option<tokio::task::JoinHandle<()>> {
 
 /// Open `calls.jsonl` for appending after making it a faithful log of the store: a torn last
 /// line (a kill mid-write) is cut off, and committed calls missing from the log (a kill between
-/// the commit and the append) are appended. Lines are only ever written after their commit, so
-/// no committed call can appear twice.
-fn repair_log(path: &Path, committed: &[CallRecord]) -> std::io::Result<std::fs::File> {
+/// the commit and the append) are appended, read from the store with their raw texts. Lines are
+/// only ever written after their commit, so no committed call can appear twice.
+fn repair_log(
+    path: &Path,
+    store: &RunStore,
+    any_committed: bool,
+) -> Result<std::fs::File, RunError> {
+    let io = |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .read(true)
         .append(true)
-        .open(path)?;
-    if committed.is_empty() && file.metadata()?.len() == 0 {
+        .open(path)
+        .map_err(io)?;
+    if !any_committed && file.metadata().map_err(io)?.len() == 0 {
         return Ok(file);
     }
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
     let whole = bytes
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |last| last + 1);
     if whole < bytes.len() {
-        file.set_len(whole as u64)?;
+        file.set_len(whole as u64).map_err(io)?;
     }
     // Only the id and whether there is a verdict matter; the raw answers are skipped unparsed.
     #[derive(Deserialize)]
@@ -1198,12 +1212,24 @@ fn repair_log(path: &Path, committed: &[CallRecord]) -> std::io::Result<std::fs:
         .filter(|line| line.verdict.is_some())
         .map(|line| line.call_id)
         .collect();
+    drop(bytes);
     let mut out = std::io::BufWriter::new(&file);
-    for record in committed.iter().filter(|r| !logged.contains(&r.call_id)) {
-        serde_json::to_writer(&mut out, record).map_err(std::io::Error::other)?;
-        out.write_all(b"\n")?;
+    let mut failed = None;
+    store.each_record(|record| {
+        if failed.is_some() || logged.contains(&record.call_id) {
+            return;
+        }
+        let written = serde_json::to_writer(&mut out, &record)
+            .map_err(std::io::Error::other)
+            .and_then(|()| out.write_all(b"\n"));
+        if let Err(error) = written {
+            failed = Some(error);
+        }
+    })?;
+    if let Some(error) = failed {
+        return Err(io(error));
     }
-    out.flush()?;
+    out.flush().map_err(io)?;
     drop(out);
     Ok(file)
 }
