@@ -670,7 +670,8 @@ pub struct RunSession {
     earlier: Vec<CallRecord>,
     pending: Vec<usize>,
     hits: HashMap<usize, JudgeReply>,
-    keys: Arc<HashMap<usize, String>>,
+    /// True when replies are stored in the response cache (workers compute their keys).
+    cache_on: bool,
     halt: Arc<Halt>,
     committed_now: Arc<AtomicUsize>,
     collect: Arc<AtomicBool>,
@@ -746,23 +747,28 @@ impl RunSession {
             Some(dir) => Some(ResponseCache::open(dir).map_err(RunError::Cache)?),
             None => None,
         };
-        let mut keys: HashMap<usize, String> = HashMap::new();
         let mut hits: HashMap<usize, JudgeReply> = HashMap::new();
         if let Some(cache) = &cache {
-            for &index in &pending {
-                let spec = &plan.calls[index];
-                let handle = by_name[spec.judge.as_str()];
-                let request =
-                    design::request(spec, &dataset.pairs, &perturbed).expect("checked above");
-                if let Some(key) = handle.judge.cache_key(&request) {
-                    keys.insert(index, key);
-                }
-            }
-            let key_list: Vec<&str> = keys.values().map(String::as_str).collect();
-            let found = cache.lookup(&key_list).map_err(RunError::Cache)?;
-            for (index, key) in &keys {
-                if let Some(reply) = found.get(key) {
-                    hits.insert(*index, reply.clone());
+            // Looked up a chunk at a time and not kept: a worker computes its call's key again
+            // (cheap next to the call), so no key per pending call is held for the whole run.
+            const CHUNK: usize = 4096;
+            for chunk in pending.chunks(CHUNK) {
+                let keys: Vec<(usize, String)> = chunk
+                    .iter()
+                    .filter_map(|&index| {
+                        let spec = &plan.calls[index];
+                        let request = design::request(spec, &dataset.pairs, &perturbed)
+                            .expect("checked above");
+                        let key = by_name[spec.judge.as_str()].judge.cache_key(&request)?;
+                        Some((index, key))
+                    })
+                    .collect();
+                let key_list: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+                let found = cache.lookup(&key_list).map_err(RunError::Cache)?;
+                for (index, key) in &keys {
+                    if let Some(reply) = found.get(key) {
+                        hits.insert(*index, reply.clone());
+                    }
                 }
             }
         }
@@ -868,7 +874,7 @@ impl RunSession {
             earlier,
             pending,
             hits,
-            keys: Arc::new(keys),
+            cache_on: options.cache_dir.is_some(),
             halt,
             committed_now,
             collect,
@@ -942,15 +948,15 @@ impl RunSession {
                     self.dataset.clone(),
                     self.perturbed.clone(),
                 );
-                let (sender, budget, keys, seed) = (
+                let (sender, budget, cache_on, seed) = (
                     sender.clone(),
                     self.budget.clone(),
-                    self.keys.clone(),
+                    self.cache_on,
                     self.seed,
                 );
                 workers.spawn(async move {
                     worker(
-                        runtime, queue, plan, dataset, perturbed, sender, budget, keys, seed,
+                        runtime, queue, plan, dataset, perturbed, sender, budget, cache_on, seed,
                     )
                     .await
                 });
@@ -1245,7 +1251,7 @@ async fn worker(
     perturbed: Arc<PerturbedAnswers>,
     sender: mpsc::Sender<Written>,
     budget: Arc<Budget>,
-    keys: Arc<HashMap<usize, String>>,
+    cache_on: bool,
     seed: u64,
 ) -> (usize, usize) {
     let (mut sent, mut over_budget) = (0, 0);
@@ -1335,8 +1341,8 @@ async fn worker(
         } else {
             runtime.counters.failed();
         }
-        let key = if record.succeeded() {
-            keys.get(&index).cloned()
+        let key = if record.succeeded() && cache_on {
+            runtime.handle.judge.cache_key(&request)
         } else {
             None
         };
