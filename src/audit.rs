@@ -1130,9 +1130,9 @@ async fn execute_sequential(
     )?;
     session.collect_answers();
     let mut records: HashMap<String, run::CallRecord> = session
-        .committed_before()
-        .iter()
-        .map(|r| (r.call_id.clone(), r.clone()))
+        .committed_before()?
+        .into_iter()
+        .map(|r| (r.call_id.clone(), r))
         .collect();
     let mut engine = analyze::sequential::Sequential::new(plan, &options);
     // (wave, calls of it still missing) after the previous round: a wave that did not shrink

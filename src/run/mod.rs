@@ -667,7 +667,6 @@ pub struct RunSession {
     seed: u64,
     _lock: lock::RunLock,
     completed_before: usize,
-    earlier: Vec<CallRecord>,
     pending: Vec<usize>,
     hits: HashMap<usize, JudgeReply>,
     /// True when replies are stored in the response cache (workers compute their keys).
@@ -731,9 +730,6 @@ impl RunSession {
         // Taken before the store is read: a second process must not even compute what is pending.
         let lock = lock::RunLock::acquire(out_dir)?;
         let store = RunStore::open(out_dir)?;
-        // Raw texts are not needed to resume (spend, the log repair and a sequential audit's
-        // engine read ids, verdicts and usage), so the earlier calls are held without them.
-        let earlier = store.records_without_texts()?;
         // The store holds this plan (see above), so its uncommitted positions are the pending
         // calls: no set of committed ids is built.
         let pending: Vec<usize> = store
@@ -774,8 +770,22 @@ impl RunSession {
         }
 
         let store_count = store.committed_count()?;
+        // Spend already committed in earlier sessions counts against the budget.
+        let pricing: HashMap<&str, Pricing> = judges
+            .iter()
+            .filter_map(|h| h.config.pricing.map(|p| (h.config.name.as_str(), p)))
+            .collect();
+        // Summed a record at a time: the earlier calls are not held for the session.
+        let mut spent_before = 0.0;
+        if options.max_cost.is_some() && store_count > 0 {
+            store.each_record(|r| {
+                if let (Some(usage), Some(p)) = (r.usage.as_ref(), pricing.get(r.judge.as_str())) {
+                    spent_before += cost_usd(usage, p);
+                }
+            })?;
+        }
         let calls_path = out_dir.join("calls.jsonl");
-        let jsonl = repair_log(&calls_path, &store, !earlier.is_empty())?;
+        let jsonl = repair_log(&calls_path, &store, store_count > 0)?;
         let halt = Arc::new(Halt::default());
         let committed_now = Arc::new(AtomicUsize::new(0));
         let (sender, receiver) = mpsc::channel::<Written>();
@@ -802,15 +812,6 @@ impl RunSession {
         };
         let signals = watch_signals(halt.clone());
 
-        // Spend already committed in earlier sessions counts against the budget.
-        let pricing: HashMap<&str, Pricing> = judges
-            .iter()
-            .filter_map(|h| h.config.pricing.map(|p| (h.config.name.as_str(), p)))
-            .collect();
-        let spent_before: f64 = earlier
-            .iter()
-            .filter_map(|r| Some(cost_usd(r.usage.as_ref()?, pricing.get(r.judge.as_str())?)))
-            .sum();
         let budget = Arc::new(Budget::new(options.max_cost, spent_before));
 
         // Calls each judge would still send (pending, not answered by the cache): the progress
@@ -871,7 +872,6 @@ impl RunSession {
             seed: options.seed,
             _lock: lock,
             completed_before: store_count,
-            earlier,
             pending,
             hits,
             cache_on: options.cache_dir.is_some(),
@@ -897,9 +897,11 @@ impl RunSession {
         &self.pending
     }
 
-    /// Every call committed before this session opened, without raw texts (`raw` is `None`).
-    pub fn committed_before(&self) -> &[CallRecord] {
-        &self.earlier
+    /// Every call committed so far (before this session's first [`RunSession::send`]: every
+    /// call committed before it opened), without raw texts (`raw` is `None`), read from the
+    /// store on demand so a session holds no copy of them.
+    pub fn committed_before(&self) -> Result<Vec<CallRecord>, RunError> {
+        Ok(RunStore::open(&self.out_dir)?.records_without_texts()?)
     }
 
     /// Send the calls `indices` (plan indices; the caller passes pending calls, each at most
@@ -1187,23 +1189,15 @@ fn repair_log(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .read(true)
         .append(true)
         .open(path)
         .map_err(io)?;
-    if !any_committed && file.metadata().map_err(io)?.len() == 0 {
+    let length = file.metadata().map_err(io)?.len();
+    if !any_committed && length == 0 {
         return Ok(file);
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
-    let whole = bytes
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |last| last + 1);
-    if whole < bytes.len() {
-        file.set_len(whole as u64).map_err(io)?;
     }
     // Only the id and whether there is a verdict matter; the raw answers are skipped unparsed.
     #[derive(Deserialize)]
@@ -1212,13 +1206,29 @@ fn repair_log(
         #[serde(default)]
         verdict: Option<serde::de::IgnoredAny>,
     }
-    let logged: std::collections::HashSet<String> = bytes[..whole]
-        .split(|&b| b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<Logged>(line).ok())
-        .filter(|line| line.verdict.is_some())
-        .map(|line| line.call_id)
-        .collect();
-    drop(bytes);
+    // Read a line at a time (the log of a long audit is large); `whole` ends the last full line.
+    let mut logged: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut whole = 0u64;
+    {
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, &file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = std::io::BufRead::read_until(&mut reader, b'\n', &mut line).map_err(io)?;
+            if read == 0 || line.last() != Some(&b'\n') {
+                break;
+            }
+            whole += read as u64;
+            if let Ok(entry) = serde_json::from_slice::<Logged>(&line)
+                && entry.verdict.is_some()
+            {
+                logged.insert(entry.call_id);
+            }
+        }
+    }
+    if whole < length {
+        file.set_len(whole).map_err(io)?;
+    }
     let mut out = std::io::BufWriter::new(&file);
     let mut failed = None;
     store.each_record(|record| {
