@@ -767,19 +767,18 @@ pub(crate) fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, Audi
         // The same audit: its stored plan must still be the one this version builds.
         Some(_) => check_stored_plan(&store, prepared, out)?,
         None => {
-            let plan: Vec<(&str, &str)> = prepared
+            let plan = prepared
                 .plan
                 .calls
                 .iter()
-                .map(|c| (c.id.as_str(), c.judge.as_str()))
-                .collect();
+                .map(|c| (c.id.as_str(), c.judge.as_str()));
             store.create_run(
                 &[
                     (SNAPSHOT_KEY, header.as_str()),
                     ("tool_version", env!("CARGO_PKG_VERSION")),
                 ],
                 &prepared.dataset.pairs,
-                &plan,
+                plan,
             )?;
         }
     }
@@ -793,13 +792,7 @@ pub(crate) fn check_stored_plan(
     prepared: &Prepared,
     dir: &Path,
 ) -> Result<(), AuditError> {
-    let stored_plan = store.plan_ids()?;
-    if stored_plan.len() != prepared.plan.calls.len()
-        || stored_plan
-            .iter()
-            .zip(&prepared.plan.calls)
-            .any(|(a, b)| *a != b.id)
-    {
+    if !store.plan_is(prepared.plan.calls.iter().map(|c| c.id.as_str()))? {
         return Err(AuditError::Config(format!(
             "{}: the stored plan differs from the plan this version of judge-audit builds; it cannot be resumed or re-rendered",
             dir.display()
@@ -885,7 +878,7 @@ pub fn summarize_stored(run_dir: &Path) -> Result<Summary, AuditError> {
     let prepared = prepare_stored(run_dir)?;
     let store = RunStore::open(run_dir)?;
     check_stored_plan(&store, &prepared, run_dir)?;
-    let mut records = store.records_in_plan_order()?;
+    let mut records = store.records_for_analysis()?;
     add_failed_records(&prepared, &store, &mut records)?;
     let outcome = RunOutcome {
         records,
@@ -1137,9 +1130,9 @@ async fn execute_sequential(
     )?;
     session.collect_answers();
     let mut records: HashMap<String, run::CallRecord> = session
-        .committed_before()
-        .iter()
-        .map(|r| (r.call_id.clone(), r.clone()))
+        .committed_before()?
+        .into_iter()
+        .map(|r| (r.call_id.clone(), r))
         .collect();
     let mut engine = analyze::sequential::Sequential::new(plan, &options);
     // (wave, calls of it still missing) after the previous round: a wave that did not shrink
@@ -1174,7 +1167,9 @@ async fn execute_sequential(
         let Some(answers) = session.flush().await else {
             break;
         };
-        for record in answers {
+        for mut record in answers {
+            // The engine reads verdicts, not texts; the store keeps the texts.
+            record.raw = None;
             records.insert(record.call_id.clone(), record);
         }
         if !running || session.over_budget() > 0 || session.any_stopped() {

@@ -529,8 +529,9 @@ async fn detached_batch_submission_of_a_sequential_audit_is_refused() {
 }
 
 /// `--max-cost` caps a sequential audit: the budget reserves each call's worst case (its
-/// prompt's token estimate plus `max_tokens`) until the answer settles it, and once a call does
-/// not fit no further call is sent. What was answered is kept and analysed, the wave under way
+/// prompt's token estimate plus `max_tokens`) until the answer settles it; a call that does not
+/// fit waits for the calls in flight to settle, and once one does not fit with nothing in flight
+/// no further call is sent. What was answered is kept and analysed, the wave under way
 /// stays in the plan with its unsent calls pending (a resume with a larger budget sends them),
 /// and the sequential section says the budget ended the audit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -541,9 +542,10 @@ async fn cost_budget_ends_a_sequential_audit_with_what_it_could_pay_for() {
     write_inputs(dir.path());
     // $10,000 per million tokens: each reply's 10 + 2 tokens cost $0.12, while a call's worst
     // case (its prompt estimate of about 560 tokens plus max_tokens = 16) is about $5.70
-    // (`judge-audit plan`: $3,446.05 for the 600 calls). So $15 pays for at least one call and,
-    // even one call at a time, ends before (15 − 5) / 0.12 ≈ 83 calls: inside the first wave
-    // of 120, however the workers interleave.
+    // (`judge-audit plan`: $3,446.05 for the 600 calls). So $15 pays for at least one call, and
+    // a call starts only while the settled spend is at most 15 − 5.70, so at most 9.3 / 0.12 ≈ 78
+    // calls have settled when the last starts, plus the 3 others in flight: inside the first
+    // wave of 120, however the workers interleave.
     let config = std::fs::read_to_string(dir.path().join("audit.toml")).unwrap()
         + "[judge.pricing]\ninput_per_mtok = 10000.0\noutput_per_mtok = 10000.0\n";
     std::fs::write(dir.path().join("audit.toml"), config).unwrap();

@@ -263,7 +263,9 @@ pub type FaultCounts = BTreeMap<String, BTreeMap<FaultKind, u64>>;
 /// The result of executing a plan.
 #[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
-    /// Every committed call of the run (this session and earlier ones), in plan order.
+    /// Every committed call of the run (this session and earlier ones), in plan order, without
+    /// the judges' raw texts (`raw` is `None`: the analysis never reads them; the store and
+    /// `calls.jsonl` keep them).
     pub records: Vec<CallRecord>,
     /// Faults per judge and kind, over every session of the run.
     pub faults: FaultCounts,
@@ -469,33 +471,114 @@ struct JudgeRuntime {
 }
 
 /// The whole run's cost budget: actual spend plus reservations for calls in flight.
+///
+/// A call reserves its worst case (prompt estimate plus `max_tokens`) before it is sent and
+/// settles to its actual cost when it ends, so the reserved total never exceeds the budget. A
+/// call whose worst case does not fit waits while other reservations are outstanding: they
+/// usually settle far below their worst case and free room. The budget is exhausted only when a
+/// call does not fit with nothing in flight (then nothing can free room any more).
 struct Budget {
     max: Option<f64>,
-    committed: Mutex<f64>,
+    state: Mutex<BudgetState>,
     exhausted: AtomicBool,
+    /// Woken on every settlement and when the budget becomes exhausted.
+    settled: tokio::sync::Notify,
+}
+
+/// What the budget holds: spend so far plus outstanding reservations, and how many there are.
+struct BudgetState {
+    committed: f64,
+    in_flight: usize,
+}
+
+/// One call's outstanding reservation. Settle it with [`Reservation::settle`]; dropped unsettled
+/// (a worker cancelled after the stop grace) it settles at its worst case, which never
+/// under-counts spend and never leaves a waiter waiting on a call that is gone.
+struct Reservation<'a> {
+    budget: &'a Budget,
+    estimate: f64,
+    open: bool,
+}
+
+impl Reservation<'_> {
+    /// Replace the worst case by the call's actual cost.
+    fn settle(mut self, actual: f64) {
+        self.open = false;
+        self.budget.release(self.estimate, actual);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.budget.release(self.estimate, self.estimate);
+        }
+    }
 }
 
 impl Budget {
-    fn reserve(&self, estimate: f64) -> bool {
-        let Some(max) = self.max else {
-            return true;
-        };
-        if self.exhausted.load(AtomicOrdering::SeqCst) {
-            return false;
+    fn new(max: Option<f64>, spent_before: f64) -> Budget {
+        Budget {
+            max,
+            state: Mutex::new(BudgetState {
+                committed: spent_before,
+                in_flight: 0,
+            }),
+            exhausted: AtomicBool::new(false),
+            settled: tokio::sync::Notify::new(),
         }
-        let mut committed = self.committed.lock().expect("budget");
-        if *committed + estimate > max {
-            self.exhausted.store(true, AtomicOrdering::SeqCst);
-            return false;
-        }
-        *committed += estimate;
-        true
     }
 
-    fn settle(&self, estimate: f64, actual: f64) {
-        if self.max.is_some() {
-            *self.committed.lock().expect("budget") += actual - estimate;
+    /// Reserve `estimate` USD for one call, waiting (without polling) while it does not fit but
+    /// calls in flight may still settle below their reservations. `None`: the budget is
+    /// exhausted and the call must not be sent.
+    async fn reserve(&self, estimate: f64) -> Option<Reservation<'_>> {
+        let reservation = |open| Reservation {
+            budget: self,
+            estimate,
+            open,
+        };
+        let Some(max) = self.max else {
+            // No budget: nothing to count (the guard releases nothing either).
+            return Some(reservation(false));
+        };
+        loop {
+            // Registered before the check, so a settlement between the check and the wait
+            // still wakes this call.
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                if self.exhausted.load(AtomicOrdering::SeqCst) {
+                    return None;
+                }
+                let mut state = self.state.lock().expect("budget");
+                if state.committed + estimate <= max {
+                    state.committed += estimate;
+                    state.in_flight += 1;
+                    return Some(reservation(true));
+                }
+                if state.in_flight == 0 {
+                    self.exhausted.store(true, AtomicOrdering::SeqCst);
+                    drop(state);
+                    self.settled.notify_waiters();
+                    return None;
+                }
+            }
+            notified.await;
         }
+    }
+
+    fn release(&self, estimate: f64, actual: f64) {
+        if self.max.is_none() {
+            return;
+        }
+        {
+            let mut state = self.state.lock().expect("budget");
+            state.committed += actual - estimate;
+            state.in_flight -= 1;
+        }
+        self.settled.notify_waiters();
     }
 }
 
@@ -584,10 +667,10 @@ pub struct RunSession {
     seed: u64,
     _lock: lock::RunLock,
     completed_before: usize,
-    earlier: Vec<CallRecord>,
     pending: Vec<usize>,
     hits: HashMap<usize, JudgeReply>,
-    keys: Arc<HashMap<usize, String>>,
+    /// True when replies are stored in the response cache (workers compute their keys).
+    cache_on: bool,
     halt: Arc<Halt>,
     committed_now: Arc<AtomicUsize>,
     collect: Arc<AtomicBool>,
@@ -647,10 +730,12 @@ impl RunSession {
         // Taken before the store is read: a second process must not even compute what is pending.
         let lock = lock::RunLock::acquire(out_dir)?;
         let store = RunStore::open(out_dir)?;
-        let completed = store.completed_ids()?;
-        let earlier = store.records()?;
-        let pending: Vec<usize> = (0..plan.calls.len())
-            .filter(|&i| !completed.contains(&plan.calls[i].id) && keep(&plan.calls[i]))
+        // The store holds this plan (see above), so its uncommitted positions are the pending
+        // calls: no set of committed ids is built.
+        let pending: Vec<usize> = store
+            .pending_positions()?
+            .into_iter()
+            .filter(|&i| plan.calls.get(i).is_some_and(keep))
             .collect();
 
         // The cache is read once, up front, so no worker ever touches SQLite.
@@ -658,32 +743,49 @@ impl RunSession {
             Some(dir) => Some(ResponseCache::open(dir).map_err(RunError::Cache)?),
             None => None,
         };
-        let mut keys: HashMap<usize, String> = HashMap::new();
         let mut hits: HashMap<usize, JudgeReply> = HashMap::new();
         if let Some(cache) = &cache {
-            for &index in &pending {
-                let spec = &plan.calls[index];
-                let handle = by_name[spec.judge.as_str()];
-                let request =
-                    design::request(spec, &dataset.pairs, &perturbed).expect("checked above");
-                if let Some(key) = handle.judge.cache_key(&request) {
-                    keys.insert(index, key);
-                }
-            }
-            let key_list: Vec<&str> = keys.values().map(String::as_str).collect();
-            let found = cache.lookup(&key_list).map_err(RunError::Cache)?;
-            for (index, key) in &keys {
-                if let Some(reply) = found.get(key) {
-                    hits.insert(*index, reply.clone());
+            // Looked up a chunk at a time and not kept: a worker computes its call's key again
+            // (cheap next to the call), so no key per pending call is held for the whole run.
+            const CHUNK: usize = 4096;
+            for chunk in pending.chunks(CHUNK) {
+                let keys: Vec<(usize, String)> = chunk
+                    .iter()
+                    .filter_map(|&index| {
+                        let spec = &plan.calls[index];
+                        let request = design::request(spec, &dataset.pairs, &perturbed)
+                            .expect("checked above");
+                        let key = by_name[spec.judge.as_str()].judge.cache_key(&request)?;
+                        Some((index, key))
+                    })
+                    .collect();
+                let key_list: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+                let found = cache.lookup(&key_list).map_err(RunError::Cache)?;
+                for (index, key) in &keys {
+                    if let Some(reply) = found.get(key) {
+                        hits.insert(*index, reply.clone());
+                    }
                 }
             }
         }
 
+        let store_count = store.committed_count()?;
+        // Spend already committed in earlier sessions counts against the budget.
+        let pricing: HashMap<&str, Pricing> = judges
+            .iter()
+            .filter_map(|h| h.config.pricing.map(|p| (h.config.name.as_str(), p)))
+            .collect();
+        // Summed a record at a time: the earlier calls are not held for the session.
+        let mut spent_before = 0.0;
+        if options.max_cost.is_some() && store_count > 0 {
+            store.each_record(|r| {
+                if let (Some(usage), Some(p)) = (r.usage.as_ref(), pricing.get(r.judge.as_str())) {
+                    spent_before += cost_usd(usage, p);
+                }
+            })?;
+        }
         let calls_path = out_dir.join("calls.jsonl");
-        let jsonl = repair_log(&calls_path, &earlier).map_err(|source| RunError::Io {
-            path: calls_path.clone(),
-            source,
-        })?;
+        let jsonl = repair_log(&calls_path, &store, store_count > 0)?;
         let halt = Arc::new(Halt::default());
         let committed_now = Arc::new(AtomicUsize::new(0));
         let (sender, receiver) = mpsc::channel::<Written>();
@@ -710,20 +812,7 @@ impl RunSession {
         };
         let signals = watch_signals(halt.clone());
 
-        // Spend already committed in earlier sessions counts against the budget.
-        let pricing: HashMap<&str, Pricing> = judges
-            .iter()
-            .filter_map(|h| h.config.pricing.map(|p| (h.config.name.as_str(), p)))
-            .collect();
-        let spent_before: f64 = earlier
-            .iter()
-            .filter_map(|r| Some(cost_usd(r.usage.as_ref()?, pricing.get(r.judge.as_str())?)))
-            .sum();
-        let budget = Arc::new(Budget {
-            max: options.max_cost,
-            committed: Mutex::new(spent_before),
-            exhausted: AtomicBool::new(false),
-        });
+        let budget = Arc::new(Budget::new(options.max_cost, spent_before));
 
         // Calls each judge would still send (pending, not answered by the cache): the progress
         // display counts the rest of its share as done.
@@ -782,11 +871,10 @@ impl RunSession {
             concurrency: options.concurrency,
             seed: options.seed,
             _lock: lock,
-            completed_before: completed.len(),
-            earlier,
+            completed_before: store_count,
             pending,
             hits,
-            keys: Arc::new(keys),
+            cache_on: options.cache_dir.is_some(),
             halt,
             committed_now,
             collect,
@@ -809,9 +897,11 @@ impl RunSession {
         &self.pending
     }
 
-    /// Every call committed before this session opened.
-    pub fn committed_before(&self) -> &[CallRecord] {
-        &self.earlier
+    /// Every call committed so far (before this session's first [`RunSession::send`]: every
+    /// call committed before it opened), without raw texts (`raw` is `None`), read from the
+    /// store on demand so a session holds no copy of them.
+    pub fn committed_before(&self) -> Result<Vec<CallRecord>, RunError> {
+        Ok(RunStore::open(&self.out_dir)?.records_without_texts()?)
     }
 
     /// Send the calls `indices` (plan indices; the caller passes pending calls, each at most
@@ -860,15 +950,15 @@ impl RunSession {
                     self.dataset.clone(),
                     self.perturbed.clone(),
                 );
-                let (sender, budget, keys, seed) = (
+                let (sender, budget, cache_on, seed) = (
                     sender.clone(),
                     self.budget.clone(),
-                    self.keys.clone(),
+                    self.cache_on,
                     self.seed,
                 );
                 workers.spawn(async move {
                     worker(
-                        runtime, queue, plan, dataset, perturbed, sender, budget, keys, seed,
+                        runtime, queue, plan, dataset, perturbed, sender, budget, cache_on, seed,
                     )
                     .await
                 });
@@ -993,14 +1083,14 @@ impl RunSession {
         if let Some(HaltCause::Signal(signal)) = self.halt.cause() {
             return Err(RunError::Interrupted {
                 signal,
-                committed: store.completed_ids()?.len(),
+                committed: store.committed_count()?,
                 planned,
                 dir: self.out_dir.clone(),
             });
         }
 
         // The caller checked that the stored plan is `plan`, so the store's order is the plan's.
-        let records = store.records_in_plan_order()?;
+        let records = store.records_for_analysis()?;
         let stopped = self
             .runtimes
             .iter()
@@ -1088,25 +1178,26 @@ fn watch_signals(halt: Arc<Halt>) -> Option<tokio::task::JoinHandle<()>> {
 
 /// Open `calls.jsonl` for appending after making it a faithful log of the store: a torn last
 /// line (a kill mid-write) is cut off, and committed calls missing from the log (a kill between
-/// the commit and the append) are appended. Lines are only ever written after their commit, so
-/// no committed call can appear twice.
-fn repair_log(path: &Path, committed: &[CallRecord]) -> std::io::Result<std::fs::File> {
-    let mut file = std::fs::OpenOptions::new()
+/// the commit and the append) are appended, read from the store with their raw texts. Lines are
+/// only ever written after their commit, so no committed call can appear twice.
+fn repair_log(
+    path: &Path,
+    store: &RunStore,
+    any_committed: bool,
+) -> Result<std::fs::File, RunError> {
+    let io = |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .read(true)
         .append(true)
-        .open(path)?;
-    if committed.is_empty() && file.metadata()?.len() == 0 {
+        .open(path)
+        .map_err(io)?;
+    let length = file.metadata().map_err(io)?.len();
+    if !any_committed && length == 0 {
         return Ok(file);
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes)?;
-    let whole = bytes
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |last| last + 1);
-    if whole < bytes.len() {
-        file.set_len(whole as u64)?;
     }
     // Only the id and whether there is a verdict matter; the raw answers are skipped unparsed.
     #[derive(Deserialize)]
@@ -1115,18 +1206,46 @@ fn repair_log(path: &Path, committed: &[CallRecord]) -> std::io::Result<std::fs:
         #[serde(default)]
         verdict: Option<serde::de::IgnoredAny>,
     }
-    let logged: std::collections::HashSet<String> = bytes[..whole]
-        .split(|&b| b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<Logged>(line).ok())
-        .filter(|line| line.verdict.is_some())
-        .map(|line| line.call_id)
-        .collect();
-    let mut out = std::io::BufWriter::new(&file);
-    for record in committed.iter().filter(|r| !logged.contains(&r.call_id)) {
-        serde_json::to_writer(&mut out, record).map_err(std::io::Error::other)?;
-        out.write_all(b"\n")?;
+    // Read a line at a time (the log of a long audit is large); `whole` ends the last full line.
+    let mut logged: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut whole = 0u64;
+    {
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, &file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = std::io::BufRead::read_until(&mut reader, b'\n', &mut line).map_err(io)?;
+            if read == 0 || line.last() != Some(&b'\n') {
+                break;
+            }
+            whole += read as u64;
+            if let Ok(entry) = serde_json::from_slice::<Logged>(&line)
+                && entry.verdict.is_some()
+            {
+                logged.insert(entry.call_id);
+            }
+        }
     }
-    out.flush()?;
+    if whole < length {
+        file.set_len(whole).map_err(io)?;
+    }
+    let mut out = std::io::BufWriter::new(&file);
+    let mut failed = None;
+    store.each_record(|record| {
+        if failed.is_some() || logged.contains(&record.call_id) {
+            return;
+        }
+        let written = serde_json::to_writer(&mut out, &record)
+            .map_err(std::io::Error::other)
+            .and_then(|()| out.write_all(b"\n"));
+        if let Err(error) = written {
+            failed = Some(error);
+        }
+    })?;
+    if let Some(error) = failed {
+        return Err(io(error));
+    }
+    out.flush().map_err(io)?;
     drop(out);
     Ok(file)
 }
@@ -1142,7 +1261,7 @@ async fn worker(
     perturbed: Arc<PerturbedAnswers>,
     sender: mpsc::Sender<Written>,
     budget: Arc<Budget>,
-    keys: Arc<HashMap<usize, String>>,
+    cache_on: bool,
     seed: u64,
 ) -> (usize, usize) {
     let (mut sent, mut over_budget) = (0, 0);
@@ -1194,13 +1313,13 @@ async fn worker(
                 &p,
             )
         });
-        if !budget.reserve(cost_estimate) {
+        let Some(reservation) = budget.reserve(cost_estimate).await else {
             record.error = Some("not sent: the --max-cost budget would be exceeded".into());
             over_budget += 1;
             runtime.counters.failed();
             let _ = sender.send(Written::Record(Box::new(record), None));
             continue;
-        }
+        };
         if let Some(bucket) = &runtime.rpm {
             bucket.take(1.0).await;
         }
@@ -1209,7 +1328,7 @@ async fn worker(
             bucket.take(token_estimate).await;
         }
         if runtime.halt.is_set() {
-            budget.settle(cost_estimate, 0.0);
+            reservation.settle(0.0);
             return (sent, over_budget);
         }
         sent += 1;
@@ -1221,7 +1340,7 @@ async fn worker(
             (Some(usage), Some(pricing)) => cost_usd(usage, &pricing),
             _ => cost_estimate,
         };
-        budget.settle(cost_estimate, actual_cost);
+        reservation.settle(actual_cost);
         if let (Some(bucket), Some(usage)) = (&runtime.tpm, &record.usage) {
             bucket
                 .adjust((usage.input_tokens + usage.output_tokens) as f64 - token_estimate)
@@ -1232,8 +1351,8 @@ async fn worker(
         } else {
             runtime.counters.failed();
         }
-        let key = if record.succeeded() {
-            keys.get(&index).cloned()
+        let key = if record.succeeded() && cache_on {
+            runtime.handle.judge.cache_key(&request)
         } else {
             None
         };

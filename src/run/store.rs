@@ -114,7 +114,7 @@ impl RunStore {
         &mut self,
         meta: &[(&str, &str)],
         pairs: &[Pair],
-        plan: &[(&str, &str)],
+        plan: impl IntoIterator<Item = (impl AsRef<str>, impl AsRef<str>)>,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
@@ -146,9 +146,10 @@ impl RunStore {
                     "INSERT OR IGNORE INTO plan (position, call_id, judge) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(err)?;
-            for (position, (call_id, judge)) in plan.iter().enumerate() {
+            // Rows are taken one at a time from the caller: no list of the plan is built.
+            for (position, (call_id, judge)) in plan.into_iter().enumerate() {
                 insert
-                    .execute(params![position as i64, call_id, judge])
+                    .execute(params![position as i64, call_id.as_ref(), judge.as_ref()])
                     .map_err(err)?;
             }
         }
@@ -198,6 +199,59 @@ impl RunStore {
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// True when the stored plan's call ids are exactly `ids`, in order. Compared row by row, so
+    /// no copy of the stored plan is built.
+    pub fn plan_is(
+        &self,
+        ids: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<bool, StoreError> {
+        let mut query = self
+            .conn
+            .prepare("SELECT call_id FROM plan ORDER BY position")
+            .map_err(self.err())?;
+        let mut rows = query.query([]).map_err(self.err())?;
+        let mut ids = ids.into_iter();
+        loop {
+            match (rows.next().map_err(self.err())?, ids.next()) {
+                (None, None) => return Ok(true),
+                (Some(row), Some(id)) => {
+                    let stored = row.get_ref(0).map_err(self.err())?;
+                    if stored.as_str().ok() != Some(id.as_ref()) {
+                        return Ok(false);
+                    }
+                }
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    /// Positions of the stored plan's calls that have no committed answer, in plan order (the
+    /// store does the matching, so no set of committed ids is built).
+    pub fn pending_positions(&self) -> Result<Vec<usize>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT p.position FROM plan p WHERE NOT EXISTS
+                     (SELECT 1 FROM calls c WHERE c.call_id = p.call_id)
+                 ORDER BY p.position",
+            )
+            .map_err(self.err())?;
+        let rows = query
+            .query_map([], |r| r.get::<_, i64>(0))
+            .map_err(self.err())?;
+        rows.map(|r| r.map(|p| p.max(0) as usize))
+            .collect::<Result<_, _>>()
+            .map_err(self.err())
+    }
+
+    /// Number of committed calls.
+    pub fn committed_count(&self) -> Result<usize, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as usize)
+            .map_err(self.err())
     }
 
     /// Commit a batch of completed calls (each with its JSON text) and faults in one
@@ -291,6 +345,75 @@ impl RunStore {
             "call record",
             usize::try_from(count).unwrap_or(0),
         )
+    }
+
+    /// [`RunStore::records_in_plan_order`] as the analysis reads them: each judge's raw text is
+    /// dropped as its record is decoded. No analysis or report reads the raw texts (they stay in
+    /// the store and `calls.jsonl`), and a judge that reasons before its verdict makes them most
+    /// of a record's size, so the records of a long audit no longer hold them all at once.
+    pub fn records_for_analysis(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let count: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))
+            .map_err(self.err())?;
+        let mut records: Vec<CallRecord> = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        self.each_json_row(
+            "SELECT c.record FROM plan p JOIN calls c ON c.call_id = p.call_id
+             ORDER BY p.position",
+            "call record",
+            |mut record: CallRecord| {
+                record.raw = None;
+                records.push(record);
+            },
+        )?;
+        Ok(records)
+    }
+
+    /// Every committed call with its raw text dropped (as in [`RunStore::records_for_analysis`]),
+    /// in no particular order: what a resumed session needs of the earlier ones.
+    pub fn records_without_texts(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let mut records = Vec::new();
+        self.each_json_row(
+            "SELECT record FROM calls",
+            "call record",
+            |mut record: CallRecord| {
+                record.raw = None;
+                records.push(record);
+            },
+        )?;
+        Ok(records)
+    }
+
+    /// Hand every committed call, raw text included, to `each`, one at a time (in storage
+    /// order, as [`RunStore::records`] lists them), so no list of them is built.
+    pub fn each_record(&self, each: impl FnMut(CallRecord)) -> Result<(), StoreError> {
+        self.each_json_row("SELECT record FROM calls", "call record", each)
+    }
+
+    /// Decode the first column of every row of `sql` as JSON text and hand each value to `each`
+    /// (text borrowed from SQLite, not copied).
+    fn each_json_row<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        what: &str,
+        mut each: impl FnMut(T),
+    ) -> Result<(), StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+            message,
+        };
+        let mut query = self.conn.prepare(sql).map_err(self.err())?;
+        let mut rows = query.query([]).map_err(self.err())?;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            let text = row
+                .get_ref(0)
+                .map_err(self.err())?
+                .as_str()
+                .map_err(|e| corrupt(e.to_string()))?;
+            each(serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?);
+        }
+        Ok(())
     }
 
     /// Faults per judge and kind, over every session of this run.
