@@ -53,7 +53,7 @@ fn main() {
         // (The large rows run in "wide" mode: see `client`.)
     }
     println!(
-        "| N | C | L | wall (s) | ideal (s) | wall / ideal | client CPU / call (ms) | peak RSS (MB) | start-up (ms) |"
+        "| N | C | L | wall (s) | ideal (s) | wall / ideal | client CPU / call (ms) | peak RSS (MB) | start-up (ms) (of which prepare) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (n, c, latency, runs_wanted) in rows {
@@ -86,13 +86,15 @@ fn main() {
             runs[runs_wanted / 2][field]
         };
         let (wall, cpu, rss, startup) = (median(0), median(1), median(2), median(3));
+        let prepare = median(4);
         let ideal = n as f64 * latency as f64 / 1000.0 / c as f64;
         println!(
-            "| {n} | {c} | {latency} ms | {wall:.3} | {ideal:.3} | {:.3}× | {:.4} | {:.1} | {:.0} |",
+            "| {n} | {c} | {latency} ms | {wall:.3} | {ideal:.3} | {:.3}× | {:.4} | {:.1} | {:.0} ({:.0}) |",
             wall / ideal,
             cpu * 1000.0 / n as f64,
             rss / 1024.0,
-            startup * 1000.0
+            startup * 1000.0,
+            prepare * 1000.0
         );
     }
     if large_only {
@@ -246,7 +248,10 @@ fn control(url: &str, method: &str, path: &str) -> String {
         .to_string()
 }
 
-/// One client configuration: prints "wall_seconds cpu_seconds peak_rss_kib startup_seconds".
+/// One client configuration: prints "wall_seconds cpu_seconds peak_rss_kib startup_seconds
+/// prepare_seconds" (start-up is from building the pairs to the stub's first request; prepare is
+/// its first phase, building the pairs, plan and perturbed answers; the rest is the run store,
+/// its plan rows and the session up to the first request).
 fn client(spec: &str) {
     let parts: Vec<&str> = spec.split(',').collect();
     let n: usize = parts[0].parse().expect("N");
@@ -351,6 +356,7 @@ fn client(spec: &str) {
         jury: Default::default(),
     };
     let prepared = audit::prepare_snapshot(snapshot).expect("prepare");
+    let prepare = epoch_micros().saturating_sub(begun) as f64 / 1e6;
     assert_eq!(prepared.plan.calls.len(), n / per_pair * per_pair);
     let out = tempfile::tempdir().expect("temp dir");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -374,7 +380,7 @@ fn client(spec: &str) {
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
     assert_eq!(
-        outcome.records.len(),
+        outcome.columns.recorded(),
         prepared.plan.calls.len(),
         "every call completed"
     );
@@ -383,7 +389,7 @@ fn client(spec: &str) {
         .parse()
         .expect("first request time");
     let startup = first.saturating_sub(begun) as f64 / 1e6;
-    println!("{wall} {cpu} {} {startup}", peak_rss_kib());
+    println!("{wall} {cpu} {} {startup} {prepare}", peak_rss_kib());
 }
 
 /// User + system CPU time of this process, from /proc/self/stat (clock ticks of 1/100 s).

@@ -878,13 +878,12 @@ pub fn summarize_stored(run_dir: &Path) -> Result<Summary, AuditError> {
     let prepared = prepare_stored(run_dir)?;
     let store = RunStore::open(run_dir)?;
     check_stored_plan(&store, &prepared, run_dir)?;
-    let mut records = store.records_for_analysis()?;
-    add_failed_records(&prepared, &store, &mut records)?;
-    let outcome = RunOutcome {
-        records,
+    let mut outcome = RunOutcome {
+        columns: store.call_columns(prepared.plan.calls.len())?,
         faults: store.fault_counts()?,
         ..RunOutcome::default()
     };
+    load_records(&prepared, &store, &mut outcome)?;
     Ok(summarize(&prepared, &outcome))
 }
 
@@ -987,7 +986,7 @@ pub async fn execute_where(
         )
         .await?
     };
-    add_failed_records(prepared, &RunStore::open(out)?, &mut outcome.records)?;
+    load_records(prepared, &RunStore::open(out)?, &mut outcome)?;
     if rewrite_usage.is_some() {
         outcome.perturbed = Some(perturbed);
         outcome.rewrites = rewrite_stats;
@@ -1177,6 +1176,26 @@ async fn execute_sequential(
         }
     }
     Ok(session.finish()?)
+}
+
+/// True when [`summarize`] reads the committed calls as records: the sequential engine and the
+/// pointwise analysis read them; every other audit is analysed from [`RunOutcome::columns`].
+fn reads_records(prepared: &Prepared) -> bool {
+    prepared.snapshot.design.sequential || prepared.judges.iter().any(|h| h.config.is_pointwise())
+}
+
+/// Fill `outcome.records` from the store (with the failed calls' records) when [`summarize`]
+/// reads them, so an audit analysed from columns holds no record per call.
+fn load_records(
+    prepared: &Prepared,
+    store: &RunStore,
+    outcome: &mut RunOutcome,
+) -> Result<(), AuditError> {
+    if reads_records(prepared) {
+        outcome.records = store.records_for_analysis()?;
+        add_failed_records(prepared, store, &mut outcome.records)?;
+    }
+    Ok(())
 }
 
 /// The store commits answers only (a failed call is sent again by a resume), so a call with
@@ -1439,8 +1458,17 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
-    let analysis = analyze::analyze_full(&input, &options);
-    let examples = analyze::flipped_examples(&input);
+    let (analysis, examples) = if reads_records(prepared) {
+        (
+            analyze::analyze_full(&input, &options),
+            analyze::flipped_examples(&input),
+        )
+    } else {
+        (
+            analyze::analyze_full_columns(&input, &outcome.columns, &options),
+            analyze::flipped_examples_columns(&input, &outcome.columns),
+        )
+    };
     let mut categories = BTreeMap::new();
     for pair in &prepared.dataset.pairs {
         *categories

@@ -58,6 +58,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// The counters are the process's: the tests take turns so one's allocations are not counted
+/// in the other's peak.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Peak heap bytes above the live bytes at the start, while `f` runs.
 fn peak_above_start<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let start = LIVE.load(Ordering::SeqCst);
@@ -71,9 +75,13 @@ const CALLS: usize = PAIRS * 76;
 const RAW_BYTES: usize = 16 * 1024;
 
 fn write_inputs(dir: &Path) {
+    write_pairs(dir, PAIRS);
+}
+
+fn write_pairs(dir: &Path, pairs_wanted: usize) {
     let filler = "This answer explains the safety considerations in plain words. ".repeat(8);
     let mut pairs = String::new();
-    for i in 0..PAIRS {
+    for i in 0..pairs_wanted {
         pairs.push_str(
             &serde_json::json!({
                 "id": format!("p{i:04}"),
@@ -107,28 +115,11 @@ bootstrap_resamples = 200
 
 #[test]
 fn resume_and_reanalysis_do_not_hold_the_raw_texts() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     write_inputs(dir.path());
     let out = dir.path().join("out");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
-        .args([
-            "run",
-            "--quiet",
-            "--no-cache",
-            "--config",
-            "audit.toml",
-            "--out",
-        ])
-        .arg(&out)
-        .current_dir(dir.path())
-        .env("JUDGE_AUDIT_CACHE", dir.path().join("cache"))
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    run_audit(dir.path(), &out);
     // Long answers (a judge that reasons before its verdict), stored the way the runner stores
     // them: the record's JSON text with its `raw` field.
     let conn = rusqlite::Connection::open(out.join("run.sqlite")).unwrap();
@@ -171,8 +162,9 @@ fn resume_and_reanalysis_do_not_hold_the_raw_texts() {
             .unwrap()
     });
     assert_eq!(outcome.sent, 0);
-    assert_eq!(outcome.records.len(), CALLS);
-    let texts_dropped = outcome.records.iter().all(|r| r.raw.is_none());
+    assert_eq!(outcome.columns.recorded(), CALLS);
+    // A pairwise audit is analysed from the columns: no record per call is read back.
+    let texts_dropped = outcome.records.is_empty();
     drop(outcome);
 
     eprintln!(
@@ -189,5 +181,94 @@ fn resume_and_reanalysis_do_not_hold_the_raw_texts() {
             "{step}: peak heap {peak} bytes, the raw texts are {stored_texts} bytes"
         );
     }
-    assert!(texts_dropped, "the run's records carry no raw text");
+    assert!(texts_dropped, "the run holds no records, so no raw text");
+}
+
+/// Run the audit of `dir`'s inputs into `out` through the binary.
+fn run_audit(dir: &Path, out: &Path) {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+        .args([
+            "run",
+            "--quiet",
+            "--no-cache",
+            "--config",
+            "audit.toml",
+            "--out",
+        ])
+        .arg(out)
+        .current_dir(dir)
+        .env("JUDGE_AUDIT_CACHE", dir.join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// Peak heap above the start of a re-analysis (`report`) and of a resume of the finished run in
+/// `out`.
+fn peaks(out: &Path) -> (usize, usize) {
+    let (summary, report_peak) = peak_above_start(|| audit::summarize_stored(out).unwrap());
+    drop(summary);
+    let prepared = audit::prepare_stored(out).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (outcome, resume_peak) = peak_above_start(|| {
+        runtime
+            .block_on(audit::execute(
+                &prepared,
+                out,
+                &ExecOptions {
+                    quiet: true,
+                    max_cost: None,
+                    cache_dir: None,
+                    max_calls: None,
+                },
+            ))
+            .unwrap()
+    });
+    assert_eq!(outcome.sent, 0);
+    (report_peak, resume_peak)
+}
+
+/// What a re-analysis and a resume hold per planned call, from the growth of their peak heap
+/// between two audit sizes (the fixed costs cancel). Measured (debug) at the commit that added
+/// this test: 329 bytes a call for the re-analysis (the plan, ≈ 230 bytes a call: a `CallSpec`
+/// and its strings; the perturbed answers, ≈ 85 in this shape; the index, a few) and 93 for the
+/// resume (its plan and perturbed answers are built before the count starts). The records read
+/// back as before (≈ 360 bytes a call more, raw texts dropped) break either cap.
+/// Runs in about 20 s in debug.
+#[test]
+fn analysis_memory_per_call_excludes_records() {
+    const REPORT_CAP: usize = 480;
+    const RESUME_CAP: usize = 250;
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let sizes = [33, 132];
+    let mut measured = Vec::new();
+    for pairs in sizes {
+        let dir = tempfile::tempdir().unwrap();
+        write_pairs(dir.path(), pairs);
+        let out = dir.path().join("out");
+        run_audit(dir.path(), &out);
+        measured.push(peaks(&out));
+    }
+    let calls = (sizes[1] - sizes[0]) * 76;
+    let per_call = |a: usize, b: usize| b.saturating_sub(a) / calls;
+    let report = per_call(measured[0].0, measured[1].0);
+    let resume = per_call(measured[0].1, measured[1].1);
+    eprintln!("peak heap growth per planned call: report {report} B, resume {resume} B");
+    for (step, bytes, cap) in [
+        ("report", report, REPORT_CAP),
+        ("resume", resume, RESUME_CAP),
+    ] {
+        assert!(
+            bytes < cap,
+            "{step}: {bytes} bytes of peak heap per planned call (cap {cap})"
+        );
+    }
 }

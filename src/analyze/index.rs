@@ -3,11 +3,13 @@
 //! The plan gives every judge the same condition slots per pair, so a judge's verdicts are a
 //! `pairs × slots` byte matrix. Building it costs one pass over the plan (to mark planned slots)
 //! and one over the records (one hash lookup per record for the pair id); every metric afterwards
-//! reads bytes by index, with no string comparison or allocation.
+//! reads bytes by index, with no string comparison or allocation. A run's calls come either as
+//! records or, for `run` and `report`, as [`CallColumns`] read from the store (one byte per call).
 
 use crate::design::{ConditionKind, Order, Plan, Side};
 use crate::judge::{LabelProbs, SlotVerdict};
 use crate::run::CallRecord;
+use crate::run::columns::CallColumns;
 use std::collections::HashMap;
 
 /// The slot is not part of the plan.
@@ -289,6 +291,67 @@ impl Index {
                 probs[cell] = probs_array(p);
             } else if let Some(probs) = judge.probs.as_mut() {
                 probs[cell] = [f32::NAN; 3];
+            }
+        }
+        Index { layout, judges }
+    }
+
+    /// Index the committed calls `columns` (one entry per position of `plan`) against `plan`
+    /// with `n_pairs` pairs: the same index as [`Index::build`] over the records the columns
+    /// were read from, without a record or a string per call. Each call's judge, pair and slot
+    /// come from its plan position.
+    pub(crate) fn from_columns(plan: &Plan, n_pairs: usize, columns: &CallColumns) -> Index {
+        let layout = Layout::new(plan);
+        let mut judges: Vec<Verdicts> = plan
+            .judges
+            .iter()
+            .map(|_| Verdicts {
+                codes: vec![NOT_PLANNED; n_pairs * layout.slots],
+                probs: None,
+                counts: Counts::default(),
+            })
+            .collect();
+        for (position, spec) in plan.calls.iter().enumerate() {
+            let Some(judge) = judges.get_mut(spec.judge_index) else {
+                continue;
+            };
+            judge.counts.planned += 1;
+            if spec.pair_index >= n_pairs {
+                continue;
+            }
+            let code = columns.code(position);
+            if let Some(code) = code {
+                judge.counts.recorded += 1;
+                if code != FAILED {
+                    judge.counts.completed += 1;
+                }
+                if code == INVALID {
+                    judge.counts.invalid += 1;
+                }
+                if let Some(usage) = columns.usage(position) {
+                    judge.counts.input_tokens += usage.input_tokens;
+                    judge.counts.output_tokens += usage.output_tokens;
+                }
+            }
+            let artifact = spec
+                .artifact
+                .as_deref()
+                .and_then(|a| layout.artifact_index(a));
+            let Some(slot) = layout.slot(
+                spec.kind,
+                artifact,
+                spec.side,
+                spec.order,
+                spec.repeat as usize,
+            ) else {
+                continue;
+            };
+            let cell = spec.pair_index * layout.slots + slot;
+            judge.codes[cell] = code.unwrap_or(FAILED);
+            if let Some(p) = columns.probs(position) {
+                judge
+                    .probs
+                    .get_or_insert_with(|| vec![[f32::NAN; 3]; n_pairs * layout.slots])[cell] = p;
             }
         }
         Index { layout, judges }

@@ -24,7 +24,7 @@ mod agreement;
 mod boot;
 pub mod compare;
 mod findings;
-mod index;
+pub(crate) mod index;
 mod judge;
 pub mod jury;
 pub mod mitigation;
@@ -844,9 +844,31 @@ fn mix_seed(seed: u64, parts: &[&str]) -> u64 {
 /// Analyse every judge, then the juries, agreement between judges, multiplicity, trust and
 /// findings.
 pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Analysis {
+    analyze_indexed(input, &records_index(input), options)
+}
+
+/// [`analyze_full`] over a run's committed calls in column form, read from its store
+/// (`input.records` is not read): the same analysis without a record per call in memory.
+pub fn analyze_full_columns(
+    input: &AnalysisInput<'_>,
+    columns: &crate::run::columns::CallColumns,
+    options: &AnalysisOptions,
+) -> Analysis {
+    let index = index::Index::from_columns(input.plan, input.dataset.pairs.len(), columns);
+    analyze_indexed(input, &index, options)
+}
+
+fn records_index(input: &AnalysisInput<'_>) -> index::Index {
+    let pair_ids: Vec<String> = input.dataset.pairs.iter().map(|p| p.id.clone()).collect();
+    index::Index::build(input.plan, &pair_ids, input.records)
+}
+
+fn analyze_indexed(
+    input: &AnalysisInput<'_>,
+    index: &index::Index,
+    options: &AnalysisOptions,
+) -> Analysis {
     let pairs = &input.dataset.pairs;
-    let pair_ids: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
-    let index = index::Index::build(input.plan, &pair_ids, input.records);
     let mut ctx = judge::Ctx::new(&index.layout, pairs, options);
     ctx.excluded = index
         .layout
@@ -896,8 +918,8 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
         })
         .collect();
 
-    let (mut juries, jury) = jury::analyze_juries(&ctx, &index, &judges, options);
-    let agreement = agreement::analyze(&ctx, &index, names, &options.jury, options);
+    let (mut juries, jury) = jury::analyze_juries(&ctx, index, &judges, options);
+    let agreement = agreement::analyze(&ctx, index, names, &options.jury, options);
 
     let families = multiplicity::adjust(&mut judges, &mut juries, options.multiplicity);
     for result in judges.iter_mut().chain(juries.iter_mut()) {
@@ -1014,9 +1036,21 @@ fn outcome_word(score: i8) -> &'static str {
 /// Pick up to [`EXAMPLES_PER_CELL`] flipped shift comparisons per judge and artifact, in plan
 /// order (deterministic).
 pub fn flipped_examples(input: &AnalysisInput<'_>) -> Vec<FlipExample> {
+    flipped_from(input, &records_index(input))
+}
+
+/// [`flipped_examples`] over a run's committed calls in column form (as
+/// [`analyze_full_columns`]); the texts shown come from the dataset and the perturbed answers.
+pub fn flipped_examples_columns(
+    input: &AnalysisInput<'_>,
+    columns: &crate::run::columns::CallColumns,
+) -> Vec<FlipExample> {
+    let index = index::Index::from_columns(input.plan, input.dataset.pairs.len(), columns);
+    flipped_from(input, &index)
+}
+
+fn flipped_from(input: &AnalysisInput<'_>, index: &index::Index) -> Vec<FlipExample> {
     let pairs = &input.dataset.pairs;
-    let pair_ids: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
-    let index = index::Index::build(input.plan, &pair_ids, input.records);
     let l = &index.layout;
     let mut kept: HashMap<(usize, usize), usize> = HashMap::new();
     let mut examples = Vec::new();

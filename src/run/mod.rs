@@ -16,6 +16,7 @@
 //! connection.
 
 pub mod cache;
+pub mod columns;
 pub mod limiter;
 pub mod lock;
 pub mod progress;
@@ -263,9 +264,13 @@ pub type FaultCounts = BTreeMap<String, BTreeMap<FaultKind, u64>>;
 /// The result of executing a plan.
 #[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
-    /// Every committed call of the run (this session and earlier ones), in plan order, without
-    /// the judges' raw texts (`raw` is `None`: the analysis never reads them; the store and
-    /// `calls.jsonl` keep them).
+    /// Every committed call of the run (this session and earlier ones) in column form, one entry
+    /// per plan position: what the analysis reads of them (see [`columns::CallColumns`]).
+    pub columns: columns::CallColumns,
+    /// Committed calls as records, in plan order, without the judges' raw texts (`raw` is
+    /// `None`): empty as a session returns it (the columns say what the analysis needs); filled
+    /// by callers whose analysis reads records (`audit` for pointwise judges and sequential
+    /// designs), from the store.
     pub records: Vec<CallRecord>,
     /// Faults per judge and kind, over every session of the run.
     pub faults: FaultCounts,
@@ -1089,8 +1094,9 @@ impl RunSession {
             });
         }
 
-        // The caller checked that the stored plan is `plan`, so the store's order is the plan's.
-        let records = store.records_for_analysis()?;
+        // The caller checked that the stored plan is `plan`, so the store's positions are the
+        // plan's.
+        let columns = store.call_columns(planned)?;
         let stopped = self
             .runtimes
             .iter()
@@ -1101,7 +1107,7 @@ impl RunSession {
             })
             .collect();
         Ok(RunOutcome {
-            records,
+            columns,
             faults: store.fault_counts()?,
             stopped,
             sent: self.sent,

@@ -3,9 +3,10 @@
 //! fault. A call counts once its row is committed; failures are stored as faults, never as
 //! results.
 
+use super::columns::CallColumns;
 use super::{CallRecord, FaultCounts};
 use crate::dataset::Pair;
-use crate::judge::FaultKind;
+use crate::judge::{FaultKind, LabelProbs, SlotVerdict, TokenUsage};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -367,6 +368,67 @@ impl RunStore {
             },
         )?;
         Ok(records)
+    }
+
+    /// The committed calls of the stored plan in column form, `planned` positions (the caller
+    /// checked that the stored plan is its plan): each record's verdict, usage and label
+    /// probabilities, and a failed mark for each call that was sent and failed (a fault is
+    /// recorded) with no committed answer. Only those three fields of a record are decoded, so
+    /// neither a record nor a string per call is built: what `run` and `report` hand the
+    /// analysis of an audit without pointwise judges or a sequential design.
+    pub fn call_columns(&self, planned: usize) -> Result<CallColumns, StoreError> {
+        /// The part of a stored [`CallRecord`] the analysis reads; serde skips the rest.
+        #[derive(serde::Deserialize)]
+        struct Verdict {
+            #[serde(default)]
+            verdict: Option<SlotVerdict>,
+            #[serde(default)]
+            label_probs: Option<LabelProbs>,
+            #[serde(default)]
+            usage: Option<TokenUsage>,
+        }
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            what: "call record".into(),
+            message,
+        };
+        let mut columns = CallColumns::new(planned);
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT p.position, c.record FROM plan p JOIN calls c ON c.call_id = p.call_id",
+            )
+            .map_err(self.err())?;
+        let mut rows = query.query([]).map_err(self.err())?;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            let position: i64 = row.get(0).map_err(self.err())?;
+            let text = row
+                .get_ref(1)
+                .map_err(self.err())?
+                .as_str()
+                .map_err(|e| corrupt(e.to_string()))?;
+            let v: Verdict = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+            if let Ok(position) = usize::try_from(position) {
+                columns.set(position, v.verdict, v.usage, v.label_probs.as_ref());
+            }
+        }
+        // As `failed_ids`: sent, failed, never answered.
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT p.position FROM plan p WHERE p.call_id IN (SELECT call_id FROM faults)
+                 AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.call_id = p.call_id)",
+            )
+            .map_err(self.err())?;
+        let failed = query
+            .query_map([], |r| r.get::<_, i64>(0))
+            .map_err(self.err())?;
+        for position in failed {
+            if let Ok(position) = usize::try_from(position.map_err(self.err())?) {
+                columns.set(position, None, None, None);
+            }
+        }
+        Ok(columns)
     }
 
     /// Every committed call with its raw text dropped (as in [`RunStore::records_for_analysis`]),
