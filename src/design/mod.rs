@@ -540,7 +540,9 @@ fn tie_targets(pair: &Pair, targets: TieTargets) -> Vec<Side> {
 /// Perturbed answers, computed once per (artifact, pair, side) before any call is made.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PerturbedAnswers {
-    by_key: HashMap<(String, usize, Side), Perturbation>,
+    /// Per artifact id, per (pair index, side). Nested so that a lookup borrows the artifact id
+    /// instead of building a `String` key: `get` runs for every request and every analysed cell.
+    by_key: HashMap<String, HashMap<(usize, Side), Perturbation>>,
     /// Component ids per composed artifact (for the interaction).
     pub components: HashMap<String, Vec<String>>,
     /// Ids of injection probes (for the attack success rate).
@@ -561,18 +563,22 @@ impl PerturbedAnswers {
             .filter(|a| !a.is_position() && !a.is_rewrite())
             .flat_map(|a| (0..pairs.len()).flat_map(move |i| [(*a, i, Side::A), (*a, i, Side::B)]))
             .collect();
-        let by_key = jobs
+        let computed: Vec<Perturbation> = jobs
             .par_iter()
             .map(|&(artifact, index, side)| {
                 let pair = &pairs[index];
                 let text = answer(pair, side);
                 let key = format!("{}/{}", pair.id, side.letter());
-                (
-                    (artifact.id.clone(), index, side),
-                    artifact.apply(text, seed, &key),
-                )
+                artifact.apply(text, seed, &key)
             })
             .collect();
+        let mut by_key: HashMap<String, HashMap<(usize, Side), Perturbation>> = HashMap::new();
+        for (&(artifact, index, side), p) in jobs.iter().zip(computed) {
+            by_key
+                .entry(artifact.id.clone())
+                .or_default()
+                .insert((index, side), p);
+        }
         PerturbedAnswers {
             by_key,
             components: artifacts
@@ -596,12 +602,14 @@ impl PerturbedAnswers {
     /// Set the perturbed answer of one item (rewrite artifacts, filled from the run store).
     pub fn set(&mut self, artifact: &str, pair_index: usize, side: Side, p: Perturbation) {
         self.by_key
-            .insert((artifact.to_string(), pair_index, side), p);
+            .entry(artifact.to_string())
+            .or_default()
+            .insert((pair_index, side), p);
     }
 
     /// The perturbed answer, if the artifact changes text.
     pub fn get(&self, artifact: &str, pair_index: usize, side: Side) -> Option<&Perturbation> {
-        self.by_key.get(&(artifact.to_string(), pair_index, side))
+        self.by_key.get(artifact)?.get(&(pair_index, side))
     }
 }
 
