@@ -59,7 +59,8 @@ enum Command {
         #[command(subcommand)]
         command: JudgesCommand,
     },
-    /// Compare two runs: metric changes and paired McNemar tests on the calls they share.
+    /// Compare two runs: metric changes and paired tests on the calls they share (McNemar on
+    /// verdicts and labels, Wilcoxon on score changes).
     Compare(CompareArgs),
     /// Write a commented audit.toml for your data, which `run --config` then runs as is.
     Init(InitArgs),
