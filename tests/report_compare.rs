@@ -63,7 +63,8 @@ fn changed_by_condition(a: &Path, b: &Path) -> BTreeMap<(String, String), BTreeS
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for (id, (record, x)) in &va {
         let Some((_, y)) = vb.get(id) else { continue };
-        // Pointwise grades have no verdict and are not compared (the comparison warns).
+        // Pointwise grades have no verdict; they are compared by grade (checked in
+        // `hand_edited_grades_give_the_exact_wilcoxon_and_mcnemar_p_values`).
         if record.get("grades").is_some() {
             continue;
         }
