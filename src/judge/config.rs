@@ -481,6 +481,10 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
         "sim-pointwise/sim-safety-apology.toml",
         include_str!("../../judges/sim-pointwise/sim-safety-apology.toml"),
     ),
+    (
+        "sim-pointwise/sim-rubric-apology.toml",
+        include_str!("../../judges/sim-pointwise/sim-rubric-apology.toml"),
+    ),
 ];
 
 /// An API key read from the environment. It has no `Display`, and its `Debug` is redacted, so it
@@ -1556,13 +1560,6 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
         }
     }
     if let Some(sim) = &config.sim {
-        if config.kind == JudgeKind::Rubric {
-            return bad(
-                "sim",
-                "simulated rubric judges are not available (use kind = \"score\" or \"label\")"
-                    .into(),
-            );
-        }
         if !sim.artifact_preference.is_empty() {
             return bad(
                 "sim.artifact_preference",
@@ -1581,17 +1578,17 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
         only(
             "sim_grades.label_flip",
             config.kind == JudgeKind::Score && !sim.label_flip.is_empty(),
-            "label judges",
+            "label and rubric judges",
         )?;
         only(
             "sim_grades.positive_rate",
             config.kind == JudgeKind::Score && sim.positive_rate.is_some(),
-            "label judges",
+            "label and rubric judges",
         )?;
         only(
             "sim_grades.score_shift",
             config.kind == JudgeKind::Label && !sim.score_shift.is_empty(),
-            "score judges",
+            "score and rubric judges",
         )?;
         for (artifact, v) in &sim.score_shift {
             if !v.is_finite() {
@@ -1768,7 +1765,7 @@ mod tests {
                 .all(|c| c.backend == Backend::Sim && c.sim.is_some())
         );
         let pointwise = JudgeConfig::load_dir(root.join("sim-pointwise")).unwrap();
-        assert_eq!(pointwise.len(), 3);
+        assert_eq!(pointwise.len(), 4);
         assert!(
             pointwise
                 .iter()
