@@ -114,6 +114,30 @@ pub struct DesignSection {
     /// [`analyze::sequential::MAX_WAVE_PAIRS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave_pairs: Option<usize>,
+    /// Which calls a judge's template variants (`templates = [...]` in its file) make:
+    /// `baseline` (default: the baseline calls only, enough for the template-sensitivity
+    /// metrics) or `all` (the full design, so every artifact's T is measured per template).
+    /// Omitted from stored snapshots at its default, so runs without variants store exactly
+    /// what they did before.
+    #[serde(default, skip_serializing_if = "TemplateDesign::is_baseline")]
+    pub templates: TemplateDesign,
+}
+
+/// `[design] templates`: which calls template variants make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateDesign {
+    /// Baseline calls only.
+    #[default]
+    Baseline,
+    /// The full design.
+    All,
+}
+
+impl TemplateDesign {
+    fn is_baseline(&self) -> bool {
+        *self == TemplateDesign::Baseline
+    }
 }
 
 fn default_repeats() -> u32 {
@@ -134,6 +158,7 @@ impl Default for DesignSection {
             multiplicity: analyze::Multiplicity::default(),
             sequential: false,
             wave_pairs: None,
+            templates: TemplateDesign::Baseline,
         }
     }
 }
@@ -544,6 +569,7 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
             source_path: Some(base.join("audit.toml")),
         });
     }
+    let judges = with_template_variants(judges, config.design.templates)?;
     if judges.is_empty() {
         return Err(AuditError::Config(
             "judges: no judge configured (name built-in judges or judge files in `judges = [...]`, or add [[judge]] tables)".into(),
@@ -562,6 +588,35 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
         jury: config.jury.clone(),
         items,
     })
+}
+
+/// Every judge followed by the derived judges of its template variants
+/// ([`JudgeConfig::template_variants`]), each on the baseline calls only (`templates =
+/// "baseline"`: an empty artifact scope) or on the judge's own scope (`"all"`).
+fn with_template_variants(
+    judges: Vec<SnapshotJudge>,
+    design: TemplateDesign,
+) -> Result<Vec<SnapshotJudge>, AuditError> {
+    let mut out = Vec::with_capacity(judges.len());
+    for j in judges {
+        let mut config = j.config.clone();
+        config.source_path = j.source_path.clone();
+        let variants = config
+            .template_variants()
+            .map_err(|e| AuditError::Config(e.to_string()))?;
+        out.push(j);
+        for mut v in variants {
+            if design == TemplateDesign::Baseline {
+                v.audit_artifacts = Some(Vec::new());
+            }
+            v.source_path = None;
+            out.push(SnapshotJudge {
+                source_path: config.source_path.clone(),
+                config: v,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Load everything and build the plan; no judge is called.

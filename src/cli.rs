@@ -1358,6 +1358,7 @@ fn print_plan(prepared: &Prepared) {
             println!("  {condition:<32} {n:>8}");
         }
     }
+    print_template_plan(prepared, &counts);
     let total_cost: f64 = estimates.iter().filter_map(|e| e.cost_usd).sum();
     if estimates.iter().any(|e| e.cost_usd.is_some()) {
         println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
@@ -1372,6 +1373,46 @@ fn print_plan(prepared: &Prepared) {
         {
             println!("estimated total with --batch: ${with_batch:.2}");
         }
+    }
+}
+
+/// The plan size per template of every judge with template variants (`templates = [...]`):
+/// the primary template's calls, then each variant's (its derived judge `<judge>@<variant>`).
+fn print_template_plan(
+    prepared: &Prepared,
+    counts: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
+) {
+    let calls = |name: &str| -> usize { counts.get(name).map_or(0, |c| c.values().sum()) };
+    for base in prepared
+        .judges
+        .iter()
+        .filter(|h| !h.config.templates.is_empty())
+    {
+        let mut parts = vec![format!(
+            "{} (primary) {} calls",
+            base.config.template,
+            calls(&base.config.name)
+        )];
+        for v in prepared
+            .judges
+            .iter()
+            .filter(|h| h.config.variant_of.as_deref() == Some(base.config.name.as_str()))
+        {
+            parts.push(format!(
+                "{} {} calls",
+                v.config.template,
+                calls(&v.config.name)
+            ));
+        }
+        println!(
+            "templates of {} (design.templates = {}): {}",
+            base.config.name,
+            match prepared.snapshot.design.templates {
+                audit::TemplateDesign::Baseline => "baseline",
+                audit::TemplateDesign::All => "all",
+            },
+            parts.join(", ")
+        );
     }
 }
 
