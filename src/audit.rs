@@ -1494,7 +1494,16 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
-    let analysis = analyze::analyze_full(&input, &options);
+    let groups = template_groups(prepared, plan);
+    let analysis = analyze::analyze_with_templates(
+        &input,
+        &options,
+        &groups,
+        match prepared.snapshot.design.templates {
+            TemplateDesign::Baseline => "baseline",
+            TemplateDesign::All => "all",
+        },
+    );
     let examples = analyze::flipped_examples(&input);
     let mut categories = BTreeMap::new();
     for pair in &prepared.dataset.pairs {
@@ -1551,6 +1560,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         },
         judges: analysis.judges,
         mitigations: analysis.mitigations,
+        templates: analysis.templates,
         warnings: Vec::new(),
         rewrites: report::rewrites::RewriteSection::build(
             &prepared.artifacts,
@@ -1570,6 +1580,40 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         summary.warnings.extend(pointwise_notes(prepared));
     }
     summary
+}
+
+/// Every judge of `plan` with template variants, its primary template first: the groups of the
+/// template-sensitivity section (indices into `plan.judges`).
+fn template_groups(
+    prepared: &Prepared,
+    plan: &crate::design::Plan,
+) -> Vec<analyze::templates::TemplateGroup> {
+    let index = |name: &str| plan.judges.iter().position(|j| j == name);
+    let template = |h: &JudgeHandle| {
+        h.config
+            .load_template()
+            .map(|t| t.name)
+            .unwrap_or_else(|_| h.config.template.clone())
+    };
+    prepared
+        .judges
+        .iter()
+        .filter(|h| !h.config.templates.is_empty() && h.config.variant_of.is_none())
+        .filter_map(|base| {
+            let mut members = vec![(index(&base.config.name)?, template(base))];
+            for v in prepared
+                .judges
+                .iter()
+                .filter(|h| h.config.variant_of.as_deref() == Some(base.config.name.as_str()))
+            {
+                members.push((index(&v.config.name)?, template(v)));
+            }
+            (members.len() >= 2).then(|| analyze::templates::TemplateGroup {
+                judge: base.config.name.clone(),
+                members,
+            })
+        })
+        .collect()
 }
 
 /// The plan and records of the pairwise judges only (judge indices renumbered).

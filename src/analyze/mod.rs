@@ -36,6 +36,7 @@ pub mod rewrites;
 pub mod sequential;
 pub mod simulate;
 pub mod summary;
+pub mod templates;
 pub mod trust;
 
 pub use agreement::{AgreementResult, PairAgreement, RaterAgreement};
@@ -823,6 +824,9 @@ pub struct Analysis {
     /// [`AnalysisOptions::mitigations`] is off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitigations: Option<mitigation::MitigationSection>,
+    /// Judge-prompt sensitivity of the judges with template variants (`None` without any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<templates::TemplateSection>,
 }
 
 /// Analyse every judge of the plan (the judges part of [`analyze_full`]).
@@ -844,6 +848,18 @@ fn mix_seed(seed: u64, parts: &[&str]) -> u64 {
 /// Analyse every judge, then the juries, agreement between judges, multiplicity, trust and
 /// findings.
 pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Analysis {
+    analyze_with_templates(input, options, &[], "baseline")
+}
+
+/// [`analyze_full`], plus the template sensitivity of `groups` (judges with their template
+/// variants, [`templates::TemplateGroup`]; `design` is `baseline` or `all`). With no group it is
+/// exactly [`analyze_full`].
+pub fn analyze_with_templates(
+    input: &AnalysisInput<'_>,
+    options: &AnalysisOptions,
+    groups: &[templates::TemplateGroup],
+    design: &str,
+) -> Analysis {
     let pairs = &input.dataset.pairs;
     let pair_ids: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
     let index = index::Index::build(input.plan, &pair_ids, input.records);
@@ -951,7 +967,19 @@ pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Ana
     let mitigations = options
         .mitigations
         .then(|| mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size));
+    let templates = (!groups.is_empty()).then(|| {
+        templates::analyze(
+            &index.layout,
+            pairs.len(),
+            &index.judges,
+            &judges,
+            groups,
+            design,
+            options.confidence,
+        )
+    });
     Analysis {
+        templates,
         mitigations,
         judges,
         juries,
