@@ -256,6 +256,40 @@ fn planted_template_dependence_is_recovered() {
             .get("shift/apology")
             .is_none()
     );
+    // Every format carries the section, the simulated judge labelled as such; summary.json
+    // validates against its schema file.
+    let out = dir.path().join("out");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/reports/summary.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("# Template sensitivity"));
+    assert!(md.contains("## planted (simulated) · template sensitivity"));
+    assert!(md.contains("chen-safety vs chen-safety-paraphrase (worst)"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"templates\">"));
+    assert!(html.contains("The verdict depends on the template"));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let flip_row = format!(
+        "planted / chen-safety vs chen-safety-paraphrase,true,,template_sensitivity,flip_rate,192,{}",
+        p["rate"]["estimate"].as_f64().unwrap()
+    );
+    assert!(csv.lines().any(|l| l.starts_with(&flip_row)), "{flip_row}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("control,true,,template_sensitivity,depends_on_template,,0,"))
+    );
     let control = template_judge(&summary, "control");
     assert!(
         control["agreement"]["pairs"]
