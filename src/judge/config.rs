@@ -250,6 +250,18 @@ pub struct JudgeConfig {
     /// prompt makes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant_of: Option<String>,
+    /// Judge-layer mitigation: ask every comparison in both orders; a verdict counts only when
+    /// both orders pick the same answer, otherwise it is a tie (two calls per verdict).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swap_and_confirm: bool,
+    /// Judge-layer mitigation: strip the catalog's artifact phrases and collapse formatting in
+    /// both answers before the judge sees them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub normalise: bool,
+    /// Judge-layer mitigation: a sentence added to the system message of every request (e.g.
+    /// [`super::mitigate::DEFAULT_BIAS_INSTRUCTION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_instruction: Option<String>,
     /// Planted template dependence of a simulated judge (`[sim_template]`, beside `[sim]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_template: Option<SimTemplateEffect>,
@@ -848,6 +860,9 @@ impl JudgeConfig {
             templates: Vec::new(),
             variant_of: None,
             sim_template: None,
+            swap_and_confirm: false,
+            normalise: false,
+            bias_instruction: None,
             parser: ParserConfig::default(),
             api_key_env: None,
             base_url: None,
@@ -1209,12 +1224,22 @@ impl JudgeConfig {
             for (field, set) in [
                 ("templates", !self.templates.is_empty()),
                 ("sim_template", self.sim_template.is_some()),
+                ("swap_and_confirm", self.swap_and_confirm),
+                ("normalise", self.normalise),
+                ("bias_instruction", self.bias_instruction.is_some()),
             ] {
                 if set {
                     return bad(field, "is only allowed for a pairwise judge".into());
                 }
             }
             return validate_pointwise(self, text, origin);
+        }
+        if self
+            .bias_instruction
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return bad("bias_instruction", "must not be empty".into());
         }
         if let Some(effect) = &self.sim_template {
             if self.backend != Backend::Sim {
@@ -1270,6 +1295,15 @@ impl JudgeConfig {
             names.push(variant.name);
         }
         Ok(())
+    }
+
+    /// The judge-layer mitigations this file declares.
+    pub fn mitigations(&self) -> super::mitigate::Mitigations {
+        super::mitigate::Mitigations {
+            swap_and_confirm: self.swap_and_confirm,
+            normalise: self.normalise,
+            bias_instruction: self.bias_instruction.clone(),
+        }
     }
 
     /// Resolve `spec` (named in `field`) and check a pairwise judge can use it with this file's

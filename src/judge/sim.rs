@@ -75,7 +75,7 @@ pub struct SimJudge {
 
 /// Every text a built-in artifact inserts (prefixes, suffixes, fillers, lead-ins), longest first,
 /// so [`substance`] can remove them.
-fn inserted_texts() -> &'static [String] {
+pub(crate) fn inserted_texts() -> &'static [String] {
     static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
     TEXTS.get_or_init(|| {
         let mut out: Vec<String> = Vec::new();
