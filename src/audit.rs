@@ -66,7 +66,54 @@ pub struct AuditConfig {
     /// Juries aggregated post hoc from the judges' verdicts (`[jury]`).
     #[serde(default)]
     pub jury: JuryOptions,
+    /// Judge-layer mitigations audited with new calls (`[mitigations]`): each is run as a
+    /// derived judge `<judge>+<mitigation>` on the full design.
+    #[serde(default, skip_serializing_if = "MitigationsSection::is_empty")]
+    pub mitigations: MitigationsSection,
 }
+
+/// `[mitigations]`: judge-layer mitigations to audit with new calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MitigationsSection {
+    /// `true` for [`judge::mitigate::DEFAULT_BIAS_INSTRUCTION`], or the sentence itself: added
+    /// to the system message of every request of the derived judge `<judge>+bias-instruction`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_instruction: Option<BiasInstruction>,
+    /// Audit `<judge>+normalise`: answers stripped of artifact phrases and formatting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub normalise: bool,
+}
+
+impl MitigationsSection {
+    fn is_empty(&self) -> bool {
+        *self == MitigationsSection::default()
+    }
+
+    /// The bias instruction to audit, if any.
+    pub fn instruction(&self) -> Option<String> {
+        match &self.bias_instruction {
+            Some(BiasInstruction::On(true)) => {
+                Some(judge::mitigate::DEFAULT_BIAS_INSTRUCTION.to_string())
+            }
+            Some(BiasInstruction::Text(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// `bias_instruction = true | false | "sentence"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BiasInstruction {
+    /// On with the default sentence, or off.
+    On(bool),
+    /// On with this sentence.
+    Text(String),
+}
+
+/// The ids of the new-call mitigations, as derived-judge name suffixes (`<judge>+<id>`).
+pub const NEW_CALL_MITIGATIONS: [&str; 2] = ["bias-instruction", "normalise"];
 
 fn default_seed() -> u64 {
     42
@@ -570,6 +617,7 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
         });
     }
     let judges = with_template_variants(judges, config.design.templates)?;
+    let judges = with_mitigated(judges, &config.mitigations)?;
     if judges.is_empty() {
         return Err(AuditError::Config(
             "judges: no judge configured (name built-in judges or judge files in `judges = [...]`, or add [[judge]] tables)".into(),
@@ -614,6 +662,49 @@ fn with_template_variants(
                 source_path: config.source_path.clone(),
                 config: v,
             });
+        }
+    }
+    Ok(out)
+}
+
+/// Every judge followed by its `[mitigations]` derived judges (pairwise judges that are not
+/// derived themselves): `<judge>+bias-instruction`, `<judge>+normalise`, each the judge's own
+/// configuration with the mitigation on, on the judge's own scope.
+fn with_mitigated(
+    judges: Vec<SnapshotJudge>,
+    section: &MitigationsSection,
+) -> Result<Vec<SnapshotJudge>, AuditError> {
+    if section.instruction().is_some_and(|t| t.trim().is_empty()) {
+        return Err(AuditError::Config(
+            "mitigations.bias_instruction: the sentence must not be empty".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(judges.len());
+    for j in judges {
+        let base = j.config.clone();
+        let source_path = j.source_path.clone();
+        out.push(j);
+        if base.is_pointwise() || base.variant_of.is_some() {
+            continue;
+        }
+        let derive = |id: &str, apply: &dyn Fn(&mut JudgeConfig)| {
+            let mut d = base.clone();
+            d.name = format!("{}+{id}", base.name);
+            d.templates = Vec::new();
+            d.variant_of = Some(base.name.clone());
+            apply(&mut d);
+            SnapshotJudge {
+                config: d,
+                source_path: source_path.clone(),
+            }
+        };
+        if let Some(text) = section.instruction() {
+            out.push(derive("bias-instruction", &|d| {
+                d.bias_instruction = Some(text.clone())
+            }));
+        }
+        if section.normalise {
+            out.push(derive("normalise", &|d| d.normalise = true));
         }
     }
     Ok(out)
@@ -1494,16 +1585,16 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
-    let groups = template_groups(prepared, plan);
-    let analysis = analyze::analyze_with_templates(
-        &input,
-        &options,
-        &groups,
-        match prepared.snapshot.design.templates {
+    let extensions = analyze::Extensions {
+        templates: template_groups(prepared, plan),
+        template_design: match prepared.snapshot.design.templates {
             TemplateDesign::Baseline => "baseline",
             TemplateDesign::All => "all",
-        },
-    );
+        }
+        .into(),
+        new_call: new_call_mitigations(prepared, plan),
+    };
+    let analysis = analyze::analyze_extended(&input, &options, &extensions);
     let examples = analyze::flipped_examples(&input);
     let mut categories = BTreeMap::new();
     for pair in &prepared.dataset.pairs {
@@ -1601,16 +1692,40 @@ fn template_groups(
         .filter(|h| !h.config.templates.is_empty() && h.config.variant_of.is_none())
         .filter_map(|base| {
             let mut members = vec![(index(&base.config.name)?, template(base))];
-            for v in prepared
-                .judges
-                .iter()
-                .filter(|h| h.config.variant_of.as_deref() == Some(base.config.name.as_str()))
-            {
+            let prefix = format!("{}@", base.config.name);
+            for v in prepared.judges.iter().filter(|h| {
+                h.config.variant_of.as_deref() == Some(base.config.name.as_str())
+                    && h.config.name.starts_with(&prefix)
+            }) {
                 members.push((index(&v.config.name)?, template(v)));
             }
             (members.len() >= 2).then(|| analyze::templates::TemplateGroup {
                 judge: base.config.name.clone(),
                 members,
+            })
+        })
+        .collect()
+}
+
+/// The `[mitigations]` derived judges of `plan`, each with its base judge (indices into
+/// `plan.judges`).
+fn new_call_mitigations(
+    prepared: &Prepared,
+    plan: &crate::design::Plan,
+) -> Vec<analyze::mitigation::NewCall> {
+    let index = |name: &str| plan.judges.iter().position(|j| j == name);
+    prepared
+        .judges
+        .iter()
+        .filter_map(|h| {
+            let base = h.config.variant_of.as_deref()?;
+            let id = NEW_CALL_MITIGATIONS
+                .into_iter()
+                .find(|id| h.config.name == format!("{base}+{id}"))?;
+            Some(analyze::mitigation::NewCall {
+                base: index(base)?,
+                derived: index(&h.config.name)?,
+                id: id.to_string(),
             })
         })
         .collect()
@@ -2010,6 +2125,7 @@ pub fn demo_config(seed: u64) -> AuditConfig {
         inline_judges: Vec::new(),
         trust: TrustThresholds::default(),
         jury: JuryOptions::default(),
+        mitigations: MitigationsSection::default(),
     }
 }
 

@@ -1393,11 +1393,10 @@ fn print_template_plan(
             base.config.template,
             calls(&base.config.name)
         )];
-        for v in prepared
-            .judges
-            .iter()
-            .filter(|h| h.config.variant_of.as_deref() == Some(base.config.name.as_str()))
-        {
+        for v in prepared.judges.iter().filter(|h| {
+            h.config.variant_of.as_deref() == Some(base.config.name.as_str())
+                && h.config.name.starts_with(&format!("{}@", base.config.name))
+        }) {
             parts.push(format!(
                 "{} {} calls",
                 v.config.template,

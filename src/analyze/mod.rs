@@ -848,18 +848,30 @@ fn mix_seed(seed: u64, parts: &[&str]) -> u64 {
 /// Analyse every judge, then the juries, agreement between judges, multiplicity, trust and
 /// findings.
 pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Analysis {
-    analyze_with_templates(input, options, &[], "baseline")
+    analyze_extended(input, options, &Extensions::default())
 }
 
-/// [`analyze_full`], plus the template sensitivity of `groups` (judges with their template
-/// variants, [`templates::TemplateGroup`]; `design` is `baseline` or `all`). With no group it is
-/// exactly [`analyze_full`].
-pub fn analyze_with_templates(
+/// What an audit with derived judges adds to the analysis: template variants and new-call
+/// mitigations (issue 14). The default (nothing) is exactly [`analyze_full`].
+#[derive(Debug, Clone, Default)]
+pub struct Extensions {
+    /// Judges with their template variants.
+    pub templates: Vec<templates::TemplateGroup>,
+    /// `baseline` or `all` (`design.templates`).
+    pub template_design: String,
+    /// Judge-layer mitigations audited as derived judges.
+    pub new_call: Vec<mitigation::NewCall>,
+}
+
+/// [`analyze_full`], plus the template sensitivity of the template groups and the new-call
+/// mitigations of `extensions`.
+pub fn analyze_extended(
     input: &AnalysisInput<'_>,
     options: &AnalysisOptions,
-    groups: &[templates::TemplateGroup],
-    design: &str,
+    extensions: &Extensions,
 ) -> Analysis {
+    let groups = &extensions.templates;
+    let design = extensions.template_design.as_str();
     let pairs = &input.dataset.pairs;
     let pair_ids: Vec<String> = pairs.iter().map(|p| p.id.clone()).collect();
     let index = index::Index::build(input.plan, &pair_ids, input.records);
@@ -964,9 +976,16 @@ pub fn analyze_with_templates(
         result.small_audit = power::small_audit(result, &options.trust, options.power);
         result.findings = findings::findings(result);
     }
-    let mitigations = options
-        .mitigations
-        .then(|| mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size));
+    let mitigations = options.mitigations.then(|| {
+        mitigation::analyze(
+            &ctx,
+            &index.judges,
+            &judges,
+            &juries,
+            family_size,
+            &extensions.new_call,
+        )
+    });
     let templates = (!groups.is_empty()).then(|| {
         templates::analyze(
             &index.layout,

@@ -14,7 +14,7 @@
 //! rubric criterion: score shifts and label flips per artifact under condition `shift`, gold
 //! agreement, scale use, calibration and invalid grades under `baseline`; see
 //! [`super::pointwise::csv_rows`]), then `mitigation` (post hoc: `judge / mitigation`, condition
-//! `post_hoc_mitigation`: cost multipliers, gold accuracy and its change, residual bias, rank and
+//! `post_hoc_mitigation`, or `new_call_mitigation` for `[mitigations]` audited with new calls: cost multipliers, gold accuracy and its change, residual bias, rank and
 //! whether it is recommended, and for the judge's own mitigations the residual T, WR, flip rate
 //! and the paired flip test per artifact; see [`super::mitigation::csv_rows`]), then `template`
 //! (condition `template_sensitivity`: agreement across a judge's template variants, per-pair
