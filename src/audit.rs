@@ -1018,6 +1018,36 @@ pub fn rerender(run_dir: &Path) -> Result<Summary, AuditError> {
     Ok(summary)
 }
 
+/// The summary of a stored run restricted to the pairs `keep` accepts (for `harden
+/// --holdout`): the plan, perturbations and analysis are rebuilt on those pairs from the stored
+/// snapshot, and only their records are analysed. Also returns the prepared (restricted) audit.
+pub fn summarize_stored_pairs(
+    run_dir: &Path,
+    keep: &dyn Fn(&dataset::Pair) -> bool,
+) -> Result<(Summary, Prepared), AuditError> {
+    let full = prepare_stored(run_dir)?;
+    let store = RunStore::open(run_dir)?;
+    check_stored_plan(&store, &full, run_dir)?;
+    let mut records = store.records_for_analysis()?;
+    add_failed_records(&full, &store, &mut records)?;
+    let mut snapshot = full.snapshot.clone();
+    let mut dataset = (*snapshot.dataset).clone();
+    dataset.pairs.retain(|p| keep(p));
+    dataset.hash = dataset::hash_pairs(&dataset.pairs);
+    snapshot.dataset = Arc::new(dataset);
+    let mut prepared = prepare_snapshot(snapshot)?;
+    fill_stored_rewrites(&mut prepared, &store)?;
+    let ids: std::collections::HashSet<&str> =
+        prepared.plan.calls.iter().map(|c| c.id.as_str()).collect();
+    records.retain(|r| ids.contains(r.call_id.as_str()));
+    let outcome = RunOutcome {
+        records,
+        faults: store.fault_counts()?,
+        ..RunOutcome::default()
+    };
+    Ok((summarize(&prepared, &outcome), prepared))
+}
+
 /// The summary of a stored run, analysed again from its stored calls (no judge is called, nothing
 /// is written).
 pub fn summarize_stored(run_dir: &Path) -> Result<Summary, AuditError> {
