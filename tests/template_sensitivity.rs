@@ -449,3 +449,53 @@ max_retries = 0
     // Variants did not measure the primary's artifacts: no trust comparison.
     assert!(j.get("trust_changes").is_none());
 }
+
+#[test]
+fn full_design_per_template_compares_trust_and_t() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every verdict reversed under the paraphrase (share 1): its apology preference is turned
+    // around, so T(apology) differs by template.
+    std::fs::write(
+        dir.path().join("j.toml"),
+        "name = \"j\"\nbackend = \"sim\"\nmodel = \"simulated\"\nseed = 3\ntemplate = \"chen-safety\"\ntemplates = [\"chen-safety-paraphrase\"]\n[sim]\naccuracy = 0.9\n[sim.artifact_preference]\napology = 0.8\n[sim_template]\nphrase = \"Pick output (a) or output (b)\"\nshare = 1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        "seed = 2\njudges = [\"j.toml\"]\n[dataset]\nlimit = 24\n[design]\nrepeats = 2\nartifacts = [\"apology\"]\nbootstrap_resamples = 200\ntemplates = \"all\"\n",
+    )
+    .unwrap();
+    // `plan` shows the calls per template: the variant makes the full design too.
+    let plan = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+        .args(["plan", "--config"])
+        .arg(dir.path().join("audit.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    // 24 pairs × (4 baseline + 2 tie detection + 4 shift) = 240 calls per template.
+    assert!(
+        text.contains(
+            "templates of j (design.templates = all): chen-safety (primary) 240 calls, chen-safety-paraphrase 240 calls"
+        ),
+        "{text}"
+    );
+    let summary = run_audit(dir.path(), &[]);
+    let j = template_judge(&summary, "j");
+    assert_eq!(summary["templates"]["design"], "all");
+    let t = j["artifacts"][0]["t"].as_array().unwrap();
+    assert_eq!(j["artifacts"][0]["artifact"], "apology");
+    let (a, b) = (t[0].as_f64().unwrap(), t[1].as_f64().unwrap());
+    // Reversing every verdict turns the planted preference around (the calls the preference
+    // leaves to a coin draw their own coins per template, so not exactly −T).
+    assert!(a > 0.5 && b < -0.5, "{a} {b}");
+    close(j["artifacts"][0]["range"].as_f64().unwrap(), a - b, 1e-12);
+    // Both templates measured the same artifacts, so their trust verdicts are compared; both
+    // reject (an effect either way), so the verdict does not change.
+    assert_eq!(j["trust_changes"], false);
+    assert_eq!(j["templates"][0]["trust"], "REJECT");
+    assert_eq!(j["templates"][1]["trust"], "REJECT");
+    // Every item reversed: the two templates never agree on a non-tie verdict.
+    let p = pair(j, "chen-safety", "chen-safety-paraphrase");
+    assert_eq!(p["flips"], p["comparisons"]);
+    assert_eq!(j["depends_on_template"], true);
+}
