@@ -140,3 +140,99 @@ fn holdout_fraction_is_checked() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--holdout: 1.5 is outside (0, 1)"));
 }
+
+mod support;
+
+/// The judge-layer mitigations a hardened file declares, through the `openai` backend against a
+/// loopback server that always picks the first slot: every request carries the bias
+/// instruction in its system message and answers stripped of the apology; swap-and-confirm sends
+/// both orders, which disagree on every verdict (the server's first-slot preference), so every
+/// baseline verdict is a tie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_mitigations_are_applied_to_every_request() {
+    use support::{MockServer, Reply, chat_completion};
+    let server = MockServer::start(|_| Reply::json(chat_completion("Output (a)"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pairs = String::new();
+    for i in 0..3 {
+        pairs.push_str(
+            &serde_json::json!({
+                "id": format!("p{i}"),
+                "prompt": format!("Question {i}?"),
+                "response_a": format!("**Answer** A{i}, with   spaces."),
+                "response_b": format!("Answer B{i}."),
+                "preferred": "a",
+            })
+            .to_string(),
+        );
+        pairs.push('\n');
+    }
+    std::fs::write(dir.path().join("pairs.jsonl"), pairs).unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        r#"
+seed = 1
+[dataset]
+path = "pairs.jsonl"
+[design]
+repeats = 1
+artifacts = ["apology"]
+[[judge]]
+name = "hardened"
+backend = "openai"
+model = "m"
+template = "chen-safety"
+max_retries = 0
+swap_and_confirm = true
+normalise = true
+bias_instruction = "Do not let length, apologies, citations or the order of answers influence you."
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let base_url = server.base_url();
+    let o = tokio::task::spawn_blocking({
+        let (dir, out) = (dir.path().to_path_buf(), out.clone());
+        move || {
+            bin()
+                .args(["run", "--quiet", "--config"])
+                .arg(dir.join("audit.toml"))
+                .arg("--out")
+                .arg(&out)
+                .env("OPENAI_BASE_URL", base_url)
+                .env("JUDGE_AUDIT_CACHE", dir.join("cache"))
+                .env_remove("OPENAI_API_KEY")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    // 3 pairs × (2 baseline + 2 tie detection + 4 shift) = 24 verdicts, two requests each.
+    assert_eq!(s["plan"]["total_calls"], 24);
+    assert_eq!(server.count(), 48);
+    for r in server.requests() {
+        let messages = r.body["messages"].as_array().unwrap();
+        assert_eq!(messages[0]["role"], "system");
+        assert_eq!(
+            messages[0]["content"],
+            "Do not let length, apologies, citations or the order of answers influence you."
+        );
+        let user = messages[1]["content"].as_str().unwrap();
+        let task = user.rsplit("## Task:").next().unwrap();
+        assert!(!task.contains("I'm sorry, as a chatbot"), "{task}");
+        assert!(
+            !task.contains("**Answer**") && !task.contains("   "),
+            "{task}"
+        );
+    }
+    let j = &s["judges"][0];
+    assert_eq!(j["calls"]["invalid"], 0);
+    // Every verdict a tie: the two orders always disagree.
+    let apology = &j["artifacts"][0];
+    assert_eq!(apology["tie_detection"]["estimate"], 0.0);
+    assert_eq!(j["baseline"]["gold_accuracy"]["estimate"], 0.0);
+}
