@@ -39,7 +39,8 @@ pub struct Hardened {
 /// The outcome of `harden`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HardenReport {
-    /// One entry per pairwise judge of the run (derived judges excluded).
+    /// One entry per pairwise judge of the run (derived judges, template variants and
+    /// `[mitigations]` judges, excluded).
     pub judges: Vec<Hardened>,
     /// Held-out pairs written for confirmation (with `--holdout`).
     pub holdout_pairs: Option<usize>,
@@ -276,12 +277,20 @@ pub fn harden(
     let mut judges = Vec::new();
     let mut files = Vec::new();
     for j in &section.judges {
-        let (m, evidence) = choose(j, &prepared.trust);
-        let base = prepared
+        let Some(base) = prepared
             .judges
             .iter()
             .find(|h| h.config.name == j.judge)
-            .map(|h| h.config.clone());
+            .map(|h| h.config.clone())
+        else {
+            continue;
+        };
+        // A derived judge (a template variant) is hardened through its base judge's file.
+        if base.variant_of.is_some() {
+            continue;
+        }
+        let (m, evidence) = choose(j, &prepared.trust);
+        let base = Some(base);
         let file = match (&m, base) {
             (Some(m), Some(base)) => {
                 let path = out.join(format!("{}.toml", j.judge));

@@ -746,4 +746,44 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn shipped_template_variants_render_and_parse() {
+        // Every variant shows each answer once, and the simulated judge's replies in its label
+        // style parse back to the verdict it meant.
+        let variants = [
+            "chen-safety-paraphrase",
+            "chen-safety-brackets",
+            "chen-safety-system",
+            "mtbench-pairwise-paraphrase",
+            "mtbench-pairwise-verdict-line",
+            "mtbench-pairwise-user",
+        ];
+        for name in variants {
+            let t = Template::builtin(name).unwrap();
+            let r = t.render("PROMPT-X", "ANSWER-ONE", "ANSWER-TWO");
+            let all = format!("{}\n{}", r.system.unwrap_or_default(), r.user);
+            assert_eq!(all.matches("ANSWER-ONE").count(), 1, "{name}");
+            assert_eq!(all.matches("PROMPT-X").count(), 1, "{name}");
+            let mut c = config(params());
+            c.template = name.into();
+            let judge = SimJudge::new(&c).unwrap();
+            for (i, want) in [SlotVerdict::First, SlotVerdict::Second, SlotVerdict::Tie]
+                .into_iter()
+                .enumerate()
+            {
+                assert_eq!(judge.parser.parse(&judge.labels[i]), want, "{name}");
+            }
+        }
+        // Placement variants keep the primary's text, only moved between the messages.
+        let words = |name: &str| {
+            let r = Template::builtin(name).unwrap().render("P", "A", "B");
+            format!("{} {}", r.system.unwrap_or_default(), r.user)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(words("chen-safety-system"), words("chen-safety"));
+        assert_eq!(words("mtbench-pairwise-user"), words("mtbench-pairwise"));
+    }
 }
