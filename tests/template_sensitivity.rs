@@ -290,6 +290,10 @@ fn planted_template_dependence_is_recovered() {
         csv.lines()
             .any(|l| l.starts_with("control,true,,template_sensitivity,depends_on_template,,0,"))
     );
+    // The finding is also the judge's own, so the verdict listings carry it.
+    let findings = summary["judges"][0]["findings"].as_array().unwrap();
+    assert_eq!(summary["judges"][0]["name"], "planted");
+    assert_eq!(findings.last().unwrap(), &planted["finding"]);
     let control = template_judge(&summary, "control");
     assert!(
         control["agreement"]["pairs"]

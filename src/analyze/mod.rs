@@ -997,6 +997,12 @@ pub fn analyze_extended(
             options.confidence,
         )
     });
+    // The template finding is also the judge's own, so every verdict listing shows it.
+    for t in templates.iter().flat_map(|t| &t.judges) {
+        if let (Some(f), Some(j)) = (&t.finding, judges.iter_mut().find(|j| j.name == t.judge)) {
+            j.findings.push(f.clone());
+        }
+    }
     Analysis {
         templates,
         mitigations,
