@@ -1265,10 +1265,15 @@ fn sequential_juries(prepared: &Prepared) -> Vec<(String, Vec<String>)> {
     if !jury.enabled {
         return Vec::new();
     }
-    let members = if jury.members.is_empty() {
-        prepared.plan.judges.clone()
-    } else {
+    let members = if !jury.members.is_empty() {
         jury.members.clone()
+    } else {
+        let named = default_jury_members(prepared);
+        if named.is_empty() {
+            prepared.plan.judges.clone()
+        } else {
+            named
+        }
     };
     let mut rules = jury.rules.clone();
     rules.dedup();
@@ -1607,11 +1612,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         seed: prepared.seed,
         confidence: 0.95,
         trust: prepared.trust,
-        jury: if has_pointwise {
-            pairwise_jury(prepared)
-        } else {
-            prepared.jury.clone()
-        },
+        jury: pairwise_jury(prepared),
         multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
@@ -1847,10 +1848,14 @@ fn completeness_with_pointwise(
 }
 
 /// The `[jury]` settings for the pairwise analysis: pointwise members left out (they form
-/// their own jury, [`pointwise_jury`]); a member list naming only pointwise judges forms no
-/// pairwise jury.
+/// their own jury, [`pointwise_jury`]), derived judges left out of the default members
+/// ([`default_jury_members`]); a member list naming only pointwise judges forms no pairwise
+/// jury. With neither kind in the run this is `[jury]` as written.
 fn pairwise_jury(prepared: &Prepared) -> JuryOptions {
     let mut jury = prepared.jury.clone();
+    if jury.members.is_empty() {
+        jury.members = default_jury_members(prepared);
+    }
     if jury.members.is_empty() {
         return jury;
     }
@@ -1865,6 +1870,26 @@ fn pairwise_jury(prepared: &Prepared) -> JuryOptions {
         jury.enabled = false;
     }
     jury
+}
+
+/// The jury when `[jury]` names no members: every judge, except that the derived judges of
+/// template variants and `[mitigations]` (`<judge>@<variant>`, `<judge>+<mitigation>`) are the
+/// same model asked differently, not jurors of their own; with any of them in the plan the
+/// members are the other judges, named (empty, i.e. every judge, otherwise).
+fn default_jury_members(prepared: &Prepared) -> Vec<String> {
+    if prepared
+        .judges
+        .iter()
+        .all(|h| h.config.variant_of.is_none())
+    {
+        return Vec::new();
+    }
+    prepared
+        .judges
+        .iter()
+        .filter(|h| h.config.variant_of.is_none())
+        .map(|h| h.config.name.clone())
+        .collect()
 }
 
 /// The jury of pointwise judges: the `[jury]` members that are pointwise (every pointwise

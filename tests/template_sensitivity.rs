@@ -220,6 +220,16 @@ fn planted_template_dependence_is_recovered() {
     .unwrap();
     let summary = run_audit(dir.path(), &[]);
     assert_eq!(summary["templates"]["design"], "baseline");
+    // The default juries are of the two judges, not of one model asked in three ways.
+    let juries = summary["juries"].as_array().unwrap();
+    assert!(!juries.is_empty());
+    for jury in juries {
+        assert_eq!(
+            jury["members"],
+            serde_json::json!(["planted", "control"]),
+            "{jury}"
+        );
+    }
     let planted = template_judge(&summary, "planted");
     assert_eq!(planted["simulated"], true);
     // With no ties and no invalid verdicts, the planted flip rate is the share reversed: 0.3.

@@ -16,7 +16,8 @@
 use super::template::ContextEdit;
 use super::{Judge, JudgeError, JudgeReply, JudgeRequest, Slot, SlotVerdict, TokenUsage};
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The suggested bias instruction (`bias_instruction = true` in audit.toml's `[mitigations]`).
 pub const DEFAULT_BIAS_INSTRUCTION: &str = "Do not let length, apologies, citations or the order \
@@ -91,12 +92,20 @@ fn swapped_edit(e: &ContextEdit) -> ContextEdit {
 pub struct MitigatedJudge {
     inner: Arc<dyn Judge>,
     mitigations: Mitigations,
+    /// Swap-and-confirm: the first order's reply of a call whose swapped request failed, kept
+    /// until the runner's retry of that call, so a paid answer is not asked for again. Removed
+    /// when the call completes; at most one entry per call in flight.
+    first_replies: Mutex<HashMap<String, JudgeReply>>,
 }
 
 impl MitigatedJudge {
     /// Wrap `inner`.
     pub fn new(inner: Arc<dyn Judge>, mitigations: Mitigations) -> Self {
-        MitigatedJudge { inner, mitigations }
+        MitigatedJudge {
+            inner,
+            mitigations,
+            first_replies: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The request the judge is sent (normalised answers, the instruction added).
@@ -156,11 +165,28 @@ impl Judge for MitigatedJudge {
 
     async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
         let r = self.prepared(request);
-        let first = self.inner.judge(&r).await?;
         if !self.mitigations.swap_and_confirm {
-            return Ok(first);
+            return self.inner.judge(&r).await;
         }
-        let second = self.inner.judge(&Self::swapped(&r)).await?;
+        let kept = self
+            .first_replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request.call_id);
+        let first = match kept {
+            Some(reply) => reply,
+            None => self.inner.judge(&r).await?,
+        };
+        let second = match self.inner.judge(&Self::swapped(&r)).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.first_replies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(request.call_id.clone(), first);
+                return Err(e);
+            }
+        };
         let usage = match (first.usage, second.usage) {
             (Some(a), Some(b)) => Some(TokenUsage {
                 input_tokens: a.input_tokens + b.input_tokens,
@@ -199,10 +225,14 @@ impl Judge for MitigatedJudge {
 
     fn estimate_input_tokens(&self, request: &JudgeRequest) -> u64 {
         let one = self.inner.estimate_input_tokens(&self.prepared(request));
+        one * u64::from(self.requests_per_call())
+    }
+
+    fn requests_per_call(&self) -> u32 {
         if self.mitigations.swap_and_confirm {
-            2 * one
+            2
         } else {
-            one
+            1
         }
     }
 }
@@ -220,6 +250,81 @@ mod tests {
         assert_eq!(confirm(First, First), Tie);
         assert_eq!(confirm(Tie, Tie), Tie);
         assert_eq!(confirm(Second, Invalid), Invalid);
+    }
+
+    /// Answers "Output (a)" and fails its second request once, as a server error would.
+    struct FlakyJudge {
+        requests: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Judge for FlakyJudge {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn simulated(&self) -> bool {
+            false
+        }
+        async fn judge(&self, _: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+            let n = self
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == 1 {
+                return Err(JudgeError::Retryable {
+                    kind: super::super::FaultKind::ServerError,
+                    message: "503".into(),
+                    retry_after: None,
+                });
+            }
+            Ok(JudgeReply {
+                raw: format!("reply {n}"),
+                verdict: SlotVerdict::First,
+                usage: Some(TokenUsage {
+                    input_tokens: 10,
+                    output_tokens: 1,
+                }),
+                label_probs: None,
+                redacted: false,
+                grades: None,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_swapped_request_is_retried_without_asking_the_first_order_again() {
+        let inner = Arc::new(FlakyJudge {
+            requests: Default::default(),
+        });
+        let judge = MitigatedJudge::new(
+            inner.clone(),
+            Mitigations {
+                swap_and_confirm: true,
+                ..Mitigations::default()
+            },
+        );
+        assert_eq!(judge.requests_per_call(), 2);
+        let request = JudgeRequest {
+            call_id: "c".into(),
+            prompt: "q".into(),
+            first: "a".into(),
+            second: "b".into(),
+            repeat: 0,
+            sim: Default::default(),
+            context: Vec::new(),
+        };
+        // The swapped request (the second) fails: the call fails and keeps the first reply.
+        assert!(judge.judge(&request).await.is_err());
+        // The runner's retry sends only the swapped request again.
+        let reply = judge.judge(&request).await.unwrap();
+        let sent = inner.requests.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(sent, 3, "first, swapped (failed), swapped again");
+        assert_eq!(
+            reply.raw,
+            "[swap-and-confirm] as shown: reply 0 | swapped: reply 2"
+        );
+        // Both orders picked the first slot: position, not preference, so a tie.
+        assert_eq!(reply.verdict, SlotVerdict::Tie);
+        assert!(judge.first_replies.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -228,6 +228,13 @@ pub trait Judge: Send + Sync {
     fn estimate_input_tokens(&self, request: &JudgeRequest) -> u64 {
         ((request.prompt.len() + request.first.len() + request.second.len()) / 4) as u64
     }
+
+    /// Requests one [`Judge::judge`] sends to the model (2 for swap-and-confirm): the runner
+    /// reserves that many replies' worth of `max_tokens` against the cost budget and takes that
+    /// many requests from the `rpm` budget, so a judge that asks twice cannot overspend.
+    fn requests_per_call(&self) -> u32 {
+        1
+    }
 }
 
 /// Why a judge could not be built from its configuration.
