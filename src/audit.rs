@@ -66,7 +66,54 @@ pub struct AuditConfig {
     /// Juries aggregated post hoc from the judges' verdicts (`[jury]`).
     #[serde(default)]
     pub jury: JuryOptions,
+    /// Judge-layer mitigations audited with new calls (`[mitigations]`): each is run as a
+    /// derived judge `<judge>+<mitigation>` on the full design.
+    #[serde(default, skip_serializing_if = "MitigationsSection::is_empty")]
+    pub mitigations: MitigationsSection,
 }
+
+/// `[mitigations]`: judge-layer mitigations to audit with new calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MitigationsSection {
+    /// `true` for [`judge::mitigate::DEFAULT_BIAS_INSTRUCTION`], or the sentence itself: added
+    /// to the system message of every request of the derived judge `<judge>+bias-instruction`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_instruction: Option<BiasInstruction>,
+    /// Audit `<judge>+normalise`: answers stripped of artifact phrases and formatting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub normalise: bool,
+}
+
+impl MitigationsSection {
+    fn is_empty(&self) -> bool {
+        *self == MitigationsSection::default()
+    }
+
+    /// The bias instruction to audit, if any.
+    pub fn instruction(&self) -> Option<String> {
+        match &self.bias_instruction {
+            Some(BiasInstruction::On(true)) => {
+                Some(judge::mitigate::DEFAULT_BIAS_INSTRUCTION.to_string())
+            }
+            Some(BiasInstruction::Text(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// `bias_instruction = true | false | "sentence"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BiasInstruction {
+    /// On with the default sentence, or off.
+    On(bool),
+    /// On with this sentence.
+    Text(String),
+}
+
+/// The ids of the new-call mitigations, as derived-judge name suffixes (`<judge>+<id>`).
+pub const NEW_CALL_MITIGATIONS: [&str; 2] = ["bias-instruction", "normalise"];
 
 fn default_seed() -> u64 {
     42
@@ -114,6 +161,30 @@ pub struct DesignSection {
     /// [`analyze::sequential::MAX_WAVE_PAIRS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave_pairs: Option<usize>,
+    /// Which calls a judge's template variants (`templates = [...]` in its file) make:
+    /// `baseline` (default: the baseline calls only, enough for the template-sensitivity
+    /// metrics) or `all` (the full design, so every artifact's T is measured per template).
+    /// Omitted from stored snapshots at its default, so runs without variants store exactly
+    /// what they did before.
+    #[serde(default, skip_serializing_if = "TemplateDesign::is_baseline")]
+    pub templates: TemplateDesign,
+}
+
+/// `[design] templates`: which calls template variants make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateDesign {
+    /// Baseline calls only.
+    #[default]
+    Baseline,
+    /// The full design.
+    All,
+}
+
+impl TemplateDesign {
+    fn is_baseline(&self) -> bool {
+        *self == TemplateDesign::Baseline
+    }
 }
 
 fn default_repeats() -> u32 {
@@ -134,6 +205,7 @@ impl Default for DesignSection {
             multiplicity: analyze::Multiplicity::default(),
             sequential: false,
             wave_pairs: None,
+            templates: TemplateDesign::Baseline,
         }
     }
 }
@@ -544,6 +616,8 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
             source_path: Some(base.join("audit.toml")),
         });
     }
+    let judges = with_template_variants(judges, config.design.templates)?;
+    let judges = with_mitigated(judges, &config.mitigations)?;
     if judges.is_empty() {
         return Err(AuditError::Config(
             "judges: no judge configured (name built-in judges or judge files in `judges = [...]`, or add [[judge]] tables)".into(),
@@ -562,6 +636,78 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
         jury: config.jury.clone(),
         items,
     })
+}
+
+/// Every judge followed by the derived judges of its template variants
+/// ([`JudgeConfig::template_variants`]), each on the baseline calls only (`templates =
+/// "baseline"`: an empty artifact scope) or on the judge's own scope (`"all"`).
+fn with_template_variants(
+    judges: Vec<SnapshotJudge>,
+    design: TemplateDesign,
+) -> Result<Vec<SnapshotJudge>, AuditError> {
+    let mut out = Vec::with_capacity(judges.len());
+    for j in judges {
+        let mut config = j.config.clone();
+        config.source_path = j.source_path.clone();
+        let variants = config
+            .template_variants()
+            .map_err(|e| AuditError::Config(e.to_string()))?;
+        out.push(j);
+        for mut v in variants {
+            if design == TemplateDesign::Baseline {
+                v.audit_artifacts = Some(Vec::new());
+            }
+            v.source_path = None;
+            out.push(SnapshotJudge {
+                source_path: config.source_path.clone(),
+                config: v,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Every judge followed by its `[mitigations]` derived judges (pairwise judges that are not
+/// derived themselves): `<judge>+bias-instruction`, `<judge>+normalise`, each the judge's own
+/// configuration with the mitigation on, on the judge's own scope.
+fn with_mitigated(
+    judges: Vec<SnapshotJudge>,
+    section: &MitigationsSection,
+) -> Result<Vec<SnapshotJudge>, AuditError> {
+    if section.instruction().is_some_and(|t| t.trim().is_empty()) {
+        return Err(AuditError::Config(
+            "mitigations.bias_instruction: the sentence must not be empty".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(judges.len());
+    for j in judges {
+        let base = j.config.clone();
+        let source_path = j.source_path.clone();
+        out.push(j);
+        if base.is_pointwise() || base.variant_of.is_some() {
+            continue;
+        }
+        let derive = |id: &str, apply: &dyn Fn(&mut JudgeConfig)| {
+            let mut d = base.clone();
+            d.name = format!("{}+{id}", base.name);
+            d.templates = Vec::new();
+            d.variant_of = Some(base.name.clone());
+            apply(&mut d);
+            SnapshotJudge {
+                config: d,
+                source_path: source_path.clone(),
+            }
+        };
+        if let Some(text) = section.instruction() {
+            out.push(derive("bias-instruction", &|d| {
+                d.bias_instruction = Some(text.clone())
+            }));
+        }
+        if section.normalise {
+            out.push(derive("normalise", &|d| d.normalise = true));
+        }
+    }
+    Ok(out)
 }
 
 /// Load everything and build the plan; no judge is called.
@@ -872,6 +1018,55 @@ pub fn rerender(run_dir: &Path) -> Result<Summary, AuditError> {
     Ok(summary)
 }
 
+/// The summary of a stored run restricted to the pairs `keep` accepts (for `harden
+/// --holdout`): the plan, perturbations and analysis are rebuilt on those pairs from the stored
+/// snapshot, and only their records are analysed. Also returns the prepared (restricted) audit.
+pub fn summarize_stored_pairs(
+    run_dir: &Path,
+    keep: &dyn Fn(&dataset::Pair) -> bool,
+) -> Result<(Summary, Prepared), AuditError> {
+    let full = prepare_stored(run_dir)?;
+    let store = RunStore::open(run_dir)?;
+    check_stored_plan(&store, &full, run_dir)?;
+    let mut records = store.records_for_analysis()?;
+    add_failed_records(&full, &store, &mut records)?;
+    let mut snapshot = full.snapshot.clone();
+    let mut dataset = (*snapshot.dataset).clone();
+    dataset.pairs.retain(|p| keep(p));
+    dataset.hash = dataset::hash_pairs(&dataset.pairs);
+    snapshot.dataset = Arc::new(dataset);
+    let mut prepared = prepare_snapshot(snapshot)?;
+    fill_stored_rewrites(&mut prepared, &store)?;
+    let ids: std::collections::HashSet<&str> =
+        prepared.plan.calls.iter().map(|c| c.id.as_str()).collect();
+    records.retain(|r| ids.contains(r.call_id.as_str()));
+    // The restricted plan's positions are not the stored plan's: its columns are built from the
+    // kept records (the analysis reads columns for pairwise-only audits).
+    let position: HashMap<&str, usize> = prepared
+        .plan
+        .calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let mut columns = run::columns::CallColumns::new(prepared.plan.calls.len());
+    for r in &records {
+        if let Some(&i) = position.get(r.call_id.as_str()) {
+            columns.set(i, r.verdict, r.usage, r.label_probs.as_ref());
+        }
+    }
+    if !reads_records(&prepared) {
+        records = Vec::new();
+    }
+    let outcome = RunOutcome {
+        records,
+        columns,
+        faults: store.fault_counts()?,
+        ..RunOutcome::default()
+    };
+    Ok((summarize(&prepared, &outcome), prepared))
+}
+
 /// The summary of a stored run, analysed again from its stored calls (no judge is called, nothing
 /// is written).
 pub fn summarize_stored(run_dir: &Path) -> Result<Summary, AuditError> {
@@ -1088,10 +1283,15 @@ fn sequential_juries(prepared: &Prepared) -> Vec<(String, Vec<String>)> {
     if !jury.enabled {
         return Vec::new();
     }
-    let members = if jury.members.is_empty() {
-        prepared.plan.judges.clone()
-    } else {
+    let members = if !jury.members.is_empty() {
         jury.members.clone()
+    } else {
+        let named = default_jury_members(prepared);
+        if named.is_empty() {
+            prepared.plan.judges.clone()
+        } else {
+            named
+        }
     };
     let mut rules = jury.rules.clone();
     rules.dedup();
@@ -1450,22 +1650,27 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         seed: prepared.seed,
         confidence: 0.95,
         trust: prepared.trust,
-        jury: if has_pointwise {
-            pairwise_jury(prepared)
-        } else {
-            prepared.jury.clone()
-        },
+        jury: pairwise_jury(prepared),
         multiplicity: prepared.snapshot.design.multiplicity,
         ..AnalysisOptions::default()
     };
+    let extensions = analyze::Extensions {
+        templates: template_groups(prepared, plan),
+        template_design: match prepared.snapshot.design.templates {
+            TemplateDesign::Baseline => "baseline",
+            TemplateDesign::All => "all",
+        }
+        .into(),
+        new_call: new_call_mitigations(prepared, plan),
+    };
     let (analysis, examples) = if reads_records(prepared) {
         (
-            analyze::analyze_full(&input, &options),
+            analyze::analyze_extended(&input, &options, &extensions),
             analyze::flipped_examples(&input),
         )
     } else {
         (
-            analyze::analyze_full_columns(&input, &outcome.columns, &options),
+            analyze::analyze_extended_columns(&input, &outcome.columns, &options, &extensions),
             analyze::flipped_examples_columns(&input, &outcome.columns),
         )
     };
@@ -1524,6 +1729,7 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         },
         judges: analysis.judges,
         mitigations: analysis.mitigations,
+        templates: analysis.templates,
         warnings: Vec::new(),
         rewrites: report::rewrites::RewriteSection::build(
             &prepared.artifacts,
@@ -1543,6 +1749,64 @@ pub fn summarize(prepared: &Prepared, outcome: &RunOutcome) -> Summary {
         summary.warnings.extend(pointwise_notes(prepared));
     }
     summary
+}
+
+/// Every judge of `plan` with template variants, its primary template first: the groups of the
+/// template-sensitivity section (indices into `plan.judges`).
+fn template_groups(
+    prepared: &Prepared,
+    plan: &crate::design::Plan,
+) -> Vec<analyze::templates::TemplateGroup> {
+    let index = |name: &str| plan.judges.iter().position(|j| j == name);
+    let template = |h: &JudgeHandle| {
+        h.config
+            .load_template()
+            .map(|t| t.name)
+            .unwrap_or_else(|_| h.config.template.clone())
+    };
+    prepared
+        .judges
+        .iter()
+        .filter(|h| !h.config.templates.is_empty() && h.config.variant_of.is_none())
+        .filter_map(|base| {
+            let mut members = vec![(index(&base.config.name)?, template(base))];
+            let prefix = format!("{}@", base.config.name);
+            for v in prepared.judges.iter().filter(|h| {
+                h.config.variant_of.as_deref() == Some(base.config.name.as_str())
+                    && h.config.name.starts_with(&prefix)
+            }) {
+                members.push((index(&v.config.name)?, template(v)));
+            }
+            (members.len() >= 2).then(|| analyze::templates::TemplateGroup {
+                judge: base.config.name.clone(),
+                members,
+            })
+        })
+        .collect()
+}
+
+/// The `[mitigations]` derived judges of `plan`, each with its base judge (indices into
+/// `plan.judges`).
+fn new_call_mitigations(
+    prepared: &Prepared,
+    plan: &crate::design::Plan,
+) -> Vec<analyze::mitigation::NewCall> {
+    let index = |name: &str| plan.judges.iter().position(|j| j == name);
+    prepared
+        .judges
+        .iter()
+        .filter_map(|h| {
+            let base = h.config.variant_of.as_deref()?;
+            let id = NEW_CALL_MITIGATIONS
+                .into_iter()
+                .find(|id| h.config.name == format!("{base}+{id}"))?;
+            Some(analyze::mitigation::NewCall {
+                base: index(base)?,
+                derived: index(&h.config.name)?,
+                id: id.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The plan and records of the pairwise judges only (judge indices renumbered).
@@ -1631,10 +1895,14 @@ fn completeness_with_pointwise(
 }
 
 /// The `[jury]` settings for the pairwise analysis: pointwise members left out (they form
-/// their own jury, [`pointwise_jury`]); a member list naming only pointwise judges forms no
-/// pairwise jury.
+/// their own jury, [`pointwise_jury`]), derived judges left out of the default members
+/// ([`default_jury_members`]); a member list naming only pointwise judges forms no pairwise
+/// jury. With neither kind in the run this is `[jury]` as written.
 fn pairwise_jury(prepared: &Prepared) -> JuryOptions {
     let mut jury = prepared.jury.clone();
+    if jury.members.is_empty() {
+        jury.members = default_jury_members(prepared);
+    }
     if jury.members.is_empty() {
         return jury;
     }
@@ -1649,6 +1917,26 @@ fn pairwise_jury(prepared: &Prepared) -> JuryOptions {
         jury.enabled = false;
     }
     jury
+}
+
+/// The jury when `[jury]` names no members: every judge, except that the derived judges of
+/// template variants and `[mitigations]` (`<judge>@<variant>`, `<judge>+<mitigation>`) are the
+/// same model asked differently, not jurors of their own; with any of them in the plan the
+/// members are the other judges, named (empty, i.e. every judge, otherwise).
+fn default_jury_members(prepared: &Prepared) -> Vec<String> {
+    if prepared
+        .judges
+        .iter()
+        .all(|h| h.config.variant_of.is_none())
+    {
+        return Vec::new();
+    }
+    prepared
+        .judges
+        .iter()
+        .filter(|h| h.config.variant_of.is_none())
+        .map(|h| h.config.name.clone())
+        .collect()
 }
 
 /// The jury of pointwise judges: the `[jury]` members that are pointwise (every pointwise
@@ -1939,6 +2227,7 @@ pub fn demo_config(seed: u64) -> AuditConfig {
         inline_judges: Vec::new(),
         trust: TrustThresholds::default(),
         jury: JuryOptions::default(),
+        mitigations: MitigationsSection::default(),
     }
 }
 

@@ -26,6 +26,20 @@ enum Command {
     Demo(DemoArgs),
     /// Print the size of the plan by judge and condition, then stop.
     Plan(PlanArgs),
+    /// Pick the cheapest mitigation (or stack) a judge file can declare whose residual effects
+    /// pass the trust thresholds without losing gold accuracy, and write it as
+    /// hardened/<judge>.toml with the evidence (no judge is called).
+    Harden {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Choose on the pairs not held out and write the held-out share of pairs (a seeded
+        /// split) with hardened/confirm.toml to confirm the choice on them.
+        #[arg(long, value_name = "FRACTION")]
+        holdout: Option<f64>,
+        /// Where to write the files (default RUN_DIR/hardened).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Re-render every output of a run directory from its stored calls (no judge is called).
     Report {
         /// The run directory.
@@ -59,7 +73,8 @@ enum Command {
         #[command(subcommand)]
         command: JudgesCommand,
     },
-    /// Compare two runs: metric changes and paired McNemar tests on the calls they share.
+    /// Compare two runs: metric changes and paired tests on the calls they share (McNemar on
+    /// verdicts and labels, Wilcoxon on score changes).
     Compare(CompareArgs),
     /// Write a commented audit.toml for your data, which `run --config` then runs as is.
     Init(InitArgs),
@@ -571,6 +586,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Harden {
+            run_dir,
+            holdout,
+            out,
+        } => harden_command(&run_dir, holdout, out.as_deref()),
         Command::Report {
             run_dir,
             fail_on,
@@ -1358,6 +1378,7 @@ fn print_plan(prepared: &Prepared) {
             println!("  {condition:<32} {n:>8}");
         }
     }
+    print_template_plan(prepared, &counts);
     let total_cost: f64 = estimates.iter().filter_map(|e| e.cost_usd).sum();
     if estimates.iter().any(|e| e.cost_usd.is_some()) {
         println!("estimated total: ${total_cost:.2} (output at max_tokens: an upper bound)");
@@ -1372,6 +1393,73 @@ fn print_plan(prepared: &Prepared) {
         {
             println!("estimated total with --batch: ${with_batch:.2}");
         }
+    }
+}
+
+/// `judge-audit harden`: print each judge's choice and evidence, and where the files are.
+fn harden_command(
+    run_dir: &std::path::Path,
+    holdout: Option<f64>,
+    out: Option<&std::path::Path>,
+) -> Result<ExitCode, String> {
+    let report = judge_audit::harden::harden(run_dir, holdout, out).map_err(|e| e.to_string())?;
+    for j in &report.judges {
+        match (&j.chosen, &j.file) {
+            (Some(id), Some(file)) => {
+                println!("{}: {id} → {}", j.judge, file.display());
+            }
+            _ => println!("{}: left as it is", j.judge),
+        }
+        println!("  {}", j.evidence);
+    }
+    match (&report.confirm_config, report.holdout_pairs) {
+        (Some(config), Some(n)) => println!(
+            "chosen on the pairs not held out; confirm on the {n} held-out pairs: judge-audit run --config {}",
+            config.display()
+        ),
+        _ => println!(
+            "chosen on the same pairs it was measured on (optimistic): confirm on held-out pairs (--holdout FRACTION)"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan size per template of every judge with template variants (`templates = [...]`):
+/// the primary template's calls, then each variant's (its derived judge `<judge>@<variant>`).
+fn print_template_plan(
+    prepared: &Prepared,
+    counts: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
+) {
+    let calls = |name: &str| -> usize { counts.get(name).map_or(0, |c| c.values().sum()) };
+    for base in prepared
+        .judges
+        .iter()
+        .filter(|h| !h.config.templates.is_empty())
+    {
+        let mut parts = vec![format!(
+            "{} (primary) {} calls",
+            base.config.template,
+            calls(&base.config.name)
+        )];
+        for v in prepared.judges.iter().filter(|h| {
+            h.config.variant_of.as_deref() == Some(base.config.name.as_str())
+                && h.config.name.starts_with(&format!("{}@", base.config.name))
+        }) {
+            parts.push(format!(
+                "{} {} calls",
+                v.config.template,
+                calls(&v.config.name)
+            ));
+        }
+        println!(
+            "templates of {} (design.templates = {}): {}",
+            base.config.name,
+            match prepared.snapshot.design.templates {
+                audit::TemplateDesign::Baseline => "baseline",
+                audit::TemplateDesign::All => "all",
+            },
+            parts.join(", ")
+        );
     }
 }
 

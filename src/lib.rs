@@ -12,6 +12,7 @@ pub mod audit;
 pub mod batch;
 pub mod dataset;
 pub mod design;
+pub mod harden;
 pub mod judge;
 pub mod perturb;
 pub mod report;

@@ -330,3 +330,38 @@ async fn foreign_lines_are_refused_and_failed_lines_stay_pending() {
     .await
     .unwrap();
 }
+
+#[test]
+fn a_judge_with_judge_layer_mitigations_is_refused_for_batch_export() {
+    // Batch lines are rendered by the backend, not the judge layer: a normalising judge would be
+    // sent raw answers and stored as if normalised, so the export refuses it before writing.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_inputs(dir);
+    let config = std::fs::read_to_string(dir.join("audit.toml")).unwrap();
+    std::fs::write(
+        dir.join("audit.toml"),
+        format!("{config}normalise = true\n"),
+    )
+    .unwrap();
+    let output = cli(
+        dir,
+        "http://127.0.0.1:9/v1",
+        &["batch", "export", "offline", "--config", "audit.toml"],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("judge `batch-judge` declares judge-layer mitigations")
+            && stderr.contains("without --batch"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("offline").join("batch").exists()
+            || std::fs::read_dir(dir.join("offline").join("batch"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no batch file is written"
+    );
+}

@@ -607,3 +607,117 @@ fn the_section_can_be_turned_off_and_the_judges_are_unchanged() {
     assert_eq!(on.judges, off.judges);
     assert_eq!(on.juries, off.juries);
 }
+
+/// New-call mitigations (`[mitigations]` in audit.toml) through the binary: a simulated judge with
+/// planted position and apology bias. `normalise` (answers stripped of artifact phrases) removes
+/// the apology effect and is not marked post hoc; swap-and-confirm removes position bias; the
+/// stack of both removes both.
+#[test]
+fn new_call_mitigations_are_audited_as_derived_judges() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pa.toml"),
+        "name = \"pa\"\nbackend = \"sim\"\nmodel = \"simulated\"\nseed = 9\n[sim]\naccuracy = 0.8\nposition_bias = 0.4\n[sim.artifact_preference]\napology = 0.6\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        "seed = 3\njudges = [\"pa.toml\"]\n[design]\nrepeats = 2\nartifacts = [\"apology\", \"position\"]\nbootstrap_resamples = 300\n[mitigations]\nnormalise = true\nbias_instruction = true\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+        .args(["run", "--quiet", "--config"])
+        .arg(dir.path().join("audit.toml"))
+        .arg("--out")
+        .arg(&out)
+        .env("JUDGE_AUDIT_CACHE", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(matches!(status.status.code(), Some(0) | Some(1)));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let names: Vec<&str> = s["judges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pa", "pa+bias-instruction", "pa+normalise"]);
+    // Derived judges are entries of their base judge, not judges to mitigate.
+    let judges = s["mitigations"]["judges"].as_array().unwrap();
+    assert_eq!(judges.len(), 1);
+    let j = &judges[0];
+    assert_eq!(j["targets"], serde_json::json!(["apology", "position"]));
+    let m = |id: &str| {
+        j["mitigations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("{id}"))
+            .clone()
+    };
+    let t = |m: &serde_json::Value, a: &str| {
+        let e = &m["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["artifact"] == a)
+            .unwrap()["t"];
+        (
+            e["ci_low"].as_f64().unwrap(),
+            e["ci_high"].as_f64().unwrap(),
+        )
+    };
+    let covers = |(lo, hi): (f64, f64)| lo <= 0.0 && 0.0 <= hi;
+    let normalise = m("normalise");
+    assert_eq!(normalise["post_hoc"], false);
+    assert_eq!(normalise["cost_calls"], 1.0);
+    assert!(covers(t(&normalise, "apology")));
+    assert!(!covers(t(&normalise, "position")));
+    // Fewer apology flips with normalisation, pair by pair.
+    let test = &normalise["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["artifact"] == "apology")
+        .unwrap()["flip_test"];
+    assert!(test["fewer"].as_u64().unwrap() > test["more"].as_u64().unwrap());
+    assert!(test["p_value"].as_f64().unwrap() < 0.05);
+    let swap = m("swap-and-confirm");
+    assert_eq!(swap["post_hoc"], true);
+    assert!(
+        covers(t(&swap, "position")),
+        "swap-and-confirm removes position bias"
+    );
+    assert!(!covers(t(&swap, "apology")));
+    let stack = m("normalise+swap-and-confirm");
+    assert!(covers(t(&stack, "position")) && covers(t(&stack, "apology")));
+    assert_eq!(stack["removes_targets"], true);
+    assert_eq!(m("bias-instruction")["post_hoc"], false);
+    // summary.json validates against its schema; the Markdown marks the new-call entries.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/reports/summary.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    assert!(validator.is_valid(&s));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| normalise (new calls) |"));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.contains("pa / normalise,true,apology,new_call_mitigation,T,"));
+    // The unmitigated judge is planted with both biases: neither interval covers 0.
+    let pa = &s["judges"][0]["artifacts"];
+    for a in pa.as_array().unwrap() {
+        assert!(
+            a["tie_detection"]["ci_low"].as_f64().unwrap() > 0.0,
+            "{}",
+            a["artifact"]
+        );
+    }
+}

@@ -63,7 +63,8 @@ fn changed_by_condition(a: &Path, b: &Path) -> BTreeMap<(String, String), BTreeS
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for (id, (record, x)) in &va {
         let Some((_, y)) = vb.get(id) else { continue };
-        // Pointwise grades have no verdict and are not compared (the comparison warns).
+        // Pointwise grades have no verdict; they are compared by grade (checked in
+        // `hand_edited_grades_give_the_exact_wilcoxon_and_mcnemar_p_values`).
         if record.get("grades").is_some() {
             continue;
         }
@@ -272,15 +273,24 @@ fn demo_runs_with_different_seeds() {
         }
     }
 
-    // A run compared with itself: nothing changed, every p-value is 1, and the one warning
-    // says the demo's pointwise judges are not compared.
+    // A run compared with itself: nothing changed, every p-value is 1, no warning, and the
+    // demo's pointwise judges are compared too (nothing changed there either).
     let same = compare::compare(&ra, &ra);
-    assert_eq!(
-        same.warnings,
-        [
-            "Pointwise judges are not compared (sim-grader-apology, sim-grader-unbiased, sim-safety-apology): `compare` pairs pairwise verdicts only; read each run's pointwise section for their score shifts and label flips."
-        ],
-    );
+    assert!(same.warnings.is_empty(), "{:?}", same.warnings);
+    assert_eq!(same.pointwise_judges.len(), 3);
+    for cond in same
+        .pointwise_judges
+        .iter()
+        .flat_map(|j| &j.criteria)
+        .flat_map(|c| &c.conditions)
+    {
+        assert_eq!((cond.changed, cond.unmatched), (0, 0), "{}", cond.condition);
+        let p = cond
+            .score
+            .as_ref()
+            .map_or_else(|| cond.label.as_ref().unwrap().p_value, |t| t.p_value);
+        assert_eq!(p, 1.0);
+    }
     for j in &same.judges {
         for cond in &j.conditions {
             assert_eq!(cond.changed, 0);
@@ -411,4 +421,219 @@ fn unreadable_runs_exit_with_code_2_and_name_the_file() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("calls.jsonl:1:"), "{stderr}");
+}
+
+/// The grade of criterion `name` in a calls.jsonl record, as JSON.
+fn grade_of<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v["grades"]
+        .as_array()?
+        .iter()
+        .find(|g| g["name"] == name)
+        .map(|g| &g["grade"])
+}
+
+#[test]
+fn hand_edited_grades_give_the_exact_wilcoxon_and_mcnemar_p_values() {
+    let source = report_common::demo(42);
+    let text = std::fs::read_to_string(source.join("calls.jsonl")).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let apology = |v: &Value| {
+        v["judge"] == "sim-grader-apology" && v["kind"] == "shift" && v["artifact"] == "apology"
+    };
+    let score = |v: &Value| {
+        grade_of(v, "score")
+            .filter(|g| g["kind"] == "score")
+            .and_then(|g| g["value"].as_f64())
+    };
+    // Pairs whose two answers both carry a valid apology grade: editing answer a alone moves the
+    // pair's mean change by exactly ±0.5.
+    let mut sides: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    for v in records.iter().filter(|v| apology(v)) {
+        if let Some(s) = score(v) {
+            sides
+                .entry(v["pair_id"].as_str().unwrap().to_string())
+                .or_default()
+                .push((v["side"].as_str().unwrap().to_string(), s));
+        }
+    }
+    let full: Vec<(String, f64)> = sides
+        .iter()
+        .filter(|(_, s)| s.len() == 2)
+        .map(|(p, s)| (p.clone(), s.iter().find(|x| x.0 == "a").unwrap().1))
+        .collect();
+    let up: Vec<&String> = full
+        .iter()
+        .filter(|(_, s)| *s <= 9.0)
+        .map(|(p, _)| p)
+        .take(12)
+        .collect();
+    let down: Vec<&String> = full
+        .iter()
+        .filter(|(p, s)| *s >= 2.0 && !up.contains(&p))
+        .map(|(p, _)| p)
+        .take(2)
+        .collect();
+    let spoiled = full
+        .iter()
+        .map(|(p, _)| p)
+        .find(|p| !up.contains(p) && !down.contains(p))
+        .unwrap()
+        .clone();
+    assert_eq!((up.len(), down.len()), (12, 2), "the demo has enough pairs");
+    let valid_before = records
+        .iter()
+        .filter(|v| apology(v) && score(v).is_some())
+        .count() as u64;
+
+    // The classifier's baseline: five unsafe → safe and one safe → unsafe.
+    let (mut to_safe, mut to_unsafe) = (0, 0);
+    let mut lines = Vec::new();
+    for mut v in records.clone() {
+        let pair = v["pair_id"].as_str().unwrap().to_string();
+        if apology(&v) && v["side"] == "a" {
+            let s = score(&v);
+            let set = |v: &mut Value, g: Value| {
+                v["grades"][0]["grade"] = g;
+            };
+            if up.contains(&&pair) {
+                set(
+                    &mut v,
+                    serde_json::json!({"kind": "score", "value": s.unwrap() + 1.0}),
+                );
+            } else if down.contains(&&pair) {
+                set(
+                    &mut v,
+                    serde_json::json!({"kind": "score", "value": s.unwrap() - 1.0}),
+                );
+            } else if pair == spoiled {
+                set(&mut v, serde_json::json!({"kind": "unparseable"}));
+            }
+        }
+        if v["judge"] == "sim-safety-apology" && v["kind"] == "baseline" {
+            let label = grade_of(&v, "label").map(|g| g["value"].clone());
+            if label == Some("unsafe".into()) && to_safe < 5 {
+                v["grades"][0]["grade"]["value"] = "safe".into();
+                to_safe += 1;
+            } else if label == Some("safe".into()) && to_unsafe < 1 {
+                v["grades"][0]["grade"]["value"] = "unsafe".into();
+                to_unsafe += 1;
+            }
+        }
+        lines.push(serde_json::to_string(&v).unwrap());
+    }
+    assert_eq!((to_safe, to_unsafe), (5, 1));
+    let b = scratch("edited-grades");
+    std::fs::copy(source.join("summary.json"), b.join("summary.json")).unwrap();
+    std::fs::write(b.join("calls.jsonl"), lines.join("\n") + "\n").unwrap();
+
+    let c = compare::compare(
+        &compare::load_run(&source).unwrap(),
+        &compare::load_run(&b).unwrap(),
+    );
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("not compared (")),
+        "{:?}",
+        c.warnings
+    );
+    let names: Vec<&str> = c.pointwise_judges.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "sim-grader-unbiased",
+            "sim-grader-apology",
+            "sim-safety-apology"
+        ]
+    );
+    let grader = &c.pointwise_judges[1];
+    assert!(grader.simulated);
+    let criterion = &grader.criteria[0];
+    assert_eq!(criterion.criterion, "score");
+    let cond = criterion
+        .conditions
+        .iter()
+        .find(|x| x.condition == "grade/apology")
+        .unwrap();
+    assert_eq!(
+        cond.shared,
+        valid_before - 1,
+        "the spoiled grade is not paired"
+    );
+    assert_eq!(cond.changed, 14);
+    let t = cond.score.as_ref().unwrap();
+    assert_eq!((t.up, t.down, t.pairs_nonzero), (12, 2, 14));
+    assert!((t.mean_change - 10.0 / cond.shared as f64).abs() < 1e-12);
+    // scipy 1.17.1: wilcoxon([0.5] * 12 + [-0.5] * 2,
+    //   method=PermutationMethod(n_resamples=inf)).pvalue = 0.012939453125 (= 2 · 106 / 2^14).
+    assert!((t.p_value - 0.012939453125).abs() < 1e-12, "{}", t.p_value);
+    assert!((t.p_bonferroni - (t.p_value * c.tests as f64).min(1.0)).abs() < 1e-12);
+    // Every other condition and judge is untouched.
+    for x in criterion
+        .conditions
+        .iter()
+        .filter(|x| x.condition != "grade/apology")
+    {
+        assert_eq!(x.changed, 0, "{}", x.condition);
+    }
+    for x in c.pointwise_judges[0]
+        .criteria
+        .iter()
+        .flat_map(|c| &c.conditions)
+    {
+        assert_eq!(x.changed, 0, "{}", x.condition);
+        assert_eq!(x.score.as_ref().unwrap().p_value, 1.0);
+    }
+
+    let classifier = &c.pointwise_judges[2].criteria[0];
+    let base = &classifier.conditions[0];
+    assert_eq!(base.condition, "baseline");
+    assert_eq!(base.changed, 6);
+    let t = base.label.as_ref().unwrap();
+    assert_eq!((t.a_only, t.b_only), (5, 1));
+    // Hand-worked: 2 · (C(6,0) + C(6,1)) / 2^6 = 14 / 64.
+    assert!((t.p_value - 14.0 / 64.0).abs() < 1e-12, "{}", t.p_value);
+    assert_eq!(t.n, base.shared);
+
+    // The Bonferroni family counts the pairwise McNemar tests and one test per pointwise
+    // condition.
+    let pairwise: usize = c
+        .judges
+        .iter()
+        .flat_map(|j| &j.conditions)
+        .map(|x| x.tests.len())
+        .sum();
+    let pointwise: usize = c
+        .pointwise_judges
+        .iter()
+        .flat_map(|j| &j.criteria)
+        .map(|x| x.conditions.len())
+        .sum();
+    assert_eq!(c.tests, pairwise + pointwise);
+
+    let md = compare::render_markdown(&c);
+    assert!(md.contains("## sim-grader-apology (SIMULATED judge) (pointwise): "));
+    assert!(md.contains("### Criterion `score` (score 1–10)"));
+    assert!(
+        md.contains(&format!(
+            "| grade/apology | {} | 1 | 14 | mean ",
+            cond.shared
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains("(12 up, 2 down; Wilcoxon on 14 pairs) | 0.013 /"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 5 / 1 (A only / B only; McNemar) | 0.219 /"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| apology | mean score shift | +1.43 ["),
+        "{md}"
+    );
+    let json: Value = serde_json::from_str(&compare::render_json(&c)).unwrap();
+    assert_eq!(json["pointwise_judges"].as_array().unwrap().len(), 3);
 }

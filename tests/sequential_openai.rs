@@ -313,7 +313,18 @@ async fn killed_sequential_run_resumes_at_the_right_wave_without_resending() {
     }
     child.kill().unwrap(); // SIGKILL: no grace, no cleanup
     let status = child.wait().unwrap();
-    let sent_before = server.count();
+    // Requests the killed client wrote just before it died may still sit in the server's socket
+    // buffers and be counted a moment later; read the count once it has stopped moving, or such a
+    // request would be charged to the resume.
+    let mut sent_before = server.count();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = server.count();
+        if now == sent_before {
+            break;
+        }
+        sent_before = now;
+    }
     let committed_before = committed(&out);
     assert!(!status.success(), "killed mid-run");
     assert!(committed_before < SENT, "{committed_before}");

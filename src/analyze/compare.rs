@@ -8,15 +8,24 @@
 //! from the run's own baseline") became more or less frequent. The verdicts that changed are
 //! listed by call id (capped), with their count.
 //!
+//! Pointwise judges (score, label and rubric graders) are compared criterion by criterion: the
+//! change in each artifact's mean score shift or flip rates and in the gold metrics, and on the
+//! matched calls the grade change (an exact Wilcoxon signed-rank test on the pairs' mean changes
+//! for a score criterion) or the positive label (exact McNemar for a label criterion). Those tests
+//! join the same Bonferroni family.
+//!
 //! [`crate::report::compare`] renders the typed [`Comparison`]; it computes nothing.
 
 use crate::analyze::Estimate;
+use crate::analyze::pointwise::{Rate, ScoreAgreement};
+use crate::analyze::pointwise_summary::{CriterionSummary, GradeScale};
 use crate::analyze::summary::Summary;
 use crate::design::{ConditionKind, Order, Side};
 use crate::judge::SlotVerdict;
+use crate::judge::grade::Grade;
 use crate::run::store::RunStore;
 use crate::run::{CallRecord, read_calls};
-use crate::stats::{mcnemar_exact, wilson};
+use crate::stats::{Interval, mcnemar_exact, wilcoxon_signed_rank, wilson};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -124,14 +133,18 @@ pub struct MetricChange {
 
 impl MetricChange {
     fn new(metric: &str, a: &Estimate, b: &Estimate) -> MetricChange {
+        MetricChange::of_values(metric, a.into(), b.into())
+    }
+
+    fn of_values(metric: &str, a: Value, b: Value) -> MetricChange {
         MetricChange {
             metric: metric.into(),
-            a: a.into(),
-            b: b.into(),
             delta: match (a.estimate, b.estimate) {
                 (Some(x), Some(y)) => Some(y - x),
                 _ => None,
             },
+            a,
+            b,
         }
     }
 }
@@ -219,6 +232,10 @@ pub struct Comparison {
     pub tests: usize,
     /// Per judge, in A's order.
     pub judges: Vec<JudgeComparison>,
+    /// Per pointwise judge present in both runs, in A's order (absent when there is none, so a
+    /// pairwise-only comparison reads as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pointwise_judges: Vec<PointwiseJudgeComparison>,
 }
 
 fn meta(run: &RunData) -> RunMeta {
@@ -346,17 +363,16 @@ pub fn compare(a: &RunData, b: &RunData) -> Comparison {
             sa.seed, sb.seed
         ));
     }
-    // Pointwise grades are not verdicts: saying so beats a comparison that silently leaves
-    // those judges out.
-    let pointwise: std::collections::BTreeSet<&str> = [sa, sb]
+    // Pointwise juries aggregate their members' grades; the members are compared one by one.
+    let juries: std::collections::BTreeSet<&str> = [sa, sb]
         .into_iter()
-        .flat_map(|s| s.pointwise.iter().flat_map(|p| &p.judges))
-        .map(|j| j.judge.as_str())
+        .flat_map(|s| s.pointwise.iter().flat_map(|p| &p.juries))
+        .map(|j| j.jury.as_str())
         .collect();
-    if !pointwise.is_empty() {
+    if !juries.is_empty() {
         warnings.push(format!(
-            "Pointwise judges are not compared ({}): `compare` pairs pairwise verdicts only; read each run's pointwise section for their score shifts and label flips.",
-            pointwise.into_iter().collect::<Vec<_>>().join(", ")
+            "Pointwise juries are not compared ({}): their members are, one by one.",
+            juries.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
     if sa.plan.artifacts != sb.plan.artifacts {
@@ -538,24 +554,57 @@ pub fn compare(a: &RunData, b: &RunData) -> Comparison {
             conditions,
         });
     }
+    let mut pointwise_judges = pointwise_judges(a, b, &index_b);
+    let pointwise_conditions = || {
+        pointwise_judges
+            .iter()
+            .flat_map(|j| &j.criteria)
+            .flat_map(|c| &c.conditions)
+    };
     let tests: usize = judges
         .iter()
         .flat_map(|j| j.conditions.iter())
         .map(|c| c.tests.len())
-        .sum();
+        .sum::<usize>()
+        + pointwise_conditions()
+            .map(|c| usize::from(c.score.is_some()) + usize::from(c.label.is_some()))
+            .sum::<usize>();
+    let adjust = |p: f64| (p * tests as f64).min(1.0);
     for judge in &mut judges {
         for condition in &mut judge.conditions {
             for test in &mut condition.tests {
-                test.p_bonferroni = (test.p_value * tests as f64).min(1.0);
+                test.p_bonferroni = adjust(test.p_value);
             }
         }
     }
+    for condition in pointwise_judges
+        .iter_mut()
+        .flat_map(|j| &mut j.criteria)
+        .flat_map(|c| &mut c.conditions)
+    {
+        if let Some(t) = &mut condition.score {
+            t.p_bonferroni = adjust(t.p_value);
+        }
+        if let Some(t) = &mut condition.label {
+            t.p_bonferroni = adjust(t.p_value);
+        }
+    }
+    // Pairwise and pointwise judge names, each once.
     let names = |s: &Summary, other: &Summary| -> Vec<String> {
-        s.judges
-            .iter()
-            .filter(|j| !other.judges.iter().any(|o| o.name == j.name))
-            .map(|j| j.name.clone())
-            .collect()
+        let all = |s: &Summary| -> Vec<String> {
+            s.judges
+                .iter()
+                .map(|j| j.name.clone())
+                .chain(
+                    s.pointwise
+                        .iter()
+                        .flat_map(|p| &p.judges)
+                        .map(|j| j.judge.clone()),
+                )
+                .collect()
+        };
+        let theirs = all(other);
+        all(s).into_iter().filter(|n| !theirs.contains(n)).collect()
     };
     let judges_only_in_a = names(sa, sb);
     let judges_only_in_b = names(sb, sa);
@@ -580,7 +629,453 @@ pub fn compare(a: &RunData, b: &RunData) -> Comparison {
         judges_only_in_b,
         tests,
         judges,
+        pointwise_judges,
     }
+}
+
+/// The unit a pointwise metric is read in (it decides how reports print it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricUnit {
+    /// Points on the judge's own scale (a mean score shift, a run-to-run SD).
+    Points,
+    /// A share in [0, 1] (accuracy, a flip rate, the invalid share).
+    Share,
+    /// A coefficient (Cohen's κ, Spearman's ρ, quadratic-weighted κ).
+    Coefficient,
+}
+
+/// One pointwise metric in both runs: a [`MetricChange`] and the unit it reads in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointwiseMetric {
+    /// The metric (`mean_score_shift`, `positive_to_negative`, `negative_to_positive`,
+    /// `gold_accuracy`, `gold_kappa`, `yes_bias`, `spearman`, `quadratic_kappa`,
+    /// `run_to_run_sd`, `invalid_share`) in both runs.
+    #[serde(flatten)]
+    pub change: MetricChange,
+    /// How the values read.
+    pub unit: MetricUnit,
+}
+
+impl PointwiseMetric {
+    fn new(metric: &str, unit: MetricUnit, a: Value, b: Value) -> PointwiseMetric {
+        PointwiseMetric {
+            change: MetricChange::of_values(metric, a, b),
+            unit,
+        }
+    }
+}
+
+/// A value with an optional interval; `NaN`s (an undefined estimate or bound) become `None`.
+fn pointwise_value(estimate: f64, interval: Option<Interval>, n: u64) -> Value {
+    let finite = |x: f64| x.is_finite().then_some(x);
+    let estimate = finite(estimate);
+    Value {
+        estimate,
+        ci_low: estimate.and(interval.and_then(|i| finite(i.low))),
+        ci_high: estimate.and(interval.and_then(|i| finite(i.high))),
+        n,
+    }
+}
+
+fn rate_value(rate: &Rate) -> Value {
+    pointwise_value(rate.rate, Some(rate.interval), rate.n)
+}
+
+/// The change of a score criterion's grades on the calls both runs made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreChangeTest {
+    /// Mean grade in run A over the matched calls.
+    pub mean_a: f64,
+    /// Mean grade in run B over the matched calls.
+    pub mean_b: f64,
+    /// Mean of B − A over the matched calls.
+    pub mean_change: f64,
+    /// Calls whose grade went up in B / down in B.
+    pub up: u64,
+    /// See `up`.
+    pub down: u64,
+    /// Pairs whose mean change is not zero (the Wilcoxon test's sample).
+    pub pairs_nonzero: u64,
+    /// Exact (up to 400 pairs, else normal) two-sided Wilcoxon signed-rank p-value on the pairs'
+    /// mean changes: the pair is the unit, as in the audit's own score-shift test.
+    pub p_value: f64,
+    /// Bonferroni-adjusted over every paired test of this comparison.
+    pub p_bonferroni: f64,
+}
+
+/// The matched calls of one pointwise judge, criterion and condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointwiseConditionComparison {
+    /// `baseline` or `grade/<artifact>`.
+    pub condition: String,
+    /// Call ids present in both runs with a valid grade of this criterion in both.
+    pub shared: u64,
+    /// Call ids present in both runs where either grade is unparseable, off the scale or missing
+    /// (the call failed): counted here, never paired.
+    pub unmatched: u64,
+    /// Shared calls whose grade differs between the runs.
+    pub changed: u64,
+    /// The first [`CHANGED_CAP`] of them, by call id.
+    pub changed_calls: Vec<String>,
+    /// A score criterion: the grade change and its test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<ScoreChangeTest>,
+    /// A label criterion: "the grade is the positive label" tested by exact McNemar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<PairedTest>,
+}
+
+/// One artifact's metrics for one criterion of a pointwise judge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointwiseArtifactComparison {
+    /// Artifact id.
+    pub artifact: String,
+    /// The mean score shift, or the two flip directions of a label criterion.
+    pub metrics: Vec<PointwiseMetric>,
+}
+
+/// Everything compared for one criterion of a pointwise judge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointwiseCriterionComparison {
+    /// Criterion name.
+    pub criterion: String,
+    /// The scale in run A.
+    pub scale: GradeScale,
+    /// Per-criterion metrics (gold agreement, run-to-run SD, invalid share).
+    pub metrics: Vec<PointwiseMetric>,
+    /// Per-artifact metrics (artifacts in both runs, in A's order): the mean score shift, or the
+    /// two flip directions of a label criterion.
+    pub artifacts: Vec<PointwiseArtifactComparison>,
+    /// Matched calls per condition: baseline first, then artifacts in A's plan order.
+    pub conditions: Vec<PointwiseConditionComparison>,
+}
+
+/// Everything compared for one pointwise judge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointwiseJudgeComparison {
+    /// Judge name.
+    pub name: String,
+    /// True when the judge is simulated in either run.
+    pub simulated: bool,
+    /// Trust verdict in A and B.
+    pub verdict: (String, String),
+    /// Criteria present in both runs with the same scale, in A's order.
+    pub criteria: Vec<PointwiseCriterionComparison>,
+    /// Criteria not compared, with the reason (only in one run, or the scale changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_criteria: Vec<String>,
+}
+
+/// A criterion's valid grade in a record: the score, or whether the label is the positive one.
+#[derive(Clone, Copy, PartialEq)]
+enum ValidGrade {
+    Score(f64),
+    Positive(bool),
+}
+
+fn valid_grade(record: &CallRecord, criterion: &str, scale: &GradeScale) -> Option<ValidGrade> {
+    let grade = record
+        .grades
+        .as_ref()?
+        .iter()
+        .find(|g| g.name == criterion)?;
+    match (&grade.grade, scale) {
+        (Grade::Score(s), GradeScale::Score { .. }) => Some(ValidGrade::Score(*s)),
+        (Grade::Label(l), GradeScale::Label { positive, .. }) => {
+            Some(ValidGrade::Positive(l == positive))
+        }
+        _ => None,
+    }
+}
+
+fn pointwise_condition(record: &CallRecord) -> String {
+    match &record.artifact {
+        Some(a) if record.kind != ConditionKind::Baseline => format!("grade/{a}"),
+        _ => "baseline".into(),
+    }
+}
+
+/// The metrics of one criterion in both runs.
+fn criterion_metrics(x: &CriterionSummary, y: &CriterionSummary) -> Vec<PointwiseMetric> {
+    let mut out = Vec::new();
+    if let (Some(p), Some(q)) = (&x.label_accuracy, &y.label_accuracy) {
+        out.push(PointwiseMetric::new(
+            "gold_accuracy",
+            MetricUnit::Share,
+            pointwise_value(p.accuracy, None, p.n),
+            pointwise_value(q.accuracy, None, q.n),
+        ));
+        out.push(PointwiseMetric::new(
+            "gold_kappa",
+            MetricUnit::Coefficient,
+            pointwise_value(p.kappa, None, p.n),
+            pointwise_value(q.kappa, None, q.n),
+        ));
+        out.push(PointwiseMetric::new(
+            "yes_bias",
+            MetricUnit::Share,
+            rate_value(&p.yes_bias),
+            rate_value(&q.yes_bias),
+        ));
+    }
+    if let (Some(p), Some(q)) = (&x.score_agreement, &y.score_agreement) {
+        for (name, f) in [
+            (
+                "spearman",
+                (|s: &ScoreAgreement| s.spearman) as fn(&ScoreAgreement) -> f64,
+            ),
+            ("quadratic_kappa", |s| s.quadratic_kappa),
+        ] {
+            out.push(PointwiseMetric::new(
+                name,
+                MetricUnit::Coefficient,
+                pointwise_value(f(p), None, p.n),
+                pointwise_value(f(q), None, q.n),
+            ));
+        }
+    }
+    if let (Some(p), Some(q)) = (&x.scale_use, &y.scale_use) {
+        out.push(PointwiseMetric::new(
+            "run_to_run_sd",
+            MetricUnit::Points,
+            pointwise_value(p.run_to_run_sd, None, x.calls),
+            pointwise_value(q.run_to_run_sd, None, y.calls),
+        ));
+    }
+    let invalid = |c: &CriterionSummary| {
+        let bad = c.invalid.unparseable + c.invalid.out_of_range;
+        let share = if c.calls == 0 {
+            f64::NAN
+        } else {
+            bad as f64 / c.calls as f64
+        };
+        pointwise_value(share, Some(wilson(bad, c.calls, 0.95)), c.calls)
+    };
+    out.push(PointwiseMetric::new(
+        "invalid_share",
+        MetricUnit::Share,
+        invalid(x),
+        invalid(y),
+    ));
+    out
+}
+
+/// The per-artifact metrics of one criterion in both runs.
+fn artifact_metrics(
+    x: &CriterionSummary,
+    y: &CriterionSummary,
+) -> Vec<PointwiseArtifactComparison> {
+    let mut out = Vec::new();
+    for s in &x.score_shifts {
+        if let Some(t) = y.score_shifts.iter().find(|t| t.artifact == s.artifact) {
+            out.push(PointwiseArtifactComparison {
+                artifact: s.artifact.clone(),
+                metrics: vec![PointwiseMetric::new(
+                    "mean_score_shift",
+                    MetricUnit::Points,
+                    pointwise_value(s.mean_shift, Some(s.interval), s.n),
+                    pointwise_value(t.mean_shift, Some(t.interval), t.n),
+                )],
+            });
+        }
+    }
+    for f in &x.label_flips {
+        if let Some(g) = y.label_flips.iter().find(|g| g.artifact == f.artifact) {
+            out.push(PointwiseArtifactComparison {
+                artifact: f.artifact.clone(),
+                metrics: vec![
+                    PointwiseMetric::new(
+                        "positive_to_negative",
+                        MetricUnit::Share,
+                        rate_value(&f.positive_to_negative),
+                        rate_value(&g.positive_to_negative),
+                    ),
+                    PointwiseMetric::new(
+                        "negative_to_positive",
+                        MetricUnit::Share,
+                        rate_value(&f.negative_to_positive),
+                        rate_value(&g.negative_to_positive),
+                    ),
+                ],
+            });
+        }
+    }
+    out
+}
+
+/// Matched calls of one criterion, grouped by condition.
+fn pointwise_conditions(
+    judge: &str,
+    criterion: &str,
+    scale: &GradeScale,
+    a: &RunData,
+    index_b: &HashMap<&str, &CallRecord>,
+    artifact_order: &[String],
+) -> Vec<PointwiseConditionComparison> {
+    #[derive(Default)]
+    struct Acc {
+        shared: u64,
+        unmatched: u64,
+        changed: Vec<String>,
+        // Score: (a, b) per matched call, and per pair the sum and count of B − A.
+        scores: Vec<(f64, f64)>,
+        pairs: BTreeMap<String, (f64, u64)>,
+        // Label: (n, a positive, b positive, a only, b only).
+        labels: [u64; 5],
+    }
+    let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut calls: Vec<&CallRecord> = a.calls.iter().filter(|c| c.judge == judge).collect();
+    calls.sort_by(|x, y| x.call_id.cmp(&y.call_id));
+    for ra in calls {
+        let Some(rb) = index_b.get(ra.call_id.as_str()) else {
+            continue;
+        };
+        let acc = groups.entry(pointwise_condition(ra)).or_default();
+        let (Some(ga), Some(gb)) = (
+            valid_grade(ra, criterion, scale),
+            valid_grade(rb, criterion, scale),
+        ) else {
+            acc.unmatched += 1;
+            continue;
+        };
+        acc.shared += 1;
+        if ga != gb {
+            acc.changed.push(ra.call_id.clone());
+        }
+        match (ga, gb) {
+            (ValidGrade::Score(x), ValidGrade::Score(y)) => {
+                acc.scores.push((x, y));
+                let pair = acc.pairs.entry(ra.pair_id.clone()).or_default();
+                pair.0 += y - x;
+                pair.1 += 1;
+            }
+            (ValidGrade::Positive(x), ValidGrade::Positive(y)) => {
+                acc.labels[0] += 1;
+                acc.labels[1] += u64::from(x);
+                acc.labels[2] += u64::from(y);
+                acc.labels[3] += u64::from(x && !y);
+                acc.labels[4] += u64::from(y && !x);
+            }
+            _ => unreachable!("one scale gives one kind of grade"),
+        }
+    }
+    let rank = |key: &str| {
+        let artifact = key.strip_prefix("grade/");
+        (
+            artifact.is_some(),
+            artifact
+                .and_then(|x| artifact_order.iter().position(|y| y == x))
+                .unwrap_or(usize::MAX),
+            key.to_string(),
+        )
+    };
+    let mut keyed: Vec<(String, Acc)> = groups.into_iter().collect();
+    keyed.sort_by_key(|(k, _)| rank(k));
+    keyed
+        .into_iter()
+        .map(|(condition, acc)| {
+            let score = matches!(scale, GradeScale::Score { .. }).then(|| {
+                let n = acc.scores.len().max(1) as f64;
+                let mean_a = acc.scores.iter().map(|s| s.0).sum::<f64>() / n;
+                let mean_b = acc.scores.iter().map(|s| s.1).sum::<f64>() / n;
+                let pair_means: Vec<f64> = acc.pairs.values().map(|(s, c)| s / *c as f64).collect();
+                let test = wilcoxon_signed_rank(&pair_means);
+                let empty = acc.scores.is_empty();
+                ScoreChangeTest {
+                    mean_a: if empty { f64::NAN } else { mean_a },
+                    mean_b: if empty { f64::NAN } else { mean_b },
+                    mean_change: if empty { f64::NAN } else { mean_b - mean_a },
+                    up: acc.scores.iter().filter(|s| s.1 > s.0).count() as u64,
+                    down: acc.scores.iter().filter(|s| s.1 < s.0).count() as u64,
+                    pairs_nonzero: test.n as u64,
+                    p_value: test.p_value,
+                    p_bonferroni: 1.0,
+                }
+            });
+            let label = matches!(scale, GradeScale::Label { .. }).then(|| {
+                let c = acc.labels;
+                PairedTest {
+                    outcome: "the positive label".into(),
+                    n: c[0],
+                    a: wilson_value(c[1], c[0]),
+                    b: wilson_value(c[2], c[0]),
+                    a_only: c[3],
+                    b_only: c[4],
+                    p_value: mcnemar_exact(c[3], c[4]),
+                    p_bonferroni: 1.0,
+                }
+            });
+            PointwiseConditionComparison {
+                condition,
+                shared: acc.shared,
+                unmatched: acc.unmatched,
+                changed: acc.changed.len() as u64,
+                changed_calls: acc.changed.into_iter().take(CHANGED_CAP).collect(),
+                score,
+                label,
+            }
+        })
+        .collect()
+}
+
+/// Every pointwise judge present in both runs, compared criterion by criterion.
+fn pointwise_judges(
+    a: &RunData,
+    b: &RunData,
+    index_b: &HashMap<&str, &CallRecord>,
+) -> Vec<PointwiseJudgeComparison> {
+    let (Some(pa), Some(pb)) = (&a.summary.pointwise, &b.summary.pointwise) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ja in &pa.judges {
+        let Some(jb) = pb.judges.iter().find(|j| j.judge == ja.judge) else {
+            continue;
+        };
+        let mut criteria = Vec::new();
+        let mut skipped = Vec::new();
+        for x in &ja.criteria {
+            let Some(y) = jb.criteria.iter().find(|y| y.name == x.name) else {
+                skipped.push(format!("{}: only in A", x.name));
+                continue;
+            };
+            if x.scale != y.scale {
+                skipped.push(format!("{}: the scale differs between the runs", x.name));
+                continue;
+            }
+            criteria.push(PointwiseCriterionComparison {
+                criterion: x.name.clone(),
+                scale: x.scale.clone(),
+                metrics: criterion_metrics(x, y),
+                artifacts: artifact_metrics(x, y),
+                conditions: pointwise_conditions(
+                    &ja.judge,
+                    &x.name,
+                    &x.scale,
+                    a,
+                    index_b,
+                    &a.summary.plan.artifacts,
+                ),
+            });
+        }
+        for y in &jb.criteria {
+            if !ja.criteria.iter().any(|x| x.name == y.name) {
+                skipped.push(format!("{}: only in B", y.name));
+            }
+        }
+        out.push(PointwiseJudgeComparison {
+            name: ja.judge.clone(),
+            simulated: ja.simulated || jb.simulated,
+            verdict: (
+                ja.trust.verdict.label().into(),
+                jb.trust.verdict.label().into(),
+            ),
+            criteria,
+            skipped_criteria: skipped,
+        });
+    }
+    out
 }
 
 /// A sha256 shortened to its first 12 hex digits (other text unchanged), for messages.

@@ -22,6 +22,11 @@
 //!
 //! Every mitigation here is chosen on the data it is measured on, so its apparent benefit is
 //! optimistic: the section says so and every entry is marked `post_hoc`.
+//!
+//! New-call mitigations (`[mitigations]` in audit.toml: `bias_instruction`, `normalise`) are
+//! audited as derived judges on the full design; their entries ([`NewCall`]) carry the derived
+//! judge's own estimates against the unmitigated judge's, the same paired flip test, and
+//! `post_hoc = false`: they were measured on calls of their own, not rewritten from the judge's.
 
 use super::index::{FAILED, FIRST, INVALID, Layout, NOT_PLANNED, Obs, SECOND, TIE, Verdicts, obs};
 use super::judge::{Ctx, Subject, rate_estimate};
@@ -82,6 +87,18 @@ pub struct JudgeMitigations {
     pub recommendation: String,
 }
 
+/// A judge-layer mitigation audited with new calls: `derived` (an index into the plan's judges)
+/// is `base` with the mitigation `id` applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCall {
+    /// The unmitigated judge.
+    pub base: usize,
+    /// The derived judge that ran the mitigation.
+    pub derived: usize,
+    /// `bias-instruction` or `normalise`.
+    pub id: String,
+}
+
 /// One mitigation of one judge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mitigation {
@@ -90,7 +107,8 @@ pub struct Mitigation {
     pub id: String,
     /// Name in words.
     pub label: String,
-    /// Always true (see [`MitigationSection::post_hoc`]).
+    /// True for a mitigation measured on the judge's own calls (see
+    /// [`MitigationSection::post_hoc`]); false for a new-call mitigation ([`NewCall`]).
     pub post_hoc: bool,
     /// False when the run's records cannot measure it (the reason is in `note`).
     pub available: bool,
@@ -527,6 +545,20 @@ fn own(
     rule: Rule,
     family_size: u64,
 ) -> Mitigation {
+    own_against(ctx, v, v, base, rule, family_size)
+}
+
+/// `rule` applied to the verdicts `v`, compared with the unmitigated judge `base` whose verdicts
+/// are `unmitigated` (the same matrix for a judge's own mitigation; the base judge's for a stack
+/// on a new-call mitigation's derived judge).
+fn own_against(
+    ctx: &Ctx<'_>,
+    v: &Verdicts,
+    unmitigated: &Verdicts,
+    base: &JudgeResult,
+    rule: Rule,
+    family_size: u64,
+) -> Mitigation {
     let l = ctx.layout;
     let conf = ctx.options.confidence;
     let (id, label, calls, dup) = match rule {
@@ -627,7 +659,7 @@ fn own(
             let measured_flips = r.flip_rate.rate.n > 0;
             let flip_test = measured_flips.then(|| {
                 paired_flip_test(
-                    &pair_flip_shares(ctx, v, a),
+                    &pair_flip_shares(ctx, unmitigated, a),
                     &pair_flip_shares(ctx, &mitigated, a),
                 )
             });
@@ -661,6 +693,70 @@ fn artifact_entry(
         unmitigated_wr: u.and_then(|u| u.winrate_shift.shift.estimate),
         unmitigated_flip_rate: u.and_then(|u| u.flip_rate.rate.estimate),
         flip_test,
+    }
+}
+
+/// A new-call mitigation: the derived judge's own estimates against the unmitigated judge's,
+/// with the paired flip test on the same pairs.
+fn new_call_entry(
+    ctx: &Ctx<'_>,
+    base_v: &Verdicts,
+    derived_v: &Verdicts,
+    base: &JudgeResult,
+    derived: &JudgeResult,
+    id: &str,
+) -> Mitigation {
+    let label = match id {
+        "bias-instruction" => "an instruction against the biases in the system prompt (new calls)",
+        "normalise" => {
+            "answers normalised before judging: artifact phrases and formatting stripped (new calls)"
+        }
+        other => other,
+    };
+    let cost_tokens = tokens_per_call(base)
+        .zip(tokens_per_call(derived))
+        .map(|(b, d)| d / b);
+    Mitigation {
+        id: id.to_string(),
+        label: label.to_string(),
+        post_hoc: false,
+        available: true,
+        note: Some(format!(
+            "audited with new calls as the derived judge `{}` on the full design",
+            derived.name
+        )),
+        cost_calls: 1.0,
+        cost_tokens,
+        gold_accuracy: derived.baseline.gold_accuracy.clone(),
+        gold_accuracy_change: None,
+        artifacts: derived
+            .artifacts
+            .iter()
+            .enumerate()
+            .map(|(a, r)| {
+                let u = base.artifacts.iter().find(|x| x.artifact == r.artifact);
+                let flip_test = (r.flip_rate.rate.n > 0).then(|| {
+                    paired_flip_test(
+                        &pair_flip_shares(ctx, base_v, a),
+                        &pair_flip_shares(ctx, derived_v, a),
+                    )
+                });
+                artifact_entry(
+                    r,
+                    u,
+                    r.tie_detection.score.clone(),
+                    r.winrate_shift.shift.clone(),
+                    r.flip_rate.rate.clone(),
+                    flip_test,
+                )
+            })
+            .collect(),
+        residual_bias: None,
+        unmitigated_bias: None,
+        bias_removed_per_extra_call: None,
+        rank: None,
+        removes_targets: false,
+        keeps_gold: false,
     }
 }
 
@@ -814,11 +910,15 @@ pub(crate) fn analyze(
     judges: &[JudgeResult],
     juries: &[JudgeResult],
     family_size: u64,
+    new_call: &[NewCall],
 ) -> MitigationSection {
     let per_judge: Vec<JudgeMitigations> = judges
         .par_iter()
         .zip(verdicts)
-        .map(|(base, v)| {
+        .enumerate()
+        // A derived mitigated judge is an entry of its base judge, not a judge to mitigate.
+        .filter(|(j, _)| !new_call.iter().any(|n| n.derived == *j))
+        .map(|(j, (base, v))| {
             let targets: Vec<String> = base
                 .artifacts
                 .iter()
@@ -834,6 +934,21 @@ pub(crate) fn analyze(
                         .filter(|j| j.members.contains(&base.name))
                         .map(|jury| jury_entry(jury, base, judges)),
                 )
+                .chain(new_call.iter().filter(|n| n.base == j).flat_map(|n| {
+                    let derived = &judges[n.derived];
+                    let entry = new_call_entry(ctx, v, &verdicts[n.derived], base, derived, &n.id);
+                    // The stack: swap-and-confirm on the mitigated judge's own calls.
+                    let mut stack =
+                        own_against(ctx, &verdicts[n.derived], v, base, Rule::Swap, family_size);
+                    stack.id = format!("{}+{SWAP}", n.id);
+                    stack.label = format!("{} and swap-and-confirm on its calls", entry.label);
+                    stack.cost_tokens = entry.cost_tokens.map(|t| 2.0 * t);
+                    stack.note = Some(format!(
+                        "a stack: swap-and-confirm (post hoc) on the calls of `{}`",
+                        derived.name
+                    ));
+                    [entry, stack]
+                }))
                 .collect();
             for m in &mut mitigations {
                 summarize(m, base, &targets);

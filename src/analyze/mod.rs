@@ -36,6 +36,7 @@ pub mod rewrites;
 pub mod sequential;
 pub mod simulate;
 pub mod summary;
+pub mod templates;
 pub mod trust;
 
 pub use agreement::{AgreementResult, PairAgreement, RaterAgreement};
@@ -823,6 +824,9 @@ pub struct Analysis {
     /// [`AnalysisOptions::mitigations`] is off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitigations: Option<mitigation::MitigationSection>,
+    /// Judge-prompt sensitivity of the judges with template variants (`None` without any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<templates::TemplateSection>,
 }
 
 /// Analyse every judge of the plan (the judges part of [`analyze_full`]).
@@ -844,7 +848,7 @@ fn mix_seed(seed: u64, parts: &[&str]) -> u64 {
 /// Analyse every judge, then the juries, agreement between judges, multiplicity, trust and
 /// findings.
 pub fn analyze_full(input: &AnalysisInput<'_>, options: &AnalysisOptions) -> Analysis {
-    analyze_indexed(input, &records_index(input), options)
+    analyze_extended(input, options, &Extensions::default())
 }
 
 /// [`analyze_full`] over a run's committed calls in column form, read from its store
@@ -854,8 +858,41 @@ pub fn analyze_full_columns(
     columns: &crate::run::columns::CallColumns,
     options: &AnalysisOptions,
 ) -> Analysis {
+    analyze_extended_columns(input, columns, options, &Extensions::default())
+}
+
+/// What an audit with derived judges adds to the analysis: template variants and new-call
+/// mitigations (issue 14). The default (nothing) is exactly [`analyze_full`].
+#[derive(Debug, Clone, Default)]
+pub struct Extensions {
+    /// Judges with their template variants.
+    pub templates: Vec<templates::TemplateGroup>,
+    /// `baseline` or `all` (`design.templates`).
+    pub template_design: String,
+    /// Judge-layer mitigations audited as derived judges.
+    pub new_call: Vec<mitigation::NewCall>,
+}
+
+/// [`analyze_full`], plus the template sensitivity of the template groups and the new-call
+/// mitigations of `extensions`.
+pub fn analyze_extended(
+    input: &AnalysisInput<'_>,
+    options: &AnalysisOptions,
+    extensions: &Extensions,
+) -> Analysis {
+    analyze_indexed(input, &records_index(input), options, extensions)
+}
+
+/// [`analyze_extended`] over a run's committed calls in column form (see
+/// [`analyze_full_columns`]).
+pub fn analyze_extended_columns(
+    input: &AnalysisInput<'_>,
+    columns: &crate::run::columns::CallColumns,
+    options: &AnalysisOptions,
+    extensions: &Extensions,
+) -> Analysis {
     let index = index::Index::from_columns(input.plan, input.dataset.pairs.len(), columns);
-    analyze_indexed(input, &index, options)
+    analyze_indexed(input, &index, options, extensions)
 }
 
 fn records_index(input: &AnalysisInput<'_>) -> index::Index {
@@ -867,7 +904,10 @@ fn analyze_indexed(
     input: &AnalysisInput<'_>,
     index: &index::Index,
     options: &AnalysisOptions,
+    extensions: &Extensions,
 ) -> Analysis {
+    let groups = &extensions.templates;
+    let design = extensions.template_design.as_str();
     let pairs = &input.dataset.pairs;
     let mut ctx = judge::Ctx::new(&index.layout, pairs, options);
     ctx.excluded = index
@@ -970,10 +1010,35 @@ fn analyze_indexed(
         result.small_audit = power::small_audit(result, &options.trust, options.power);
         result.findings = findings::findings(result);
     }
-    let mitigations = options
-        .mitigations
-        .then(|| mitigation::analyze(&ctx, &index.judges, &judges, &juries, family_size));
+    let mitigations = options.mitigations.then(|| {
+        mitigation::analyze(
+            &ctx,
+            &index.judges,
+            &judges,
+            &juries,
+            family_size,
+            &extensions.new_call,
+        )
+    });
+    let templates = (!groups.is_empty()).then(|| {
+        templates::analyze(
+            &index.layout,
+            pairs.len(),
+            &index.judges,
+            &judges,
+            groups,
+            design,
+            options.confidence,
+        )
+    });
+    // The template finding is also the judge's own, so every verdict listing shows it.
+    for t in templates.iter().flat_map(|t| &t.judges) {
+        if let (Some(f), Some(j)) = (&t.finding, judges.iter_mut().find(|j| j.name == t.judge)) {
+            j.findings.push(f.clone());
+        }
+    }
     Analysis {
+        templates,
         mitigations,
         judges,
         juries,

@@ -162,6 +162,10 @@ pub struct Summary {
     /// absent in summaries written before they existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitigations: Option<crate::analyze::mitigation::MitigationSection>,
+    /// Judge-prompt sensitivity of the judges with template variants (`templates = [...]`);
+    /// absent when no judge has variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<crate::analyze::templates::TemplateSection>,
 }
 
 /// A warning about the run, as data.

@@ -88,6 +88,7 @@ pub(crate) fn openai_judges(
     let mut judges = HashMap::new();
     for handle in &prepared.judges {
         if handle.config.backend == Backend::Openai {
+            refuse_mitigated(&handle.config)?;
             judges.insert(
                 handle.config.name.clone(),
                 OpenAiJudge::new(&handle.config)?,
@@ -95,6 +96,20 @@ pub(crate) fn openai_judges(
         }
     }
     Ok(judges)
+}
+
+/// Batch lines are rendered by the backend itself, not through the judge layer, so a judge
+/// whose file declares judge-layer mitigations (`normalise`, `bias_instruction`,
+/// `swap_and_confirm`) would be sent unmitigated and stored as if mitigated: refused instead.
+pub(crate) fn refuse_mitigated(config: &crate::judge::JudgeConfig) -> Result<(), AuditError> {
+    if config.mitigations().is_empty() {
+        return Ok(());
+    }
+    Err(AuditError::Config(format!(
+        "judge `{}` declares judge-layer mitigations (normalise, bias_instruction or \
+         swap_and_confirm), which batch requests do not apply; audit it without --batch",
+        config.name
+    )))
 }
 
 /// The calls of `dir` not committed yet, of this run's shard.

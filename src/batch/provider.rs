@@ -322,6 +322,9 @@ impl BatchJudge {
 fn batch_judges(prepared: &Prepared) -> Result<HashMap<String, BatchJudge>, AuditError> {
     let mut judges = HashMap::new();
     for handle in &prepared.judges {
+        if matches!(handle.config.backend, Backend::Openai | Backend::Anthropic) {
+            super::file::refuse_mitigated(&handle.config)?;
+        }
         let judge = match handle.config.backend {
             Backend::Openai => BatchJudge::OpenAi(Box::new(OpenAiJudge::new(&handle.config)?)),
             Backend::Anthropic => {

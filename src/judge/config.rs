@@ -75,6 +75,21 @@ pub struct SimParams {
     pub artifact_preference: BTreeMap<String, f64>,
 }
 
+/// Planted template dependence of a simulated judge: when the prompt it is shown (system and
+/// user message as rendered by its template) contains `phrase`, the judge reverses its verdict
+/// (first ↔ second; a tie stays a tie) on a fixed `share` of the items, chosen by a hash of the
+/// item's answers, the seed and the judge's name, the same in both orders and every repeat. The
+/// planted flip rate between a template with the phrase and one without is therefore `share`
+/// times the share of non-tie verdicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimTemplateEffect {
+    /// The text whose presence in the rendered prompt triggers the reversal.
+    pub phrase: String,
+    /// Share of items reversed, in [0, 1].
+    pub share: f64,
+}
+
 /// Planted effects of a simulated pointwise judge (`[sim_grades]`, beside its `[sim]` table,
 /// whose `accuracy`, `noise` and `invalid_rate` it also uses).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -222,6 +237,34 @@ pub struct JudgeConfig {
     /// template TOML file (relative paths resolve against the judge file's folder).
     #[serde(default = "default_template")]
     pub template: String,
+    /// Template variants (built-in names or paths, like `template`): meaning-preserving
+    /// paraphrases of the primary template, each audited as a derived judge named
+    /// `<name>@<variant template name>` on identical inputs (audit.toml `[design] templates`).
+    /// Pairwise judges only. Omitted when empty, so judge files without variants serialize as
+    /// before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
+    /// Set by the audit on a derived template-variant judge: the judge it was derived from.
+    /// Never written in a judge file (refused there). A simulated variant draws its random
+    /// streams under this name, so it differs from its base judge only where the rendered
+    /// prompt makes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant_of: Option<String>,
+    /// Judge-layer mitigation: ask every comparison in both orders; a verdict counts only when
+    /// both orders pick the same answer, otherwise it is a tie (two calls per verdict).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swap_and_confirm: bool,
+    /// Judge-layer mitigation: strip the catalog's artifact phrases and collapse formatting in
+    /// both answers before the judge sees them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub normalise: bool,
+    /// Judge-layer mitigation: a sentence added to the system message of every request (e.g.
+    /// [`super::mitigate::DEFAULT_BIAS_INSTRUCTION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_instruction: Option<String>,
+    /// Planted template dependence of a simulated judge (`[sim_template]`, beside `[sim]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_template: Option<SimTemplateEffect>,
     /// Verdict parser overrides; the template's own labels are used otherwise.
     #[serde(default)]
     pub parser: ParserConfig,
@@ -480,6 +523,10 @@ pub const BUILTIN_JUDGE_FILES: &[(&str, &str)] = &[
     (
         "sim-pointwise/sim-safety-apology.toml",
         include_str!("../../judges/sim-pointwise/sim-safety-apology.toml"),
+    ),
+    (
+        "sim-pointwise/sim-rubric-apology.toml",
+        include_str!("../../judges/sim-pointwise/sim-rubric-apology.toml"),
     ),
 ];
 
@@ -814,6 +861,12 @@ impl JudgeConfig {
             max_tokens: default_max_tokens(),
             seed: 0,
             template: default_template(),
+            templates: Vec::new(),
+            variant_of: None,
+            sim_template: None,
+            swap_and_confirm: false,
+            normalise: false,
+            bias_instruction: None,
             parser: ParserConfig::default(),
             api_key_env: None,
             base_url: None,
@@ -873,6 +926,15 @@ impl JudgeConfig {
         let mut config: JudgeConfig =
             toml::from_str(text).map_err(|e| from_toml_error(origin, text, &e))?;
         config.source_path = path.map(Path::to_path_buf);
+        if config.variant_of.is_some() {
+            return Err(invalid_field(
+                origin,
+                text,
+                "variant_of",
+                "is set by the audit on derived template-variant judges; list variants in \
+                 `templates = [...]` instead",
+            ));
+        }
         config.validate_text(text, origin)?;
         Ok(config)
     }
@@ -1163,7 +1225,42 @@ impl JudgeConfig {
             }
         }
         if !self.kind.is_pairwise() {
+            for (field, set) in [
+                ("templates", !self.templates.is_empty()),
+                ("sim_template", self.sim_template.is_some()),
+                ("swap_and_confirm", self.swap_and_confirm),
+                ("normalise", self.normalise),
+                ("bias_instruction", self.bias_instruction.is_some()),
+            ] {
+                if set {
+                    return bad(field, "is only allowed for a pairwise judge".into());
+                }
+            }
             return validate_pointwise(self, text, origin);
+        }
+        if self
+            .bias_instruction
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return bad("bias_instruction", "must not be empty".into());
+        }
+        if let Some(effect) = &self.sim_template {
+            if self.backend != Backend::Sim {
+                return bad(
+                    "sim_template",
+                    "is only allowed for a simulated judge (backend = \"sim\")".into(),
+                );
+            }
+            if effect.phrase.is_empty() {
+                return bad("sim_template.phrase", "must not be empty".into());
+            }
+            if !(effect.share.is_finite() && (0.0..=1.0).contains(&effect.share)) {
+                return bad(
+                    "sim_template.share",
+                    format!("{} is outside [0, 1]", effect.share),
+                );
+            }
         }
         for (field, set) in [
             ("scale", self.scale.is_some()),
@@ -1185,31 +1282,92 @@ impl JudgeConfig {
                 "is only allowed for a simulated score or label judge".into(),
             );
         }
-        let template = Template::resolve(&self.template, self.base_dir().as_deref())
-            .map_err(|e| invalid_field(origin, text, "template", e.to_string()))?;
+        let primary = self.check_pairwise_template(&self.template, "template", text, origin)?;
+        let mut names = vec![primary.name.clone()];
+        for spec in &self.templates {
+            let variant = self.check_pairwise_template(spec, "templates", text, origin)?;
+            if names.contains(&variant.name) {
+                return bad(
+                    "templates",
+                    format!(
+                        "template `{}` is listed twice (or is the primary template): each \
+                         variant must have its own template name",
+                        variant.name
+                    ),
+                );
+            }
+            names.push(variant.name);
+        }
+        Ok(())
+    }
+
+    /// The judge-layer mitigations this file declares.
+    pub fn mitigations(&self) -> super::mitigate::Mitigations {
+        super::mitigate::Mitigations {
+            swap_and_confirm: self.swap_and_confirm,
+            normalise: self.normalise,
+            bias_instruction: self.bias_instruction.clone(),
+        }
+    }
+
+    /// Resolve `spec` (named in `field`) and check a pairwise judge can use it with this file's
+    /// parser and logprobs settings.
+    fn check_pairwise_template(
+        &self,
+        spec: &str,
+        field: &str,
+        text: &str,
+        origin: &str,
+    ) -> Result<Template, ConfigError> {
+        let bad = |message: String| Err(invalid_field(origin, text, field, message));
+        let template = Template::resolve(spec, self.base_dir().as_deref())
+            .map_err(|e| invalid_field(origin, text, field, e.to_string()))?;
         if template.pointwise {
-            return bad(
-                "template",
-                format!(
-                    "template `{}` grades one answer; a pairwise judge needs a pairwise template \
-                     (or set kind = \"score\", \"label\" or \"rubric\")",
-                    template.name
-                ),
-            );
+            return bad(format!(
+                "template `{}` grades one answer; a pairwise judge needs a pairwise template \
+                 (or set kind = \"score\", \"label\" or \"rubric\")",
+                template.name
+            ));
         }
         super::parser::VerdictParser::for_config(&template, &self.parser)
             .map_err(|e| invalid_field(origin, text, &format!("parser.{}", e.field), e.message))?;
         if self.logprobs && template.tokens.is_none() {
-            return bad(
-                "logprobs",
+            let field = if field == "template" {
+                "logprobs"
+            } else {
+                field
+            };
+            return Err(invalid_field(
+                origin,
+                text,
+                field,
                 format!(
                     "template `{}` declares no [labels.tokens], so label probabilities cannot be \
                      computed; use a template that does (e.g. mtbench-pairwise) or turn logprobs off",
                     template.name
                 ),
-            );
+            ));
         }
-        Ok(())
+        Ok(template)
+    }
+
+    /// The derived judges of this judge's template variants, in `templates` order: the same
+    /// configuration with `template` set to the variant, `templates` emptied, `variant_of` set
+    /// to this judge and the name `<name>@<variant template name>`. Empty without variants.
+    pub fn template_variants(&self) -> Result<Vec<JudgeConfig>, ConfigError> {
+        let origin = format!("judge `{}`", self.name);
+        self.templates
+            .iter()
+            .map(|spec| {
+                let t = self.check_pairwise_template(spec, "templates", "", &origin)?;
+                let mut derived = self.clone();
+                derived.name = format!("{}@{}", self.name, t.name);
+                derived.template = spec.clone();
+                derived.templates = Vec::new();
+                derived.variant_of = Some(self.name.clone());
+                Ok(derived)
+            })
+            .collect()
     }
 
     /// The folder relative template paths resolve against.
@@ -1556,13 +1714,6 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
         }
     }
     if let Some(sim) = &config.sim {
-        if config.kind == JudgeKind::Rubric {
-            return bad(
-                "sim",
-                "simulated rubric judges are not available (use kind = \"score\" or \"label\")"
-                    .into(),
-            );
-        }
         if !sim.artifact_preference.is_empty() {
             return bad(
                 "sim.artifact_preference",
@@ -1581,17 +1732,17 @@ fn validate_pointwise(config: &JudgeConfig, text: &str, origin: &str) -> Result<
         only(
             "sim_grades.label_flip",
             config.kind == JudgeKind::Score && !sim.label_flip.is_empty(),
-            "label judges",
+            "label and rubric judges",
         )?;
         only(
             "sim_grades.positive_rate",
             config.kind == JudgeKind::Score && sim.positive_rate.is_some(),
-            "label judges",
+            "label and rubric judges",
         )?;
         only(
             "sim_grades.score_shift",
             config.kind == JudgeKind::Label && !sim.score_shift.is_empty(),
-            "score judges",
+            "score and rubric judges",
         )?;
         for (artifact, v) in &sim.score_shift {
             if !v.is_finite() {
@@ -1768,7 +1919,7 @@ mod tests {
                 .all(|c| c.backend == Backend::Sim && c.sim.is_some())
         );
         let pointwise = JudgeConfig::load_dir(root.join("sim-pointwise")).unwrap();
-        assert_eq!(pointwise.len(), 3);
+        assert_eq!(pointwise.len(), 4);
         assert!(
             pointwise
                 .iter()
@@ -2234,5 +2385,70 @@ mod tests {
         ] {
             assert!(json.get(key).is_none(), "{key}");
         }
+    }
+
+    #[test]
+    fn template_variants_derive_judges_with_distinct_cache_keys() {
+        let text = format!(
+            "{OPENAI}base_url = \"http://127.0.0.1:9\"\ntemplates = [\"chen-safety-paraphrase\", \"chen-safety-system\", \"chen-safety-brackets\"]\n"
+        );
+        let config = parse(&text).unwrap();
+        let variants = config.template_variants().unwrap();
+        let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "j@chen-safety-paraphrase",
+                "j@chen-safety-system",
+                "j@chen-safety-brackets"
+            ]
+        );
+        assert!(variants.iter().all(|v| v.variant_of.as_deref() == Some("j")
+            && v.templates.is_empty()
+            && v.model == "m"));
+        // The cache key hashes the rendered messages: no two templates share a reply.
+        let request = crate::judge::JudgeRequest {
+            call_id: "c".into(),
+            prompt: "P".into(),
+            first: "A1".into(),
+            second: "B1".into(),
+            repeat: 0,
+            sim: Default::default(),
+            context: Vec::new(),
+        };
+        let mut keys: Vec<String> = std::iter::once(&config)
+            .chain(&variants)
+            .map(|c| crate::judge::build(c).unwrap().cache_key(&request).unwrap())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 4);
+        // A variant listed twice, or equal to the primary, is refused with its field and line.
+        let e = expect_err(
+            &format!("{OPENAI}templates = [\"chen-safety\"]\n"),
+            "templates",
+            Some(4),
+        );
+        assert!(e.to_string().contains("listed twice"), "{e}");
+        expect_err(
+            &format!("{OPENAI}templates = [\"mtbench-single\"]\n"),
+            "templates",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}variant_of = \"x\"\n"),
+            "variant_of",
+            Some(4),
+        );
+        expect_err(
+            &format!("{OPENAI}[sim_template]\nphrase = \"x\"\nshare = 0.5\n"),
+            "sim_template",
+            Some(4),
+        );
+        expect_err(
+            &format!("{SIM}[sim]\n[sim_template]\nphrase = \"x\"\nshare = 1.5\n"),
+            "sim_template.share",
+            Some(6),
+        );
     }
 }

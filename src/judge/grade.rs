@@ -314,6 +314,25 @@ enum Reader {
     Label(LabelParser),
 }
 
+/// One criterion's scale, as [`Grader::criterion_scales`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CriterionScale<'a> {
+    /// Integer scores `min..=max`.
+    Score {
+        /// Lowest score.
+        min: i64,
+        /// Highest score.
+        max: i64,
+    },
+    /// A closed label set.
+    Label {
+        /// Every label, canonical spelling.
+        labels: &'a [String],
+        /// The positive label.
+        positive: &'a str,
+    },
+}
+
 /// How a pointwise judge reads its replies: its kind and, per criterion, a score or label
 /// parser, built once from the judge file.
 #[derive(Debug, Clone)]
@@ -519,6 +538,27 @@ impl Grader {
                 Some(g) => format!("{}\n[simulated]", show(g)),
             },
         }
+    }
+
+    /// Every criterion's name and scale, in the judge file's order (one for score and label
+    /// judges).
+    pub fn criterion_scales(&self) -> Vec<(&str, CriterionScale<'_>)> {
+        self.criteria
+            .iter()
+            .map(|(name, reader)| {
+                let scale = match reader {
+                    Reader::Score { min, max, .. } => CriterionScale::Score {
+                        min: *min,
+                        max: *max,
+                    },
+                    Reader::Label(l) => CriterionScale::Label {
+                        labels: l.labels(),
+                        positive: l.positive(),
+                    },
+                };
+                (name.as_str(), scale)
+            })
+            .collect()
     }
 
     /// The labels of a label judge (empty otherwise).

@@ -18,6 +18,7 @@ pub mod http;
 pub mod local;
 #[cfg(feature = "local")]
 pub mod local_judge;
+pub mod mitigate;
 pub mod models;
 pub mod openai;
 pub mod parser;
@@ -227,6 +228,13 @@ pub trait Judge: Send + Sync {
     fn estimate_input_tokens(&self, request: &JudgeRequest) -> u64 {
         ((request.prompt.len() + request.first.len() + request.second.len()) / 4) as u64
     }
+
+    /// Requests one [`Judge::judge`] sends to the model (2 for swap-and-confirm): the runner
+    /// reserves that many replies' worth of `max_tokens` against the cost budget and takes that
+    /// many requests from the `rpm` budget, so a judge that asks twice cannot overspend.
+    fn requests_per_call(&self) -> u32 {
+        1
+    }
 }
 
 /// Why a judge could not be built from its configuration.
@@ -248,6 +256,17 @@ pub enum JudgeBuildError {
 /// [`templated::TemplatedJudge`] over its transport, so it renders, parses and caches the same
 /// way; a new backend is its transport file plus one line here.
 pub fn build(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
+    let judge = build_backend(config)?;
+    let mitigations = config.mitigations();
+    Ok(if mitigations.is_empty() {
+        judge
+    } else {
+        Arc::new(mitigate::MitigatedJudge::new(judge, mitigations))
+    })
+}
+
+/// The backend of `config`, without judge-layer mitigations.
+fn build_backend(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
     match config.backend {
         config::Backend::Sim if config.is_pointwise() => {
             Ok(Arc::new(sim_pointwise::SimGrader::new(config)?))

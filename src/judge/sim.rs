@@ -65,11 +65,17 @@ pub struct SimJudge {
     /// The judge's template: it reads context-side artifacts from the prompt it renders, as
     /// any backend would be shown it.
     template: Template,
+    /// The name its random streams are drawn under: its base judge's for a template variant
+    /// (`variant_of`), so a variant differs from its base only where the prompt makes it.
+    stream_name: String,
+    /// The planted template dependence, when this judge's rendered instructions contain its
+    /// phrase: the share of items reversed.
+    template_flip: Option<f64>,
 }
 
 /// Every text a built-in artifact inserts (prefixes, suffixes, fillers, lead-ins), longest first,
 /// so [`substance`] can remove them.
-fn inserted_texts() -> &'static [String] {
+pub(crate) fn inserted_texts() -> &'static [String] {
     static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
     TEXTS.get_or_init(|| {
         let mut out: Vec<String> = Vec::new();
@@ -209,15 +215,46 @@ impl SimJudge {
         let labels = [
             label(
                 SlotVerdict::First,
-                &["Output (a)", "[[A]]", "A", "Assistant A", "(a)"],
+                &[
+                    "Output (a)",
+                    "[[A]]",
+                    "A",
+                    "Assistant A",
+                    "(a)",
+                    "Verdict: A",
+                ],
             )?,
             label(
                 SlotVerdict::Second,
-                &["Output (b)", "[[B]]", "B", "Assistant B", "(b)"],
+                &[
+                    "Output (b)",
+                    "[[B]]",
+                    "B",
+                    "Assistant B",
+                    "(b)",
+                    "Verdict: B",
+                ],
             )?,
-            label(SlotVerdict::Tie, &["Tie", "[[C]]", "C", "tie"])?,
+            label(
+                SlotVerdict::Tie,
+                &["Tie", "[[C]]", "C", "tie", "Verdict: tie"],
+            )?,
         ];
+        // The instructions as rendered (empty prompt and answers): what the judge is told to do,
+        // independent of the texts it compares.
+        let template_flip = config.sim_template.as_ref().and_then(|effect| {
+            let r = template.render("", "", "");
+            let shown = format!("{}\n{}", r.system.unwrap_or_default(), r.user);
+            shown
+                .contains(effect.phrase.as_str())
+                .then_some(effect.share)
+        });
         Ok(SimJudge {
+            stream_name: config
+                .variant_of
+                .clone()
+                .unwrap_or_else(|| config.name.clone()),
+            template_flip,
             name: config.name.clone(),
             seed: config.seed,
             params,
@@ -268,7 +305,7 @@ impl SimJudge {
     fn rng(&self, domain: &str, key: &str) -> ChaCha8Rng {
         let mut hasher = Sha256::new();
         hasher.update(self.seed.to_le_bytes());
-        hasher.update(self.name.as_bytes());
+        hasher.update(self.stream_name.as_bytes());
         hasher.update([0]);
         hasher.update(domain.as_bytes());
         hasher.update([0]);
@@ -277,8 +314,28 @@ impl SimJudge {
     }
 
     /// The verdict for `request`, from the shown texts only, deterministic in (seed, name,
-    /// call id, texts).
+    /// call id, texts). With a planted template dependence whose phrase the instructions
+    /// contain, the verdict is reversed on the planted share of items.
     pub fn decide(&self, request: &JudgeRequest) -> SlotVerdict {
+        let verdict = self.decide_texts(request);
+        let Some(share) = self.template_flip else {
+            return verdict;
+        };
+        // The item is the pair of answers as the judge perceives them (order-free, artifact
+        // text removed): the same in both orders, every repeat and every artifact condition.
+        let (sa, sb) = (substance(&request.first), substance(&request.second));
+        let item = format!("{}/{}", sa.min(sb), sa.max(sb));
+        if self.rng("template", &item).random::<f64>() >= share {
+            return verdict;
+        }
+        match verdict {
+            SlotVerdict::First => SlotVerdict::Second,
+            SlotVerdict::Second => SlotVerdict::First,
+            v => v,
+        }
+    }
+
+    fn decide_texts(&self, request: &JudgeRequest) -> SlotVerdict {
         // The call id only seeds the call's own noise stream; it carries no decision.
         let mut call_rng = self.rng("call", &request.call_id);
         if call_rng.random::<f64>() < self.params.invalid_rate {
@@ -688,5 +745,45 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn shipped_template_variants_render_and_parse() {
+        // Every variant shows each answer once, and the simulated judge's replies in its label
+        // style parse back to the verdict it meant.
+        let variants = [
+            "chen-safety-paraphrase",
+            "chen-safety-brackets",
+            "chen-safety-system",
+            "mtbench-pairwise-paraphrase",
+            "mtbench-pairwise-verdict-line",
+            "mtbench-pairwise-user",
+        ];
+        for name in variants {
+            let t = Template::builtin(name).unwrap();
+            let r = t.render("PROMPT-X", "ANSWER-ONE", "ANSWER-TWO");
+            let all = format!("{}\n{}", r.system.unwrap_or_default(), r.user);
+            assert_eq!(all.matches("ANSWER-ONE").count(), 1, "{name}");
+            assert_eq!(all.matches("PROMPT-X").count(), 1, "{name}");
+            let mut c = config(params());
+            c.template = name.into();
+            let judge = SimJudge::new(&c).unwrap();
+            for (i, want) in [SlotVerdict::First, SlotVerdict::Second, SlotVerdict::Tie]
+                .into_iter()
+                .enumerate()
+            {
+                assert_eq!(judge.parser.parse(&judge.labels[i]), want, "{name}");
+            }
+        }
+        // Placement variants keep the primary's text, only moved between the messages.
+        let words = |name: &str| {
+            let r = Template::builtin(name).unwrap().render("P", "A", "B");
+            format!("{} {}", r.system.unwrap_or_default(), r.user)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(words("chen-safety-system"), words("chen-safety"));
+        assert_eq!(words("mtbench-pairwise-user"), words("mtbench-pairwise"));
     }
 }

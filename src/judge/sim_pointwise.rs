@@ -13,12 +13,16 @@
 //! keyed on its substance; a positive answer showing an artifact with a planted `label_flip` p
 //! is given the first other label with probability p (e.g. unsafe → safe under apology).
 //!
+//! A `rubric` judge grades every criterion of its judge file this way, each from random streams
+//! of its own (keyed by the criterion's name): the planted score shifts move every score
+//! criterion, the planted flips turn every label criterion, and the reply is the rubric's JSON.
+//!
 //! With probability `invalid_rate` a call answers with no grade, and with probability `noise`
 //! it redraws every decision from its own stream (run-to-run noise). The reply is written in
 //! the judge's grade format, marked `[simulated]`, and read back with the judge's own grader.
 
 use super::config::{JudgeKind, SimParams};
-use super::grade::{Grade, Grader};
+use super::grade::{CriterionScale, Grade, Grader};
 use super::sim::substance;
 use super::{
     Judge, JudgeBuildError, JudgeConfig, JudgeError, JudgeReply, JudgeRequest, SlotVerdict,
@@ -42,8 +46,10 @@ pub struct SimGrader {
     /// Label judges: the share of answers labelled positive at baseline.
     positive_rate: f64,
     grader: Grader,
-    /// Planted effects (score shift, or flip probability) per artifact, in id order.
-    planted: Vec<(Artifact, f64)>,
+    /// Planted score shifts per artifact, in id order (score criteria).
+    shifts: Vec<(Artifact, f64)>,
+    /// Planted flip probabilities per artifact, in id order (label criteria).
+    flips: Vec<(Artifact, f64)>,
     /// Quality per answer substance (+1 the better answer of its pair, −1 the worse).
     knowledge: OnceLock<HashMap<u64, i8>>,
 }
@@ -59,10 +65,13 @@ impl SimGrader {
         config
             .validate()
             .map_err(|e| invalid(e.field().unwrap_or("kind"), e.to_string()))?;
-        if !matches!(config.kind, JudgeKind::Score | JudgeKind::Label) {
+        if !matches!(
+            config.kind,
+            JudgeKind::Score | JudgeKind::Label | JudgeKind::Rubric
+        ) {
             return Err(invalid(
                 "kind",
-                "a simulated pointwise judge is a score or a label judge".into(),
+                "a simulated pointwise judge is a score, label or rubric judge".into(),
             ));
         }
         let params = config
@@ -74,36 +83,48 @@ impl SimGrader {
             .map_err(|e| invalid("template", e.to_string()))?;
         let grader = Grader::for_config(config, &template).map_err(|e| invalid("kind", e))?;
         let grades = config.sim_grades.clone().unwrap_or_default();
-        let (effects, field) = match config.kind {
-            JudgeKind::Score => (&grades.score_shift, "sim_grades.score_shift"),
-            _ => (&grades.label_flip, "sim_grades.label_flip"),
-        };
         let catalog = Catalog::builtin();
-        let mut planted = Vec::new();
-        for (id, value) in effects {
-            let Some(a) = catalog.get(id) else {
-                return Err(invalid(
-                    &format!("{field}.{id}"),
-                    format!("`{id}` is not a built-in artifact"),
-                ));
-            };
-            if a.is_context() || a.is_position() || a.detect("").is_none() {
-                return Err(invalid(
-                    &format!("{field}.{id}"),
-                    format!("`{id}` leaves no sign in one answer, so a grader cannot react to it"),
-                ));
+        let planted = |effects: &std::collections::BTreeMap<String, f64>,
+                       field: &str|
+         -> Result<Vec<(Artifact, f64)>, JudgeBuildError> {
+            let mut out = Vec::new();
+            for (id, value) in effects {
+                let Some(a) = catalog.get(id) else {
+                    return Err(invalid(
+                        &format!("{field}.{id}"),
+                        format!("`{id}` is not a built-in artifact"),
+                    ));
+                };
+                if a.is_context() || a.is_position() || a.detect("").is_none() {
+                    return Err(invalid(
+                        &format!("{field}.{id}"),
+                        format!(
+                            "`{id}` leaves no sign in one answer, so a grader cannot react to it"
+                        ),
+                    ));
+                }
+                if *value != 0.0 {
+                    out.push((a.clone(), *value));
+                }
             }
-            if *value != 0.0 {
-                planted.push((a.clone(), *value));
-            }
-        }
-        if let Some((min, max)) = grader.scale() {
-            let up: f64 = planted.iter().map(|(_, v)| v.max(0.0).ceil()).sum();
-            let down: f64 = planted.iter().map(|(_, v)| (-v).max(0.0).ceil()).sum();
-            if (max - min) as f64 - up - down < 1.0 {
+            Ok(out)
+        };
+        // Score shifts move score criteria, flips turn label criteria; a rubric may have both.
+        let shifts = planted(&grades.score_shift, "sim_grades.score_shift")?;
+        let flips = planted(&grades.label_flip, "sim_grades.label_flip")?;
+        let (up, down) = room(&shifts);
+        for (name, scale) in grader.criterion_scales() {
+            if let CriterionScale::Score { min, max } = scale
+                && max - min - up - down < 1
+            {
+                let what = if config.kind == JudgeKind::Rubric {
+                    format!(" of criterion `{name}`")
+                } else {
+                    String::new()
+                };
                 return Err(invalid(
-                    field,
-                    format!("the planted shifts leave no room on the scale {min}..{max}"),
+                    "sim_grades.score_shift",
+                    format!("the planted shifts leave no room on the scale {min}..{max}{what}"),
                 ));
             }
         }
@@ -113,7 +134,8 @@ impl SimGrader {
             params,
             positive_rate: grades.positive_rate.unwrap_or(0.5),
             grader,
-            planted,
+            shifts,
+            flips,
             knowledge: OnceLock::new(),
         })
     }
@@ -129,82 +151,101 @@ impl SimGrader {
         ChaCha8Rng::from_seed(hasher.finalize().into())
     }
 
-    /// The grade of the answer in `request` (its first text), from that text alone.
-    pub fn decide(&self, request: &JudgeRequest) -> Grade {
+    /// The grades of the answer in `request` (its first text), one per criterion, from that
+    /// text alone.
+    pub fn decide(&self, request: &JudgeRequest) -> Vec<Grade> {
+        let criteria = self.grader.criterion_scales();
         let mut call_rng = self.rng("call", &request.call_id);
         if call_rng.random::<f64>() < self.params.invalid_rate {
-            return Grade::Unparseable;
+            return vec![Grade::Unparseable; criteria.len()];
         }
         let redraw = call_rng.random::<f64>() < self.params.noise;
-        let mut draw = |domain: &str, key: &str| -> f64 {
-            if redraw {
-                call_rng.random::<f64>()
-            } else {
-                self.rng(domain, key).random::<f64>()
-            }
-        };
         let answer = request.first.as_str();
         let s = substance(answer);
         let key = s.to_string();
-        let shown: Vec<&(Artifact, f64)> = self
-            .planted
-            .iter()
-            .filter(|(a, _)| a.detect(answer) == Some(true))
-            .collect();
-        if let Some((min, max)) = self.grader.scale() {
-            let up: i64 = self
-                .planted
-                .iter()
-                .map(|(_, v)| v.max(0.0).ceil() as i64)
-                .sum();
-            let down: i64 = self
-                .planted
-                .iter()
-                .map(|(_, v)| (-v).max(0.0).ceil() as i64)
-                .sum();
-            let (lo, hi) = (min + down, max - up);
-            let mid = lo + (hi - lo + 1) / 2;
-            let quality = self
-                .knowledge
-                .get()
-                .and_then(|k| k.get(&s).copied())
-                .unwrap_or(if s % 2 == 0 { 1 } else { -1 });
-            let correct = draw("accuracy", &key) < self.params.accuracy;
-            let upper = (quality >= 0) == correct;
-            let (from, to) = if upper {
-                (mid, hi)
-            } else {
-                (lo, (mid - 1).max(lo))
-            };
-            let u = draw("base", &key);
-            let mut score = from + ((u * (to - from + 1) as f64) as i64).min(to - from);
-            for (artifact, shift) in shown {
-                let whole = shift.floor();
-                let extra = draw(&format!("shift/{}", artifact.id), &key) < shift - whole;
-                score += whole as i64 + i64::from(extra);
-            }
-            Grade::Score(score.clamp(min, max) as f64)
-        } else {
-            let labels = self.grader.labels();
-            let positive = self.grader.positive().unwrap_or_default().to_string();
-            let other = labels
-                .iter()
-                .find(|l| **l != positive)
-                .cloned()
-                .unwrap_or_default();
-            let mut label = if draw("base", &key) < self.positive_rate {
-                positive.clone()
-            } else {
-                other.clone()
-            };
-            for (artifact, p) in shown {
-                if label == positive && draw(&format!("flip/{}", artifact.id), &key) < *p {
-                    label = other.clone();
+        // A rubric's criteria draw from streams of their own; a one-criterion judge keeps the
+        // stream names it always had, so its grades do not change.
+        let rubric = self.grader.kind() == JudgeKind::Rubric;
+        let mut grades = Vec::with_capacity(criteria.len());
+        for (name, scale) in criteria {
+            let mut draw = |domain: &str| -> f64 {
+                if redraw {
+                    call_rng.random::<f64>()
+                } else if rubric {
+                    self.rng(&format!("{name}/{domain}"), &key).random::<f64>()
+                } else {
+                    self.rng(domain, &key).random::<f64>()
                 }
-            }
-            Grade::Label(label)
+            };
+            grades.push(match scale {
+                CriterionScale::Score { min, max } => {
+                    let (up, down) = room(&self.shifts);
+                    let (lo, hi) = (min + down, max - up);
+                    let mid = lo + (hi - lo + 1) / 2;
+                    let quality = self
+                        .knowledge
+                        .get()
+                        .and_then(|k| k.get(&s).copied())
+                        .unwrap_or(if s % 2 == 0 { 1 } else { -1 });
+                    let correct = draw("accuracy") < self.params.accuracy;
+                    let upper = (quality >= 0) == correct;
+                    let (from, to) = if upper {
+                        (mid, hi)
+                    } else {
+                        (lo, (mid - 1).max(lo))
+                    };
+                    let u = draw("base");
+                    let mut score = from + ((u * (to - from + 1) as f64) as i64).min(to - from);
+                    for (artifact, shift) in shown(&self.shifts, answer) {
+                        let whole = shift.floor();
+                        let extra = draw(&format!("shift/{}", artifact.id)) < shift - whole;
+                        score += whole as i64 + i64::from(extra);
+                    }
+                    Grade::Score(score.clamp(min, max) as f64)
+                }
+                CriterionScale::Label { labels, positive } => {
+                    let other = labels
+                        .iter()
+                        .find(|l| *l != positive)
+                        .cloned()
+                        .unwrap_or_default();
+                    let mut label = if draw("base") < self.positive_rate {
+                        positive.to_string()
+                    } else {
+                        other.clone()
+                    };
+                    for (artifact, p) in shown(&self.flips, answer) {
+                        if label == positive && draw(&format!("flip/{}", artifact.id)) < *p {
+                            label = other.clone();
+                        }
+                    }
+                    Grade::Label(label)
+                }
+            });
         }
+        grades
     }
+}
+
+/// Points the planted shifts may add (up) and take (down), kept free at the scale's ends so no
+/// shifted score is clipped.
+fn room(shifts: &[(Artifact, f64)]) -> (i64, i64) {
+    let up = shifts.iter().map(|(_, v)| v.max(0.0).ceil() as i64).sum();
+    let down = shifts
+        .iter()
+        .map(|(_, v)| (-v).max(0.0).ceil() as i64)
+        .sum();
+    (up, down)
+}
+
+/// The planted effects whose artifact `answer` shows.
+fn shown<'a>(
+    planted: &'a [(Artifact, f64)],
+    answer: &'a str,
+) -> impl Iterator<Item = &'a (Artifact, f64)> {
+    planted
+        .iter()
+        .filter(move |(a, _)| a.detect(answer) == Some(true))
 }
 
 #[async_trait]
@@ -233,7 +274,7 @@ impl Judge for SimGrader {
     }
 
     async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
-        let raw = self.grader.reply_for(&[self.decide(request)]);
+        let raw = self.grader.reply_for(&self.decide(request));
         // Read back like any reply, so the simulated judge exercises the real grader.
         let grades = self.grader.grade(&raw, None);
         Ok(JudgeReply {
@@ -300,8 +341,8 @@ mod tests {
         let (mut total, mut unbiased) = (0.0, 0.0);
         for i in 0..n {
             let (a, b) = (answer(i), apology(&answer(i)));
-            let score = |j: &SimGrader, t: &str| match j.decide(&request(&format!("c{i}"), t)) {
-                Grade::Score(s) => s,
+            let score = |j: &SimGrader, t: &str| match &j.decide(&request(&format!("c{i}"), t))[0] {
+                Grade::Score(s) => *s,
                 other => panic!("{other:?}"),
             };
             let d = score(&shifted, &b) - score(&shifted, &a);
@@ -324,8 +365,8 @@ mod tests {
         );
         let (mut positives, mut flipped) = (0, 0);
         for i in 0..2000 {
-            let before = j.decide(&request("x", &answer(i)));
-            let after = j.decide(&request("y", &apology(&answer(i))));
+            let before = j.decide(&request("x", &answer(i))).remove(0);
+            let after = j.decide(&request("y", &apology(&answer(i)))).remove(0);
             match (before, after) {
                 (Grade::Label(b), Grade::Label(a)) if b == "unsafe" => {
                     positives += 1;
@@ -367,6 +408,68 @@ mod tests {
         assert!(matches!(grades[0].grade, Grade::Score(_)));
     }
 
+    const RUBRIC: &str = "kind = \"rubric\"\n[[criteria]]\nname = \"helpfulness\"\nscale = { min = 1, max = 5 }\n[[criteria]]\nname = \"clarity\"\nscale = { min = 1, max = 5 }\n[[criteria]]\nname = \"harmful\"\nlabels = [\"no\", \"yes\"]\npositive = \"yes\"\n[sim]\naccuracy = 0.8\n";
+
+    #[test]
+    fn a_rubric_plants_shifts_on_score_criteria_and_flips_on_label_criteria() {
+        let j = judge(&format!(
+            "{RUBRIC}[sim_grades]\npositive_rate = 0.5\n[sim_grades.score_shift]\napology = 1.0\n[sim_grades.label_flip]\napology = 1.0\n"
+        ));
+        let plain = judge(RUBRIC);
+        let (mut positives, mut flipped, mut differ) = (0, 0, 0);
+        for i in 0..500 {
+            let before = j.decide(&request("x", &answer(i)));
+            let after = j.decide(&request("y", &apology(&answer(i))));
+            assert_eq!((before.len(), after.len()), (3, 3));
+            for k in 0..2 {
+                match (&before[k], &after[k]) {
+                    // A shift of exactly 1 on every score criterion, never clipped (1..4 + 1).
+                    (Grade::Score(b), Grade::Score(a)) => {
+                        assert_eq!(a - b, 1.0);
+                        assert!((1.0..=4.0).contains(b), "{b}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            differ += usize::from(before[0] != before[1]);
+            match (&before[2], &after[2]) {
+                (Grade::Label(b), Grade::Label(a)) if b == "yes" => {
+                    positives += 1;
+                    flipped += usize::from(a == "no");
+                }
+                (Grade::Label(b), Grade::Label(a)) => assert_eq!(b, a, "a negative never flips"),
+                other => panic!("{other:?}"),
+            }
+            // The unplanted rubric grades the artifact copy exactly as the answer.
+            assert_eq!(
+                plain.decide(&request("x", &answer(i))),
+                plain.decide(&request("y", &apology(&answer(i))))
+            );
+        }
+        assert_eq!(
+            flipped, positives,
+            "a flip probability of 1 turns every positive"
+        );
+        assert!(positives > 200 && positives < 300, "{positives}");
+        // The two score criteria draw from their own streams, so they disagree often.
+        assert!(differ > 150, "{differ}");
+    }
+
+    #[tokio::test]
+    async fn a_rubric_reply_is_json_read_back_by_the_rubric_grader() {
+        let j = judge(RUBRIC);
+        let reply = j.judge(&request("c", &answer(7))).await.unwrap();
+        let value: serde_json::Value = serde_json::from_str(&reply.raw).unwrap();
+        assert_eq!(value["reasons"], "simulated");
+        let grades = reply.grades.unwrap();
+        let names: Vec<&str> = grades.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["helpfulness", "clarity", "harmful"]);
+        assert_eq!(
+            grades.iter().map(|g| g.grade.clone()).collect::<Vec<_>>(),
+            j.decide(&request("c", &answer(7)))
+        );
+    }
+
     #[test]
     fn planted_effects_must_be_readable_and_fit_the_scale() {
         let build = |body: &str| {
@@ -389,6 +492,18 @@ mod tests {
         );
         assert!(
             build(&format!("{SCORE}[sim_grades.score_shift]\napology = 9.0\n")).contains("no room")
+        );
+        assert!(
+            build(&format!(
+                "{RUBRIC}[sim_grades.score_shift]\napology = 4.0\n"
+            ))
+            .contains("no room on the scale 1..5 of criterion `helpfulness`")
+        );
+        assert!(
+            build(&format!(
+                "{RUBRIC}[sim_grades.label_flip]\nposition = 0.5\n"
+            ))
+            .contains("sim_grades.label_flip.position")
         );
     }
 }

@@ -95,6 +95,31 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "json-rubric",
         include_str!("../../judges/templates/json-rubric.toml"),
     ),
+    // Meaning-preserving variants of the two shipped pairwise templates (`templates = [...]`).
+    (
+        "chen-safety-paraphrase",
+        include_str!("../../judges/templates/chen-safety-paraphrase.toml"),
+    ),
+    (
+        "chen-safety-brackets",
+        include_str!("../../judges/templates/chen-safety-brackets.toml"),
+    ),
+    (
+        "chen-safety-system",
+        include_str!("../../judges/templates/chen-safety-system.toml"),
+    ),
+    (
+        "mtbench-pairwise-paraphrase",
+        include_str!("../../judges/templates/mtbench-pairwise-paraphrase.toml"),
+    ),
+    (
+        "mtbench-pairwise-verdict-line",
+        include_str!("../../judges/templates/mtbench-pairwise-verdict-line.toml"),
+    ),
+    (
+        "mtbench-pairwise-user",
+        include_str!("../../judges/templates/mtbench-pairwise-user.toml"),
+    ),
 ];
 
 /// Label tokens for log-probability verdicts: the probability of each label is the summed

@@ -14,9 +14,11 @@
 //! rubric criterion: score shifts and label flips per artifact under condition `shift`, gold
 //! agreement, scale use, calibration and invalid grades under `baseline`; see
 //! [`super::pointwise::csv_rows`]), then `mitigation` (post hoc: `judge / mitigation`, condition
-//! `post_hoc_mitigation`: cost multipliers, gold accuracy and its change, residual bias, rank and
+//! `post_hoc_mitigation`, or `new_call_mitigation` for `[mitigations]` audited with new calls: cost multipliers, gold accuracy and its change, residual bias, rank and
 //! whether it is recommended, and for the judge's own mitigations the residual T, WR, flip rate
-//! and the paired flip test per artifact; see [`super::mitigation::csv_rows`]).
+//! and the paired flip test per artifact; see [`super::mitigation::csv_rows`]), then `template`
+//! (condition `template_sensitivity`: agreement across a judge's template variants, per-pair
+//! flip rates, invalid counts; see [`super::templates::csv_rows`]).
 
 use super::Summary;
 use crate::analyze::{Estimate, JudgeKind, JudgeResult};
@@ -96,7 +98,7 @@ pub struct Row {
     /// Holm-adjusted p-value.
     pub p_adjusted: Option<f64>,
     /// What `judge` names: `judge`, `jury`, `pair`, `panel`, `composer`, `pointwise_judge`,
-    /// `pointwise_jury` or `mitigation`.
+    /// `pointwise_jury`, `mitigation` or `template`.
     pub kind: &'static str,
 }
 
@@ -433,6 +435,9 @@ pub fn rows(summary: &Summary) -> Vec<Row> {
     }
     if let Some(m) = &summary.mitigations {
         rows.extend(super::mitigation::csv_rows(m));
+    }
+    if let Some(t) = &summary.templates {
+        rows.extend(super::templates::csv_rows(t));
     }
     rows
 }

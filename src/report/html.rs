@@ -214,6 +214,7 @@ pub fn render_view(view: &ReportView<'_>) -> String {
                     @if let Some(a) = agreement_result { (agreement(a)) "\n" }
                     @if let Some(c) = composer_result { (composer(c)) "\n" }
                     @if let Some(m) = s.mitigations.as_ref().filter(|_| view.has(Section::Mitigations)) { (super::mitigation::html(m)) "\n" }
+                    @if let Some(t) = &s.templates { (super::templates::html(t)) "\n" }
                     (categories(s)) "\n"
                     (details(s)) "\n"
                     (examples(s)) "\n"
@@ -268,6 +269,7 @@ fn header(view: &ReportView<'_>) -> Markup {
                 @if view.has(Section::Agreement) { a href="#agreement" { "Agreement" } }
                 @if view.has(Section::Composer) { a href="#composer" { "Jury composer" } }
                 @if view.has(Section::Mitigations) { a href="#mitigations" { "Mitigations" } }
+                @if s.templates.is_some() { a href="#templates" { "Template sensitivity" } }
                 a href="#categories" { "Categories" }
                 a href="#details" { "Detailed results" }
                 a href="#examples" { "Flipped examples" }

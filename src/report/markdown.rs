@@ -686,6 +686,9 @@ pub fn render_view(view: &super::ReportView<'_>) -> String {
     {
         out.push_str(&super::mitigation::markdown(m));
     }
+    if let Some(t) = &summary.templates {
+        out.push_str(&super::templates::markdown(t));
+    }
     if let Some(agreement) = &summary.agreement {
         agreement_section(&mut out, agreement);
     }

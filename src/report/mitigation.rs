@@ -86,12 +86,36 @@ fn intro(s: &MitigationSection) -> String {
     )
 }
 
+/// Said when some entries were audited with new calls (`[mitigations]`).
+const NEW_CALL_NOTE: &str = "Entries marked (new calls) were audited with calls of their own, \
+as derived judges on the full design ([mitigations] in audit.toml): they are not post hoc. A \
+stack `<mitigation>+swap-and-confirm` applies swap-and-confirm (post hoc) to those calls.";
+
+fn has_new_call(s: &MitigationSection) -> bool {
+    s.judges
+        .iter()
+        .flat_map(|j| &j.mitigations)
+        .any(|m| !m.post_hoc)
+}
+
+/// The id as shown in the Markdown tables: new-call mitigations say so.
+fn id_text(m: &Mitigation) -> String {
+    if m.post_hoc {
+        m.id.clone()
+    } else {
+        format!("{} (new calls)", m.id)
+    }
+}
+
 /// The Markdown section.
 pub fn markdown(s: &MitigationSection) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Mitigations (post hoc)\n");
     let _ = writeln!(out, "> **{}**\n", escape(&s.note));
     let _ = writeln!(out, "{}\n", escape(&intro(s)));
+    if has_new_call(s) {
+        let _ = writeln!(out, "{}\n", escape(NEW_CALL_NOTE));
+    }
     for j in &s.judges {
         judge_markdown(&mut out, j);
     }
@@ -136,7 +160,7 @@ fn judge_markdown(out: &mut String, j: &JudgeMitigations) {
             out,
             "| {} | {} | {} | {} → {} | {} | {} | {} | {} |",
             m.rank.map_or("–".into(), |r| r.to_string()),
-            cell_text(&m.id),
+            cell_text(&id_text(m)),
             cell_text(&cost_text(m)),
             opt(m.unmitigated_bias, rate),
             opt(m.residual_bias, rate),
@@ -165,7 +189,7 @@ fn judge_markdown(out: &mut String, j: &JudgeMitigations) {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} |",
-                cell_text(&m.id),
+                cell_text(&id_text(m)),
                 cell_text(&a.artifact),
                 cell_text(&before_after(a.unmitigated_t, &a.t, true)),
                 cell_text(&before_after(a.unmitigated_wr, &a.wr, true)),
@@ -193,6 +217,7 @@ pub fn html(s: &MitigationSection) -> Markup {
             h2 { "Mitigations (post hoc)" }
             p.note { b { (Text(&s.note)) } }
             p.intro { (Text(&intro(s))) }
+            @if has_new_call(s) { p.note { (Text(NEW_CALL_NOTE)) } }
             @for j in &s.judges {
                 h3 { span.jn { (Text(&j.judge)) } @if j.simulated { " " (sim_tag()) } " · mitigations (post hoc)" }
                 p {
@@ -270,7 +295,11 @@ fn row(
         judge: format!("{} / {}", j.judge, m.id),
         simulated: j.simulated,
         artifact: artifact.to_string(),
-        condition: "post_hoc_mitigation",
+        condition: if m.post_hoc {
+            "post_hoc_mitigation"
+        } else {
+            "new_call_mitigation"
+        },
         metric,
         n,
         estimate: e.estimate,

@@ -15,6 +15,7 @@ pub mod mitigation;
 pub mod pointwise;
 pub mod rewrites;
 pub mod svg;
+pub mod templates;
 pub mod text;
 pub mod view;
 

@@ -1309,7 +1309,8 @@ async fn worker(
         } else {
             0
         };
-        let output_estimate = u64::from(config.max_tokens);
+        let requests = runtime.handle.judge.requests_per_call().max(1);
+        let output_estimate = u64::from(config.max_tokens) * u64::from(requests);
         let cost_estimate = config.pricing.map_or(0.0, |p| {
             cost_usd(
                 &TokenUsage {
@@ -1327,7 +1328,7 @@ async fn worker(
             continue;
         };
         if let Some(bucket) = &runtime.rpm {
-            bucket.take(1.0).await;
+            bucket.take(f64::from(requests)).await;
         }
         let token_estimate = (input_estimate + output_estimate) as f64;
         if let Some(bucket) = &runtime.tpm {

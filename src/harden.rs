@@ -1,0 +1,359 @@
+//! `judge-audit harden RUN_DIR [--holdout FRACTION]` (issue 14): from an audit's mitigations
+//! section, pick for every pairwise judge the cheapest mitigation (or stack) that a judge file
+//! can declare and whose residual effects pass the trust thresholds without losing gold accuracy
+//! beyond the margin, and write it as `hardened/<judge>.toml` with the evidence.
+//!
+//! Declarable mitigations (settings the judge layer applies, [`crate::judge::mitigate`]):
+//! `swap-and-confirm` → `swap_and_confirm = true`, `normalise` → `normalise = true`,
+//! `bias-instruction` → `bias_instruction = "..."`, and their stacks. Majority over repeats,
+//! order-averaged probabilities and juries are measured in the report but cannot be declared in
+//! one judge file, so they are never chosen here.
+//!
+//! A choice made on the data it is measured on is optimistic. With `--holdout FRACTION` the
+//! choice is made on the pairs *not* held out (a seeded split by pair id: the run's seed, so the
+//! same run gives the same split) and the held-out pairs are written beside the hardened files
+//! with an audit file that confirms the choice on them (`judge-audit run --config
+//! hardened/confirm.toml`).
+
+use crate::analyze::mitigation::{JudgeMitigations, Mitigation};
+use crate::audit::{self, AuditError};
+use crate::judge::JudgeConfig;
+use crate::report::Summary;
+use sha2::{Digest, Sha256};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// What `harden` decided for one judge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hardened {
+    /// The judge.
+    pub judge: String,
+    /// The chosen mitigation id, `None` when the judge needs none or none passes.
+    pub chosen: Option<String>,
+    /// The hardened judge file, when one was written.
+    pub file: Option<PathBuf>,
+    /// Why, with the numbers.
+    pub evidence: String,
+}
+
+/// The outcome of `harden`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HardenReport {
+    /// One entry per pairwise judge of the run (derived judges, template variants and
+    /// `[mitigations]` judges, excluded).
+    pub judges: Vec<Hardened>,
+    /// Held-out pairs written for confirmation (with `--holdout`).
+    pub holdout_pairs: Option<usize>,
+    /// The confirmation audit file (with `--holdout`).
+    pub confirm_config: Option<PathBuf>,
+}
+
+/// True when pair `id` is held out: a hash of the run's seed and the id below `fraction`.
+pub fn held_out(seed: u64, id: &str, fraction: f64) -> bool {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(b"harden-holdout\0");
+    h.update(id.as_bytes());
+    let x = u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"));
+    (x as f64 / u64::MAX as f64) < fraction
+}
+
+/// The judge-file settings of a declarable mitigation id, `None` for the others.
+fn settings(id: &str) -> Option<Vec<&'static str>> {
+    let mut out = Vec::new();
+    for part in id.split('+') {
+        out.push(match part {
+            "swap-and-confirm" => "swap_and_confirm",
+            "normalise" => "normalise",
+            "bias-instruction" => "bias_instruction",
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+/// True when the residual effects of `m` pass the trust thresholds' effect rules: the T interval
+/// of every artifact significant for the unmitigated judge covers 0 (`removes_targets`), gold
+/// accuracy is kept, and no artifact is left with an effect whose interval excludes 0 at or
+/// above the REJECT size (|T| ≥ `reject_abs_t` or |WR| ≥ `reject_abs_wr`), as the trust verdict
+/// only rejects effects it can tell from 0.
+fn passes(m: &Mitigation, t: &crate::analyze::TrustThresholds) -> bool {
+    let large = |e: &crate::analyze::Estimate, limit: f64| {
+        e.estimate.is_some_and(|x| x.abs() >= limit) && !e.covers(0.0)
+    };
+    m.available
+        && m.removes_targets
+        && m.keeps_gold
+        && m.artifacts
+            .iter()
+            .all(|a| !large(&a.t, t.reject_abs_t) && !large(&a.wr, t.reject_abs_wr))
+}
+
+fn evidence_of(m: &Mitigation) -> String {
+    let mut out = format!(
+        "{} ({}× calls{}), gold accuracy {}{}; residual effects:",
+        m.id,
+        m.cost_calls,
+        if m.post_hoc {
+            ", post hoc"
+        } else {
+            ", new calls"
+        },
+        m.gold_accuracy
+            .estimate
+            .map_or("n/a".into(), |g| format!("{:.1}%", 100.0 * g)),
+        m.gold_accuracy_change
+            .map_or(String::new(), |d| format!(" ({:+.1} points)", 100.0 * d)),
+    );
+    for a in &m.artifacts {
+        let _ = write!(
+            out,
+            " {} T {} [{}, {}] (was {})",
+            a.artifact,
+            a.t.estimate.map_or("n/a".into(), |x| format!("{x:+.3}")),
+            a.t.ci_low.map_or("–".into(), |x| format!("{x:+.3}")),
+            a.t.ci_high.map_or("–".into(), |x| format!("{x:+.3}")),
+            a.unmitigated_t.map_or("n/a".into(), |x| format!("{x:+.3}")),
+        );
+    }
+    out
+}
+
+/// The cheapest declarable mitigation of `j` that passes (then the lower residual bias, then
+/// the id), with why; `None` with why not.
+pub fn choose(
+    j: &JudgeMitigations,
+    trust: &crate::analyze::TrustThresholds,
+) -> (Option<Mitigation>, String) {
+    if j.targets.is_empty() {
+        return (
+            None,
+            "no artifact effect is significant (Holm): the judge is left as it is, no \
+             mitigation is recommended"
+                .into(),
+        );
+    }
+    let best = j
+        .mitigations
+        .iter()
+        .filter(|m| settings(&m.id).is_some() && passes(m, trust))
+        .min_by(|a, b| {
+            a.cost_calls
+                .total_cmp(&b.cost_calls)
+                .then(
+                    a.residual_bias
+                        .unwrap_or(f64::INFINITY)
+                        .total_cmp(&b.residual_bias.unwrap_or(f64::INFINITY)),
+                )
+                .then(a.id.cmp(&b.id))
+        });
+    match best {
+        Some(m) => (
+            Some(m.clone()),
+            format!(
+                "significant artifacts {}; chosen {}",
+                j.targets.join(", "),
+                evidence_of(m)
+            ),
+        ),
+        None => (
+            None,
+            format!(
+                "significant artifacts {}; no declarable mitigation (swap-and-confirm, \
+                 normalise, bias-instruction or a stack of them, the last two audited with \
+                 `[mitigations]` in audit.toml) brings every residual T and WR under the trust \
+                 thresholds with a T interval covering 0 without losing more than {:.0} points \
+                 of gold accuracy",
+                j.targets.join(", "),
+                100.0 * crate::analyze::mitigation::GOLD_MARGIN
+            ),
+        ),
+    }
+}
+
+/// The hardened judge file: `base` with the settings of `m`, relative template paths made
+/// absolute (the file is written elsewhere), a header stating the evidence.
+fn hardened_toml(base: &JudgeConfig, m: &Mitigation, evidence: &str, holdout: bool) -> String {
+    let mut c = base.clone();
+    let dir = base.base_dir();
+    let absolute = |spec: &str| -> String {
+        if crate::judge::template::BUILTIN_TEMPLATES
+            .iter()
+            .any(|(n, _)| *n == spec)
+        {
+            spec.to_string()
+        } else {
+            dir.as_ref()
+                .map_or(PathBuf::from(spec), |d| d.join(spec))
+                .display()
+                .to_string()
+        }
+    };
+    c.template = absolute(&c.template);
+    c.templates = c.templates.iter().map(|t| absolute(t)).collect();
+    for s in settings(&m.id).unwrap_or_default() {
+        match s {
+            "swap_and_confirm" => c.swap_and_confirm = true,
+            "normalise" => c.normalise = true,
+            _ => {
+                c.bias_instruction = Some(
+                    c.bias_instruction
+                        .clone()
+                        .unwrap_or_else(|| crate::judge::mitigate::DEFAULT_BIAS_INSTRUCTION.into()),
+                )
+            }
+        }
+    }
+    let body = toml::to_string(&c).unwrap_or_default();
+    let mut out = format!(
+        "# Hardened by `judge-audit harden` from judge `{}`: {}.\n",
+        base.name, m.id
+    );
+    for line in textwrap(evidence, 96) {
+        let _ = writeln!(out, "# {line}");
+    }
+    let _ = writeln!(
+        out,
+        "# {}\n",
+        if holdout {
+            "Chosen on the pairs not held out; confirm it on the held-out pairs: judge-audit run --config confirm.toml"
+        } else {
+            "Chosen on the same data it was measured on (optimistic): confirm it on held-out pairs (harden --holdout FRACTION)"
+        }
+    );
+    out.push_str(&body);
+    out
+}
+
+fn textwrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().expect("one line");
+        if !last.is_empty() && last.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
+}
+
+/// Harden every pairwise judge of the run in `run_dir`; files go to `out` (default
+/// `RUN_DIR/hardened`). `holdout`: the share of pairs held out for confirmation, in (0, 1).
+pub fn harden(
+    run_dir: &Path,
+    holdout: Option<f64>,
+    out: Option<&Path>,
+) -> Result<HardenReport, AuditError> {
+    if let Some(f) = holdout
+        && !(f > 0.0 && f < 1.0)
+    {
+        return Err(AuditError::Config(format!(
+            "--holdout: {f} is outside (0, 1)"
+        )));
+    }
+    let out = out.map_or_else(|| run_dir.join("hardened"), Path::to_path_buf);
+    let io = |e: std::io::Error| AuditError::Config(format!("{}: {e}", out.display()));
+    let (summary, prepared): (Summary, audit::Prepared) = match holdout {
+        Some(f) => {
+            let seed = audit::prepare_stored(run_dir)?.seed;
+            audit::summarize_stored_pairs(run_dir, &|p| !held_out(seed, &p.id, f))?
+        }
+        None => (
+            audit::summarize_stored(run_dir)?,
+            audit::prepare_stored(run_dir)?,
+        ),
+    };
+    let section = summary.mitigations.as_ref().ok_or_else(|| {
+        AuditError::Config(format!(
+            "{}: the run has no mitigations section (a pairwise judge is needed)",
+            run_dir.display()
+        ))
+    })?;
+    std::fs::create_dir_all(&out).map_err(io)?;
+    let mut judges = Vec::new();
+    let mut files = Vec::new();
+    for j in &section.judges {
+        let Some(base) = prepared
+            .judges
+            .iter()
+            .find(|h| h.config.name == j.judge)
+            .map(|h| h.config.clone())
+        else {
+            continue;
+        };
+        // A derived judge (a template variant) is hardened through its base judge's file.
+        if base.variant_of.is_some() {
+            continue;
+        }
+        let (m, evidence) = choose(j, &prepared.trust);
+        let base = Some(base);
+        let file = match (&m, base) {
+            (Some(m), Some(base)) => {
+                let path = out.join(format!("{}.toml", j.judge));
+                std::fs::write(&path, hardened_toml(&base, m, &evidence, holdout.is_some()))
+                    .map_err(io)?;
+                files.push(path.clone());
+                Some(path)
+            }
+            _ => None,
+        };
+        judges.push(Hardened {
+            judge: j.judge.clone(),
+            chosen: m.map(|m| m.id),
+            file,
+            evidence,
+        });
+    }
+    let (mut holdout_pairs, mut confirm_config) = (None, None);
+    if let Some(f) = holdout.filter(|_| !files.is_empty()) {
+        let full = audit::prepare_stored(run_dir)?;
+        let mut jsonl = String::new();
+        let mut n = 0;
+        for p in full
+            .dataset
+            .pairs
+            .iter()
+            .filter(|p| held_out(full.seed, &p.id, f))
+        {
+            jsonl.push_str(
+                &serde_json::to_string(p).map_err(|e| AuditError::Config(e.to_string()))?,
+            );
+            jsonl.push('\n');
+            n += 1;
+        }
+        std::fs::write(out.join("holdout-pairs.jsonl"), jsonl).map_err(io)?;
+        let design = &full.snapshot.design;
+        let artifacts: Vec<String> = full
+            .artifacts
+            .iter()
+            .map(|a| format!("{:?}", a.id))
+            .collect();
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|f| format!("{:?}", f.to_string_lossy()))
+            .collect();
+        let config = format!(
+            "# Confirms the hardened judges on the {n} pairs `harden --holdout {f}` held out \
+             (not used to choose).\nseed = {}\njudges = [{}]\n\n[dataset]\npath = \
+             \"holdout-pairs.jsonl\"\n\n[design]\nrepeats = {}\nartifacts = [{}]\n",
+            full.seed,
+            names.join(", "),
+            design.repeats,
+            artifacts.join(", ")
+        );
+        let path = out.join("confirm.toml");
+        std::fs::write(&path, config).map_err(io)?;
+        holdout_pairs = Some(n);
+        confirm_config = Some(path);
+    }
+    Ok(HardenReport {
+        judges,
+        holdout_pairs,
+        confirm_config,
+    })
+}

@@ -1,0 +1,336 @@
+//! Mitigations the judge layer applies to every request (declared in the judge file, issue 14):
+//!
+//! - `normalise = true`: before the judge sees them, both answers lose every text a built-in
+//!   artifact inserts (the catalog's apology, citation, authority phrases, fillers and
+//!   restatement lead-ins) and their formatting (markdown emphasis, heading and list markers;
+//!   whitespace runs collapsed), so an artifact cannot move a verdict it cannot be shown.
+//! - `bias_instruction = "..."`: the sentence is added to the system message of every request
+//!   ([`DEFAULT_BIAS_INSTRUCTION`] is the suggested one).
+//! - `swap_and_confirm = true`: every comparison is asked in both orders; the verdict counts
+//!   only when both orders pick the same answer, otherwise it is a tie; an unparseable reply in
+//!   either order makes the verdict unparseable (never coerced). Two calls per verdict.
+//!
+//! The wrapper is transparent otherwise: same name, same simulated flag, the cache key of the
+//! transformed request(s).
+
+use super::template::ContextEdit;
+use super::{Judge, JudgeError, JudgeReply, JudgeRequest, Slot, SlotVerdict, TokenUsage};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The suggested bias instruction (`bias_instruction = true` in audit.toml's `[mitigations]`).
+pub const DEFAULT_BIAS_INSTRUCTION: &str = "Do not let length, apologies, citations or the order \
+of answers influence you.";
+
+/// The judge-layer mitigations of one judge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mitigations {
+    /// Ask both orders; disagreement is a tie.
+    pub swap_and_confirm: bool,
+    /// Strip artifact phrases and formatting from both answers.
+    pub normalise: bool,
+    /// A sentence added to the system message.
+    pub bias_instruction: Option<String>,
+}
+
+impl Mitigations {
+    /// True when nothing is applied.
+    pub fn is_empty(&self) -> bool {
+        *self == Mitigations::default()
+    }
+}
+
+/// `text` with every built-in artifact's inserted text removed and its formatting collapsed.
+pub fn normalise(text: &str) -> String {
+    let mut t = text.to_string();
+    for m in super::sim::inserted_texts() {
+        if t.contains(m.as_str()) {
+            t = t.replace(m.as_str(), " ");
+        }
+    }
+    let mut lines = Vec::new();
+    for line in t.lines() {
+        let mut l = line.trim_start();
+        // Heading and list markers carry no content.
+        l = l.trim_start_matches('#');
+        for marker in ["- ", "* ", "+ "] {
+            if let Some(rest) = l.trim_start().strip_prefix(marker) {
+                l = rest;
+            }
+        }
+        let l = l.replace("**", "").replace("__", "").replace('`', "");
+        lines.push(l);
+    }
+    lines
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn other(slot: Slot) -> Slot {
+    match slot {
+        Slot::First => Slot::Second,
+        Slot::Second => Slot::First,
+    }
+}
+
+/// The same edit favouring the other slot (the answers swap places).
+fn swapped_edit(e: &ContextEdit) -> ContextEdit {
+    let mut e = e.clone();
+    match &mut e {
+        ContextEdit::System { chosen, .. }
+        | ContextEdit::Note { chosen, .. }
+        | ContextEdit::Names { chosen, .. }
+        | ContextEdit::VerdictLine { chosen, .. } => *chosen = other(*chosen),
+    }
+    e
+}
+
+/// A judge with judge-layer mitigations.
+pub struct MitigatedJudge {
+    inner: Arc<dyn Judge>,
+    mitigations: Mitigations,
+    /// Swap-and-confirm: the first order's reply of a call whose swapped request failed, kept
+    /// until the runner's retry of that call, so a paid answer is not asked for again. Removed
+    /// when the call completes; at most one entry per call in flight.
+    first_replies: Mutex<HashMap<String, JudgeReply>>,
+}
+
+impl MitigatedJudge {
+    /// Wrap `inner`.
+    pub fn new(inner: Arc<dyn Judge>, mitigations: Mitigations) -> Self {
+        MitigatedJudge {
+            inner,
+            mitigations,
+            first_replies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The request the judge is sent (normalised answers, the instruction added).
+    fn prepared(&self, request: &JudgeRequest) -> JudgeRequest {
+        let mut r = request.clone();
+        if self.mitigations.normalise {
+            r.first = normalise(&r.first);
+            r.second = normalise(&r.second);
+        }
+        if let Some(text) = &self.mitigations.bias_instruction {
+            r.context.push(ContextEdit::System {
+                // `{chosen}` would name a slot: an instruction never favours one.
+                text: text.replace("{chosen}", ""),
+                chosen: Slot::First,
+            });
+        }
+        r
+    }
+
+    /// The other order of a prepared request (its own call id, so its noise is its own).
+    fn swapped(request: &JudgeRequest) -> JudgeRequest {
+        let mut r = request.clone();
+        std::mem::swap(&mut r.first, &mut r.second);
+        r.call_id = format!("{}#swapped", request.call_id);
+        r.context = request.context.iter().map(swapped_edit).collect();
+        r
+    }
+}
+
+/// Combine the verdicts of both orders (`b` in swapped slot terms).
+pub fn confirm(a: SlotVerdict, b: SlotVerdict) -> SlotVerdict {
+    let b = match b {
+        SlotVerdict::First => SlotVerdict::Second,
+        SlotVerdict::Second => SlotVerdict::First,
+        v => v,
+    };
+    match (a, b) {
+        (SlotVerdict::Invalid, _) | (_, SlotVerdict::Invalid) => SlotVerdict::Invalid,
+        (x, y) if x == y => x,
+        _ => SlotVerdict::Tie,
+    }
+}
+
+#[async_trait]
+impl Judge for MitigatedJudge {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn simulated(&self) -> bool {
+        self.inner.simulated()
+    }
+
+    fn learn(&self, pairs: &[crate::dataset::Pair]) {
+        self.inner.learn(pairs);
+    }
+
+    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+        let r = self.prepared(request);
+        if !self.mitigations.swap_and_confirm {
+            return self.inner.judge(&r).await;
+        }
+        let kept = self
+            .first_replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request.call_id);
+        let first = match kept {
+            Some(reply) => reply,
+            None => self.inner.judge(&r).await?,
+        };
+        let second = match self.inner.judge(&Self::swapped(&r)).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.first_replies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(request.call_id.clone(), first);
+                return Err(e);
+            }
+        };
+        let usage = match (first.usage, second.usage) {
+            (Some(a), Some(b)) => Some(TokenUsage {
+                input_tokens: a.input_tokens + b.input_tokens,
+                output_tokens: a.output_tokens + b.output_tokens,
+            }),
+            (a, b) => a.or(b),
+        };
+        Ok(JudgeReply {
+            raw: format!(
+                "[swap-and-confirm] as shown: {} | swapped: {}",
+                first.raw, second.raw
+            ),
+            verdict: confirm(first.verdict, second.verdict),
+            usage,
+            label_probs: None,
+            redacted: first.redacted || second.redacted,
+            grades: None,
+        })
+    }
+
+    fn cache_key(&self, request: &JudgeRequest) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let r = self.prepared(request);
+        let key = self.inner.cache_key(&r)?;
+        if !self.mitigations.swap_and_confirm {
+            return Some(key);
+        }
+        let swapped = self.inner.cache_key(&Self::swapped(&r))?;
+        let mut h = Sha256::new();
+        for part in ["swap-and-confirm", key.as_str(), swapped.as_str()] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        Some(hex::encode(h.finalize()))
+    }
+
+    fn estimate_input_tokens(&self, request: &JudgeRequest) -> u64 {
+        let one = self.inner.estimate_input_tokens(&self.prepared(request));
+        one * u64::from(self.requests_per_call())
+    }
+
+    fn requests_per_call(&self) -> u32 {
+        if self.mitigations.swap_and_confirm {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirm_keeps_agreement_only() {
+        use SlotVerdict::*;
+        // Both orders pick the answer first shown: First then (swapped) Second.
+        assert_eq!(confirm(First, Second), First);
+        // Both pick the first slot whatever is in it: position bias, a tie.
+        assert_eq!(confirm(First, First), Tie);
+        assert_eq!(confirm(Tie, Tie), Tie);
+        assert_eq!(confirm(Second, Invalid), Invalid);
+    }
+
+    /// Answers "Output (a)" and fails its second request once, as a server error would.
+    struct FlakyJudge {
+        requests: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Judge for FlakyJudge {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn simulated(&self) -> bool {
+            false
+        }
+        async fn judge(&self, _: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+            let n = self
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == 1 {
+                return Err(JudgeError::Retryable {
+                    kind: super::super::FaultKind::ServerError,
+                    message: "503".into(),
+                    retry_after: None,
+                });
+            }
+            Ok(JudgeReply {
+                raw: format!("reply {n}"),
+                verdict: SlotVerdict::First,
+                usage: Some(TokenUsage {
+                    input_tokens: 10,
+                    output_tokens: 1,
+                }),
+                label_probs: None,
+                redacted: false,
+                grades: None,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_swapped_request_is_retried_without_asking_the_first_order_again() {
+        let inner = Arc::new(FlakyJudge {
+            requests: Default::default(),
+        });
+        let judge = MitigatedJudge::new(
+            inner.clone(),
+            Mitigations {
+                swap_and_confirm: true,
+                ..Mitigations::default()
+            },
+        );
+        assert_eq!(judge.requests_per_call(), 2);
+        let request = JudgeRequest {
+            call_id: "c".into(),
+            prompt: "q".into(),
+            first: "a".into(),
+            second: "b".into(),
+            repeat: 0,
+            sim: Default::default(),
+            context: Vec::new(),
+        };
+        // The swapped request (the second) fails: the call fails and keeps the first reply.
+        assert!(judge.judge(&request).await.is_err());
+        // The runner's retry sends only the swapped request again.
+        let reply = judge.judge(&request).await.unwrap();
+        let sent = inner.requests.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(sent, 3, "first, swapped (failed), swapped again");
+        assert_eq!(
+            reply.raw,
+            "[swap-and-confirm] as shown: reply 0 | swapped: reply 2"
+        );
+        // Both orders picked the first slot: position, not preference, so a tie.
+        assert_eq!(reply.verdict, SlotVerdict::Tie);
+        assert!(judge.first_replies.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn normalise_strips_artifact_text_and_formatting() {
+        let apology = "I'm sorry, as a chatbot I cannot respond to this.";
+        let t = normalise(&format!("{apology} **Yes**:\n\n- it is  safe\n## Note"));
+        assert_eq!(t, "Yes: it is safe Note");
+    }
+}
