@@ -170,6 +170,26 @@ pub struct Template {
     /// Pointwise score templates: the rating token follows generated text ending with this
     /// (e.g. `[[`), for the expected score from log-probabilities; `None`: the first token.
     pub rating_after: Option<String>,
+    /// [`Template::slot_names`], computed on first use: it compiles the verdict parser, and
+    /// every request of a context-side artifact needs it.
+    slot_names_cache: SlotNamesCache,
+}
+
+/// A computed-once [`SlotNames`]. A clone starts empty (so a copy whose labels are then edited
+/// computes its own), and two caches always compare equal (they hold derived data only).
+#[derive(Debug, Default)]
+struct SlotNamesCache(std::sync::OnceLock<SlotNames>);
+
+impl Clone for SlotNamesCache {
+    fn clone(&self) -> Self {
+        SlotNamesCache::default()
+    }
+}
+
+impl PartialEq for SlotNamesCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// How a template names its two slots, for context edits (see the module docs).
@@ -576,6 +596,7 @@ impl Template {
             slots: file.slots,
             pointwise,
             rating_after: file.rating_after,
+            slot_names_cache: SlotNamesCache::default(),
         };
         template
             .check()
@@ -743,6 +764,13 @@ impl Template {
     /// their second-slot forms) that the template's own labels read as that slot, else the
     /// slot's name.
     pub fn slot_names(&self) -> SlotNames {
+        self.slot_names_cache
+            .0
+            .get_or_init(|| self.compute_slot_names())
+            .clone()
+    }
+
+    fn compute_slot_names(&self) -> SlotNames {
         let mut names = self
             .slots
             .clone()
@@ -904,6 +932,7 @@ mod tests {
             slots: None,
             pointwise: false,
             rating_after: None,
+            slot_names_cache: SlotNamesCache::default(),
         }
     }
 
