@@ -271,6 +271,12 @@ pub enum AuditError {
     /// The run store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Rewrite artifacts were asked for with the run store in memory.
+    #[error(
+        "rewrite artifacts ({}) keep their rewrites in a run directory; run them with a store on disk (Store::dir)",
+        .0.join(", ")
+    )]
+    RewritesNeedDir(Vec<String>),
     /// Writing outputs failed.
     #[error("{path}: {source}")]
     Io {
@@ -684,7 +690,11 @@ fn with_mitigated(
         let base = j.config.clone();
         let source_path = j.source_path.clone();
         out.push(j);
-        if base.is_pointwise() || base.variant_of.is_some() {
+        // A custom judge reads no configuration, so a mitigation set there would not reach it.
+        if base.is_pointwise()
+            || base.variant_of.is_some()
+            || base.backend == judge::config::Backend::Custom
+        {
             continue;
         }
         let derive = |id: &str, apply: &dyn Fn(&mut JudgeConfig)| {
@@ -717,6 +727,16 @@ pub fn prepare(config: &AuditConfig, base: &Path) -> Result<Prepared, AuditError
 
 /// Build judges, plan and perturbations from a snapshot; no judge is called.
 pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
+    prepare_snapshot_with(snapshot, &HashMap::new())
+}
+
+/// [`prepare_snapshot`] where the judges named in `built` are not built from their
+/// configuration but are the given backends (a judge implemented by the embedding program,
+/// `backend = "custom"`, see [`crate::Audit::judge`]); every other judge is built as usual.
+pub fn prepare_snapshot_with(
+    snapshot: Snapshot,
+    built: &HashMap<String, Arc<dyn judge::Judge>>,
+) -> Result<Prepared, AuditError> {
     let mut seen = BTreeMap::new();
     for j in &snapshot.judges {
         if seen.insert(j.config.name.clone(), ()).is_some() {
@@ -745,7 +765,10 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
     for j in &snapshot.judges {
         let mut config = j.config.clone();
         config.source_path = j.source_path.clone();
-        let backend = judge::build(&config)?;
+        let backend = match built.get(&config.name) {
+            Some(judge) => judge.clone(),
+            None => judge::build(&config)?,
+        };
         backend.learn(&snapshot.dataset.pairs);
         judges.push(JudgeHandle {
             config,
@@ -912,23 +935,28 @@ pub(crate) fn open_run(prepared: &Prepared, out: &Path) -> Result<RunStore, Audi
         }
         // The same audit: its stored plan must still be the one this version builds.
         Some(_) => check_stored_plan(&store, prepared, out)?,
-        None => {
-            let plan = prepared
-                .plan
-                .calls
-                .iter()
-                .map(|c| (c.id.as_str(), c.judge.as_str()));
-            store.create_run(
-                &[
-                    (SNAPSHOT_KEY, header.as_str()),
-                    ("tool_version", env!("CARGO_PKG_VERSION")),
-                ],
-                &prepared.dataset.pairs,
-                plan,
-            )?;
-        }
+        None => record_run(&mut store, prepared)?,
     }
     Ok(store)
+}
+
+/// Record a new run in `store`: the snapshot header, the tool version, the pairs and the plan.
+fn record_run(store: &mut RunStore, prepared: &Prepared) -> Result<(), AuditError> {
+    let header = snapshot_header(&prepared.snapshot);
+    let plan = prepared
+        .plan
+        .calls
+        .iter()
+        .map(|c| (c.id.as_str(), c.judge.as_str()));
+    store.create_run(
+        &[
+            (SNAPSHOT_KEY, header.as_str()),
+            ("tool_version", env!("CARGO_PKG_VERSION")),
+        ],
+        &prepared.dataset.pairs,
+        plan,
+    )?;
+    Ok(())
 }
 
 /// The plan stored in `dir` must be the one `prepared` holds, call for call: records are read in
@@ -1159,29 +1187,18 @@ pub async fn execute_where(
             && shard.is_none_or(|s| s.contains(&call.id))
             && !awaits_rewrite(&perturbed, call)
     };
-    let mut outcome = if prepared.snapshot.design.sequential {
-        execute_sequential(
-            prepared,
-            perturbed.clone(),
-            out,
-            &run_options,
-            options.max_calls,
-            &sends,
-        )
-        .await?
-    } else {
-        run::execute_subset(
-            prepared.plan.clone(),
-            prepared.dataset.clone(),
-            perturbed.clone(),
-            &prepared.judges,
-            out,
-            &run_options,
-            &sends,
-        )
-        .await?
-    };
-    load_records(prepared, &RunStore::open(out)?, &mut outcome)?;
+    let target = run::RunTarget::Dir(out.to_path_buf());
+    let (mut outcome, store) = drive(
+        prepared,
+        perturbed.clone(),
+        target,
+        &run_options,
+        options.max_calls,
+        &sends,
+    )
+    .await?;
+    // The writer's connection saw every commit; no need to open the file again.
+    load_records(prepared, &store, &mut outcome)?;
     if rewrite_usage.is_some() {
         outcome.perturbed = Some(perturbed);
         outcome.rewrites = rewrite_stats;
@@ -1301,6 +1318,75 @@ fn sequential_juries(prepared: &Prepared) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// Open one [`run::RunSession`] on `target` and send what it holds pending that `keep`
+/// accepts: wave by wave for a sequential design ([`execute_sequential`]), else all at once.
+/// Returns the outcome with the store the session committed to.
+async fn drive(
+    prepared: &Prepared,
+    perturbed: Arc<PerturbedAnswers>,
+    target: run::RunTarget,
+    run_options: &RunOptions,
+    max_calls: Option<u64>,
+    keep: &(dyn Fn(&crate::design::CallSpec) -> bool + Sync),
+) -> Result<(RunOutcome, RunStore), AuditError> {
+    let mut session = run::RunSession::open_target(
+        prepared.plan.clone(),
+        prepared.dataset.clone(),
+        perturbed,
+        &prepared.judges,
+        target,
+        run_options,
+        keep,
+    )?;
+    if prepared.snapshot.design.sequential {
+        execute_sequential(prepared, &mut session, max_calls, keep).await?;
+    } else {
+        let pending = session.pending().to_vec();
+        session.send(&pending).await;
+    }
+    Ok(session.finish_with_store()?)
+}
+
+/// [`execute`] with the run store in memory ([`RunStore::memory`]): the same plan, runner,
+/// cache and analysis inputs, and nothing written to disk (no run directory, no
+/// `calls.jsonl`). Rewrite artifacts are refused ([`AuditError::RewritesNeedDir`]): their
+/// rewrites are made before any judge call and kept in a run directory.
+pub async fn execute_in_memory(
+    prepared: &Prepared,
+    options: &ExecOptions,
+) -> Result<RunOutcome, AuditError> {
+    if !prepared.snapshot.rewriters.is_empty() {
+        return Err(AuditError::RewritesNeedDir(
+            prepared.snapshot.rewriters.keys().cloned().collect(),
+        ));
+    }
+    check_keys(prepared, |k| std::env::var(k).ok())?;
+    let mut store = RunStore::memory()?;
+    record_run(&mut store, prepared)?;
+    let run_options = RunOptions {
+        concurrency: prepared.concurrency,
+        seed: prepared.seed,
+        progress: if options.quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::Auto
+        },
+        max_cost: options.max_cost,
+        cache_dir: options.cache_dir.clone(),
+    };
+    let (mut outcome, store) = drive(
+        prepared,
+        prepared.perturbed.clone(),
+        run::RunTarget::Memory(store),
+        &run_options,
+        options.max_calls,
+        &|_| true,
+    )
+    .await?;
+    load_records(prepared, &store, &mut outcome)?;
+    Ok(outcome)
+}
+
 /// A sequential run in one [`run::RunSession`]: the stored calls are folded through the engine
 /// (so a resumed run recomputes every decision and continues from the first incomplete wave
 /// without re-sending), then each wave's missing calls are sent and its answers folded in,
@@ -1310,23 +1396,12 @@ fn sequential_juries(prepared: &Prepared) -> Vec<(String, Vec<String>)> {
 /// the summary then shows the cells as undecided.
 async fn execute_sequential(
     prepared: &Prepared,
-    perturbed: Arc<PerturbedAnswers>,
-    out: &Path,
-    run_options: &RunOptions,
+    session: &mut run::RunSession,
     max_calls: Option<u64>,
     keep: &(dyn Fn(&crate::design::CallSpec) -> bool + Sync),
-) -> Result<RunOutcome, AuditError> {
+) -> Result<(), AuditError> {
     let plan = &prepared.plan;
     let options = sequential_options(prepared, max_calls);
-    let mut session = run::RunSession::open(
-        plan.clone(),
-        prepared.dataset.clone(),
-        perturbed,
-        &prepared.judges,
-        out,
-        run_options,
-        keep,
-    )?;
     session.collect_answers();
     let mut records: HashMap<String, run::CallRecord> = session
         .committed_before()?
@@ -1375,7 +1450,7 @@ async fn execute_sequential(
             break;
         }
     }
-    Ok(session.finish()?)
+    Ok(())
 }
 
 /// True when [`summarize`] reads the committed calls as records: the sequential engine and the

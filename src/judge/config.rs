@@ -26,6 +26,10 @@ pub enum Backend {
     Command,
     /// A GGUF chat model run in-process by llama.cpp (cargo feature `local`).
     Local,
+    /// A judge implemented in Rust by a program embedding the crate and handed to
+    /// [`crate::Audit::judge`]; a judge file cannot build one, so a stored run holding one is
+    /// re-rendered (`report`) but not resumed.
+    Custom,
 }
 
 impl Backend {
@@ -1195,7 +1199,7 @@ impl JudgeConfig {
                 }
             }
             Backend::Command => validate_command(self, text, origin)?,
-            Backend::Local => {
+            Backend::Local | Backend::Custom => {
                 if self.sim.is_some() {
                     return bad(
                         "sim",

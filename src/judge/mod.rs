@@ -27,7 +27,9 @@ pub mod sim_pointwise;
 pub mod template;
 pub mod templated;
 
-use async_trait::async_trait;
+/// The attribute [`Judge`] implementations need (the trait has async methods), re-exported so
+/// an embedding crate implements it with the same version the crate was built with.
+pub use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -275,6 +277,9 @@ fn build_backend(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError
         config::Backend::Openai => Ok(Arc::new(openai::OpenAiJudge::new(config)?)),
         config::Backend::Anthropic => Ok(Arc::new(anthropic::AnthropicJudge::new(config)?)),
         config::Backend::Command => Ok(Arc::new(command::CommandJudge::new(config)?)),
+        config::Backend::Custom => Ok(Arc::new(Unavailable {
+            name: config.name.clone(),
+        })),
         #[cfg(feature = "local")]
         config::Backend::Local => Ok(Arc::new(local_judge::LocalJudge::new(config)?)),
         #[cfg(not(feature = "local"))]
@@ -283,5 +288,34 @@ fn build_backend(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError
             field: "backend".into(),
             message: "this binary was built without the `local` feature (cargo build --release --features local; needs cmake and libclang-dev)".into(),
         }),
+    }
+}
+
+/// Stands in for a `backend = "custom"` judge when its run is prepared from configuration
+/// alone (`report`, `run --resume` of a stored run): the Rust value that judged is not in the
+/// file, so the stored calls are analysed as usual and a call still pending fails with a
+/// permanent error saying why, instead of the whole run refusing to load.
+struct Unavailable {
+    name: String,
+}
+
+#[async_trait]
+impl Judge for Unavailable {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn simulated(&self) -> bool {
+        false
+    }
+
+    async fn judge(&self, _request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+        Err(JudgeError::Permanent {
+            kind: FaultKind::Backend,
+            message: format!(
+                "judge `{}` is a custom judge (implemented in Rust and given to judge_audit::Audit::judge); a judge file cannot build it, so its pending calls can only be sent by the program that audited it",
+                self.name
+            ),
+        })
     }
 }

@@ -606,6 +606,8 @@ pub fn sequential_section(out: &mut String, s: &crate::analyze::sequential::Sequ
     }
 }
 
+/// `report.md` for `summary`, through a [`super::ReportView`] with no gate set (what
+/// `judge-audit report` writes).
 pub fn render(summary: &Summary) -> String {
     render_view(&super::ReportView::new(summary))
 }

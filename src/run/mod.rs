@@ -670,7 +670,11 @@ pub struct RunSession {
     out_dir: PathBuf,
     concurrency: usize,
     seed: u64,
-    _lock: lock::RunLock,
+    /// `None` for a store in memory: no other process can see it, so there is nothing to lock.
+    _lock: Option<lock::RunLock>,
+    /// For a store in memory, the calls committed before the session opened (read then, since
+    /// the writer thread owns the only connection); `None` for a directory, read on demand.
+    memory_before: Option<Vec<CallRecord>>,
     completed_before: usize,
     pending: Vec<usize>,
     hits: HashMap<usize, JudgeReply>,
@@ -691,6 +695,18 @@ pub struct RunSession {
     over_budget: usize,
 }
 
+/// Where a [`RunSession`] keeps its calls.
+pub enum RunTarget {
+    /// A run directory: the store file, `calls.jsonl` and the lock.
+    Dir(PathBuf),
+    /// A store in memory ([`RunStore::memory`], already holding the run's plan): nothing is
+    /// written to disk, and the store is handed back by [`RunSession::finish_with_store`].
+    Memory(RunStore),
+}
+
+/// What [`RunTarget::Memory`] shows where a run directory would be named (error messages).
+pub const MEMORY_DIR: &str = "(run store in memory)";
+
 /// The calls one round gives one judge's workers.
 struct Queue {
     calls: Vec<usize>,
@@ -708,6 +724,22 @@ impl RunSession {
         perturbed: Arc<PerturbedAnswers>,
         judges: &[JudgeHandle],
         out_dir: &Path,
+        options: &RunOptions,
+        keep: &(dyn Fn(&CallSpec) -> bool + Sync),
+    ) -> Result<RunSession, RunError> {
+        let target = RunTarget::Dir(out_dir.to_path_buf());
+        RunSession::open_target(plan, dataset, perturbed, judges, target, options, keep)
+    }
+
+    /// [`RunSession::open`] on either kind of [`RunTarget`]; a store in memory gets no lock
+    /// and no `calls.jsonl`, and everything else (cache, limiters, budget) works as for a
+    /// directory.
+    pub fn open_target(
+        plan: Arc<Plan>,
+        dataset: Arc<Dataset>,
+        perturbed: Arc<PerturbedAnswers>,
+        judges: &[JudgeHandle],
+        target: RunTarget,
         options: &RunOptions,
         keep: &(dyn Fn(&CallSpec) -> bool + Sync),
     ) -> Result<RunSession, RunError> {
@@ -732,9 +764,16 @@ impl RunSession {
             return Err(RunError::Unbuildable(spec.id.clone()));
         }
 
-        // Taken before the store is read: a second process must not even compute what is pending.
-        let lock = lock::RunLock::acquire(out_dir)?;
-        let store = RunStore::open(out_dir)?;
+        let (lock, store, out_dir) = match target {
+            // Taken before the store is read: a second process must not even compute what is
+            // pending.
+            RunTarget::Dir(dir) => (
+                Some(lock::RunLock::acquire(&dir)?),
+                RunStore::open(&dir)?,
+                Some(dir),
+            ),
+            RunTarget::Memory(store) => (None, store, None),
+        };
         // The store holds this plan (see above), so its uncommitted positions are the pending
         // calls: no set of committed ids is built.
         let pending: Vec<usize> = store
@@ -789,8 +828,15 @@ impl RunSession {
                 }
             })?;
         }
-        let calls_path = out_dir.join("calls.jsonl");
-        let jsonl = repair_log(&calls_path, &store, store_count > 0)?;
+        let memory_before = match out_dir {
+            Some(_) => None,
+            None => Some(store.records_without_texts()?),
+        };
+        let calls_path = out_dir.as_ref().map(|d| d.join("calls.jsonl"));
+        let jsonl = match &calls_path {
+            Some(path) => Some(repair_log(path, &store, store_count > 0)?),
+            None => None,
+        };
         let halt = Arc::new(Halt::default());
         let committed_now = Arc::new(AtomicUsize::new(0));
         let (sender, receiver) = mpsc::channel::<Written>();
@@ -872,10 +918,11 @@ impl RunSession {
             plan,
             dataset,
             perturbed,
-            out_dir: out_dir.to_path_buf(),
+            out_dir: out_dir.unwrap_or_else(|| PathBuf::from(MEMORY_DIR)),
             concurrency: options.concurrency,
             seed: options.seed,
             _lock: lock,
+            memory_before,
             completed_before: store_count,
             pending,
             hits,
@@ -906,6 +953,9 @@ impl RunSession {
     /// call committed before it opened), without raw texts (`raw` is `None`), read from the
     /// store on demand so a session holds no copy of them.
     pub fn committed_before(&self) -> Result<Vec<CallRecord>, RunError> {
+        if let Some(before) = &self.memory_before {
+            return Ok(before.clone());
+        }
         Ok(RunStore::open(&self.out_dir)?.records_without_texts()?)
     }
 
@@ -1052,7 +1102,13 @@ impl RunSession {
     /// End the session: wait for the writer to commit everything, then read back every committed
     /// call in plan order. A halt by a signal is [`RunError::Interrupted`], a failed write
     /// [`RunError::WriteFailed`].
-    pub fn finish(mut self) -> Result<RunOutcome, RunError> {
+    pub fn finish(self) -> Result<RunOutcome, RunError> {
+        self.finish_with_store().map(|(outcome, _)| outcome)
+    }
+
+    /// [`RunSession::finish`], also handing back the store the writer committed to (the only
+    /// way to read a store in memory after the session).
+    pub fn finish_with_store(mut self) -> Result<(RunOutcome, RunStore), RunError> {
         drop(self.sender.take());
         if let Some(signals) = self.signals.take() {
             signals.abort();
@@ -1106,7 +1162,7 @@ impl RunSession {
                     .map(|reason| (r.handle.config.name.clone(), reason))
             })
             .collect();
-        Ok(RunOutcome {
+        let outcome = RunOutcome {
             columns,
             faults: store.fault_counts()?,
             stopped,
@@ -1114,7 +1170,8 @@ impl RunSession {
             cache_hits: self.cache_hits,
             over_budget: self.over_budget,
             ..RunOutcome::default()
-        })
+        };
+        Ok((outcome, store))
     }
 }
 
@@ -1495,8 +1552,8 @@ fn write_loop(
     receiver: mpsc::Receiver<Written>,
     mut store: RunStore,
     mut cache: Option<ResponseCache>,
-    jsonl: std::fs::File,
-    calls_path: PathBuf,
+    jsonl: Option<std::fs::File>,
+    calls_path: Option<PathBuf>,
     committed: &AtomicUsize,
     collect: &AtomicBool,
 ) -> Result<RunStore, RunError> {
@@ -1506,7 +1563,8 @@ fn write_loop(
     // thread only when it is blocked in `recv`, so this turns one wake-up (a futex call on a
     // worker's path) per call into one per nap, at the price of a few milliseconds of latency.
     const GATHER: Duration = Duration::from_millis(5);
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, jsonl);
+    // No log for a store in memory: the store is the only record there.
+    let mut out = jsonl.map(|f| std::io::BufWriter::with_capacity(1 << 16, f));
     let mut batch = Batch {
         records: Vec::new(),
         faults: Vec::new(),
@@ -1519,7 +1577,7 @@ fn write_loop(
     let mut since_flush: Vec<CallRecord> = Vec::new();
     let mut flush = |batch: &mut Batch| -> Result<(), RunError> {
         let io = |source| RunError::Io {
-            path: calls_path.clone(),
+            path: calls_path.clone().unwrap_or_default(),
             source,
         };
         // The store is the log of record: commit first, then log what was committed, so a
@@ -1530,11 +1588,13 @@ fn write_loop(
             AtomicOrdering::SeqCst,
         );
         let wants_records = collect.load(AtomicOrdering::SeqCst);
-        for (_, json) in &batch.records {
-            out.write_all(json.as_bytes()).map_err(io)?;
-            out.write_all(b"\n").map_err(io)?;
+        if let Some(out) = out.as_mut() {
+            for (_, json) in &batch.records {
+                out.write_all(json.as_bytes()).map_err(io)?;
+                out.write_all(b"\n").map_err(io)?;
+            }
+            out.flush().map_err(io)?;
         }
-        out.flush().map_err(io)?;
         if let Some(cache) = cache.as_mut()
             && !batch.cached.is_empty()
         {

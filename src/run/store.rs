@@ -71,6 +71,22 @@ impl RunStore {
             path: path.clone(),
             source,
         })?;
+        RunStore::init(conn, path)
+    }
+
+    /// A new, empty run database in memory (for an audit that writes nothing to disk): the same
+    /// schema and queries as a file, gone when the store is dropped.
+    pub fn memory() -> Result<RunStore, StoreError> {
+        let path = PathBuf::from(super::MEMORY_DIR);
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        RunStore::init(conn, path)
+    }
+
+    /// Set the pragmas and create the tables (a no-op on a database that has them).
+    fn init(conn: Connection, path: PathBuf) -> Result<RunStore, StoreError> {
         let store = RunStore { conn, path };
         store
             .conn
