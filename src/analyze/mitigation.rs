@@ -2,7 +2,7 @@
 //! on the calls the audit already made (no new calls).
 //!
 //! Each mitigation rewrites a judge's verdict matrix into the verdicts the mitigated judge would
-//! have returned, and the rewritten matrix is analysed by the same code as every judge ([`Ctx`]
+//! have returned, and the rewritten matrix is analysed by the same code as every judge (`Ctx`
 //! with the judge's own bootstrap seed, so the resampled pairs are the unmitigated judge's): the
 //! residual T, WR and flip rate have exactly the definitions and pair-clustered intervals of the
 //! unmitigated ones.

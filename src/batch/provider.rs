@@ -5,7 +5,7 @@
 //! outside the synchronous rate limits.
 //!
 //! The request bodies are the ones the synchronous backends build (the `openai` lines are the
-//! ones `batch export` writes, [`super::file::input_line`]; an `anthropic` request's `params` is
+//! ones `batch export` writes, `batch::file::input_line`; an `anthropic` request's `params` is
 //! the transport's own body) and results go through `batch import`'s reader with each backend's
 //! own parser, so a batch result is an ordinary call record with `via = "batch:<id>"`.
 //!

@@ -152,7 +152,7 @@ pub struct TopLogprob {
 pub enum VerdictSource {
     /// Parse this text instead of the completion text (e.g. a program's trimmed output).
     Text(String),
-    /// A verdict the backend stated: a verdict keyword ([`verdict_keyword`]), else parsed.
+    /// A verdict the backend stated: a verdict keyword ([`super::templated::verdict_keyword`]), else parsed.
     Stated(String),
 }
 

@@ -1,4 +1,4 @@
-//! Verdict parsing: map a judge's raw text to a [`SlotVerdict`](super::SlotVerdict).
+//! Verdict parsing: map a judge's raw text to a [`super::SlotVerdict`].
 //!
 //! Three regexes (first / second / tie) are searched in the reply and a pick rule decides between
 //! several matches. Anything that does not decide cleanly is `Invalid`: a verdict is never guessed.

@@ -760,7 +760,7 @@ impl Template {
     }
 
     /// How this template names its slots (the `[slots]` table or the defaults). A verdict
-    /// the table does not give is the first of "Output (a)", "[[A]]", "A", "Assistant A" (and
+    /// the table does not give is the first of `Output (a)`, `[[A]]`, `A`, `Assistant A` (and
     /// their second-slot forms) that the template's own labels read as that slot, else the
     /// slot's name.
     pub fn slot_names(&self) -> SlotNames {

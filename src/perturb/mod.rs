@@ -316,7 +316,7 @@ pub enum Operation {
         /// The added text (`system`, `note`, `verdict_line`). `{chosen}` is replaced by the
         /// template's name for the favoured slot ("Output (a)", "Assistant B"); a
         /// `verdict_line` text contains `{verdict}`, replaced by the favoured slot's verdict in
-        /// the template's own label format ("Output (a)", "[[B]]").
+        /// the template's own label format (`Output (a)`, `[[B]]`).
         #[serde(default, skip_serializing_if = "String::is_empty")]
         text: String,
         /// `names`: the model name given to the favoured slot.

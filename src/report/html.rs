@@ -4,7 +4,7 @@
 //! The page is a maud template: markup is checked at compile time and every string from a
 //! summary (answers, prompts, names, reasons, categories) is spliced as [`Text`], which makes bidi
 //! and control characters visible and then applies maud's escaping. The charts are SVG built by
-//! [`super::charts`] with the same escaper and spliced as pre-escaped markup. A
+//! `report::charts` with the same escaper and spliced as pre-escaped markup. A
 //! Content-Security-Policy forbids scripts in case escaping ever failed.
 
 use super::charts;

@@ -59,9 +59,9 @@ pub use interval::{
 };
 pub use multiplicity::{benjamini_hochberg, bonferroni, holm};
 pub use pointwise::{
-    AlphaLevel, ReliabilityBin, Wilcoxon, brier_score, expected_calibration_error, icc1,
-    kendall_tau_b, krippendorff_alpha, pooled_within_sd, quadratic_weighted_kappa, spearman,
-    wilcoxon_signed_rank,
+    AlphaLevel, ReliabilityBin, WILCOXON_EXACT_MAX, Wilcoxon, brier_score,
+    expected_calibration_error, icc1, kendall_tau_b, krippendorff_alpha, pooled_within_sd,
+    quadratic_weighted_kappa, spearman, wilcoxon_signed_rank,
 };
 pub use power::{
     minimum_detectable_effect, paired_flip_pairs_needed_normal, paired_flip_power_normal,
