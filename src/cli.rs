@@ -5,6 +5,7 @@ use judge_audit::audit::{self, AuditConfig, ExecOptions, Prepared};
 use judge_audit::judge::config;
 use judge_audit::perturb::{Artifact, Catalog};
 use judge_audit::run::cache::ResponseCache;
+use judge_audit::{Audit, Finished, Store};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -1051,7 +1052,10 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         .clone()
         .or_else(|| config.out.as_ref().map(|o| base.join(o)))
         .unwrap_or_else(|| PathBuf::from("reports").join(run_id("run")));
-    let prepared = audit::prepare(&config, &base).map_err(|e| e.to_string())?;
+    let batch_run = config.run.batch;
+    let prepared = Audit::from_config(config, base)
+        .prepare()
+        .map_err(|e| e.to_string())?;
     if let Some(shard) = args.shard {
         if args.dry_run {
             let mut prepared = prepared;
@@ -1066,7 +1070,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         print_plan(&prepared);
         return Ok(ExitCode::SUCCESS);
     }
-    if args.batch || config.run.batch {
+    if args.batch || batch_run {
         return run_batches(&prepared, &out, &args, &exec);
     }
     execute(&prepared, &out, &exec, args.fail_on, &args.output)
@@ -1108,29 +1112,13 @@ fn reproduce(args: ReproduceArgs) -> Result<ExitCode, String> {
         let out = args.out.clone().unwrap_or_else(|| {
             PathBuf::from("reports").join(run_id(&format!("reproduce-{}", study.id)))
         });
-        let prepared = audit::prepare(&config, &cwd).map_err(|e| e.to_string())?;
-        let exec = ExecOptions {
-            quiet: args.quiet,
-            max_cost: None,
-            cache_dir: args.cache.dir(),
-            max_calls: None,
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let outcome = runtime
-            .block_on(audit::execute(&prepared, &out, &exec))
+        // The default report formats, no gate: what `report` would write for this run.
+        let summary = Audit::from_config(config, cwd)
+            .store(Store::dir(&out))
+            .cache_dir(args.cache.dir())
+            .progress(!args.quiet)
+            .run()
             .map_err(|e| e.to_string())?;
-        let summary = audit::summarize(&prepared, &outcome);
-        write_outputs(
-            &summary,
-            &out,
-            &OutputArgs {
-                formats: Vec::new(),
-            },
-            None,
-        )?;
         (summary, out)
     };
     let [judge] = summary.judge_configs.as_slice() else {
@@ -1152,7 +1140,9 @@ fn demo(args: DemoArgs) -> Result<ExitCode, String> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("reports").join(run_id("demo")));
-    let prepared = audit::prepare(&config, Path::new(".")).map_err(|e| e.to_string())?;
+    let prepared = Audit::from_config(config, ".")
+        .prepare()
+        .map_err(|e| e.to_string())?;
     let exec = ExecOptions {
         quiet: args.quiet,
         max_cost: None,
@@ -1203,8 +1193,22 @@ fn execute(
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let outcome = runtime
-        .block_on(audit::execute(prepared, out, exec))
+    // `prepared` carries the audit (a new one, or a stored run to continue); the builder holds
+    // how it is run and reported.
+    let session = Audit::new()
+        .store(Store::dir(out))
+        .cache_dir(exec.cache_dir.clone())
+        .progress(!exec.quiet)
+        .max_cost(exec.max_cost)
+        .max_calls(exec.max_calls)
+        .formats(output.formats())
+        .fail_on(fail_on.map(FailOn::trust));
+    let Finished {
+        summary,
+        outcome,
+        written,
+    } = runtime
+        .block_on(session.execute(prepared))
         .map_err(|e| e.to_string())?;
     if !exec.quiet {
         eprintln!(
@@ -1215,8 +1219,6 @@ fn execute(
     for (judge, reason) in &outcome.stopped {
         eprintln!("judge-audit: {judge}: {reason}");
     }
-    let summary = audit::summarize(prepared, &outcome);
-    let written = write_outputs(&summary, out, output, fail_on)?;
     print_verdicts(&summary);
     // The reader-facing reports, as before; the data files are listed by the formats chosen.
     for path in written.iter().filter(|p| {
