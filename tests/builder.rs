@@ -198,3 +198,13 @@ fn mistakes_are_typed_errors() {
         .run();
     assert!(matches!(missing, Err(Error::Audit(_))));
 }
+
+#[test]
+fn a_judge_file_cannot_name_the_custom_backend() {
+    let text = "name = \"mine\"\nbackend = \"custom\"\n";
+    let error = judge_audit::judge::JudgeConfig::from_toml_str(text, "mine.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("backend"), "{error}");
+    assert!(error.contains("Audit::judge"), "{error}");
+}

@@ -930,6 +930,14 @@ impl JudgeConfig {
         let mut config: JudgeConfig =
             toml::from_str(text).map_err(|e| from_toml_error(origin, text, &e))?;
         config.source_path = path.map(Path::to_path_buf);
+        if config.backend == Backend::Custom {
+            return Err(invalid_field(
+                origin,
+                text,
+                "backend",
+                "`custom` is the backend of a judge implemented in Rust and handed to judge_audit::Audit::judge; a judge file cannot build one (use sim, openai, anthropic, command or local)",
+            ));
+        }
         if config.variant_of.is_some() {
             return Err(invalid_field(
                 origin,

@@ -352,6 +352,20 @@ pub enum RunError {
         /// The run directory.
         dir: PathBuf,
     },
+    /// SIGINT or SIGTERM stopped a run whose store was in memory ([`RunTarget::Memory`]):
+    /// there is no directory to resume, so its answers are gone with the process.
+    #[error(
+        "interrupted by {name}: {committed} of {planned} calls were answered, in a run store in memory that is not kept; run again with a run directory (Store::dir) to be able to resume",
+        name = signal_name(*signal)
+    )]
+    InterruptedInMemory {
+        /// The signal number.
+        signal: i32,
+        /// Calls committed.
+        committed: usize,
+        /// Calls in the plan.
+        planned: usize,
+    },
     /// The plan refers to a judge that was not provided.
     #[error("the plan names judge `{0}`, which is not configured")]
     UnknownJudge(String),
@@ -1142,6 +1156,13 @@ impl RunSession {
             }
         };
         if let Some(HaltCause::Signal(signal)) = self.halt.cause() {
+            if self.memory_before.is_some() {
+                return Err(RunError::InterruptedInMemory {
+                    signal,
+                    committed: store.committed_count()?,
+                    planned,
+                });
+            }
             return Err(RunError::Interrupted {
                 signal,
                 committed: store.committed_count()?,
