@@ -2258,6 +2258,20 @@ fn pointwise_notes(prepared: &Prepared) -> Vec<report::Warning> {
 }
 
 fn judge_info(config: &JudgeConfig, simulated: bool) -> JudgeInfo {
+    // A custom judge builds its own request from the pair: the configured template (the
+    // default one) is never rendered, so the reports must not name it.
+    if config.backend == judge::config::Backend::Custom {
+        return JudgeInfo {
+            name: config.name.clone(),
+            simulated,
+            backend: config.backend.name(),
+            model: config.model.clone(),
+            template: "none".into(),
+            template_sha256: "none".into(),
+            template_min_max_tokens: None,
+            config: serde_json::to_value(config).unwrap_or(serde_json::Value::Null),
+        };
+    }
     let template = config.load_template().ok();
     let template_sha256 = template
         .as_ref()

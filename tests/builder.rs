@@ -119,6 +119,23 @@ fn a_run_directory_holds_the_same_summary_and_re_renders_it_without_the_judge() 
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let written = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    // The custom judge renders no template, and its summary is a valid summary.json.
+    assert_eq!(stored.judge_configs[0].template, "none");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/reports/summary.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let instance: serde_json::Value = serde_json::from_str(&written).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
     // `report` rebuilds the run from its snapshot, where the custom judge is only a name.
     let rerendered = audit::rerender(&out).unwrap();
     assert_eq!(json(&rerendered), json(&stored));
