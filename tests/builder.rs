@@ -225,3 +225,74 @@ fn a_judge_file_cannot_name_the_custom_backend() {
     assert!(error.contains("backend"), "{error}");
     assert!(error.contains("Audit::judge"), "{error}");
 }
+
+/// Answers `budget` calls like [`PrefersLonger`], then fails every call permanently (a key
+/// revoked mid-run), which stops it with the rest of its calls pending.
+struct RunsOut {
+    inner: PrefersLonger,
+    budget: usize,
+}
+
+#[judge_audit::judge::async_trait]
+impl Judge for RunsOut {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn simulated(&self) -> bool {
+        false
+    }
+
+    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+        if self.inner.calls.load(Ordering::SeqCst) >= self.budget {
+            return Err(JudgeError::Permanent {
+                kind: judge_audit::judge::FaultKind::Auth,
+                message: "key revoked".into(),
+            });
+        }
+        self.inner.judge(request).await
+    }
+}
+
+#[test]
+fn the_same_audit_on_the_same_directory_sends_only_what_is_still_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let first = Arc::new(RunsOut {
+        inner: PrefersLonger::default(),
+        budget: 10,
+    });
+    let build = |judge: Arc<dyn Judge>| {
+        Audit::new()
+            .pairs("in-memory", pairs(8))
+            .artifacts(["verbosity", "position"])
+            .judge_arc(judge)
+            .bootstrap_resamples(200)
+            .seed(3)
+            .concurrency(1)
+            .store(Store::dir(&out))
+    };
+    let stopped = build(first.clone()).run().unwrap();
+    assert!(stopped.judges[0].stopped.is_some());
+    let committed = first.inner.calls.load(Ordering::SeqCst);
+    let planned = stopped.plan.total_calls;
+    assert!(committed < planned);
+    let second = Arc::new(PrefersLonger::default());
+    let resumed = build(second.clone()).run().unwrap();
+    assert_eq!(second.calls.load(Ordering::SeqCst), planned - committed);
+    // Resumed or run at once, the analysis sees the same calls; the first session's fault
+    // stays on record.
+    let whole = audit_of(Arc::default()).run().unwrap();
+    let (r, w) = (&resumed.judges[0], &whole.judges[0]);
+    assert_eq!(
+        serde_json::to_value(&r.artifacts).unwrap(),
+        serde_json::to_value(&w.artifacts).unwrap()
+    );
+    assert_eq!(
+        serde_json::to_value(&r.baseline).unwrap(),
+        serde_json::to_value(&w.baseline).unwrap()
+    );
+    assert_eq!(r.calls.completed, planned as u64);
+    assert!(r.stopped.is_none());
+    assert_eq!(r.faults.values().sum::<u64>(), 1);
+}
