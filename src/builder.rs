@@ -5,6 +5,10 @@
 //! goes: a new builder keeps the run store in memory ([`Store::memory`]), shows no progress and
 //! uses no response cache, so an embedded audit touches nothing outside the process unless it
 //! is asked to. [`Audit::from_config`] starts from a parsed `audit.toml` instead.
+//!
+//! Relative paths given to the builder (dataset, judge files, perturbations folder) resolve
+//! against its base folder: the current directory for [`Audit::new`], the `audit.toml`'s
+//! folder for [`Audit::from_file`].
 
 use crate::analyze::{JuryOptions, Multiplicity, Trust, TrustThresholds};
 use crate::audit::{self, AuditConfig, AuditError, ExecOptions, Prepared, TemplateDesign};
