@@ -190,6 +190,20 @@ impl Audit {
         self
     }
 
+    /// The judge file of the model that makes the rewrite artifacts' texts (`kind =
+    /// "rewrite"`), asked once per answer before any judge call. Rewrites are kept in the run
+    /// directory, so an audit with rewrite artifacts needs [`Store::Dir`].
+    pub fn rewriter(mut self, path: impl AsRef<Path>) -> Audit {
+        self.config.perturbations.rewriter = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// The judge file of the model asked whether a rewrite keeps the original's claims.
+    pub fn checker(mut self, path: impl AsRef<Path>) -> Audit {
+        self.config.perturbations.checker = Some(path.as_ref().to_path_buf());
+        self
+    }
+
     /// A judge from a judge file (`judges/*.toml` format).
     pub fn judge_file(mut self, path: impl AsRef<Path>) -> Audit {
         self.config

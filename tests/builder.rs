@@ -296,3 +296,27 @@ fn the_same_audit_on_the_same_directory_sends_only_what_is_still_pending() {
     assert!(r.stopped.is_none());
     assert_eq!(r.faults.values().sum::<u64>(), 1);
 }
+
+#[test]
+fn rewrite_artifacts_need_a_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let rewriter = dir.path().join("rewriter.toml");
+    // Never called: the audit is refused before any rewrite is asked for.
+    std::fs::write(
+        &rewriter,
+        "name = \"rw\"\nbackend = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let refused = Audit::new()
+        .pairs("in-memory", pairs(3))
+        .artifacts(["rewrite-sentiment-cheerful"])
+        .rewriter(&rewriter)
+        .judge(PrefersLonger::default())
+        .run();
+    match refused {
+        Err(Error::Audit(audit::AuditError::RewritesNeedDir(artifacts))) => {
+            assert_eq!(artifacts, ["rewrite-sentiment-cheerful"]);
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
