@@ -733,7 +733,7 @@ pub fn prepare_snapshot(snapshot: Snapshot) -> Result<Prepared, AuditError> {
 /// [`prepare_snapshot`] where the judges named in `built` are not built from their
 /// configuration but are the given backends (a judge implemented by the embedding program,
 /// `backend = "custom"`, see [`crate::Audit::judge`]); every other judge is built as usual.
-pub fn prepare_snapshot_with(
+pub(crate) fn prepare_snapshot_with(
     snapshot: Snapshot,
     built: &HashMap<String, Arc<dyn judge::Judge>>,
 ) -> Result<Prepared, AuditError> {

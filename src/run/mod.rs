@@ -719,7 +719,7 @@ pub enum RunTarget {
 }
 
 /// What [`RunTarget::Memory`] shows where a run directory would be named (error messages).
-pub const MEMORY_DIR: &str = "(run store in memory)";
+pub(crate) const MEMORY_DIR: &str = "(run store in memory)";
 
 /// The calls one round gives one judge's workers.
 struct Queue {
