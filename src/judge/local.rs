@@ -73,6 +73,22 @@ fn default_max_tokens() -> u32 {
     16
 }
 
+fn default_prefix_reuse() -> bool {
+    true
+}
+
+fn default_eval_chunk() -> u32 {
+    DEFAULT_EVAL_CHUNK
+}
+
+/// Tokens per prompt-evaluation step. llama.cpp's CPU kernels give slightly different numbers
+/// for the same token when it is evaluated in a batch of another size (0.03 nats on a label's
+/// log-probability was measured), so every prompt is evaluated in steps of this many tokens
+/// from position 0, with or without prefix reuse: that is what makes a reused prefix's KV state,
+/// and so every verdict, bit-identical to a fresh evaluation. 64 keeps the matrix kernels
+/// efficient on a 2-core CPU (BENCHMARKS.md) while giving up at most 63 reusable tokens.
+pub const DEFAULT_EVAL_CHUNK: u32 = 64;
+
 /// Settings of a local GGUF judge (what a `local` backend in a judge file configures).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +110,15 @@ pub struct LocalSettings {
     /// Verdict label strings.
     #[serde(default)]
     pub labels: LabelTokens,
+    /// Keep the KV state of the previous prompt and evaluate only what a new prompt does not
+    /// share with it (rounded down to whole evaluation steps). Every call of a judge shares its
+    /// template's preamble, and the calls of one pair share the pair's prompt too.
+    #[serde(default = "default_prefix_reuse")]
+    pub prefix_reuse: bool,
+    /// Tokens per prompt-evaluation step ([`DEFAULT_EVAL_CHUNK`]); the same with and without
+    /// prefix reuse, so both give identical verdicts.
+    #[serde(default = "default_eval_chunk")]
+    pub eval_chunk: u32,
 }
 
 impl LocalSettings {
@@ -106,6 +131,8 @@ impl LocalSettings {
             mode: LocalMode::Logits,
             max_tokens: default_max_tokens(),
             labels: LabelTokens::default(),
+            prefix_reuse: default_prefix_reuse(),
+            eval_chunk: default_eval_chunk(),
         }
     }
 
@@ -125,6 +152,9 @@ impl LocalSettings {
         }
         if self.max_tokens >= self.n_ctx {
             return bad("max_tokens", "must be smaller than n_ctx");
+        }
+        if self.eval_chunk == 0 || self.eval_chunk > self.n_ctx {
+            return bad("eval_chunk", "must be between 1 and n_ctx");
         }
         for (field, labels) in [
             ("labels.first", &self.labels.first),
@@ -251,6 +281,10 @@ pub struct LocalOutput {
     pub label_logprobs: Vec<LabelLogprob>,
     /// Prompt tokens after the chat template.
     pub prompt_tokens: u64,
+    /// Of those, tokens whose KV state was kept from the previous prompt instead of evaluated
+    /// (0 without prefix reuse).
+    #[serde(default)]
+    pub reused_prompt_tokens: u64,
     /// Generated tokens (0 in `Logits` mode).
     pub completion_tokens: u64,
 }
@@ -628,6 +662,20 @@ fn tokenize_prompt(model: &LlamaModel, prompt: &str) -> Vec<LlamaToken> {
     model.vocab().tokenize(prompt.as_bytes(), true, true)
 }
 
+/// How many leading tokens of `next` can keep the KV state `cached` left: their common prefix,
+/// rounded down to whole evaluation steps of `chunk` tokens (so every later step covers the
+/// same positions as in a fresh evaluation) and leaving at least the last token to evaluate
+/// (its logits give the verdict).
+fn reusable_prefix(cached: &[LlamaToken], next: &[LlamaToken], chunk: usize) -> usize {
+    let common = cached
+        .iter()
+        .zip(next)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(next.len().saturating_sub(1));
+    common / chunk * chunk
+}
+
 /// Index of the largest logit (lowest index on ties, so greedy decoding is deterministic).
 fn argmax(logits: &[f32]) -> usize {
     let mut best = 0;
@@ -674,11 +722,19 @@ impl Worker {
                 return;
             }
         };
-        let mut batch = LlamaBatch::new(self.settings.n_ctx as usize, 1);
+        let mut batch = LlamaBatch::new(self.settings.eval_chunk as usize, 1);
+        // The prompt whose KV state the context holds at positions 0..len (empty: none).
+        let mut cached: Vec<LlamaToken> = Vec::new();
         let _ = ready.send(Ok(()));
         while let Ok(job) = jobs.recv() {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.judge(&mut ctx, &mut batch, job.system.as_deref(), &job.user)
+                self.judge(
+                    &mut ctx,
+                    &mut batch,
+                    &mut cached,
+                    job.system.as_deref(),
+                    &job.user,
+                )
             }))
             .unwrap_or_else(|panic| {
                 let msg = panic
@@ -696,6 +752,7 @@ impl Worker {
         &self,
         ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
         batch: &mut LlamaBatch<'_>,
+        cached: &mut Vec<LlamaToken>,
         system: Option<&str>,
         user: &str,
     ) -> Result<LocalOutput, LocalError> {
@@ -713,16 +770,40 @@ impl Worker {
             });
         }
 
-        ctx.clear_kv_cache();
-        batch.clear();
+        let chunk = self.settings.eval_chunk as usize;
+        let mut reused = if self.settings.prefix_reuse {
+            reusable_prefix(cached, &tokens, chunk)
+        } else {
+            0
+        };
+        // Whatever happens below, the context no longer holds `cached` as a whole.
+        cached.clear();
+        if reused > 0 {
+            let kept = u32::try_from(reused).map_err(|e| LocalError::Decode(e.to_string()))?;
+            // Drop positions >= reused (the previous prompt's tail and any generated tokens);
+            // a model whose memory cannot drop a tail (recurrent) starts afresh.
+            if !ctx
+                .clear_kv_cache_seq(Some(0), Some(kept), None)
+                .unwrap_or(false)
+            {
+                reused = 0;
+            }
+        }
+        if reused == 0 {
+            ctx.clear_kv_cache();
+        }
         let last = tokens.len() - 1;
-        for (i, &t) in tokens.iter().enumerate() {
-            batch
-                .add(t, i as i32, &[0], i == last)
+        for start in (reused..tokens.len()).step_by(chunk) {
+            let end = (start + chunk).min(tokens.len());
+            batch.clear();
+            for (i, &t) in tokens.iter().enumerate().take(end).skip(start) {
+                batch
+                    .add(t, i as i32, &[0], i == last)
+                    .map_err(|e| LocalError::Decode(e.to_string()))?;
+            }
+            ctx.decode(batch)
                 .map_err(|e| LocalError::Decode(e.to_string()))?;
         }
-        ctx.decode(batch)
-            .map_err(|e| LocalError::Decode(e.to_string()))?;
         let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
         let lps = label_logprobs(logits, &self.labels);
         let greedy_first = argmax(logits);
@@ -734,6 +815,7 @@ impl Worker {
             probs,
             label_logprobs: lps,
             prompt_tokens: tokens.len() as u64,
+            reused_prompt_tokens: reused as u64,
             completion_tokens: 0,
         };
         if self.settings.mode == LocalMode::Generate {
@@ -742,6 +824,8 @@ impl Worker {
             out.raw = text;
             out.completion_tokens = n;
         }
+        // Generated tokens sit after the prompt; the next call's reuse stops at the prompt.
+        *cached = tokens;
         Ok(out)
     }
 
@@ -879,6 +963,25 @@ mod tests {
     }
 
     #[test]
+    fn reusable_prefix_is_the_common_prefix_in_whole_steps() {
+        let t = |xs: &[i32]| xs.iter().map(|&x| LlamaToken(x)).collect::<Vec<_>>();
+        let cached = t(&[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        // Common prefix 7 (differs at index 7) -> 6 in steps of 2, 6 in steps of 3, 4 in 4s.
+        let next = t(&[1, 2, 3, 4, 5, 6, 7, 0, 9, 10]);
+        assert_eq!(reusable_prefix(&cached, &next, 2), 6);
+        assert_eq!(reusable_prefix(&cached, &next, 3), 6);
+        assert_eq!(reusable_prefix(&cached, &next, 4), 4);
+        assert_eq!(reusable_prefix(&cached, &next, 8), 0);
+        // The same prompt again keeps all but its last token, whose logits are the verdict.
+        assert_eq!(reusable_prefix(&cached, &cached, 1), 8);
+        assert_eq!(reusable_prefix(&cached, &cached, 4), 8);
+        // A prompt that extends the cached one: the whole cached prompt, in whole steps.
+        assert_eq!(reusable_prefix(&t(&[1, 2, 3]), &t(&[1, 2, 3, 4]), 1), 3);
+        assert_eq!(reusable_prefix(&[], &next, 1), 0);
+        assert_eq!(reusable_prefix(&cached, &t(&[5, 1]), 1), 0);
+    }
+
+    #[test]
     fn settings_validation_names_the_field() {
         let mut s = LocalSettings::new("/nonexistent.gguf");
         assert_eq!(s.validate(), Ok(()));
@@ -892,6 +995,11 @@ mod tests {
         s.max_tokens = 0;
         assert!(
             matches!(s.validate(), Err(LocalError::Settings { field, .. }) if field == "max_tokens")
+        );
+        let mut s = LocalSettings::new("/x.gguf");
+        s.eval_chunk = 0;
+        assert!(
+            matches!(s.validate(), Err(LocalError::Settings { field, .. }) if field == "eval_chunk")
         );
     }
 
