@@ -1354,6 +1354,11 @@ impl JudgeConfig {
     /// The derived judges of this judge's template variants, in `templates` order: the same
     /// configuration with `template` set to the variant, `templates` emptied, `variant_of` set
     /// to this judge and the name `<name>@<variant template name>`. Empty without variants.
+    ///
+    /// A variant's `max_tokens` is the larger of the judge's and the variant template's
+    /// `min_max_tokens`: a variant that asks for reasoning before its verdict
+    /// (`mtbench-pairwise-cot`: 1024) would otherwise be cut off at a label-only judge's 16
+    /// tokens, and every verdict counted invalid because of the limit, not the wording.
     pub fn template_variants(&self) -> Result<Vec<JudgeConfig>, ConfigError> {
         let origin = format!("judge `{}`", self.name);
         self.templates
@@ -1361,6 +1366,7 @@ impl JudgeConfig {
             .map(|spec| {
                 let t = self.check_pairwise_template(spec, "templates", "", &origin)?;
                 let mut derived = self.clone();
+                derived.max_tokens = derived.max_tokens.max(t.min_max_tokens.unwrap_or(0));
                 derived.name = format!("{}@{}", self.name, t.name);
                 derived.template = spec.clone();
                 derived.templates = Vec::new();
@@ -2423,6 +2429,17 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), 4);
+        // A variant that reasons before its verdict gets room for it: 1024 tokens for the CoT
+        // variant, the judge's own 16 for a label-only paraphrase.
+        let config =
+            parse(&format!("{OPENAI}max_tokens = 16\ntemplates = [\"mtbench-pairwise-cot\", \"chen-safety-paraphrase\"]\n")).unwrap();
+        let tokens: Vec<u32> = config
+            .template_variants()
+            .unwrap()
+            .iter()
+            .map(|v| v.max_tokens)
+            .collect();
+        assert_eq!(tokens, [1024, 16]);
         // A variant listed twice, or equal to the primary, is refused with its field and line.
         let e = expect_err(
             &format!("{OPENAI}templates = [\"chen-safety\"]\n"),

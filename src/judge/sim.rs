@@ -758,6 +758,7 @@ mod tests {
             "mtbench-pairwise-paraphrase",
             "mtbench-pairwise-verdict-line",
             "mtbench-pairwise-user",
+            "mtbench-pairwise-cot",
         ];
         for name in variants {
             let t = Template::builtin(name).unwrap();

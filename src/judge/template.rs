@@ -19,7 +19,7 @@
 //! first = '(?i)\bOutput\s*\(\s*a\s*\)'
 //! second = '(?i)\bOutput\s*\(\s*b\s*\)'
 //! tie = '(?i)\btie\b'
-//! pick = "first"                # first | last | unique
+//! pick = "first"                # first | last | unique | final (the last line only)
 //!
 //! [labels.tokens]               # optional: tokens for log-probability verdicts
 //! after = "[["                  # optional: text generated just before the label token
@@ -119,6 +119,11 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     (
         "mtbench-pairwise-user",
         include_str!("../../judges/templates/mtbench-pairwise-user.toml"),
+    ),
+    // CALM's chain-of-thought variant: reasoning first, the verdict on the last line.
+    (
+        "mtbench-pairwise-cot",
+        include_str!("../../judges/templates/mtbench-pairwise-cot.toml"),
     ),
 ];
 
