@@ -9,6 +9,16 @@
 //! order-averaged probabilities and juries are measured in the report but cannot be declared in
 //! one judge file, so they are never chosen here.
 //!
+//! # The pass rule: equivalence, not "covers 0"
+//!
+//! A residual effect passes when its whole T interval lies inside ± the equivalence margin
+//! (`--margin`; default the trust thresholds' `reject_abs_t`, 0.2: the upper end of the band in
+//! which a significant T is only CAUTION, never REJECT). An interval that merely covers 0 would
+//! reward small samples: on 19 pairs an interval reaching +49% covers 0 and says nothing about
+//! the effect being small. An interval that straddles the margin (partly inside, partly
+//! beyond) is "not enough pairs to show the effect is small"; one wholly beyond it, a residual
+//! effect. The margin is written into the hardened file's evidence.
+//!
 //! A choice made on the data it is measured on is optimistic. With `--holdout FRACTION` the
 //! choice is made on the pairs *not* held out (a seeded split by pair id: the run's seed, so the
 //! same run gives the same split) and the held-out pairs are written beside the hardened files
@@ -39,6 +49,8 @@ pub struct Hardened {
 /// The outcome of `harden`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HardenReport {
+    /// The equivalence margin every target's residual T interval had to lie within.
+    pub margin: f64,
     /// One entry per pairwise judge of the run (derived judges, template variants and
     /// `[mitigations]` judges, excluded).
     pub judges: Vec<Hardened>,
@@ -72,21 +84,78 @@ fn settings(id: &str) -> Option<Vec<&'static str>> {
     Some(out)
 }
 
-/// True when the residual effects of `m` pass the trust thresholds' effect rules: the T interval
-/// of every artifact significant for the unmitigated judge covers 0 (`removes_targets`), gold
-/// accuracy is kept, and no artifact is left with an effect whose interval excludes 0 at or
-/// above the REJECT size (|T| ≥ `reject_abs_t` or |WR| ≥ `reject_abs_wr`), as the trust verdict
-/// only rejects effects it can tell from 0.
-fn passes(m: &Mitigation, t: &crate::analyze::TrustThresholds) -> bool {
+/// How one candidate fares under the pass rule.
+#[derive(Debug, Clone, PartialEq)]
+enum Assessment {
+    /// Every target's residual T interval lies within ± the margin, and the rest holds.
+    Pass,
+    /// Otherwise passing, but these targets' intervals straddle the margin (partly inside,
+    /// partly beyond): not enough pairs to show the effect is small.
+    Straddles(Vec<String>),
+    /// Fails for another reason (unavailable, gold lost, an effect beyond the margin, a large
+    /// effect left on another artifact).
+    Fail,
+}
+
+/// The pass rule (module docs): available, gold accuracy kept, the residual T interval of every
+/// artifact significant for the unmitigated judge within ± `margin`, and no other artifact left
+/// with an effect whose interval excludes 0 at or above the REJECT size (|T| ≥ `reject_abs_t`
+/// or |WR| ≥ `reject_abs_wr`), as the trust verdict only rejects effects it can tell from 0.
+fn assess(
+    m: &Mitigation,
+    targets: &[String],
+    t: &crate::analyze::TrustThresholds,
+    margin: f64,
+) -> Assessment {
     let large = |e: &crate::analyze::Estimate, limit: f64| {
         e.estimate.is_some_and(|x| x.abs() >= limit) && !e.covers(0.0)
     };
-    m.available
-        && m.removes_targets
-        && m.keeps_gold
-        && m.artifacts
-            .iter()
-            .all(|a| !large(&a.t, t.reject_abs_t) && !large(&a.wr, t.reject_abs_wr))
+    let guard = m
+        .artifacts
+        .iter()
+        .all(|a| !large(&a.t, t.reject_abs_t) && !large(&a.wr, t.reject_abs_wr));
+    if !(m.available && m.keeps_gold && guard) {
+        return Assessment::Fail;
+    }
+    // A small tolerance: an interval ending exactly at the margin is inside it.
+    let inside = |x: f64| x.abs() <= margin + 1e-12;
+    let mut straddling = Vec::new();
+    for target in targets {
+        let Some(a) = m.artifacts.iter().find(|a| &a.artifact == target) else {
+            return Assessment::Fail;
+        };
+        let (Some(x), Some(lo), Some(hi)) = (a.t.estimate, a.t.ci_low, a.t.ci_high) else {
+            return Assessment::Fail;
+        };
+        if inside(lo) && inside(hi) {
+            continue;
+        }
+        // Wholly beyond the margin: the residual effect is shown not small.
+        if lo > margin || hi < -margin {
+            return Assessment::Fail;
+        }
+        straddling.push(format!(
+            "{} {} T {x:+.3} [{lo:+.3}, {hi:+.3}]",
+            m.id, a.artifact
+        ));
+    }
+    if straddling.is_empty() {
+        Assessment::Pass
+    } else {
+        Assessment::Straddles(straddling)
+    }
+}
+
+/// The margin rule in words, for the evidence.
+fn margin_text(margin: f64, default: bool) -> String {
+    format!(
+        "equivalence margin ±{margin:.3} for every significant artifact's residual T interval{}",
+        if default {
+            " (the trust thresholds' reject_abs_t: the upper end of the CAUTION band for T)"
+        } else {
+            " (--margin)"
+        }
+    )
 }
 
 fn evidence_of(m: &Mitigation) -> String {
@@ -119,11 +188,13 @@ fn evidence_of(m: &Mitigation) -> String {
     out
 }
 
-/// The cheapest declarable mitigation of `j` that passes (then the lower residual bias, then
-/// the id), with why; `None` with why not.
+/// The cheapest declarable mitigation of `j` that passes the pass rule with `margin` (then the
+/// lower residual bias, then the id), with why; `None` with why not. `margin`: `None` for the
+/// default, the trust thresholds' `reject_abs_t`.
 pub fn choose(
     j: &JudgeMitigations,
     trust: &crate::analyze::TrustThresholds,
+    margin: Option<f64>,
 ) -> (Option<Mitigation>, String) {
     if j.targets.is_empty() {
         return (
@@ -133,10 +204,18 @@ pub fn choose(
                 .into(),
         );
     }
-    let best = j
+    let rule = margin_text(margin.unwrap_or(trust.reject_abs_t), margin.is_none());
+    let margin = margin.unwrap_or(trust.reject_abs_t);
+    let declarable: Vec<(&Mitigation, Assessment)> = j
         .mitigations
         .iter()
-        .filter(|m| settings(&m.id).is_some() && passes(m, trust))
+        .filter(|m| settings(&m.id).is_some())
+        .map(|m| (m, assess(m, &j.targets, trust, margin)))
+        .collect();
+    let best = declarable
+        .iter()
+        .filter(|(_, a)| *a == Assessment::Pass)
+        .map(|(m, _)| *m)
         .min_by(|a, b| {
             a.cost_calls
                 .total_cmp(&b.cost_calls)
@@ -151,23 +230,41 @@ pub fn choose(
         Some(m) => (
             Some(m.clone()),
             format!(
-                "significant artifacts {}; chosen {}",
+                "significant artifacts {}; {rule}; chosen {}",
                 j.targets.join(", "),
                 evidence_of(m)
             ),
         ),
-        None => (
-            None,
-            format!(
-                "significant artifacts {}; no declarable mitigation (swap-and-confirm, \
-                 normalise, bias-instruction or a stack of them, the last two audited with \
-                 `[mitigations]` in audit.toml) brings every residual T and WR under the trust \
-                 thresholds with a T interval covering 0 without losing more than {:.0} points \
-                 of gold accuracy",
-                j.targets.join(", "),
-                100.0 * crate::analyze::mitigation::GOLD_MARGIN
-            ),
-        ),
+        None => {
+            let straddling: Vec<String> = declarable
+                .iter()
+                .filter_map(|(_, a)| match a {
+                    Assessment::Straddles(s) => Some(s.join(", ")),
+                    _ => None,
+                })
+                .collect();
+            let why = if straddling.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not enough pairs to show the effect is small: {} (the interval straddles \
+                     ±{margin:.3})",
+                    straddling.join("; ")
+                )
+            };
+            (
+                None,
+                format!(
+                    "significant artifacts {}; {rule}; no declarable mitigation (swap-and-confirm, \
+                     normalise, bias-instruction or a stack of them, the last two audited with \
+                     `[mitigations]` in audit.toml) brings every significant artifact's residual \
+                     T interval within the margin, leaves no rejection-size effect and keeps gold \
+                     accuracy within {:.0} points{why}",
+                    j.targets.join(", "),
+                    100.0 * crate::analyze::mitigation::GOLD_MARGIN
+                ),
+            )
+        }
     }
 }
 
@@ -243,16 +340,34 @@ fn textwrap(text: &str, width: usize) -> Vec<String> {
 
 /// Harden every pairwise judge of the run in `run_dir`; files go to `out` (default
 /// `RUN_DIR/hardened`). `holdout`: the share of pairs held out for confirmation, in (0, 1).
+/// The equivalence margin is the default (the trust thresholds' `reject_abs_t`).
 pub fn harden(
     run_dir: &Path,
     holdout: Option<f64>,
     out: Option<&Path>,
+) -> Result<HardenReport, AuditError> {
+    harden_with_margin(run_dir, holdout, out, None)
+}
+
+/// [`harden`] with an equivalence margin (`--margin`, in (0, 1]; `None`: the default).
+pub fn harden_with_margin(
+    run_dir: &Path,
+    holdout: Option<f64>,
+    out: Option<&Path>,
+    margin: Option<f64>,
 ) -> Result<HardenReport, AuditError> {
     if let Some(f) = holdout
         && !(f > 0.0 && f < 1.0)
     {
         return Err(AuditError::Config(format!(
             "--holdout: {f} is outside (0, 1)"
+        )));
+    }
+    if let Some(m) = margin
+        && !(m > 0.0 && m <= 1.0)
+    {
+        return Err(AuditError::Config(format!(
+            "--margin: {m} is outside (0, 1]"
         )));
     }
     let out = out.map_or_else(|| run_dir.join("hardened"), Path::to_path_buf);
@@ -289,7 +404,7 @@ pub fn harden(
         if base.variant_of.is_some() {
             continue;
         }
-        let (m, evidence) = choose(j, &prepared.trust);
+        let (m, evidence) = choose(j, &prepared.trust, margin);
         let base = Some(base);
         let file = match (&m, base) {
             (Some(m), Some(base)) => {
@@ -352,6 +467,7 @@ pub fn harden(
         confirm_config = Some(path);
     }
     Ok(HardenReport {
+        margin: margin.unwrap_or(prepared.trust.reject_abs_t),
         judges,
         holdout_pairs,
         confirm_config,
