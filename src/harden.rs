@@ -5,9 +5,10 @@
 //!
 //! Declarable mitigations (settings the judge layer applies, [`crate::judge::mitigate`]):
 //! `swap-and-confirm` → `swap_and_confirm = true`, `normalise` → `normalise = true`,
-//! `bias-instruction` → `bias_instruction = "..."`, and their stacks. Majority over repeats,
-//! order-averaged probabilities and juries are measured in the report but cannot be declared in
-//! one judge file, so they are never chosen here.
+//! `bias-instruction` → `bias_instruction = "..."`, their stacks, and `majority-of-templates`
+//! → `majority_of_templates = true` (the judge keeps its `templates`; every request is asked
+//! with each). Majority over repeats, order-averaged probabilities and juries are measured in
+//! the report but cannot be declared in one judge file, so they are never chosen here.
 //!
 //! # The pass rule: equivalence, not "covers 0"
 //!
@@ -78,6 +79,7 @@ fn settings(id: &str) -> Option<Vec<&'static str>> {
             "swap-and-confirm" => "swap_and_confirm",
             "normalise" => "normalise",
             "bias-instruction" => "bias_instruction",
+            crate::analyze::mitigation::TEMPLATE_MAJORITY => "majority_of_templates",
             _ => return None,
         });
     }
@@ -256,8 +258,8 @@ pub fn choose(
                 None,
                 format!(
                     "significant artifacts {}; {rule}; no declarable mitigation (swap-and-confirm, \
-                     normalise, bias-instruction or a stack of them, the last two audited with \
-                     `[mitigations]` in audit.toml) brings every significant artifact's residual \
+                     majority-of-templates, normalise, bias-instruction or a stack of them, the \
+                     last two audited with `[mitigations]` in audit.toml) brings every significant artifact's residual \
                      T interval within the margin, leaves no rejection-size effect and keeps gold \
                      accuracy within {:.0} points{why}",
                     j.targets.join(", "),
@@ -292,6 +294,7 @@ fn hardened_toml(base: &JudgeConfig, m: &Mitigation, evidence: &str, holdout: bo
         match s {
             "swap_and_confirm" => c.swap_and_confirm = true,
             "normalise" => c.normalise = true,
+            "majority_of_templates" => c.majority_of_templates = true,
             _ => {
                 c.bias_instruction = Some(
                     c.bias_instruction
@@ -472,4 +475,115 @@ pub fn harden_with_margin(
         holdout_pairs,
         confirm_config,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::Estimate;
+    use crate::analyze::mitigation::MitigatedArtifact;
+
+    fn t(x: f64, lo: f64, hi: f64) -> Estimate {
+        Estimate {
+            estimate: Some(x),
+            ci_low: Some(lo),
+            ci_high: Some(hi),
+            n: 40,
+            ..Estimate::empty("cluster bootstrap")
+        }
+    }
+
+    fn entry(id: &str, cost: f64, apology: Estimate) -> Mitigation {
+        Mitigation {
+            id: id.into(),
+            label: id.into(),
+            post_hoc: true,
+            available: true,
+            note: None,
+            cost_calls: cost,
+            cost_tokens: None,
+            gold_accuracy: Estimate::empty("wilson"),
+            gold_accuracy_change: Some(0.0),
+            artifacts: vec![MitigatedArtifact {
+                artifact: "apology".into(),
+                t: apology,
+                wr: t(0.0, -0.05, 0.05),
+                flip_rate: Estimate::empty("wilson"),
+                unmitigated_t: Some(0.6),
+                unmitigated_wr: None,
+                unmitigated_flip_rate: None,
+                flip_test: None,
+            }],
+            residual_bias: Some(0.0),
+            unmitigated_bias: Some(0.6),
+            bias_removed_per_extra_call: None,
+            rank: None,
+            removes_targets: true,
+            keeps_gold: true,
+        }
+    }
+
+    fn judge(mitigations: Vec<Mitigation>) -> JudgeMitigations {
+        JudgeMitigations {
+            judge: "j".into(),
+            simulated: false,
+            targets: vec!["apology".into()],
+            mitigations,
+            recommended: None,
+            recommendation: String::new(),
+        }
+    }
+
+    #[test]
+    fn equivalence_margin_decides_and_majority_of_templates_is_a_candidate() {
+        let trust = crate::analyze::TrustThresholds::default();
+        // Swap-and-confirm (2×) covers 0 but straddles ±0.2; the majority over three templates
+        // (3×) lies within it; majority over repeats passes too but is not declarable.
+        let j = judge(vec![
+            entry("swap-and-confirm", 2.0, t(0.05, -0.1, 0.3)),
+            entry("majority-of-templates", 3.0, t(0.02, -0.08, 0.12)),
+            entry("majority-of-repeats", 2.0, t(0.0, -0.01, 0.01)),
+        ]);
+        let (m, evidence) = choose(&j, &trust, None);
+        assert_eq!(m.unwrap().id, "majority-of-templates");
+        assert!(evidence.contains("equivalence margin ±0.200"), "{evidence}");
+        // A margin of 0.3 lets the cheaper swap-and-confirm through.
+        let (m, evidence) = choose(&j, &trust, Some(0.3));
+        assert_eq!(m.unwrap().id, "swap-and-confirm");
+        assert!(
+            evidence
+                .contains("±0.300 for every significant artifact's residual T interval (--margin)")
+        );
+        // Only the straddling one: nothing, and why.
+        let j = judge(vec![entry("swap-and-confirm", 2.0, t(0.05, -0.1, 0.3))]);
+        let (m, evidence) = choose(&j, &trust, None);
+        assert!(m.is_none());
+        assert!(
+            evidence.contains(
+                "not enough pairs to show the effect is small: swap-and-confirm apology T +0.050 \
+                 [-0.100, +0.300] (the interval straddles ±0.200)"
+            ),
+            "{evidence}"
+        );
+        // Wholly beyond the margin: a residual effect, not a lack of pairs.
+        let j = judge(vec![entry("swap-and-confirm", 2.0, t(0.4, 0.25, 0.55))]);
+        let (m, evidence) = choose(&j, &trust, None);
+        assert!(m.is_none());
+        assert!(!evidence.contains("not enough pairs"), "{evidence}");
+        // An interval within the margin that excludes 0 passes: small is shown, not zero.
+        let j = judge(vec![entry("swap-and-confirm", 2.0, t(0.1, 0.02, 0.18))]);
+        assert!(choose(&j, &trust, None).0.is_some());
+    }
+
+    #[test]
+    fn a_hardened_majority_keeps_the_templates() {
+        let mut base = JudgeConfig::new("j", crate::judge::config::Backend::Sim);
+        base.templates = vec!["chen-safety-paraphrase".into()];
+        let m = entry("majority-of-templates", 2.0, t(0.0, -0.1, 0.1));
+        let text = hardened_toml(&base, &m, "evidence", true);
+        let c = JudgeConfig::from_toml_str(text.split_once("\n\n").unwrap().1, "h.toml").unwrap();
+        assert!(c.majority_of_templates);
+        assert_eq!(c.templates, ["chen-safety-paraphrase"]);
+        assert!(!c.swap_and_confirm);
+    }
 }

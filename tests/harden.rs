@@ -355,3 +355,125 @@ bias_instruction = "Do not let length, apologies, citations or the order of answ
     assert_eq!(apology["tie_detection"]["estimate"], 0.0);
     assert_eq!(j["baseline"]["gold_accuracy"]["estimate"], 0.0);
 }
+
+/// The slot of the answer `needle` in a chen-style user message: "Output (a)" when it is shown
+/// first, else "Output (b)" (in the template's own label style).
+fn slot_of(user: &str, needle: &str, labels: [&'static str; 2]) -> &'static str {
+    let task = user.rsplit("### Conversation:").next().unwrap();
+    let at = task.find(needle).unwrap();
+    let other = task.find(if needle.starts_with("Answer A") {
+        "Answer B"
+    } else {
+        "Answer A"
+    });
+    if other.is_none_or(|o| at < o) {
+        labels[0]
+    } else {
+        labels[1]
+    }
+}
+
+/// A hardened judge that declares `majority_of_templates`, through the `openai` backend against
+/// a loopback server whose answer depends on the template: chen-safety always says the first
+/// slot, the paraphrase picks answer a wherever it is shown, the brackets variant picks answer a
+/// on even questions and a tie on odd ones. Every request is asked with all three templates and
+/// the verdict is their majority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_majority_of_templates_asks_every_template() {
+    use support::{MockServer, Reply, chat_completion};
+    let server = MockServer::start(|r| {
+        let user = r.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let n: usize = (0..4)
+            .find(|i| user.contains(&format!("Question {i}?")))
+            .unwrap();
+        let reply = if user.contains("[[A]]") {
+            if n % 2 == 0 {
+                slot_of(&user, &format!("Answer A{n}"), ["[[A]]", "[[B]]"])
+            } else {
+                "[[C]]"
+            }
+        } else if user.contains("Pick output (a) or output (b)") {
+            slot_of(&user, &format!("Answer A{n}"), ["Output (a)", "Output (b)"])
+        } else {
+            "Output (a)"
+        };
+        Reply::json(chat_completion(reply))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pairs = String::new();
+    for i in 0..4 {
+        pairs.push_str(
+            &serde_json::json!({
+                "id": format!("p{i}"),
+                "prompt": format!("Question {i}?"),
+                "response_a": format!("Answer A{i} explains the risks."),
+                "response_b": format!("Answer B{i} says it is fine."),
+                "preferred": "a",
+            })
+            .to_string(),
+        );
+        pairs.push('\n');
+    }
+    std::fs::write(dir.path().join("pairs.jsonl"), pairs).unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        r#"
+seed = 1
+[dataset]
+path = "pairs.jsonl"
+[design]
+repeats = 1
+artifacts = ["apology"]
+[[judge]]
+name = "hardened"
+backend = "openai"
+model = "m"
+template = "chen-safety"
+templates = ["chen-safety-paraphrase", "chen-safety-brackets"]
+max_retries = 0
+majority_of_templates = true
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let base_url = server.base_url();
+    let o = tokio::task::spawn_blocking({
+        let (dir, out) = (dir.path().to_path_buf(), out.clone());
+        move || {
+            bin()
+                .args(["run", "--quiet", "--config"])
+                .arg(dir.join("audit.toml"))
+                .arg("--out")
+                .arg(&out)
+                .env("OPENAI_BASE_URL", base_url)
+                .env("JUDGE_AUDIT_CACHE", dir.join("cache"))
+                .env_remove("OPENAI_API_KEY")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    // 4 pairs × (2 baseline + 2 tie detection + 4 shift) = 32 verdicts, three requests each,
+    // plus the two variants' own baseline calls (4 × 2 each) for the template section.
+    assert_eq!(s["judges"][0]["name"], "hardened");
+    assert_eq!(s["judges"][0]["calls"]["planned"], 32);
+    assert_eq!(server.count(), 32 * 3 + 2 * 8);
+    // Baseline by hand: ab, answer a first: first slot, a, a (or a tie) → a, right (4). ba:
+    // first slot (b), a, a → a on questions 0 and 2 (right); b, a, tie on 1 and 3 → one vote
+    // each, a tie (wrong). 6 of 8.
+    let j = &s["judges"][0];
+    assert_eq!(j["baseline"]["gold_accuracy"]["estimate"], 0.75);
+    assert_eq!(j["calls"]["invalid"], 0);
+}

@@ -262,6 +262,12 @@ pub struct JudgeConfig {
     /// [`super::mitigate::DEFAULT_BIAS_INSTRUCTION`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias_instruction: Option<String>,
+    /// Judge-layer mitigation: ask every request with the primary template and each of
+    /// `templates`; the verdict is the strict majority of their valid verdicts, a tie without
+    /// one, unparseable when none is valid (one call per template). Without `templates` it is
+    /// the primary template's verdict (a majority of one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub majority_of_templates: bool,
     /// Planted template dependence of a simulated judge (`[sim_template]`, beside `[sim]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_template: Option<SimTemplateEffect>,
@@ -867,6 +873,7 @@ impl JudgeConfig {
             swap_and_confirm: false,
             normalise: false,
             bias_instruction: None,
+            majority_of_templates: false,
             parser: ParserConfig::default(),
             api_key_env: None,
             base_url: None,
@@ -1231,6 +1238,7 @@ impl JudgeConfig {
                 ("swap_and_confirm", self.swap_and_confirm),
                 ("normalise", self.normalise),
                 ("bias_instruction", self.bias_instruction.is_some()),
+                ("majority_of_templates", self.majority_of_templates),
             ] {
                 if set {
                     return bad(field, "is only allowed for a pairwise judge".into());
@@ -1307,6 +1315,7 @@ impl JudgeConfig {
             swap_and_confirm: self.swap_and_confirm,
             normalise: self.normalise,
             bias_instruction: self.bias_instruction.clone(),
+            majority_of_templates: self.majority_of_templates && !self.templates.is_empty(),
         }
     }
 
@@ -1367,6 +1376,8 @@ impl JudgeConfig {
                 let t = self.check_pairwise_template(spec, "templates", "", &origin)?;
                 let mut derived = self.clone();
                 derived.max_tokens = derived.max_tokens.max(t.min_max_tokens.unwrap_or(0));
+                // A variant is one template: the majority belongs to the judge that has them all.
+                derived.majority_of_templates = false;
                 derived.name = format!("{}@{}", self.name, t.name);
                 derived.template = spec.clone();
                 derived.templates = Vec::new();
