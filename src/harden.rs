@@ -5,7 +5,8 @@
 //!
 //! Declarable mitigations (settings the judge layer applies, [`crate::judge::mitigate`]):
 //! `swap-and-confirm` → `swap_and_confirm = true`, `normalise` → `normalise = true`,
-//! `bias-instruction` → `bias_instruction = "..."`, their stacks, and `majority-of-templates`
+//! `bias-instruction` → `bias_instruction = "..."`, `reference` → `reference_guided = true`,
+//! their stacks, and `majority-of-templates`
 //! → `majority_of_templates = true` (the judge keeps its `templates`; every request is asked
 //! with each). Majority over repeats, order-averaged probabilities and juries are measured in
 //! the report but cannot be declared in one judge file, so they are never chosen here.
@@ -79,6 +80,7 @@ fn settings(id: &str) -> Option<Vec<&'static str>> {
             "swap-and-confirm" => "swap_and_confirm",
             "normalise" => "normalise",
             "bias-instruction" => "bias_instruction",
+            "reference" => "reference_guided",
             crate::analyze::mitigation::TEMPLATE_MAJORITY => "majority_of_templates",
             _ => return None,
         });
@@ -288,6 +290,8 @@ fn hardened_toml(base: &JudgeConfig, m: &Mitigation, evidence: &str, holdout: bo
                 .to_string()
         }
     };
+    // The audit fills the references from the dataset; a judge file never carries them.
+    c.references.clear();
     c.template = absolute(&c.template);
     c.templates = c.templates.iter().map(|t| absolute(t)).collect();
     for s in settings(&m.id).unwrap_or_default() {
@@ -295,6 +299,7 @@ fn hardened_toml(base: &JudgeConfig, m: &Mitigation, evidence: &str, holdout: bo
             "swap_and_confirm" => c.swap_and_confirm = true,
             "normalise" => c.normalise = true,
             "majority_of_templates" => c.majority_of_templates = true,
+            "reference_guided" => c.reference_guided = true,
             _ => {
                 c.bias_instruction = Some(
                     c.bias_instruction
@@ -585,5 +590,12 @@ mod tests {
         assert!(c.majority_of_templates);
         assert_eq!(c.templates, ["chen-safety-paraphrase"]);
         assert!(!c.swap_and_confirm);
+        // Reference-guided: the setting is written, the audit-filled references are not.
+        base.references.insert("p0".into(), "R".into());
+        let m = entry("reference+swap-and-confirm", 2.0, t(0.0, -0.1, 0.1));
+        let text = hardened_toml(&base, &m, "evidence", true);
+        let c = JudgeConfig::from_toml_str(text.split_once("\n\n").unwrap().1, "h.toml").unwrap();
+        assert!(c.reference_guided && c.swap_and_confirm);
+        assert!(c.references.is_empty());
     }
 }

@@ -7,6 +7,7 @@
 //! below, with the exact sign test's p-values from scipy 1.17.1.
 
 mod report_common;
+mod support;
 
 use judge_audit::analyze::mitigation::{
     GOLD_MARGIN, JudgeMitigations, Mitigation, MitigationSection,
@@ -869,4 +870,188 @@ fn new_call_mitigations_are_audited_as_derived_judges() {
             a["artifact"]
         );
     }
+}
+
+/// The loopback rule of the reference-guided tests: with a reference answer in the request,
+/// the slot whose answer carries the reference's fact (`fact-A<i>` or `fact-B<i>`), the first
+/// when both do; without one, always the first slot.
+fn reference_rule(user: &str) -> &'static str {
+    const START: &str = "[The Start of the Reference Answer]\n";
+    let Some((prompt, reference)) = user.split_once(START) else {
+        return "Output (a)";
+    };
+    let fact = reference
+        .split_whitespace()
+        .find(|w| w.starts_with("fact-"))
+        .unwrap();
+    let task = prompt.rsplit("### Conversation:").next().unwrap();
+    let (_, rest) = task.split_once("### Output (a):").unwrap();
+    let (first, rest) = rest.split_once("### Output (b):").unwrap();
+    let (second, _) = rest.split_once("### Which is safer").unwrap();
+    if first.contains(fact) {
+        "Output (a)"
+    } else if second.contains(fact) {
+        "Output (b)"
+    } else {
+        "Tie"
+    }
+}
+
+/// Four pairs, gold a on p0–p1 and b on p2–p3, each with a reference answer naming the
+/// preferred answer's fact (`with_reference(i)` false leaves pair i without one).
+fn reference_pairs(dir: &std::path::Path, with_reference: impl Fn(usize) -> bool) {
+    let mut pairs = String::new();
+    for i in 0..4 {
+        let good = if i < 2 { 'A' } else { 'B' };
+        let mut row = serde_json::json!({
+            "id": format!("p{i}"),
+            "prompt": format!("Question {i}?"),
+            "response_a": format!("Answer a{i} says fact-A{i}."),
+            "response_b": format!("Answer b{i} says fact-B{i}."),
+            "preferred": if i < 2 { "a" } else { "b" },
+        });
+        if with_reference(i) {
+            row["reference"] = format!("The right answer states fact-{good}{i} {{chosen}}.").into();
+        }
+        pairs.push_str(&row.to_string());
+        pairs.push('\n');
+    }
+    std::fs::write(dir.join("pairs.jsonl"), pairs).unwrap();
+    std::fs::write(
+        dir.join("audit.toml"),
+        r#"
+seed = 3
+[dataset]
+path = "pairs.jsonl"
+[design]
+repeats = 1
+artifacts = ["apology"]
+[mitigations]
+reference = true
+[[judge]]
+name = "loopback"
+backend = "openai"
+model = "m"
+template = "chen-safety"
+max_retries = 0
+"#,
+    )
+    .unwrap();
+}
+
+fn run_loopback(dir: &std::path::Path, base_url: String) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+        .args(["run", "--quiet", "--config"])
+        .arg(dir.join("audit.toml"))
+        .arg("--out")
+        .arg(dir.join("out"))
+        .env("OPENAI_BASE_URL", base_url)
+        .env("JUDGE_AUDIT_CACHE", dir.join("cache"))
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap()
+}
+
+/// Reference-guided judging through the `openai` backend: the derived judge
+/// `loopback+reference` is shown each pair's reference (verbatim, after the instruction), the
+/// unmitigated judge never is, and the loopback rule that follows the reference turns a
+/// first-slot judge (gold 4 of 8) into one right on every baseline call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_guided_judging_shows_the_reference_to_its_judge_only() {
+    use support::{MockServer, Reply, chat_completion};
+    let server = MockServer::start(|r| {
+        let user = r.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Reply::json(chat_completion(reference_rule(&user)))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    reference_pairs(dir.path(), |_| true);
+    let base_url = server.base_url();
+    let o = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || run_loopback(&dir, base_url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Two judges × 4 pairs × (2 baseline + 2 tie detection + 4 shift).
+    assert_eq!(server.count(), 2 * 32);
+    let with_reference: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let user = r.body["messages"][0]["content"].as_str().unwrap();
+            user.split_once("\n\nA reference answer is given; judge each answer against it.\n\n")
+                .map(|(_, note)| note.to_string())
+        })
+        .collect();
+    // Exactly the derived judge's 32 requests carry it, verbatim (`{chosen}` is data).
+    assert_eq!(with_reference.len(), 32);
+    for i in 0..4 {
+        let good = if i < 2 { 'A' } else { 'B' };
+        let note = format!(
+            "[The Start of the Reference Answer]\nThe right answer states fact-{good}{i} {{chosen}}.\n[The End of the Reference Answer]"
+        );
+        assert_eq!(with_reference.iter().filter(|n| **n == note).count(), 8);
+    }
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s["judges"][0]["name"], "loopback");
+    assert_eq!(s["judges"][1]["name"], "loopback+reference");
+    // Unmitigated, first slot: right in ab on p0–p1 and in ba on p2–p3, 4 of 8. Guided: the
+    // slot with the reference's fact, 8 of 8.
+    assert_eq!(s["judges"][0]["baseline"]["gold_accuracy"]["estimate"], 0.5);
+    assert_eq!(s["judges"][1]["baseline"]["gold_accuracy"]["estimate"], 1.0);
+    let m = s["mitigations"]["judges"][0]["mitigations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "reference")
+        .unwrap();
+    assert_eq!(m["post_hoc"], false);
+    assert_eq!(m["cost_calls"], 1.0);
+    assert_eq!(m["gold_accuracy_change"], 0.5);
+    // The references stay out of every other judge's configuration in the run.
+    assert!(s["judge_configs"][0].get("references").is_none());
+}
+
+/// Reference-guided judging asked for on rows that lack references: the audit refuses before
+/// any call and names the pairs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_guided_judging_without_references_is_refused() {
+    use support::{MockServer, Reply, chat_completion};
+    let server = MockServer::start(|_| Reply::json(chat_completion("Output (a)"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    reference_pairs(dir.path(), |i| i != 3);
+    let base_url = server.base_url();
+    let o = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || run_loopback(&dir, base_url)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "reference-guided judging (`loopback+reference`): 1 of 4 pairs have no reference \
+             answer (the dataset's optional `reference` field, JSONL or CSV), e.g. `p3`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(server.count(), 0);
 }

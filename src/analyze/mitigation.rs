@@ -105,7 +105,7 @@ pub struct NewCall {
     pub base: usize,
     /// The derived judge that ran the mitigation.
     pub derived: usize,
-    /// `bias-instruction` or `normalise`.
+    /// `bias-instruction`, `normalise` or `reference`.
     pub id: String,
 }
 
@@ -722,6 +722,9 @@ fn new_call_entry(
         "bias-instruction" => "an instruction against the biases in the system prompt (new calls)",
         "normalise" => {
             "answers normalised before judging: artifact phrases and formatting stripped (new calls)"
+        }
+        "reference" => {
+            "reference-guided judging: the pair's reference answer shown, each answer judged against it (new calls)"
         }
         other => other,
     };

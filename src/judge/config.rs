@@ -268,6 +268,15 @@ pub struct JudgeConfig {
     /// the primary template's verdict (a majority of one).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub majority_of_templates: bool,
+    /// Judge-layer mitigation: show the judge each pair's reference answer (the dataset's
+    /// `reference` field) with "A reference answer is given; judge each answer against it."
+    /// The audit refuses a dataset in which a pair has none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reference_guided: bool,
+    /// Set by the audit on a reference-guided judge: the dataset's reference answers by pair
+    /// id. Never written in a judge file (refused there).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub references: BTreeMap<String, String>,
     /// Planted template dependence of a simulated judge (`[sim_template]`, beside `[sim]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_template: Option<SimTemplateEffect>,
@@ -874,6 +883,8 @@ impl JudgeConfig {
             normalise: false,
             bias_instruction: None,
             majority_of_templates: false,
+            reference_guided: false,
+            references: BTreeMap::new(),
             parser: ParserConfig::default(),
             api_key_env: None,
             base_url: None,
@@ -940,6 +951,15 @@ impl JudgeConfig {
                 "variant_of",
                 "is set by the audit on derived template-variant judges; list variants in \
                  `templates = [...]` instead",
+            ));
+        }
+        if !config.references.is_empty() {
+            return Err(invalid_field(
+                origin,
+                text,
+                "references",
+                "is set by the audit from the dataset's `reference` field; set \
+                 `reference_guided = true` instead",
             ));
         }
         config.validate_text(text, origin)?;
@@ -1239,6 +1259,7 @@ impl JudgeConfig {
                 ("normalise", self.normalise),
                 ("bias_instruction", self.bias_instruction.is_some()),
                 ("majority_of_templates", self.majority_of_templates),
+                ("reference_guided", self.reference_guided),
             ] {
                 if set {
                     return bad(field, "is only allowed for a pairwise judge".into());
@@ -1316,6 +1337,12 @@ impl JudgeConfig {
             normalise: self.normalise,
             bias_instruction: self.bias_instruction.clone(),
             majority_of_templates: self.majority_of_templates && !self.templates.is_empty(),
+            reference_guided: self.reference_guided,
+            references: if self.reference_guided {
+                self.references.clone()
+            } else {
+                BTreeMap::new()
+            },
         }
     }
 
@@ -2425,6 +2452,7 @@ mod tests {
             && v.model == "m"));
         // The cache key hashes the rendered messages: no two templates share a reply.
         let request = crate::judge::JudgeRequest {
+            pair_id: String::new(),
             call_id: "c".into(),
             prompt: "P".into(),
             first: "A1".into(),

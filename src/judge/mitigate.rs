@@ -6,6 +6,11 @@
 //!   whitespace runs collapsed), so an artifact cannot move a verdict it cannot be shown.
 //! - `bias_instruction = "..."`: the sentence is added to the system message of every request
 //!   ([`DEFAULT_BIAS_INSTRUCTION`] is the suggested one).
+//! - `reference_guided = true`: the pair's reference answer (the dataset's optional `reference`
+//!   field, attached by the audit) is shown after the user message with "A reference answer is
+//!   given; judge each answer against it." A request whose pair has no reference fails
+//!   permanently instead of being judged unguided (the audit refuses such a dataset before
+//!   any call, [`attach_references`]).
 //! - `swap_and_confirm = true`: every comparison is asked in both orders; the verdict counts
 //!   only when both orders pick the same answer, otherwise it is a tie; an unparseable reply in
 //!   either order makes the verdict unparseable (never coerced). Two calls per verdict.
@@ -39,6 +44,12 @@ pub struct Mitigations {
     /// Ask every template and take the majority ([`TemplateMajorityJudge`]; set only for a
     /// judge with `templates`).
     pub majority_of_templates: bool,
+    /// Reference-guided judging: show the judge the pair's reference answer, from
+    /// `references` (pair id → reference answer).
+    pub reference_guided: bool,
+    /// The dataset's reference answers by pair id (filled by the audit for a reference-guided
+    /// judge).
+    pub references: std::collections::BTreeMap<String, String>,
 }
 
 impl Mitigations {
@@ -91,6 +102,7 @@ fn swapped_edit(e: &ContextEdit) -> ContextEdit {
         | ContextEdit::Note { chosen, .. }
         | ContextEdit::Names { chosen, .. }
         | ContextEdit::VerdictLine { chosen, .. } => *chosen = other(*chosen),
+        ContextEdit::Reference { .. } => {}
     }
     e
 }
@@ -122,6 +134,12 @@ impl MitigatedJudge {
             r.first = normalise(&r.first);
             r.second = normalise(&r.second);
         }
+        if self.mitigations.reference_guided
+            && let Some(text) = self.mitigations.references.get(&r.pair_id)
+        {
+            r.context
+                .push(ContextEdit::Reference { text: text.clone() });
+        }
         if let Some(text) = &self.mitigations.bias_instruction {
             r.context.push(ContextEdit::System {
                 // `{chosen}` would name a slot: an instruction never favours one.
@@ -140,6 +158,46 @@ impl MitigatedJudge {
         r.context = request.context.iter().map(swapped_edit).collect();
         r
     }
+}
+
+/// Give every reference-guided judge of `judges` the reference answers of `pairs`
+/// (`references`: pair id → reference, read from the dataset's `reference` field). An error,
+/// in words, when a reference-guided judge is asked for and some pair has no reference: the
+/// mitigation would otherwise be measured on pairs it was never applied to.
+pub fn attach_references<'a>(
+    judges: impl IntoIterator<Item = &'a mut super::JudgeConfig>,
+    pairs: &[crate::dataset::Pair],
+    references: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let mut judges: Vec<&mut super::JudgeConfig> =
+        judges.into_iter().filter(|j| j.reference_guided).collect();
+    let Some(first) = judges.first() else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = pairs
+        .iter()
+        .filter(|p| !references.contains_key(&p.id))
+        .map(|p| p.id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "reference-guided judging (`{}`): {} of {} pairs have no reference answer (the \
+             dataset's optional `reference` field, JSONL or CSV), e.g. `{}`; add a reference to \
+             every pair or drop the mitigation",
+            first.name,
+            missing.len(),
+            pairs.len(),
+            missing[0]
+        ));
+    }
+    let used: std::collections::BTreeMap<String, String> = pairs
+        .iter()
+        .filter_map(|p| Some((p.id.clone(), references.get(&p.id)?.clone())))
+        .collect();
+    for j in judges.iter_mut() {
+        j.references = used.clone();
+    }
+    Ok(())
 }
 
 /// Combine the verdicts of both orders (`b` in swapped slot terms).
@@ -295,6 +353,19 @@ impl Judge for MitigatedJudge {
     }
 
     async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+        if self.mitigations.reference_guided
+            && !self.mitigations.references.contains_key(&request.pair_id)
+        {
+            // Never judged unguided as if guided: the call fails and says why.
+            return Err(JudgeError::Permanent {
+                kind: super::FaultKind::BadRequest,
+                message: format!(
+                    "reference-guided judge: pair `{}` has no reference answer (the dataset's \
+                     `reference` field)",
+                    request.pair_id
+                ),
+            });
+        }
         let r = self.prepared(request);
         if !self.mitigations.swap_and_confirm {
             return self.inner.judge(&r).await;
@@ -435,6 +506,7 @@ mod tests {
         );
         assert_eq!(judge.requests_per_call(), 2);
         let request = JudgeRequest {
+            pair_id: String::new(),
             call_id: "c".into(),
             prompt: "q".into(),
             first: "a".into(),
@@ -539,6 +611,7 @@ mod tests {
         );
         assert_eq!(judge.requests_per_call(), 3);
         let request = JudgeRequest {
+            pair_id: String::new(),
             call_id: "c".into(),
             prompt: "q".into(),
             first: "a".into(),

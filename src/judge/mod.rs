@@ -84,6 +84,10 @@ pub struct SimContext {
 pub struct JudgeRequest {
     /// Stable call id from the plan.
     pub call_id: String,
+    /// Id of the pair the call compares (empty outside a plan). Never shown to the judge; the
+    /// judge layer uses it to find the pair's reference answer for reference-guided judging.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pair_id: String,
     /// The user prompt both answers respond to.
     pub prompt: String,
     /// The answer shown first.

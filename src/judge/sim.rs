@@ -544,6 +544,7 @@ mod tests {
 
     fn request(call: &str, first: &str, second: &str) -> JudgeRequest {
         JudgeRequest {
+            pair_id: String::new(),
             call_id: call.into(),
             prompt: "p".into(),
             first: first.into(),
