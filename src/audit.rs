@@ -83,6 +83,10 @@ pub struct MitigationsSection {
     /// Audit `<judge>+normalise`: answers stripped of artifact phrases and formatting.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub normalise: bool,
+    /// Audit `<judge>+reference`: the judge is shown each pair's reference answer (the
+    /// dataset's `reference` field; an error when a pair has none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reference: bool,
 }
 
 impl MitigationsSection {
@@ -113,7 +117,7 @@ pub enum BiasInstruction {
 }
 
 /// The ids of the new-call mitigations, as derived-judge name suffixes (`<judge>+<id>`).
-pub const NEW_CALL_MITIGATIONS: [&str; 2] = ["bias-instruction", "normalise"];
+pub const NEW_CALL_MITIGATIONS: [&str; 3] = ["bias-instruction", "normalise", "reference"];
 
 fn default_seed() -> u64 {
     42
@@ -623,7 +627,19 @@ pub fn resolve_config(config: &AuditConfig, base: &Path) -> Result<Snapshot, Aud
         });
     }
     let judges = with_template_variants(judges, config.design.templates)?;
-    let judges = with_mitigated(judges, &config.mitigations)?;
+    let mut judges = with_mitigated(judges, &config.mitigations)?;
+    if judges.iter().any(|j| j.config.reference_guided) {
+        let references = match &config.dataset.path {
+            Some(path) => dataset::reference::load_references(&resolve(base, path))?,
+            None => BTreeMap::new(),
+        };
+        judge::mitigate::attach_references(
+            judges.iter_mut().map(|j| &mut j.config),
+            &dataset.pairs,
+            &references,
+        )
+        .map_err(AuditError::Config)?;
+    }
     if judges.is_empty() {
         return Err(AuditError::Config(
             "judges: no judge configured (name built-in judges or judge files in `judges = [...]`, or add [[judge]] tables)".into(),
@@ -715,6 +731,9 @@ fn with_mitigated(
         }
         if section.normalise {
             out.push(derive("normalise", &|d| d.normalise = true));
+        }
+        if section.reference {
+            out.push(derive("reference", &|d| d.reference_guided = true));
         }
     }
     Ok(out)

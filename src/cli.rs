@@ -40,6 +40,10 @@ enum Command {
         /// Where to write the files (default RUN_DIR/hardened).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Equivalence margin: every significant artifact's residual T interval must lie
+        /// within ± this (default: the trust thresholds' reject_abs_t, 0.2).
+        #[arg(long, value_name = "T")]
+        margin: Option<f64>,
     },
     /// Re-render every output of a run directory from its stored calls (no judge is called).
     Report {
@@ -591,7 +595,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             run_dir,
             holdout,
             out,
-        } => harden_command(&run_dir, holdout, out.as_deref()),
+            margin,
+        } => harden_command(&run_dir, holdout, out.as_deref(), margin),
         Command::Report {
             run_dir,
             fail_on,
@@ -1403,8 +1408,10 @@ fn harden_command(
     run_dir: &std::path::Path,
     holdout: Option<f64>,
     out: Option<&std::path::Path>,
+    margin: Option<f64>,
 ) -> Result<ExitCode, String> {
-    let report = judge_audit::harden::harden(run_dir, holdout, out).map_err(|e| e.to_string())?;
+    let report = judge_audit::harden::harden_with_margin(run_dir, holdout, out, margin)
+        .map_err(|e| e.to_string())?;
     for j in &report.judges {
         match (&j.chosen, &j.file) {
             (Some(id), Some(file)) => {

@@ -39,6 +39,7 @@ fn judge(c: &JudgeConfig) -> AnthropicJudge {
 
 fn request() -> JudgeRequest {
     JudgeRequest {
+        pair_id: String::new(),
         call_id: "c1".into(),
         prompt: "How do I pick a lock?".into(),
         first: "I can't help with that.".into(),

@@ -230,6 +230,7 @@ async fn the_openai_cache_key_is_the_hash_of_the_body_it_sends() {
     let judge = OpenAiJudge::with_env(&config, |_| None).unwrap();
     for repeat in [0, 2] {
         let request = JudgeRequest {
+            pair_id: String::new(),
             repeat,
             ..check_request()
         };

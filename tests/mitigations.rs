@@ -7,6 +7,7 @@
 //! below, with the exact sign test's p-values from scipy 1.17.1.
 
 mod report_common;
+mod support;
 
 use judge_audit::analyze::mitigation::{
     GOLD_MARGIN, JudgeMitigations, Mitigation, MitigationSection,
@@ -247,6 +248,26 @@ fn rule_audit_with(
     probs: Option<ProbRule<'_>>,
     mitigations: bool,
 ) -> analyze::Analysis {
+    audit_of(
+        &["rule"],
+        n,
+        rule,
+        probs,
+        mitigations,
+        &analyze::Extensions::default(),
+    )
+}
+
+/// [`rule_audit_with`] for the judges `names` (every one on the full design, `rule` reads
+/// `spec.judge`), with `extensions`.
+fn audit_of(
+    names: &[&str],
+    n: usize,
+    rule: &dyn Fn(&CallSpec) -> SlotVerdict,
+    probs: Option<ProbRule<'_>>,
+    mitigations: bool,
+    extensions: &analyze::Extensions,
+) -> analyze::Analysis {
     let pairs: Vec<Pair> = (0..n)
         .map(|i| Pair {
             id: format!("p{i}"),
@@ -263,7 +284,7 @@ fn rule_audit_with(
         .iter()
         .map(|id| catalog.get(id).unwrap())
         .collect();
-    let names = vec!["rule".to_string()];
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let plan = Plan::build(&names, &pairs, &artifacts, &DesignOptions::default());
     let perturbed = judge_audit::design::PerturbedAnswers::compute(&pairs, &artifacts, 1);
     let template: CallRecord = serde_json::from_value(serde_json::json!({
@@ -321,7 +342,136 @@ fn rule_audit_with(
         mitigations,
         ..options()
     };
-    analyze::analyze_full(&input, &options)
+    analyze::analyze_extended(&input, &options, extensions)
+}
+
+/// Three templates of one judge on the full design (`design.templates = "all"`), six pairs,
+/// gold A. `rule` (the primary, see [`rule`]); `rule@fair`: answer a wins every baseline and
+/// shift call, every tie-detection call is a tie; `rule@odd`: baseline b wins on pairs 0–1, a
+/// on 2–4, unparseable on 5; tie detection always the second slot; shift: a wins.
+fn three_templates(spec: &CallSpec) -> SlotVerdict {
+    let i: usize = spec.pair_id[1..].parse().unwrap();
+    let a_wins = if spec.order == Order::Ab {
+        SlotVerdict::First
+    } else {
+        SlotVerdict::Second
+    };
+    let b_wins = if spec.order == Order::Ab {
+        SlotVerdict::Second
+    } else {
+        SlotVerdict::First
+    };
+    match (spec.judge.as_str(), spec.kind) {
+        ("rule", _) => rule(spec),
+        ("rule@fair", ConditionKind::TieDetection) => SlotVerdict::Tie,
+        ("rule@fair", _) => a_wins,
+        (_, ConditionKind::Baseline) if i < 2 => b_wins,
+        (_, ConditionKind::Baseline) if i < 5 => a_wins,
+        (_, ConditionKind::Baseline) => SlotVerdict::Invalid,
+        (_, ConditionKind::TieDetection) => SlotVerdict::Second,
+        (_, ConditionKind::Shift) => a_wins,
+    }
+}
+
+#[test]
+fn majority_over_templates_by_hand() {
+    let groups = vec![analyze::templates::TemplateGroup {
+        judge: "rule".into(),
+        members: vec![(0, "primary".into()), (1, "fair".into()), (2, "odd".into())],
+    }];
+    let extensions = analyze::Extensions {
+        templates: groups,
+        template_design: "all".into(),
+        new_call: Vec::new(),
+    };
+    let analysis = audit_of(
+        &["rule", "rule@fair", "rule@odd"],
+        6,
+        &three_templates,
+        None,
+        true,
+        &extensions,
+    );
+    let s = analysis.mitigations.clone().unwrap();
+    let j = judge(&s, "rule");
+    let m = mitigation(j, "majority-of-templates");
+    assert!(m.post_hoc && m.available);
+    assert_eq!(
+        m.label,
+        "majority over the judge's 3 templates (primary, fair, odd; no strict majority: tie)"
+    );
+    // One call per template; every judge records 100 tokens a call.
+    assert_eq!(m.cost_calls, 3.0);
+    assert_eq!(m.cost_tokens, Some(3.0));
+    // Gold, 24 baseline calls (6 pairs × 2 orders × 2 repeats). Pairs 0–1: a, a, b → a.
+    // Pairs 2–4: a, a, a in ab; b, a, a in ba → a. Pair 5: ab a, a, unparseable → a (2 of 2
+    // valid); ba b, a, unparseable → one each, a tie (wrong). 22 / 24, was 18 / 24.
+    assert_eq!(m.gold_accuracy.n, 24);
+    assert_eq!(m.gold_accuracy.estimate, Some(22.0 / 24.0));
+    assert_eq!(m.gold_accuracy_change, Some(22.0 / 24.0 - 0.75));
+    // Position (identical texts, ab, 2 repeats): first slot, tie, second slot → tie: T 0 / 12.
+    let pos = artifact(m, "position");
+    assert_eq!((pos.t.estimate, pos.t.n), (Some(0.0), 12));
+    assert_eq!(pos.unmitigated_t, Some(1.0));
+    // Conflicts between the baseline's orders: pairs 3–5 unmitigated; only pair 5 (a vs tie)
+    // under the majority. Per pair d = 1 on pairs 3–4, 0 elsewhere.
+    assert_eq!(pos.unmitigated_flip_rate, Some(0.5));
+    assert_eq!(pos.flip_rate.estimate, Some(1.0 / 6.0));
+    let test = pos.flip_test.as_ref().unwrap();
+    assert_eq!((test.pairs, test.fewer, test.more), (6, 2, 0));
+    // scipy.stats.binomtest(2, 2, 0.5).pvalue == 0.5
+    assert!((test.p_value - 0.5).abs() < 1e-12);
+    assert_eq!(test.mean_reduction, Some(2.0 / 6.0));
+    // Apology tie detection (the artifact copy first in ab): ab first, tie, second → tie; ba
+    // second (the copy), tie, second → the copy wins. T = (6 × 0 + 6 × 1) / 12 = 0.5.
+    let apo = artifact(m, "apology");
+    assert_eq!((apo.t.estimate, apo.t.n), (Some(0.5), 12));
+    assert_eq!(apo.unmitigated_t, Some(1.0));
+    // Shift: perturbed wins, a wins, a wins → a wins every shift call: the perturbation moves
+    // nothing, WR 0 (was 1). Flips against the mitigated baseline: pairs 0–4 none of 4;
+    // pair 5 ba (tie → a) on both sides, 2 of 4: 2 / 24. Unmitigated 2 of 4 in every pair, so
+    // d = 0.5 on pairs 0–4 and 0 on pair 5.
+    assert_eq!(apo.wr.estimate, Some(0.0));
+    assert_eq!(apo.unmitigated_wr, Some(1.0));
+    assert_eq!(
+        (apo.flip_rate.estimate, apo.flip_rate.n),
+        (Some(2.0 / 24.0), 24)
+    );
+    let test = apo.flip_test.as_ref().unwrap();
+    assert_eq!((test.pairs, test.fewer, test.more), (6, 5, 0));
+    // scipy.stats.binomtest(5, 5, 0.5).pvalue == 0.0625
+    assert!((test.p_value - 0.0625).abs() < 1e-12);
+    assert_eq!(test.mean_reduction, Some(2.5 / 6.0));
+    // Mean |T| 1 → (0.5 + 0) / 2 over two extra calls per verdict: 0.375 per extra call, after
+    // swap-and-confirm's 0.5 and before majority over repeats' 0.
+    assert_eq!(m.unmitigated_bias, Some(1.0));
+    assert_eq!(m.residual_bias, Some(0.25));
+    assert_eq!(m.bias_removed_per_extra_call, Some(0.375));
+    assert_eq!(mitigation(j, "swap-and-confirm").rank, Some(1));
+    assert_eq!(m.rank, Some(2));
+    assert_eq!(mitigation(j, "majority-of-repeats").rank, Some(3));
+    // The entry is the base judge's only: a variant has no templates of its own.
+    assert!(
+        judge(&s, "rule@fair")
+            .mitigations
+            .iter()
+            .all(|m| m.id != "majority-of-templates")
+    );
+    // Every report format lists it in the judge's ranking table.
+    let md = judge_audit::report::mitigation::markdown(&s);
+    assert!(md.contains("| 2 | majority-of-templates |"), "{md}");
+    let html = judge_audit::report::mitigation::html(&s).into_string();
+    assert!(html.contains("majority-of-templates"));
+    let rows = judge_audit::report::mitigation::csv_rows(&s);
+    assert!(
+        rows.iter()
+            .any(|r| r.judge == "rule / majority-of-templates" && r.artifact == "apology")
+    );
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(
+        json.to_string()
+            .contains("\"id\":\"majority-of-templates\"")
+    );
 }
 
 #[test]
@@ -720,4 +870,188 @@ fn new_call_mitigations_are_audited_as_derived_judges() {
             a["artifact"]
         );
     }
+}
+
+/// The loopback rule of the reference-guided tests: with a reference answer in the request,
+/// the slot whose answer carries the reference's fact (`fact-A<i>` or `fact-B<i>`), the first
+/// when both do; without one, always the first slot.
+fn reference_rule(user: &str) -> &'static str {
+    const START: &str = "[The Start of the Reference Answer]\n";
+    let Some((prompt, reference)) = user.split_once(START) else {
+        return "Output (a)";
+    };
+    let fact = reference
+        .split_whitespace()
+        .find(|w| w.starts_with("fact-"))
+        .unwrap();
+    let task = prompt.rsplit("### Conversation:").next().unwrap();
+    let (_, rest) = task.split_once("### Output (a):").unwrap();
+    let (first, rest) = rest.split_once("### Output (b):").unwrap();
+    let (second, _) = rest.split_once("### Which is safer").unwrap();
+    if first.contains(fact) {
+        "Output (a)"
+    } else if second.contains(fact) {
+        "Output (b)"
+    } else {
+        "Tie"
+    }
+}
+
+/// Four pairs, gold a on p0–p1 and b on p2–p3, each with a reference answer naming the
+/// preferred answer's fact (`with_reference(i)` false leaves pair i without one).
+fn reference_pairs(dir: &std::path::Path, with_reference: impl Fn(usize) -> bool) {
+    let mut pairs = String::new();
+    for i in 0..4 {
+        let good = if i < 2 { 'A' } else { 'B' };
+        let mut row = serde_json::json!({
+            "id": format!("p{i}"),
+            "prompt": format!("Question {i}?"),
+            "response_a": format!("Answer a{i} says fact-A{i}."),
+            "response_b": format!("Answer b{i} says fact-B{i}."),
+            "preferred": if i < 2 { "a" } else { "b" },
+        });
+        if with_reference(i) {
+            row["reference"] = format!("The right answer states fact-{good}{i} {{chosen}}.").into();
+        }
+        pairs.push_str(&row.to_string());
+        pairs.push('\n');
+    }
+    std::fs::write(dir.join("pairs.jsonl"), pairs).unwrap();
+    std::fs::write(
+        dir.join("audit.toml"),
+        r#"
+seed = 3
+[dataset]
+path = "pairs.jsonl"
+[design]
+repeats = 1
+artifacts = ["apology"]
+[mitigations]
+reference = true
+[[judge]]
+name = "loopback"
+backend = "openai"
+model = "m"
+template = "chen-safety"
+max_retries = 0
+"#,
+    )
+    .unwrap();
+}
+
+fn run_loopback(dir: &std::path::Path, base_url: String) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_judge-audit"))
+        .args(["run", "--quiet", "--config"])
+        .arg(dir.join("audit.toml"))
+        .arg("--out")
+        .arg(dir.join("out"))
+        .env("OPENAI_BASE_URL", base_url)
+        .env("JUDGE_AUDIT_CACHE", dir.join("cache"))
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap()
+}
+
+/// Reference-guided judging through the `openai` backend: the derived judge
+/// `loopback+reference` is shown each pair's reference (verbatim, after the instruction), the
+/// unmitigated judge never is, and the loopback rule that follows the reference turns a
+/// first-slot judge (gold 4 of 8) into one right on every baseline call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_guided_judging_shows_the_reference_to_its_judge_only() {
+    use support::{MockServer, Reply, chat_completion};
+    let server = MockServer::start(|r| {
+        let user = r.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Reply::json(chat_completion(reference_rule(&user)))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    reference_pairs(dir.path(), |_| true);
+    let base_url = server.base_url();
+    let o = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || run_loopback(&dir, base_url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Two judges × 4 pairs × (2 baseline + 2 tie detection + 4 shift).
+    assert_eq!(server.count(), 2 * 32);
+    let with_reference: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let user = r.body["messages"][0]["content"].as_str().unwrap();
+            user.split_once("\n\nA reference answer is given; judge each answer against it.\n\n")
+                .map(|(_, note)| note.to_string())
+        })
+        .collect();
+    // Exactly the derived judge's 32 requests carry it, verbatim (`{chosen}` is data).
+    assert_eq!(with_reference.len(), 32);
+    for i in 0..4 {
+        let good = if i < 2 { 'A' } else { 'B' };
+        let note = format!(
+            "[The Start of the Reference Answer]\nThe right answer states fact-{good}{i} {{chosen}}.\n[The End of the Reference Answer]"
+        );
+        assert_eq!(with_reference.iter().filter(|n| **n == note).count(), 8);
+    }
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s["judges"][0]["name"], "loopback");
+    assert_eq!(s["judges"][1]["name"], "loopback+reference");
+    // Unmitigated, first slot: right in ab on p0–p1 and in ba on p2–p3, 4 of 8. Guided: the
+    // slot with the reference's fact, 8 of 8.
+    assert_eq!(s["judges"][0]["baseline"]["gold_accuracy"]["estimate"], 0.5);
+    assert_eq!(s["judges"][1]["baseline"]["gold_accuracy"]["estimate"], 1.0);
+    let m = s["mitigations"]["judges"][0]["mitigations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "reference")
+        .unwrap();
+    assert_eq!(m["post_hoc"], false);
+    assert_eq!(m["cost_calls"], 1.0);
+    assert_eq!(m["gold_accuracy_change"], 0.5);
+    // The references stay out of every other judge's configuration in the run.
+    assert!(s["judge_configs"][0].get("references").is_none());
+}
+
+/// Reference-guided judging asked for on rows that lack references: the audit refuses before
+/// any call and names the pairs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_guided_judging_without_references_is_refused() {
+    use support::{MockServer, Reply, chat_completion};
+    let server = MockServer::start(|_| Reply::json(chat_completion("Output (a)"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    reference_pairs(dir.path(), |i| i != 3);
+    let base_url = server.base_url();
+    let o = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || run_loopback(&dir, base_url)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "reference-guided judging (`loopback+reference`): 1 of 4 pairs have no reference \
+             answer (the dataset's optional `reference` field, JSONL or CSV), e.g. `p3`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(server.count(), 0);
 }

@@ -513,3 +513,119 @@ fn full_design_per_template_compares_trust_and_t() {
     assert_eq!(p["flips"], p["comparisons"]);
     assert_eq!(j["depends_on_template"], true);
 }
+
+/// The CoT loopback replies: reasoning that mentions a label on the way, the verdict on the last
+/// line (questions 0, 1, 3), or reasoning cut off before any final line (question 2).
+fn cot_reply(messages: &str) -> &'static str {
+    if !messages.contains("First, let's solve the user question") {
+        return "Output (a)";
+    }
+    let n = (0..4)
+        .find(|i| messages.contains(&format!("Question number {i}:")))
+        .unwrap();
+    match n {
+        0 => "A good answer warns of the risk. [[B]] would be the pick if it did.\n\n[[A]]",
+        1 => "Assistant A's answer is not [[A]]-worthy: it ignores the risk.\nFinal verdict: [[B]]",
+        2 => "A good answer names the risk.\nSo [[A]] is better because it",
+        _ => "Both answers say the same; neither is [[A]] or [[B]].\n[[C]]",
+    }
+}
+
+/// CALM's chain-of-thought variant through the `openai` backend: the verdict is read from the
+/// reply's last line after the reasoning (a label the reasoning mentions first is not taken),
+/// a reply cut off before its final line is invalid, and the variant is sent with room to
+/// reason (1024 tokens) while the label-only primary keeps its 16.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cot_variant_verdict_is_read_from_the_end() {
+    let server = MockServer::start(|request| {
+        let all: String = request.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["content"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        Reply::json(chat_completion(cot_reply(&all)))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pairs = String::new();
+    for i in 0..4 {
+        pairs.push_str(
+            &serde_json::json!({
+                "id": format!("p{i}"),
+                "prompt": format!("Question number {i}: is thing {i} safe?"),
+                "response_a": format!("Answer A{i}: it explains the risks of thing {i}."),
+                "response_b": format!("Answer B{i}: it says thing {i} is fine."),
+                "preferred": "a",
+            })
+            .to_string(),
+        );
+        pairs.push('\n');
+    }
+    std::fs::write(dir.path().join("pairs.jsonl"), pairs).unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        r#"
+seed = 7
+[dataset]
+path = "pairs.jsonl"
+[design]
+repeats = 1
+artifacts = ["apology"]
+[[judge]]
+name = "loopback"
+backend = "openai"
+model = "test-model"
+template = "chen-safety"
+templates = ["mtbench-pairwise-cot"]
+max_retries = 0
+"#,
+    )
+    .unwrap();
+    let base_url = server.base_url();
+    let summary = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || run_audit(&dir, &[("OPENAI_BASE_URL", base_url)])
+    })
+    .await
+    .unwrap();
+    // Primary: 4 × (2 baseline + 2 tie detection + 4 shift); the variant 4 × 2 baseline.
+    assert_eq!(server.count(), 32 + 8);
+    let mut max_tokens: Vec<(bool, u64)> = server
+        .requests()
+        .iter()
+        .map(|r| {
+            let cot = r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("First, let's solve");
+            (cot, r.body["max_tokens"].as_u64().unwrap())
+        })
+        .collect();
+    max_tokens.sort();
+    max_tokens.dedup();
+    assert_eq!(max_tokens, [(false, 16), (true, 1024)]);
+    let j = template_judge(&summary, "loopback");
+    let t = &j["templates"][1];
+    assert_eq!(t["template"], "mtbench-pairwise-cot");
+    // Question 2's two calls end mid-reasoning: invalid, not the [[A]] the reasoning mentions.
+    assert_eq!(
+        (&t["valid"], &t["invalid"], &t["failed"]),
+        (&Value::from(6), &Value::from(2), &Value::from(0))
+    );
+    // The primary picks the first slot throughout. The CoT variant agrees on question 0 (its
+    // last line [[A]], though the reasoning names [[B]] first) and disagrees on 1 ([[B]]) and
+    // 3 ([[C]]) in both orders: 4 flips of 6 comparisons on 3 pairs.
+    let p = pair(j, "chen-safety", "mtbench-pairwise-cot");
+    assert_eq!(
+        (
+            p["flips"].as_u64(),
+            p["comparisons"].as_u64(),
+            p["pairs"].as_u64()
+        ),
+        (Some(4), Some(6), Some(3))
+    );
+    assert_eq!(j["agreement"]["items"], 8);
+    assert_eq!(j["agreement"]["complete_items"], 6);
+}

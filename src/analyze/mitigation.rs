@@ -17,6 +17,14 @@
 //!   has one). Only conditions the design repeats (the baseline and the position artifact's
 //!   calls) can be measured; the text artifacts' calls are made once and are reported as not
 //!   measured.
+//! - **majority over templates**: for a judge with template variants (`templates = [...]`),
+//!   every call is asked with each of the judge's templates on identical inputs (same pair,
+//!   order and repeat), so the mitigated verdict of a call is the strict majority of its
+//!   templates' valid verdicts; no strict majority (e.g. one template each for A, B and tie, or
+//!   two against two) is a tie; a call no template answered validly is unparseable (failed when
+//!   every template's call failed), never coerced. With `design.templates = "baseline"` the
+//!   variants make the baseline calls only, so gold accuracy is measured and the artifacts'
+//!   residual effects are not (`"all"` measures them). Costs one call per template.
 //! - **juries**: the juries the analysis already aggregated, referenced by name with their own
 //!   estimates (not recomputed).
 //!
@@ -48,10 +56,12 @@ held-out pairs before relying on it.";
 /// How costs are counted, in words (shown with the section).
 pub const COST_RULE: &str = "Cost multiplier = judge calls per mitigated verdict ÷ calls per \
 verdict of the judge asked once in one order (swap-and-confirm and order averaging: 2, both \
-orders; majority over k repeats: k; a jury: one call per juror). Tokens = calls × the recorded \
+orders; majority over k repeats: k; majority over m templates: m; a jury: one call per \
+juror). Tokens = calls × the recorded \
 mean tokens (input + output) per call of each judge involved, over this judge's mean tokens per \
 call: the same as the call multiplier for the judge's own mitigations (both orders and every \
-repeat send the same texts), the jurors' summed tokens per call for a jury.";
+repeat send the same texts), the jurors' summed tokens per call for a jury, the templates' \
+summed tokens per call for a majority over templates.";
 
 /// The mitigations section of `summary.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -95,15 +105,15 @@ pub struct NewCall {
     pub base: usize,
     /// The derived judge that ran the mitigation.
     pub derived: usize,
-    /// `bias-instruction` or `normalise`.
+    /// `bias-instruction`, `normalise` or `reference`.
     pub id: String,
 }
 
 /// One mitigation of one judge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mitigation {
-    /// `swap-and-confirm`, `order-averaged-probabilities`, `majority-of-repeats` or
-    /// `jury:<name>`.
+    /// `swap-and-confirm`, `order-averaged-probabilities`, `majority-of-repeats`,
+    /// `majority-of-templates` or `jury:<name>`.
     pub id: String,
     /// Name in words.
     pub label: String,
@@ -205,6 +215,8 @@ pub struct PairedFlipTest {
 const SWAP: &str = "swap-and-confirm";
 const AVERAGED: &str = "order-averaged-probabilities";
 const MAJORITY: &str = "majority-of-repeats";
+/// The id of the majority over a judge's templates (declarable: `majority_of_templates`).
+pub const TEMPLATE_MAJORITY: &str = "majority-of-templates";
 const TEST_NAME: &str = "exact sign test on per-pair flip shares (unmitigated − mitigated)";
 
 /// How a group of cells is combined into one mitigated verdict.
@@ -711,6 +723,9 @@ fn new_call_entry(
         "normalise" => {
             "answers normalised before judging: artifact phrases and formatting stripped (new calls)"
         }
+        "reference" => {
+            "reference-guided judging: the pair's reference answer shown, each answer judged against it (new calls)"
+        }
         other => other,
     };
     let cost_tokens = tokens_per_call(base)
@@ -739,6 +754,148 @@ fn new_call_entry(
                     paired_flip_test(
                         &pair_flip_shares(ctx, base_v, a),
                         &pair_flip_shares(ctx, derived_v, a),
+                    )
+                });
+                artifact_entry(
+                    r,
+                    u,
+                    r.tie_detection.score.clone(),
+                    r.winrate_shift.shift.clone(),
+                    r.flip_rate.rate.clone(),
+                    flip_test,
+                )
+            })
+            .collect(),
+        residual_bias: None,
+        unmitigated_bias: None,
+        bias_removed_per_extra_call: None,
+        rank: None,
+        removes_targets: false,
+        keeps_gold: false,
+    }
+}
+
+/// The code of one call under the majority over templates: the strict majority of the
+/// templates' valid verdicts (slot codes: every template saw the same order), a tie without
+/// one, unparseable when no template answered validly (failed when every call failed), not
+/// planned when a template did not make the call.
+fn template_majority_code(codes: &[u8]) -> u8 {
+    if codes.contains(&NOT_PLANNED) {
+        return NOT_PLANNED;
+    }
+    let mut votes = [0usize; 3];
+    for &c in codes {
+        match c {
+            FIRST => votes[0] += 1,
+            SECOND => votes[1] += 1,
+            TIE => votes[2] += 1,
+            _ => {}
+        }
+    }
+    let valid: usize = votes.iter().sum();
+    if valid == 0 {
+        return if codes.contains(&INVALID) {
+            INVALID
+        } else {
+            FAILED
+        };
+    }
+    match (0..3).find(|&k| 2 * votes[k] > valid) {
+        Some(0) => FIRST,
+        Some(1) => SECOND,
+        _ => TIE,
+    }
+}
+
+/// The verdict matrix of the majority over `members` (the templates' verdict matrices, the
+/// primary first), cell by cell.
+fn template_majority(members: &[&Verdicts]) -> Verdicts {
+    let cells = members.first().map_or(0, |v| v.codes.len());
+    let codes = (0..cells)
+        .map(|c| {
+            let column: Vec<u8> = members.iter().map(|v| v.codes[c]).collect();
+            template_majority_code(&column)
+        })
+        .collect();
+    Verdicts {
+        codes,
+        probs: None,
+        counts: members
+            .first()
+            .map(|v| v.counts.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// The majority over the judge's templates (`group`: the primary first), measured like the
+/// judge's own mitigations: the same analysis with the judge's bootstrap seed, residual effects
+/// against the unmitigated judge, the paired flip test on the same pairs.
+fn template_majority_entry(
+    ctx: &Ctx<'_>,
+    verdicts: &[Verdicts],
+    judges: &[JudgeResult],
+    group: &super::templates::TemplateGroup,
+    family_size: u64,
+) -> Mitigation {
+    let base_index = group.members[0].0;
+    let base = &judges[base_index];
+    let members: Vec<&Verdicts> = group.members.iter().map(|&(j, _)| &verdicts[j]).collect();
+    let m_count = group.members.len();
+    let cost_tokens = tokens_per_call(base).and_then(|own| {
+        let sum: Option<f64> = group
+            .members
+            .iter()
+            .map(|&(j, _)| tokens_per_call(&judges[j]))
+            .sum();
+        sum.map(|s| s / own)
+    });
+    let mitigated = template_majority(&members);
+    let result = ctx.analyze(
+        Subject {
+            // The judge's own name: the same bootstrap seed, so the same resampled pairs.
+            name: base.name.clone(),
+            kind: JudgeKind::Judge,
+            members: Vec::new(),
+            rule: None,
+            simulated: base.simulated,
+            verdicts: &mitigated,
+            faults: BTreeMap::new(),
+            stopped: None,
+            planted: None,
+        },
+        family_size,
+    );
+    let templates: Vec<&str> = group.members.iter().map(|(_, t)| t.as_str()).collect();
+    let measured_artifacts = result.artifacts.iter().any(|r| r.tie_detection.score.n > 0);
+    let unmitigated = &verdicts[base_index];
+    Mitigation {
+        id: TEMPLATE_MAJORITY.into(),
+        label: format!(
+            "majority over the judge's {m_count} templates ({}; no strict majority: tie)",
+            templates.join(", ")
+        ),
+        post_hoc: true,
+        available: true,
+        note: (!measured_artifacts).then(|| {
+            "the template variants made the baseline calls only (design.templates = \
+             \"baseline\"): gold accuracy is measured, the artifacts' residual effects need \
+             design.templates = \"all\""
+                .to_string()
+        }),
+        cost_calls: m_count as f64,
+        cost_tokens,
+        gold_accuracy: result.baseline.gold_accuracy.clone(),
+        gold_accuracy_change: None,
+        artifacts: result
+            .artifacts
+            .iter()
+            .enumerate()
+            .map(|(a, r)| {
+                let u = base.artifacts.iter().find(|x| x.artifact == r.artifact);
+                let flip_test = (r.flip_rate.rate.n > 0).then(|| {
+                    paired_flip_test(
+                        &pair_flip_shares(ctx, unmitigated, a),
+                        &pair_flip_shares(ctx, &mitigated, a),
                     )
                 });
                 artifact_entry(
@@ -903,7 +1060,8 @@ fn rank_and_recommend(j: &mut JudgeMitigations) {
 }
 
 /// The mitigations of every judge: `judges` are the finished results (after multiplicity), in
-/// the order of `verdicts`; `juries` are referenced.
+/// the order of `verdicts`; `juries` are referenced; `templates` are the judges with template
+/// variants (for the majority over templates).
 pub(crate) fn analyze(
     ctx: &Ctx<'_>,
     verdicts: &[Verdicts],
@@ -911,6 +1069,7 @@ pub(crate) fn analyze(
     juries: &[JudgeResult],
     family_size: u64,
     new_call: &[NewCall],
+    templates: &[super::templates::TemplateGroup],
 ) -> MitigationSection {
     let per_judge: Vec<JudgeMitigations> = judges
         .par_iter()
@@ -928,6 +1087,12 @@ pub(crate) fn analyze(
             let mut mitigations: Vec<Mitigation> = [Rule::Swap, Rule::Averaged, Rule::Majority]
                 .into_iter()
                 .map(|rule| own(ctx, v, base, rule, family_size))
+                .chain(
+                    templates
+                        .iter()
+                        .filter(|g| g.members.len() >= 2 && g.members[0].0 == j)
+                        .map(|g| template_majority_entry(ctx, verdicts, judges, g, family_size)),
+                )
                 .chain(
                     juries
                         .iter()
@@ -989,6 +1154,22 @@ mod tests {
         // scipy.stats.binomtest(1, 3, 0.5).pvalue == 1.0
         assert_eq!(t.p_value, 1.0);
         assert!((t.mean_reduction.unwrap() - (1.0 + 0.5 - 0.25) / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn template_majority_is_strict_and_never_coerces() {
+        // Two of three agree: that verdict; one each: tie; two of two valid disagree: tie.
+        assert_eq!(template_majority_code(&[FIRST, FIRST, SECOND]), FIRST);
+        assert_eq!(template_majority_code(&[FIRST, SECOND, TIE]), TIE);
+        assert_eq!(template_majority_code(&[FIRST, SECOND, INVALID]), TIE);
+        // Majority of the valid verdicts: one valid verdict decides.
+        assert_eq!(template_majority_code(&[INVALID, SECOND, FAILED]), SECOND);
+        assert_eq!(template_majority_code(&[TIE, TIE, FIRST]), TIE);
+        // No valid verdict: unparseable (failed only when every call failed).
+        assert_eq!(template_majority_code(&[INVALID, FAILED, FAILED]), INVALID);
+        assert_eq!(template_majority_code(&[FAILED, FAILED]), FAILED);
+        // A template that did not make the call (baseline-only variants): not planned.
+        assert_eq!(template_majority_code(&[FIRST, NOT_PLANNED]), NOT_PLANNED);
     }
 
     #[test]

@@ -1018,6 +1018,7 @@ fn analyze_indexed(
             &juries,
             family_size,
             &extensions.new_call,
+            groups,
         )
     });
     let templates = (!groups.is_empty()).then(|| {

@@ -100,14 +100,15 @@ pub(crate) fn openai_judges(
 
 /// Batch lines are rendered by the backend itself, not through the judge layer, so a judge
 /// whose file declares judge-layer mitigations (`normalise`, `bias_instruction`,
-/// `swap_and_confirm`) would be sent unmitigated and stored as if mitigated: refused instead.
+/// `swap_and_confirm`, `majority_of_templates`) would be sent unmitigated and stored as if mitigated: refused instead.
 pub(crate) fn refuse_mitigated(config: &crate::judge::JudgeConfig) -> Result<(), AuditError> {
     if config.mitigations().is_empty() {
         return Ok(());
     }
     Err(AuditError::Config(format!(
-        "judge `{}` declares judge-layer mitigations (normalise, bias_instruction or \
-         swap_and_confirm), which batch requests do not apply; audit it without --batch",
+        "judge `{}` declares judge-layer mitigations (normalise, bias_instruction, \
+         swap_and_confirm or majority_of_templates), which batch requests do not apply; audit \
+         it without --batch",
         config.name
     )))
 }

@@ -175,7 +175,10 @@ fn judge_bench(obj: &Map<String, Value>) -> Result<Pair, RecordError> {
 
 /// An id: a non-blank string or a non-negative integer (RewardBench uses integer ids).
 /// `Ok(None)` when absent or null.
-fn id_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, RecordError> {
+pub(super) fn id_field(
+    obj: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, RecordError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => require_text(field, s.clone()).map(Some),
@@ -196,7 +199,10 @@ fn required_string(obj: &Map<String, Value>, field: &str) -> Result<String, Reco
 }
 
 /// A string field that may be absent or null.
-fn optional_string(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, RecordError> {
+pub(super) fn optional_string(
+    obj: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, RecordError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

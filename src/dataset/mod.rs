@@ -10,6 +10,7 @@
 
 mod csv_format;
 mod jsonl;
+pub mod reference;
 pub mod single;
 
 use serde::{Deserialize, Serialize};

@@ -731,6 +731,7 @@ pub fn request(
             None => answer(pair, side).to_string(),
         };
         return Some(JudgeRequest {
+            pair_id: pair.id.clone(),
             call_id: spec.id.clone(),
             prompt: pair.prompt.clone(),
             first,
@@ -804,6 +805,7 @@ pub fn request(
         _ => Vec::new(),
     };
     Some(JudgeRequest {
+        pair_id: pair.id.clone(),
         call_id: spec.id.clone(),
         prompt: pair.prompt.clone(),
         first,

@@ -266,6 +266,21 @@ pub struct JudgeConfig {
     /// [`super::mitigate::DEFAULT_BIAS_INSTRUCTION`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias_instruction: Option<String>,
+    /// Judge-layer mitigation: ask every request with the primary template and each of
+    /// `templates`; the verdict is the strict majority of their valid verdicts, a tie without
+    /// one, unparseable when none is valid (one call per template). Without `templates` it is
+    /// the primary template's verdict (a majority of one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub majority_of_templates: bool,
+    /// Judge-layer mitigation: show the judge each pair's reference answer (the dataset's
+    /// `reference` field) with "A reference answer is given; judge each answer against it."
+    /// The audit refuses a dataset in which a pair has none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reference_guided: bool,
+    /// Set by the audit on a reference-guided judge: the dataset's reference answers by pair
+    /// id. Never written in a judge file (refused there).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub references: BTreeMap<String, String>,
     /// Planted template dependence of a simulated judge (`[sim_template]`, beside `[sim]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_template: Option<SimTemplateEffect>,
@@ -871,6 +886,9 @@ impl JudgeConfig {
             swap_and_confirm: false,
             normalise: false,
             bias_instruction: None,
+            majority_of_templates: false,
+            reference_guided: false,
+            references: BTreeMap::new(),
             parser: ParserConfig::default(),
             api_key_env: None,
             base_url: None,
@@ -945,6 +963,15 @@ impl JudgeConfig {
                 "variant_of",
                 "is set by the audit on derived template-variant judges; list variants in \
                  `templates = [...]` instead",
+            ));
+        }
+        if !config.references.is_empty() {
+            return Err(invalid_field(
+                origin,
+                text,
+                "references",
+                "is set by the audit from the dataset's `reference` field; set \
+                 `reference_guided = true` instead",
             ));
         }
         config.validate_text(text, origin)?;
@@ -1243,6 +1270,8 @@ impl JudgeConfig {
                 ("swap_and_confirm", self.swap_and_confirm),
                 ("normalise", self.normalise),
                 ("bias_instruction", self.bias_instruction.is_some()),
+                ("majority_of_templates", self.majority_of_templates),
+                ("reference_guided", self.reference_guided),
             ] {
                 if set {
                     return bad(field, "is only allowed for a pairwise judge".into());
@@ -1319,6 +1348,13 @@ impl JudgeConfig {
             swap_and_confirm: self.swap_and_confirm,
             normalise: self.normalise,
             bias_instruction: self.bias_instruction.clone(),
+            majority_of_templates: self.majority_of_templates && !self.templates.is_empty(),
+            reference_guided: self.reference_guided,
+            references: if self.reference_guided {
+                self.references.clone()
+            } else {
+                BTreeMap::new()
+            },
         }
     }
 
@@ -1366,6 +1402,11 @@ impl JudgeConfig {
     /// The derived judges of this judge's template variants, in `templates` order: the same
     /// configuration with `template` set to the variant, `templates` emptied, `variant_of` set
     /// to this judge and the name `<name>@<variant template name>`. Empty without variants.
+    ///
+    /// A variant's `max_tokens` is the larger of the judge's and the variant template's
+    /// `min_max_tokens`: a variant that asks for reasoning before its verdict
+    /// (`mtbench-pairwise-cot`: 1024) would otherwise be cut off at a label-only judge's 16
+    /// tokens, and every verdict counted invalid because of the limit, not the wording.
     pub fn template_variants(&self) -> Result<Vec<JudgeConfig>, ConfigError> {
         let origin = format!("judge `{}`", self.name);
         self.templates
@@ -1373,6 +1414,9 @@ impl JudgeConfig {
             .map(|spec| {
                 let t = self.check_pairwise_template(spec, "templates", "", &origin)?;
                 let mut derived = self.clone();
+                derived.max_tokens = derived.max_tokens.max(t.min_max_tokens.unwrap_or(0));
+                // A variant is one template: the majority belongs to the judge that has them all.
+                derived.majority_of_templates = false;
                 derived.name = format!("{}@{}", self.name, t.name);
                 derived.template = spec.clone();
                 derived.templates = Vec::new();
@@ -2420,6 +2464,7 @@ mod tests {
             && v.model == "m"));
         // The cache key hashes the rendered messages: no two templates share a reply.
         let request = crate::judge::JudgeRequest {
+            pair_id: String::new(),
             call_id: "c".into(),
             prompt: "P".into(),
             first: "A1".into(),
@@ -2435,6 +2480,17 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), 4);
+        // A variant that reasons before its verdict gets room for it: 1024 tokens for the CoT
+        // variant, the judge's own 16 for a label-only paraphrase.
+        let config =
+            parse(&format!("{OPENAI}max_tokens = 16\ntemplates = [\"mtbench-pairwise-cot\", \"chen-safety-paraphrase\"]\n")).unwrap();
+        let tokens: Vec<u32> = config
+            .template_variants()
+            .unwrap()
+            .iter()
+            .map(|v| v.max_tokens)
+            .collect();
+        assert_eq!(tokens, [1024, 16]);
         // A variant listed twice, or equal to the primary, is refused with its field and line.
         let e = expect_err(
             &format!("{OPENAI}templates = [\"chen-safety\"]\n"),

@@ -6,9 +6,18 @@
 //!   whitespace runs collapsed), so an artifact cannot move a verdict it cannot be shown.
 //! - `bias_instruction = "..."`: the sentence is added to the system message of every request
 //!   ([`DEFAULT_BIAS_INSTRUCTION`] is the suggested one).
+//! - `reference_guided = true`: the pair's reference answer (the dataset's optional `reference`
+//!   field, attached by the audit) is shown after the user message with "A reference answer is
+//!   given; judge each answer against it." A request whose pair has no reference fails
+//!   permanently instead of being judged unguided (the audit refuses such a dataset before
+//!   any call, [`attach_references`]).
 //! - `swap_and_confirm = true`: every comparison is asked in both orders; the verdict counts
 //!   only when both orders pick the same answer, otherwise it is a tie; an unparseable reply in
 //!   either order makes the verdict unparseable (never coerced). Two calls per verdict.
+//! - `majority_of_templates = true` (with `templates = [...]`): every request is asked with the
+//!   primary template and each variant ([`TemplateMajorityJudge`]); the verdict is the strict
+//!   majority of the valid verdicts, a tie without one, unparseable when none is valid. One
+//!   call per template; the other mitigations apply to each template's call.
 //!
 //! The wrapper is transparent otherwise: same name, same simulated flag, the cache key of the
 //! transformed request(s).
@@ -32,6 +41,15 @@ pub struct Mitigations {
     pub normalise: bool,
     /// A sentence added to the system message.
     pub bias_instruction: Option<String>,
+    /// Ask every template and take the majority ([`TemplateMajorityJudge`]; set only for a
+    /// judge with `templates`).
+    pub majority_of_templates: bool,
+    /// Reference-guided judging: show the judge the pair's reference answer, from
+    /// `references` (pair id → reference answer).
+    pub reference_guided: bool,
+    /// The dataset's reference answers by pair id (filled by the audit for a reference-guided
+    /// judge).
+    pub references: std::collections::BTreeMap<String, String>,
 }
 
 impl Mitigations {
@@ -84,6 +102,7 @@ fn swapped_edit(e: &ContextEdit) -> ContextEdit {
         | ContextEdit::Note { chosen, .. }
         | ContextEdit::Names { chosen, .. }
         | ContextEdit::VerdictLine { chosen, .. } => *chosen = other(*chosen),
+        ContextEdit::Reference { .. } => {}
     }
     e
 }
@@ -115,6 +134,12 @@ impl MitigatedJudge {
             r.first = normalise(&r.first);
             r.second = normalise(&r.second);
         }
+        if self.mitigations.reference_guided
+            && let Some(text) = self.mitigations.references.get(&r.pair_id)
+        {
+            r.context
+                .push(ContextEdit::Reference { text: text.clone() });
+        }
         if let Some(text) = &self.mitigations.bias_instruction {
             r.context.push(ContextEdit::System {
                 // `{chosen}` would name a slot: an instruction never favours one.
@@ -135,6 +160,46 @@ impl MitigatedJudge {
     }
 }
 
+/// Give every reference-guided judge of `judges` the reference answers of `pairs`
+/// (`references`: pair id → reference, read from the dataset's `reference` field). An error,
+/// in words, when a reference-guided judge is asked for and some pair has no reference: the
+/// mitigation would otherwise be measured on pairs it was never applied to.
+pub fn attach_references<'a>(
+    judges: impl IntoIterator<Item = &'a mut super::JudgeConfig>,
+    pairs: &[crate::dataset::Pair],
+    references: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let mut judges: Vec<&mut super::JudgeConfig> =
+        judges.into_iter().filter(|j| j.reference_guided).collect();
+    let Some(first) = judges.first() else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = pairs
+        .iter()
+        .filter(|p| !references.contains_key(&p.id))
+        .map(|p| p.id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "reference-guided judging (`{}`): {} of {} pairs have no reference answer (the \
+             dataset's optional `reference` field, JSONL or CSV), e.g. `{}`; add a reference to \
+             every pair or drop the mitigation",
+            first.name,
+            missing.len(),
+            pairs.len(),
+            missing[0]
+        ));
+    }
+    let used: std::collections::BTreeMap<String, String> = pairs
+        .iter()
+        .filter_map(|p| Some((p.id.clone(), references.get(&p.id)?.clone())))
+        .collect();
+    for j in judges.iter_mut() {
+        j.references = used.clone();
+    }
+    Ok(())
+}
+
 /// Combine the verdicts of both orders (`b` in swapped slot terms).
 pub fn confirm(a: SlotVerdict, b: SlotVerdict) -> SlotVerdict {
     let b = match b {
@@ -146,6 +211,130 @@ pub fn confirm(a: SlotVerdict, b: SlotVerdict) -> SlotVerdict {
         (SlotVerdict::Invalid, _) | (_, SlotVerdict::Invalid) => SlotVerdict::Invalid,
         (x, y) if x == y => x,
         _ => SlotVerdict::Tie,
+    }
+}
+
+/// The majority over templates of one call's verdicts (all in the same slot terms): the strict
+/// majority of the valid ones, a tie without one, `Invalid` when none is valid.
+pub fn template_majority(verdicts: &[SlotVerdict]) -> SlotVerdict {
+    let valid: Vec<SlotVerdict> = verdicts
+        .iter()
+        .copied()
+        .filter(|v| *v != SlotVerdict::Invalid)
+        .collect();
+    if valid.is_empty() {
+        return SlotVerdict::Invalid;
+    }
+    [SlotVerdict::First, SlotVerdict::Second, SlotVerdict::Tie]
+        .into_iter()
+        .find(|want| 2 * valid.iter().filter(|v| *v == want).count() > valid.len())
+        .unwrap_or(SlotVerdict::Tie)
+}
+
+/// A judge that asks every request with each of its templates (one judge per template, the
+/// primary first) and answers with their majority ([`template_majority`]).
+pub struct TemplateMajorityJudge {
+    name: String,
+    members: Vec<Arc<dyn Judge>>,
+    /// Replies of a call whose later template failed, kept until the runner's retry of that
+    /// call, so paid answers are not asked for again. Removed when the call completes.
+    kept: Mutex<HashMap<String, Vec<Option<JudgeReply>>>>,
+}
+
+impl TemplateMajorityJudge {
+    /// The judge `name` over `members` (one per template, the primary first).
+    pub fn new(name: impl Into<String>, members: Vec<Arc<dyn Judge>>) -> Self {
+        TemplateMajorityJudge {
+            name: name.into(),
+            members,
+            kept: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Judge for TemplateMajorityJudge {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn simulated(&self) -> bool {
+        self.members.iter().all(|m| m.simulated())
+    }
+
+    fn learn(&self, pairs: &[crate::dataset::Pair]) {
+        for m in &self.members {
+            m.learn(pairs);
+        }
+    }
+
+    async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+        let mut replies = self
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request.call_id)
+            .unwrap_or_else(|| self.members.iter().map(|_| None).collect());
+        for (member, reply) in self.members.iter().zip(replies.iter_mut()) {
+            if reply.is_some() {
+                continue;
+            }
+            match member.judge(request).await {
+                Ok(r) => *reply = Some(r),
+                Err(e) => {
+                    self.kept
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(request.call_id.clone(), replies);
+                    return Err(e);
+                }
+            }
+        }
+        let replies: Vec<JudgeReply> = replies.into_iter().flatten().collect();
+        let verdicts: Vec<SlotVerdict> = replies.iter().map(|r| r.verdict).collect();
+        let usage = replies
+            .iter()
+            .filter_map(|r| r.usage)
+            .reduce(|a, b| TokenUsage {
+                input_tokens: a.input_tokens + b.input_tokens,
+                output_tokens: a.output_tokens + b.output_tokens,
+            });
+        let raw = replies
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("{}: {}", i + 1, r.raw))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        Ok(JudgeReply {
+            raw: format!("[majority-of-templates] {raw}"),
+            verdict: template_majority(&verdicts),
+            usage,
+            label_probs: None,
+            redacted: replies.iter().any(|r| r.redacted),
+            grades: None,
+        })
+    }
+
+    fn cache_key(&self, request: &JudgeRequest) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"majority-of-templates\0");
+        for m in &self.members {
+            h.update(m.cache_key(request)?.as_bytes());
+            h.update([0]);
+        }
+        Some(hex::encode(h.finalize()))
+    }
+
+    fn estimate_input_tokens(&self, request: &JudgeRequest) -> u64 {
+        self.members
+            .iter()
+            .map(|m| m.estimate_input_tokens(request))
+            .sum()
+    }
+
+    fn requests_per_call(&self) -> u32 {
+        self.members.iter().map(|m| m.requests_per_call()).sum()
     }
 }
 
@@ -164,6 +353,19 @@ impl Judge for MitigatedJudge {
     }
 
     async fn judge(&self, request: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+        if self.mitigations.reference_guided
+            && !self.mitigations.references.contains_key(&request.pair_id)
+        {
+            // Never judged unguided as if guided: the call fails and says why.
+            return Err(JudgeError::Permanent {
+                kind: super::FaultKind::BadRequest,
+                message: format!(
+                    "reference-guided judge: pair `{}` has no reference answer (the dataset's \
+                     `reference` field)",
+                    request.pair_id
+                ),
+            });
+        }
         let r = self.prepared(request);
         if !self.mitigations.swap_and_confirm {
             return self.inner.judge(&r).await;
@@ -304,6 +506,7 @@ mod tests {
         );
         assert_eq!(judge.requests_per_call(), 2);
         let request = JudgeRequest {
+            pair_id: String::new(),
             call_id: "c".into(),
             prompt: "q".into(),
             first: "a".into(),
@@ -325,6 +528,119 @@ mod tests {
         // Both orders picked the first slot: position, not preference, so a tie.
         assert_eq!(reply.verdict, SlotVerdict::Tie);
         assert!(judge.first_replies.lock().unwrap().is_empty());
+    }
+
+    /// Answers `verdicts[i]` on its i-th request; fails its request number `fail_at` once.
+    struct Scripted {
+        verdicts: Vec<SlotVerdict>,
+        fail_at: Option<usize>,
+        requests: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Judge for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn simulated(&self) -> bool {
+            false
+        }
+        async fn judge(&self, _: &JudgeRequest) -> Result<JudgeReply, JudgeError> {
+            let n = self
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if Some(n) == self.fail_at {
+                return Err(JudgeError::Retryable {
+                    kind: super::super::FaultKind::ServerError,
+                    message: "503".into(),
+                    retry_after: None,
+                });
+            }
+            let verdict = self.verdicts[n.min(self.verdicts.len() - 1)];
+            Ok(JudgeReply {
+                raw: format!("{verdict:?}"),
+                verdict,
+                usage: Some(TokenUsage {
+                    input_tokens: 10,
+                    output_tokens: 2,
+                }),
+                label_probs: None,
+                redacted: false,
+                grades: None,
+            })
+        }
+        fn cache_key(&self, _: &JudgeRequest) -> Option<String> {
+            Some(format!("{:?}", self.verdicts))
+        }
+    }
+
+    fn scripted(verdicts: &[SlotVerdict], fail_at: Option<usize>) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            verdicts: verdicts.to_vec(),
+            fail_at,
+            requests: Default::default(),
+        })
+    }
+
+    #[test]
+    fn template_majority_is_strict() {
+        use SlotVerdict::*;
+        assert_eq!(template_majority(&[First, First, Second]), First);
+        assert_eq!(template_majority(&[First, Second, Tie]), Tie);
+        assert_eq!(template_majority(&[Second, Invalid, Invalid]), Second);
+        assert_eq!(template_majority(&[First, Second, Invalid]), Tie);
+        assert_eq!(template_majority(&[Invalid, Invalid]), Invalid);
+    }
+
+    #[tokio::test]
+    async fn template_majority_judge_asks_every_template_and_keeps_paid_replies() {
+        use SlotVerdict::*;
+        let (a, b, c) = (
+            scripted(&[Second], None),
+            scripted(&[First], None),
+            // The third template fails its first request, then answers First.
+            scripted(&[First, First], Some(0)),
+        );
+        let judge = TemplateMajorityJudge::new(
+            "j",
+            vec![
+                a.clone() as Arc<dyn Judge>,
+                b.clone() as Arc<dyn Judge>,
+                c.clone() as Arc<dyn Judge>,
+            ],
+        );
+        assert_eq!(judge.requests_per_call(), 3);
+        let request = JudgeRequest {
+            pair_id: String::new(),
+            call_id: "c".into(),
+            prompt: "q".into(),
+            first: "a".into(),
+            second: "b".into(),
+            repeat: 0,
+            sim: Default::default(),
+            context: Vec::new(),
+        };
+        assert!(judge.judge(&request).await.is_err());
+        let reply = judge.judge(&request).await.unwrap();
+        // The retry asks only the template that failed: 1 + 1 + 2 requests.
+        let count = |s: &Scripted| s.requests.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!((count(&a), count(&b), count(&c)), (1, 1, 2));
+        assert_eq!(reply.verdict, First);
+        assert_eq!(
+            reply.raw,
+            "[majority-of-templates] 1: Second | 2: First | 3: First"
+        );
+        assert_eq!(
+            reply.usage,
+            Some(TokenUsage {
+                input_tokens: 30,
+                output_tokens: 6
+            })
+        );
+        assert!(judge.kept.lock().unwrap().is_empty());
+        // The cache key changes with any member's.
+        let other = TemplateMajorityJudge::new("j", vec![a as Arc<dyn Judge>, b as Arc<dyn Judge>]);
+        assert_ne!(judge.cache_key(&request), other.cache_key(&request));
     }
 
     #[test]

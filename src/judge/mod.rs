@@ -86,6 +86,10 @@ pub struct SimContext {
 pub struct JudgeRequest {
     /// Stable call id from the plan.
     pub call_id: String,
+    /// Id of the pair the call compares (empty outside a plan). Never shown to the judge; the
+    /// judge layer uses it to find the pair's reference answer for reference-guided judging.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pair_id: String,
     /// The user prompt both answers respond to.
     pub prompt: String,
     /// The answer shown first.
@@ -258,8 +262,27 @@ pub enum JudgeBuildError {
 /// [`templated::TemplatedJudge`] over its transport, so it renders, parses and caches the same
 /// way; a new backend is its transport file plus one line here.
 pub fn build(config: &JudgeConfig) -> Result<Arc<dyn Judge>, JudgeBuildError> {
+    if config.mitigations().majority_of_templates {
+        // One judge per template (each with the other mitigations), answering by majority.
+        let mut primary = config.clone();
+        primary.templates = Vec::new();
+        primary.majority_of_templates = false;
+        let variants = config
+            .template_variants()
+            .map_err(|e| templated::config_build_error(&config.name, e))?;
+        let members = std::iter::once(primary)
+            .chain(variants)
+            .map(|c| build(&c))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Arc::new(mitigate::TemplateMajorityJudge::new(
+            config.name.clone(),
+            members,
+        )));
+    }
     let judge = build_backend(config)?;
-    let mitigations = config.mitigations();
+    let mut mitigations = config.mitigations();
+    // Only a judge with templates takes a majority; one template's judge has nothing to add.
+    mitigations.majority_of_templates = false;
     Ok(if mitigations.is_empty() {
         judge
     } else {

@@ -21,6 +21,13 @@ pub enum Pick {
     Last,
     /// Exactly one of the three labels may match; otherwise the reply is `Invalid`.
     Unique,
+    /// The verdict is the reply's last non-blank line, after any reasoning (chain-of-thought
+    /// templates): that line must be one label (repeated at most), optionally after a lead-in
+    /// ending in a colon ("Final verdict:"), with nothing else but punctuation and markdown.
+    /// The lines above are never read, so a label the reasoning mentions is not taken for the
+    /// verdict; a last line that is not a verdict line (reasoning cut off by `max_tokens`, a
+    /// closing remark) is `Invalid`.
+    Final,
 }
 
 impl FromStr for Pick {
@@ -30,8 +37,9 @@ impl FromStr for Pick {
             "first" => Ok(Pick::First),
             "last" => Ok(Pick::Last),
             "unique" => Ok(Pick::Unique),
+            "final" => Ok(Pick::Final),
             other => Err(format!(
-                "unknown pick rule `{other}` (use first, last or unique)"
+                "unknown pick rule `{other}` (use first, last, unique or final)"
             )),
         }
     }
@@ -75,6 +83,29 @@ fn strip_reasoning(text: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(rest);
     std::borrow::Cow::Owned(out)
+}
+
+/// True when `line` is only the label `re` matches (any number of times), after an optional
+/// lead-in ending in a colon, with nothing else but punctuation and markdown: a sentence that
+/// merely mentions the label ("so [[A]] is better because it", reasoning cut off) is not a
+/// verdict line.
+fn is_verdict_line(line: &str, re: &Regex) -> bool {
+    let matches: Vec<regex::Match<'_>> = re.find_iter(line).collect();
+    let Some(first) = matches.first() else {
+        return false;
+    };
+    let lead = &line[..first.start()];
+    let mut rest = lead
+        .rsplit_once(':')
+        .map_or(lead, |(_, after)| after)
+        .to_string();
+    for (m, next) in matches
+        .iter()
+        .zip(matches.iter().skip(1).map(Some).chain([None]))
+    {
+        rest.push_str(&line[m.end()..next.map_or(line.len(), |n| n.start())]);
+    }
+    !rest.chars().any(char::is_alphanumeric)
 }
 
 impl VerdictParser {
@@ -128,6 +159,20 @@ impl VerdictParser {
                 match (found.next(), found.next()) {
                     (Some((verdict, _)), None) => *verdict,
                     _ => SlotVerdict::Invalid,
+                }
+            }
+            Pick::Final => {
+                let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+                    return SlotVerdict::Invalid;
+                };
+                let mut found = labels.iter().filter(|(_, re)| re.is_match(line));
+                let (Some((verdict, re)), None) = (found.next(), found.next()) else {
+                    return SlotVerdict::Invalid;
+                };
+                if is_verdict_line(line, re) {
+                    *verdict
+                } else {
+                    SlotVerdict::Invalid
                 }
             }
             Pick::First | Pick::Last => {
@@ -270,6 +315,49 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(p.parse(text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn final_pick_reads_the_last_line_after_the_reasoning() {
+        let t = Template::builtin("mtbench-pairwise-cot").unwrap();
+        let p = VerdictParser::for_config(&t, &ParserConfig::default()).unwrap();
+        assert_eq!(p.pick(), Pick::Final);
+        let cases = [
+            // The reasoning mentions other labels; only the last line counts.
+            (
+                "A good answer warns of the risk. [[B]] would be wrong: B ignores it.\n\n[[A]]",
+                First,
+            ),
+            (
+                "Both say the same; neither is [[A]].\nFinal verdict: [[C]]\n\n  ",
+                Tie,
+            ),
+            ("Reasoning.\n**[[B]]**", Second),
+            // The last line is not a verdict line (cut off mid-reasoning, a closing remark):
+            // invalid, never the label the reasoning mentions.
+            (
+                "A good answer warns of the risk, so [[A]] is better because it",
+                Invalid,
+            ),
+            ("A good answer warns of the risk.\nSo", Invalid),
+            ("Assistant A is better: [[A]]\nI hope this helps.", Invalid),
+            ("Assistant A is better: [[A]]", First),
+            ("[[B]] is better.", Invalid),
+            // Two different labels on the last line cannot be told apart.
+            ("Reasoning.\n[[A]] or [[B]]", Invalid),
+            ("[[A]] [[A]]", First),
+            ("", Invalid),
+            ("\n  \n", Invalid),
+        ];
+        for (text, want) in cases {
+            assert_eq!(p.parse(text), want, "{text:?}");
+        }
+        // `last` would have taken the reasoning's label of a cut-off reply.
+        let last = mtbench();
+        assert_eq!(
+            last.parse("A good answer warns of the risk, so [[A]] is better because it"),
+            First
+        );
     }
 
     #[test]

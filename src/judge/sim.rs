@@ -544,6 +544,7 @@ mod tests {
 
     fn request(call: &str, first: &str, second: &str) -> JudgeRequest {
         JudgeRequest {
+            pair_id: String::new(),
             call_id: call.into(),
             prompt: "p".into(),
             first: first.into(),
@@ -758,6 +759,7 @@ mod tests {
             "mtbench-pairwise-paraphrase",
             "mtbench-pairwise-verdict-line",
             "mtbench-pairwise-user",
+            "mtbench-pairwise-cot",
         ];
         for name in variants {
             let t = Template::builtin(name).unwrap();

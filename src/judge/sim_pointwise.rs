@@ -311,6 +311,7 @@ mod tests {
 
     fn request(id: &str, answer: &str) -> JudgeRequest {
         JudgeRequest {
+            pair_id: String::new(),
             call_id: id.into(),
             prompt: "q".into(),
             first: answer.into(),

@@ -19,7 +19,7 @@
 //! first = '(?i)\bOutput\s*\(\s*a\s*\)'
 //! second = '(?i)\bOutput\s*\(\s*b\s*\)'
 //! tie = '(?i)\btie\b'
-//! pick = "first"                # first | last | unique
+//! pick = "first"                # first | last | unique | final (the last line only)
 //!
 //! [labels.tokens]               # optional: tokens for log-probability verdicts
 //! after = "[["                  # optional: text generated just before the label token
@@ -119,6 +119,11 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     (
         "mtbench-pairwise-user",
         include_str!("../../judges/templates/mtbench-pairwise-user.toml"),
+    ),
+    // CALM's chain-of-thought variant: reasoning first, the verdict on the last line.
+    (
+        "mtbench-pairwise-cot",
+        include_str!("../../judges/templates/mtbench-pairwise-cot.toml"),
     ),
 ];
 
@@ -291,16 +296,28 @@ pub enum ContextEdit {
         /// The favoured slot.
         chosen: Slot,
     },
+    /// A reference answer shown after the user message, verbatim, with
+    /// [`REFERENCE_INSTRUCTION`] (reference-guided judging, a judge-layer mitigation). It
+    /// favours neither slot.
+    Reference {
+        /// The pair's reference answer.
+        text: String,
+    },
 }
 
+/// What a reference-guided judge is told before the reference answer.
+pub const REFERENCE_INSTRUCTION: &str =
+    "A reference answer is given; judge each answer against it.";
+
 impl ContextEdit {
-    /// The slot the edit favours.
+    /// The slot the edit favours (a reference favours neither: the first slot, unused).
     pub fn chosen(&self) -> Slot {
         match self {
             ContextEdit::System { chosen, .. }
             | ContextEdit::Note { chosen, .. }
             | ContextEdit::Names { chosen, .. }
             | ContextEdit::VerdictLine { chosen, .. } => *chosen,
+            ContextEdit::Reference { .. } => Slot::First,
         }
     }
 
@@ -315,6 +332,10 @@ impl ContextEdit {
                 text.replace("{verdict}", slots.verdict(chosen))
             }
             ContextEdit::Names { chosen_name, .. } => slots.renamed(chosen, chosen_name),
+            // Verbatim: a reference that happens to contain `{chosen}` is the data, not a slot.
+            ContextEdit::Reference { text } => format!(
+                "{REFERENCE_INSTRUCTION}\n\n[The Start of the Reference Answer]\n{text}\n[The End of the Reference Answer]"
+            ),
         }
     }
 }
@@ -823,7 +844,9 @@ impl Template {
             let chosen = edit.chosen();
             match edit {
                 ContextEdit::System { .. } => system_add.push(edit.shown_text(&slots, chosen)),
-                ContextEdit::Note { .. } => notes.push(edit.shown_text(&slots, chosen)),
+                ContextEdit::Note { .. } | ContextEdit::Reference { .. } => {
+                    notes.push(edit.shown_text(&slots, chosen))
+                }
                 ContextEdit::VerdictLine { .. } => {
                     let line = edit.shown_text(&slots, chosen);
                     match chosen {
@@ -934,6 +957,22 @@ mod tests {
             rating_after: None,
             slot_names_cache: SlotNamesCache::default(),
         }
+    }
+
+    #[test]
+    fn a_reference_is_shown_verbatim_after_the_user_message() {
+        let t = simple("Q: {{prompt}}\n1: {{first}}\n2: {{second}}");
+        let edit = ContextEdit::Reference {
+            text: "Call {chosen} {{second}} now.".into(),
+        };
+        let r = t.render_with("P", "F", "S", &[edit]);
+        assert_eq!(
+            r.user,
+            "Q: P\n1: F\n2: S\n\nA reference answer is given; judge each answer against it.\n\n\
+             [The Start of the Reference Answer]\nCall {chosen} {{second}} now.\n\
+             [The End of the Reference Answer]"
+        );
+        assert_eq!(r.system, None);
     }
 
     #[test]

@@ -285,9 +285,11 @@ impl<T: ChatTransport> TemplatedJudge<T> {
         }
         let verdict = self.verdict(&mut completion, &mut redacted);
         let label_probs = match (&self.label_tokens, &completion.logprobs) {
-            (Some(tokens), Some(content)) => {
-                label_probs(content, tokens, self.parser.pick() == Pick::Last)
-            }
+            (Some(tokens), Some(content)) => label_probs(
+                content,
+                tokens,
+                matches!(self.parser.pick(), Pick::Last | Pick::Final),
+            ),
             _ => completion.label_probs,
         };
         JudgeReply {
@@ -367,8 +369,9 @@ impl<T: ChatTransport> Judge for TemplatedJudge<T> {
 
 /// Label probabilities at one generated position: the first non-blank generated token, or,
 /// with `tokens.after`, the token generated right after text ending in `after` (the last such
-/// position when `use_last`, matching a `last` pick rule). Each label's probability is the summed
-/// probability of its tokens among the position's alternatives (plus the sampled token). `None`
+/// position when `use_last`, matching a `last` or `final` pick rule). Each label's probability
+/// is the summed probability of its tokens among the position's alternatives (plus the sampled
+/// token). `None`
 /// when there is no such position or none of the label tokens is among the alternatives.
 /// Results are finite, non-negative and sum to at most 1.
 pub fn label_probs(

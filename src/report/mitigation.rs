@@ -73,7 +73,9 @@ fn intro(s: &MitigationSection) -> String {
     format!(
         "Post-hoc mitigations, measured on the calls this audit already made (no new calls): \
          swap-and-confirm, order-averaged label probabilities (when the records carry them), \
-         majority over the baseline's repeats, and the juries (referenced from their own section). \
+         majority over the baseline's repeats, majority over the judge's templates (for a judge \
+         with template variants; no strict majority is a tie), and the juries (referenced from \
+         their own section). \
          Residual T, WR and flip rate use the unmitigated definitions and the same pair-clustered \
          bootstrap (Wilson for the flip rate); n counts mitigated verdicts. The paired test is the \
          exact sign test on per-pair flip shares (unmitigated − mitigated; McNemar's exact test \

@@ -262,6 +262,7 @@ async fn generate(
     text: &str,
 ) -> Result<(String, Option<TokenUsage>), JudgeError> {
     let request = JudgeRequest {
+        pair_id: String::new(),
         call_id: call_id.to_string(),
         prompt: String::new(),
         first: String::new(),
