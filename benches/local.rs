@@ -8,7 +8,9 @@
 //! - `JUDGE_AUDIT_BENCH_SERVER` the `/v1` URL of a llama-server serving the (single) model;
 //! - `JUDGE_AUDIT_BENCH_PAIRS` built-in pairs per model (default 6), `JUDGE_AUDIT_BENCH_TEMPLATE`
 //!   the judge template (default `chen-safety`, the longest built-in preamble),
-//!   `JUDGE_AUDIT_BENCH_THREADS` compute threads (default 0: all cores).
+//!   `JUDGE_AUDIT_BENCH_THREADS` compute threads (default 0: all cores),
+//!   `JUDGE_AUDIT_BENCH_ENGINES` which rows to run, a comma-separated subset of
+//!   `reuse,fresh,whole,server` (default: all; `fresh` is needed for the Δ column).
 //!
 //! The calls come in an audit's order: for each pair, both orders of the original pair, then
 //! both orders with the catalog's apology appended to the first answer. Each configuration
@@ -68,6 +70,11 @@ mod bench {
             return;
         }
         let server = std::env::var("JUDGE_AUDIT_BENCH_SERVER").ok();
+        let engines: Vec<String> = std::env::var("JUDGE_AUDIT_BENCH_ENGINES")
+            .unwrap_or_else(|_| "reuse,fresh,whole,server".into())
+            .split(',')
+            .map(|e| e.trim().to_owned())
+            .collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!(
             "template {template_name}, {} judgments per engine ({n_pairs} pairs x 2 orders x {{original, apology}}), {} threads",
@@ -85,16 +92,25 @@ mod bench {
         for model in &models {
             let name = model.file_stem().unwrap_or_default().to_string_lossy();
             let configs = [
-                ("in-process, prefix reuse", true, None),
-                ("in-process, no reuse (same 64-token steps)", false, None),
+                ("reuse", "in-process, prefix reuse", true, None),
                 (
+                    "fresh",
+                    "in-process, no reuse (same 64-token steps)",
+                    false,
+                    None,
+                ),
+                (
+                    "whole",
                     "in-process, no reuse, whole prompt in one step",
                     false,
                     Some(2048),
                 ),
             ];
             let mut rows = Vec::new();
-            for (label, reuse, chunk) in configs {
+            for (id, label, reuse, chunk) in configs {
+                if !engines.iter().any(|e| e == id) {
+                    continue;
+                }
                 let mut settings = LocalSettings::new(model.clone());
                 settings.prefix_reuse = reuse;
                 settings.n_threads = threads;
@@ -103,19 +119,26 @@ mod bench {
                 }
                 rows.push(in_process(label, &settings, &warmup, &prompts));
             }
-            let fresh = &rows[1].outputs;
+            let fresh = rows
+                .iter()
+                .find(|r| r.engine.starts_with("in-process, no reuse (same"));
             for row in &rows {
-                let diff = max_logprob_diff(&row.outputs, fresh);
-                print_row(&name, row, Some(diff));
+                let diff = fresh.map(|f| max_logprob_diff(&row.outputs, &f.outputs));
+                print_row(&name, row, diff);
             }
             if let Some(url) = &server {
-                if models.len() == 1 {
+                if models.len() == 1 && engines.iter().any(|e| e == "server") {
                     let row = llama_server(url, &warmup, &prompts);
                     print_row(&name, &row, None);
                 }
             }
-            let speedup = rows[1].per_judgment_s / rows[0].per_judgment_s;
-            println!("|  | reuse speed-up over no reuse | {speedup:.2}x |  |  |  |  |");
+            if let (Some(fresh), Some(reuse)) = (
+                fresh,
+                rows.first().filter(|r| r.engine.ends_with("prefix reuse")),
+            ) {
+                let speedup = fresh.per_judgment_s / reuse.per_judgment_s;
+                println!("|  | reuse speed-up over no reuse | {speedup:.2}x |  |  |  |  |");
+            }
         }
     }
 
