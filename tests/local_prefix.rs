@@ -10,7 +10,7 @@
 //! Models: SmolLM2 from JUDGE_AUDIT_MODEL or the model cache (required when
 //! JUDGE_AUDIT_REQUIRE_MODEL=1); Qwen from JUDGE_AUDIT_QWEN_MODEL or the model cache
 //! (`scripts/fetch-model.sh qwen2.5-coder-1.5b`; required when JUDGE_AUDIT_REQUIRE_QWEN=1). A
-//! missing model prints a skip message. Qwen is slow on a CPU, so its test is bounded to 8
+//! missing model prints a skip message. Qwen is slow on a CPU, so its test is bounded to 4
 //! judgments per engine.
 #![cfg(feature = "local")]
 
@@ -22,6 +22,9 @@ use std::path::PathBuf;
 
 /// The bound the issue sets; the engine is built to give exactly 0.
 const TOLERANCE: f64 = 1e-4;
+
+/// One model at a time: two llama.cpp engines on two cores wait for each other at every step.
+static ONE_MODEL_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn model(env: &str, require: &str, registry_name: &str) -> Option<PathBuf> {
     let path = match std::env::var_os(env) {
@@ -78,6 +81,9 @@ fn judge_all(path: &PathBuf, reuse: bool, prompts: &[RenderedPrompt]) -> Vec<Loc
 /// `long_preamble` (at least one whole step shared by all calls) every call after the first
 /// must reuse; otherwise reuse must happen somewhere (the calls of one pair share its prompt).
 fn assert_reuse_is_exact(path: &PathBuf, template: &str, n_pairs: usize, long_preamble: bool) {
+    let _one = ONE_MODEL_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let prompts = prompts(template, n_pairs);
     let reused = judge_all(path, true, &prompts);
     let fresh = judge_all(path, false, &prompts);
@@ -158,5 +164,8 @@ fn qwen_prefix_reuse_gives_identical_label_logprobs() {
     ) else {
         return;
     };
-    assert_reuse_is_exact(&path, "letter-safety", 2, false);
+    // One pair of chen-safety (4 calls per engine): its preamble is longer than a step, so every
+    // call after the first must reuse. (letter-safety's shared opening is shorter than one
+    // 64-token step in Qwen's tokens for the first built-in pairs, so it would reuse nothing.)
+    assert_reuse_is_exact(&path, "chen-safety", 1, true);
 }
