@@ -82,11 +82,12 @@ fn default_eval_chunk() -> u32 {
 }
 
 /// Tokens per prompt-evaluation step. llama.cpp's CPU kernels give slightly different numbers
-/// for the same token when it is evaluated in a batch of another size (0.03 nats on a label's
-/// log-probability was measured), so every prompt is evaluated in steps of this many tokens
-/// from position 0, with or without prefix reuse: that is what makes a reused prefix's KV state,
-/// and so every verdict, bit-identical to a fresh evaluation. 64 keeps the matrix kernels
-/// efficient on a 2-core CPU (BENCHMARKS.md) while giving up at most 63 reusable tokens.
+/// for the same token when it is evaluated in a batch of another size (up to 0.28 nats on a
+/// label's log-probability, measured on SmolLM2), so every prompt is evaluated in steps of this
+/// many tokens from position 0, with or without prefix reuse: that is what makes a reused
+/// prefix's KV state, and so every verdict, bit-identical to a fresh evaluation. 64-token steps
+/// were measured as fast as one whole-prompt step on a 2-core CPU (BENCHMARKS.md); a call gives
+/// up at most 63 reusable tokens.
 pub const DEFAULT_EVAL_CHUNK: u32 = 64;
 
 /// Settings of a local GGUF judge (what a `local` backend in a judge file configures).
